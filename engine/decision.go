@@ -1,0 +1,97 @@
+package engine
+
+import (
+	"time"
+
+	"riskd/rules"
+)
+
+// Reasons a decision carries besides matched rules.
+const (
+	// ReasonAccountLocked: the account is locked; the event was refused
+	// without evaluating rules.
+	ReasonAccountLocked = "account_locked"
+	// ReasonDuplicate: the event_id was already decided; features were not
+	// updated again and the original action is repeated.
+	ReasonDuplicate = "duplicate"
+	// ReasonScoreThreshold: the action was raised by a score threshold.
+	ReasonScoreThreshold = "score_threshold"
+)
+
+// Source says where a message came from: a Kafka position, or the decide API
+// (Topic "api", Partition -1).
+type Source struct {
+	Topic     string
+	Partition int
+	Offset    int64
+}
+
+// Decision is the outcome for one event. The copy handed to a Message's Done
+// callback is owned by the receiver: it aliases no engine buffer.
+type Decision struct {
+	EventID   string
+	AccountID string
+	EventType string
+	// EventTS is the event time in Unix milliseconds.
+	EventTS int64
+	// DecidedAt is wall-clock time when the decision was made.
+	DecidedAt time.Time
+	// Action is the most severe action of matched active rules, possibly
+	// raised by score thresholds; Allow when nothing matched.
+	Action rules.Action
+	// Score is the sum of the scores of matched active rules.
+	Score int
+	// Reason is empty for ordinary decisions, or one of the Reason constants.
+	Reason string
+	// Matched are active rules that matched; Shadow are shadow-mode rules
+	// that matched (recorded, never acted on); Errored are rules whose
+	// expression failed at run time (counted as not matched).
+	Matched []RuleHit
+	Shadow  []RuleHit
+	Errored []RuleHit
+	// RuleSetVersion identifies the rule set that decided ("42-1a2b3c4d").
+	RuleSetVersion string
+	// Features are the values of the features read by matched and shadow
+	// rules, as the rules saw them.
+	Features []FeatureValue
+	// Latency is the time from the engine receiving the message to the decision.
+	Latency time.Duration
+	// LockUntil is set when the account is (now) locked: by this decision's
+	// lock action or by an earlier lock that refused this event.
+	LockUntil time.Time
+	// Alerts are the user-facing messages of matched active rules that carry one.
+	Alerts []AlertMessage
+	// Late marks an event older than the feature windows' late tolerance: it
+	// was decided but not added to windows.
+	Late bool
+	// Duplicate marks an event_id seen before; outputs for it were already made.
+	Duplicate bool
+	// Label is the generator's ground-truth label, carried for scoring
+	// detection only.
+	Label string
+	// Raw is the event as received, for the events table and replay.
+	Raw []byte
+	// Source is where the event came from.
+	Source Source
+}
+
+// RuleHit is one rule's result in a decision.
+type RuleHit struct {
+	RuleID string
+	Action rules.Action
+	Score  int
+	// Error is the run-time error text for an errored rule.
+	Error string `json:",omitempty"`
+}
+
+// FeatureValue is a feature name and the value a rule read.
+type FeatureValue struct {
+	Name  string
+	Value float64
+}
+
+// AlertMessage is a user-facing alert produced by a matched rule.
+type AlertMessage struct {
+	RuleID  string
+	Message string
+}
