@@ -1,0 +1,164 @@
+package rules
+
+import (
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/expr-lang/expr/vm"
+
+	"riskd/engine/event"
+	"riskd/features"
+)
+
+// FeatureIndex resolves a declared window feature name to its slot in
+// features.Values.Windows. *features.Set implements it.
+type FeatureIndex interface {
+	Index(name string) (int, bool)
+}
+
+// Mode says whether a matched rule acts.
+type Mode uint8
+
+const (
+	// Active rules take part in the decision.
+	Active Mode = iota
+	// Shadow rules are evaluated and recorded but never act.
+	Shadow
+)
+
+func (m Mode) String() string {
+	if m == Shadow {
+		return "shadow"
+	}
+	return "active"
+}
+
+// AccountInfo is what rules see as account.
+type AccountInfo struct {
+	// ID is the wallet account id.
+	ID string `expr:"id" yaml:"id"`
+	// AgeDays is the age of the account in days, as known to the engine.
+	AgeDays float64 `expr:"age_days" yaml:"age_days"`
+	// LockedBefore counts earlier locks of the account.
+	LockedBefore int `expr:"locked_before" yaml:"locked_before"`
+	// Locked tells whether the account is locked right now.
+	Locked bool `expr:"locked" yaml:"locked"`
+}
+
+// Env is the environment rule expressions run against. A shard fills the
+// Env returned by Evaluator.Env in place before each Eval.
+type Env struct {
+	// Event is the event being scored.
+	Event event.Event `expr:"event"`
+	// F holds the per-account profile features (f.new_device, ...).
+	F features.Profile `expr:"f"`
+	// W holds the window features by slot (features.Values.Windows). Rules
+	// write f.<name>; the compiler rewrites that into a read of slot Index(name).
+	W [features.MaxWindows]float64 `expr:"-"`
+	// Windows points at W for expressions. Evaluator sets it; it exists so
+	// that reading one slot does not copy the whole array out of the Env.
+	Windows *[features.MaxWindows]float64 `expr:"__w"`
+	// Account describes the account the event belongs to.
+	Account AccountInfo `expr:"account"`
+}
+
+// Rule is one compiled rule.
+type Rule struct {
+	// ID names the rule; unique in a RuleSet.
+	ID string
+	// File and Line say where the rule was defined.
+	File string
+	Line int
+	// When is the expression source.
+	When string
+	// Action is what a match asks for (Allow if the rule only scores).
+	Action Action
+	// Score is added to the decision's score on a match.
+	Score int
+	// LockFor is how long a lock action locks the account.
+	LockFor time.Duration
+	// Alert is the message shown to the user on a match.
+	Alert string
+	// Mode is Active or Shadow.
+	Mode Mode
+	// Description is free text for people.
+	Description string
+	// Features lists the feature names (f.<name>) the expression reads, in
+	// order of first use, for decision records.
+	Features []string
+	// Types lists the event types the rule can match, or nil for any type.
+	Types []string
+
+	program *vm.Program
+	errors  atomic.Uint64
+}
+
+// Errors counts run-time errors of the rule's expression since load.
+func (r *Rule) Errors() uint64 { return r.errors.Load() }
+
+// Threshold raises a decision to Action when its score reaches Score.
+type Threshold struct {
+	Score  int    `yaml:"score"`
+	Action Action `yaml:"action"`
+}
+
+// Version identifies a rule set: Seq counts swaps in a Holder, Hash is a
+// short hex sha256 of the sorted file names and contents.
+type Version struct {
+	Seq  uint64
+	Hash string
+}
+
+// String formats the version as SEQ-HASH8.
+func (v Version) String() string {
+	h := v.Hash
+	if len(h) > 8 {
+		h = h[:8]
+	}
+	return fmt.Sprintf("%d-%s", v.Seq, h)
+}
+
+// RuleSet is an immutable compiled set of rules.
+type RuleSet struct {
+	Version Version
+	// Rules in file-name order, then file order.
+	Rules []*Rule
+	// Thresholds sorted by ascending score.
+	Thresholds []Threshold
+	// Lists maps list name to its set of values.
+	Lists map[string]map[string]struct{}
+
+	byType  map[string][]*Rule // rules to run for a known event type
+	anyType []*Rule            // rules to run for other types
+}
+
+// Rule returns the rule with the given id, or nil.
+func (rs *RuleSet) Rule(id string) *Rule {
+	for _, r := range rs.Rules {
+		if r.ID == id {
+			return r
+		}
+	}
+	return nil
+}
+
+// CompileError is a problem in a rule file, with its position.
+type CompileError struct {
+	RuleID string
+	File   string
+	Line   int
+	Col    int
+	Msg    string
+}
+
+func (e *CompileError) Error() string {
+	pos := e.File
+	if e.Line > 0 {
+		pos = fmt.Sprintf("%s:%d:%d", e.File, e.Line, e.Col)
+	}
+	if e.RuleID != "" {
+		return fmt.Sprintf("%s: rule %s: %s", pos, e.RuleID, e.Msg)
+	}
+	return fmt.Sprintf("%s: %s", pos, e.Msg)
+}
