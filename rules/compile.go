@@ -45,13 +45,6 @@ func newCompiler(rs *RuleSet, feats FeatureIndex) *compiler {
 	if feats == nil {
 		feats = noFeatures{}
 	}
-	lists := rs.Lists
-	inList := func(params ...any) (any, error) {
-		name, _ := params[0].(string)
-		value, _ := params[1].(string)
-		_, ok := lists[name][value]
-		return ok, nil
-	}
 	haversine := func(params ...any) (any, error) {
 		var p [4]float64
 		for i := range p {
@@ -80,7 +73,6 @@ func newCompiler(rs *RuleSet, feats FeatureIndex) *compiler {
 		opts: []expr.Option{
 			expr.Env(Env{}),
 			expr.AsBool(),
-			expr.Function("in_list", inList, new(func(string, string) bool)),
 			expr.Function("haversine", haversine, new(func(float64, float64, float64, float64) float64)),
 			expr.Function("hour", hour, new(func(int64) int), new(func(int) int)),
 		},
@@ -394,6 +386,6 @@ func (c *compiler) exampleEnv(r *Rule, i int, ex exampleSpec, dec *event.Decoder
 		}
 		env.W[slot] = f
 	}
-	env.Windows = &env.W
+	env.InList = c.rs.inList
 	return env, nil
 }

@@ -41,9 +41,9 @@ func (o *Outcome) Reset() {
 // event on the dev box. What still allocates is inside expr: the []any
 // argument slice of a helper call (in_list, haversine, hour), boxing a
 // non-zero float64 result of arithmetic (5 * f.avg_amount_30d) and
-// reflect's Value.Interface when reading a non-zero window slot (f.<window>
-// is __w[i] on a pointer to the array). Reading struct fields of the Env
-// and comparing with constants does not allocate.
+// (in_list and hour are typed functions, see compile.go). Reading struct
+// fields and window slots of the Env and comparing them with constants does
+// not allocate.
 type Evaluator struct {
 	vm    vm.VM
 	boxed any
@@ -63,21 +63,22 @@ func NewEvaluator() *Evaluator {
 	// how the shard fills the Env without re-boxing. The value boxed must
 	// not be the zero Env: the compiler boxes a constant zero value as a
 	// pointer to a shared read-only zero block, and writing there would
-	// corrupt every zero value in the program. A non-nil Windows makes the
-	// value non-zero, so the runtime copies it into fresh memory.
+	// corrupt every zero value in the program. A non-zero window slot makes
+	// the value non-zero, so the runtime copies it into fresh memory; the
+	// slot is cleared again in the copy.
 	seed := new(Env)
-	seed.Windows = &seed.W
+	seed.W[0] = 1
 	e := &Evaluator{boxed: *seed}
 	e.env = (*Env)((*eface)(unsafe.Pointer(&e.boxed)).data)
 	if e.env == seed {
 		panic("rules: boxed Env aliases its source")
 	}
-	e.env.Windows = &e.env.W
+	e.env.W[0] = 0
 	return e
 }
 
 // Env returns the environment the next Eval reads. The caller fills it in
-// place (Event, F, W, Account); Windows is set by Eval.
+// place (Event, F, W, Account).
 func (e *Evaluator) Env() *Env { return e.env }
 
 // Eval evaluates the rules of rs that apply to the Env's event type and
@@ -85,7 +86,7 @@ func (e *Evaluator) Env() *Env { return e.env }
 // to out.Errored and treated as not matched.
 func (e *Evaluator) Eval(rs *RuleSet, out *Outcome) {
 	out.Reset()
-	e.env.Windows = &e.env.W
+	e.env.InList = rs.inListFunc()
 	rules, ok := rs.byType[e.env.Event.Type]
 	if !ok {
 		rules = rs.anyType
@@ -111,6 +112,6 @@ func (e *Evaluator) Eval(rs *RuleSet, out *Outcome) {
 // EvalAll is Eval without the event-type index: every rule runs. It exists
 // to check that the index does not change results.
 func (e *Evaluator) EvalAll(rs *RuleSet, out *Outcome) {
-	all := RuleSet{Rules: rs.Rules, anyType: rs.Rules}
+	all := RuleSet{Rules: rs.Rules, Lists: rs.Lists, anyType: rs.Rules}
 	e.Eval(&all, out)
 }

@@ -54,13 +54,33 @@ type Env struct {
 	// F holds the per-account profile features (f.new_device, ...).
 	F features.Profile `expr:"f"`
 	// W holds the window features by slot (features.Values.Windows). Rules
-	// write f.<name>; the compiler rewrites that into a read of slot Index(name).
-	W [features.MaxWindows]float64 `expr:"-"`
-	// Windows points at W for expressions. Evaluator sets it; it exists so
-	// that reading one slot does not copy the whole array out of the Env.
-	Windows *[features.MaxWindows]float64 `expr:"__w"`
+	// never name it: the compiler rewrites f.<window feature> to __w[slot].
+	// It is an array held by value so that reading a slot from the boxed,
+	// non-addressable Env does not allocate.
+	W [features.MaxWindows]float64 `expr:"__w"`
 	// Account describes the account the event belongs to.
 	Account AccountInfo `expr:"account"`
+	// InList is in_list(name, value). It is a typed func field rather than
+	// an expr.Function so the VM calls it without boxing its arguments into a
+	// []any; the Evaluator points it at the lists of the rule set it runs.
+	InList func(list, value string) bool `expr:"in_list"`
+}
+
+// inList reports whether value is in the named list of rs.
+func (rs *RuleSet) inList(list, value string) bool {
+	_, ok := rs.Lists[list][value]
+	return ok
+}
+
+// inListFunc returns rs.inList as a func value, made once per rule set
+// (a method value allocates each time it is formed).
+func (rs *RuleSet) inListFunc() func(string, string) bool {
+	if f := rs.inListFn.Load(); f != nil {
+		return *f
+	}
+	f := rs.inList
+	rs.inListFn.CompareAndSwap(nil, &f)
+	return *rs.inListFn.Load()
 }
 
 // Rule is one compiled rule.
@@ -131,6 +151,9 @@ type RuleSet struct {
 
 	byType  map[string][]*Rule // rules to run for a known event type
 	anyType []*Rule            // rules to run for other types
+	// inListFn caches the in_list func bound to this set; evaluators on
+	// several shards may form it at once, hence atomic.
+	inListFn atomic.Pointer[func(string, string) bool]
 }
 
 // Rule returns the rule with the given id, or nil.

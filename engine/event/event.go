@@ -45,8 +45,8 @@ type Event struct {
 	// and the shard key.
 	AccountID string `expr:"account_id"`
 	// Amount is in minor units of Currency (cents), never a decimal, so sums
-	// are exact. JSON may carry it as an integer or as a decimal string/number
-	// with at most two fraction digits, which is converted.
+	// are exact. JSON must carry it as an integer (12.00 is accepted as 12;
+	// 12.5 and "12.50" are refused).
 	Amount int64 `expr:"amount"`
 	// Currency is an ISO 4217 code.
 	Currency string `expr:"currency"`
