@@ -1,0 +1,35 @@
+// Package features computes the per-event feature values rules read:
+// windowed aggregates declared in YAML and built-in account profiles.
+//
+// A Definition declares one window feature (count, sum, min, max, avg or
+// distinct, grouped by an entity field, over a window of event time,
+// optionally filtered by a where clause). ParseDefinitions reads them,
+// Compile checks them against a Config and returns an immutable Set, and
+// each shard owns a Store made with Set.NewStore:
+//
+//	defs, err := features.ParseDefinitions([]byte(`
+//	payments_1h: {count: payment, by: account, window: 1h}
+//	amount_24h:  {sum: amount, by: account, window: 24h, where: 'type == "payment"'}
+//	devices_24h: {distinct: device.id, by: account, window: 24h}
+//	`))
+//	set, err := features.Compile(defs, features.DefaultConfig())
+//	store := set.NewStore()
+//	var v features.Values
+//	late := store.Observe(&ev, &v)
+//	i, _ := set.Index("payments_1h")
+//	_ = v.Windows[i]
+//
+// Windows slide on event time (Event.TS), never on the wall clock, so a
+// replay gives the same numbers. Each window of length W is cut into
+// Config.Buckets buckets of W/Buckets; a bucket leaves the window once the
+// entity's latest event time is W past the bucket's start, so a window
+// covers between W-W/Buckets and W. Events up to Config.LateTolerance
+// behind the latest event of their entity land in their own (older)
+// bucket; older ones are reported late and not added.
+//
+// State is compact: keys are 64-bit FNV-1a hashes (no strings kept),
+// counters are sparse cells per non-empty bucket, distinct sets hold at
+// most Config.MaxDistinct hashes (exact up to that, then saturating), and
+// first-seen sets at most Config.MaxSeen. Store.Expire drops idle entities;
+// Store.Snapshot and Set.Restore carry the state across restarts.
+package features

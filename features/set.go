@@ -1,0 +1,311 @@
+package features
+
+import (
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/vm"
+
+	"riskd/engine/event"
+)
+
+// Set is a compiled, immutable list of window features. It is safe for
+// concurrent use; each shard makes its own Store from it.
+type Set struct {
+	cfg    Config
+	defs   []Definition
+	feats  []feature
+	groups []group
+	index  map[string]int
+	// fingerprint identifies the definitions and bucket layout so a
+	// snapshot is only restored into a Set that reads it the same way.
+	fingerprint uint64
+}
+
+// feature is one compiled Definition.
+type feature struct {
+	kind   Kind
+	group  int   // index in Set.groups
+	width  int64 // bucket width, ms
+	nb     int64 // buckets per window
+	ofType string
+	anyTyp bool
+	num    func(*event.Event) float64
+	field  func(*event.Event) string
+	filter filter
+}
+
+// group is the features sharing one By field; they share entity state.
+type group struct {
+	by       string
+	key      func(*event.Event) string
+	feats    []int
+	maxWinMs int64
+}
+
+// filter is a compiled where clause. A conjunction of simple terms
+// (field == "x", field != "x", field in ["a", "b"], amount < N) runs as
+// plain comparisons in preds, so the hot path neither runs a VM nor
+// allocates; anything else runs as an expr program.
+type filter struct {
+	preds []pred
+	prog  *vm.Program
+}
+
+// pred is one simple term of a where clause.
+type pred struct {
+	str  func(*event.Event) string // string term when non-nil
+	vals []string
+	neg  bool
+	num  func(*event.Event) float64 // numeric term otherwise
+	op   string
+	x    float64
+}
+
+var (
+	strTermRE = regexp.MustCompile(`^\s*([a-z_][a-z0-9_.]*)\s*(==|!=)\s*("[^"\\]*")\s*$`)
+	inTermRE  = regexp.MustCompile(`^\s*([a-z_][a-z0-9_.]*)\s+in\s*\[\s*("[^"\\]*"(?:\s*,\s*"[^"\\]*")*)\s*,?\s*\]\s*$`)
+	numTermRE = regexp.MustCompile(`^\s*([a-z_][a-z0-9_.]*)\s*(<=|>=|==|!=|<|>)\s*(-?[0-9]+(?:\.[0-9]+)?)\s*$`)
+)
+
+// simpleTerms parses where as a conjunction of simple terms, or reports
+// false so the caller compiles it with expr.
+func simpleTerms(where string) ([]pred, bool) {
+	var preds []pred
+	for _, term := range strings.Split(where, "&&") {
+		if m := strTermRE.FindStringSubmatch(term); m != nil {
+			get, ok := event.FieldGetter(m[1])
+			v, err := strconv.Unquote(m[3])
+			if !ok || err != nil || strings.HasPrefix(m[1], "attrs.") {
+				return nil, false
+			}
+			preds = append(preds, pred{str: get, vals: []string{v}, neg: m[2] == "!="})
+			continue
+		}
+		if m := inTermRE.FindStringSubmatch(term); m != nil {
+			get, ok := event.FieldGetter(m[1])
+			if !ok || strings.HasPrefix(m[1], "attrs.") {
+				return nil, false
+			}
+			p := pred{str: get}
+			for _, q := range strings.Split(m[2], ",") {
+				v, err := strconv.Unquote(strings.TrimSpace(q))
+				if err != nil {
+					return nil, false
+				}
+				p.vals = append(p.vals, v)
+			}
+			preds = append(preds, p)
+			continue
+		}
+		if m := numTermRE.FindStringSubmatch(term); m != nil {
+			get, ok := numericFields[m[1]]
+			x, err := strconv.ParseFloat(m[3], 64)
+			if !ok || err != nil {
+				return nil, false
+			}
+			preds = append(preds, pred{num: get, op: m[2], x: x})
+			continue
+		}
+		return nil, false
+	}
+	return preds, true
+}
+
+func (p *pred) eval(ev *event.Event) bool {
+	if p.str != nil {
+		s := p.str(ev)
+		for _, v := range p.vals {
+			if s == v {
+				return !p.neg
+			}
+		}
+		return p.neg
+	}
+	y := p.num(ev)
+	switch p.op {
+	case "<":
+		return y < p.x
+	case "<=":
+		return y <= p.x
+	case ">":
+		return y > p.x
+	case ">=":
+		return y >= p.x
+	case "==":
+		return y == p.x
+	}
+	return y != p.x
+}
+
+func compileWhere(where string) (filter, error) {
+	if strings.TrimSpace(where) == "" {
+		return filter{}, nil
+	}
+	// Type-check with expr even for simple clauses, so a clause means the
+	// same thing whichever way it runs.
+	prog, err := expr.Compile(where, expr.Env(&event.Event{}), expr.AsBool())
+	if err != nil {
+		return filter{}, fmt.Errorf("where: %w", err)
+	}
+	if preds, ok := simpleTerms(where); ok {
+		return filter{preds: preds}, nil
+	}
+	return filter{prog: prog}, nil
+}
+
+// canonicalBy maps field aliases to one name so account and account_id
+// share state.
+func canonicalBy(by string) string {
+	switch by {
+	case "account", "account_id":
+		return "account_id"
+	case "device", "device_id", "device.id":
+		return "device.id"
+	case "payee", "payee_id":
+		return "payee_id"
+	case "card", "card_id":
+		return "card_id"
+	case "merchant", "merchant_id":
+		return "merchant_id"
+	case "country", "geo.country":
+		return "geo.country"
+	}
+	return by
+}
+
+// Compile checks the definitions against cfg and compiles them. At most
+// MaxWindows features; slot order is definition order.
+func Compile(defs []Definition, cfg Config) (*Set, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if len(defs) > MaxWindows {
+		return nil, fmt.Errorf("features: %d features declared, at most %d", len(defs), MaxWindows)
+	}
+	s := &Set{cfg: cfg, defs: append([]Definition(nil), defs...), index: make(map[string]int, len(defs))}
+	h := newHasher()
+	h.str(fmt.Sprint(cfg.Buckets, cfg.MaxDistinct, cfg.MaxSeen))
+	for i, d := range defs {
+		if err := d.Validate(); err != nil {
+			return nil, fmt.Errorf("feature %s: %w", d.Name, err)
+		}
+		if _, dup := s.index[d.Name]; dup {
+			return nil, fmt.Errorf("feature %s: declared twice", d.Name)
+		}
+		ms := d.Window.Milliseconds()
+		if ms < int64(cfg.Buckets) || ms%int64(cfg.Buckets) != 0 {
+			return nil, fmt.Errorf("feature %s: bad window %v: must be a whole number of milliseconds per bucket (%d buckets)", d.Name, d.Window, cfg.Buckets)
+		}
+		f := feature{kind: d.Kind, width: ms / int64(cfg.Buckets), nb: int64(cfg.Buckets)}
+		switch d.Kind {
+		case KindCount:
+			f.ofType, f.anyTyp = d.Of, d.Of == "*"
+		case KindDistinct:
+			f.field, _ = event.FieldGetter(d.Of)
+		default:
+			f.num = numericFields[d.Of]
+		}
+		var err error
+		if f.filter, err = compileWhere(d.Where); err != nil {
+			return nil, fmt.Errorf("feature %s: %w", d.Name, err)
+		}
+		by := canonicalBy(d.By)
+		g := -1
+		for j := range s.groups {
+			if s.groups[j].by == by {
+				g = j
+			}
+		}
+		if g < 0 {
+			key, _ := event.FieldGetter(by)
+			s.groups = append(s.groups, group{by: by, key: key})
+			g = len(s.groups) - 1
+		}
+		f.group = g
+		s.groups[g].feats = append(s.groups[g].feats, i)
+		s.groups[g].maxWinMs = max(s.groups[g].maxWinMs, ms)
+		s.feats = append(s.feats, f)
+		s.index[d.Name] = i
+		h.str(fmt.Sprint(d.Name, "|", d.Kind, "|", d.Of, "|", by, "|", ms, "|", d.Where))
+	}
+	s.fingerprint = h.sum()
+	return s, nil
+}
+
+// Index returns the slot of a window feature in Values.Windows.
+func (s *Set) Index(name string) (int, bool) {
+	i, ok := s.index[name]
+	return i, ok
+}
+
+// Names lists the window features in slot order.
+func (s *Set) Names() []string {
+	out := make([]string, len(s.defs))
+	for i, d := range s.defs {
+		out[i] = d.Name
+	}
+	return out
+}
+
+// Definitions returns a copy of the definitions the Set was compiled from.
+func (s *Set) Definitions() []Definition { return append([]Definition(nil), s.defs...) }
+
+// Config returns the Config the Set was compiled with.
+func (s *Set) Config() Config { return s.cfg }
+
+// match reports whether ev feeds feature f (type and where clause).
+func (f *feature) match(ev *event.Event, m *vm.VM) bool {
+	if f.kind == KindCount && !f.anyTyp && ev.Type != f.ofType {
+		return false
+	}
+	for i := range f.filter.preds {
+		if !f.filter.preds[i].eval(ev) {
+			return false
+		}
+	}
+	if f.filter.prog != nil {
+		out, err := m.Run(f.filter.prog, ev)
+		if err != nil {
+			return false
+		}
+		b, _ := out.(bool)
+		return b
+	}
+	return true
+}
+
+// hasher is FNV-1a 64; keys are hashed so the Store keeps no strings and
+// the hash is stable across restarts (snapshots store hashes).
+type hasher uint64
+
+const (
+	fnvOffset = 14695981039346656037
+	fnvPrime  = 1099511628211
+)
+
+func newHasher() hasher { return fnvOffset }
+
+func (h *hasher) str(s string) {
+	x := uint64(*h)
+	for i := 0; i < len(s); i++ {
+		x ^= uint64(s[i])
+		x *= fnvPrime
+	}
+	*h = hasher(x)
+}
+
+func (h *hasher) byte(b byte) {
+	*h = hasher((uint64(*h) ^ uint64(b)) * fnvPrime)
+}
+
+func (h hasher) sum() uint64 { return uint64(h) }
+
+func hashString(s string) uint64 {
+	h := newHasher()
+	h.str(s)
+	return h.sum()
+}
