@@ -1,0 +1,168 @@
+package engine
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+
+	"riskd/features"
+	"riskd/rules"
+)
+
+// checkpointMagic starts every engine checkpoint; checkpointVersion changes
+// whenever the layout below does, and Restore refuses other versions.
+const (
+	checkpointMagic   = "RISKDENG"
+	checkpointVersion = uint16(1)
+)
+
+// ErrCheckpointFormat is wrapped when a checkpoint is not one this build can read.
+var ErrCheckpointFormat = errors.New("unreadable engine checkpoint")
+
+// Checkpoint writes the state of every shard (feature store, locks, recent
+// event ids) to w. Each shard serialises itself between two events, so the
+// checkpoint is consistent per shard; callers that need it consistent with
+// Kafka offsets pause intake first.
+//
+// Layout: magic, version u16, shard count u32, then per shard: feature
+// snapshot (u64 length + bytes), locks (u32 count, then hash u64, until
+// i64, rule id u16 length + bytes), event ids (u32 count, then hash u64,
+// action u8).
+func (e *Engine) Checkpoint(ctx context.Context, w io.Writer) error {
+	bw := bufio.NewWriter(w)
+	bw.WriteString(checkpointMagic)
+	binary.Write(bw, binary.LittleEndian, checkpointVersion)
+	binary.Write(bw, binary.LittleEndian, uint32(len(e.shards)))
+	for i, sh := range e.shards {
+		var buf bytes.Buffer
+		var serr error
+		if err := sh.do(ctx, func(s *Scorer) { serr = s.writeState(&buf) }); err != nil {
+			return fmt.Errorf("checkpoint shard %d: %w", i, err)
+		}
+		if serr != nil {
+			return fmt.Errorf("checkpoint shard %d: %w", i, serr)
+		}
+		if _, err := bw.Write(buf.Bytes()); err != nil {
+			return fmt.Errorf("checkpoint shard %d: %w", i, err)
+		}
+	}
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	return nil
+}
+
+func (s *Scorer) writeState(w *bytes.Buffer) error {
+	var fs bytes.Buffer
+	if err := s.store.Snapshot(&fs); err != nil {
+		return fmt.Errorf("features: %w", err)
+	}
+	le := binary.LittleEndian
+	w.Write(le.AppendUint64(nil, uint64(fs.Len())))
+	w.Write(fs.Bytes())
+	w.Write(le.AppendUint32(nil, uint32(len(s.locks.byAccount))))
+	for h, l := range s.locks.byAccount {
+		w.Write(le.AppendUint64(nil, h))
+		w.Write(le.AppendUint64(nil, uint64(l.untilMs)))
+		w.Write(le.AppendUint16(nil, uint16(len(l.ruleID))))
+		w.WriteString(l.ruleID)
+	}
+	n := len(s.dedupe.current) + len(s.dedupe.previous)
+	w.Write(le.AppendUint32(nil, uint32(n)))
+	for _, gen := range []map[uint64]rules.Action{s.dedupe.previous, s.dedupe.current} {
+		for h, a := range gen {
+			w.Write(le.AppendUint64(nil, h))
+			w.WriteByte(byte(a))
+		}
+	}
+	return nil
+}
+
+// Restore builds an Engine from a checkpoint written by Checkpoint. The
+// shard count must match the checkpoint's: accounts are placed by hash
+// modulo the count, so a different count would put state on the wrong shard.
+func Restore(cfg Config, set *features.Set, holder *rules.Holder, r io.Reader) (*Engine, error) {
+	cfg = cfg.withDefaults()
+	br := bufio.NewReader(r)
+	magic := make([]byte, len(checkpointMagic))
+	if _, err := io.ReadFull(br, magic); err != nil || string(magic) != checkpointMagic {
+		return nil, fmt.Errorf("%w: bad magic", ErrCheckpointFormat)
+	}
+	var version uint16
+	var shards uint32
+	if err := binary.Read(br, binary.LittleEndian, &version); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCheckpointFormat, err)
+	}
+	if version != checkpointVersion {
+		return nil, fmt.Errorf("%w: version %d, this build reads %d", ErrCheckpointFormat, version, checkpointVersion)
+	}
+	if err := binary.Read(br, binary.LittleEndian, &shards); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCheckpointFormat, err)
+	}
+	if int(shards) != cfg.Shards {
+		return nil, fmt.Errorf("checkpoint has %d shards but engine.shards is %d: set engine.shards to %d or start without the checkpoint", shards, cfg.Shards, shards)
+	}
+	e := New(cfg, set, holder)
+	for i, sh := range e.shards {
+		if err := sh.scorer.readState(br, set); err != nil {
+			return nil, fmt.Errorf("%w: shard %d: %v", ErrCheckpointFormat, i, err)
+		}
+	}
+	return e, nil
+}
+
+func (s *Scorer) readState(r *bufio.Reader, set *features.Set) error {
+	var n64 uint64
+	if err := binary.Read(r, binary.LittleEndian, &n64); err != nil {
+		return err
+	}
+	if n64 > 1<<34 {
+		return fmt.Errorf("feature snapshot of %d bytes is implausible", n64)
+	}
+	blob := make([]byte, n64)
+	if _, err := io.ReadFull(r, blob); err != nil {
+		return fmt.Errorf("features: %w", err)
+	}
+	store, err := set.Restore(bytes.NewReader(blob))
+	if err != nil {
+		return fmt.Errorf("features: %w", err)
+	}
+	s.store = store
+	var n uint32
+	if err := binary.Read(r, binary.LittleEndian, &n); err != nil {
+		return err
+	}
+	for range n {
+		var rec struct {
+			Hash  uint64
+			Until int64
+			Len   uint16
+		}
+		if err := binary.Read(r, binary.LittleEndian, &rec); err != nil {
+			return fmt.Errorf("locks: %w", err)
+		}
+		id := make([]byte, rec.Len)
+		if _, err := io.ReadFull(r, id); err != nil {
+			return fmt.Errorf("locks: %w", err)
+		}
+		s.locks.byAccount[rec.Hash] = lockEntry{untilMs: rec.Until, ruleID: string(id)}
+	}
+	if err := binary.Read(r, binary.LittleEndian, &n); err != nil {
+		return fmt.Errorf("event ids: %w", err)
+	}
+	for range n {
+		var rec struct {
+			Hash   uint64
+			Action uint8
+		}
+		if err := binary.Read(r, binary.LittleEndian, &rec); err != nil {
+			return fmt.Errorf("event ids: %w", err)
+		}
+		s.dedupe.record(rec.Hash, rules.Action(rec.Action))
+	}
+	return nil
+}

@@ -1,0 +1,80 @@
+package engine
+
+import (
+	"testing"
+
+	"riskd/rules"
+)
+
+func TestDecidePolicy(t *testing.T) {
+	thresholds := []rules.Threshold{{Score: 50, Action: rules.Review}, {Score: 90, Action: rules.Challenge}}
+	tests := []struct {
+		name       string
+		matched    []rules.Action
+		scores     []int
+		wantAction rules.Action
+		wantScore  int
+		wantRaised bool
+	}{
+		{"nothing matched allows", nil, nil, rules.Allow, 0, false},
+		{"the most severe matched action wins", []rules.Action{rules.Alert, rules.Block, rules.Review}, []int{0, 0, 0}, rules.Block, 0, false},
+		{"scores add up and reach a threshold", []rules.Action{rules.Allow, rules.Allow}, []int{30, 25}, rules.Review, 55, true},
+		{"the highest threshold reached applies", []rules.Action{rules.Alert}, []int{95}, rules.Challenge, 95, true},
+		{"a threshold never lowers a severe action", []rules.Action{rules.Lock}, []int{95}, rules.Lock, 95, false},
+		{"a score below every threshold leaves the action", []rules.Action{rules.Alert}, []int{49}, rules.Alert, 49, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a, s, r := decide(tt.matched, tt.scores, thresholds)
+			if a != tt.wantAction || s != tt.wantScore || r != tt.wantRaised {
+				t.Errorf("decide = %v, %d, %v; want %v, %d, %v", a, s, r, tt.wantAction, tt.wantScore, tt.wantRaised)
+			}
+		})
+	}
+}
+
+func TestLockTable(t *testing.T) {
+	lt := newLockTable()
+	lt.lock(1, 1000, "brute-force-lock")
+	if until, ok := lt.lockedUntil(1, 999); !ok || until != 1000 {
+		t.Errorf("one ms before expiry: locked=%v until=%d, want locked until 1000", ok, until)
+	}
+	if _, ok := lt.lockedUntil(1, 1000); ok {
+		t.Error("a lock is still in force at its expiry instant")
+	}
+	lt.lock(2, 5000, "a")
+	if got := lt.lock(2, 3000, "b"); got != 5000 {
+		t.Errorf("a shorter lock shortened a longer one: until=%d, want 5000", got)
+	}
+	if !lt.unlock(2) {
+		t.Error("unlock of a locked account reported no lock")
+	}
+	if _, ok := lt.lockedUntil(2, 0); ok {
+		t.Error("account still locked after unlock")
+	}
+	if lt.unlock(3) {
+		t.Error("unlock of an account never locked reported a lock")
+	}
+}
+
+func TestDedupeRemembersAtLeastCapacityEvents(t *testing.T) {
+	d := newDedupe(3)
+	for id := uint64(1); id <= 3; id++ {
+		d.record(id, rules.Action(id))
+	}
+	d.record(4, rules.Block) // rotates: 1..3 become the previous generation
+	for id := uint64(1); id <= 3; id++ {
+		if a, ok := d.seen(id); !ok || a != rules.Action(id) {
+			t.Errorf("id %d after rotation: seen=%v action=%v", id, ok, a)
+		}
+	}
+	for id := uint64(5); id <= 7; id++ {
+		d.record(id, rules.Allow) // 7 rotates again: 1..3 are dropped
+	}
+	if _, ok := d.seen(1); ok {
+		t.Error("id 1 still remembered after two rotations; the set is not bounded")
+	}
+	if _, ok := d.seen(4); !ok {
+		t.Error("id 4 forgotten too early")
+	}
+}

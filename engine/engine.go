@@ -1,0 +1,186 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/valyala/fastjson"
+
+	"riskd/features"
+	"riskd/rules"
+)
+
+// ErrStopped is passed to Done, and returned by Submit, once the engine's
+// context has ended.
+var ErrStopped = errors.New("engine stopped")
+
+// Config sets up an Engine.
+type Config struct {
+	// Shards is the number of shard goroutines; 0 means GOMAXPROCS.
+	Shards int
+	// QueueSize bounds each shard's queue. When a queue is full Submit
+	// blocks, which slows the Kafka fetcher: backpressure, not loss.
+	QueueSize int
+	// DedupeCapacity is how many recent event ids each shard remembers
+	// (at least this many, at most twice).
+	DedupeCapacity int
+	// MaxEventBytes is the largest message accepted; 0 means event.DefaultMaxBytes.
+	MaxEventBytes int
+	// Now is the wall clock, for latency and decision times; nil means time.Now.
+	Now func() time.Time
+}
+
+func (c Config) withDefaults() Config {
+	if c.Shards <= 0 {
+		c.Shards = runtime.GOMAXPROCS(0)
+	}
+	if c.QueueSize <= 0 {
+		c.QueueSize = 1024
+	}
+	if c.DedupeCapacity <= 0 {
+		c.DedupeCapacity = 100_000
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+// Message is one event handed to the engine.
+type Message struct {
+	// Value is the raw event JSON; the caller must not change it until Done.
+	Value []byte
+	// Key is the account id (the Kafka key); when empty the engine reads
+	// account_id from Value to pick the shard.
+	Key []byte
+	// Source is where the message came from.
+	Source Source
+	// Done receives the decision (owned by the callee) or the error: an
+	// *event.Error for a message that cannot be decoded, ErrStopped on
+	// shutdown. It runs on the shard goroutine, so it must be quick.
+	Done func(*Decision, error)
+}
+
+// Engine runs N Scorers, each on its own goroutine, and routes every event of
+// an account to the same shard so per-account order holds.
+type Engine struct {
+	cfg    Config
+	shards []*shard
+}
+
+type shard struct {
+	scorer *Scorer
+	queue  chan Message
+	cmds   chan func(*Scorer)
+}
+
+// New builds an Engine; call Run to start its shards.
+func New(cfg Config, set *features.Set, holder *rules.Holder) *Engine {
+	cfg = cfg.withDefaults()
+	e := &Engine{cfg: cfg}
+	for i := 0; i < cfg.Shards; i++ {
+		e.shards = append(e.shards, &shard{
+			scorer: newScorer(cfg, set, holder, nil),
+			queue:  make(chan Message, cfg.QueueSize),
+			cmds:   make(chan func(*Scorer)),
+		})
+	}
+	return e
+}
+
+// Shards returns the number of shards.
+func (e *Engine) Shards() int { return len(e.shards) }
+
+// Run runs the shards until ctx ends, then fails what is still queued with
+// ErrStopped. Callers that want a clean drain stop submitting and wait for
+// their Done callbacks before cancelling ctx.
+func (e *Engine) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for _, sh := range e.shards {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sh.run(ctx)
+		}()
+	}
+	wg.Wait()
+	return nil
+}
+
+func (sh *shard) run(ctx context.Context) {
+	var d Decision
+	for {
+		select {
+		case <-ctx.Done():
+			for {
+				select {
+				case m := <-sh.queue:
+					m.Done(nil, ErrStopped)
+				default:
+					return
+				}
+			}
+		case cmd := <-sh.cmds:
+			cmd(sh.scorer)
+		case m := <-sh.queue:
+			if err := sh.scorer.Score(m.Value, m.Source, &d); err != nil {
+				m.Done(nil, err)
+				continue
+			}
+			// The clone is the one allocation per decision the engine makes:
+			// the receiver keeps it past the next event (batches, sinks).
+			m.Done(d.Clone(), nil)
+		}
+	}
+}
+
+// Submit queues m on its account's shard, blocking while that queue is full.
+func (e *Engine) Submit(ctx context.Context, m Message) error {
+	key := m.Key
+	if len(key) == 0 {
+		key = fastjson.GetBytes(m.Value, "account_id")
+	}
+	sh := e.shards[hashBytes(key)%uint64(len(e.shards))]
+	select {
+	case sh.queue <- m:
+		return nil
+	case <-ctx.Done():
+		return ErrStopped
+	}
+}
+
+// Do runs fn on the shard that owns accountID, between two events, and
+// waits for it. Lock, unlock and checkpoints go through here so the shard
+// stays the only goroutine touching its state.
+func (e *Engine) Do(ctx context.Context, accountID string, fn func(*Scorer)) error {
+	sh := e.shards[hashString(accountID)%uint64(len(e.shards))]
+	return sh.do(ctx, fn)
+}
+
+func (sh *shard) do(ctx context.Context, fn func(*Scorer)) error {
+	done := make(chan struct{})
+	select {
+	case sh.cmds <- func(s *Scorer) { fn(s); close(done) }:
+	case <-ctx.Done():
+		return fmt.Errorf("shard command: %w", ErrStopped)
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("shard command: %w", ErrStopped)
+	}
+}
+
+func hashBytes(b []byte) uint64 {
+	h := uint64(14695981039346656037)
+	for _, c := range b {
+		h ^= uint64(c)
+		h *= 1099511628211
+	}
+	return h
+}

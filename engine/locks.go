@@ -1,0 +1,48 @@
+package engine
+
+// lockTable holds the accounts a shard has locked. Expiry runs on event
+// time (the time of the event being decided), so a replay of the same
+// events locks and unlocks at the same points.
+type lockTable struct {
+	byAccount map[uint64]lockEntry
+}
+
+type lockEntry struct {
+	// untilMs is the event time at which the lock ends.
+	untilMs int64
+	// ruleID is the rule (or "support") that set the lock.
+	ruleID string
+}
+
+func newLockTable() *lockTable { return &lockTable{byAccount: make(map[uint64]lockEntry)} }
+
+// lockedUntil reports the end of an account's lock if it is in force at nowMs,
+// and drops an expired one.
+func (t *lockTable) lockedUntil(account uint64, nowMs int64) (int64, bool) {
+	e, ok := t.byAccount[account]
+	if !ok {
+		return 0, false
+	}
+	if nowMs >= e.untilMs {
+		delete(t.byAccount, account)
+		return 0, false
+	}
+	return e.untilMs, true
+}
+
+// lock sets or extends a lock; a shorter new lock never shortens a longer one.
+func (t *lockTable) lock(account uint64, untilMs int64, ruleID string) int64 {
+	if e, ok := t.byAccount[account]; ok && e.untilMs >= untilMs {
+		return e.untilMs
+	}
+	t.byAccount[account] = lockEntry{untilMs: untilMs, ruleID: ruleID}
+	return untilMs
+}
+
+// unlock removes a lock (support verified the owner) and reports whether
+// there was one.
+func (t *lockTable) unlock(account uint64) bool {
+	_, ok := t.byAccount[account]
+	delete(t.byAccount, account)
+	return ok
+}

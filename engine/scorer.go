@@ -1,0 +1,227 @@
+package engine
+
+import (
+	"errors"
+	"time"
+
+	"riskd/engine/event"
+	"riskd/features"
+	"riskd/rules"
+)
+
+// ErrNoRules is returned by Score while no rule set has been loaded.
+var ErrNoRules = errors.New("no rule set loaded")
+
+// Scorer is one shard's state and the whole per-event path: decode, lock
+// check, de-duplication, features, rules, policy. One goroutine owns it;
+// nothing in it is safe for concurrent use.
+type Scorer struct {
+	rules  *rules.Holder
+	store  *features.Store
+	set    *features.Set
+	eval   *rules.Evaluator
+	dec    event.Decoder
+	locks  *lockTable
+	dedupe *dedupe
+	now    func() time.Time
+
+	versionOf *rules.RuleSet
+	version   string
+
+	values   features.Values
+	outcome  rules.Outcome
+	actions  []rules.Action
+	scores   []int
+	observed uint64
+}
+
+// expireEvery is how many events a shard scores between sweeps of idle
+// feature state. A sweep walks the whole store, so it runs rarely; entities
+// outlive their windows by at most this many events.
+const expireEvery = 1 << 16
+
+func newScorer(cfg Config, set *features.Set, holder *rules.Holder, store *features.Store) *Scorer {
+	if store == nil {
+		store = set.NewStore()
+	}
+	return &Scorer{
+		rules:  holder,
+		store:  store,
+		set:    set,
+		eval:   rules.NewEvaluator(),
+		dec:    event.Decoder{MaxBytes: cfg.MaxEventBytes},
+		locks:  newLockTable(),
+		dedupe: newDedupe(cfg.DedupeCapacity),
+		now:    cfg.Now,
+	}
+}
+
+// NewScorer returns a standalone Scorer, for benchmarks, backtests and
+// tools that score on one goroutine without an Engine.
+func NewScorer(cfg Config, set *features.Set, holder *rules.Holder) *Scorer {
+	cfg = cfg.withDefaults()
+	return newScorer(cfg, set, holder, nil)
+}
+
+// Score decides one raw event into d, reusing d's slices. Strings in d alias
+// the Scorer's buffers until the next call; use Decision.Clone to keep it.
+// A message that cannot be decoded returns an *event.Error and leaves the
+// state untouched.
+func (s *Scorer) Score(raw []byte, src Source, d *Decision) error {
+	start := s.now()
+	rs := s.rules.Load() // once per event: a swap lands between two events
+	if rs == nil {
+		return ErrNoRules
+	}
+	env := s.eval.Env()
+	if err := s.dec.Decode(raw, &env.Event); err != nil {
+		return err
+	}
+	ev := &env.Event
+	d.reset()
+	d.EventID, d.AccountID, d.EventType, d.EventTS = ev.ID, ev.AccountID, ev.Type, ev.TS
+	d.Label, d.Raw, d.Source = ev.Label, raw, src
+	if rs != s.versionOf { // format the version once per rule set, not per event
+		s.versionOf, s.version = rs, rs.Version.String()
+	}
+	d.RuleSetVersion = s.version
+	d.DecidedAt = start
+	defer func() { d.Latency = s.now().Sub(start) }()
+
+	account := hashString(ev.AccountID)
+	eventKey := hashString(ev.ID)
+	if action, dup := s.dedupe.seen(eventKey); dup {
+		d.Action, d.Reason, d.Duplicate = action, ReasonDuplicate, true
+		return nil
+	}
+	if until, locked := s.locks.lockedUntil(account, ev.TS); locked {
+		d.Action, d.Reason = rules.Lock, ReasonAccountLocked
+		d.LockUntil = time.UnixMilli(until).UTC()
+		s.dedupe.record(eventKey, rules.Lock)
+		return nil
+	}
+
+	d.Late = s.store.Observe(ev, &s.values)
+	if s.observed++; s.observed%expireEvery == 0 {
+		s.store.Expire(ev.TS) // drop idle entities on event time; amortised
+	}
+	env.F = s.values.Profile
+	env.W = s.values.Windows
+	s.eval.Eval(rs, &s.outcome)
+
+	s.actions, s.scores = s.actions[:0], s.scores[:0]
+	var lockFor time.Duration
+	var lockRule string
+	for _, r := range s.outcome.Matched {
+		s.actions = append(s.actions, r.Action)
+		s.scores = append(s.scores, r.Score)
+		d.Matched = append(d.Matched, RuleHit{RuleID: r.ID, Action: r.Action, Score: r.Score})
+		if r.Alert != "" {
+			d.Alerts = append(d.Alerts, AlertMessage{RuleID: r.ID, Message: r.Alert})
+		}
+		if r.Action == rules.Lock && r.LockFor > lockFor {
+			lockFor, lockRule = r.LockFor, r.ID
+		}
+		d.Features = s.appendReads(d.Features, r)
+	}
+	for _, r := range s.outcome.Shadow {
+		d.Shadow = append(d.Shadow, RuleHit{RuleID: r.ID, Action: r.Action, Score: r.Score})
+		d.Features = s.appendReads(d.Features, r)
+	}
+	for i, r := range s.outcome.Errored {
+		hit := RuleHit{RuleID: r.ID, Action: r.Action}
+		if i < len(s.outcome.ErrorTexts) {
+			hit.Error = s.outcome.ErrorTexts[i]
+		}
+		d.Errored = append(d.Errored, hit)
+	}
+	var raised bool
+	d.Action, d.Score, raised = decide(s.actions, s.scores, rs.Thresholds)
+	if raised {
+		d.Reason = ReasonScoreThreshold
+	}
+	if d.Action == rules.Lock {
+		if lockFor <= 0 {
+			lockFor = DefaultLockFor
+		}
+		until := s.locks.lock(account, ev.TS+lockFor.Milliseconds(), lockRule)
+		d.LockUntil = time.UnixMilli(until).UTC()
+	}
+	s.dedupe.record(eventKey, d.Action)
+	return nil
+}
+
+// DefaultLockFor is how long a lock lasts when the locking rule (or a score
+// threshold) gives no lock_for.
+const DefaultLockFor = 30 * time.Minute
+
+// appendReads records the feature values rule r read, skipping names already
+// recorded for this decision.
+func (s *Scorer) appendReads(dst []FeatureValue, r *rules.Rule) []FeatureValue {
+next:
+	for _, name := range r.Features {
+		for _, have := range dst {
+			if have.Name == name {
+				continue next
+			}
+		}
+		v, _ := s.set.Value(&s.values, name)
+		dst = append(dst, FeatureValue{Name: name, Value: v})
+	}
+	return dst
+}
+
+// Lock locks an account until untilMs (event-time milliseconds), as support
+// or an external system asks.
+func (s *Scorer) Lock(accountID string, untilMs int64, by string) {
+	s.locks.lock(hashString(accountID), untilMs, by)
+}
+
+// Unlock lifts an account's lock and reports whether there was one.
+func (s *Scorer) Unlock(accountID string) bool {
+	return s.locks.unlock(hashString(accountID))
+}
+
+func (d *Decision) reset() {
+	*d = Decision{
+		Matched:  d.Matched[:0],
+		Shadow:   d.Shadow[:0],
+		Errored:  d.Errored[:0],
+		Features: d.Features[:0],
+		Alerts:   d.Alerts[:0],
+	}
+}
+
+// Clone returns a copy that shares no memory with the Scorer's buffers.
+func (d *Decision) Clone() *Decision {
+	c := *d
+	c.EventID = cloneString(d.EventID)
+	c.AccountID = cloneString(d.AccountID)
+	c.EventType = cloneString(d.EventType)
+	c.Label = cloneString(d.Label)
+	c.Raw = append([]byte(nil), d.Raw...)
+	c.Matched = append([]RuleHit(nil), d.Matched...)
+	c.Shadow = append([]RuleHit(nil), d.Shadow...)
+	c.Errored = append([]RuleHit(nil), d.Errored...)
+	c.Features = append([]FeatureValue(nil), d.Features...)
+	c.Alerts = append([]AlertMessage(nil), d.Alerts...)
+	return &c
+}
+
+func cloneString(s string) string {
+	if s == "" {
+		return ""
+	}
+	return string([]byte(s))
+}
+
+// hashString is 64-bit FNV-1a: stable across processes, so hashed keys in a
+// snapshot mean the same after a restart.
+func hashString(s string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= 1099511628211
+	}
+	return h
+}
