@@ -1,0 +1,562 @@
+package traffic
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"strconv"
+	"time"
+
+	"riskd/engine/event"
+)
+
+// Scenario names, used as Event.Label of fraud events.
+const (
+	BruteForce         = "brute_force"
+	CredentialStuffing = "credential_stuffing"
+	AccountTakeover    = "account_takeover"
+	ScamPayee          = "scam_payee"
+	CardTesting        = "card_testing"
+	DeviceFarm         = "device_farm"
+	PointsAbuse        = "points_abuse"
+	ImpossibleTravel   = "impossible_travel"
+)
+
+// Scenarios lists the fraud scenarios in the order the generator picks
+// them from.
+var Scenarios = []string{
+	BruteForce, CredentialStuffing, AccountTakeover, ScamPayee,
+	CardTesting, DeviceFarm, PointsAbuse, ImpossibleTravel,
+}
+
+// ScamPayees are the payee ids the scam_payee scenario pays; the reference
+// list bench/reference/rules/lists/scam_payees.txt holds the same ids.
+var ScamPayees = func() []string {
+	ids := make([]string, 20)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("payee-scam-%04d", i+1)
+	}
+	return ids
+}()
+
+// Config sets up a Generator.
+type Config struct {
+	// Accounts is the size of the account table; at least 16 are used.
+	Accounts int
+	// Seed makes the stream reproducible.
+	Seed uint64
+	// FraudRate is the fraction of events that come from fraud scenarios
+	// (0.01 = 1%), on average: scenarios start at random and each plays
+	// all its steps back to back. It is clamped to [0, 1].
+	FraudRate float64
+	// Start is the event time of the first event; zero means
+	// 2026-11-24T00:00:00Z.
+	Start time.Time
+	// EventsPerSecond sets the mean event-time spacing. It is event time
+	// only, independent of how fast events are generated or consumed, and
+	// with the account count it sets how busy each account is: every
+	// account gets EventsPerSecond/Accounts events a second. Zero or less
+	// means Accounts/7200, one event per account every two hours on
+	// average (a dozen a day), which keeps per-account velocity features
+	// realistic; much busier accounts make normal traffic trip velocity
+	// rules.
+	EventsPerSecond float64
+}
+
+type place struct {
+	country  string
+	currency string
+	lat, lon float64
+}
+
+// Home cities of the wallet's (euro-area) users.
+var homes = []place{
+	{"DE", "EUR", 52.52, 13.405}, {"DE", "EUR", 48.137, 11.575},
+	{"FR", "EUR", 48.857, 2.352}, {"FR", "EUR", 45.764, 4.836},
+	{"NL", "EUR", 52.37, 4.895}, {"ES", "EUR", 40.417, -3.704},
+	{"ES", "EUR", 41.385, 2.173}, {"IT", "EUR", 41.903, 12.496},
+	{"IT", "EUR", 45.464, 9.19}, {"BE", "EUR", 50.85, 4.352},
+	{"AT", "EUR", 48.208, 16.373}, {"PT", "EUR", 38.722, -9.139},
+}
+
+// Far places fraud comes from.
+var foreign = []place{
+	{"NG", "NGN", 6.524, 3.379}, {"BR", "BRL", -23.55, -46.633},
+	{"US", "USD", 40.713, -74.006}, {"VN", "VND", 10.823, 106.63},
+	{"ID", "IDR", -6.208, 106.846}, {"RU", "RUB", 55.756, 37.617},
+	{"PH", "PHP", 14.599, 120.984}, {"MX", "MXN", 19.433, -99.133},
+}
+
+type merchant struct {
+	id, mcc string
+	online  bool
+}
+
+var everydayMCCs = []string{"5411", "5812", "5814", "5541", "5912", "5999", "5732", "4121", "5311", "5651"}
+var onlineMCCs = []string{"5969", "5942", "5735", "5818", "4722", "5815"}
+var appVersions = []string{"5.12.0", "5.12.1", "5.13.0", "5.14.2"}
+
+type device struct {
+	id, os, app      string
+	rooted, emulator bool
+}
+
+type account struct {
+	id        string
+	home      *place
+	lat, lon  float64
+	devices   [2]device
+	nDevices  int
+	card      string
+	homeIP    string
+	mobileIP  string
+	payees    [3]string
+	merchants [6]int
+	typical   float64 // typical payment in cents
+}
+
+// Generator produces events; it is not safe for concurrent use.
+type Generator struct {
+	cfg       Config
+	rng       *rand.Rand
+	accounts  []account
+	payees    []string
+	merchants []merchant
+	online    []int // indexes of online merchants
+	transit   merchant
+
+	startMS int64
+	offset  float64 // event-time offset from start, ms
+	lastTS  int64
+	seq     int64
+	idBuf   []byte
+
+	sc        script
+	startProb float64 // chance that an event starts a scenario
+	serial    int64   // numbers attacker ids (devices, cards, payees)
+	jsonEv    event.Event
+}
+
+// script is the fraud scenario being played.
+type script struct {
+	kind    string
+	step, n int
+	acct    int
+	accts   [16]string // fraudster-owned accounts (farms)
+	dev     device
+	ip      string
+	where   *place
+	payee   string
+	card    string
+	amount  int64
+}
+
+// New builds the account table and returns a Generator.
+func New(cfg Config) *Generator {
+	if cfg.Accounts < 16 {
+		cfg.Accounts = 16
+	}
+	cfg.FraudRate = math.Min(1, math.Max(0, cfg.FraudRate))
+	if cfg.EventsPerSecond <= 0 {
+		cfg.EventsPerSecond = float64(cfg.Accounts) / 7200
+	}
+	if cfg.Start.IsZero() {
+		cfg.Start = time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC)
+	}
+	g := &Generator{
+		cfg:     cfg,
+		rng:     rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
+		startMS: cfg.Start.UnixMilli(),
+		idBuf:   make([]byte, 0, 24),
+	}
+	g.lastTS = g.startMS - 1
+	// With start chance q and mean scenario length L, the labelled share
+	// is qL/(qL+1-q); solve for q so that it equals FraudRate.
+	p := cfg.FraudRate
+	g.startProb = p / (meanScriptLen*(1-p) + p)
+	r := g.rng
+
+	nMerchants := 200 + cfg.Accounts/20
+	g.merchants = make([]merchant, nMerchants)
+	for i := range g.merchants {
+		m := &g.merchants[i]
+		m.id = fmt.Sprintf("m-%05d", i+1)
+		if i%4 == 0 {
+			m.online = true
+			m.mcc = onlineMCCs[r.IntN(len(onlineMCCs))]
+			g.online = append(g.online, i)
+		} else {
+			m.mcc = everydayMCCs[r.IntN(len(everydayMCCs))]
+		}
+	}
+	g.transit = merchant{id: "m-transit", mcc: "4111"}
+
+	g.payees = make([]string, 2*cfg.Accounts)
+	for i := range g.payees {
+		g.payees[i] = fmt.Sprintf("payee-%06d", i+1)
+	}
+
+	g.accounts = make([]account, cfg.Accounts)
+	for i := range g.accounts {
+		a := &g.accounts[i]
+		a.id = fmt.Sprintf("acct-%06d", i+1)
+		a.home = &homes[r.IntN(len(homes))]
+		a.lat = round4(a.home.lat + (r.Float64()-0.5)*0.1)
+		a.lon = round4(a.home.lon + (r.Float64()-0.5)*0.1)
+		a.nDevices = 1 + r.IntN(2)
+		for d := 0; d < a.nDevices; d++ {
+			dv := &a.devices[d]
+			dv.id = fmt.Sprintf("dev-%06d-%d", i+1, d+1)
+			if r.IntN(10) < 6 {
+				dv.os = "android"
+				dv.rooted = r.IntN(100) == 0
+			} else {
+				dv.os = "ios"
+			}
+			dv.app = appVersions[r.IntN(len(appVersions))]
+		}
+		a.card = fmt.Sprintf("card-%06d", i+1)
+		a.homeIP = fmt.Sprintf("81.%d.%d.%d", 10+i>>16&0xff, i>>8&0xff, i&0xff)
+		a.mobileIP = fmt.Sprintf("100.%d.%d.%d", 64+i>>16&0x3f, i>>8&0xff, i&0xff)
+		for p := range a.payees {
+			a.payees[p] = g.payees[r.IntN(len(g.payees))]
+		}
+		for m := range a.merchants {
+			a.merchants[m] = r.IntN(nMerchants)
+		}
+		a.typical = 500 + r.ExpFloat64()*2500
+	}
+	return g
+}
+
+func round4(x float64) float64 { return math.Round(x*1e4) / 1e4 }
+
+// Next fills ev with the next event. ev is Reset first (keeping its Attrs
+// map, which a later Next on the same ev refills); the strings it gets stay
+// valid after later calls. It allocates only the event id, plus a few ids
+// when a fraud scenario starts.
+func (g *Generator) Next(ev *event.Event) {
+	ev.Reset()
+	g.seq++
+	g.idBuf = append(g.idBuf[:0], "e-"...)
+	g.idBuf = strconv.AppendInt(g.idBuf, g.seq, 10)
+	ev.ID = string(g.idBuf)
+
+	g.offset += g.rng.ExpFloat64() * 1000 / g.cfg.EventsPerSecond
+	ts := g.startMS + int64(g.offset)
+	if ts <= g.lastTS {
+		ts = g.lastTS + 1
+	}
+	g.lastTS = ts
+	ev.TS = ts
+
+	if g.sc.step < g.sc.n || (g.cfg.FraudRate > 0 && g.rng.Float64() < g.startProb) {
+		g.fraud(ev)
+		return
+	}
+	g.normal(ev)
+}
+
+// Config returns the configuration in use, with defaults filled in.
+func (g *Generator) Config() Config { return g.cfg }
+
+// AppendJSON generates the next event and appends its JSON to buf.
+func (g *Generator) AppendJSON(buf []byte) []byte {
+	g.Next(&g.jsonEv)
+	return g.jsonEv.AppendJSON(buf)
+}
+
+// ---- normal traffic
+
+func (g *Generator) pickDevice(a *account) *device {
+	return &a.devices[g.rng.IntN(a.nDevices)]
+}
+
+// ownerContext fills what every event of an owner carries: device, ip, geo.
+func (g *Generator) ownerContext(ev *event.Event, a *account) {
+	ev.AccountID = a.id
+	d := g.pickDevice(a)
+	ev.Device = event.Device{ID: d.id, OS: d.os, AppVersion: d.app, Rooted: d.rooted}
+	if g.rng.IntN(5) == 0 {
+		ev.IP = a.mobileIP
+	} else {
+		ev.IP = a.homeIP
+	}
+	ev.Geo = event.Geo{Country: a.home.country, Lat: a.lat, Lon: a.lon, HasPoint: true}
+}
+
+// amountAround draws a log-normal amount around typical cents.
+func (g *Generator) amountAround(typical, spread float64) int64 {
+	v := typical * math.Exp(g.rng.NormFloat64()*spread)
+	if v < 50 {
+		v = 50
+	}
+	return int64(v)
+}
+
+func (g *Generator) normal(ev *event.Event) {
+	r := g.rng
+	a := &g.accounts[r.IntN(len(g.accounts))]
+	g.ownerContext(ev, a)
+	x := r.IntN(1000)
+	switch {
+	case x < 700:
+		g.normalPayment(ev, a)
+	case x < 850:
+		ev.Type = event.TypeLogin
+	case x < 865:
+		ev.Type = event.TypeLoginFailed
+	case x < 885:
+		ev.Type = event.TypeMFA
+		ev.Attrs = setAttr(ev.Attrs, "result", "ok")
+	case x < 935:
+		ev.Type = event.TypeTopup
+		ev.Amount = 1000 * int64(1+r.IntN(20))
+		ev.Currency = a.home.currency
+		ev.CardID = a.card
+	case x < 955:
+		ev.Type = event.TypeWithdrawal
+		ev.Amount = g.amountAround(20000, 0.7)
+		ev.Currency = a.home.currency
+	case x < 968:
+		ev.Type = event.TypePointsRedeem
+		ev.Amount = 100 * int64(1+r.IntN(15))
+		ev.Currency = a.home.currency
+	case x < 980:
+		ev.Type = event.TypeRefund
+		m := &g.merchants[a.merchants[r.IntN(len(a.merchants))]]
+		ev.MerchantID, ev.MCC = m.id, m.mcc
+		ev.Amount = g.amountAround(a.typical, 0.5)
+		ev.Currency = a.home.currency
+	case x < 990:
+		ev.Type = event.TypePayeeAdd
+		ev.PayeeID = g.payees[r.IntN(len(g.payees))]
+	case x < 994:
+		ev.Type = event.TypePasswordReset
+	case x < 997:
+		ev.Type = event.TypeProfileChange
+		ev.Attrs = setAttr(ev.Attrs, "field", "email")
+	default:
+		ev.Type = event.TypeDeviceBind
+	}
+}
+
+func setAttr(m event.Attrs, k, v string) event.Attrs {
+	if m == nil {
+		m = make(event.Attrs, 2)
+	}
+	m[k] = v
+	return m
+}
+
+func (g *Generator) normalPayment(ev *event.Event, a *account) {
+	r := g.rng
+	ev.Type = event.TypePayment
+	ev.Currency = a.home.currency
+	x := r.IntN(100)
+	switch {
+	case x < 30:
+		ev.Channel = "qr"
+		m := &g.merchants[a.merchants[r.IntN(len(a.merchants))]]
+		ev.MerchantID, ev.MCC = m.id, m.mcc
+		ev.Amount = g.amountAround(a.typical, 0.6)
+	case x < 50:
+		ev.Channel = "nfc"
+		m := &g.merchants[a.merchants[r.IntN(len(a.merchants))]]
+		ev.MerchantID, ev.MCC = m.id, m.mcc
+		ev.CardID = a.card
+		ev.Amount = g.amountAround(a.typical, 0.6)
+	case x < 70:
+		ev.Channel = "online"
+		m := &g.merchants[g.online[r.IntN(len(g.online))]]
+		ev.MerchantID, ev.MCC = m.id, m.mcc
+		ev.CardID = a.card
+		ev.Amount = g.amountAround(a.typical*1.5, 0.7)
+	case x < 85:
+		ev.Channel = "transfer"
+		ev.PayeeID = a.payees[r.IntN(len(a.payees))]
+		ev.Amount = g.amountAround(a.typical*2, 0.8)
+	default:
+		ev.Channel = "transit"
+		ev.MerchantID, ev.MCC = g.transit.id, g.transit.mcc
+		ev.Amount = 150 + 10*int64(r.IntN(26))
+	}
+}
+
+// ---- fraud scenarios
+
+// attackerID returns a fresh id like "dev-x-17".
+func (g *Generator) attackerID(prefix string) string {
+	g.serial++
+	return prefix + strconv.FormatInt(g.serial, 10)
+}
+
+func (g *Generator) attackerIP() string {
+	return fmt.Sprintf("185.%d.%d.%d", 200+g.rng.IntN(40), g.rng.IntN(256), 1+g.rng.IntN(254))
+}
+
+// meanScriptLen is the mean number of events of a scenario, over the
+// uniform choice of scenario in start.
+const meanScriptLen = (8 + 13 + 5 + 2 + 9.5 + 16 + 8 + 3) / 8.0
+
+func (g *Generator) start() {
+	r := g.rng
+	s := &g.sc
+	*s = script{kind: Scenarios[r.IntN(len(Scenarios))], acct: r.IntN(len(g.accounts))}
+	s.where = &foreign[r.IntN(len(foreign))]
+	s.ip = g.attackerIP()
+	s.dev = device{id: g.attackerID("dev-x-"), os: "android", app: appVersions[len(appVersions)-1]}
+	switch s.kind {
+	case BruteForce:
+		s.n = 6 + r.IntN(5)
+	case CredentialStuffing:
+		s.n = 11 + r.IntN(5) // failures on distinct accounts, then one success
+	case AccountTakeover:
+		s.n = 5
+		s.payee = g.attackerID("payee-ato-")
+		s.amount = 50000 + 1000*int64(r.IntN(250))
+	case ScamPayee:
+		s.n = 2
+		s.payee = ScamPayees[r.IntN(len(ScamPayees))]
+		s.amount = 20000 + 1000*int64(r.IntN(180))
+	case CardTesting:
+		s.n = 7 + r.IntN(6) // tiny charges, then one cash-out
+		s.card = g.attackerID("card-x-")
+	case DeviceFarm:
+		s.n = 2 * (6 + r.IntN(5)) // login and payment per account
+		s.dev.emulator = r.IntN(2) == 0
+		s.dev.id = g.attackerID("dev-farm-")
+		for i := 0; i < s.n/2; i++ {
+			s.accts[i] = g.attackerID("acct-farm-")
+		}
+	case PointsAbuse:
+		s.n = 2 * (3 + r.IntN(3)) // login and redeem per account
+		s.dev.id = g.attackerID("dev-points-")
+		s.where = &homes[r.IntN(len(homes))]
+		for i := 0; i < s.n/2; i++ {
+			s.accts[i] = g.attackerID("acct-points-")
+		}
+		s.dev.emulator = r.IntN(3) == 0
+	case ImpossibleTravel:
+		s.n = 3
+		s.amount = 20000 + 1000*int64(r.IntN(100))
+	}
+}
+
+func (g *Generator) fraud(ev *event.Event) {
+	if g.sc.step >= g.sc.n {
+		g.start()
+	}
+	s := &g.sc
+	r := g.rng
+	step := s.step
+	s.step++
+	ev.Label = s.kind
+	a := &g.accounts[s.acct]
+	attacker := func(acct *account) {
+		ev.AccountID = acct.id
+		ev.Device = event.Device{ID: s.dev.id, OS: s.dev.os, AppVersion: s.dev.app, Emulator: s.dev.emulator}
+		ev.IP = s.ip
+		ev.Geo = event.Geo{Country: s.where.country, Lat: s.where.lat, Lon: s.where.lon, HasPoint: true}
+	}
+	switch s.kind {
+	case BruteForce:
+		attacker(a)
+		ev.Geo = event.Geo{Country: s.where.country} // from the IP; no GPS before sign-in
+		ev.Type = event.TypeLoginFailed
+	case CredentialStuffing:
+		acct := &g.accounts[(s.acct+step*7919)%len(g.accounts)]
+		attacker(acct)
+		ev.Geo = event.Geo{Country: s.where.country}
+		ev.Type = event.TypeLoginFailed
+		ev.Attrs = setAttr(ev.Attrs, "proxy", "true")
+		if step == s.n-1 {
+			ev.Type = event.TypeLogin
+		}
+	case AccountTakeover:
+		attacker(a)
+		switch step {
+		case 0:
+			ev.Type = event.TypePasswordReset
+		case 1:
+			ev.Type = event.TypeLogin
+		case 2:
+			ev.Type = event.TypeDeviceBind
+		case 3:
+			ev.Type = event.TypePayeeAdd
+			ev.PayeeID = s.payee
+		default:
+			ev.Type = event.TypePayment
+			ev.Channel = "transfer"
+			ev.PayeeID = s.payee
+			ev.Amount = s.amount
+			ev.Currency = a.home.currency
+		}
+	case ScamPayee:
+		// The owner, on their own phone at home, is talked into paying.
+		g.ownerContext(ev, a)
+		ev.PayeeID = s.payee
+		if step == 0 {
+			ev.Type = event.TypePayeeAdd
+		} else {
+			ev.Type = event.TypePayment
+			ev.Channel = "transfer"
+			ev.Amount = s.amount
+			ev.Currency = a.home.currency
+		}
+	case CardTesting:
+		attacker(a)
+		ev.Type = event.TypePayment
+		ev.Channel = "online"
+		ev.CardID = s.card
+		ev.Currency = a.home.currency
+		m := &g.merchants[g.online[r.IntN(len(g.online))]]
+		ev.MerchantID, ev.MCC = m.id, m.mcc
+		if step == s.n-1 {
+			ev.Amount = 20000 + 500*int64(r.IntN(120))
+		} else {
+			ev.Amount = 50 + 10*int64(r.IntN(30))
+		}
+	case DeviceFarm:
+		attacker(a)
+		ev.AccountID = s.accts[step/2]
+		if step%2 == 0 {
+			ev.Type = event.TypeLogin
+		} else {
+			ev.Type = event.TypePayment
+			ev.Channel = "online"
+			m := &g.merchants[g.online[r.IntN(len(g.online))]]
+			ev.MerchantID, ev.MCC = m.id, m.mcc
+			ev.CardID = a.card // a card stolen from a real owner
+			ev.Amount = 500 + 100*int64(r.IntN(50))
+			ev.Currency = a.home.currency
+		}
+	case PointsAbuse:
+		// Farmed accounts redeem their sign-up points from one phone at home.
+		attacker(a)
+		ev.AccountID = s.accts[step/2]
+		if step%2 == 0 {
+			ev.Type = event.TypeLogin
+		} else {
+			ev.Type = event.TypePointsRedeem
+			ev.Amount = 2000 + 500*int64(r.IntN(13))
+			ev.Currency = s.where.currency
+		}
+	case ImpossibleTravel:
+		if step == 0 {
+			g.ownerContext(ev, a) // the owner at home
+			ev.Type = event.TypeLogin
+			break
+		}
+		attacker(a)
+		if step == 1 {
+			ev.Type = event.TypeLogin
+		} else {
+			ev.Type = event.TypePayment
+			ev.Channel = "transfer"
+			ev.PayeeID = g.payees[r.IntN(len(g.payees))]
+			ev.Amount = s.amount
+			ev.Currency = a.home.currency
+		}
+	}
+}
