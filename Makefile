@@ -28,3 +28,6 @@ lint:
 ## bench: the Go benchmarks of the scoring core (see bench/RESULTS.md).
 bench:
 	$(GO) test -run '^$$' -bench '^BenchmarkDecode$$' -benchmem ./engine/event/
+	$(GO) test -run '^$$' -bench '^BenchmarkEval$$' -benchmem ./rules/
+	$(GO) test -run '^$$' -bench '^BenchmarkScoreReference$$' -benchmem ./engine/
+	$(GO) test -run '^$$' -bench '^BenchmarkReferenceHeapPerAccount$$' -benchtime 1x ./engine/
