@@ -192,11 +192,11 @@ func (d *Decoder) timestamp(v *fastjson.Value) int64 {
 			d.problem("ts", "want epoch milliseconds as a positive integer or an RFC 3339 string, got "+v.String())
 			return 0
 		}
-		if ms < 1e11 { // 1973 in ms, 5138 in seconds: seconds sent by mistake
+		if ms < minTSMillis { // 1973 in ms, 5138 in seconds: seconds sent by mistake
 			d.problem("ts", fmt.Sprintf("%d looks like epoch seconds; send epoch milliseconds", ms))
 			return 0
 		}
-		return ms
+		return d.inRange(ms, v)
 	case fastjson.TypeString:
 		b, _ := v.StringBytes()
 		t, err := time.Parse(time.RFC3339Nano, b2s(b))
@@ -204,11 +204,27 @@ func (d *Decoder) timestamp(v *fastjson.Value) int64 {
 			d.problem("ts", fmt.Sprintf("bad timestamp %q: want RFC 3339 (2026-11-24T16:31:00Z) or epoch milliseconds", b))
 			return 0
 		}
-		return t.UnixMilli()
+		return d.inRange(t.UnixMilli(), v)
 	default:
 		d.problem("ts", "want epoch milliseconds or an RFC 3339 string, got "+v.Type().String())
 		return 0
 	}
+}
+
+// Event times riskd accepts: from 1973-03-03 (1e11 ms) to 5138-11-16
+// (1e14 ms). Anything outside is a producer bug, and a window keyed on it
+// would never expire.
+const (
+	minTSMillis = int64(1e11)
+	maxTSMillis = int64(1e14)
+)
+
+func (d *Decoder) inRange(ms int64, v *fastjson.Value) int64 {
+	if ms < minTSMillis || ms >= maxTSMillis {
+		d.problem("ts", fmt.Sprintf("%s is outside the accepted range 1973-03-03 to 5138-11-16", v))
+		return 0
+	}
+	return ms
 }
 
 func (d *Decoder) amount(v *fastjson.Value) int64 {
