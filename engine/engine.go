@@ -70,6 +70,13 @@ type Message struct {
 type Engine struct {
 	cfg    Config
 	shards []*shard
+
+	// gate closes intake on shutdown without losing a message: Submit
+	// holds it for reading while it enqueues, and Run takes it for writing
+	// to set stopped before the shards drain, so nothing can be queued
+	// behind a shard that has already exited.
+	gate    sync.RWMutex
+	stopped bool
 }
 
 type shard struct {
@@ -95,18 +102,27 @@ func New(cfg Config, set *features.Set, holder *rules.Holder) *Engine {
 // Shards returns the number of shards.
 func (e *Engine) Shards() int { return len(e.shards) }
 
-// Run runs the shards until ctx ends, then fails what is still queued with
-// ErrStopped. Callers that want a clean drain stop submitting and wait for
-// their Done callbacks before cancelling ctx.
+// Run runs the shards until ctx ends. Then it closes intake (Submit returns
+// ErrStopped), and the shards fail what is still queued with ErrStopped, so
+// every accepted message gets exactly one Done. Callers that want a clean
+// drain stop submitting and wait for their Done callbacks before cancelling.
 func (e *Engine) Run(ctx context.Context) error {
+	shardCtx, stopShards := context.WithCancel(context.Background())
+	defer stopShards()
 	var wg sync.WaitGroup
 	for _, sh := range e.shards {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			sh.run(ctx)
+			sh.run(shardCtx)
 		}()
 	}
+	<-ctx.Done()
+	// Submits blocked on a full queue finish first: the shards still run.
+	e.gate.Lock()
+	e.stopped = true
+	e.gate.Unlock()
+	stopShards()
 	wg.Wait()
 	return nil
 }
@@ -138,18 +154,26 @@ func (sh *shard) run(ctx context.Context) {
 	}
 }
 
-// Submit queues m on its account's shard, blocking while that queue is full.
+// Submit queues m on its account's shard, blocking while that queue is
+// full: backpressure for the caller, never a dropped message. It returns
+// ErrStopped once the engine is shutting down, and ctx's error if ctx ends
+// first; in both cases m was not queued and Done will not be called.
 func (e *Engine) Submit(ctx context.Context, m Message) error {
 	key := m.Key
 	if len(key) == 0 {
 		key = fastjson.GetBytes(m.Value, "account_id")
 	}
 	sh := e.shards[hashBytes(key)%uint64(len(e.shards))]
+	e.gate.RLock()
+	defer e.gate.RUnlock()
+	if e.stopped {
+		return ErrStopped
+	}
 	select {
 	case sh.queue <- m:
 		return nil
 	case <-ctx.Done():
-		return ErrStopped
+		return fmt.Errorf("submit: %w", ctx.Err())
 	}
 }
 

@@ -306,3 +306,65 @@ func TestCheckpointRestoresLocksDedupeAndFeatures(t *testing.T) {
 		t.Error("restore into a different shard count succeeded")
 	}
 }
+
+func TestShutdownLosesNoAcceptedMessage(t *testing.T) {
+	set, holder := loadTestdata(t)
+	e := New(Config{Shards: 2, QueueSize: 4}, set, holder)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ran := make(chan struct{})
+	go func() { e.Run(ctx); close(ran) }()
+
+	var mu sync.Mutex
+	done := map[int]int{}
+	accepted := map[int]bool{}
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 500 {
+				id := w*1000 + i
+				err := e.Submit(context.Background(), Message{
+					Value: payment("p"+strconv.Itoa(id), "a"+strconv.Itoa(id%7), t0+int64(i), 100, "x"),
+					Done: func(*Decision, error) {
+						mu.Lock()
+						done[id]++
+						mu.Unlock()
+					},
+				})
+				if err != nil {
+					if !errors.Is(err, ErrStopped) {
+						t.Errorf("submit: %v", err)
+					}
+					return
+				}
+				mu.Lock()
+				accepted[id] = true
+				mu.Unlock()
+				if w == 0 && i == 100 {
+					cancel() // stop mid-stream while the others keep submitting
+				}
+			}
+		}()
+	}
+	finished := make(chan struct{})
+	go func() { wg.Wait(); <-ran; close(finished) }()
+	select {
+	case <-finished:
+	case <-time.After(time.Minute): // a deadlock detector, not a speed limit
+		t.Fatal("submitters or Run still blocked a minute after shutdown: a message was queued behind stopped shards")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for id := range accepted {
+		if done[id] != 1 {
+			t.Errorf("message %d accepted but Done called %d times", id, done[id])
+		}
+	}
+	for id, n := range done {
+		if !accepted[id] && n > 0 {
+			t.Errorf("message %d refused but Done called", id)
+		}
+	}
+}
