@@ -68,7 +68,6 @@ type Message struct {
 // Engine runs N Scorers, each on its own goroutine, and routes every event of
 // an account to the same shard so per-account order holds.
 type Engine struct {
-	cfg    Config
 	shards []*shard
 
 	// gate closes intake on shutdown without losing a message: Submit
@@ -88,7 +87,7 @@ type shard struct {
 // New builds an Engine; call Run to start its shards.
 func New(cfg Config, set *features.Set, holder *rules.Holder) *Engine {
 	cfg = cfg.withDefaults()
-	e := &Engine{cfg: cfg}
+	e := &Engine{}
 	for i := 0; i < cfg.Shards; i++ {
 		e.shards = append(e.shards, &shard{
 			scorer: newScorer(cfg, set, holder, nil),
@@ -163,7 +162,7 @@ func (e *Engine) Submit(ctx context.Context, m Message) error {
 	if len(key) == 0 {
 		key = fastjson.GetBytes(m.Value, "account_id")
 	}
-	sh := e.shards[hashBytes(key)%uint64(len(e.shards))]
+	sh := e.shards[fnv1a(key)%uint64(len(e.shards))]
 	e.gate.RLock()
 	defer e.gate.RUnlock()
 	if e.stopped {
@@ -181,7 +180,7 @@ func (e *Engine) Submit(ctx context.Context, m Message) error {
 // waits for it. Lock, unlock and checkpoints go through here so the shard
 // stays the only goroutine touching its state.
 func (e *Engine) Do(ctx context.Context, accountID string, fn func(*Scorer)) error {
-	sh := e.shards[hashString(accountID)%uint64(len(e.shards))]
+	sh := e.shards[fnv1a(accountID)%uint64(len(e.shards))]
 	return sh.do(ctx, fn)
 }
 
@@ -198,13 +197,4 @@ func (sh *shard) do(ctx context.Context, fn func(*Scorer)) error {
 	case <-ctx.Done():
 		return fmt.Errorf("shard command: %w", ErrStopped)
 	}
-}
-
-func hashBytes(b []byte) uint64 {
-	h := uint64(14695981039346656037)
-	for _, c := range b {
-		h ^= uint64(c)
-		h *= 1099511628211
-	}
-	return h
 }

@@ -157,26 +157,6 @@ func compileWhere(where string) (filter, error) {
 	return filter{prog: prog}, nil
 }
 
-// canonicalBy maps field aliases to one name so account and account_id
-// share state.
-func canonicalBy(by string) string {
-	switch by {
-	case "account", "account_id":
-		return "account_id"
-	case "device", "device_id", "device.id":
-		return "device.id"
-	case "payee", "payee_id":
-		return "payee_id"
-	case "card", "card_id":
-		return "card_id"
-	case "merchant", "merchant_id":
-		return "merchant_id"
-	case "country", "geo.country":
-		return "geo.country"
-	}
-	return by
-}
-
 // Compile checks the definitions against cfg and compiles them. At most
 // MaxWindows features; slot order is definition order.
 func Compile(defs []Definition, cfg Config) (*Set, error) {
@@ -213,7 +193,7 @@ func Compile(defs []Definition, cfg Config) (*Set, error) {
 		if f.filter, err = compileWhere(d.Where); err != nil {
 			return nil, fmt.Errorf("feature %s: %w", d.Name, err)
 		}
-		by := canonicalBy(d.By)
+		by := event.CanonicalField(d.By)
 		g := -1
 		for j := range s.groups {
 			if s.groups[j].by == by {

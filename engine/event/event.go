@@ -105,27 +105,49 @@ func (e *Event) Field(name string) (string, bool) {
 	return get(e), true
 }
 
-// FieldGetter resolves a field name to an accessor once, so per-event code
-// does no string matching.
-func FieldGetter(name string) (func(*Event) string, bool) {
+// CanonicalField maps the aliases rules and feature files may use for an
+// entity field ("account", "device", "payee", "country", ...) to one name,
+// so two spellings of the same field share state. Unknown names come back
+// unchanged; FieldGetter decides whether they exist.
+func CanonicalField(name string) string {
 	switch name {
 	case "account", "account_id":
+		return "account_id"
+	case "device", "device_id", "device.id":
+		return "device.id"
+	case "payee", "payee_id":
+		return "payee_id"
+	case "card", "card_id":
+		return "card_id"
+	case "merchant", "merchant_id":
+		return "merchant_id"
+	case "country", "geo.country":
+		return "geo.country"
+	}
+	return name
+}
+
+// FieldGetter resolves a field name (or an alias, see CanonicalField) to an
+// accessor once, so per-event code does no string matching.
+func FieldGetter(name string) (func(*Event) string, bool) {
+	switch CanonicalField(name) {
+	case "account_id":
 		return func(e *Event) string { return e.AccountID }, true
 	case "event_id":
 		return func(e *Event) string { return e.ID }, true
 	case "type":
 		return func(e *Event) string { return e.Type }, true
-	case "device", "device.id", "device_id":
+	case "device.id":
 		return func(e *Event) string { return e.Device.ID }, true
 	case "device.os":
 		return func(e *Event) string { return e.Device.OS }, true
 	case "ip":
 		return func(e *Event) string { return e.IP }, true
-	case "payee", "payee_id":
+	case "payee_id":
 		return func(e *Event) string { return e.PayeeID }, true
-	case "card", "card_id":
+	case "card_id":
 		return func(e *Event) string { return e.CardID }, true
-	case "merchant", "merchant_id":
+	case "merchant_id":
 		return func(e *Event) string { return e.MerchantID }, true
 	case "mcc":
 		return func(e *Event) string { return e.MCC }, true
@@ -133,7 +155,7 @@ func FieldGetter(name string) (func(*Event) string, bool) {
 		return func(e *Event) string { return e.Channel }, true
 	case "currency":
 		return func(e *Event) string { return e.Currency }, true
-	case "geo.country", "country":
+	case "geo.country":
 		return func(e *Event) string { return e.Geo.Country }, true
 	}
 	if key, ok := strings.CutPrefix(name, "attrs."); ok && key != "" {
