@@ -7,3 +7,5 @@ require (
 	github.com/valyala/fastjson v1.6.10
 	gopkg.in/yaml.v3 v3.0.1
 )
+
+require github.com/goccy/go-json v0.12.0
