@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -208,6 +209,61 @@ func TestMalformedEventIsAnErrorAndChangesNothing(t *testing.T) {
 	if !errors.As(err, &de) {
 		t.Fatalf("err = %v, want *event.Error", err)
 	}
+	// A bad message with a valid id must not be remembered as decided,
+	// nor count in the features: the corrected message scores normally.
+	bad := []byte(`{"event_id":"p1","type":"payment","ts":1795538400000,"account_id":"a1","amount":"lots"}`)
+	if err := s.Score(bad, Source{}, &d); err == nil {
+		t.Fatal("a string amount was accepted")
+	}
+	good := score(t, s, payment("p1", "a1", t0, 500, "payee-1"))
+	if good.Duplicate {
+		t.Error("the corrected event was taken for a duplicate of the refused one")
+	}
+	// many-payments fires at payments_1h > 3: after three good payments it
+	// fires only if the refused message was counted too.
+	score(t, s, payment("p2", "a1", t0+1, 500, "payee-1"))
+	third := score(t, s, payment("p3", "a1", t0+2, 500, "payee-1"))
+	for _, h := range third.Matched {
+		if h.RuleID == "many-payments" {
+			t.Errorf("many-payments matched on the third payment: payments_1h = %v counts the refused message", featureValue(third, "payments_1h"))
+		}
+	}
+	fourth := score(t, s, payment("p4", "a1", t0+3, 500, "payee-1"))
+	if v := featureValue(fourth, "payments_1h"); v != 4 {
+		t.Errorf("payments_1h = %v after four good payments, want 4", v)
+	}
+}
+
+func TestEngineHandsDecodeErrorsToDone(t *testing.T) {
+	set, holder := loadTestdata(t)
+	e := New(Config{Shards: 2}, set, holder)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go e.Run(ctx)
+	got := make(chan error, 1)
+	if err := e.Submit(ctx, Message{Value: []byte(`not json`), Done: func(d *Decision, err error) {
+		if d != nil {
+			t.Errorf("a decision for an undecodable message: %+v", d)
+		}
+		got <- err
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	err := <-got
+	var de *event.Error
+	if !errors.As(err, &de) || !strings.HasPrefix(err.Error(), "invalid event: malformed JSON") {
+		t.Errorf("Done got %v, want an *event.Error saying malformed JSON (the dead-letter reason)", err)
+	}
+}
+
+// featureValue returns a recorded feature value, or -1 if it was not recorded.
+func featureValue(d *Decision, name string) float64 {
+	for _, fv := range d.Features {
+		if fv.Name == name {
+			return fv.Value
+		}
+	}
+	return -1
 }
 
 func TestEngineKeepsPerAccountOrderAcrossShards(t *testing.T) {
