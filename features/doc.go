@@ -27,9 +27,12 @@
 // behind the latest event of their entity land in their own (older)
 // bucket; older ones are reported late and not added.
 //
-// State is compact: keys are 64-bit FNV-1a hashes (no strings kept),
-// counters are sparse cells per non-empty bucket, distinct sets hold at
-// most Config.MaxDistinct hashes (exact up to that, then saturating), and
-// first-seen sets at most Config.MaxSeen. Store.Expire drops idle entities;
-// Store.Snapshot and Set.Restore carry the state across restarts.
+// State is compact: keys are 64-bit FNV-1a hashes (no strings kept) in
+// open-addressing tables that hold each entity's state inline (an account's
+// profile and its account-grouped windows share one entry, so an event
+// looks each entity up once); counters are sparse items per non-empty
+// bucket, distinct sets hold at most Config.MaxDistinct hashes (exact up to
+// that, then saturating), and first-seen sets at most Config.MaxSeen.
+// Store.Expire drops idle entities; Store.Snapshot and Set.Restore carry
+// the state across restarts.
 package features

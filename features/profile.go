@@ -47,8 +47,8 @@ type profile struct {
 	seen []uint64
 }
 
-func newProfile(ts int64) *profile {
-	p := &profile{first: ts, last: ts, geoTS: never, payTS: never}
+func newProfile(ts int64) profile {
+	p := profile{first: ts, last: ts, geoTS: never, payTS: never}
 	for i := range p.lastAt {
 		p.lastAt[i] = never
 	}
@@ -97,14 +97,43 @@ func secsSince(ts, at int64) float64 {
 	return math.Max(0, float64(ts-at)/1000)
 }
 
-// read fills out with the profile as of before ev.
-func (p *profile) read(ev *event.Event, out *Profile) {
+// seenKeys are the tagged first-seen hashes of one event, worked out once
+// for read and update; the entry of a value the event lacks is unused.
+type seenKeys [4]uint64
+
+// Indexes of seenKeys.
+const (
+	skDevice = iota
+	skPayee
+	skCountry
+	skIP
+)
+
+func seenKeysOf(ev *event.Event) seenKeys {
+	var k seenKeys
+	if ev.Device.ID != "" {
+		k[skDevice] = seenHash(seenDevice, ev.Device.ID)
+	}
+	if ev.PayeeID != "" && paysPayee(ev.Type) {
+		k[skPayee] = seenHash(seenPayee, ev.PayeeID)
+	}
+	if ev.Geo.Country != "" {
+		k[skCountry] = seenHash(seenCountry, ev.Geo.Country)
+	}
+	if ev.IP != "" {
+		k[skIP] = seenHash(seenIP, ev.IP)
+	}
+	return k
+}
+
+// read fills out with the profile as of before ev; k are ev's seenKeys.
+func (p *profile) read(ev *event.Event, k *seenKeys, out *Profile) {
 	fresh := p.events == 0
 	*out = Profile{
-		NewDevice:              ev.Device.ID != "" && !p.has(seenHash(seenDevice, ev.Device.ID)),
-		NewPayee:               ev.PayeeID != "" && paysPayee(ev.Type) && !p.has(seenHash(seenPayee, ev.PayeeID)),
-		NewCountry:             ev.Geo.Country != "" && !p.has(seenHash(seenCountry, ev.Geo.Country)),
-		NewIP:                  ev.IP != "" && !p.has(seenHash(seenIP, ev.IP)),
+		NewDevice:              ev.Device.ID != "" && !p.has(k[skDevice]),
+		NewPayee:               ev.PayeeID != "" && paysPayee(ev.Type) && !p.has(k[skPayee]),
+		NewCountry:             ev.Geo.Country != "" && !p.has(k[skCountry]),
+		NewIP:                  ev.IP != "" && !p.has(k[skIP]),
 		SecsSincePasswordReset: secsSince(ev.TS, p.lastAt[lastPasswordReset]),
 		SecsSinceProfileChange: secsSince(ev.TS, p.lastAt[lastProfileChange]),
 		SecsSinceLogin:         secsSince(ev.TS, p.lastAt[lastLogin]),
@@ -131,9 +160,10 @@ func (p *profile) read(ev *event.Event, out *Profile) {
 	}
 }
 
-// update folds ev into the profile. Out-of-order events keep the latest
-// values (a late login does not move secs_since_login back).
-func (p *profile) update(ev *event.Event, maxSeen int) {
+// update folds ev into the profile (k are ev's seenKeys). Out-of-order
+// events keep the latest values (a late login does not move
+// secs_since_login back).
+func (p *profile) update(ev *event.Event, k *seenKeys, maxSeen int) {
 	if p.events < math.MaxUint32 {
 		p.events++
 	}
@@ -156,16 +186,16 @@ func (p *profile) update(ev *event.Event, maxSeen int) {
 		p.lastAt[slot] = max(p.lastAt[slot], ev.TS)
 	}
 	if ev.Device.ID != "" {
-		p.touch(seenHash(seenDevice, ev.Device.ID), maxSeen)
+		p.touch(k[skDevice], maxSeen)
 	}
 	if ev.PayeeID != "" && paysPayee(ev.Type) {
-		p.touch(seenHash(seenPayee, ev.PayeeID), maxSeen)
+		p.touch(k[skPayee], maxSeen)
 	}
 	if ev.Geo.Country != "" {
-		p.touch(seenHash(seenCountry, ev.Geo.Country), maxSeen)
+		p.touch(k[skCountry], maxSeen)
 	}
 	if ev.IP != "" {
-		p.touch(seenHash(seenIP, ev.IP), maxSeen)
+		p.touch(k[skIP], maxSeen)
 	}
 	if ev.Type == event.TypePayment && ev.Amount > 0 {
 		amt := float64(ev.Amount)

@@ -3,6 +3,7 @@ package features
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -20,6 +21,22 @@ type Set struct {
 	feats  []feature
 	groups []group
 	index  map[string]int
+	// widths lists the distinct bucket widths (ms) of the features: the
+	// Store works out an event's bucket once per width, not per feature.
+	widths []int64
+	// lanes and ops give, by feature index, the index in widths and the
+	// aggregate, packed so the per-item loops read small arrays.
+	lanes [MaxWindows]uint8
+	ops   [MaxWindows]op
+	// fields are the entity fields groups are keyed by and distinct
+	// features count, each once, so an event hashes each at most once.
+	fields []func(*event.Event) string
+	// accField is the index of account_id in fields, -1 if unused.
+	accField int
+	// accGroup is the group keyed by account_id (-1 if none); its window
+	// state lives next to the account profile, so an event looks the
+	// account up once.
+	accGroup int
 	// fingerprint identifies the definitions and bucket layout so a
 	// snapshot is only restored into a Set that reads it the same way.
 	fingerprint uint64
@@ -28,23 +45,40 @@ type Set struct {
 // feature is one compiled Definition.
 type feature struct {
 	kind   Kind
-	group  int   // index in Set.groups
+	group  int // index in Set.groups
+	op     op
 	width  int64 // bucket width, ms
-	nb     int64 // buckets per window
 	ofType string
 	anyTyp bool
 	num    func(*event.Event) float64
-	field  func(*event.Event) string
+	of     int // distinct: index of the counted field in Set.fields
 	filter filter
 }
 
 // group is the features sharing one By field; they share entity state.
 type group struct {
 	by       string
-	key      func(*event.Event) string
+	field    int // index of the By field in Set.fields
 	feats    []int
 	maxWinMs int64
+	// lanes lists the indexes in Set.widths the group's features use.
+	lanes []uint8
 }
+
+// op is a Kind as a small integer for the per-item loops.
+type op uint8
+
+const (
+	opCount op = iota
+	opSum
+	opAvg
+	opMin
+	opMax
+	opDistinct
+)
+
+var kindOps = map[Kind]op{KindCount: opCount, KindSum: opSum, KindAvg: opAvg,
+	KindMin: opMin, KindMax: opMax, KindDistinct: opDistinct}
 
 // filter is a compiled where clause. A conjunction of simple terms
 // (field == "x", field != "x", field in ["a", "b"], amount < N) runs as
@@ -166,7 +200,21 @@ func Compile(defs []Definition, cfg Config) (*Set, error) {
 	if len(defs) > MaxWindows {
 		return nil, fmt.Errorf("features: %d features declared, at most %d", len(defs), MaxWindows)
 	}
-	s := &Set{cfg: cfg, defs: append([]Definition(nil), defs...), index: make(map[string]int, len(defs))}
+	s := &Set{cfg: cfg, defs: append([]Definition(nil), defs...), index: make(map[string]int, len(defs)), accGroup: -1, accField: -1}
+	fieldIdx := map[string]int{}
+	field := func(name string) int {
+		name = event.CanonicalField(name)
+		if i, ok := fieldIdx[name]; ok {
+			return i
+		}
+		get, _ := event.FieldGetter(name)
+		s.fields = append(s.fields, get)
+		fieldIdx[name] = len(s.fields) - 1
+		if name == "account_id" {
+			s.accField = len(s.fields) - 1
+		}
+		return len(s.fields) - 1
+	}
 	h := newHasher()
 	h.str(fmt.Sprint(cfg.Buckets, cfg.MaxDistinct, cfg.MaxSeen))
 	for i, d := range defs {
@@ -180,12 +228,12 @@ func Compile(defs []Definition, cfg Config) (*Set, error) {
 		if ms < int64(cfg.Buckets) || ms%int64(cfg.Buckets) != 0 {
 			return nil, fmt.Errorf("feature %s: bad window %v: must be a whole number of milliseconds per bucket (%d buckets)", d.Name, d.Window, cfg.Buckets)
 		}
-		f := feature{kind: d.Kind, width: ms / int64(cfg.Buckets), nb: int64(cfg.Buckets)}
+		f := feature{kind: d.Kind, op: kindOps[d.Kind], width: ms / int64(cfg.Buckets)}
 		switch d.Kind {
 		case KindCount:
 			f.ofType, f.anyTyp = d.Of, d.Of == "*"
 		case KindDistinct:
-			f.field, _ = event.FieldGetter(d.Of)
+			f.of = field(d.Of)
 		default:
 			f.num = numericFields[d.Of]
 		}
@@ -201,11 +249,22 @@ func Compile(defs []Definition, cfg Config) (*Set, error) {
 			}
 		}
 		if g < 0 {
-			key, _ := event.FieldGetter(by)
-			s.groups = append(s.groups, group{by: by, key: key})
+			s.groups = append(s.groups, group{by: by, field: field(by)})
 			g = len(s.groups) - 1
+			if by == "account_id" {
+				s.accGroup = g
+			}
 		}
 		f.group = g
+		lane := slices.Index(s.widths, f.width)
+		if lane < 0 {
+			s.widths = append(s.widths, f.width)
+			lane = len(s.widths) - 1
+		}
+		if !slices.Contains(s.groups[g].lanes, uint8(lane)) {
+			s.groups[g].lanes = append(s.groups[g].lanes, uint8(lane))
+		}
+		s.lanes[i], s.ops[i] = uint8(lane), f.op
 		s.groups[g].feats = append(s.groups[g].feats, i)
 		s.groups[g].maxWinMs = max(s.groups[g].maxWinMs, ms)
 		s.feats = append(s.feats, f)

@@ -2,6 +2,7 @@ package features
 
 import (
 	"bufio"
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -15,12 +16,15 @@ import (
 //	magic "RSKF" | version | set fingerprint
 //	profiles: count, then per profile key and fields
 //	groups: count, then per group: entity count, then per entity key,
-//	        last, cells (v, b, f<<24|n), distinct entries (h, b, f)
+//	        last, items (x, b, f<<24|n): counters and distinct values
+//	        in the entity's order
 //
 // Keys are written in ascending order so equal stores give equal bytes.
+// Version 2 keeps one item list per entity (version 1 kept counters and
+// distinct values apart).
 const (
 	snapMagic   = "RSKF"
-	snapVersion = 1
+	snapVersion = 2
 )
 
 // ErrSnapshot wraps every problem Restore finds with the snapshot itself
@@ -49,15 +53,18 @@ func (st *Store) Snapshot(w io.Writer) error {
 	sw.u(snapVersion)
 	sw.u(st.set.fingerprint)
 
-	keys := make([]uint64, 0, len(st.profiles))
-	for k := range st.profiles {
-		keys = append(keys, k)
+	accs := st.accounts.vals
+	order := make([]int, 0, len(accs))
+	for j := range accs {
+		if accs[j].hasProfile {
+			order = append(order, j)
+		}
 	}
-	slices.Sort(keys)
-	sw.u(uint64(len(keys)))
-	for _, k := range keys {
-		p := st.profiles[k]
-		sw.u(k)
+	slices.SortFunc(order, func(a, b int) int { return cmp.Compare(accs[a].win.key, accs[b].win.key) })
+	sw.u(uint64(len(order)))
+	for _, j := range order {
+		p := &accs[j].p
+		sw.u(accs[j].win.key)
 		sw.i(p.first)
 		sw.i(p.last)
 		sw.u(uint64(p.events))
@@ -77,28 +84,31 @@ func (st *Store) Snapshot(w io.Writer) error {
 	}
 
 	sw.u(uint64(len(st.groups)))
-	for _, m := range st.groups {
-		keys = keys[:0]
-		for k := range m {
-			keys = append(keys, k)
+	for g := range st.groups {
+		var ents []*entity
+		if g == st.set.accGroup {
+			for j := range accs {
+				if accs[j].hasWin {
+					ents = append(ents, &accs[j].win)
+				}
+			}
+		} else {
+			vals := st.groups[g].vals
+			ents = make([]*entity, len(vals))
+			for j := range vals {
+				ents[j] = &vals[j]
+			}
 		}
-		slices.Sort(keys)
-		sw.u(uint64(len(keys)))
-		for _, k := range keys {
-			e := m[k]
-			sw.u(k)
+		slices.SortFunc(ents, func(a, b *entity) int { return cmp.Compare(a.key, b.key) })
+		sw.u(uint64(len(ents)))
+		for _, e := range ents {
+			sw.u(e.key)
 			sw.i(e.last)
-			sw.u(uint64(len(e.cells)))
-			for _, c := range e.cells {
-				sw.f(c.v)
+			sw.u(uint64(len(e.items)))
+			for _, c := range e.items {
+				sw.u(c.x)
 				sw.u(uint64(c.b))
 				sw.u(uint64(c.fn))
-			}
-			sw.u(uint64(len(e.dist)))
-			for _, d := range e.dist {
-				sw.u(d.h)
-				sw.u(uint64(d.b))
-				sw.u(uint64(d.f))
 			}
 		}
 	}
@@ -170,7 +180,7 @@ func (s *Set) Restore(r io.Reader) (*Store, error) {
 	n := sr.count(1<<40, "profile")
 	for j := 0; j < n && sr.err == nil; j++ {
 		k := sr.u()
-		p := &profile{}
+		var p profile
 		p.first, p.last = sr.i(), sr.i()
 		p.events = uint32(sr.u())
 		for i := range p.lastAt {
@@ -183,39 +193,41 @@ func (s *Set) Restore(r io.Reader) (*Store, error) {
 		for i := range p.seen {
 			p.seen[i] = sr.u()
 		}
-		st.profiles[k] = p
+		a, _ := st.accounts.upsert(k)
+		a.win.key = k
+		if !a.hasProfile {
+			st.nProf++
+		}
+		a.p, a.hasProfile = p, true
 	}
 	if g := sr.count(uint64(len(s.groups)), "group"); sr.err == nil && g != len(s.groups) {
 		sr.err = fmt.Errorf("group count %d, want %d", g, len(s.groups))
 	}
-	maxCells := nf * uint64(s.cfg.Buckets)
-	maxDist := nf * uint64(s.cfg.MaxDistinct)
+	maxItems := nf*uint64(s.cfg.Buckets) + nf*uint64(s.cfg.MaxDistinct)
 	for g := 0; g < len(s.groups) && sr.err == nil; g++ {
 		n := sr.count(1<<40, "entity")
 		for j := 0; j < n && sr.err == nil; j++ {
-			k := sr.u()
-			e := &entity{last: sr.i()}
-			nc := sr.count(maxCells, "cell")
-			if nc > 0 {
-				e.cells = make([]cell, nc)
+			e := entity{key: sr.u(), last: sr.i()}
+			ni := sr.count(maxItems, "item")
+			if ni > 0 {
+				e.items = make([]item, ni)
 			}
-			for i := range e.cells {
-				e.cells[i] = cell{v: sr.f(), b: uint32(sr.u()), fn: uint32(sr.u())}
-				if f := e.cells[i].f(); sr.err == nil && uint64(f) >= nf {
-					sr.err = fmt.Errorf("cell feature %d out of range", f)
+			for i := range e.items {
+				e.items[i] = item{x: sr.u(), b: uint32(sr.u()), fn: uint32(sr.u())}
+				if f := e.items[i].f(); sr.err == nil && uint64(f) >= nf {
+					sr.err = fmt.Errorf("item feature %d out of range", f)
 				}
 			}
-			nd := sr.count(maxDist, "distinct")
-			if nd > 0 {
-				e.dist = make([]dent, nd)
-			}
-			for i := range e.dist {
-				e.dist[i] = dent{h: sr.u(), b: uint32(sr.u()), f: uint32(sr.u())}
-				if sr.err == nil && uint64(e.dist[i].f) >= nf {
-					sr.err = fmt.Errorf("distinct feature %d out of range", e.dist[i].f)
+			if g == s.accGroup {
+				a, _ := st.accounts.upsert(e.key)
+				if !a.hasWin {
+					st.nAccWin++
 				}
+				a.win, a.hasWin = e, true
+			} else {
+				p, _ := st.groups[g].upsert(e.key)
+				*p = e
 			}
-			st.groups[g][k] = e
 		}
 	}
 	if sr.err != nil {

@@ -2,6 +2,8 @@ package features
 
 import (
 	"math"
+	"math/bits"
+	"slices"
 
 	"github.com/expr-lang/expr/vm"
 
@@ -11,52 +13,107 @@ import (
 // Store holds one shard's window and profile state. It belongs to one
 // goroutine and is not safe for concurrent use.
 //
-// Memory: entities (one per By value per group of features sharing a By
-// field) and profiles (one per account) live in maps keyed by a 64-bit
-// FNV-1a hash of the key, so no event strings are retained. Window
-// counters are sparse: an entity keeps one cell per (feature, non-empty
-// bucket), and at most Config.MaxDistinct hashes per distinct feature, so
-// a quiet account costs little and a busy one is bounded by
-// features × Buckets cells.
+// Memory: accounts (profile plus the window state of features grouped by
+// account) and the entities of every other group (one per By value) live
+// inline in open-addressing tables keyed by a 64-bit FNV-1a hash of the
+// key (see table), so no event strings are retained and an event costs
+// one lookup per entity. Window state is sparse: an entity keeps one item
+// per (feature, non-empty bucket) and at most Config.MaxDistinct items per
+// distinct feature, so a quiet account costs little and a busy one is
+// bounded by features × Buckets items plus the distinct sets.
 type Store struct {
 	set      *Set
-	groups   []map[uint64]*entity
-	profiles map[uint64]*profile
-	vm       vm.VM
-	scratch  []*entity // per group, for the event being observed
+	accounts table[account, *account]
+	// groups holds the entities by group; the account group's stays empty
+	// (its state is account.win).
+	groups  []table[entity, *entity]
+	nProf   int // accounts with a profile
+	nAccWin int // accounts with window state
+	vm      vm.VM
+	scratch []*entity // per group, for the event being observed
+	clocks  []laneClock
+	bucket  []int64 // per lane, bucket of the event being observed
+	// Scratch of add and fill, by feature index (lo by lane); kept here so
+	// each call does not zero them. Only the entries of the group at hand
+	// are written before they are read.
+	bk     [MaxWindows]uint32 // bucket of the event
+	hd     [MaxWindows]uint64 // hash of the distinct value
+	seen   [MaxWindows]int32  // distinct values held
+	oldest [MaxWindows]int32  // position of the least recently seen, +1
+	lo     [MaxWindows]uint32 // last bucket out of the window, by lane
+	lof    [MaxWindows]uint32 // last bucket out of the window
+	cnt    [MaxWindows]float64
+	keys   []uint64 // per group, hash of the event's By value
+	sink   uint64   // keeps the loads of the touch pass
+	// Hashes of the event's fields (Set.fields), valid where fepoch
+	// equals epoch, which Observe advances per event; fok reports a
+	// non-empty value.
+	fh     []uint64
+	fepoch []uint32
+	fok    []bool
+	epoch  uint32
 }
+
+// account is one account's profile and the window state of the features
+// grouped by account, found with one lookup. Either may be absent: Expire
+// drops them on different schedules.
+type account struct {
+	win        entity // win.key is the account's key even when !hasWin
+	hasProfile bool
+	hasWin     bool
+	p          profile
+}
+
+func (a *account) hkey() uint64 { return a.win.key }
 
 // entity is the window state of one By value in one group.
 type entity struct {
-	last  int64 // latest event time added, ms
-	cells []cell
-	dist  []dent
+	key   uint64 // hash of the By value
+	last  int64  // latest event time added, ms
+	items []item
 }
 
-// cell is one bucket of one feature, 16 bytes. v is the sum (sum, avg),
-// minimum or maximum. b is the bucket number (event time / width)
-// truncated to 32 bits: live buckets are all within a window of the
-// entity's latest time, so comparisons by signed 32-bit difference are
-// exact, and Observe clears an entity idle for longer than its longest
-// window before the truncation could alias. fn packs the feature index
-// (top 8 bits) and the event count (low 24 bits, saturating).
-type cell struct {
-	v  float64
+func (e *entity) hkey() uint64 { return e.key }
+
+// item is one bucket of one feature, or one value of a distinct set,
+// 16 bytes. For count, sum, avg, min and max, x holds the float64 bits of
+// the sum (sum, avg), minimum or maximum; for distinct it is the value's
+// hash. b is the bucket number (event time / width) truncated to 32 bits,
+// for distinct the latest bucket the value was seen in: live buckets are
+// all within a window of the entity's latest time, so comparisons by
+// signed 32-bit difference are exact, and Observe clears an entity idle
+// for longer than its longest window before the truncation could alias.
+// fn packs the feature index (top 8 bits) and, except for distinct, the
+// event count (low 24 bits, saturating).
+type item struct {
+	x  uint64
 	b  uint32
 	fn uint32
 }
 
 const cellMaxN = 1<<24 - 1
 
-func (c *cell) f() int   { return int(c.fn >> 24) }
-func (c *cell) n() int64 { return int64(c.fn & cellMaxN) }
+func (c *item) f() int         { return int(c.fn >> 24) }
+func (c *item) n() int64       { return int64(c.fn & cellMaxN) }
+func (c *item) v() float64     { return math.Float64frombits(c.x) }
+func (c *item) setV(v float64) { c.x = math.Float64bits(v) }
 
-// dent is one value of a distinct set with the latest bucket it was seen
-// in (truncated like cell.b), 16 bytes.
-type dent struct {
-	h uint64
-	b uint32
-	f uint32
+// appendItem appends c to items, growing a long list by a quarter instead
+// of doubling it: busy entities hold most of the items, and doubling
+// would leave up to half of their list unused.
+func appendItem(items []item, c item) []item {
+	if len(items) == cap(items) && len(items) >= 16 {
+		grown := slices.Grow([]item(nil), len(items)+len(items)/4)
+		items = append(grown, items...)
+	}
+	return append(items, c)
+}
+
+// laneClock caches the bucket of the last event time seen for one bucket
+// width, so events close in time (the usual stream) skip the division.
+type laneClock struct {
+	start, end int64 // the bucket covers [start, end)
+	b          int64
 }
 
 // after reports whether bucket a is later than bucket b.
@@ -71,16 +128,17 @@ func laterOf(a, b uint32) uint32 {
 
 // NewStore returns an empty Store for the Set.
 func (s *Set) NewStore() *Store {
-	st := &Store{
-		set:      s,
-		groups:   make([]map[uint64]*entity, len(s.groups)),
-		profiles: make(map[uint64]*profile),
-		scratch:  make([]*entity, len(s.groups)),
+	return &Store{
+		set:     s,
+		groups:  make([]table[entity, *entity], len(s.groups)),
+		scratch: make([]*entity, len(s.groups)),
+		clocks:  make([]laneClock, len(s.widths)),
+		bucket:  make([]int64, len(s.widths)),
+		keys:    make([]uint64, len(s.groups)),
+		fh:      make([]uint64, len(s.fields)),
+		fepoch:  make([]uint32, len(s.fields)),
+		fok:     make([]bool, len(s.fields)),
 	}
-	for i := range st.groups {
-		st.groups[i] = make(map[uint64]*entity)
-	}
-	return st
 }
 
 // Set returns the Set the Store was made from.
@@ -89,15 +147,15 @@ func (st *Store) Set() *Set { return st.set }
 // Len returns how many entities the Store holds: account profiles plus
 // window entities of every group.
 func (st *Store) Len() int {
-	n := len(st.profiles)
-	for _, m := range st.groups {
-		n += len(m)
+	n := st.nProf + st.nAccWin
+	for g := range st.groups {
+		n += st.groups[g].len()
 	}
 	return n
 }
 
 // Accounts returns how many account profiles the Store holds.
-func (st *Store) Accounts() int { return len(st.profiles) }
+func (st *Store) Accounts() int { return st.nProf }
 
 func floorDiv(a, b int64) int64 {
 	q := a / b
@@ -105,6 +163,37 @@ func floorDiv(a, b int64) int64 {
 		q--
 	}
 	return q
+}
+
+// fieldHash returns the hash of field f (an index in Set.fields) of the
+// event being observed, or false when the field is empty. Each field is
+// read and hashed once per event.
+func (st *Store) fieldHash(f int, ev *event.Event) (uint64, bool) {
+	if st.fepoch[f] != st.epoch {
+		v := st.set.fields[f](ev)
+		st.fepoch[f], st.fok[f] = st.epoch, v != ""
+		if v != "" {
+			st.fh[f] = hashString(v)
+		}
+	}
+	return st.fh[f], st.fok[f]
+}
+
+// bucketOf returns floorDiv(ts, width of lane l), from the lane's cache
+// when ts falls in the bucket computed last.
+func (st *Store) bucketOf(l int, ts int64) int64 {
+	c := &st.clocks[l]
+	if ts >= c.start && ts < c.end {
+		return c.b
+	}
+	w := st.set.widths[l]
+	b := floorDiv(ts, w)
+	start := b * w
+	end := start + w
+	if start <= ts && ts < end { // false only on overflow near the int64 ends
+		c.start, c.end, c.b = start, end, b
+	}
+	return b
 }
 
 // Observe computes the profile as of before ev, adds ev to the windows,
@@ -116,50 +205,104 @@ func (st *Store) Observe(ev *event.Event, out *Values) (late bool) {
 	s := st.set
 	tol := s.cfg.LateTolerance.Milliseconds()
 
+	// Hash every key and touch where its state lives before looking any
+	// up: the tables are much larger than the cache, and touching them
+	// back to back lets the misses overlap.
+	if st.epoch++; st.epoch == 0 { // wrapped: forget every stamp
+		clear(st.fepoch)
+		st.epoch = 1
+	}
 	acc := hashString(ev.AccountID)
-	p := st.profiles[acc]
-	if p == nil {
-		p = newProfile(ev.TS)
-		st.profiles[acc] = p
-	} else if ev.TS < p.last-tol {
+	if f := s.accField; f >= 0 {
+		st.fh[f], st.fok[f], st.fepoch[f] = acc, ev.AccountID != "", st.epoch
+	}
+	sink := st.accounts.touch(acc)
+	var keyed uint64 // groups whose By value is not empty
+	for g := range s.groups {
+		if g == s.accGroup {
+			continue
+		}
+		if h, ok := st.fieldHash(s.groups[g].field, ev); ok {
+			st.keys[g] = h
+			keyed |= 1 << g
+			sink += st.groups[g].touch(h)
+		}
+	}
+
+	a, fresh := st.accounts.upsert(acc)
+	if fresh {
+		a.win.key = acc
+	}
+	if !a.hasProfile {
+		a.p, a.hasProfile = newProfile(ev.TS), true
+		st.nProf++
+	} else if ev.TS < a.p.last-tol {
 		late = true
 	}
 	for g := range s.groups {
-		k := s.groups[g].key(ev)
-		if k == "" {
-			st.scratch[g] = nil
-			continue
+		gr := &s.groups[g]
+		var e *entity
+		if g == s.accGroup {
+			if ev.AccountID == "" {
+				st.scratch[g] = nil
+				continue
+			}
+			e = &a.win
+			if !a.hasWin {
+				a.hasWin = true
+				st.nAccWin++
+				e.last, e.items = ev.TS, e.items[:0]
+				st.scratch[g] = e
+				continue
+			}
+		} else {
+			if keyed&(1<<g) == 0 {
+				st.scratch[g] = nil
+				continue
+			}
+			h := st.keys[g]
+			e, fresh = st.groups[g].upsert(h)
+			if fresh {
+				e.key, e.last = h, ev.TS
+				st.scratch[g] = e
+				continue
+			}
 		}
-		h := hashString(k)
-		e := st.groups[g][h]
-		if e == nil {
-			e = &entity{last: ev.TS}
-			st.groups[g][h] = e
-		} else if ev.TS < e.last-tol {
+		if ev.TS < e.last-tol {
 			late = true
-		} else if ev.TS-e.last >= s.groups[g].maxWinMs {
+		} else if ev.TS-e.last >= gr.maxWinMs {
 			// Everything left the window; drop it before bucket numbers
-			// could alias (see cell).
-			e.cells, e.dist = e.cells[:0], e.dist[:0]
+			// could alias (see item).
+			e.items = e.items[:0]
 		}
 		st.scratch[g] = e
 	}
 
-	p.read(ev, &out.Profile)
-	p.update(ev, s.cfg.MaxSeen)
+	// Likewise for the item lists and the first-seen set.
+	for _, e := range st.scratch {
+		if e != nil && len(e.items) > 0 {
+			sink += e.items[0].x
+		}
+	}
+	if len(a.p.seen) > 0 {
+		sink += a.p.seen[0]
+	}
+	st.sink = sink
+
+	sk := seenKeysOf(ev)
+	a.p.read(ev, &sk, &out.Profile)
+	a.p.update(ev, &sk, s.cfg.MaxSeen)
 
 	if !late {
-		for i := range s.feats {
-			f := &s.feats[i]
-			e := st.scratch[f.group]
-			if e == nil || !f.match(ev, &st.vm) {
-				continue
-			}
-			st.add(e, i, f, ev)
+		for l := range st.bucket {
+			st.bucket[l] = st.bucketOf(l, ev.TS)
 		}
-		for _, e := range st.scratch {
-			if e != nil && ev.TS > e.last {
-				e.last = ev.TS
+		for g := range s.groups {
+			if e := st.scratch[g]; e != nil {
+				st.add(e, &s.groups[g], ev)
+				if ev.TS > e.last {
+					e.last = ev.TS
+				}
 			}
 		}
 	}
@@ -173,118 +316,168 @@ func (st *Store) Observe(ev *event.Event, out *Values) (late bool) {
 	return late
 }
 
-func (st *Store) add(e *entity, i int, f *feature, ev *event.Event) {
-	b := uint32(floorDiv(ev.TS, f.width))
-	fi := uint32(i)
-	if f.kind == KindDistinct {
-		v := f.field(ev)
-		if v == "" {
-			return
-		}
-		h := hashString(v)
-		n, oldest := 0, -1
-		for j := range e.dist {
-			d := &e.dist[j]
-			if d.f != fi {
-				continue
-			}
-			if d.h == h {
-				d.b = laterOf(d.b, b)
-				return
-			}
-			n++
-			if oldest < 0 || after(e.dist[oldest].b, d.b) {
-				oldest = j
-			}
-		}
-		if n >= st.set.cfg.MaxDistinct {
-			e.dist[oldest] = dent{h: h, b: laterOf(b, e.dist[oldest].b), f: fi}
-			return
-		}
-		e.dist = append(e.dist, dent{h: h, b: b, f: fi})
-		return
-	}
-	var x float64
-	if f.num != nil {
-		x = f.num(ev)
-	}
-	// Scan from the end: the current bucket was appended most recently.
-	for j := len(e.cells) - 1; j >= 0; j-- {
-		c := &e.cells[j]
-		if c.fn>>24 != fi || c.b != b {
+// add adds ev to the features of group g that it matches: it updates the
+// counter item of each matched feature's current bucket and marks each
+// matched distinct value seen, in one pass over the entity's items, then
+// appends what it did not find in feature order. A full distinct set
+// forgets the value seen least recently (the first such in item order).
+func (st *Store) add(e *entity, g *group, ev *event.Event) {
+	s := st.set
+	var needC, needD uint64 // by feature index: counters and distinct values still to place
+	bk, hd := &st.bk, &st.hd
+	for _, i := range g.feats {
+		f := &s.feats[i]
+		if !f.match(ev, &st.vm) {
 			continue
 		}
-		if c.fn&cellMaxN < cellMaxN {
-			c.fn++
+		bk[i] = uint32(st.bucket[s.lanes[i]])
+		if f.op != opDistinct {
+			needC |= 1 << i
+			continue
 		}
-		switch f.kind {
-		case KindSum, KindAvg:
-			c.v += x
-		case KindMin:
-			c.v = min(c.v, x)
-		case KindMax:
-			c.v = max(c.v, x)
+		h, ok := st.fieldHash(f.of, ev)
+		if !ok {
+			continue
 		}
+		hd[i] = h
+		needD |= 1 << i
+	}
+	if needC|needD == 0 {
 		return
 	}
-	e.cells = append(e.cells, cell{v: x, b: b, fn: fi<<24 | 1})
+	seen, oldest := &st.seen, &st.oldest
+	for d := needD; d != 0; d &= d - 1 {
+		i := bits.TrailingZeros64(d)
+		seen[i], oldest[i] = 0, 0
+	}
+	if needD == 0 {
+		// Counters only: the current bucket's items were appended last.
+		for j := len(e.items) - 1; j >= 0 && needC != 0; j-- {
+			c := &e.items[j]
+			if i := c.fn >> 24; needC&(1<<i) != 0 && c.b == bk[i] {
+				needC &^= 1 << i
+				st.bump(c, &s.feats[i], ev)
+			}
+		}
+	} else {
+		for j := range e.items {
+			c := &e.items[j]
+			i := c.fn >> 24
+			bit := uint64(1) << i
+			switch {
+			case needD&bit != 0:
+				if c.x == hd[i] {
+					c.b = laterOf(c.b, bk[i])
+					needD &^= bit
+					continue
+				}
+				seen[i]++
+				if o := oldest[i]; o == 0 || after(e.items[o-1].b, c.b) {
+					oldest[i] = int32(j + 1)
+				}
+			case needC&bit != 0 && c.b == bk[i]:
+				needC &^= bit
+				st.bump(c, &s.feats[i], ev)
+			}
+		}
+	}
+	for need := needC | needD; need != 0; need &= need - 1 {
+		i := bits.TrailingZeros64(need)
+		f := &s.feats[i]
+		if f.op == opDistinct {
+			if int(seen[i]) >= s.cfg.MaxDistinct {
+				o := &e.items[oldest[i]-1]
+				*o = item{x: hd[i], b: laterOf(bk[i], o.b), fn: uint32(i) << 24}
+				continue
+			}
+			e.items = appendItem(e.items, item{x: hd[i], b: bk[i], fn: uint32(i) << 24})
+			continue
+		}
+		var x float64
+		if f.num != nil {
+			x = f.num(ev)
+		}
+		e.items = appendItem(e.items, item{x: math.Float64bits(x), b: bk[i], fn: uint32(i)<<24 | 1})
+	}
+}
+
+// bump adds ev to the counter item c of feature f.
+func (st *Store) bump(c *item, f *feature, ev *event.Event) {
+	if c.fn&cellMaxN < cellMaxN {
+		c.fn++
+	}
+	switch f.op {
+	case opSum, opAvg:
+		c.setV(c.v() + f.num(ev))
+	case opMin:
+		c.setV(min(c.v(), f.num(ev)))
+	case opMax:
+		c.setV(max(c.v(), f.num(ev)))
+	}
 }
 
 // fill drops buckets that left the window as of the entity's latest time
 // and adds the rest to out. A bucket b of feature f is in the window at
 // time t when b > floor(t/width) - Buckets.
 func (st *Store) fill(e *entity, g *group, ts int64, out *Values) {
-	feats := st.set.feats
+	s := st.set
 	ref := max(e.last, ts)
-	var lo [MaxWindows]uint32
-	var cnt [MaxWindows]float64
+	nb := int64(s.cfg.Buckets)
+	lo, lof, cnt := &st.lo, &st.lof, &st.cnt
+	for _, l := range g.lanes {
+		var b int64
+		if ref == ts {
+			b = st.bucketOf(int(l), ts)
+		} else {
+			b = floorDiv(ref, s.widths[l])
+		}
+		lo[l] = uint32(b - nb)
+	}
 	for _, i := range g.feats {
-		lo[i] = uint32(floorDiv(ref, feats[i].width) - feats[i].nb)
+		lof[i], cnt[i] = lo[s.lanes[i]], 0
 	}
 	w := out.Windows[:]
-	keep := e.cells[:0]
-	for _, c := range e.cells {
-		i := c.f()
-		if !after(c.b, lo[i]) {
+	items := e.items
+	k := 0 // items kept so far; they move down only once one is dropped
+	for j := range items {
+		c := &items[j]
+		i := c.fn >> 24
+		if !after(c.b, lof[i]) {
 			continue
 		}
-		keep = append(keep, c)
-		switch feats[i].kind {
-		case KindCount:
+		switch s.ops[i] {
+		case opCount:
 			w[i] += float64(c.n())
-		case KindSum:
-			w[i] += c.v
-		case KindAvg:
-			w[i] += c.v
+		case opSum:
+			w[i] += c.v()
+		case opAvg:
+			w[i] += c.v()
 			cnt[i] += float64(c.n())
-		case KindMin:
-			if cnt[i] == 0 || c.v < w[i] {
-				w[i] = c.v
+		case opMin:
+			if cnt[i] == 0 || c.v() < w[i] {
+				w[i] = c.v()
 			}
 			cnt[i]++
-		case KindMax:
-			if cnt[i] == 0 || c.v > w[i] {
-				w[i] = c.v
+		case opMax:
+			if cnt[i] == 0 || c.v() > w[i] {
+				w[i] = c.v()
 			}
 			cnt[i]++
+		case opDistinct:
+			w[i]++
 		}
+		if k != j {
+			items[k] = *c
+		}
+		k++
 	}
-	clear(e.cells[len(keep):])
-	e.cells = keep
+	clear(items[k:])
+	e.items = items[:k]
 	for _, i := range g.feats {
-		if feats[i].kind == KindAvg && cnt[i] > 0 {
+		if s.ops[i] == opAvg && cnt[i] > 0 {
 			w[i] /= cnt[i]
 		}
 	}
-	keepD := e.dist[:0]
-	for _, d := range e.dist {
-		if !after(d.b, lo[d.f]) {
-			continue
-		}
-		keepD = append(keepD, d)
-		w[d.f]++
-	}
-	e.dist = keepD
 }
 
 // Expire forgets window entities idle for longer than their group's
@@ -294,22 +487,43 @@ func (st *Store) fill(e *entity, g *group, ts int64, out *Values) {
 // entries it removed.
 func (st *Store) Expire(nowMs int64) int {
 	n := 0
-	tol := st.set.cfg.LateTolerance.Milliseconds()
-	for g, m := range st.groups {
-		idle := st.set.groups[g].maxWinMs + tol
-		for k, e := range m {
-			if e.last+idle <= nowMs {
-				delete(m, k)
+	s := st.set
+	tol := s.cfg.LateTolerance.Milliseconds()
+	for g := range st.groups {
+		t := &st.groups[g]
+		idle := s.groups[g].maxWinMs + tol
+		for j := 0; j < len(t.vals); {
+			if t.vals[j].last+idle <= nowMs {
+				t.del(j) // the last entity moved to j: look at j again
 				n++
+				continue
 			}
+			j++
 		}
 	}
-	ttl := st.set.cfg.ProfileTTL.Milliseconds()
-	for k, p := range st.profiles {
-		if p.last+ttl <= nowMs {
-			delete(st.profiles, k)
+	accIdle := int64(math.MaxInt64)
+	if s.accGroup >= 0 {
+		accIdle = s.groups[s.accGroup].maxWinMs + tol
+	}
+	ttl := s.cfg.ProfileTTL.Milliseconds()
+	t := &st.accounts
+	for j := 0; j < len(t.vals); {
+		a := &t.vals[j]
+		if a.hasWin && a.win.last+accIdle <= nowMs {
+			a.hasWin, a.win.items = false, nil
+			st.nAccWin--
 			n++
 		}
+		if a.hasProfile && a.p.last+ttl <= nowMs {
+			a.hasProfile, a.p = false, profile{}
+			st.nProf--
+			n++
+		}
+		if !a.hasWin && !a.hasProfile {
+			t.del(j)
+			continue
+		}
+		j++
 	}
 	return n
 }

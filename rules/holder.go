@@ -51,6 +51,10 @@ type Watcher struct {
 	lastHash string
 }
 
+// settleDelay is how long a changed directory must stay unchanged before
+// it is loaded.
+const settleDelay = 50 * time.Millisecond
+
 // Failures counts failed reloads.
 func (w *Watcher) Failures() uint64 { return w.failures.Load() }
 
@@ -85,6 +89,14 @@ func (w *Watcher) poll() {
 	}
 	hash := HashFiles(files)
 	if hash == w.lastHash {
+		return
+	}
+	// An editor or copy may be half-way through writing a file: accept the
+	// change only when a second read a moment later sees the same content,
+	// otherwise look again at the next poll.
+	time.Sleep(settleDelay)
+	again, err := ReadFiles(os.DirFS(w.Dir))
+	if err != nil || HashFiles(again) != hash {
 		return
 	}
 	w.lastHash = hash // report a bad version once, not every poll
