@@ -1,0 +1,140 @@
+package chstore
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"riskd/engine"
+	"riskd/rules"
+)
+
+// Column lists, in the order the row builders below emit values.
+const (
+	eventColumns = "event_id, account_id, type, event_time, event_ts_ms, raw, " +
+		"source_topic, source_partition, source_offset"
+	decisionColumns = "event_id, account_id, event_type, event_time, event_ts_ms, decided_at, decided_at_ms, " +
+		"action, score, reason, matched_rules, shadow_rules, errored_rules, rule_errors, ruleset_version, " +
+		"feature_names, feature_values, latency_us, lock_until, late, original, " +
+		"source_topic, source_partition, source_offset"
+	alertColumns = "event_id, account_id, event_time, event_ts_ms, rule_id, message, action, decided_at, ruleset_version"
+	lockColumns  = "account_id, time, ts_ms, action, reason, until, actor, event_id, ruleset_version"
+	labelColumns = "event_id, account_id, event_time, event_ts_ms, label, source, labelled_at"
+)
+
+// Actor and label source recorded for rows the engine produces itself.
+const (
+	engineActor       = "engine"
+	decisionLabelFrom = "event"
+)
+
+// WriteDecisions stores one batch: per decision a row in decisions and the
+// raw event in events, a row in alerts per alert message, a row in
+// account_locks when the decision newly locked the account (action lock,
+// not a refusal of an already locked account), and a row in labels when the
+// decision carries a label. Each table gets one batch insert; the five are
+// sent concurrently, and the call returns once all are stored.
+//
+// It retries until everything is stored or ctx ends, then returns ctx's
+// error wrapped: an unreachable ClickHouse slows the caller but never drops
+// a decision. A retry resends only the tables not yet stored; resending is
+// idempotent anyway. The only error returned without retrying is one where
+// a row cannot be encoded (it would fail every time).
+func (s *Store) WriteDecisions(ctx context.Context, ds []*engine.Decision) error {
+	if len(ds) == 0 {
+		return nil
+	}
+	ins := decisionInserts(ds)
+	done := make([]bool, len(ins))
+	return s.retry(ctx, "write decisions", func(ctx context.Context) error {
+		return s.sendAll(ctx, ins, done)
+	})
+}
+
+// decisionInserts turns a batch of decisions into rows for each table.
+func decisionInserts(ds []*engine.Decision) []insert {
+	events := insert{table: "events", columns: eventColumns, rows: make([][]any, 0, len(ds))}
+	decisions := insert{table: "decisions", columns: decisionColumns, rows: make([][]any, 0, len(ds))}
+	alerts := insert{table: "alerts", columns: alertColumns}
+	locks := insert{table: "account_locks", columns: lockColumns}
+	labels := insert{table: "labels", columns: labelColumns}
+	for _, d := range ds {
+		if d == nil {
+			continue
+		}
+		evTime := dateTime(time.UnixMilli(d.EventTS))
+		decided := dateTime(d.DecidedAt)
+		events.rows = append(events.rows, []any{
+			d.EventID, d.AccountID, d.EventType, evTime, d.EventTS, string(d.Raw),
+			d.Source.Topic, int32(d.Source.Partition), d.Source.Offset,
+		})
+		decisions.rows = append(decisions.rows, decisionRow(d, evTime, decided))
+		for _, a := range d.Alerts {
+			alerts.rows = append(alerts.rows, []any{
+				d.EventID, d.AccountID, evTime, d.EventTS, a.RuleID, a.Message,
+				d.Action.String(), decided, d.RuleSetVersion,
+			})
+		}
+		if d.Action == rules.Lock && d.Reason != engine.ReasonAccountLocked {
+			locks.rows = append(locks.rows, []any{
+				d.AccountID, evTime, d.EventTS, "lock", lockReason(d), dateTime(d.LockUntil),
+				engineActor, d.EventID, d.RuleSetVersion,
+			})
+		}
+		if d.Label != "" {
+			labels.rows = append(labels.rows, []any{
+				d.EventID, d.AccountID, evTime, d.EventTS, d.Label, decisionLabelFrom, decided,
+			})
+		}
+	}
+	return []insert{events, decisions, alerts, locks, labels}
+}
+
+func decisionRow(d *engine.Decision, evTime, decided time.Time) []any {
+	matched, _ := ruleIDs(d.Matched)
+	shadow, _ := ruleIDs(d.Shadow)
+	errored, errs := ruleIDs(d.Errored)
+	names := make([]string, len(d.Features))
+	values := make([]float64, len(d.Features))
+	for i, f := range d.Features {
+		names[i], values[i] = f.Name, f.Value
+	}
+	lat := d.Latency.Microseconds()
+	if lat < 0 {
+		lat = 0
+	}
+	return []any{
+		d.EventID, d.AccountID, d.EventType, evTime, d.EventTS, decided, d.DecidedAt.UnixMilli(),
+		d.Action.String(), int32(d.Score), d.Reason, matched, shadow, errored, errs, d.RuleSetVersion,
+		names, values, uint64(lat), dateTime(d.LockUntil), boolU8(d.Late), boolU8(!d.Duplicate),
+		d.Source.Topic, int32(d.Source.Partition), d.Source.Offset,
+	}
+}
+
+// ruleIDs splits hits into parallel slices of rule ids and error texts.
+func ruleIDs(hs []engine.RuleHit) (ids, errs []string) {
+	ids = make([]string, len(hs))
+	errs = make([]string, len(hs))
+	for i, h := range hs {
+		ids[i], errs[i] = h.RuleID, h.Error
+	}
+	return ids, errs
+}
+
+// lockReason names what locked the account: the matched rules whose action
+// is lock, else the decision's reason (a score threshold).
+func lockReason(d *engine.Decision) string {
+	var ids []string
+	for _, h := range d.Matched {
+		if h.Action == rules.Lock {
+			ids = append(ids, h.RuleID)
+		}
+	}
+	if len(ids) > 0 {
+		return "rule:" + strings.Join(ids, ",")
+	}
+	if d.Reason != "" {
+		return d.Reason
+	}
+	return "lock"
+}

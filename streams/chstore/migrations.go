@@ -1,0 +1,163 @@
+package chstore
+
+// The schema, as numbered migrations. Each is one statement (the native
+// protocol runs one per query) with {db} standing for the database name.
+// ClickHouse has no transactional DDL, so every migration must be safe to
+// run twice (IF NOT EXISTS): two instances starting together may both apply
+// it before either records it. Append new migrations; never edit or reorder
+// applied ones.
+//
+// Rules every table follows, for ClickHouse 18.16 and current releases alike:
+// DateTime (seconds) plus an Int64 *_ms column where milliseconds matter,
+// Array(String)/Array(Float64) pairs instead of Map, no TTL, no
+// LowCardinality, monthly partitions on the row's time so old months can be
+// dropped whole, and ReplacingMergeTree keyed so that writing the same fact
+// twice leaves one row after FINAL.
+
+// migrationSchemaMigrations records which migrations ran. It is created
+// before the others and is itself not numbered.
+const migrationSchemaMigrations = `CREATE TABLE IF NOT EXISTS {db}.schema_migrations (
+	version    UInt32,
+	name       String,
+	applied_at DateTime
+) ENGINE = ReplacingMergeTree() ORDER BY version`
+
+// migrationEvents: events holds each raw event as received, for replay and
+// backtest. Keyed (account_id, event_time, event_id) because analysts and
+// backtests read one account's history in time order, and a replayed event
+// carries the same account and time, so it lands next to its first copy and
+// collapses with it.
+const migrationEvents = `CREATE TABLE IF NOT EXISTS {db}.events (
+	event_id         String,
+	account_id       String,
+	type             String,
+	event_time       DateTime,
+	event_ts_ms      Int64,
+	raw              String,
+	source_topic     String,
+	source_partition Int32,
+	source_offset    Int64
+) ENGINE = ReplacingMergeTree()
+PARTITION BY toYYYYMM(event_time)
+ORDER BY (account_id, event_time, event_id)`
+
+// migrationDecisions: decisions holds one row per decided event. Same key as
+// events, for the same reasons. The version column `original` is 1 for a
+// real decision and 0 for a repeat the engine marked duplicate, so when both
+// reach the table the original decision survives the merge; among equal
+// versions the last insert wins, which makes a plain retry harmless.
+// lock_until is 1970-01-01 00:00:00 when there is no lock.
+const migrationDecisions = `CREATE TABLE IF NOT EXISTS {db}.decisions (
+	event_id         String,
+	account_id       String,
+	event_type       String,
+	event_time       DateTime,
+	event_ts_ms      Int64,
+	decided_at       DateTime,
+	decided_at_ms    Int64,
+	action           String,
+	score            Int32,
+	reason           String,
+	matched_rules    Array(String),
+	shadow_rules     Array(String),
+	errored_rules    Array(String),
+	rule_errors      Array(String),
+	ruleset_version  String,
+	feature_names    Array(String),
+	feature_values   Array(Float64),
+	latency_us       UInt64,
+	lock_until       DateTime,
+	late             UInt8,
+	original         UInt8,
+	source_topic     String,
+	source_partition Int32,
+	source_offset    Int64
+) ENGINE = ReplacingMergeTree(original)
+PARTITION BY toYYYYMM(event_time)
+ORDER BY (account_id, event_time, event_id)`
+
+// migrationAlerts: alerts holds one row per user-facing message of a
+// decision. rule_id sits before event_id in the key because one event can
+// raise alerts from several rules; each (event, rule) pair is one alert.
+const migrationAlerts = `CREATE TABLE IF NOT EXISTS {db}.alerts (
+	event_id        String,
+	account_id      String,
+	event_time      DateTime,
+	event_ts_ms     Int64,
+	rule_id         String,
+	message         String,
+	action          String,
+	decided_at      DateTime,
+	ruleset_version String
+) ENGINE = ReplacingMergeTree()
+PARTITION BY toYYYYMM(event_time)
+ORDER BY (account_id, event_time, rule_id, event_id)`
+
+// migrationAccountLocks: account_locks is the audit trail of locks and
+// unlocks, by the engine (a decision that newly locked an account; time is
+// the event's time, event_id the deciding event) or by support and the API
+// (time is when it was done, event_id a request id). ts_ms and action are in
+// the key so that two different actions on one account within a second stay
+// two rows, while a retried write of the same action collapses.
+const migrationAccountLocks = `CREATE TABLE IF NOT EXISTS {db}.account_locks (
+	account_id      String,
+	time            DateTime,
+	ts_ms           Int64,
+	action          String,
+	reason          String,
+	until           DateTime,
+	actor           String,
+	event_id        String,
+	ruleset_version String
+) ENGINE = ReplacingMergeTree()
+PARTITION BY toYYYYMM(time)
+ORDER BY (account_id, time, ts_ms, action, event_id)`
+
+// migrationRulesets: rulesets records each load of a rule-set version (a
+// restart that loads the same version again adds a row: the load history
+// says which version was live when). Keyed by seq and hash, then the load
+// time in ms, so a retried write of one load collapses.
+const migrationRulesets = `CREATE TABLE IF NOT EXISTS {db}.rulesets (
+	version      String,
+	seq          UInt64,
+	hash         String,
+	loaded_at    DateTime,
+	loaded_at_ms Int64,
+	rule_count   UInt32,
+	source       String
+) ENGINE = ReplacingMergeTree()
+PARTITION BY toYYYYMM(loaded_at)
+ORDER BY (seq, hash, loaded_at_ms)`
+
+// migrationLabels: labels holds ground truth per event (confirmed fraud,
+// false positive, or the traffic generator's label) for backtest precision.
+// Keyed like events so a label joins its event and decision on the same key;
+// the version column labelled_at lets a later label replace an earlier one.
+const migrationLabels = `CREATE TABLE IF NOT EXISTS {db}.labels (
+	event_id    String,
+	account_id  String,
+	event_time  DateTime,
+	event_ts_ms Int64,
+	label       String,
+	source      String,
+	labelled_at DateTime
+) ENGINE = ReplacingMergeTree(labelled_at)
+PARTITION BY toYYYYMM(event_time)
+ORDER BY (account_id, event_time, event_id)`
+
+// migration is one numbered schema step.
+type migration struct {
+	Version uint32
+	Name    string
+	SQL     string
+}
+
+// migrations run in order; Version is the position, starting at 1.
+var migrations = []migration{
+	{1, "create events", migrationEvents},
+	{2, "create decisions", migrationDecisions},
+	{3, "create alerts", migrationAlerts},
+	{4, "create account_locks", migrationAccountLocks},
+	{5, "create rulesets", migrationRulesets},
+	{6, "create labels", migrationLabels},
+}

@@ -1,0 +1,189 @@
+package chstore
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"riskd/engine"
+)
+
+// Reads below use FINAL, so rows written twice count once even before
+// ClickHouse merges them. They run once, without retry: they serve the demo
+// summary and tests, where an error should surface.
+//
+// "since" filters on decided_at (a DateTime, for partition pruning and the
+// index) and decided_at_ms (for millisecond exactness).
+
+// RuleCount is how many stored decisions an active rule matched.
+type RuleCount struct {
+	RuleID string
+	Hits   uint64
+}
+
+// StoredDecision is a decision as read back from the decisions table.
+type StoredDecision struct {
+	EventID   string
+	AccountID string
+	EventType string
+	// EventTime is the event time to the second; EventTS is Unix ms.
+	EventTime time.Time
+	EventTS   int64
+	// DecidedAt is wall-clock decision time to the millisecond.
+	DecidedAt time.Time
+	// Action is the action's name as stored ("allow" ... "lock").
+	Action string
+	Score  int
+	Reason string
+	// MatchedRules, ShadowRules and ErroredRules are rule ids, in the
+	// decision's order; RuleErrors parallels ErroredRules.
+	MatchedRules []string
+	ShadowRules  []string
+	ErroredRules []string
+	RuleErrors   []string
+	// RuleSetVersion is the "SEQ-HASH8" of the rule set that decided.
+	RuleSetVersion string
+	Features       []engine.FeatureValue
+	// Latency is stored in microseconds.
+	Latency time.Duration
+	// LockUntil is zero when the decision carried no lock (to the second).
+	LockUntil time.Time
+	Late      bool
+	// Duplicate is true when only the engine's duplicate repeat was stored.
+	Duplicate bool
+	Source    engine.Source
+}
+
+const sinceFilter = " WHERE decided_at >= toDateTime(?) AND decided_at_ms >= ?"
+
+// sinceArgs are the arguments of sinceFilter. The seconds are clamped to
+// the DateTime range so that the zero time means "everything".
+func sinceArgs(since time.Time) []any {
+	return []any{dateTime(since).Unix(), since.UnixMilli()}
+}
+
+// CountDecisions counts distinct events decided at or after since.
+func (s *Store) CountDecisions(ctx context.Context, since time.Time) (uint64, error) {
+	var n uint64
+	q := "SELECT uniqExact(event_id) FROM " + s.table("decisions") + " FINAL" + sinceFilter
+	if err := s.conn.QueryRow(ctx, q, sinceArgs(since)...).Scan(&n); err != nil {
+		return 0, fmt.Errorf("chstore: count decisions: %w", err)
+	}
+	return n, nil
+}
+
+// ActionCounts counts decisions per action name since a time.
+func (s *Store) ActionCounts(ctx context.Context, since time.Time) (map[string]uint64, error) {
+	q := "SELECT action, count() FROM " + s.table("decisions") + " FINAL" + sinceFilter + " GROUP BY action"
+	rows, err := s.conn.Query(ctx, q, sinceArgs(since)...)
+	if err != nil {
+		return nil, fmt.Errorf("chstore: action counts: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]uint64{}
+	for rows.Next() {
+		var a string
+		var n uint64
+		if err := rows.Scan(&a, &n); err != nil {
+			return nil, fmt.Errorf("chstore: action counts: %w", err)
+		}
+		out[a] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("chstore: action counts: %w", err)
+	}
+	return out, nil
+}
+
+// TopRules returns the n active rules that matched most decisions since a
+// time, most hits first, ties by rule id. Shadow rules are not counted.
+func (s *Store) TopRules(ctx context.Context, since time.Time, n int) ([]RuleCount, error) {
+	if n <= 0 {
+		return nil, nil
+	}
+	q := "SELECT rule, count() AS hits FROM " + s.table("decisions") + " FINAL ARRAY JOIN matched_rules AS rule" +
+		sinceFilter + " GROUP BY rule ORDER BY hits DESC, rule LIMIT ?"
+	rows, err := s.conn.Query(ctx, q, append(sinceArgs(since), n)...)
+	if err != nil {
+		return nil, fmt.Errorf("chstore: top rules: %w", err)
+	}
+	defer rows.Close()
+	var out []RuleCount
+	for rows.Next() {
+		var rc RuleCount
+		if err := rows.Scan(&rc.RuleID, &rc.Hits); err != nil {
+			return nil, fmt.Errorf("chstore: top rules: %w", err)
+		}
+		out = append(out, rc)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("chstore: top rules: %w", err)
+	}
+	return out, nil
+}
+
+// DecisionByEvent reads the stored decision of one event; false when there
+// is none. event_id is not a key prefix, so this scans the table: fine for
+// support look-ups and tests, not for a hot path.
+func (s *Store) DecisionByEvent(ctx context.Context, eventID string) (StoredDecision, bool, error) {
+	q := "SELECT event_id, account_id, event_type, event_time, event_ts_ms, decided_at_ms, action, score, reason, " +
+		"matched_rules, shadow_rules, errored_rules, rule_errors, ruleset_version, feature_names, feature_values, " +
+		"latency_us, lock_until, late, original, source_topic, source_partition, source_offset FROM " +
+		s.table("decisions") + " FINAL WHERE event_id = ? LIMIT 1"
+	rows, err := s.conn.Query(ctx, q, eventID)
+	if err != nil {
+		return StoredDecision{}, false, fmt.Errorf("chstore: decision %s: %w", eventID, err)
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
+			return StoredDecision{}, false, fmt.Errorf("chstore: decision %s: %w", eventID, err)
+		}
+		return StoredDecision{}, false, nil
+	}
+	var (
+		d                  StoredDecision
+		decidedMS          int64
+		score, partition   int32
+		latency            uint64
+		late, original     uint8
+		names              []string
+		values             []float64
+		eventTime, lockEnd time.Time
+	)
+	err = rows.Scan(&d.EventID, &d.AccountID, &d.EventType, &eventTime, &d.EventTS, &decidedMS, &d.Action, &score, &d.Reason,
+		&d.MatchedRules, &d.ShadowRules, &d.ErroredRules, &d.RuleErrors, &d.RuleSetVersion, &names, &values,
+		&latency, &lockEnd, &late, &original, &d.Source.Topic, &partition, &d.Source.Offset)
+	if err != nil {
+		return StoredDecision{}, false, fmt.Errorf("chstore: decision %s: %w", eventID, err)
+	}
+	d.EventTime = eventTime.UTC()
+	d.DecidedAt = time.UnixMilli(decidedMS).UTC()
+	d.Score = int(score)
+	d.Latency = time.Duration(latency) * time.Microsecond
+	if t := fromDateTime(lockEnd); !t.IsZero() {
+		d.LockUntil = t.UTC()
+	}
+	d.Late = late != 0
+	d.Duplicate = original == 0
+	d.Source.Partition = int(partition)
+	if len(names) == len(values) {
+		d.Features = make([]engine.FeatureValue, len(names))
+		for i := range names {
+			d.Features[i] = engine.FeatureValue{Name: names[i], Value: values[i]}
+		}
+	}
+	return d, true, nil
+}
+
+// DuplicateDecisionRows is count() - uniqExact(event_id) over decisions
+// FINAL: 0 when writes are idempotent by event_id. ClickHouse types the
+// difference Int64 (18.16 and current), hence the scan into int64.
+func (s *Store) DuplicateDecisionRows(ctx context.Context) (uint64, error) {
+	var n int64
+	q := "SELECT count() - uniqExact(event_id) FROM " + s.table("decisions") + " FINAL"
+	if err := s.conn.QueryRow(ctx, q).Scan(&n); err != nil {
+		return 0, fmt.Errorf("chstore: duplicate decision rows: %w", err)
+	}
+	return uint64(max(n, 0)), nil
+}
