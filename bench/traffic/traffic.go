@@ -61,6 +61,10 @@ type Config struct {
 	// realistic; much busier accounts make normal traffic trip velocity
 	// rules.
 	EventsPerSecond float64
+	// IDPrefix starts every event id (then a sequence number); empty means
+	// "e-". Runs that share a store use different prefixes so their event
+	// ids do not collide.
+	IDPrefix string
 }
 
 type place struct {
@@ -157,6 +161,9 @@ func New(cfg Config) *Generator {
 		cfg.Accounts = 16
 	}
 	cfg.FraudRate = math.Min(1, math.Max(0, cfg.FraudRate))
+	if cfg.IDPrefix == "" {
+		cfg.IDPrefix = "e-"
+	}
 	if cfg.EventsPerSecond <= 0 {
 		cfg.EventsPerSecond = float64(cfg.Accounts) / 7200
 	}
@@ -238,7 +245,7 @@ func round4(x float64) float64 { return math.Round(x*1e4) / 1e4 }
 func (g *Generator) Next(ev *event.Event) {
 	ev.Reset()
 	g.seq++
-	g.idBuf = append(g.idBuf[:0], "e-"...)
+	g.idBuf = append(g.idBuf[:0], g.cfg.IDPrefix...)
 	g.idBuf = strconv.AppendInt(g.idBuf, g.seq, 10)
 	ev.ID = string(g.idBuf)
 

@@ -1,0 +1,536 @@
+package streams
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"riskd/engine"
+)
+
+// Topics names the Kafka topics the stream scorer reads and writes.
+type Topics struct {
+	// Inputs are the event topics (key = account id).
+	Inputs []string
+	// Decisions gets every decision, Alerts every user alert, Actions lock
+	// commands for the account service, DLQ the messages that could not be
+	// decided. All outputs are keyed by account id.
+	Decisions, Alerts, Actions, DLQ string
+}
+
+// DefaultTopics are the topic names of the design.
+func DefaultTopics() Topics {
+	return Topics{
+		Inputs:    []string{"payments", "account-events"},
+		Decisions: "risk.decisions", Alerts: "risk.alerts", Actions: "risk.actions", DLQ: "risk.dlq",
+	}
+}
+
+// DecisionStore makes decisions durable (ClickHouse in production). It must
+// retry until it succeeds or ctx ends, and be idempotent by event id.
+type DecisionStore interface {
+	WriteDecisions(ctx context.Context, ds []*engine.Decision) error
+}
+
+// Config sets up a Pipeline.
+type Config struct {
+	Brokers []string
+	// Group is the consumer group id.
+	Group  string
+	Topics Topics
+	// BatchSize and FlushInterval bound an output batch: it is written when
+	// it has BatchSize results or is FlushInterval old, whichever is first.
+	BatchSize     int
+	FlushInterval time.Duration
+	// CommitInterval is how often durable offsets are committed.
+	CommitInterval time.Duration
+	// MaxInFlight bounds fetched messages whose outputs are not durable;
+	// a reader waits when it is reached (backpressure on the broker).
+	MaxInFlight int
+	// RetryMin and RetryMax bound the backoff between output retries.
+	RetryMin, RetryMax time.Duration
+	// DrainTimeout bounds the wait, on shutdown, for in-flight messages to
+	// become durable; what is not durable then is not committed and is
+	// read again on the next start.
+	DrainTimeout time.Duration
+	Logger       *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.Group == "" {
+		c.Group = "riskd"
+	}
+	def := DefaultTopics()
+	if len(c.Topics.Inputs) == 0 {
+		c.Topics.Inputs = def.Inputs
+	}
+	for _, name := range []struct {
+		set *string
+		def string
+	}{
+		{&c.Topics.Decisions, def.Decisions}, {&c.Topics.Alerts, def.Alerts},
+		{&c.Topics.Actions, def.Actions}, {&c.Topics.DLQ, def.DLQ},
+	} {
+		if *name.set == "" {
+			*name.set = name.def
+		}
+	}
+	if c.BatchSize <= 0 {
+		c.BatchSize = 5000
+	}
+	if c.FlushInterval <= 0 {
+		c.FlushInterval = 200 * time.Millisecond
+	}
+	if c.CommitInterval <= 0 {
+		c.CommitInterval = time.Second
+	}
+	if c.MaxInFlight <= 0 {
+		c.MaxInFlight = 4 * c.BatchSize
+	}
+	if c.RetryMin <= 0 {
+		c.RetryMin = 100 * time.Millisecond
+	}
+	if c.RetryMax <= 0 {
+		c.RetryMax = 5 * time.Second
+	}
+	if c.DrainTimeout <= 0 {
+		c.DrainTimeout = 30 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// Pipeline is the stream scorer: it reads the input topics with a consumer
+// group, hands each message to its account's shard, writes what the
+// decisions produced (ClickHouse, output topics, DLQ) in batches, and
+// commits an offset only once everything before it is durable. A crash
+// therefore loses nothing; a replay re-publishes with the same event ids and
+// the store collapses repeated rows.
+type Pipeline struct {
+	cfg    Config
+	eng    *engine.Engine
+	store  DecisionStore
+	out    *kafka.Writer
+	m      *Metrics
+	log    *slog.Logger
+	slots  chan struct{} // one token per in-flight message
+	result chan result
+}
+
+// result is one message's outcome, on its way to the output stage.
+type result struct {
+	d      *engine.Decision
+	err    error
+	msg    kafka.Message // the input, for the DLQ
+	part   *partitionOffsets
+	ticket uint64
+}
+
+// New builds a Pipeline over a running engine.
+func New(cfg Config, eng *engine.Engine, store DecisionStore, m *Metrics) *Pipeline {
+	cfg = cfg.withDefaults()
+	if m == nil {
+		m = NewMetrics(nil)
+	}
+	return &Pipeline{
+		cfg:   cfg,
+		eng:   eng,
+		store: store,
+		out: &kafka.Writer{
+			Addr:         kafka.TCP(cfg.Brokers...),
+			Balancer:     &kafka.Hash{}, // by account: one account's outputs stay in order
+			RequiredAcks: kafka.RequireAll,
+			BatchSize:    cfg.BatchSize,
+			BatchBytes:   16 << 20,
+			BatchTimeout: time.Millisecond, // WriteMessages is called with whole batches
+			MaxAttempts:  3,
+		},
+		m:      m,
+		log:    cfg.Logger,
+		slots:  make(chan struct{}, cfg.MaxInFlight),
+		result: make(chan result, cfg.BatchSize),
+	}
+}
+
+// Run consumes until ctx ends, then stops fetching, waits (up to
+// DrainTimeout) for what was fetched to become durable, commits, and
+// returns. The engine must keep running until Run returns.
+func (p *Pipeline) Run(ctx context.Context) error {
+	defer p.out.Close()
+	// The output stage outlives intake so a shutdown can drain; it ends when
+	// the drain is over or, on a hard stop, when DrainTimeout runs out.
+	outCtx, stopOut := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopOut()
+	var outWG sync.WaitGroup
+	outWG.Add(1)
+	go func() {
+		defer outWG.Done()
+		p.runOutput(outCtx)
+	}()
+	// Outputs that are still retrying when the drain gives up are abandoned
+	// here: their offsets stay uncommitted.
+	stopDrain := context.AfterFunc(ctx, func() {
+		t := time.AfterFunc(p.cfg.DrainTimeout, stopOut)
+		context.AfterFunc(outCtx, func() { t.Stop() })
+	})
+	defer stopDrain()
+
+	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
+		ID:                p.cfg.Group,
+		Brokers:           p.cfg.Brokers,
+		Topics:            p.cfg.Topics.Inputs,
+		StartOffset:       kafka.FirstOffset,
+		HeartbeatInterval: time.Second,
+		SessionTimeout:    10 * time.Second,
+		RebalanceTimeout:  p.cfg.DrainTimeout,
+		Logger:            kafka.LoggerFunc(func(string, ...any) {}),
+		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
+			p.log.Warn("kafka consumer group", "detail", fmt.Sprintf(msg, args...))
+		}),
+	})
+	if err != nil {
+		return fmt.Errorf("streams: consumer group %q: %w", p.cfg.Group, err)
+	}
+	for ctx.Err() == nil {
+		gen, err := group.Next(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			p.m.Errors.WithLabelValues("group").Inc()
+			p.log.Warn("joining consumer group failed; retrying", "group", p.cfg.Group, "err", err)
+			sleepCtx(ctx, p.cfg.RetryMin)
+			continue
+		}
+		p.runGeneration(ctx, outCtx, gen)
+	}
+	if err := group.Close(); err != nil && !errors.Is(err, kafka.ErrGroupClosed) {
+		p.log.Warn("closing consumer group", "err", err)
+	}
+	stopOut()
+	outWG.Wait()
+	if n := len(p.slots); n > 0 {
+		return fmt.Errorf("%w: %d messages", ErrNotDrained, n)
+	}
+	return nil
+}
+
+// ErrNotDrained is returned by Run when the shutdown drain ran out of time
+// with messages still in flight. Their offsets were not committed, so they
+// are read again on the next start; engine state that already includes
+// them must not be checkpointed, or the replay would take them for
+// duplicates and skip their outputs.
+var ErrNotDrained = errors.New("streams: shutdown drain incomplete")
+
+// runGeneration reads every partition assigned in gen until the generation
+// ends (a rebalance) or ctx ends, then drains and commits its partitions.
+func (p *Pipeline) runGeneration(ctx, outCtx context.Context, gen *kafka.Generation) {
+	type assigned struct {
+		topic     string
+		partition int
+		offsets   *partitionOffsets
+		reader    *kafka.Reader
+	}
+	var parts []*assigned
+	for topic, as := range gen.Assignments {
+		for _, a := range as {
+			start := a.Offset
+			if start < 0 {
+				start = kafka.FirstOffset
+			}
+			r := kafka.NewReader(kafka.ReaderConfig{
+				Brokers:   p.cfg.Brokers,
+				Topic:     topic,
+				Partition: a.ID,
+				MinBytes:  1,
+				MaxBytes:  8 << 20,
+				MaxWait:   100 * time.Millisecond,
+			})
+			if err := r.SetOffset(start); err != nil {
+				p.log.Error("set offset", "topic", topic, "partition", a.ID, "err", err)
+			}
+			parts = append(parts, &assigned{topic: topic, partition: a.ID, offsets: newPartitionOffsets(), reader: r})
+		}
+	}
+	p.log.Info("consumer group generation", "generation", gen.ID, "member", gen.MemberID, "partitions", len(parts))
+
+	genEnded := make(chan struct{})
+	gen.Start(func(genCtx context.Context) {
+		<-genCtx.Done()
+		close(genEnded)
+	})
+	readCtx, stopReading := context.WithCancel(ctx)
+	defer stopReading()
+	go func() {
+		select {
+		case <-genEnded:
+			stopReading()
+		case <-readCtx.Done():
+		}
+	}()
+	var readers sync.WaitGroup
+	for _, a := range parts {
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			p.readPartition(readCtx, outCtx, a.reader, a.offsets)
+		}()
+	}
+
+	commit := func() {
+		offsets := map[string]map[int]int64{}
+		for _, a := range parts {
+			next, _ := a.offsets.committable()
+			if next < 0 {
+				continue
+			}
+			if offsets[a.topic] == nil {
+				offsets[a.topic] = map[int]int64{}
+			}
+			offsets[a.topic][a.partition] = next
+		}
+		if len(offsets) == 0 {
+			return
+		}
+		if err := gen.CommitOffsets(offsets); err != nil {
+			p.m.Errors.WithLabelValues("commit").Inc()
+			p.log.Warn("commit offsets failed; they will be committed later or replayed", "err", err)
+			return
+		}
+		for _, a := range parts {
+			if next, ok := offsets[a.topic][a.partition]; ok {
+				p.m.Committed.WithLabelValues(a.topic, itoa(a.partition)).Set(float64(next))
+			}
+		}
+	}
+	tick := time.NewTicker(p.cfg.CommitInterval)
+	defer tick.Stop()
+	for readCtx.Err() == nil {
+		select {
+		case <-tick.C:
+			commit()
+			for _, a := range parts {
+				p.m.Lag.WithLabelValues(a.topic, itoa(a.partition)).Set(float64(a.reader.Stats().Lag))
+			}
+		case <-readCtx.Done():
+		}
+	}
+	readers.Wait()
+	// Drain: wait until every fetched message is durable (or the output
+	// stage gives up), then make the last commit of this generation.
+	for outCtx.Err() == nil && inFlight(parts, func(a *assigned) *partitionOffsets { return a.offsets }) > 0 {
+		select {
+		case <-tick.C:
+			commit()
+		case <-outCtx.Done():
+		}
+	}
+	commit()
+	for _, a := range parts {
+		a.reader.Close()
+	}
+}
+
+func inFlight[T any](parts []T, offsets func(T) *partitionOffsets) int {
+	n := 0
+	for _, a := range parts {
+		_, k := offsets(a).committable()
+		n += k
+	}
+	return n
+}
+
+// readPartition fetches one partition in order and submits each message to
+// the engine. It waits for an in-flight slot first, so a slow output stage
+// slows fetching instead of piling up memory.
+func (p *Pipeline) readPartition(ctx, outCtx context.Context, r *kafka.Reader, offsets *partitionOffsets) {
+	for {
+		select {
+		case p.slots <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		m, err := r.FetchMessage(ctx)
+		if err != nil {
+			<-p.slots
+			if ctx.Err() != nil {
+				return
+			}
+			p.m.Errors.WithLabelValues("fetch").Inc()
+			p.log.Warn("fetch failed; retrying", "topic", r.Config().Topic, "partition", r.Config().Partition, "err", err)
+			sleepCtx(ctx, p.cfg.RetryMin)
+			continue
+		}
+		p.m.Consumed.WithLabelValues(m.Topic).Inc()
+		p.m.InFlight.Inc()
+		ticket := offsets.add(m.Offset)
+		msg := m
+		// Submit with the output stage's context: a message already fetched
+		// is handed over even while intake is stopping, so the drain covers it.
+		err = p.eng.Submit(outCtx, engine.Message{
+			Value:  m.Value,
+			Key:    m.Key,
+			Source: engine.Source{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset},
+			Done: func(d *engine.Decision, err error) {
+				select {
+				case p.result <- result{d: d, err: err, msg: msg, part: offsets, ticket: ticket}:
+				case <-outCtx.Done():
+				}
+			},
+		})
+		if err != nil {
+			// Not accepted: never finished, so never committed past; the
+			// message is read again after a restart.
+			p.log.Warn("engine refused a message; it stays uncommitted", "err", err)
+			return
+		}
+	}
+}
+
+// runOutput collects results into batches and makes each batch durable.
+func (p *Pipeline) runOutput(ctx context.Context) {
+	batch := make([]result, 0, p.cfg.BatchSize)
+	tick := time.NewTicker(p.cfg.FlushInterval)
+	defer tick.Stop()
+	var w outputWriter
+	for {
+		select {
+		case r := <-p.result:
+			batch = append(batch, r)
+			if len(batch) < p.cfg.BatchSize {
+				continue
+			}
+		case <-tick.C:
+			if len(batch) == 0 {
+				continue
+			}
+		case <-ctx.Done():
+			return
+		}
+		if err := p.flush(ctx, &w, batch); err != nil {
+			return // only when ctx ended: these offsets stay uncommitted
+		}
+		for _, r := range batch {
+			r.part.finish(r.ticket)
+			<-p.slots
+		}
+		p.m.InFlight.Sub(float64(len(batch)))
+		clear(batch)
+		batch = batch[:0]
+	}
+}
+
+// outputWriter holds the output stage's reusable buffers.
+type outputWriter struct {
+	decisions []*engine.Decision
+	msgs      []kafka.Message
+}
+
+// flush writes one batch: decisions to the store and messages to Kafka, in
+// parallel, each retried until it succeeds or ctx ends.
+func (p *Pipeline) flush(ctx context.Context, w *outputWriter, batch []result) error {
+	p.m.BatchSize.Observe(float64(len(batch)))
+	w.decisions, w.msgs = w.decisions[:0], w.msgs[:0]
+	now := time.Now()
+	for _, r := range batch {
+		switch {
+		case r.err != nil:
+			w.msgs = append(w.msgs, p.cfg.Topics.deadLetter(r.msg, r.err, now))
+		case r.d.Duplicate:
+			// Decided before (the decide API, or a replay after a restart
+			// that restored state): its outputs already exist.
+		default:
+			w.decisions = append(w.decisions, r.d)
+			var err error
+			if w.msgs, err = p.cfg.Topics.outputMessages(w.msgs, r.d); err != nil {
+				return fmt.Errorf("streams: encode decision %s: %w", r.d.EventID, err)
+			}
+		}
+	}
+	var storeErr error
+	var wg sync.WaitGroup
+	if len(w.decisions) > 0 && p.store != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			start := time.Now()
+			storeErr = p.store.WriteDecisions(ctx, w.decisions)
+			p.m.SinkSeconds.WithLabelValues("clickhouse").Observe(time.Since(start).Seconds())
+		}()
+	}
+	start := time.Now()
+	kafkaErr := p.publish(ctx, w.msgs)
+	p.m.SinkSeconds.WithLabelValues("kafka").Observe(time.Since(start).Seconds())
+	wg.Wait()
+	if err := errors.Join(storeErr, kafkaErr); err != nil {
+		return err
+	}
+	for _, r := range batch {
+		switch {
+		case r.err != nil:
+			p.m.DeadLettered.WithLabelValues(r.msg.Topic).Inc()
+			p.log.Info("message sent to the dead-letter topic", "topic", r.msg.Topic,
+				"partition", r.msg.Partition, "offset", r.msg.Offset, "reason", r.err.Error())
+		case r.d.Duplicate:
+			p.m.Duplicates.Inc()
+		default:
+			p.m.Decided.WithLabelValues(r.d.Action.String()).Inc()
+		}
+	}
+	return nil
+}
+
+// publish writes msgs to Kafka, retrying the ones that failed with backoff
+// until all are written or ctx ends.
+func (p *Pipeline) publish(ctx context.Context, msgs []kafka.Message) error {
+	for attempt := 0; len(msgs) > 0; attempt++ {
+		err := p.out.WriteMessages(ctx, msgs...)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("streams: publish: %w", ctx.Err())
+		}
+		p.m.Errors.WithLabelValues("kafka_out").Inc()
+		var perMsg kafka.WriteErrors
+		if errors.As(err, &perMsg) && len(perMsg) == len(msgs) {
+			failed := msgs[:0:0]
+			for i, e := range perMsg {
+				if e != nil {
+					failed = append(failed, msgs[i])
+				}
+			}
+			msgs = failed
+		}
+		p.log.Warn("publishing outputs failed; retrying", "messages", len(msgs), "attempt", attempt+1, "err", err)
+		sleepCtx(ctx, backoff(p.cfg.RetryMin, p.cfg.RetryMax, attempt))
+	}
+	return nil
+}
+
+// backoff is the capped exponential delay for attempt (from 0), with
+// jitter so many retrying writers do not hit a recovering server together.
+func backoff(lo, hi time.Duration, attempt int) time.Duration {
+	d := lo << min(attempt, 20)
+	if d <= 0 || d > hi {
+		d = hi
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
