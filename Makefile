@@ -3,15 +3,27 @@ GO       ?= go
 PKGS     := ./...
 FUZZTIME ?= 5s
 
-.PHONY: all build test fuzz lint bench
+.PHONY: all build test fuzz lint bench demo clickhouse
 
 all: build
 
 build:
 	$(GO) build $(PKGS)
 
-## test: vet, the race-checked suite, then each fuzz target briefly.
+## demo: embedded broker, generated traffic, engine, decisions stored in a
+## local ClickHouse (started, or installed from Debian's packages, first).
+EVENTS ?= 100000
+demo: clickhouse
+	$(GO) run ./cmd/riskd demo --events $(EVENTS)
+
+## clickhouse: make sure a local ClickHouse answers on 127.0.0.1:9000.
+clickhouse:
+	scripts/clickhouse-up
+
+## test: vet, the race-checked suite (integration tests use the local
+## ClickHouse and the embedded broker), then each fuzz target briefly.
 test: lint
+	@scripts/clickhouse-up || echo "no local ClickHouse: its integration tests skip (with CI=true they fail)"
 	$(GO) test -race -count=1 $(PKGS)
 	$(MAKE) fuzz
 

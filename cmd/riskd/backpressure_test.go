@@ -1,0 +1,108 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"riskd/streams"
+	"riskd/streams/chstore/chtest"
+	"riskd/streams/kafkatest"
+)
+
+// TestUnreachableClickHouseSlowsIntakeAndLosesNothing takes ClickHouse away
+// (a relay in front of the real server is cut) while events keep arriving:
+// riskd must stop reading at its in-flight bound instead of dropping or
+// committing, and store every decision once ClickHouse is back.
+func TestUnreachableClickHouseSlowsIntakeAndLosesNothing(t *testing.T) {
+	e := newTestEnv(t)
+	proxy := chtest.NewProxy(t, e.cfg.ClickHouse.Addr)
+	e.cfg.ClickHouse.Addr = proxy.Addr()
+	const maxInFlight = 200
+	e.cfg.Output.BatchSize = 50
+	e.cfg.Output.MaxInFlight = maxInFlight
+	d, _ := e.start(t)
+	addr := e.broker.Addr()
+
+	payments := func(from, n int) []kafka.Message {
+		var msgs []kafka.Message
+		for i := from; i < from+n; i++ {
+			msgs = append(msgs, ev(fmt.Sprintf("bp-%d", i), "payment", fmt.Sprintf("acct-bp-%d", i%50),
+				baseTS+int64(i)*1000, `,"amount":1000,"currency":"EUR","channel":"qr"`))
+		}
+		return msgs
+	}
+	kafkatest.Produce(t, addr, "payments", payments(0, 100)...)
+	e.waitStored(t, 100)
+
+	proxy.Down()
+	const more = 2000
+	kafkatest.Produce(t, addr, "payments", payments(100, more)...)
+	// Wait until the store has failed several times: by then riskd has
+	// read all it may and must be holding still.
+	deadline := time.Now().Add(waitLong)
+	for d.store.Retries() < 3 {
+		if time.Now().After(deadline) {
+			t.Fatal("the store never retried while ClickHouse was unreachable")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond)
+	consumed := counterValue(t, d, "riskd_consumed_total", "payments")
+	if consumed > 100+maxInFlight {
+		t.Fatalf("consumed %.0f messages while ClickHouse was down, want at most %d (100 stored + %d in flight)",
+			consumed, 100+maxInFlight, maxInFlight)
+	}
+	if got := counterValue(t, d, "riskd_decisions_total", "allow") + counterValue(t, d, "riskd_decisions_total", "alert") +
+		counterValue(t, d, "riskd_decisions_total", "review") + counterValue(t, d, "riskd_decisions_total", "challenge") +
+		counterValue(t, d, "riskd_decisions_total", "block") + counterValue(t, d, "riskd_decisions_total", "lock"); got > 100 {
+		t.Fatalf("%.0f decisions counted as durable while ClickHouse was down, want 100", got)
+	}
+
+	proxy.Up()
+	e.waitStored(t, 100+more)
+	e.assertStoredOnce(t, 100+more)
+}
+
+// TestStopWithoutDrainReplaysEverything stops riskd while ClickHouse is
+// unreachable, so the drain times out with decisions not yet durable (as
+// a crash would leave them). The next start must replay those events and
+// store each decision once: no checkpoint may make them look like
+// duplicates.
+func TestStopWithoutDrainReplaysEverything(t *testing.T) {
+	e := newTestEnv(t)
+	proxy := chtest.NewProxy(t, e.cfg.ClickHouse.Addr)
+	direct := e.cfg.ClickHouse.Addr
+	e.cfg.ClickHouse.Addr = proxy.Addr()
+	e.cfg.Output.DrainTimeout = 300 * time.Millisecond
+	d, stop := e.start(t)
+	addr := e.broker.Addr()
+	var msgs []kafka.Message
+	for i := range 300 {
+		msgs = append(msgs, ev(fmt.Sprintf("cr-%d", i), "payment", fmt.Sprintf("acct-cr-%d", i%30),
+			baseTS+int64(i)*1000, `,"amount":1000,"currency":"EUR","channel":"qr"`))
+	}
+	kafkatest.Produce(t, addr, "payments", msgs[:100]...)
+	e.waitStored(t, 100)
+	proxy.Down()
+	kafkatest.Produce(t, addr, "payments", msgs[100:]...)
+	for d.store.Retries() == 0 {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := stop(); !errors.Is(err, streams.ErrNotDrained) {
+		t.Fatalf("stop with ClickHouse down: %v, want ErrNotDrained", err)
+	}
+	if _, err := os.Stat(filepath.Join(e.cfg.State.Dir, checkpointFile)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a checkpoint was written after an incomplete drain (stat: %v)", err)
+	}
+
+	e.cfg.ClickHouse.Addr = direct
+	e.start(t)
+	e.waitStored(t, 300)
+	e.assertStoredOnce(t, 300)
+}

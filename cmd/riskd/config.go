@@ -1,0 +1,212 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is riskd's configuration file. Every key can be overridden by an
+// environment variable named RISKD_ plus its path in capitals, dots as
+// underscores: kafka.brokers is RISKD_KAFKA_BROKERS (lists are
+// comma-separated), clickhouse.password is RISKD_CLICKHOUSE_PASSWORD.
+// Defaults run locally from the repository root with no file at all.
+type Config struct {
+	Kafka      KafkaConfig      `yaml:"kafka"`
+	ClickHouse ClickHouseConfig `yaml:"clickhouse"`
+	Engine     EngineConfig     `yaml:"engine"`
+	Rules      RulesConfig      `yaml:"rules"`
+	Output     OutputConfig     `yaml:"output"`
+	HTTP       HTTPConfig       `yaml:"http"`
+	State      StateConfig      `yaml:"state"`
+	Log        LogConfig        `yaml:"log"`
+}
+
+type KafkaConfig struct {
+	Brokers []string `yaml:"brokers"`
+	// Embedded starts the in-process Kafka-protocol broker on Listen and
+	// ignores Brokers.
+	Embedded bool   `yaml:"embedded"`
+	Listen   string `yaml:"listen"`
+	// DataDir keeps the embedded broker's log across restarts; empty keeps it in memory.
+	DataDir string `yaml:"data_dir"`
+	Group   string `yaml:"group"`
+	// Partitions is used when riskd creates missing topics.
+	Partitions     int      `yaml:"partitions"`
+	Inputs         []string `yaml:"inputs"`
+	DecisionsTopic string   `yaml:"decisions_topic"`
+	AlertsTopic    string   `yaml:"alerts_topic"`
+	ActionsTopic   string   `yaml:"actions_topic"`
+	DLQTopic       string   `yaml:"dlq_topic"`
+}
+
+type ClickHouseConfig struct {
+	Addr     string `yaml:"addr"`
+	Database string `yaml:"database"`
+	User     string `yaml:"user"`
+	Password string `yaml:"password"`
+}
+
+type EngineConfig struct {
+	// Shards defaults to the number of CPUs.
+	Shards         int `yaml:"shards"`
+	QueueSize      int `yaml:"queue_size"`
+	DedupeCapacity int `yaml:"dedupe_capacity"`
+	MaxEventBytes  int `yaml:"max_event_bytes"`
+}
+
+type RulesConfig struct {
+	Dir          string        `yaml:"dir"`
+	Features     string        `yaml:"features"`
+	PollInterval time.Duration `yaml:"poll_interval"`
+}
+
+type OutputConfig struct {
+	BatchSize      int           `yaml:"batch_size"`
+	FlushInterval  time.Duration `yaml:"flush_interval"`
+	CommitInterval time.Duration `yaml:"commit_interval"`
+	DrainTimeout   time.Duration `yaml:"drain_timeout"`
+	// MaxInFlight bounds fetched messages whose outputs are not durable
+	// yet; 0 means four batches.
+	MaxInFlight int `yaml:"max_in_flight"`
+}
+
+type HTTPConfig struct {
+	// Listen serves /metrics, /healthz and /readyz; empty disables it.
+	Listen string `yaml:"listen"`
+}
+
+type StateConfig struct {
+	// Dir holds the engine checkpoint written on a clean shutdown and
+	// read (then removed) on start; empty disables checkpoints.
+	Dir string `yaml:"dir"`
+}
+
+type LogConfig struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // text or json
+}
+
+// DefaultConfig is what riskd runs with when no file sets a key.
+func DefaultConfig() Config {
+	return Config{
+		Kafka: KafkaConfig{
+			Brokers: []string{"127.0.0.1:9092"}, Listen: "127.0.0.1:9092", Group: "riskd", Partitions: 8,
+			Inputs:         []string{"payments", "account-events"},
+			DecisionsTopic: "risk.decisions", AlertsTopic: "risk.alerts", ActionsTopic: "risk.actions", DLQTopic: "risk.dlq",
+		},
+		ClickHouse: ClickHouseConfig{Addr: "127.0.0.1:9000", Database: "riskd", User: "default"},
+		Rules: RulesConfig{Dir: "bench/reference/rules", Features: "bench/reference/features.yaml",
+			PollInterval: 2 * time.Second},
+		Output: OutputConfig{BatchSize: 5000, FlushInterval: 200 * time.Millisecond,
+			CommitInterval: time.Second, DrainTimeout: 30 * time.Second},
+		HTTP:  HTTPConfig{Listen: "127.0.0.1:8080"},
+		State: StateConfig{Dir: "var/state"},
+		Log:   LogConfig{Level: "info", Format: "text"},
+	}
+}
+
+// LoadConfig reads path (optional: "" means defaults only) over the
+// defaults, then applies RISKD_* environment variables from env.
+func LoadConfig(path string, env []string) (Config, error) {
+	cfg := DefaultConfig()
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return cfg, fmt.Errorf("config: %w", err)
+		}
+		dec := yaml.NewDecoder(strings.NewReader(string(b)))
+		dec.KnownFields(true) // a misspelt key is an error, not a silent default
+		if err := dec.Decode(&cfg); err != nil && err.Error() != "EOF" {
+			return cfg, fmt.Errorf("config %s: %w", path, err)
+		}
+	}
+	vars := map[string]string{}
+	for _, kv := range env {
+		if k, v, ok := strings.Cut(kv, "="); ok && strings.HasPrefix(k, "RISKD_") {
+			vars[k] = v
+		}
+	}
+	if err := applyEnv(reflect.ValueOf(&cfg).Elem(), "RISKD", vars); err != nil {
+		return cfg, err
+	}
+	for k := range vars {
+		return cfg, fmt.Errorf("config: unknown environment variable %s", k)
+	}
+	return cfg, nil
+}
+
+// applyEnv walks the config struct by its yaml names and sets each field
+// whose variable is present, deleting used variables from vars.
+func applyEnv(v reflect.Value, prefix string, vars map[string]string) error {
+	for i := 0; i < v.NumField(); i++ {
+		f := v.Type().Field(i)
+		name := prefix + "_" + strings.ToUpper(strings.Split(f.Tag.Get("yaml"), ",")[0])
+		field := v.Field(i)
+		if field.Kind() == reflect.Struct {
+			if err := applyEnv(field, name, vars); err != nil {
+				return err
+			}
+			continue
+		}
+		s, ok := vars[name]
+		if !ok {
+			continue
+		}
+		delete(vars, name)
+		if err := setField(field, s); err != nil {
+			return fmt.Errorf("config: %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func setField(field reflect.Value, s string) error {
+	switch field.Interface().(type) {
+	case string:
+		field.SetString(s)
+	case []string:
+		var list []string
+		for _, item := range strings.Split(s, ",") {
+			if item = strings.TrimSpace(item); item != "" {
+				list = append(list, item)
+			}
+		}
+		field.Set(reflect.ValueOf(list))
+	case bool:
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return err
+		}
+		field.SetBool(b)
+	case int:
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			return err
+		}
+		field.SetInt(int64(n))
+	case time.Duration:
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return err
+		}
+		field.SetInt(int64(d))
+	default:
+		return fmt.Errorf("unsupported type %s", field.Type())
+	}
+	return nil
+}
+
+// brokers are the Kafka addresses to use, after the embedded broker (if
+// any) has started on embeddedAddr.
+func (c KafkaConfig) brokers(embeddedAddr string) []string {
+	if c.Embedded {
+		return []string{embeddedAddr}
+	}
+	return c.Brokers
+}

@@ -1,0 +1,71 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestConfigFileThenEnvironment(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "riskd.yaml")
+	file := "kafka:\n  brokers: [k1:9092, k2:9092]\n  group: fraud\nclickhouse:\n  database: risk\noutput:\n  flush_interval: 50ms\n"
+	if err := os.WriteFile(path, []byte(file), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := LoadConfig(path, []string{
+		"RISKD_KAFKA_GROUP=override", "RISKD_CLICKHOUSE_PASSWORD=s3cret", "RISKD_KAFKA_EMBEDDED=true",
+		"RISKD_ENGINE_SHARDS=3", "RISKD_KAFKA_INPUTS=a, b", "HOME=/root",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(cfg.Kafka.Brokers, []string{"k1:9092", "k2:9092"}) {
+		t.Errorf("brokers = %v", cfg.Kafka.Brokers)
+	}
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"group (env over file)", cfg.Kafka.Group, "override"},
+		{"database (file)", cfg.ClickHouse.Database, "risk"},
+		{"password (env)", cfg.ClickHouse.Password, "s3cret"},
+		{"embedded (env bool)", cfg.Kafka.Embedded, true},
+		{"shards (env int)", cfg.Engine.Shards, 3},
+		{"inputs (env list)", strings.Join(cfg.Kafka.Inputs, "|"), "a|b"},
+		{"flush interval (file duration)", cfg.Output.FlushInterval, 50 * time.Millisecond},
+		{"clickhouse addr (default)", cfg.ClickHouse.Addr, "127.0.0.1:9000"},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
+		}
+	}
+}
+
+func TestConfigRejectsMistakes(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(bad, []byte("kafka:\n  brokerz: [x]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name, path string
+		env        []string
+		want       string
+	}{
+		{"misspelt key", bad, nil, "brokerz"},
+		{"unknown variable", "", []string{"RISKD_KAFKA_BROKERZ=x"}, "RISKD_KAFKA_BROKERZ"},
+		{"bad int", "", []string{"RISKD_ENGINE_SHARDS=many"}, "RISKD_ENGINE_SHARDS"},
+		{"bad duration", "", []string{"RISKD_OUTPUT_FLUSH_INTERVAL=5"}, "RISKD_OUTPUT_FLUSH_INTERVAL"},
+		{"missing file", filepath.Join(dir, "none.yaml"), nil, "none.yaml"},
+	}
+	for _, c := range cases {
+		_, err := LoadConfig(c.path, c.env)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: err = %v, want it to name %q", c.name, err, c.want)
+		}
+	}
+}

@@ -1,0 +1,317 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"riskd/engine"
+	"riskd/features"
+	"riskd/rules"
+	"riskd/streams"
+	"riskd/streams/chstore"
+)
+
+// daemon is one riskd process: the broker (when embedded), the store, the
+// engine with its rules, the stream pipeline and the HTTP endpoints.
+type daemon struct {
+	cfg      Config
+	log      *slog.Logger
+	broker   *streams.Embedded
+	brokers  []string
+	store    *chstore.Store
+	set      *features.Set
+	holder   *rules.Holder
+	eng      *engine.Engine
+	reg      *prometheus.Registry
+	metrics  *streams.Metrics
+	reloads  *prometheus.CounterVec
+	ready    atomic.Bool
+	httpAddr string
+}
+
+// checkpointFile is where a clean shutdown leaves the engine's state.
+const checkpointFile = "engine.ckpt"
+
+// startDaemon brings up everything except the pipeline and HTTP loops,
+// which run calls. On error it releases what it started.
+func startDaemon(ctx context.Context, cfg Config, log *slog.Logger) (d *daemon, err error) {
+	d = &daemon{cfg: cfg, log: log, reg: prometheus.NewRegistry()}
+	defer func() {
+		if err != nil {
+			d.close()
+		}
+	}()
+	d.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	d.metrics = streams.NewMetrics(d.reg)
+	d.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "riskd_rule_reloads_total", Help: "Rule directory reloads by result (ok, error).",
+	}, []string{"result"})
+	d.reg.MustRegister(d.reloads)
+	for _, result := range []string{"ok", "error"} {
+		d.reloads.WithLabelValues(result) // export zeros, so alerts on rate() work from the start
+	}
+
+	if cfg.Kafka.Embedded {
+		if d.broker, err = streams.StartEmbedded(cfg.Kafka.Listen, cfg.Kafka.DataDir); err != nil {
+			return d, err
+		}
+		log.Info("embedded Kafka-protocol broker listening", "addr", d.broker.Addr())
+		d.brokers = []string{d.broker.Addr()}
+	} else {
+		d.brokers = cfg.Kafka.Brokers
+	}
+	topics := d.topics()
+	if err := streams.EnsureTopics(ctx, d.brokers, cfg.Kafka.Partitions, topics.All()...); err != nil {
+		return d, err
+	}
+
+	if d.set, err = loadFeatures(cfg.Rules.Features); err != nil {
+		return d, err
+	}
+	rs, err := rules.Load(cfg.Rules.Dir, d.set)
+	if err != nil {
+		return d, fmt.Errorf("rules %s: %w", cfg.Rules.Dir, err)
+	}
+	d.holder = &rules.Holder{}
+	d.holder.Swap(rs)
+	log.Info("rules loaded", "dir", cfg.Rules.Dir, "version", rs.Version.String(), "rules", len(rs.Rules))
+
+	d.store, err = chstore.Open(ctx, chstore.Config{
+		Addr: cfg.ClickHouse.Addr, Database: cfg.ClickHouse.Database,
+		User: cfg.ClickHouse.User, Password: cfg.ClickHouse.Password, Logger: log,
+	})
+	if err != nil {
+		return d, err
+	}
+	d.recordRuleSet(ctx, rs)
+
+	engCfg := engine.Config{Shards: cfg.Engine.Shards, QueueSize: cfg.Engine.QueueSize,
+		DedupeCapacity: cfg.Engine.DedupeCapacity, MaxEventBytes: cfg.Engine.MaxEventBytes}
+	if d.eng, err = d.restoreEngine(engCfg); err != nil {
+		return d, err
+	}
+	return d, nil
+}
+
+func loadFeatures(path string) (*features.Set, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("features: %w", err)
+	}
+	defs, err := features.ParseDefinitions(b)
+	if err != nil {
+		return nil, fmt.Errorf("features %s: %w", path, err)
+	}
+	set, err := features.Compile(defs, features.DefaultConfig())
+	if err != nil {
+		return nil, fmt.Errorf("features %s: %w", path, err)
+	}
+	return set, nil
+}
+
+// restoreEngine builds the engine from the checkpoint a clean shutdown
+// left, and removes the file: after a crash the state must be rebuilt from
+// the replayed events, not from a checkpoint older than the committed
+// offsets.
+func (d *daemon) restoreEngine(cfg engine.Config) (*engine.Engine, error) {
+	if d.cfg.State.Dir == "" {
+		return engine.New(cfg, d.set, d.holder), nil
+	}
+	path := filepath.Join(d.cfg.State.Dir, checkpointFile)
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return engine.New(cfg, d.set, d.holder), nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint: %w", err)
+	}
+	defer f.Close()
+	eng, err := engine.Restore(cfg, d.set, d.holder, f)
+	if err != nil {
+		// A checkpoint from another feature set or shard count: start
+		// empty rather than refuse to run; the replay rebuilds recent state.
+		d.log.Warn("checkpoint not usable; starting with empty state", "path", path, "err", err)
+		eng = engine.New(cfg, d.set, d.holder)
+	} else {
+		d.log.Info("engine state restored", "path", path)
+	}
+	if err := os.Remove(path); err != nil {
+		return nil, fmt.Errorf("checkpoint: consume %s: %w", path, err)
+	}
+	return eng, nil
+}
+
+func (d *daemon) topics() streams.Topics {
+	k := d.cfg.Kafka
+	return streams.Topics{Inputs: k.Inputs, Decisions: k.DecisionsTopic, Alerts: k.AlertsTopic,
+		Actions: k.ActionsTopic, DLQ: k.DLQTopic}
+}
+
+func (d *daemon) recordRuleSet(ctx context.Context, rs *rules.RuleSet) {
+	row := chstore.RuleSetRow{Version: rs.Version.String(), Seq: rs.Version.Seq, Hash: rs.Version.Hash,
+		RuleCount: len(rs.Rules), Source: "dir:" + d.cfg.Rules.Dir}
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := d.store.WriteRuleSet(wctx, row); err != nil {
+		d.log.Error("recording rule set version", "version", row.Version, "err", err)
+	}
+}
+
+// run serves until ctx ends, then shuts down in the order that loses
+// nothing: stop fetching and drain the pipeline (outputs durable, offsets
+// committed), checkpoint the engine, stop the shards, close the store.
+func (d *daemon) run(ctx context.Context) error {
+	defer d.close()
+	engCtx, stopEngine := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopEngine()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		d.eng.Run(engCtx)
+	}()
+
+	srv, err := d.serveHTTP(ctx, &wg)
+	if err != nil {
+		stopEngine()
+		wg.Wait()
+		return err
+	}
+	watcher := &rules.Watcher{
+		Dir: d.cfg.Rules.Dir, Features: d.set, Holder: d.holder, Interval: d.cfg.Rules.PollInterval,
+		OnError: func(err error) {
+			d.reloads.WithLabelValues("error").Inc()
+			d.log.Error("rule reload rejected; the previous rules keep running", "dir", d.cfg.Rules.Dir, "err", err)
+		},
+		OnReload: func(rs *rules.RuleSet) {
+			d.reloads.WithLabelValues("ok").Inc()
+			d.log.Info("rules reloaded", "version", rs.Version.String(), "rules", len(rs.Rules))
+			d.recordRuleSet(ctx, rs)
+		},
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		watcher.Run(ctx)
+	}()
+
+	p := streams.New(streams.Config{
+		Brokers: d.brokers, Group: d.cfg.Kafka.Group, Topics: d.topics(),
+		BatchSize: d.cfg.Output.BatchSize, FlushInterval: d.cfg.Output.FlushInterval,
+		CommitInterval: d.cfg.Output.CommitInterval, DrainTimeout: d.cfg.Output.DrainTimeout,
+		MaxInFlight: d.cfg.Output.MaxInFlight, Logger: d.log,
+	}, d.eng, d.store, d.metrics)
+	d.ready.Store(true)
+	d.log.Info("riskd running", "brokers", d.brokers, "inputs", d.cfg.Kafka.Inputs, "clickhouse", d.cfg.ClickHouse.Addr)
+	runErr := p.Run(ctx)
+	d.ready.Store(false)
+	if runErr == nil {
+		d.log.Info("intake stopped and drained")
+		if err := d.checkpoint(); err != nil {
+			d.log.Error("checkpoint failed; the next start rebuilds state from replayed events", "err", err)
+		}
+	} else {
+		d.log.Error("stopped without a full drain; no checkpoint, the next start replays from the last commit", "err", runErr)
+	}
+	stopEngine()
+	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutCtx); err != nil {
+		d.log.Warn("http shutdown", "err", err)
+	}
+	wg.Wait()
+	d.log.Info("riskd stopped")
+	return runErr
+}
+
+// checkpoint writes the engine's state after the drain, when it matches
+// the committed offsets exactly; it writes a temporary file and renames it
+// so a crash mid-write leaves no torn checkpoint.
+func (d *daemon) checkpoint() error {
+	if d.cfg.State.Dir == "" {
+		return nil
+	}
+	if err := os.MkdirAll(d.cfg.State.Dir, 0o750); err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	path := filepath.Join(d.cfg.State.Dir, checkpointFile)
+	f, err := os.CreateTemp(d.cfg.State.Dir, checkpointFile+".*")
+	if err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	defer os.Remove(f.Name())
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := d.eng.Checkpoint(ctx, f); err != nil {
+		f.Close()
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	d.log.Info("engine state checkpointed", "path", path)
+	return nil
+}
+
+// serveHTTP starts /metrics, /healthz and /readyz on cfg.HTTP.Listen.
+func (d *daemon) serveHTTP(ctx context.Context, wg *sync.WaitGroup) (*http.Server, error) {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(d.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !d.ready.Load() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ready\n"))
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: 16 << 10}
+	if d.cfg.HTTP.Listen == "" {
+		return srv, nil
+	}
+	l, err := net.Listen("tcp", d.cfg.HTTP.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("http: %w", err)
+	}
+	d.httpAddr = l.Addr().String()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			d.log.Error("http server", "err", err)
+		}
+	}()
+	d.log.Info("http listening", "addr", d.httpAddr)
+	return srv, nil
+}
+
+func (d *daemon) close() {
+	if d.store != nil {
+		d.store.Close()
+	}
+	if d.broker != nil {
+		d.broker.Close()
+	}
+}
