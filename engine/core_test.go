@@ -1,8 +1,12 @@
 package engine
 
 import (
+	"context"
+	"fmt"
+	"sync"
 	"testing"
 
+	"riskd/engine/event"
 	"riskd/rules"
 )
 
@@ -76,5 +80,30 @@ func TestDedupeRemembersAtLeastCapacityEvents(t *testing.T) {
 	}
 	if _, ok := d.seen(4); !ok {
 		t.Error("id 4 forgotten too early")
+	}
+}
+
+func TestStatsCountAccountsAcrossShards(t *testing.T) {
+	set, holder := loadTestdata(t)
+	e := New(Config{Shards: 3}, set, holder)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { e.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	var wg sync.WaitGroup
+	for i := range 10 {
+		wg.Add(1)
+		ev := event.Event{ID: fmt.Sprintf("s%d", i), Type: event.TypeLogin, TS: 1795478400000, AccountID: fmt.Sprintf("acct-%d", i)}
+		if err := e.Submit(ctx, Message{Value: msg(ev), Done: func(*Decision, error) { wg.Done() }}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wg.Wait()
+	st, err := e.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Accounts != 10 {
+		t.Fatalf("Stats.Accounts = %d, want 10", st.Accounts)
 	}
 }

@@ -214,6 +214,11 @@ func (d *daemon) run(ctx context.Context) error {
 		CommitInterval: d.cfg.Output.CommitInterval, DrainTimeout: d.cfg.Output.DrainTimeout,
 		MaxInFlight: d.cfg.Output.MaxInFlight, Logger: d.log,
 	}, d.eng, d.store, d.metrics)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		d.reportState(ctx)
+	}()
 	d.ready.Store(true)
 	d.log.Info("riskd running", "brokers", d.brokers, "inputs", d.cfg.Kafka.Inputs, "clickhouse", d.cfg.ClickHouse.Addr)
 	runErr := p.Run(ctx)
@@ -235,6 +240,33 @@ func (d *daemon) run(ctx context.Context) error {
 	wg.Wait()
 	d.log.Info("riskd stopped")
 	return runErr
+}
+
+// reportState publishes the engine's state sizes every few seconds, so
+// heap per active account can be read off /metrics.
+func (d *daemon) reportState(ctx context.Context) {
+	accounts := prometheus.NewGauge(prometheus.GaugeOpts{Name: "riskd_active_accounts",
+		Help: "Accounts with feature state in the engine."})
+	entities := prometheus.NewGauge(prometheus.GaugeOpts{Name: "riskd_state_entities",
+		Help: "Keyed entities (accounts, devices, IPs, payees, ...) with feature state."})
+	queued := prometheus.NewGauge(prometheus.GaugeOpts{Name: "riskd_shard_queued_messages",
+		Help: "Messages waiting in shard queues."})
+	d.reg.MustRegister(accounts, entities, queued)
+	tick := time.NewTicker(5 * time.Second)
+	defer tick.Stop()
+	for {
+		st, err := d.eng.Stats(ctx)
+		if err == nil {
+			accounts.Set(float64(st.Accounts))
+			entities.Set(float64(st.Entities))
+			queued.Set(float64(st.Queued))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 // checkpoint writes the engine's state after the drain, when it matches
