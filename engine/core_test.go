@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 
@@ -105,5 +106,45 @@ func TestStatsCountAccountsAcrossShards(t *testing.T) {
 	}
 	if st.Accounts != 10 {
 		t.Fatalf("Stats.Accounts = %d, want 10", st.Accounts)
+	}
+}
+
+func TestUrgentMessagesGoAheadOfTheBacklog(t *testing.T) {
+	set, holder := loadTestdata(t)
+	e := New(Config{Shards: 1, QueueSize: 200}, set, holder)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { e.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	// Hold the shard so a backlog builds up behind it.
+	release := make(chan struct{})
+	held := make(chan struct{})
+	go e.Do(ctx, "any", func(*Scorer) { close(held); <-release })
+	<-held
+	var mu sync.Mutex
+	var order []string
+	var wg sync.WaitGroup
+	submit := func(id string, urgent bool) {
+		wg.Add(1)
+		ev := event.Event{ID: id, Type: event.TypeLogin, TS: 1795478400000, AccountID: "acct-" + id}
+		m := Message{Value: msg(ev), Urgent: urgent, Done: func(*Decision, error) {
+			mu.Lock()
+			order = append(order, id)
+			mu.Unlock()
+			wg.Done()
+		}}
+		if err := e.Submit(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 100 {
+		submit(fmt.Sprintf("backlog-%d", i), false)
+	}
+	submit("urgent", true)
+	close(release)
+	wg.Wait()
+	if order[0] != "urgent" {
+		t.Fatalf("urgent message decided at position %d, want first", slices.Index(order, "urgent"))
 	}
 }

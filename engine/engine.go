@@ -59,6 +59,11 @@ type Message struct {
 	Key []byte
 	// Source is where the message came from.
 	Source Source
+	// Urgent messages (the synchronous decide API) go ahead of the shard's
+	// stream backlog, so a payment waiting for an answer is not queued
+	// behind thousands of Kafka events. Per-account order across the two
+	// lanes is by arrival at the shard.
+	Urgent bool
 	// Done receives the decision (owned by the callee) or the error: an
 	// *event.Error for a message that cannot be decoded, ErrStopped on
 	// shutdown. It runs on the shard goroutine, so it must be quick.
@@ -81,6 +86,7 @@ type Engine struct {
 type shard struct {
 	scorer *Scorer
 	queue  chan Message
+	urgent chan Message
 	cmds   chan func(*Scorer)
 }
 
@@ -92,6 +98,7 @@ func New(cfg Config, set *features.Set, holder *rules.Holder) *Engine {
 		e.shards = append(e.shards, &shard{
 			scorer: newScorer(cfg, set, holder, nil),
 			queue:  make(chan Message, cfg.QueueSize),
+			urgent: make(chan Message, cfg.QueueSize),
 			cmds:   make(chan func(*Scorer)),
 		})
 	}
@@ -129,28 +136,38 @@ func (e *Engine) Run(ctx context.Context) error {
 func (sh *shard) run(ctx context.Context) {
 	var d Decision
 	for {
+		select { // urgent first, without waiting
+		case m := <-sh.urgent:
+			sh.score(m, &d)
+			continue
+		default:
+		}
 		select {
 		case <-ctx.Done():
-			for {
-				select {
-				case m := <-sh.queue:
-					m.Done(nil, ErrStopped)
-				default:
-					return
+			for _, q := range []chan Message{sh.urgent, sh.queue} {
+				for len(q) > 0 {
+					(<-q).Done(nil, ErrStopped)
 				}
 			}
+			return
 		case cmd := <-sh.cmds:
 			cmd(sh.scorer)
+		case m := <-sh.urgent:
+			sh.score(m, &d)
 		case m := <-sh.queue:
-			if err := sh.scorer.Score(m.Value, m.Source, &d); err != nil {
-				m.Done(nil, err)
-				continue
-			}
-			// The clone is the one allocation per decision the engine makes:
-			// the receiver keeps it past the next event (batches, sinks).
-			m.Done(d.Clone(), nil)
+			sh.score(m, &d)
 		}
 	}
+}
+
+func (sh *shard) score(m Message, d *Decision) {
+	if err := sh.scorer.Score(m.Value, m.Source, d); err != nil {
+		m.Done(nil, err)
+		return
+	}
+	// The clone is the one allocation per decision the engine makes:
+	// the receiver keeps it past the next event (batches, sinks).
+	m.Done(d.Clone(), nil)
 }
 
 // Submit queues m on its account's shard, blocking while that queue is
@@ -168,8 +185,12 @@ func (e *Engine) Submit(ctx context.Context, m Message) error {
 	if e.stopped {
 		return ErrStopped
 	}
+	q := sh.queue
+	if m.Urgent {
+		q = sh.urgent
+	}
 	select {
-	case sh.queue <- m:
+	case q <- m:
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("submit: %w", ctx.Err())

@@ -19,6 +19,7 @@ type Metrics struct {
 	SinkSeconds  *prometheus.HistogramVec // time to make a flush durable, by sink (clickhouse, kafka)
 	Errors       *prometheus.CounterVec   // failures that were retried or logged, by stage
 	InFlight     prometheus.Gauge         // fetched messages not yet durable
+	RuleHits     *prometheus.CounterVec   // stored decisions a rule matched, by rule, action and mode
 }
 
 // NewMetrics creates the series and registers them on reg (nil: not registered,
@@ -57,6 +58,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		InFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "riskd_in_flight_messages", Help: "Fetched messages whose outputs are not yet durable.",
 		}),
+		RuleHits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "riskd_rule_hits_total", Help: "Stored decisions each rule matched, by rule, action and mode (active, shadow).",
+		}, []string{"rule", "action", "mode"}),
 	}
 	// Export zeros for the known label values, so dashboards and alerts see
 	// every series from the start.
@@ -68,7 +72,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.Consumed, m.Decided, m.Duplicates, m.DeadLettered, m.Lag,
-			m.Committed, m.BatchSize, m.SinkSeconds, m.Errors, m.InFlight)
+			m.Committed, m.BatchSize, m.SinkSeconds, m.Errors, m.InFlight, m.RuleHits)
 	}
 	return m
 }

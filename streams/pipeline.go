@@ -123,6 +123,9 @@ type Pipeline struct {
 	log    *slog.Logger
 	slots  chan struct{} // one token per in-flight message
 	result chan result
+	// outDone is closed when the output stage has stopped, so callbacks
+	// never block on a stage that is gone.
+	outDone chan struct{}
 }
 
 // result is one message's outcome, on its way to the output stage.
@@ -153,10 +156,11 @@ func New(cfg Config, eng *engine.Engine, store DecisionStore, m *Metrics) *Pipel
 			BatchTimeout: time.Millisecond, // WriteMessages is called with whole batches
 			MaxAttempts:  3,
 		},
-		m:      m,
-		log:    cfg.Logger,
-		slots:  make(chan struct{}, cfg.MaxInFlight),
-		result: make(chan result, cfg.BatchSize),
+		m:       m,
+		log:     cfg.Logger,
+		slots:   make(chan struct{}, cfg.MaxInFlight),
+		result:  make(chan result, cfg.BatchSize),
+		outDone: make(chan struct{}),
 	}
 }
 
@@ -173,6 +177,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	outWG.Add(1)
 	go func() {
 		defer outWG.Done()
+		defer close(p.outDone)
 		p.runOutput(outCtx)
 	}()
 	// Outputs that are still retrying when the drain gives up are abandoned
@@ -419,10 +424,13 @@ func (p *Pipeline) runOutput(ctx context.Context) {
 			return // only when ctx ended: these offsets stay uncommitted
 		}
 		for _, r := range batch {
+			if r.part == nil {
+				continue // decided through the API: no offset, no slot
+			}
 			r.part.finish(r.ticket)
 			<-p.slots
+			p.m.InFlight.Dec()
 		}
-		p.m.InFlight.Sub(float64(len(batch)))
 		clear(batch)
 		batch = batch[:0]
 	}
@@ -483,6 +491,12 @@ func (p *Pipeline) flush(ctx context.Context, w *outputWriter, batch []result) e
 			p.m.Duplicates.Inc()
 		default:
 			p.m.Decided.WithLabelValues(r.d.Action.String()).Inc()
+			for _, h := range r.d.Matched {
+				p.m.RuleHits.WithLabelValues(h.RuleID, h.Action.String(), "active").Inc()
+			}
+			for _, h := range r.d.Shadow {
+				p.m.RuleHits.WithLabelValues(h.RuleID, h.Action.String(), "shadow").Inc()
+			}
 		}
 	}
 	return nil

@@ -2,6 +2,7 @@ package streams
 
 import (
 	"encoding/json"
+	"fmt"
 	"strconv"
 	"time"
 
@@ -138,14 +139,25 @@ func (t Topics) outputMessages(dst []kafka.Message, d *engine.Decision) ([]kafka
 		dst = append(dst, kafka.Message{Topic: t.Alerts, Key: key, Value: v, Headers: hdr})
 	}
 	if newLock(d) {
-		v, err := json.Marshal(ActionRecord{Type: "lock", AccountID: d.AccountID, Until: d.LockUntil.UTC(),
-			Reason: lockingRules(d), EventID: d.EventID, At: d.DecidedAt.UTC()})
+		m, err := t.actionMessage(ActionRecord{Type: "lock", AccountID: d.AccountID, Until: d.LockUntil.UTC(),
+			Reason: lockingRules(d), EventID: d.EventID, At: d.DecidedAt.UTC()}, d.EventID)
 		if err != nil {
 			return dst, err
 		}
-		dst = append(dst, kafka.Message{Topic: t.Actions, Key: key, Value: v, Headers: hdr})
+		dst = append(dst, m)
 	}
 	return dst, nil
+}
+
+// actionMessage is a lock or unlock command on the actions topic; id is its
+// de-duplication key (the event id, or the API request's id).
+func (t Topics) actionMessage(a ActionRecord, id string) (kafka.Message, error) {
+	v, err := json.Marshal(actionAt(a))
+	if err != nil {
+		return kafka.Message{}, fmt.Errorf("streams: encode action: %w", err)
+	}
+	return kafka.Message{Topic: t.Actions, Key: []byte(a.AccountID), Value: v,
+		Headers: []kafka.Header{{Key: HeaderEventID, Value: []byte(id)}}}, nil
 }
 
 // deadLetter builds the DLQ message for a message that could not be decided:

@@ -25,6 +25,23 @@ type Config struct {
 	HTTP       HTTPConfig       `yaml:"http"`
 	State      StateConfig      `yaml:"state"`
 	Log        LogConfig        `yaml:"log"`
+	Auth       AuthConfig       `yaml:"auth"`
+	Decide     DecideConfig     `yaml:"decide"`
+}
+
+type AuthConfig struct {
+	// Tokens are "name:role:secret" entries (roles: hook, analyst, support,
+	// viewer, admin). Prefer RISKD_AUTH_TOKENS over the file for secrets.
+	// With none, every /v1 request is refused.
+	Tokens []string `yaml:"tokens"`
+}
+
+type DecideConfig struct {
+	// Deadline bounds a synchronous decision; past it OnTimeout is answered.
+	Deadline time.Duration `yaml:"deadline"`
+	// OnTimeout is the fallback action: allow fails open, block or
+	// challenge fail closed.
+	OnTimeout string `yaml:"on_timeout"`
 }
 
 type KafkaConfig struct {
@@ -77,8 +94,12 @@ type OutputConfig struct {
 }
 
 type HTTPConfig struct {
-	// Listen serves /metrics, /healthz and /readyz; empty disables it.
+	// Listen serves the API (/v1/...), /metrics, /healthz and /readyz;
+	// empty disables it.
 	Listen string `yaml:"listen"`
+	// TLSCert and TLSKey, both set, serve HTTPS.
+	TLSCert string `yaml:"tls_cert"`
+	TLSKey  string `yaml:"tls_key"`
 }
 
 type StateConfig struct {
@@ -105,9 +126,10 @@ func DefaultConfig() Config {
 			PollInterval: 2 * time.Second},
 		Output: OutputConfig{BatchSize: 5000, FlushInterval: 200 * time.Millisecond,
 			CommitInterval: time.Second, DrainTimeout: 30 * time.Second},
-		HTTP:  HTTPConfig{Listen: "127.0.0.1:8080"},
-		State: StateConfig{Dir: "var/state"},
-		Log:   LogConfig{Level: "info", Format: "text"},
+		HTTP:   HTTPConfig{Listen: "127.0.0.1:8080"},
+		State:  StateConfig{Dir: "var/state"},
+		Log:    LogConfig{Level: "info", Format: "text"},
+		Decide: DecideConfig{Deadline: 50 * time.Millisecond, OnTimeout: "allow"},
 	}
 }
 

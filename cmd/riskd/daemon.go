@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"riskd/api"
 	"riskd/engine"
 	"riskd/features"
 	"riskd/rules"
@@ -27,19 +28,25 @@ import (
 // daemon is one riskd process: the broker (when embedded), the store, the
 // engine with its rules, the stream pipeline and the HTTP endpoints.
 type daemon struct {
-	cfg      Config
-	log      *slog.Logger
-	broker   *streams.Embedded
-	brokers  []string
-	store    *chstore.Store
-	set      *features.Set
-	holder   *rules.Holder
-	eng      *engine.Engine
-	reg      *prometheus.Registry
-	metrics  *streams.Metrics
-	reloads  *prometheus.CounterVec
-	ready    atomic.Bool
-	httpAddr string
+	cfg       Config
+	log       *slog.Logger
+	broker    *streams.Embedded
+	brokers   []string
+	store     *chstore.Store
+	set       *features.Set
+	holder    *rules.Holder
+	eng       *engine.Engine
+	reg       *prometheus.Registry
+	metrics   *streams.Metrics
+	reloads   *prometheus.CounterVec
+	ready     atomic.Bool
+	httpAddr  string
+	tokens    []api.Token
+	onTimeout rules.Action
+	pipe      *streams.Pipeline
+	api       *api.Server
+	srv       *http.Server
+	listener  net.Listener
 }
 
 // checkpointFile is where a clean shutdown leaves the engine's state.
@@ -62,6 +69,16 @@ func startDaemon(ctx context.Context, cfg Config, log *slog.Logger) (d *daemon, 
 	d.reg.MustRegister(d.reloads)
 	for _, result := range []string{"ok", "error"} {
 		d.reloads.WithLabelValues(result) // export zeros, so alerts on rate() work from the start
+	}
+
+	if d.tokens, err = api.ParseTokens(cfg.Auth.Tokens); err != nil {
+		return d, fmt.Errorf("config: %w", err)
+	}
+	if len(d.tokens) == 0 {
+		log.Warn("no API tokens configured (auth.tokens / RISKD_AUTH_TOKENS): every /v1 request is refused")
+	}
+	if d.onTimeout, err = rules.ParseAction(cfg.Decide.OnTimeout); err != nil {
+		return d, fmt.Errorf("config: decide.on_timeout: %w", err)
 	}
 
 	if cfg.Kafka.Embedded {
@@ -101,6 +118,15 @@ func startDaemon(ctx context.Context, cfg Config, log *slog.Logger) (d *daemon, 
 	engCfg := engine.Config{Shards: cfg.Engine.Shards, QueueSize: cfg.Engine.QueueSize,
 		DedupeCapacity: cfg.Engine.DedupeCapacity, MaxEventBytes: cfg.Engine.MaxEventBytes}
 	if d.eng, err = d.restoreEngine(engCfg); err != nil {
+		return d, err
+	}
+	d.pipe = streams.New(streams.Config{
+		Brokers: d.brokers, Group: d.cfg.Kafka.Group, Topics: d.topics(),
+		BatchSize: d.cfg.Output.BatchSize, FlushInterval: d.cfg.Output.FlushInterval,
+		CommitInterval: d.cfg.Output.CommitInterval, DrainTimeout: d.cfg.Output.DrainTimeout,
+		MaxInFlight: d.cfg.Output.MaxInFlight, Logger: d.log,
+	}, d.eng, d.store, d.metrics)
+	if err := d.prepareHTTP(); err != nil {
 		return d, err
 	}
 	return d, nil
@@ -184,12 +210,8 @@ func (d *daemon) run(ctx context.Context) error {
 		d.eng.Run(engCtx)
 	}()
 
-	srv, err := d.serveHTTP(ctx, &wg)
-	if err != nil {
-		stopEngine()
-		wg.Wait()
-		return err
-	}
+	p := d.pipe
+	srv := d.serveHTTP(&wg)
 	watcher := &rules.Watcher{
 		Dir: d.cfg.Rules.Dir, Features: d.set, Holder: d.holder, Interval: d.cfg.Rules.PollInterval,
 		OnError: func(err error) {
@@ -208,12 +230,6 @@ func (d *daemon) run(ctx context.Context) error {
 		watcher.Run(ctx)
 	}()
 
-	p := streams.New(streams.Config{
-		Brokers: d.brokers, Group: d.cfg.Kafka.Group, Topics: d.topics(),
-		BatchSize: d.cfg.Output.BatchSize, FlushInterval: d.cfg.Output.FlushInterval,
-		CommitInterval: d.cfg.Output.CommitInterval, DrainTimeout: d.cfg.Output.DrainTimeout,
-		MaxInFlight: d.cfg.Output.MaxInFlight, Logger: d.log,
-	}, d.eng, d.store, d.metrics)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -221,6 +237,17 @@ func (d *daemon) run(ctx context.Context) error {
 	}()
 	d.ready.Store(true)
 	d.log.Info("riskd running", "brokers", d.brokers, "inputs", d.cfg.Kafka.Inputs, "clickhouse", d.cfg.ClickHouse.Addr)
+	// The API stops taking requests when shutdown begins, while the output
+	// stage still runs, so decisions it answers are recorded too.
+	httpStopped := make(chan struct{})
+	context.AfterFunc(ctx, func() {
+		defer close(httpStopped)
+		shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(shutCtx); err != nil {
+			d.log.Warn("http shutdown", "err", err)
+		}
+	})
 	runErr := p.Run(ctx)
 	d.ready.Store(false)
 	if runErr == nil {
@@ -231,12 +258,8 @@ func (d *daemon) run(ctx context.Context) error {
 	} else {
 		d.log.Error("stopped without a full drain; no checkpoint, the next start replays from the last commit", "err", runErr)
 	}
+	<-httpStopped
 	stopEngine()
-	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(shutCtx); err != nil {
-		d.log.Warn("http shutdown", "err", err)
-	}
 	wg.Wait()
 	d.log.Info("riskd stopped")
 	return runErr
@@ -305,8 +328,9 @@ func (d *daemon) checkpoint() error {
 	return nil
 }
 
-// serveHTTP starts /metrics, /healthz and /readyz on cfg.HTTP.Listen.
-func (d *daemon) serveHTTP(ctx context.Context, wg *sync.WaitGroup) (*http.Server, error) {
+// prepareHTTP builds the API and the operational endpoints and binds
+// cfg.HTTP.Listen, so the address is known before run serves it.
+func (d *daemon) prepareHTTP() error {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(d.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -319,27 +343,49 @@ func (d *daemon) serveHTTP(ctx context.Context, wg *sync.WaitGroup) (*http.Serve
 		}
 		w.Write([]byte("ready\n"))
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: 16 << 10}
+	d.api = api.NewServer(d.tokens, d.log, d.reg)
+	d.api.Handle(api.DecideRoute(d.pipe, api.DecideConfig{Deadline: d.cfg.Decide.Deadline,
+		OnTimeout: d.onTimeout, MaxBody: int64(d.cfg.Engine.MaxEventBytes)}, d.reg))
+	d.api.Handle(api.AccountRoutes(&accounts{eng: d.eng, store: d.store, pipe: d.pipe, now: time.Now})...)
+	mux.Handle("/v1/", d.api)
+	d.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
+		IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10}
 	if d.cfg.HTTP.Listen == "" {
-		return srv, nil
+		return nil
 	}
 	l, err := net.Listen("tcp", d.cfg.HTTP.Listen)
 	if err != nil {
-		return nil, fmt.Errorf("http: %w", err)
+		return fmt.Errorf("http: %w", err)
 	}
-	d.httpAddr = l.Addr().String()
+	d.listener, d.httpAddr = l, l.Addr().String()
+	return nil
+}
+
+// serveHTTP serves the prepared listener until the server is shut down.
+func (d *daemon) serveHTTP(wg *sync.WaitGroup) *http.Server {
+	if d.listener == nil {
+		return d.srv
+	}
+	tlsOn := d.cfg.HTTP.TLSCert != "" && d.cfg.HTTP.TLSKey != ""
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		serve := func() error { return d.srv.Serve(d.listener) }
+		if tlsOn {
+			serve = func() error { return d.srv.ServeTLS(d.listener, d.cfg.HTTP.TLSCert, d.cfg.HTTP.TLSKey) }
+		}
+		if err := serve(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			d.log.Error("http server", "err", err)
 		}
 	}()
-	d.log.Info("http listening", "addr", d.httpAddr)
-	return srv, nil
+	d.log.Info("http listening", "addr", d.httpAddr, "tls", tlsOn)
+	return d.srv
 }
 
 func (d *daemon) close() {
+	if d.listener != nil {
+		d.listener.Close() // when run never served it
+	}
 	if d.store != nil {
 		d.store.Close()
 	}

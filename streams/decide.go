@@ -1,0 +1,78 @@
+package streams
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"riskd/engine"
+)
+
+// APISource marks decisions made through the synchronous decide API.
+var APISource = engine.Source{Topic: "api", Partition: -1, Offset: -1}
+
+// ErrDecideTimeout is returned by Decide when ctx ended before the shard
+// decided. The event is still decided and recorded when its turn comes.
+var ErrDecideTimeout = errors.New("streams: decide: deadline passed before the shard decided")
+
+// Decide scores one event on its account's shard, ahead of the stream
+// backlog, and returns the decision. The decision is recorded like a
+// streamed one (ClickHouse, output topics), so the same event arriving
+// later on Kafka is a duplicate and counts once in the features. It needs
+// Run to be running, which owns the output stage.
+func (p *Pipeline) Decide(ctx context.Context, raw []byte) (*engine.Decision, error) {
+	type outcome struct {
+		d   *engine.Decision
+		err error
+	}
+	reply := make(chan outcome, 1)
+	// The callback outlives the caller when the deadline passes first:
+	// the decision still goes to the output stage.
+	err := p.eng.Submit(ctx, engine.Message{
+		Value:  raw,
+		Source: APISource,
+		Urgent: true,
+		Done: func(d *engine.Decision, err error) {
+			if err == nil {
+				select {
+				case p.result <- result{d: d}:
+				case <-p.outDone:
+				}
+			}
+			reply <- outcome{d, err}
+		},
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ErrDecideTimeout
+		}
+		return nil, fmt.Errorf("streams: decide: %w", err)
+	}
+	select {
+	case o := <-reply:
+		return o.d, o.err
+	case <-ctx.Done():
+		return nil, ErrDecideTimeout
+	}
+}
+
+// PublishAction writes a lock or unlock command to the actions topic,
+// retrying until it is acknowledged or ctx ends.
+func (p *Pipeline) PublishAction(ctx context.Context, a ActionRecord, eventID string) error {
+	msg, err := p.cfg.Topics.actionMessage(a, eventID)
+	if err != nil {
+		return err
+	}
+	return p.publish(ctx, []kafka.Message{msg})
+}
+
+// actionAt is the time an action record carries when the caller gave none.
+func actionAt(a ActionRecord) ActionRecord {
+	if a.At.IsZero() {
+		a.At = time.Now().UTC()
+	}
+	return a
+}
