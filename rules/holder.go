@@ -2,14 +2,25 @@ package rules
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"path"
+	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
 )
 
 // Holder holds the current rule set; shards Load it once per event.
+//
+// A set gets its Version.Seq from the Holder: Swap numbers local reloads
+// one past the current set, Install takes the number a fleet-wide publish
+// assigned, so every instance shows the same seq for the same version.
 type Holder struct {
 	p atomic.Pointer[RuleSet]
+	// dir serialises writes of a rule directory (WriteDir) with the
+	// Watcher's reads of it, so a watcher never loads a half-written one.
+	dir sync.Mutex
 }
 
 // Load returns the current rule set, or nil before the first Swap.
@@ -31,8 +42,90 @@ func (h *Holder) Swap(rs *RuleSet) *RuleSet {
 	}
 }
 
+// Install installs rs with Version.Seq = seq and returns the previous set.
+// It is how a version published to the fleet goes live: the publisher
+// chose seq, and every instance installs the same one. rs must not be in
+// use elsewhere yet.
+func (h *Holder) Install(rs *RuleSet, seq uint64) *RuleSet {
+	rs.Version.Seq = seq
+	return h.p.Swap(rs)
+}
+
+// WriteDir replaces the rule files of dir (top-level *.yaml and *.yml,
+// settings.yaml, lists/*.txt) with files, keyed by slash path as ReadFiles
+// returns them; other files in dir are left alone. Each file is written to
+// a temporary directory inside dir and renamed into place, so a reader
+// never sees a torn file, and files the new set lacks are removed. A
+// Watcher on the same Holder does not read dir while WriteDir runs.
+//
+// Call it after Install with the same files: the Watcher then finds the
+// directory's hash equal to the current set's and does not load it again.
+func (h *Holder) WriteDir(dir string, files map[string][]byte) error {
+	h.dir.Lock()
+	defer h.dir.Unlock()
+	for name := range files {
+		if !ruleFileName(name) {
+			return fmt.Errorf("write rules %s: %q is not a rule file name (NAME.yaml, NAME.yml or lists/NAME.txt)", dir, name)
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "lists"), 0o755); err != nil {
+		return fmt.Errorf("write rules %s: %w", dir, err)
+	}
+	tmp, err := os.MkdirTemp(dir, ".riskd-write-")
+	if err != nil {
+		return fmt.Errorf("write rules %s: %w", dir, err)
+	}
+	defer os.RemoveAll(tmp)
+	for _, name := range sortedNames(files) {
+		t := filepath.Join(tmp, filepath.FromSlash(path.Base(name)))
+		if err := os.WriteFile(t, files[name], 0o644); err != nil {
+			return fmt.Errorf("write rules %s: %w", dir, err)
+		}
+		if err := os.Rename(t, filepath.Join(dir, filepath.FromSlash(name))); err != nil {
+			return fmt.Errorf("write rules %s: %w", dir, err)
+		}
+	}
+	old, err := ReadFiles(os.DirFS(dir))
+	if err != nil {
+		return fmt.Errorf("write rules %s: %w", dir, err)
+	}
+	for name := range old {
+		if _, keep := files[name]; !keep {
+			if err := os.Remove(filepath.Join(dir, filepath.FromSlash(name))); err != nil {
+				return fmt.Errorf("write rules %s: %w", dir, err)
+			}
+		}
+	}
+	return nil
+}
+
+// ruleFileName reports whether name is a path ReadFiles could return: a
+// top-level NAME.yaml or NAME.yml, or lists/NAME.txt, with no other
+// directory part, no leading dot and nothing that climbs out of the
+// directory.
+func ruleFileName(name string) bool {
+	dir, base := path.Split(name)
+	if base == "" || base[0] == '.' || path.Clean(name) != name {
+		return false
+	}
+	for _, r := range base {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return false
+		}
+	}
+	switch dir {
+	case "":
+		return path.Ext(base) == ".yaml" || path.Ext(base) == ".yml"
+	case "lists/":
+		return path.Ext(base) == ".txt"
+	}
+	return false
+}
+
 // Watcher polls a rule directory and swaps in a new rule set when the
-// files change. A bad new set is reported and the old one kept.
+// files change. A bad new set is reported and the old one kept. A
+// directory whose content hash equals the current set's (for example one
+// Holder.WriteDir just wrote after a fleet publish) is not loaded again.
 type Watcher struct {
 	// Dir is the rule directory.
 	Dir string
@@ -82,6 +175,11 @@ func (w *Watcher) Run(ctx context.Context) error {
 }
 
 func (w *Watcher) poll() {
+	// A WriteDir in progress: look again at the next poll.
+	if !w.Holder.dir.TryLock() {
+		return
+	}
+	defer w.Holder.dir.Unlock()
 	files, err := ReadFiles(os.DirFS(w.Dir))
 	if err != nil {
 		w.fail(err)
@@ -89,6 +187,10 @@ func (w *Watcher) poll() {
 	}
 	hash := HashFiles(files)
 	if hash == w.lastHash {
+		return
+	}
+	if rs := w.Holder.Load(); rs != nil && rs.Version.Hash == hash {
+		w.lastHash = hash // already running, e.g. installed from the fleet topic
 		return
 	}
 	// An editor or copy may be half-way through writing a file: accept the

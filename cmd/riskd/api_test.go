@@ -203,6 +203,21 @@ var routeRoles = map[string][]api.Role{
 	"POST /v1/accounts/{id}/lock":   {api.RoleSupport},
 	"POST /v1/accounts/{id}/unlock": {api.RoleSupport},
 	"GET /v1/accounts/{id}/locks":   {api.RoleSupport, api.RoleViewer},
+
+	"GET /v1/rules":                           {api.RoleAnalyst, api.RoleViewer},
+	"GET /v1/rules/{id}":                      {api.RoleAnalyst, api.RoleViewer},
+	"GET /v1/rules/versions":                  {api.RoleAnalyst, api.RoleViewer},
+	"GET /v1/rules/versions/{seq}":            {api.RoleAnalyst, api.RoleViewer},
+	"GET /v1/lists":                           {api.RoleAnalyst, api.RoleViewer},
+	"GET /v1/lists/{name}":                    {api.RoleAnalyst, api.RoleViewer},
+	"POST /v1/rules/validate":                 {api.RoleAnalyst},
+	"POST /v1/rules/test":                     {api.RoleAnalyst},
+	"POST /v1/rules/publish":                  {api.RoleAnalyst},
+	"POST /v1/rules/rollback":                 {api.RoleAnalyst},
+	"PUT /v1/lists/{name}":                    {api.RoleAnalyst},
+	"POST /v1/lists/{name}/entries":           {api.RoleAnalyst},
+	"DELETE /v1/lists/{name}/entries/{entry}": {api.RoleAnalyst},
+	"DELETE /v1/lists/{name}":                 {api.RoleAnalyst},
 }
 
 // TestRoleMatrix calls every route with every role, no token and a wrong
@@ -276,5 +291,58 @@ func waitMetric(t *testing.T, d *daemon, name string, want float64) {
 			t.Fatalf("%s = %v, never reached %v", name, v, want)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestPublishBadPushAndRollbackThroughTheDaemon: an analyst's published rule
+// decides the hook's next payment; a bad push is refused with its position
+// while the published version keeps deciding; a rollback brings an earlier
+// version back.
+func TestPublishBadPushAndRollbackThroughTheDaemon(t *testing.T) {
+	e := newTestEnv(t)
+	_, c := startAPI(t, e)
+	payment := func(id string) api.DecideResponse {
+		return c.decide(fmt.Sprintf(`{"event_id":%q,"type":"payment","ts":%d,"account_id":"acct-pub","amount":4242,"currency":"EUR","channel":"nfc"}`,
+			id, baseTS))
+	}
+	matched := func(r api.DecideResponse) bool {
+		return slices.ContainsFunc(r.Reasons, func(x api.Reason) bool { return x.RuleID == "hook-marker" })
+	}
+	publish := func(body map[string]any) (int, map[string]any) {
+		t.Helper()
+		code, raw := c.do(api.RoleAnalyst, "POST", "/v1/rules/publish", body)
+		var out map[string]any
+		json.Unmarshal(raw, &out)
+		return code, out
+	}
+	rule := "- id: hook-marker\n  when: event.type == \"payment\" && event.amount == 4242\n  action: block\n  score: 10\n"
+	code, v1 := publish(map[string]any{"patch": map[string]string{"hook.yaml": rule}, "message": "block the marker amount"})
+	if code != 200 {
+		t.Fatalf("publish: %d %v", code, v1)
+	}
+	if r := payment("pub-1"); !matched(r) || r.Action.String() != "block" {
+		t.Fatalf("after publish: %+v", r)
+	}
+	code, bad := publish(map[string]any{"patch": map[string]string{"hook.yaml": "- id: hook-marker\n  when: event.amount > \"x\"\n  action: block\n"},
+		"message": "broken"})
+	details, _ := bad["details"].(map[string]any)
+	if code != 422 || details["rule_id"] != "hook-marker" || details["line"] == nil || details["column"] == nil {
+		t.Fatalf("bad push: %d %v, want 422 naming hook-marker with line and column", code, bad)
+	}
+	if r := payment("pub-2"); !matched(r) {
+		t.Fatalf("after a refused push the published rule stopped deciding: %+v", r)
+	}
+	if code, out := publish(map[string]any{"delete": []string{"hook.yaml"}, "message": "drop the marker"}); code != 200 {
+		t.Fatalf("publish delete: %d %v", code, out)
+	}
+	if r := payment("pub-3"); matched(r) {
+		t.Fatalf("rule still matches after it was removed: %+v", r)
+	}
+	code, raw := c.do(api.RoleAnalyst, "POST", "/v1/rules/rollback", map[string]any{"seq": v1["seq"], "message": "bring the marker back"})
+	if code != 200 {
+		t.Fatalf("rollback: %d %s", code, raw)
+	}
+	if r := payment("pub-4"); !matched(r) {
+		t.Fatalf("after rollback to %v: %+v", v1["seq"], r)
 	}
 }

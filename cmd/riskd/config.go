@@ -60,6 +60,9 @@ type KafkaConfig struct {
 	AlertsTopic    string   `yaml:"alerts_topic"`
 	ActionsTopic   string   `yaml:"actions_topic"`
 	DLQTopic       string   `yaml:"dlq_topic"`
+	// RulesTopic carries published rule sets to every instance (compacted,
+	// one partition; riskd creates it).
+	RulesTopic string `yaml:"rules_topic"`
 }
 
 type ClickHouseConfig struct {
@@ -120,6 +123,7 @@ func DefaultConfig() Config {
 			Brokers: []string{"127.0.0.1:9092"}, Listen: "127.0.0.1:9092", Group: "riskd", Partitions: 8,
 			Inputs:         []string{"payments", "account-events"},
 			DecisionsTopic: "risk.decisions", AlertsTopic: "risk.alerts", ActionsTopic: "risk.actions", DLQTopic: "risk.dlq",
+			RulesTopic: "risk.rules",
 		},
 		ClickHouse: ClickHouseConfig{Addr: "127.0.0.1:9000", Database: "riskd", User: "default"},
 		Rules: RulesConfig{Dir: "bench/reference/rules", Features: "bench/reference/features.yaml",

@@ -18,11 +18,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"riskd/api"
+	"riskd/api/rulesapi"
 	"riskd/engine"
 	"riskd/features"
 	"riskd/rules"
 	"riskd/streams"
 	"riskd/streams/chstore"
+	"riskd/streams/rulesync"
 )
 
 // daemon is one riskd process: the broker (when embedded), the store, the
@@ -45,6 +47,7 @@ type daemon struct {
 	onTimeout rules.Action
 	pipe      *streams.Pipeline
 	api       *api.Server
+	rulesAPI  *rulesapi.Service
 	srv       *http.Server
 	listener  net.Listener
 }
@@ -211,6 +214,15 @@ func (d *daemon) run(ctx context.Context) error {
 	}()
 
 	p := d.pipe
+	// Published rule sets: follow the fleet's topic before serving, so a
+	// publish through this instance's API is installed here too.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := d.rulesAPI.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			d.log.Error("following the rules topic stopped", "err", err)
+		}
+	}()
 	srv := d.serveHTTP(&wg)
 	watcher := &rules.Watcher{
 		Dir: d.cfg.Rules.Dir, Features: d.set, Holder: d.holder, Interval: d.cfg.Rules.PollInterval,
@@ -347,6 +359,23 @@ func (d *daemon) prepareHTTP() error {
 	d.api.Handle(api.DecideRoute(d.pipe, api.DecideConfig{Deadline: d.cfg.Decide.Deadline,
 		OnTimeout: d.onTimeout, MaxBody: int64(d.cfg.Engine.MaxEventBytes)}, d.reg))
 	d.api.Handle(api.AccountRoutes(&accounts{eng: d.eng, store: d.store, pipe: d.pipe, now: time.Now})...)
+	sync, err := rulesync.New(rulesync.Config{Brokers: d.brokers, Topic: d.cfg.Kafka.RulesTopic, Logger: d.log})
+	if err != nil {
+		return fmt.Errorf("rules topic: %w", err)
+	}
+	d.rulesAPI, err = rulesapi.New(rulesapi.Config{
+		Holder: d.holder, Features: d.set, Dir: d.cfg.Rules.Dir, Sync: sync, Store: d.store, Logger: d.log,
+		OnInstall: func(rs *rules.RuleSet, rec rulesync.Record) {
+			d.reloads.WithLabelValues("ok").Inc()
+			d.log.Info("rules installed from the rules topic", "version", rs.Version.String(),
+				"author", rec.Author, "message", rec.Message, "rules", len(rs.Rules))
+			d.recordRuleSet(context.Background(), rs)
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("rules api: %w", err)
+	}
+	d.api.Handle(d.rulesAPI.Routes()...)
 	mux.Handle("/v1/", d.api)
 	d.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
 		IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10}

@@ -31,7 +31,7 @@ func migrate(ctx context.Context, conn driver.Conn, db string) error {
 	if err != nil {
 		return err
 	}
-	for _, m := range migrations {
+	for _, m := range append(migrations[:len(migrations):len(migrations)], adminMigrations...) {
 		if applied[m.Version] {
 			continue
 		}

@@ -1,0 +1,382 @@
+package rulesapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"riskd/api"
+	"riskd/rules"
+	"riskd/streams/chstore"
+	"riskd/streams/rulesync"
+)
+
+// DefaultMaxBody bounds the body of routes that carry rule files or lists.
+const DefaultMaxBody = 2 << 20
+
+// Config is what the service needs. Holder, Sync and Store are required.
+type Config struct {
+	// Holder is the engine's rule holder: Run installs into it and the
+	// read routes read from it.
+	Holder *rules.Holder
+	// Features resolves window feature names when compiling (the daemon's
+	// *features.Set); nil means no window features.
+	Features rules.FeatureIndex
+	// Dir is the local rule directory: every installed version is written
+	// there (Holder.WriteDir), so a restart from the directory starts with
+	// the latest version. Empty means not written. It is also where the
+	// current files are read from before the first publish.
+	Dir string
+	// Sync is the fleet's rule topic.
+	Sync *rulesync.Sync
+	// Store keeps version history and the audit log.
+	Store *chstore.Store
+	// Logger receives problems that do not fail a request (a history or
+	// audit row that could not be written); nil means slog.Default().
+	Logger *slog.Logger
+	// InstallTimeout bounds how long a publish waits for this instance to
+	// install the new version; zero means 15s.
+	InstallTimeout time.Duration
+	// MaxBody bounds request bodies with files or list entries; zero means
+	// DefaultMaxBody.
+	MaxBody int64
+	// OnInstall, if set, is called by Run after each version is installed
+	// (e.g. to record it with Store.WriteRuleSet and count reloads).
+	OnInstall func(rs *rules.RuleSet, rec rulesync.Record)
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Validate checks the config and names the offending key.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Holder == nil {
+		errs = append(errs, errors.New("rulesapi: Holder is nil"))
+	}
+	if c.Sync == nil {
+		errs = append(errs, errors.New("rulesapi: Sync is nil"))
+	}
+	if c.Store == nil {
+		errs = append(errs, errors.New("rulesapi: Store is nil"))
+	}
+	if c.InstallTimeout < 0 {
+		errs = append(errs, fmt.Errorf("rulesapi: InstallTimeout %v is negative", c.InstallTimeout))
+	}
+	if c.MaxBody < 0 {
+		errs = append(errs, fmt.Errorf("rulesapi: MaxBody %d is negative", c.MaxBody))
+	}
+	return errors.Join(errs...)
+}
+
+// Service serves the rules and lists routes and installs published sets.
+type Service struct {
+	cfg Config
+	log *slog.Logger
+
+	// publish serialises this instance's changes, so two list edits made
+	// here at once do not both start from the same base set.
+	publish sync.Mutex
+
+	mu sync.Mutex
+	// current is the last record installed from the topic; its Files are
+	// the running set's files while its hash matches the holder's.
+	current *rulesync.Record
+	// seen is the seq of the last record Run handled, and seenErr the
+	// error if it was refused; changed is closed and replaced at each one.
+	seen    uint64
+	seenErr error
+	changed chan struct{}
+}
+
+// New checks cfg and returns a Service.
+func New(cfg Config) (*Service, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.InstallTimeout == 0 {
+		cfg.InstallTimeout = 15 * time.Second
+	}
+	if cfg.MaxBody == 0 {
+		cfg.MaxBody = DefaultMaxBody
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Service{cfg: cfg, log: cfg.Logger, changed: make(chan struct{})}, nil
+}
+
+// Run follows the rule topic until ctx ends, installing each version it
+// reads (Apply), and returns ctx's error. Every instance runs it; a
+// publish through this instance's API waits for it.
+func (s *Service) Run(ctx context.Context) error {
+	return s.cfg.Sync.Follow(ctx, s.Apply)
+}
+
+// Apply compiles a published record and installs it with the record's
+// seq, then writes its files to Config.Dir. A record that does not compile
+// is refused and the running set stays. Run calls it; it is exported for
+// callers that follow the topic themselves.
+func (s *Service) Apply(rec rulesync.Record) error {
+	rs, err := s.applyRecord(rec)
+	s.mu.Lock()
+	s.seen, s.seenErr = rec.Seq, err
+	if err == nil {
+		r := rec
+		s.current = &r
+	}
+	close(s.changed)
+	s.changed = make(chan struct{})
+	s.mu.Unlock()
+	if err == nil && s.cfg.OnInstall != nil {
+		s.cfg.OnInstall(rs, rec)
+	}
+	return err
+}
+
+func (s *Service) applyRecord(rec rulesync.Record) (*rules.RuleSet, error) {
+	for name := range rec.Files {
+		if err := checkFileName(name); err != nil {
+			return nil, fmt.Errorf("rule set %d: %w", rec.Seq, err)
+		}
+	}
+	files := toBytes(rec.Files)
+	if h := rules.HashFiles(files); h != rec.Hash {
+		return nil, fmt.Errorf("rule set %d: files hash to %s, the record says %s", rec.Seq, h, rec.Hash)
+	}
+	rs, err := rules.Compile(files, s.cfg.Features)
+	if err != nil {
+		return nil, fmt.Errorf("rule set %d: %w", rec.Seq, err)
+	}
+	s.cfg.Holder.Install(rs, rec.Seq)
+	if s.cfg.Dir != "" {
+		if err := s.cfg.Holder.WriteDir(s.cfg.Dir, files); err != nil {
+			// Installed all the same: the directory only matters at restart,
+			// when the topic's latest record is installed again anyway.
+			s.log.Error("rulesapi: writing the installed rules to the rule directory failed", "dir", s.cfg.Dir, "seq", rec.Seq, "err", err)
+		}
+	}
+	return rs, nil
+}
+
+// errNotInstalled is returned by waitInstalled when the version was
+// refused by this instance or did not arrive in time.
+var errNotInstalled = errors.New("not installed on this instance")
+
+// waitInstalled waits until Run has handled seq or a later record.
+func (s *Service) waitInstalled(ctx context.Context, seq uint64) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.InstallTimeout)
+	defer cancel()
+	for {
+		s.mu.Lock()
+		seen, seenErr, ch := s.seen, s.seenErr, s.changed
+		s.mu.Unlock()
+		switch {
+		case seen == seq && seenErr != nil:
+			return fmt.Errorf("%w: %w", errNotInstalled, seenErr)
+		case seen >= seq:
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("%w within %v (is the rule-topic follower running?)", errNotInstalled, s.cfg.InstallTimeout)
+		}
+	}
+}
+
+// errUnknownFiles is returned by currentFiles when the running set's files
+// cannot be found.
+var errUnknownFiles = errors.New("the files of the running rule set are unknown")
+
+// currentFiles returns the files of the running set: those of the last
+// installed record, or else the rule directory's when they hash to the
+// running set's hash, or no files when no set runs.
+func (s *Service) currentFiles() (map[string][]byte, *rules.RuleSet, error) {
+	rs := s.cfg.Holder.Load()
+	if rs == nil {
+		return map[string][]byte{}, nil, nil
+	}
+	s.mu.Lock()
+	cur := s.current
+	s.mu.Unlock()
+	if cur != nil && cur.Hash == rs.Version.Hash {
+		return toBytes(cur.Files), rs, nil
+	}
+	if s.cfg.Dir != "" {
+		files, err := rules.ReadFiles(os.DirFS(s.cfg.Dir))
+		if err == nil && rules.HashFiles(files) == rs.Version.Hash {
+			return files, rs, nil
+		}
+	}
+	return nil, rs, fmt.Errorf("%w (version %s); publish a full set of files first", errUnknownFiles, rs.Version)
+}
+
+// change is one publish request, however it was made.
+type change struct {
+	caller  api.Caller
+	action  string // audit action: rules.publish, rules.rollback, lists.put, ...
+	object  string // audit object: ruleset, list:NAME
+	files   map[string][]byte
+	message string
+	detail  string // audit detail beyond the message
+}
+
+// published is the answer to a successful change.
+type published struct {
+	Version   string    `json:"version"`
+	Seq       uint64    `json:"seq"`
+	Hash      string    `json:"hash"`
+	Rules     int       `json:"rules"`
+	Previous  string    `json:"previous_version,omitempty"`
+	Author    string    `json:"author"`
+	Message   string    `json:"message"`
+	Published time.Time `json:"published_at"`
+	Warnings  []string  `json:"warnings,omitempty"`
+}
+
+// publishChange compiles c.files and, when they compile, publishes them to
+// the fleet, records the version and waits for this instance to install
+// it. It writes the response and audits the outcome either way.
+func (s *Service) publishChange(w http.ResponseWriter, r *http.Request, c change) {
+	old := ""
+	if rs := s.cfg.Holder.Load(); rs != nil {
+		old = rs.Version.String()
+	}
+	audit := func(action, newVersion, detail string) {
+		if c.message != "" {
+			detail = joinDetail("message: "+c.message, detail)
+		}
+		s.audit(r.Context(), chstore.AuditRow{Actor: c.caller.Name, Role: string(c.caller.Role), Action: action,
+			Object: c.object, OldVersion: old, NewVersion: newVersion, Detail: joinDetail(c.detail, detail)})
+	}
+	for name := range c.files {
+		if err := checkFileName(name); err != nil {
+			audit(c.action+"_refused", "", err.Error())
+			api.WriteError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+	}
+	rs, err := rules.Compile(c.files, s.cfg.Features)
+	if err != nil {
+		audit(c.action+"_refused", "", err.Error())
+		writeCompileError(w, err)
+		return
+	}
+	now := s.cfg.Now()
+	rec := rulesync.Record{Hash: rs.Version.Hash, Files: toStrings(c.files), Author: c.caller.Name, Message: c.message, PublishedAt: now}
+	seq, err := s.cfg.Sync.Publish(r.Context(), rec)
+	if err != nil {
+		audit(c.action+"_failed", "", err.Error())
+		status := http.StatusServiceUnavailable
+		if errors.Is(err, rulesync.ErrTooLarge) {
+			status = http.StatusRequestEntityTooLarge
+		}
+		api.WriteError(w, status, "publishing to the rule topic failed; the running rules are unchanged: "+err.Error())
+		return
+	}
+	version := rules.Version{Seq: seq, Hash: rs.Version.Hash}.String()
+	out := published{Version: version, Seq: seq, Hash: rs.Version.Hash, Rules: len(rs.Rules), Previous: old,
+		Author: c.caller.Name, Message: c.message, Published: now.UTC()}
+	// The version is on the topic now, so the fleet will install it even if
+	// this client goes away: finish the records regardless.
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 30*time.Second)
+	defer cancel()
+	if err := s.cfg.Store.WriteRuleSetVersion(wctx, chstore.RuleSetVersionRow{Seq: seq, Hash: rs.Version.Hash,
+		Files: rec.Files, Author: rec.Author, Message: rec.Message, PublishedAt: now, RuleCount: len(rs.Rules)}); err != nil {
+		s.log.Error("rulesapi: recording the published version failed", "version", version, "err", err)
+		out.Warnings = append(out.Warnings, "the version is live but was not recorded in the history: "+err.Error())
+	}
+	if err := s.waitInstalled(r.Context(), seq); err != nil {
+		audit(c.action, version, "published; "+err.Error())
+		api.WriteJSON(w, http.StatusGatewayTimeout, api.ErrorBody{
+			Error:   fmt.Sprintf("version %s was published to the fleet but %v", version, err),
+			Details: out,
+		})
+		return
+	}
+	audit(c.action, version, "")
+	api.WriteJSON(w, http.StatusOK, out)
+}
+
+func joinDetail(a, b string) string {
+	switch {
+	case a == "":
+		return b
+	case b == "":
+		return a
+	}
+	return a + "; " + b
+}
+
+// audit writes an audit row; a failure is logged, not returned, because
+// the change it describes has happened (or been refused) already.
+func (s *Service) audit(ctx context.Context, row chstore.AuditRow) {
+	row.At = s.cfg.Now()
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if err := s.cfg.Store.WriteAudit(wctx, row); err != nil {
+		s.log.Error("rulesapi: audit row not written", "action", row.Action, "actor", row.Actor, "err", err)
+	}
+}
+
+// compileDetails is the details object of a refused rule set.
+type compileDetails struct {
+	RuleID  string `json:"rule_id,omitempty"`
+	File    string `json:"file,omitempty"`
+	Line    int    `json:"line,omitempty"`
+	Column  int    `json:"column,omitempty"`
+	Message string `json:"message"`
+}
+
+// writeCompileError answers 422 with the position of a compile error.
+func writeCompileError(w http.ResponseWriter, err error) {
+	body := api.ErrorBody{Error: "the rule set does not compile: " + err.Error()}
+	var ce *rules.CompileError
+	if errors.As(err, &ce) {
+		body.Details = compileDetails{RuleID: ce.RuleID, File: ce.File, Line: ce.Line, Column: ce.Col, Message: ce.Msg}
+	} else {
+		body.Details = compileDetails{Message: err.Error()}
+	}
+	api.WriteJSON(w, http.StatusUnprocessableEntity, body)
+}
+
+// Routes returns the routes to register on the API server.
+func (s *Service) Routes() []api.Route {
+	read := []api.Role{api.RoleViewer, api.RoleAnalyst}
+	write := []api.Role{api.RoleAnalyst}
+	big := s.cfg.MaxBody
+	small := int64(64 << 10)
+	return []api.Route{
+		{Pattern: "GET /v1/rules", Roles: read, Handler: http.HandlerFunc(s.listRules)},
+		{Pattern: "GET /v1/rules/{id}", Roles: read, Handler: http.HandlerFunc(s.getRule)},
+		{Pattern: "GET /v1/rules/versions", Roles: read, Handler: http.HandlerFunc(s.listVersions)},
+		{Pattern: "GET /v1/rules/versions/{seq}", Roles: read, Handler: http.HandlerFunc(s.getVersion)},
+		{Pattern: "POST /v1/rules/validate", Roles: write, MaxBody: big, Handler: http.HandlerFunc(s.validate)},
+		{Pattern: "POST /v1/rules/test", Roles: write, MaxBody: big, Handler: http.HandlerFunc(s.test)},
+		{Pattern: "POST /v1/rules/publish", Roles: write, MaxBody: big, Handler: http.HandlerFunc(s.publishRules)},
+		{Pattern: "POST /v1/rules/rollback", Roles: write, MaxBody: small, Handler: http.HandlerFunc(s.rollback)},
+		{Pattern: "GET /v1/lists", Roles: read, Handler: http.HandlerFunc(s.listLists)},
+		{Pattern: "GET /v1/lists/{name}", Roles: read, Handler: http.HandlerFunc(s.getList)},
+		{Pattern: "PUT /v1/lists/{name}", Roles: write, MaxBody: big, Handler: http.HandlerFunc(s.putList)},
+		{Pattern: "POST /v1/lists/{name}/entries", Roles: write, MaxBody: big, Handler: http.HandlerFunc(s.addEntries)},
+		{Pattern: "DELETE /v1/lists/{name}/entries/{entry}", Roles: write, MaxBody: small, Handler: http.HandlerFunc(s.deleteEntry)},
+		{Pattern: "DELETE /v1/lists/{name}", Roles: write, MaxBody: small, Handler: http.HandlerFunc(s.deleteList)},
+	}
+}
+
+// caller returns the authenticated caller; the api.Server guarantees one.
+func caller(r *http.Request) api.Caller {
+	c, _ := api.CallerFrom(r.Context())
+	return c
+}
+
+func cloneFiles(files map[string][]byte) map[string][]byte { return maps.Clone(files) }
