@@ -35,6 +35,13 @@ func generate(g *traffic.Generator, n int) [][]byte {
 // whose state holds 100k warmed accounts, and, in the same run, the
 // yardstick the target is set against: encoding/json.Unmarshal of one
 // event alone.
+//
+// Every timed Score gets an event id the shard has never seen: the
+// generator keeps its sequence across -count runs and b.N growth, and the
+// score loop pulls events from it in chunks generated with the timer
+// stopped. A replayed id would be answered by the duplicate check (about a
+// third of the full path) and make the figure look better than it is, so
+// the share of duplicates is reported as dup-fraction and must stay 0.
 func BenchmarkScoreReference(b *testing.B) {
 	set, holder := loadReference(b)
 	const accounts = 100_000
@@ -47,29 +54,48 @@ func BenchmarkScoreReference(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	pool := generate(g, 300_000)
+	// The yardstick decodes events from the same stream; they are never
+	// scored, so they cost the score loop nothing.
+	pool := generate(g, 100_000)
+	fresh := newEventChunks(g, 1<<16)
 
 	b.Run("score", func(b *testing.B) {
 		b.ReportAllocs()
-		decided := 0
-		i := 0
+		var n, dups int
+		fresh.fill() // before the first b.Loop, which resets the timer
 		start := time.Now()
+		var paused time.Duration
 		for b.Loop() {
-			if err := s.Score(pool[i%len(pool)], Source{}, &d); err != nil {
+			raw, ok := fresh.next()
+			if !ok {
+				b.StopTimer()
+				t := time.Now()
+				fresh.fill()
+				paused += time.Since(t)
+				b.StartTimer()
+				raw, _ = fresh.next()
+			}
+			if err := s.Score(raw, Source{}, &d); err != nil {
 				b.Fatal(err)
 			}
-			if !d.Duplicate {
-				decided++
+			if d.Duplicate {
+				dups++
 			}
-			i++
+			n++
 		}
-		if decided == 0 {
+		scoring := time.Since(start) - paused
+		if n == dups {
 			b.Fatal("nothing decided")
 		}
-		b.ReportMetric(float64(i)/time.Since(start).Seconds(), "events/s")
-		if i > len(pool) {
-			b.ReportMetric(float64(i-decided)/float64(i), "dup-fraction")
-		}
+		b.ReportMetric(float64(n)/scoring.Seconds(), "events/s")
+		b.ReportMetric(float64(dups)/float64(n), "dup-fraction")
+		// The target compares this path with encoding/json, and on a
+		// shared machine the load can change between this sub-benchmark
+		// and the next; so also time encoding/json right here, seconds
+		// after the loop, and report the ratio (below 1 meets the target).
+		b.StopTimer()
+		perEvent := float64(scoring) / float64(n)
+		b.ReportMetric(perEvent/jsonNsPerEvent(b, pool, 20_000), "x-encoding_json")
 	})
 	b.Run("encoding_json_unmarshal", func(b *testing.B) {
 		b.ReportAllocs()
@@ -86,6 +112,51 @@ func BenchmarkScoreReference(b *testing.B) {
 			b.Fatal("nothing decoded")
 		}
 	})
+}
+
+// jsonNsPerEvent times encoding/json.Unmarshal of n events from pool.
+func jsonNsPerEvent(b *testing.B, pool [][]byte, n int) float64 {
+	var ev jsonEvent
+	start := time.Now()
+	for i := range n {
+		ev = jsonEvent{}
+		if err := json.Unmarshal(pool[i%len(pool)], &ev); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return float64(time.Since(start)) / float64(n)
+}
+
+// eventChunks hands out generated events a chunk at a time, reusing the
+// chunk's buffers, so a benchmark can score an unbounded stream of fresh
+// events without generating them inside the timed loop.
+type eventChunks struct {
+	g    *traffic.Generator
+	bufs [][]byte
+	i    int
+}
+
+func newEventChunks(g *traffic.Generator, size int) *eventChunks {
+	c := &eventChunks{g: g, bufs: make([][]byte, size)}
+	c.i = size // empty until the first fill
+	return c
+}
+
+// fill replaces the chunk with the generator's next events.
+func (c *eventChunks) fill() {
+	for j := range c.bufs {
+		c.bufs[j] = c.g.AppendJSON(c.bufs[j][:0])
+	}
+	c.i = 0
+}
+
+// next returns the next unused event, or false when the chunk is used up.
+func (c *eventChunks) next() ([]byte, bool) {
+	if c.i == len(c.bufs) {
+		return nil, false
+	}
+	c.i++
+	return c.bufs[c.i-1], true
 }
 
 // jsonEvent mirrors the wire format for the encoding/json yardstick.

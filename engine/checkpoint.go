@@ -71,13 +71,14 @@ func (s *Scorer) writeState(w *bytes.Buffer) error {
 		w.Write(le.AppendUint16(nil, uint16(len(l.ruleID))))
 		w.WriteString(l.ruleID)
 	}
-	n := len(s.dedupe.current) + len(s.dedupe.previous)
-	w.Write(le.AppendUint32(nil, uint32(n)))
-	for _, gen := range []map[uint64]rules.Action{s.dedupe.previous, s.dedupe.current} {
-		for h, a := range gen {
-			w.Write(le.AppendUint64(nil, h))
-			w.WriteByte(byte(a))
-		}
+	// Older generation first: readState records them in this order, which
+	// rebuilds the same two generations when the capacity is unchanged.
+	w.Write(le.AppendUint32(nil, uint32(s.dedupe.len())))
+	var rec [9]byte
+	for h, a := range s.dedupe.all() {
+		le.PutUint64(rec[:8], h)
+		rec[8] = byte(a)
+		w.Write(rec[:])
 	}
 	return nil
 }

@@ -1,44 +1,151 @@
 package engine
 
-import "riskd/rules"
+import (
+	"iter"
+	"math/bits"
+
+	"riskd/rules"
+)
 
 // dedupe remembers the event ids a shard decided recently, with the action
 // taken, so a redelivered event repeats its decision instead of counting in
 // the features twice. It is bounded: two generations of at most capacity
 // entries each; when the current one fills, the older is dropped. An id is
-// therefore remembered for at least capacity later events of the shard.
+// therefore remembered for at least capacity later events of the shard, and
+// for at most 2*capacity.
+//
+// The ids are the 64-bit hashes of event ids, kept by open addressing
+// (linear probing) rather than in Go maps: every fresh event misses, and a
+// miss in a map of a million entries costs several cache misses. Both
+// generations share one array, interleaved: slot i of generation g is
+// keys[2*i+g]. An id hashes to the same slot in both, so the lookup of a
+// fresh id, which must check both generations, usually reads one cache
+// line. The checkpoint reads and writes it only through len, all and record.
 type dedupe struct {
 	capacity int
-	current  map[uint64]rules.Action
-	previous map[uint64]rules.Action
+	keys     []uint64       // 2 per slot; 0 marks an empty entry
+	acts     []rules.Action // the action of keys[j]
+	shift    uint           // 64 - log2(slots): the slot is the top bits of the mixed id
+	cur      int            // the generation record writes to, 0 or 1
+	n        [2]int         // ids held per generation, the zero id included
+	// The id 0 cannot be stored in keys (it marks empty), so it lives here.
+	hasZero [2]bool
+	zeroAct [2]rules.Action
 }
 
 func newDedupe(capacity int) *dedupe {
 	if capacity < 1 {
 		capacity = 1
 	}
+	// At least 1.5 slots per id a generation may hold keeps the load of a
+	// full generation at most 2/3 and probe runs short.
+	slots := 1 << bits.Len(uint(capacity+capacity/2-1))
+	if slots < 8 {
+		slots = 8
+	}
 	return &dedupe{
 		capacity: capacity,
-		current:  make(map[uint64]rules.Action, capacity),
-		previous: make(map[uint64]rules.Action, capacity),
+		keys:     make([]uint64, 2*slots),
+		acts:     make([]rules.Action, 2*slots),
+		shift:    uint(64 - bits.TrailingZeros(uint(slots))),
 	}
 }
 
-// seen reports the action recorded for id, if it was decided recently.
+// slot is where id's probe sequence starts. The ids are FNV-1a hashes whose
+// low bits mix poorly; multiplying by 2^64/phi and taking the top bits
+// spreads every input bit over the index.
+func (d *dedupe) slot(id uint64) int {
+	return int((id * 0x9e3779b97f4a7c15) >> d.shift)
+}
+
+// find returns the index in keys of id in generation g, or -1.
+func (d *dedupe) find(id uint64, g int) int {
+	mask := len(d.keys)/2 - 1
+	for i := d.slot(id); ; i = (i + 1) & mask {
+		switch d.keys[2*i+g] {
+		case id:
+			return 2*i + g
+		case 0:
+			return -1
+		}
+	}
+}
+
+// seen reports the action recorded for id, if it was decided recently. The
+// current generation wins if both hold id (only a restore can do that).
 func (d *dedupe) seen(id uint64) (rules.Action, bool) {
-	if a, ok := d.current[id]; ok {
-		return a, true
+	for _, g := range [2]int{d.cur, 1 - d.cur} {
+		if id == 0 {
+			if d.hasZero[g] {
+				return d.zeroAct[g], true
+			}
+			continue
+		}
+		if j := d.find(id, g); j >= 0 {
+			return d.acts[j], true
+		}
 	}
-	a, ok := d.previous[id]
-	return a, ok
+	return 0, false
 }
 
-// record stores id's action, rotating generations when the current is full.
-// Rotation reuses the older map's storage, so steady state does not allocate.
+// record stores id's action in the current generation, first dropping the
+// older generation and making it current if the current one is full.
+// Dropping clears every other word of the arrays, once per capacity events;
+// nothing is allocated after newDedupe.
 func (d *dedupe) record(id uint64, a rules.Action) {
-	if len(d.current) >= d.capacity {
-		clear(d.previous)
-		d.previous, d.current = d.current, d.previous
+	if d.n[d.cur] >= d.capacity {
+		d.cur = 1 - d.cur
+		d.drop(d.cur)
 	}
-	d.current[id] = a
+	g := d.cur
+	if id == 0 {
+		if !d.hasZero[g] {
+			d.n[g]++
+		}
+		d.hasZero[g], d.zeroAct[g] = true, a
+		return
+	}
+	mask := len(d.keys)/2 - 1
+	for i := d.slot(id); ; i = (i + 1) & mask {
+		j := 2*i + g
+		switch d.keys[j] {
+		case id:
+			d.acts[j] = a
+			return
+		case 0: // n < capacity < slots, so an empty entry exists
+			d.keys[j], d.acts[j] = id, a
+			d.n[g]++
+			return
+		}
+	}
+}
+
+// drop empties generation g.
+func (d *dedupe) drop(g int) {
+	for j := g; j < len(d.keys); j += 2 {
+		d.keys[j], d.acts[j] = 0, 0
+	}
+	d.n[g], d.hasZero[g], d.zeroAct[g] = 0, false, 0
+}
+
+// len returns how many ids are remembered (both generations; an id recorded
+// again after a rotation counts twice until the older copy is dropped).
+func (d *dedupe) len() int { return d.n[0] + d.n[1] }
+
+// all yields every remembered id and its action, older generation first, so
+// recording them in that order into an empty dedupe of the same capacity
+// rebuilds the same two generations.
+func (d *dedupe) all() iter.Seq2[uint64, rules.Action] {
+	return func(yield func(uint64, rules.Action) bool) {
+		for _, g := range [2]int{1 - d.cur, d.cur} {
+			if d.hasZero[g] && !yield(0, d.zeroAct[g]) {
+				return
+			}
+			for j := g; j < len(d.keys); j += 2 {
+				if d.keys[j] != 0 && !yield(d.keys[j], d.acts[j]) {
+					return
+				}
+			}
+		}
+	}
 }

@@ -2,8 +2,11 @@ package rules
 
 import (
 	"testing"
+	"time"
 
+	"riskd/bench/traffic"
 	"riskd/engine/event"
+	"riskd/features"
 )
 
 const benchRules = `
@@ -68,5 +71,52 @@ func BenchmarkEval(b *testing.B) {
 	}
 	if len(out.Shadow) != 1 || len(out.Errored) != 0 {
 		b.Fatalf("unexpected outcome %q %q %v", ids(out.Matched), ids(out.Shadow), out.ErrorTexts)
+	}
+}
+
+// BenchmarkEvalReference evaluates the 50 reference rules against real
+// event and feature values (4,096 generated events observed into a feature
+// store first), with native predicates and with every rule forced into
+// expr's VM, in the same run.
+func BenchmarkEvalReference(b *testing.B) {
+	set, rs := loadReferenceRules(b)
+	_, vmOnly := loadReferenceRules(b)
+	for _, r := range vmOnly.Rules {
+		r.native, r.nativeTyped = nil, nil
+	}
+	g := traffic.New(traffic.Config{Accounts: 1000, Seed: 4, FraudRate: 0.05,
+		Start: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)})
+	store := set.NewStore()
+	var dec event.Decoder
+	var vals features.Values
+	envs := make([]Env, 4096)
+	for i := range envs {
+		var ev event.Event
+		if err := dec.Decode(g.AppendJSON(nil), &ev); err != nil {
+			b.Fatal(err)
+		}
+		store.Observe(&ev, &vals)
+		envs[i] = Env{Event: ev.Clone(), F: vals.Profile, W: vals.Windows}
+	}
+	for _, tc := range []struct {
+		name string
+		rs   *RuleSet
+	}{{"native", rs}, {"vm", vmOnly}} {
+		b.Run(tc.name, func(b *testing.B) {
+			e := NewEvaluator()
+			var out Outcome
+			matched := 0
+			i := 0
+			b.ReportAllocs()
+			for b.Loop() {
+				*e.Env() = envs[i%len(envs)]
+				e.Eval(tc.rs, &out)
+				matched += len(out.Matched) + len(out.Shadow)
+				i++
+			}
+			if matched == 0 || len(out.Errored) != 0 {
+				b.Fatalf("%d matched, %d errored", matched, len(out.Errored))
+			}
+		})
 	}
 }

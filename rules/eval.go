@@ -34,16 +34,16 @@ func (o *Outcome) Reset() {
 // Evaluator runs rule sets for one shard. It owns a vm.VM and an Env and
 // is not safe for concurrent use.
 //
-// The Env is boxed into an interface value once, and Env returns a pointer
-// to the boxed copy, so passing it to the VM copies nothing per event and
-// expr reads fields from a non-addressable struct. BenchmarkEval (10 rules,
-// 8 run for a payment) measured about 1µs and 3 allocations (48 B) per
-// event on the dev box. What still allocates is inside expr: the []any
-// argument slice of a helper call (in_list, haversine, hour), boxing a
-// non-zero float64 result of arithmetic (5 * f.avg_amount_30d) and
-// (in_list and hour are typed functions, see compile.go). Reading struct
-// fields and window slots of the Env and comparing them with constants does
-// not allocate.
+// Rules built only from comparisons, &&, ||, in_list and the like run as
+// native Go closures compiled at load time (see compileNative); they read
+// the Env in place and neither allocate nor fail. Every reference rule is
+// such a rule. The rest run in expr's VM: the Env is boxed into an
+// interface value once, and Env returns a pointer to the boxed copy, so
+// passing it to the VM copies nothing per event and expr reads fields from
+// a non-addressable struct. What still allocates in the VM is inside expr:
+// the []any argument slice of a helper call (haversine, hour) and boxing a
+// non-zero float64 result of arithmetic. Run-time errors can only come
+// from the VM, and are counted on the rule as before.
 type Evaluator struct {
 	vm    vm.VM
 	boxed any
@@ -87,11 +87,27 @@ func (e *Evaluator) Env() *Env { return e.env }
 func (e *Evaluator) Eval(rs *RuleSet, out *Outcome) {
 	out.Reset()
 	e.env.InList = rs.inListFunc()
-	rules, ok := rs.byType[e.env.Event.Type]
-	if !ok {
+	rules, typed := rs.byType[e.env.Event.Type]
+	if !typed {
 		rules = rs.anyType
 	}
 	for _, r := range rules {
+		if r.native != nil { // cannot fail at run time; see compileNative
+			match := r.native
+			if typed && r.nativeTyped != nil {
+				// A per-type list holds a typed rule only for a type in
+				// r.Types, so the rule's type test is known to pass.
+				match = r.nativeTyped
+			}
+			if match(e.env) {
+				if r.Mode == Shadow {
+					out.Shadow = append(out.Shadow, r)
+				} else {
+					out.Matched = append(out.Matched, r)
+				}
+			}
+			continue
+		}
 		v, err := e.vm.Run(r.program, e.boxed)
 		if err != nil {
 			r.errors.Add(1)

@@ -111,7 +111,13 @@ type Rule struct {
 	Types []string
 
 	program *vm.Program
-	errors  atomic.Uint64
+	// native is the expression compiled to Go closures when every part of
+	// it is one compileNative knows; nil means run program in the VM.
+	native predicate
+	// nativeTyped is native without its event.type test, for events whose
+	// type is one of Types; nil if the rule has no such test.
+	nativeTyped predicate
+	errors      atomic.Uint64
 }
 
 // Errors counts run-time errors of the rule's expression since load.

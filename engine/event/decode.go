@@ -61,18 +61,20 @@ func (e *Error) Unwrap() error { return e.cause }
 // each shard or consumer owns one, and the Events it fills alias its buffers
 // until the next call (see Event).
 //
-// It is built on valyala/fastjson with a reused Parser. BenchmarkDecode
-// measures it against goccy/go-json and encoding/json on the same event:
-// goccy is as fast in time but allocates 16 times per event (every string,
-// the attrs map), garbage the engine would collect at stream rates, and a
-// struct decode drops unknown fields that DESIGN.md says to keep; fastjson
-// decodes with no allocation and lets us keep them. Both are about 4.5x
-// faster than encoding/json (see bench/RESULTS.md).
+// Messages of the usual shape (no string escapes, integer ts and amount,
+// plain numbers, the device, geo and attrs objects) are decoded in one pass
+// over a copy of the bytes (fastpath.go); anything else, and every message
+// with a problem, is decoded again on valyala/fastjson with a reused
+// Parser, which alone reports problems. Both allocate nothing per event and
+// keep unknown fields in Attrs, which a struct decode (goccy/go-json,
+// encoding/json) would drop; BenchmarkDecode compares all three on the same
+// events (see bench/RESULTS.md).
 type Decoder struct {
 	// MaxBytes is the size limit; zero means DefaultMaxBytes.
 	MaxBytes int
 
 	parser  fastjson.Parser
+	buf     []byte // the fast path's copy of the message; Event strings alias it
 	scratch []byte // backing for attr values that are not JSON strings
 	errs    []Problem
 }
@@ -93,6 +95,18 @@ func (d *Decoder) Decode(msg []byte, ev *Event) error {
 			cause:    ErrTooLarge,
 		}
 	}
+	if d.fastDecode(msg, ev) {
+		return nil
+	}
+	return d.decodeFull(msg, ev)
+}
+
+// decodeFull is Decode on fastjson, for every message the fast path gives
+// up on; it alone reports problems.
+func (d *Decoder) decodeFull(msg []byte, ev *Event) error {
+	ev.Reset()
+	d.errs = d.errs[:0]
+	d.scratch = d.scratch[:0]
 	v, err := d.parser.ParseBytes(msg)
 	if err != nil {
 		return &Error{Problems: []Problem{{Reason: "malformed JSON: " + err.Error()}}, cause: err}

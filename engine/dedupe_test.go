@@ -1,0 +1,131 @@
+package engine
+
+import (
+	"math/rand/v2"
+	"testing"
+
+	"riskd/rules"
+)
+
+// TestDedupeAgreesWithTwoMaps drives the open-addressing dedupe and a
+// reference built from two Go maps (the previous implementation) with the
+// same random ids, including 0 and repeats, and requires the same answers.
+func TestDedupeAgreesWithTwoMaps(t *testing.T) {
+	for _, capacity := range []int{1, 3, 8, 100, 1000} {
+		d := newDedupe(capacity)
+		ref := newMapDedupe(capacity)
+		r := rand.New(rand.NewPCG(1, uint64(capacity)))
+		for i := range 20 * capacity {
+			id := r.Uint64N(uint64(4 * capacity)) // small range: many repeats and id 0
+			if i%7 == 0 {
+				id = r.Uint64() // and full-width hashes
+			}
+			a, ok := d.seen(id)
+			ra, rok := ref.seen(id)
+			if a != ra || ok != rok {
+				t.Fatalf("capacity %d step %d: seen(%d) = %v,%v; two maps say %v,%v", capacity, i, id, a, ok, ra, rok)
+			}
+			if !ok {
+				act := rules.Action(r.IntN(6))
+				d.record(id, act)
+				ref.record(id, act)
+			}
+			if d.len() != len(ref.current)+len(ref.previous) {
+				t.Fatalf("capacity %d step %d: len %d, two maps hold %d", capacity, i, d.len(), len(ref.current)+len(ref.previous))
+			}
+		}
+	}
+}
+
+func TestDedupeAllRebuildsTheSameGenerations(t *testing.T) {
+	d := newDedupe(5)
+	for id := uint64(0); id < 8; id++ { // 0..4 then rotation: 5..7 current
+		d.record(id, rules.Action(id%6))
+	}
+	again := newDedupe(5)
+	for id, a := range d.all() {
+		again.record(id, a)
+	}
+	if again.len() != d.len() || again.n[again.cur] != d.n[d.cur] {
+		t.Fatalf("rebuilt %d ids (%d current), want %d (%d current)", again.len(), again.n[again.cur], d.len(), d.n[d.cur])
+	}
+	for id := uint64(0); id < 8; id++ {
+		if a, ok := again.seen(id); !ok || a != rules.Action(id%6) {
+			t.Errorf("id %d: seen=%v action=%v after rebuild", id, ok, a)
+		}
+	}
+	for range d.all() {
+		break // stopping early must not panic
+	}
+}
+
+func TestDedupeRecordDoesNotAllocate(t *testing.T) {
+	d := newDedupe(1000)
+	id := uint64(1)
+	if n := testing.AllocsPerRun(10_000, func() {
+		id++
+		d.seen(id * 0x9e3779b97f4a7c15)
+		d.record(id*0x9e3779b97f4a7c15, rules.Allow)
+	}); n != 0 {
+		t.Errorf("%v allocations per record, want 0", n)
+	}
+}
+
+// mapDedupe is the earlier two-map dedupe, kept as the reference.
+type mapDedupe struct {
+	capacity          int
+	current, previous map[uint64]rules.Action
+}
+
+func newMapDedupe(capacity int) *mapDedupe {
+	return &mapDedupe{capacity: capacity, current: map[uint64]rules.Action{}, previous: map[uint64]rules.Action{}}
+}
+
+func (d *mapDedupe) seen(id uint64) (rules.Action, bool) {
+	if a, ok := d.current[id]; ok {
+		return a, true
+	}
+	a, ok := d.previous[id]
+	return a, ok
+}
+
+func (d *mapDedupe) record(id uint64, a rules.Action) {
+	if len(d.current) >= d.capacity {
+		clear(d.previous)
+		d.previous, d.current = d.current, d.previous
+	}
+	d.current[id] = a
+}
+
+// BenchmarkDedupe measures one miss-then-record, the path of every fresh
+// event, at the reference benchmark's capacity, for the table and for the
+// two maps it replaced.
+func BenchmarkDedupe(b *testing.B) {
+	type recorder interface {
+		seen(uint64) (rules.Action, bool)
+		record(uint64, rules.Action)
+	}
+	for _, tc := range []struct {
+		name string
+		d    recorder
+	}{
+		{"table", newDedupe(1 << 20)},
+		{"two_maps", newMapDedupe(1 << 20)},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			h := uint64(14695981039346656037)
+			for i := range 3 << 20 { // fill both generations
+				tc.d.record(h^uint64(i)*1099511628211, rules.Allow)
+			}
+			b.ReportAllocs()
+			i := uint64(3 << 20)
+			for b.Loop() {
+				id := h ^ i*1099511628211
+				if _, ok := tc.d.seen(id); !ok {
+					tc.d.record(id, rules.Allow)
+				}
+				i++
+			}
+		})
+	}
+}

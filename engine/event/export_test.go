@@ -1,0 +1,7 @@
+package event
+
+// Seams for the external tests that compare the fast path with fastjson.
+var (
+	DecodeFull = (*Decoder).decodeFull
+	FastDecode = (*Decoder).fastDecode
+)
