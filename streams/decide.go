@@ -9,6 +9,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"riskd/engine"
+	"riskd/streams/notify"
 )
 
 // APISource marks decisions made through the synchronous decide API.
@@ -66,7 +67,12 @@ func (p *Pipeline) PublishAction(ctx context.Context, a ActionRecord, eventID st
 	if err != nil {
 		return err
 	}
-	return p.publish(ctx, []kafka.Message{msg})
+	if err := p.publish(ctx, []kafka.Message{msg}); err != nil {
+		return err
+	}
+	p.notify(notify.Notification{Kind: a.Type, AccountID: a.AccountID, EventID: eventID,
+		At: actionAt(a).At, Body: msg.Value})
+	return nil
 }
 
 // actionAt is the time an action record carries when the caller gave none.

@@ -12,6 +12,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"riskd/engine"
+	"riskd/streams/notify"
 )
 
 // Topics names the Kafka topics the stream scorer reads and writes.
@@ -60,6 +61,14 @@ type Config struct {
 	// read again on the next start.
 	DrainTimeout time.Duration
 	Logger       *slog.Logger
+	// Notify, if set, receives user alerts and lock commands once they are
+	// durable (webhooks, the live stream). It must not block.
+	Notify Notifier
+}
+
+// Notifier fans alerts out to subscribers (streams/notify).
+type Notifier interface {
+	Publish(notify.Notification)
 }
 
 func (c Config) withDefaults() Config {
@@ -126,6 +135,9 @@ type Pipeline struct {
 	// outDone is closed when the output stage has stopped, so callbacks
 	// never block on a stage that is gone.
 	outDone chan struct{}
+	// pubMu serialises notifications from the output stage and the API, so
+	// one account's notifications reach the notifier in order.
+	pubMu sync.Mutex
 }
 
 // result is one message's outcome, on its way to the output stage.
@@ -440,13 +452,14 @@ func (p *Pipeline) runOutput(ctx context.Context) {
 type outputWriter struct {
 	decisions []*engine.Decision
 	msgs      []kafka.Message
+	notes     []notify.Notification
 }
 
 // flush writes one batch: decisions to the store and messages to Kafka, in
 // parallel, each retried until it succeeds or ctx ends.
 func (p *Pipeline) flush(ctx context.Context, w *outputWriter, batch []result) error {
 	p.m.BatchSize.Observe(float64(len(batch)))
-	w.decisions, w.msgs = w.decisions[:0], w.msgs[:0]
+	w.decisions, w.msgs, w.notes = w.decisions[:0], w.msgs[:0], w.notes[:0]
 	now := time.Now()
 	for _, r := range batch {
 		switch {
@@ -457,9 +470,13 @@ func (p *Pipeline) flush(ctx context.Context, w *outputWriter, batch []result) e
 			// that restored state): its outputs already exist.
 		default:
 			w.decisions = append(w.decisions, r.d)
+			first := len(w.msgs)
 			var err error
 			if w.msgs, err = p.cfg.Topics.outputMessages(w.msgs, r.d); err != nil {
 				return fmt.Errorf("streams: encode decision %s: %w", r.d.EventID, err)
+			}
+			if p.cfg.Notify != nil {
+				w.notes = appendNotes(w.notes, r.d, w.msgs[first+1:])
 			}
 		}
 	}
@@ -499,7 +516,20 @@ func (p *Pipeline) flush(ctx context.Context, w *outputWriter, batch []result) e
 			}
 		}
 	}
+	p.notify(w.notes...)
 	return nil
+}
+
+// notify hands durable notifications to the notifier, in order.
+func (p *Pipeline) notify(notes ...notify.Notification) {
+	if p.cfg.Notify == nil || len(notes) == 0 {
+		return
+	}
+	p.pubMu.Lock()
+	defer p.pubMu.Unlock()
+	for _, n := range notes {
+		p.cfg.Notify.Publish(n)
+	}
 }
 
 // publish writes msgs to Kafka, retrying the ones that failed with backoff

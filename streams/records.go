@@ -10,6 +10,7 @@ import (
 
 	"riskd/engine"
 	"riskd/rules"
+	"riskd/streams/notify"
 )
 
 // Header names on output and dead-letter messages. Consumers de-duplicate
@@ -175,4 +176,27 @@ func (t Topics) deadLetter(m kafka.Message, reason error, at time.Time) kafka.Me
 			{Key: HeaderFailedAt, Value: at.UTC().AppendFormat(nil, time.RFC3339Nano)},
 		},
 	}
+}
+
+// appendNotes adds the notifications of decision d: one per alert and one
+// for a new lock. out are the messages outputMessages made for d after its
+// decision record (alerts, then the lock command); their bodies are reused,
+// and never modified afterwards.
+func appendNotes(dst []notify.Notification, d *engine.Decision, out []kafka.Message) []notify.Notification {
+	for i, a := range d.Alerts {
+		dst = append(dst, notify.Notification{Kind: notify.KindAlert, AccountID: d.AccountID,
+			EventID: d.EventID, RuleID: a.RuleID, At: d.DecidedAt, Body: out[i].Value})
+	}
+	if newLock(d) && len(out) > len(d.Alerts) {
+		rule := ""
+		for _, h := range d.Matched {
+			if h.Action == rules.Lock {
+				rule = h.RuleID
+				break
+			}
+		}
+		dst = append(dst, notify.Notification{Kind: notify.KindLock, AccountID: d.AccountID,
+			EventID: d.EventID, RuleID: rule, At: d.DecidedAt, Body: out[len(d.Alerts)].Value})
+	}
+	return dst
 }

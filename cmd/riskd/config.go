@@ -27,6 +27,29 @@ type Config struct {
 	Log        LogConfig        `yaml:"log"`
 	Auth       AuthConfig       `yaml:"auth"`
 	Decide     DecideConfig     `yaml:"decide"`
+	Notify     NotifyConfig     `yaml:"notify"`
+}
+
+type NotifyConfig struct {
+	// Webhooks are the alert subscribers; each delivery is signed with its
+	// secret (HMAC-SHA256, header Riskd-Signature).
+	Webhooks []WebhookConfig `yaml:"webhooks"`
+	// Throttle: one account gets the same alert from the same rule at most
+	// once per interval (webhooks and the live stream).
+	Throttle time.Duration `yaml:"throttle"`
+	// MaxAttempts before a delivery is parked in webhook_dead_letters.
+	MaxAttempts int `yaml:"max_attempts"`
+}
+
+type WebhookConfig struct {
+	Name string `yaml:"name"`
+	URL  string `yaml:"url"`
+	// Kinds wanted: alert, lock, unlock; empty means all.
+	Kinds []string `yaml:"kinds"`
+	// SecretEnv names the environment variable holding the signing secret,
+	// so the secret stays out of the file; Secret is read when it is unset.
+	SecretEnv string `yaml:"secret_env"`
+	Secret    string `yaml:"secret"`
 }
 
 type AuthConfig struct {
@@ -134,6 +157,7 @@ func DefaultConfig() Config {
 		State:  StateConfig{Dir: "var/state"},
 		Log:    LogConfig{Level: "info", Format: "text"},
 		Decide: DecideConfig{Deadline: 50 * time.Millisecond, OnTimeout: "allow"},
+		Notify: NotifyConfig{Throttle: 10 * time.Minute, MaxAttempts: 10},
 	}
 }
 

@@ -24,6 +24,7 @@ import (
 	"riskd/rules"
 	"riskd/streams"
 	"riskd/streams/chstore"
+	"riskd/streams/notify"
 	"riskd/streams/rulesync"
 )
 
@@ -48,8 +49,13 @@ type daemon struct {
 	pipe      *streams.Pipeline
 	api       *api.Server
 	rulesAPI  *rulesapi.Service
-	srv       *http.Server
-	listener  net.Listener
+	notifier  *notify.Notifier
+	// httpCtx is the base of every request's context; it ends when
+	// shutdown begins, so long-lived alert streams close promptly.
+	httpCtx    context.Context
+	cancelHTTP context.CancelFunc
+	srv        *http.Server
+	listener   net.Listener
 }
 
 // checkpointFile is where a clean shutdown leaves the engine's state.
@@ -123,11 +129,14 @@ func startDaemon(ctx context.Context, cfg Config, log *slog.Logger) (d *daemon, 
 	if d.eng, err = d.restoreEngine(engCfg); err != nil {
 		return d, err
 	}
+	if d.notifier, err = d.newNotifier(); err != nil {
+		return d, err
+	}
 	d.pipe = streams.New(streams.Config{
 		Brokers: d.brokers, Group: d.cfg.Kafka.Group, Topics: d.topics(),
 		BatchSize: d.cfg.Output.BatchSize, FlushInterval: d.cfg.Output.FlushInterval,
 		CommitInterval: d.cfg.Output.CommitInterval, DrainTimeout: d.cfg.Output.DrainTimeout,
-		MaxInFlight: d.cfg.Output.MaxInFlight, Logger: d.log,
+		MaxInFlight: d.cfg.Output.MaxInFlight, Logger: d.log, Notify: d.notifier,
 	}, d.eng, d.store, d.metrics)
 	if err := d.prepareHTTP(); err != nil {
 		return d, err
@@ -223,6 +232,13 @@ func (d *daemon) run(ctx context.Context) error {
 			d.log.Error("following the rules topic stopped", "err", err)
 		}
 	}()
+	notifyCtx, stopNotify := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopNotify()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		d.notifier.Run(notifyCtx)
+	}()
 	srv := d.serveHTTP(&wg)
 	watcher := &rules.Watcher{
 		Dir: d.cfg.Rules.Dir, Features: d.set, Holder: d.holder, Interval: d.cfg.Rules.PollInterval,
@@ -254,6 +270,7 @@ func (d *daemon) run(ctx context.Context) error {
 	httpStopped := make(chan struct{})
 	context.AfterFunc(ctx, func() {
 		defer close(httpStopped)
+		d.cancelHTTP()
 		shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := srv.Shutdown(shutCtx); err != nil {
@@ -271,6 +288,7 @@ func (d *daemon) run(ctx context.Context) error {
 		d.log.Error("stopped without a full drain; no checkpoint, the next start replays from the last commit", "err", runErr)
 	}
 	<-httpStopped
+	stopNotify() // after the drain: what it made durable has been handed over
 	stopEngine()
 	wg.Wait()
 	d.log.Info("riskd stopped")
@@ -376,9 +394,13 @@ func (d *daemon) prepareHTTP() error {
 		return fmt.Errorf("rules api: %w", err)
 	}
 	d.api.Handle(d.rulesAPI.Routes()...)
+	d.api.Handle(api.Route{Pattern: "GET /v1/alerts/stream",
+		Roles: []api.Role{api.RoleViewer, api.RoleSupport, api.RoleAnalyst}, Handler: d.notifier.StreamHandler()})
 	mux.Handle("/v1/", d.api)
+	d.httpCtx, d.cancelHTTP = context.WithCancel(context.Background())
 	d.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
-		IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10}
+		IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10,
+		BaseContext: func(net.Listener) context.Context { return d.httpCtx }}
 	if d.cfg.HTTP.Listen == "" {
 		return nil
 	}
@@ -409,6 +431,26 @@ func (d *daemon) serveHTTP(wg *sync.WaitGroup) *http.Server {
 	}()
 	d.log.Info("http listening", "addr", d.httpAddr, "tls", tlsOn)
 	return d.srv
+}
+
+// newNotifier builds the alert fan-out (webhooks, live stream) from the
+// config; webhook secrets may come from environment variables.
+func (d *daemon) newNotifier() (*notify.Notifier, error) {
+	cfg := notify.Config{Throttle: d.cfg.Notify.Throttle, MaxAttempts: d.cfg.Notify.MaxAttempts,
+		DeadLetters: d.store, Registerer: d.reg, Logger: d.log}
+	for i, w := range d.cfg.Notify.Webhooks {
+		secret := w.Secret
+		if w.SecretEnv != "" {
+			if secret = os.Getenv(w.SecretEnv); secret == "" {
+				return nil, fmt.Errorf("config: notify.webhooks[%d] (%s): %s is not set", i, w.Name, w.SecretEnv)
+			}
+		}
+		cfg.Subscribers = append(cfg.Subscribers, notify.Subscriber{Name: w.Name, URL: w.URL, Kinds: w.Kinds, Secret: secret})
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return notify.New(cfg), nil
 }
 
 func (d *daemon) close() {

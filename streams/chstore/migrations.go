@@ -160,4 +160,27 @@ var migrations = []migration{
 	{4, "create account_locks", migrationAccountLocks},
 	{5, "create rulesets", migrationRulesets},
 	{6, "create labels", migrationLabels},
+	{7, "create webhook_dead_letters", migrationWebhookDeadLetters},
 }
+
+// migrationWebhookDeadLetters: webhook_dead_letters holds each notification
+// a webhook subscriber could not take after the last attempt (or refused for
+// good), with the body exactly as it would have been signed, so an operator
+// can look at it and redeliver. Keyed by subscriber and account first
+// because that is how parked notifications are read ("what did subscriber X
+// miss for account Y"), then parked_at and the notification id, so a retried
+// write of the same parking collapses.
+const migrationWebhookDeadLetters = `CREATE TABLE IF NOT EXISTS {db}.webhook_dead_letters (
+	subscriber      String,
+	notification_id UInt64,
+	kind            String,
+	account_id      String,
+	event_id        String,
+	rule_id         String,
+	body            String,
+	attempts        UInt32,
+	last_error      String,
+	parked_at       DateTime
+) ENGINE = ReplacingMergeTree()
+PARTITION BY toYYYYMM(parked_at)
+ORDER BY (subscriber, account_id, parked_at, notification_id)`

@@ -1,0 +1,242 @@
+package notify
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"riskd/streams/chstore"
+)
+
+// Notification kinds.
+const (
+	KindAlert  = "alert"  // a user-facing alert raised by a rule
+	KindLock   = "lock"   // the account was locked (until a time)
+	KindUnlock = "unlock" // the account was unlocked
+)
+
+var kinds = []string{KindAlert, KindLock, KindUnlock}
+
+// Notification is one message for alert subscribers.
+type Notification struct {
+	// ID is assigned by Publish: strictly increasing within a process, and
+	// seeded from the clock (Unix microseconds at New) so that ids normally
+	// keep increasing across restarts too. It is the SSE event id and the
+	// Riskd-Delivery header. Any value set by the caller is overwritten.
+	ID uint64
+	// Kind is KindAlert, KindLock or KindUnlock.
+	Kind string
+	// AccountID is the wallet account; per-account order is kept on every
+	// webhook subscriber and it is the SSE ?account= filter.
+	AccountID string
+	// EventID is the event that caused it (empty for a manual unlock).
+	EventID string
+	// RuleID is the rule that raised it, when one did.
+	RuleID string
+	// At is when it happened; zero means the Notifier's clock at Publish.
+	At time.Time
+	// Body is the JSON sent as the webhook body and the SSE data, as is
+	// (streams.AlertRecord or streams.ActionRecord). Publish keeps a
+	// reference: the caller must not modify it afterwards.
+	Body json.RawMessage
+}
+
+// Subscriber is a webhook endpoint.
+type Subscriber struct {
+	// Name identifies the subscriber in metrics, logs and dead letters.
+	Name string
+	// URL receives an HTTP POST per notification (http or https).
+	URL string
+	// Kinds lists the kinds it wants; empty means all.
+	Kinds []string
+	// Secret is the HMAC-SHA256 key of the Riskd-Signature header.
+	Secret string
+}
+
+func (s Subscriber) wants(kind string) bool {
+	return len(s.Kinds) == 0 || slices.Contains(s.Kinds, kind)
+}
+
+// DeadLetters parks notifications that a subscriber did not take
+// (*chstore.Store in production). It should retry until it succeeds or ctx
+// ends; ctx ends when the Notifier stops.
+type DeadLetters interface {
+	WriteWebhookDeadLetter(ctx context.Context, r chstore.WebhookDeadLetter) error
+}
+
+// Config sets up a Notifier. Zero values take the defaults given per field.
+type Config struct {
+	// Subscribers are the webhook endpoints.
+	Subscribers []Subscriber
+	// Throttle is the shortest interval between two notifications with the
+	// same account, rule and kind; repeats inside it are dropped before
+	// fan-out (webhooks and stream alike) and counted. Default 10m;
+	// negative turns throttling off.
+	Throttle time.Duration
+	// ThrottleKinds are the kinds throttling applies to. Default: alerts
+	// only. Lock and unlock are commands that change a subscriber's view of
+	// the account, so dropping a repeat could leave it wrong (lock, unlock,
+	// lock within the interval would end as "unlocked").
+	ThrottleKinds []string
+	// ThrottleKeys bounds the throttle's memory (default 100000 keys). When
+	// it is full, the oldest key is forgotten early, so that key may
+	// repeat before its interval is over.
+	ThrottleKeys int
+	// QueueSize bounds the notifications waiting per subscriber (default
+	// 10000), split evenly across its workers. When a worker's share is
+	// full, Publish drops the notification for that subscriber, counts it
+	// (dropped_overflow) and returns: scoring never waits for a subscriber.
+	QueueSize int
+	// Workers is the number of concurrent deliveries per subscriber
+	// (default 4). An account always maps to the same worker, which
+	// delivers one notification at a time in Publish order; a slow or
+	// failing account holds up only the accounts that share its worker.
+	Workers int
+	// RetryMin and RetryMax bound the backoff between attempts (defaults 1s
+	// and 5m): the wait after attempt n is uniform in
+	// [0, min(RetryMax, RetryMin*2^(n-1))] ("full jitter"), or longer when a
+	// 429/503 response asks for it with Retry-After (capped at RetryMax).
+	RetryMin, RetryMax time.Duration
+	// MaxAttempts is the number of tries before a notification is parked
+	// (default 10; with the default backoff the nine waits add up to about
+	// 4 minutes on average and at most 8.5).
+	MaxAttempts int
+	// AttemptTimeout bounds one HTTP attempt, response included (default
+	// 10s); a timeout is retried.
+	AttemptTimeout time.Duration
+	// DeadLetters receives parked notifications; nil means they are only
+	// counted and logged.
+	DeadLetters DeadLetters
+	// StreamBuffer is how many recent notifications the live stream keeps
+	// for clients that reconnect with Last-Event-ID (default 1000).
+	StreamBuffer int
+	// StreamClientBuffer bounds the notifications waiting for one stream
+	// client (default 256); a client that falls further behind is
+	// disconnected and can reconnect with Last-Event-ID.
+	StreamClientBuffer int
+	// Heartbeat is the interval of the stream's keep-alive comments
+	// (default 15s).
+	Heartbeat time.Duration
+	// StreamWriteTimeout bounds one write to a stream client (default 30s);
+	// a client that does not read is disconnected.
+	StreamWriteTimeout time.Duration
+	// LogInterval is how often dropped notifications are summarised in the
+	// log (default 1m), instead of one line per message.
+	LogInterval time.Duration
+	// Client sends the webhooks. Default: a client of its own that does
+	// not follow redirects (a 3xx is a permanent failure: POSTs must not
+	// silently become GETs or go to another host).
+	Client *http.Client
+	// Registerer gets the metrics; nil means they are not registered.
+	Registerer prometheus.Registerer
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// Now is the clock for throttling, signatures and default times;
+	// default time.Now.
+	Now func() time.Time
+}
+
+// Validate checks the whole config and names the offending key. New does
+// not validate: call Validate at start-up.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("notify.%s: "+format, append([]any{key}, args...)...))
+	}
+	names := map[string]bool{}
+	for i, s := range c.Subscribers {
+		key := fmt.Sprintf("subscribers[%d]", i)
+		switch {
+		case s.Name == "":
+			bad(key+".name", "empty; every subscriber needs a name for metrics and dead letters")
+		case names[s.Name]:
+			bad(key+".name", "%q is used twice", s.Name)
+		}
+		names[s.Name] = true
+		if u, err := url.Parse(s.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad(key+".url", "%q is not an http(s) URL", s.URL)
+		}
+		for _, k := range s.Kinds {
+			if !slices.Contains(kinds, k) {
+				bad(key+".kinds", "unknown kind %q; want alert, lock or unlock", k)
+			}
+		}
+		if s.Secret == "" {
+			bad(key+".secret", "empty; deliveries are signed, set a shared secret")
+		}
+	}
+	for _, k := range c.ThrottleKinds {
+		if !slices.Contains(kinds, k) {
+			bad("throttle_kinds", "unknown kind %q; want alert, lock or unlock", k)
+		}
+	}
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{{"retry_min", c.RetryMin}, {"retry_max", c.RetryMax}, {"attempt_timeout", c.AttemptTimeout},
+		{"heartbeat", c.Heartbeat}, {"stream_write_timeout", c.StreamWriteTimeout}, {"log_interval", c.LogInterval}} {
+		if d.v < 0 {
+			bad(d.key, "%v is negative", d.v)
+		}
+	}
+	if c.RetryMin > 0 && c.RetryMax > 0 && c.RetryMin > c.RetryMax {
+		bad("retry_min", "%v is above retry_max %v", c.RetryMin, c.RetryMax)
+	}
+	for _, n := range []struct {
+		key string
+		v   int
+	}{{"throttle_keys", c.ThrottleKeys}, {"queue_size", c.QueueSize}, {"workers", c.Workers},
+		{"max_attempts", c.MaxAttempts}, {"stream_buffer", c.StreamBuffer}, {"stream_client_buffer", c.StreamClientBuffer}} {
+		if n.v < 0 {
+			bad(n.key, "%d is negative", n.v)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (c Config) withDefaults() Config {
+	if c.Throttle == 0 {
+		c.Throttle = 10 * time.Minute
+	}
+	if c.ThrottleKinds == nil {
+		c.ThrottleKinds = []string{KindAlert}
+	}
+	setInt := func(v *int, def int) {
+		if *v <= 0 {
+			*v = def
+		}
+	}
+	setDur := func(v *time.Duration, def time.Duration) {
+		if *v <= 0 {
+			*v = def
+		}
+	}
+	setInt(&c.ThrottleKeys, 100_000)
+	setInt(&c.QueueSize, 10_000)
+	setInt(&c.Workers, 4)
+	setInt(&c.MaxAttempts, 10)
+	setInt(&c.StreamBuffer, 1000)
+	setInt(&c.StreamClientBuffer, 256)
+	setDur(&c.RetryMin, time.Second)
+	setDur(&c.RetryMax, 5*time.Minute)
+	c.RetryMax = max(c.RetryMax, c.RetryMin)
+	setDur(&c.AttemptTimeout, 10*time.Second)
+	setDur(&c.Heartbeat, 15*time.Second)
+	setDur(&c.StreamWriteTimeout, 30*time.Second)
+	setDur(&c.LogInterval, time.Minute)
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
