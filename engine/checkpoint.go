@@ -17,26 +17,36 @@ import (
 // whenever the layout below does, and Restore refuses other versions.
 const (
 	checkpointMagic   = "RISKDENG"
-	checkpointVersion = uint16(1)
+	checkpointVersion = uint16(2)
 )
 
 // ErrCheckpointFormat is wrapped when a checkpoint is not one this build can read.
 var ErrCheckpointFormat = errors.New("unreadable engine checkpoint")
 
 // Checkpoint writes the state of every shard (feature store, locks, recent
-// event ids) to w. Each shard serialises itself between two events, so the
-// checkpoint is consistent per shard; callers that need it consistent with
-// Kafka offsets pause intake first.
+// event ids) and, once, the entity windows the shards share, to w. Each
+// shard serialises itself between two events and the shared entities are
+// written a lock stripe at a time, so the checkpoint is consistent per
+// shard and per stripe; callers that need it consistent as a whole, or
+// with Kafka offsets, pause intake first.
 //
-// Layout: magic, version u16, shard count u32, then per shard: feature
-// snapshot (u64 length + bytes), locks (u32 count, then hash u64, until
-// i64, rule id u16 length + bytes), event ids (u32 count, then hash u64,
-// action u8).
+// Layout: magic, version u16, shard count u32, shared entity snapshot (u64
+// length + bytes), then per shard: feature snapshot of its accounts (u64
+// length + bytes), locks (u32 count, then hash u64, until i64, rule id u16
+// length + bytes), event ids (u32 count, then hash u64, action u8).
+// Version 1 had no shared part: each shard's snapshot held its own
+// entities.
 func (e *Engine) Checkpoint(ctx context.Context, w io.Writer) error {
 	bw := bufio.NewWriter(w)
 	bw.WriteString(checkpointMagic)
 	binary.Write(bw, binary.LittleEndian, checkpointVersion)
 	binary.Write(bw, binary.LittleEndian, uint32(len(e.shards)))
+	var ents bytes.Buffer
+	if err := e.ents.Snapshot(&ents); err != nil {
+		return fmt.Errorf("checkpoint shared entities: %w", err)
+	}
+	binary.Write(bw, binary.LittleEndian, uint64(ents.Len()))
+	bw.Write(ents.Bytes())
 	for i, sh := range e.shards {
 		var buf bytes.Buffer
 		var serr error
@@ -107,32 +117,64 @@ func Restore(cfg Config, set *features.Set, holder *rules.Holder, r io.Reader) (
 	if int(shards) != cfg.Shards {
 		return nil, fmt.Errorf("checkpoint has %d shards but engine.shards is %d: set engine.shards to %d or start without the checkpoint", shards, cfg.Shards, shards)
 	}
-	e := New(cfg, set, holder)
-	for i, sh := range e.shards {
-		if err := sh.scorer.readState(br, set); err != nil {
+	var n64 uint64
+	if err := binary.Read(br, binary.LittleEndian, &n64); err != nil {
+		return nil, fmt.Errorf("%w: shared entities: %v", ErrCheckpointFormat, err)
+	}
+	blob, err := readBlob(br, n64)
+	if err != nil {
+		return nil, fmt.Errorf("%w: shared entities: %v", ErrCheckpointFormat, err)
+	}
+	ents, err := set.RestoreShared(bytes.NewReader(blob))
+	if err != nil {
+		return nil, fmt.Errorf("%w: shared entities: %v", ErrCheckpointFormat, err)
+	}
+	e := &Engine{ents: ents}
+	for i := range cfg.Shards {
+		s, err := readShard(br, cfg, set, holder, ents)
+		if err != nil {
 			return nil, fmt.Errorf("%w: shard %d: %v", ErrCheckpointFormat, i, err)
 		}
+		e.addShard(cfg, s)
 	}
 	return e, nil
 }
 
-func (s *Scorer) readState(r *bufio.Reader, set *features.Set) error {
+// readBlob reads a length-prefixed feature snapshot of n bytes.
+func readBlob(r io.Reader, n uint64) ([]byte, error) {
+	if n > 1<<34 {
+		return nil, fmt.Errorf("feature snapshot of %d bytes is implausible", n)
+	}
+	blob := make([]byte, n)
+	if _, err := io.ReadFull(r, blob); err != nil {
+		return nil, err
+	}
+	return blob, nil
+}
+
+// readShard reads one shard's state written by writeState into a new
+// Scorer whose Store uses ents.
+func readShard(r *bufio.Reader, cfg Config, set *features.Set, holder *rules.Holder, ents *features.Shared) (*Scorer, error) {
 	var n64 uint64
 	if err := binary.Read(r, binary.LittleEndian, &n64); err != nil {
-		return err
+		return nil, err
 	}
-	if n64 > 1<<34 {
-		return fmt.Errorf("feature snapshot of %d bytes is implausible", n64)
-	}
-	blob := make([]byte, n64)
-	if _, err := io.ReadFull(r, blob); err != nil {
-		return fmt.Errorf("features: %w", err)
-	}
-	store, err := set.Restore(bytes.NewReader(blob))
+	blob, err := readBlob(r, n64)
 	if err != nil {
-		return fmt.Errorf("features: %w", err)
+		return nil, fmt.Errorf("features: %w", err)
 	}
-	s.store = store
+	store, err := ents.Restore(bytes.NewReader(blob))
+	if err != nil {
+		return nil, fmt.Errorf("features: %w", err)
+	}
+	s := newScorer(cfg, set, holder, store)
+	if err := s.readLocksAndIDs(r); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Scorer) readLocksAndIDs(r *bufio.Reader) error {
 	var n uint32
 	if err := binary.Read(r, binary.LittleEndian, &n); err != nil {
 		return err

@@ -72,8 +72,14 @@ type Message struct {
 
 // Engine runs N Scorers, each on its own goroutine, and routes every event of
 // an account to the same shard so per-account order holds.
+//
+// Each shard owns its accounts' state (profiles, account windows, locks,
+// recent event ids). The windows of other entities (devices, IPs, payees,
+// cards...) see the events of every shard, so they live in one
+// features.Shared the shards' Stores use under per-entity stripe locks.
 type Engine struct {
 	shards []*shard
+	ents   *features.Shared
 
 	// gate closes intake on shutdown without losing a message: Submit
 	// holds it for reading while it enqueues, and Run takes it for writing
@@ -93,16 +99,21 @@ type shard struct {
 // New builds an Engine; call Run to start its shards.
 func New(cfg Config, set *features.Set, holder *rules.Holder) *Engine {
 	cfg = cfg.withDefaults()
-	e := &Engine{}
-	for i := 0; i < cfg.Shards; i++ {
-		e.shards = append(e.shards, &shard{
-			scorer: newScorer(cfg, set, holder, nil),
-			queue:  make(chan Message, cfg.QueueSize),
-			urgent: make(chan Message, cfg.QueueSize),
-			cmds:   make(chan func(*Scorer)),
-		})
+	e := &Engine{ents: set.NewShared()}
+	for range cfg.Shards {
+		e.addShard(cfg, newScorer(cfg, set, holder, e.ents.NewStore()))
 	}
 	return e
+}
+
+// addShard adds a shard around s, whose Store must use e.ents.
+func (e *Engine) addShard(cfg Config, s *Scorer) {
+	e.shards = append(e.shards, &shard{
+		scorer: s,
+		queue:  make(chan Message, cfg.QueueSize),
+		urgent: make(chan Message, cfg.QueueSize),
+		cmds:   make(chan func(*Scorer)),
+	})
 }
 
 // Shards returns the number of shards.

@@ -40,6 +40,8 @@ type Scorer struct {
 // outlive their windows by at most this many events.
 const expireEvery = 1 << 16
 
+// newScorer returns a Scorer around store: an Engine's shard passes one
+// made from the Engine's features.Shared; nil means a Store of its own.
 func newScorer(cfg Config, set *features.Set, holder *rules.Holder, store *features.Store) *Scorer {
 	if store == nil {
 		store = set.NewStore()

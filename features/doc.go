@@ -35,4 +35,14 @@
 // that, then saturating), and first-seen sets at most Config.MaxSeen.
 // Store.Expire drops idle entities; Store.Snapshot and Set.Restore carry
 // the state across restarts.
+//
+// Shards: an engine shards events by account, so the events of one device
+// or IP reach several shards. A Shared (Set.NewShared) holds the windows
+// of every group not keyed by account for all the shards of an engine,
+// under lock stripes by entity; each shard's Store, made with
+// Shared.NewStore, keeps its accounts to itself and takes no lock for
+// them. Windows by device or IP then count every shard's events. A Store
+// made with Set.NewStore has a Shared of its own. Shared.Snapshot and
+// Set.RestoreShared carry the shared part, written once for all shards;
+// Shared.Restore restores each shard's Store into it.
 package features

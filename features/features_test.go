@@ -386,7 +386,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	t.Run("a newer version is refused", func(t *testing.T) {
 		bad := append([]byte(snapMagic), 9)
 		_, err := s.Restore(bytes.NewReader(bad))
-		if err == nil || err.Error() != "features snapshot: version 9, this build reads version 2" {
+		if err == nil || err.Error() != "features snapshot: version 9, this build reads version 3" {
 			t.Fatal(err)
 		}
 	})

@@ -11,7 +11,10 @@ import (
 )
 
 // Store holds one shard's window and profile state. It belongs to one
-// goroutine and is not safe for concurrent use.
+// goroutine and is not safe for concurrent use; the entities of groups not
+// keyed by account live in a Shared, which Stores of one engine share
+// (see Shared.NewStore), or which is private to a Store made with
+// Set.NewStore.
 //
 // Memory: accounts (profile plus the window state of features grouped by
 // account) and the entities of every other group (one per By value) live
@@ -24,15 +27,18 @@ import (
 type Store struct {
 	set      *Set
 	accounts table[account, *account]
-	// groups holds the entities by group; the account group's stays empty
-	// (its state is account.win).
-	groups  []table[entity, *entity]
-	nProf   int // accounts with a profile
-	nAccWin int // accounts with window state
-	vm      vm.VM
-	scratch []*entity // per group, for the event being observed
-	clocks  []laneClock
-	bucket  []int64 // per lane, bucket of the event being observed
+	// shared holds the entities of the other groups. ownShared: the
+	// Store made it (Set.NewStore) and snapshots it with its own state;
+	// countShared: Len counts its entities (one Store per Shared does).
+	shared      *Shared
+	ownShared   bool
+	countShared bool
+	nProf       int // accounts with a profile
+	nAccWin     int // accounts with window state
+	vm          vm.VM
+	scratch     []*entity // per group, for the event being observed
+	clocks      []laneClock
+	bucket      []int64 // per lane, bucket of the event being observed
 	// Scratch of add and fill, by feature index (lo by lane); kept here so
 	// each call does not zero them. Only the entries of the group at hand
 	// are written before they are read.
@@ -44,6 +50,8 @@ type Store struct {
 	lof    [MaxWindows]uint32 // last bucket out of the window
 	cnt    [MaxWindows]float64
 	keys   []uint64 // per group, hash of the event's By value
+	stripe []uint16 // per group, the Shared stripe of the event's entity
+	held   []uint16 // stripes locked for the event, ascending, no repeats
 	sink   uint64   // keeps the loads of the touch pass
 	// Hashes of the event's fields (Set.fields), valid where fepoch
 	// equals epoch, which Observe advances per event; fok reports a
@@ -126,15 +134,26 @@ func laterOf(a, b uint32) uint32 {
 	return b
 }
 
-// NewStore returns an empty Store for the Set.
+// NewStore returns an empty Store for the Set with a Shared of its own,
+// for tools that score on one goroutine. The shards of an engine make
+// theirs with Shared.NewStore instead, so that entity windows see every
+// shard's events.
 func (s *Set) NewStore() *Store {
+	st := s.NewShared().NewStore()
+	st.ownShared = true
+	return st
+}
+
+func (s *Set) newStore(sh *Shared) *Store {
 	return &Store{
 		set:     s,
-		groups:  make([]table[entity, *entity], len(s.groups)),
+		shared:  sh,
 		scratch: make([]*entity, len(s.groups)),
 		clocks:  make([]laneClock, len(s.widths)),
 		bucket:  make([]int64, len(s.widths)),
 		keys:    make([]uint64, len(s.groups)),
+		stripe:  make([]uint16, len(s.groups)),
+		held:    make([]uint16, 0, len(s.groups)),
 		fh:      make([]uint64, len(s.fields)),
 		fepoch:  make([]uint32, len(s.fields)),
 		fok:     make([]bool, len(s.fields)),
@@ -144,12 +163,14 @@ func (s *Set) NewStore() *Store {
 // Set returns the Set the Store was made from.
 func (st *Store) Set() *Set { return st.set }
 
-// Len returns how many entities the Store holds: account profiles plus
-// window entities of every group.
+// Len returns how many entities the Store holds: account profiles, the
+// window state of accounts and, for the first Store of a Shared (or one
+// made with Set.NewStore), the entities of every other group, so that a
+// sum over an engine's Stores counts each entity once.
 func (st *Store) Len() int {
 	n := st.nProf + st.nAccWin
-	for g := range st.groups {
-		n += st.groups[g].len()
+	if st.countShared {
+		n += st.shared.Len()
 	}
 	return n
 }
@@ -201,13 +222,16 @@ func (st *Store) bucketOf(l int, ts int64) int64 {
 // Config.LateTolerance behind the latest event time of its account or of
 // any entity it belongs to is late: it is not added to windows, late is
 // true, and out still gets values as of the latest time seen.
+//
+// The event's non-account entities are read and updated under the locks
+// of their Shared stripes, all held from the late check to the fill, so
+// the event sees and changes them as one step, as if the engine had one
+// shard.
 func (st *Store) Observe(ev *event.Event, out *Values) (late bool) {
 	s := st.set
+	sh := st.shared
 	tol := s.cfg.LateTolerance.Milliseconds()
 
-	// Hash every key and touch where its state lives before looking any
-	// up: the tables are much larger than the cache, and touching them
-	// back to back lets the misses overlap.
 	if st.epoch++; st.epoch == 0 { // wrapped: forget every stamp
 		clear(st.fepoch)
 		st.epoch = 1
@@ -216,8 +240,8 @@ func (st *Store) Observe(ev *event.Event, out *Values) (late bool) {
 	if f := s.accField; f >= 0 {
 		st.fh[f], st.fok[f], st.fepoch[f] = acc, ev.AccountID != "", st.epoch
 	}
-	sink := st.accounts.touch(acc)
-	var keyed uint64 // groups whose By value is not empty
+	var keyed uint64 // shared groups whose By value is not empty
+	held := st.held[:0]
 	for g := range s.groups {
 		if g == s.accGroup {
 			continue
@@ -225,7 +249,21 @@ func (st *Store) Observe(ev *event.Event, out *Values) (late bool) {
 		if h, ok := st.fieldHash(s.groups[g].field, ev); ok {
 			st.keys[g] = h
 			keyed |= 1 << g
-			sink += st.groups[g].touch(h)
+			i := sh.stripeOf(h)
+			st.stripe[g] = i
+			held = insertStripe(held, i)
+		}
+	}
+	st.held = held
+
+	// Hash every key and touch where its state lives before looking any
+	// up: the tables are much larger than the cache, and touching them
+	// back to back lets the misses overlap.
+	sh.lock(held)
+	sink := st.accounts.touch(acc)
+	for g := range s.groups {
+		if keyed&(1<<g) != 0 {
+			sink += sh.stripes[st.stripe[g]].groups[g].touch(st.keys[g])
 		}
 	}
 
@@ -239,41 +277,35 @@ func (st *Store) Observe(ev *event.Event, out *Values) (late bool) {
 	} else if ev.TS < a.p.last-tol {
 		late = true
 	}
-	for g := range s.groups {
-		gr := &s.groups[g]
-		var e *entity
-		if g == s.accGroup {
-			if ev.AccountID == "" {
-				st.scratch[g] = nil
-				continue
-			}
-			e = &a.win
-			if !a.hasWin {
-				a.hasWin = true
-				st.nAccWin++
-				e.last, e.items = ev.TS, e.items[:0]
-				st.scratch[g] = e
-				continue
-			}
-		} else {
-			if keyed&(1<<g) == 0 {
-				st.scratch[g] = nil
-				continue
-			}
-			h := st.keys[g]
-			e, fresh = st.groups[g].upsert(h)
-			if fresh {
-				e.key, e.last = h, ev.TS
-				st.scratch[g] = e
-				continue
-			}
-		}
-		if ev.TS < e.last-tol {
+	var ae *entity // the account's window state, if a group is by account
+	if g := s.accGroup; g >= 0 && ev.AccountID != "" {
+		ae = &a.win
+		switch {
+		case !a.hasWin:
+			a.hasWin = true
+			st.nAccWin++
+			ae.last, ae.items = ev.TS, ae.items[:0]
+		case ev.TS < ae.last-tol:
 			late = true
-		} else if ev.TS-e.last >= gr.maxWinMs {
+		case ev.TS-ae.last >= s.groups[g].maxWinMs:
 			// Everything left the window; drop it before bucket numbers
 			// could alias (see item).
-			e.items = e.items[:0]
+			ae.items = ae.items[:0]
+		}
+	}
+	for g := range s.groups {
+		if keyed&(1<<g) == 0 {
+			st.scratch[g] = nil
+			continue
+		}
+		h := st.keys[g]
+		e, fresh := sh.stripes[st.stripe[g]].groups[g].upsert(h)
+		if fresh {
+			e.key, e.last = h, ev.TS
+		} else if ev.TS < e.last-tol {
+			late = true
+		} else if ev.TS-e.last >= s.groups[g].maxWinMs {
+			e.items = e.items[:0] // as for the account above
 		}
 		st.scratch[g] = e
 	}
@@ -284,36 +316,60 @@ func (st *Store) Observe(ev *event.Event, out *Values) (late bool) {
 			sink += e.items[0].x
 		}
 	}
+	if ae != nil && len(ae.items) > 0 {
+		sink += ae.items[0].x
+	}
 	if len(a.p.seen) > 0 {
 		sink += a.p.seen[0]
 	}
 	st.sink = sink
 
-	sk := seenKeysOf(ev)
-	a.p.read(ev, &sk, &out.Profile)
-	a.p.update(ev, &sk, s.cfg.MaxSeen)
-
 	if !late {
 		for l := range st.bucket {
 			st.bucket[l] = st.bucketOf(l, ev.TS)
 		}
-		for g := range s.groups {
-			if e := st.scratch[g]; e != nil {
-				st.add(e, &s.groups[g], ev)
-				if ev.TS > e.last {
-					e.last = ev.TS
-				}
-			}
-		}
 	}
-
 	clear(out.Windows[:len(s.feats)])
 	for g := range s.groups {
 		if e := st.scratch[g]; e != nil {
+			if !late {
+				st.add(e, &s.groups[g], ev)
+				e.last = max(e.last, ev.TS)
+			}
 			st.fill(e, &s.groups[g], ev.TS, out)
 		}
 	}
+	sh.unlock(held)
+
+	// The account's own state needs no lock.
+	sk := seenKeysOf(ev)
+	a.p.read(ev, &sk, &out.Profile)
+	a.p.update(ev, &sk, s.cfg.MaxSeen)
+	if ae != nil {
+		g := &s.groups[s.accGroup]
+		if !late {
+			st.add(ae, g, ev)
+			ae.last = max(ae.last, ev.TS)
+		}
+		st.fill(ae, g, ev.TS, out)
+	}
 	return late
+}
+
+// insertStripe adds stripe i to the ascending list held unless it is
+// there; held has room for one per group.
+func insertStripe(held []uint16, i uint16) []uint16 {
+	j := len(held)
+	for j > 0 && held[j-1] >= i {
+		if held[j-1] == i {
+			return held
+		}
+		j--
+	}
+	held = append(held, 0)
+	copy(held[j+1:], held[j:])
+	held[j] = i
+	return held
 }
 
 // add adds ev to the features of group g that it matches: it updates the
@@ -484,23 +540,14 @@ func (st *Store) fill(e *entity, g *group, ts int64, out *Values) {
 // longest window (plus the late tolerance) and profiles idle for longer
 // than Config.ProfileTTL, as of event time nowMs. Call it from the shard
 // now and then (say every few thousand events); it returns how many
-// entries it removed.
+// entries it removed. Each call also sweeps this Store's share of its
+// Shared's stripes (all of them for a Store made with Set.NewStore), so
+// that one call per shard sweeps every stripe once; an entity idle as of
+// one shard's event time is gone for the others too.
 func (st *Store) Expire(nowMs int64) int {
-	n := 0
+	n := st.shared.expire(nowMs)
 	s := st.set
 	tol := s.cfg.LateTolerance.Milliseconds()
-	for g := range st.groups {
-		t := &st.groups[g]
-		idle := s.groups[g].maxWinMs + tol
-		for j := 0; j < len(t.vals); {
-			if t.vals[j].last+idle <= nowMs {
-				t.del(j) // the last entity moved to j: look at j again
-				n++
-				continue
-			}
-			j++
-		}
-	}
 	accIdle := int64(math.MaxInt64)
 	if s.accGroup >= 0 {
 		accIdle = s.groups[s.accGroup].maxWinMs + tol
