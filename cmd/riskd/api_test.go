@@ -373,3 +373,16 @@ func TestPublishBadPushAndRollbackThroughTheDaemon(t *testing.T) {
 		t.Fatalf("after rollback to %v: %+v", v1["seq"], r)
 	}
 }
+
+// TestPprofIsAdminOnly: the profiler, when switched on, answers admin
+// tokens only.
+func TestPprofIsAdminOnly(t *testing.T) {
+	e := newTestEnv(t)
+	e.cfg.HTTP.Pprof = true
+	_, c := startAPI(t, e)
+	for role, want := range map[api.Role]int{"": 401, api.RoleViewer: 403, api.RoleAnalyst: 403, api.RoleAdmin: 200} {
+		if code := c.status(role, "GET", "/debug/pprof/cmdline", ""); code != want {
+			t.Errorf("pprof as %q: %d, want %d", role, code, want)
+		}
+	}
+}

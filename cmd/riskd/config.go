@@ -126,6 +126,8 @@ type HTTPConfig struct {
 	// TLSCert and TLSKey, both set, serve HTTPS.
 	TLSCert string `yaml:"tls_cert"`
 	TLSKey  string `yaml:"tls_key"`
+	// Pprof serves Go's profiler at /debug/pprof/ to admin tokens only.
+	Pprof bool `yaml:"pprof"`
 }
 
 type StateConfig struct {

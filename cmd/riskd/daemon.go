@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"sync"
@@ -396,6 +397,18 @@ func (d *daemon) prepareHTTP() error {
 	d.api.Handle(d.rulesAPI.Routes()...)
 	d.api.Handle(api.Route{Pattern: "GET /v1/alerts/stream",
 		Roles: []api.Role{api.RoleViewer, api.RoleSupport, api.RoleAnalyst}, Handler: d.notifier.StreamHandler()})
+	if d.cfg.HTTP.Pprof {
+		// Profiles expose internals and cost CPU: admin tokens only.
+		for _, p := range []struct {
+			path string
+			h    http.HandlerFunc
+		}{{"/debug/pprof/", pprof.Index}, {"/debug/pprof/cmdline", pprof.Cmdline},
+			{"/debug/pprof/profile", pprof.Profile}, {"/debug/pprof/symbol", pprof.Symbol},
+			{"/debug/pprof/trace", pprof.Trace}} {
+			d.api.Handle(api.Route{Pattern: "GET " + p.path, Roles: nil, Handler: p.h})
+		}
+		mux.Handle("/debug/pprof/", d.api)
+	}
 	mux.Handle("/v1/", d.api)
 	d.httpCtx, d.cancelHTTP = context.WithCancel(context.Background())
 	d.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
