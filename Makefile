@@ -43,3 +43,18 @@ bench:
 	$(GO) test -run '^$$' -bench '^BenchmarkEval$$' -benchmem ./rules/
 	$(GO) test -run '^$$' -bench '^BenchmarkScoreReference$$' -benchmem ./engine/
 	$(GO) test -run '^$$' -bench '^BenchmarkReferenceHeapPerAccount$$' -benchtime 1x ./engine/
+
+## kafka-up / kafka-down: a single-node Apache Kafka 4.x (KRaft) on
+## 127.0.0.1:19092 from Maven Central, for the suite's Apache Kafka runs:
+## export the RISKD_TEST_KAFKA line kafka-up prints, then make test.
+.PHONY: kafka-up kafka-down sql-check
+kafka-up:
+	scripts/kafka-up
+
+kafka-down:
+	scripts/kafka-down
+
+## sql-check: every migration and query riskd sends, run on a current
+## ClickHouse engine (chdb-core from PyPI, in a cached virtualenv).
+sql-check:
+	scripts/chdb-check

@@ -302,6 +302,8 @@ func (p *Pipeline) runGeneration(ctx, outCtx context.Context, gen *kafka.Generat
 		}()
 	}
 
+	var lastWarn time.Time
+	var failed int
 	commit := func() {
 		offsets := map[string]map[int]int64{}
 		for _, a := range parts {
@@ -319,7 +321,12 @@ func (p *Pipeline) runGeneration(ctx, outCtx context.Context, gen *kafka.Generat
 		}
 		if err := gen.CommitOffsets(offsets); err != nil {
 			p.m.Errors.WithLabelValues("commit").Inc()
-			p.log.Warn("commit offsets failed; they will be committed later or replayed", "err", err)
+			// While the broker is away this fails every interval; say so
+			// every few seconds, with the count, not every time.
+			if failed++; time.Since(lastWarn) >= 10*time.Second {
+				p.log.Warn("commit offsets failed; they will be committed later or replayed", "failures", failed, "err", err)
+				lastWarn, failed = time.Now(), 0
+			}
 			return
 		}
 		for _, a := range parts {

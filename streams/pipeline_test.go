@@ -18,24 +18,30 @@ import (
 	"riskd/streams/kafkatest"
 )
 
-// testRig is an embedded broker, the reference rules and features, and a
-// running engine: everything a pipeline needs except its store.
+// testRig is a broker (kafkatest.Run: the embedded one, and Apache Kafka
+// when $RISKD_TEST_KAFKA names one), topics of the test's own, the
+// reference rules and features, and a running engine: everything a
+// pipeline needs except its store.
 type testRig struct {
-	broker *Embedded
+	broker kafkatest.Broker
 	topics Topics
 	eng    *engine.Engine
 	cancel context.CancelFunc
 	done   chan struct{}
 }
 
-func newTestRig(t *testing.T) *testRig {
+func newTestRig(t *testing.T, broker kafkatest.Broker) *testRig {
 	t.Helper()
-	broker, err := StartEmbedded("127.0.0.1:0", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(broker.Close)
+	// Unique names: an Apache Kafka broker is shared and outlives the run.
+	sfx := kafkatest.Suffix()
 	topics := DefaultTopics()
+	for i := range topics.Inputs {
+		topics.Inputs[i] += "-" + sfx
+	}
+	topics.Decisions += "-" + sfx
+	topics.Alerts += "-" + sfx
+	topics.Actions += "-" + sfx
+	topics.DLQ += "-" + sfx
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := EnsureTopics(ctx, []string{broker.Addr()}, 4, topics.All()...); err != nil {
@@ -98,7 +104,7 @@ func event(id, typ, account string, ts int64, extra string) kafka.Message {
 
 func runPipeline(t *testing.T, r *testRig, store DecisionStore, group string) (stop func()) {
 	t.Helper()
-	p := New(Config{Brokers: []string{r.broker.Addr()}, Group: group, Topics: r.topics,
+	p := New(Config{Brokers: []string{r.broker.Addr()}, Group: group + "-" + kafkatest.Suffix(), Topics: r.topics,
 		FlushInterval: 20 * time.Millisecond, CommitInterval: 50 * time.Millisecond}, r.eng, store, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -117,9 +123,14 @@ func runPipeline(t *testing.T, r *testRig, store DecisionStore, group string) (s
 }
 
 func TestMalformedMessagesGoToDLQAndTheStreamGoesOn(t *testing.T) {
-	rig := newTestRig(t)
+	kafkatest.Run(t, testMalformedMessagesGoToDLQAndTheStreamGoesOn)
+}
+
+func testMalformedMessagesGoToDLQAndTheStreamGoesOn(t *testing.T, b kafkatest.Broker) {
+	rig := newTestRig(t, b)
+	payments := rig.topics.Inputs[0]
 	const ts = 1795538400000
-	rig.produce(t, "payments",
+	rig.produce(t, payments,
 		event("e1", "payment", "acct-1", ts, `,"amount":1500,"currency":"USD","channel":"qr"`),
 		kafka.Message{Key: []byte("acct-2"), Value: []byte(`{"event_id":"e2","type":"payment"`)}, // truncated
 		kafka.Message{Key: []byte("acct-3"), Value: []byte(`{"event_id":"e3","type":"payment","ts":"yesterday","account_id":"acct-3"}`)},
@@ -130,7 +141,7 @@ func TestMalformedMessagesGoToDLQAndTheStreamGoesOn(t *testing.T) {
 	reasons := map[string]string{}
 	for _, m := range dlq {
 		h := kafkatest.Headers(m)
-		if h[HeaderSourceTopic] != "payments" || h[HeaderSourceOffset] == "" || h[HeaderSourcePartition] == "" {
+		if h[HeaderSourceTopic] != payments || h[HeaderSourceOffset] == "" || h[HeaderSourcePartition] == "" {
 			t.Errorf("DLQ message lacks its source: %v", h)
 		}
 		reasons[string(m.Key)] = h[HeaderError]

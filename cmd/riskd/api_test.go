@@ -15,6 +15,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"riskd/api"
+	"riskd/engine"
 	"riskd/streams"
 	"riskd/streams/kafkatest"
 )
@@ -161,16 +162,26 @@ func TestDecideSharesStateWithTheStream(t *testing.T) {
 	}
 }
 
-// TestDecideDeadlineFallsBackAndSaysSo: with a deadline nothing can meet,
-// the configured fail-closed action is answered, marked as a fallback.
+// TestDecideDeadlineFallsBackAndSaysSo: while the account's shard is busy
+// past the deadline, the configured fail-closed action is answered, marked
+// as a fallback; the event is still decided and recorded afterwards.
 func TestDecideDeadlineFallsBackAndSaysSo(t *testing.T) {
 	e := newTestEnv(t)
-	e.cfg.Decide.Deadline = time.Nanosecond
+	e.cfg.Decide.Deadline = 100 * time.Millisecond
 	e.cfg.Decide.OnTimeout = "challenge"
-	_, c := startAPI(t, e)
+	d, c := startAPI(t, e)
+	release := make(chan struct{})
+	held := make(chan struct{})
+	go d.eng.Do(t.Context(), "acct-s", func(*engine.Scorer) { close(held); <-release })
+	<-held
 	resp := c.decide(fmt.Sprintf(`{"event_id":"slow-1","type":"payment","ts":%d,"account_id":"acct-s","amount":100}`, baseTS))
+	close(release)
 	if !resp.Fallback || resp.Action.String() != "challenge" || resp.Reason != api.ReasonTimeout || resp.EventID != "slow-1" {
 		t.Fatalf("fallback answer: %+v", resp)
+	}
+	e.waitStored(t, 1)
+	if sd := e.decision(t, "slow-1"); sd.Source.Topic != "api" {
+		t.Fatalf("the late decision was not recorded: %+v", sd)
 	}
 }
 

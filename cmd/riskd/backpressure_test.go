@@ -20,14 +20,18 @@ import (
 // riskd must stop reading at its in-flight bound instead of dropping or
 // committing, and store every decision once ClickHouse is back.
 func TestUnreachableClickHouseSlowsIntakeAndLosesNothing(t *testing.T) {
-	e := newTestEnv(t)
+	kafkatest.Run(t, testUnreachableClickHouseSlowsIntakeAndLosesNothing)
+}
+
+func testUnreachableClickHouseSlowsIntakeAndLosesNothing(t *testing.T, b kafkatest.Broker) {
+	e := newBrokerEnv(t, b)
 	proxy := chtest.NewProxy(t, e.cfg.ClickHouse.Addr)
 	e.cfg.ClickHouse.Addr = proxy.Addr()
 	const maxInFlight = 200
 	e.cfg.Output.BatchSize = 50
 	e.cfg.Output.MaxInFlight = maxInFlight
 	d, _ := e.start(t)
-	addr := e.broker.Addr()
+	addr := e.addr
 
 	payments := func(from, n int) []kafka.Message {
 		var msgs []kafka.Message
@@ -37,12 +41,12 @@ func TestUnreachableClickHouseSlowsIntakeAndLosesNothing(t *testing.T) {
 		}
 		return msgs
 	}
-	kafkatest.Produce(t, addr, "payments", payments(0, 100)...)
+	kafkatest.Produce(t, addr, e.payments, payments(0, 100)...)
 	e.waitStored(t, 100)
 
 	proxy.Down()
 	const more = 2000
-	kafkatest.Produce(t, addr, "payments", payments(100, more)...)
+	kafkatest.Produce(t, addr, e.payments, payments(100, more)...)
 	// Wait until the store has failed several times: by then riskd has
 	// read all it may and must be holding still.
 	deadline := time.Now().Add(waitLong)
@@ -53,7 +57,7 @@ func TestUnreachableClickHouseSlowsIntakeAndLosesNothing(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	time.Sleep(500 * time.Millisecond)
-	consumed := counterValue(t, d, "riskd_consumed_total", "payments")
+	consumed := counterValue(t, d, "riskd_consumed_total", e.payments)
 	if consumed > 100+maxInFlight {
 		t.Fatalf("consumed %.0f messages while ClickHouse was down, want at most %d (100 stored + %d in flight)",
 			consumed, 100+maxInFlight, maxInFlight)
@@ -75,22 +79,26 @@ func TestUnreachableClickHouseSlowsIntakeAndLosesNothing(t *testing.T) {
 // store each decision once: no checkpoint may make them look like
 // duplicates.
 func TestStopWithoutDrainReplaysEverything(t *testing.T) {
-	e := newTestEnv(t)
+	kafkatest.Run(t, testStopWithoutDrainReplaysEverything)
+}
+
+func testStopWithoutDrainReplaysEverything(t *testing.T, b kafkatest.Broker) {
+	e := newBrokerEnv(t, b)
 	proxy := chtest.NewProxy(t, e.cfg.ClickHouse.Addr)
 	direct := e.cfg.ClickHouse.Addr
 	e.cfg.ClickHouse.Addr = proxy.Addr()
 	e.cfg.Output.DrainTimeout = 300 * time.Millisecond
 	d, stop := e.start(t)
-	addr := e.broker.Addr()
+	addr := e.addr
 	var msgs []kafka.Message
 	for i := range 300 {
 		msgs = append(msgs, ev(fmt.Sprintf("cr-%d", i), "payment", fmt.Sprintf("acct-cr-%d", i%30),
 			baseTS+int64(i)*1000, `,"amount":1000,"currency":"EUR","channel":"qr"`))
 	}
-	kafkatest.Produce(t, addr, "payments", msgs[:100]...)
+	kafkatest.Produce(t, addr, e.payments, msgs[:100]...)
 	e.waitStored(t, 100)
 	proxy.Down()
-	kafkatest.Produce(t, addr, "payments", msgs[100:]...)
+	kafkatest.Produce(t, addr, e.payments, msgs[100:]...)
 	for d.store.Retries() == 0 {
 		time.Sleep(20 * time.Millisecond)
 	}

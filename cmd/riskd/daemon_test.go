@@ -22,9 +22,13 @@ import (
 	"riskd/streams/kafkatest"
 )
 
-// These tests run riskd as a whole against a real Kafka wire protocol (the
-// embedded broker, outside the daemon so it survives restarts) and a real
-// ClickHouse server (chtest: skipped locally without one, failed on CI).
+// These tests run riskd as a whole against a real Kafka wire protocol and a
+// real ClickHouse server (chtest: skipped locally without one, failed on
+// CI). Each runs once per broker (kafkatest.Run): the embedded broker,
+// started outside the daemon so it survives restarts, and Apache Kafka when
+// $RISKD_TEST_KAFKA names one (scripts/kafka-up; CI always does). Topic and
+// group names carry a random suffix, since an Apache broker is shared by
+// every test and outlives the run.
 
 const waitLong = 60 * time.Second
 
@@ -32,26 +36,45 @@ const waitLong = 60 * time.Second
 var epoch = time.Unix(0, 0)
 
 type testEnv struct {
-	broker *streams.Embedded
+	broker kafkatest.Broker
+	addr   string // the broker's bootstrap address
 	cfg    Config
 	store  *chstore.Store // the test's own view of the daemon's database
+	// The test's topic names, as in cfg.Kafka.
+	payments, accountEvents, decisions, alerts, actions, dlq string
 }
 
+// newTestEnv runs on a fresh embedded broker with the design's default
+// topic names, for tests that only run there.
 func newTestEnv(t *testing.T) *testEnv {
 	t.Helper()
+	e := newBrokerEnv(t, kafkatest.Embedded(t))
+	k := DefaultConfig().Kafka
+	k.Brokers, k.Partitions = e.cfg.Kafka.Brokers, e.cfg.Kafka.Partitions
+	e.cfg.Kafka = k
+	e.setTopics()
+	return e
+}
+
+// newBrokerEnv runs on broker (from kafkatest.Run) with topic and group
+// names of the test's own.
+func newBrokerEnv(t *testing.T, broker kafkatest.Broker) *testEnv {
+	t.Helper()
 	chCfg := chtest.Config(t)
-	broker, err := streams.StartEmbedded("127.0.0.1:0", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(broker.Close)
+	sfx := kafkatest.Suffix()
 
 	rulesDir := filepath.Join(t.TempDir(), "rules")
 	copyDir(t, "../../bench/reference/rules", rulesDir)
 	cfg := DefaultConfig()
 	cfg.Kafka.Brokers = []string{broker.Addr()}
 	cfg.Kafka.Partitions = 4
-	cfg.Kafka.Group = "riskd-test"
+	cfg.Kafka.Group = "riskd-test-" + sfx
+	cfg.Kafka.Inputs = []string{"payments-" + sfx, "account-events-" + sfx}
+	cfg.Kafka.DecisionsTopic = "risk.decisions-" + sfx
+	cfg.Kafka.AlertsTopic = "risk.alerts-" + sfx
+	cfg.Kafka.ActionsTopic = "risk.actions-" + sfx
+	cfg.Kafka.DLQTopic = "risk.dlq-" + sfx
+	cfg.Kafka.RulesTopic = "risk.rules-" + sfx
 	cfg.ClickHouse.Addr, cfg.ClickHouse.Database = chCfg.Addr, chCfg.Database
 	cfg.Rules.Dir = rulesDir
 	cfg.Rules.Features = "../../bench/reference/features.yaml"
@@ -67,7 +90,32 @@ func newTestEnv(t *testing.T) *testEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	return &testEnv{broker: broker, cfg: cfg, store: st}
+	e := &testEnv{broker: broker, addr: broker.Addr(), cfg: cfg, store: st}
+	e.setTopics()
+	return e
+}
+
+// setTopics copies the topic names from cfg.Kafka.
+func (e *testEnv) setTopics() {
+	k := e.cfg.Kafka
+	e.payments, e.accountEvents, e.decisions = k.Inputs[0], k.Inputs[1], k.DecisionsTopic
+	e.alerts, e.actions, e.dlq = k.AlertsTopic, k.ActionsTopic, k.DLQTopic
+}
+
+// produce is generated traffic (bench/produce) into the test's topics.
+func (e *testEnv) produce(t *testing.T, cfg produce.Config) produce.Stats {
+	t.Helper()
+	stats, err := produce.Run(t.Context(), e.produceConfig(cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return stats
+}
+
+func (e *testEnv) produceConfig(cfg produce.Config) produce.Config {
+	cfg.Brokers = []string{e.addr}
+	cfg.PaymentsTopic, cfg.AccountTopic = e.payments, e.accountEvents
+	return cfg
 }
 
 // start runs a daemon until the returned stop is called (or the test
@@ -165,17 +213,18 @@ func ev(id, typ, account string, ts int64, extra string) kafka.Message {
 const baseTS = 1795478400000
 
 func TestStreamDecidesEveryEventOnceWithScriptedScenarios(t *testing.T) {
-	e := newTestEnv(t)
+	kafkatest.Run(t, testStreamDecidesEveryEventOnceWithScriptedScenarios)
+}
+
+func testStreamDecidesEveryEventOnceWithScriptedScenarios(t *testing.T, b kafkatest.Broker) {
+	e := newBrokerEnv(t, b)
 	_, stop := e.start(t)
-	addr := e.broker.Addr()
+	addr := e.addr
 
 	// Generated traffic with fraud mixed in.
 	const generated = 3000
-	stats, err := produce.Run(t.Context(), produce.Config{Brokers: []string{addr}, Events: generated,
+	stats := e.produce(t, produce.Config{Events: generated,
 		Traffic: traffic.Config{Accounts: 500, Seed: 7, FraudRate: 0.05, IDPrefix: "gen-"}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	if stats.Fraud == 0 {
 		t.Fatal("generator produced no fraud events; the test would not exercise the rules")
 	}
@@ -186,16 +235,16 @@ func TestStreamDecidesEveryEventOnceWithScriptedScenarios(t *testing.T) {
 		logins = append(logins, ev(fmt.Sprintf("bf-%d", i), "login_failed", "acct-bf", baseTS+int64(i)*1000,
 			`,"ip":"198.51.100.7","device":{"id":"dev-x"}`))
 	}
-	kafkatest.Produce(t, addr, "account-events", logins...)
+	kafkatest.Produce(t, addr, e.accountEvents, logins...)
 	e.waitStored(t, generated+5)
 	if d := e.decision(t, "bf-4"); d.Action != "lock" || !contains(d.MatchedRules, "brute-force-lock") || d.LockUntil.IsZero() {
 		t.Fatalf("fifth failed login: %+v, want lock by brute-force-lock with lock_until", d)
 	}
-	kafkatest.Produce(t, addr, "payments", ev("bf-pay", "payment", "acct-bf", baseTS+60_000,
+	kafkatest.Produce(t, addr, e.payments, ev("bf-pay", "payment", "acct-bf", baseTS+60_000,
 		`,"amount":5000,"currency":"EUR","channel":"online","merchant_id":"m-1"`))
 
 	// Scam payee: blocked, and the user is alerted on risk.alerts.
-	kafkatest.Produce(t, addr, "payments", ev("scam-1", "payment", "acct-scam", baseTS,
+	kafkatest.Produce(t, addr, e.payments, ev("scam-1", "payment", "acct-scam", baseTS,
 		`,"amount":25000,"currency":"EUR","channel":"transfer","payee_id":"payee-scam-0003"`))
 	e.waitStored(t, generated+7)
 
@@ -205,7 +254,7 @@ func TestStreamDecidesEveryEventOnceWithScriptedScenarios(t *testing.T) {
 	if d := e.decision(t, "scam-1"); d.Action != "block" || !contains(d.MatchedRules, "scam-payee") {
 		t.Fatalf("scam payee payment: %+v, want block by scam-payee", d)
 	}
-	alerts := kafkatest.ReadAll(t, addr, "risk.alerts", 1, waitLong)
+	alerts := kafkatest.ReadAll(t, addr, e.alerts, 1, waitLong)
 	var scamAlert bool
 	for _, m := range alerts {
 		var a streams.AlertRecord
@@ -219,7 +268,7 @@ func TestStreamDecidesEveryEventOnceWithScriptedScenarios(t *testing.T) {
 	if !scamAlert {
 		t.Fatalf("no scam-payee alert for scam-1 among %d alerts", len(alerts))
 	}
-	actions := kafkatest.ReadAll(t, addr, "risk.actions", 1, waitLong)
+	actions := kafkatest.ReadAll(t, addr, e.actions, 1, waitLong)
 	var locked bool
 	for _, m := range actions {
 		var a streams.ActionRecord
@@ -232,29 +281,46 @@ func TestStreamDecidesEveryEventOnceWithScriptedScenarios(t *testing.T) {
 	}
 	mustStop(t, stop)
 	e.assertStoredOnce(t, generated+7)
-	decisions := kafkatest.ReadAll(t, addr, "risk.decisions", generated+7, waitLong)
+	decisions := kafkatest.ReadAll(t, addr, e.decisions, generated+7, waitLong)
 	if len(decisions) != generated+7 {
-		t.Fatalf("risk.decisions has %d messages, want %d", len(decisions), generated+7)
+		t.Fatalf("%s has %d messages, want %d", e.decisions, len(decisions), generated+7)
 	}
 }
 
 func TestRestartMidStreamDecidesEverythingOnce(t *testing.T) {
-	e := newTestEnv(t)
-	addr := e.broker.Addr()
-	if err := streams.EnsureTopics(t.Context(), []string{addr}, e.cfg.Kafka.Partitions, e.cfg.Kafka.Inputs...); err != nil {
+	kafkatest.Run(t, testRestartMidStreamDecidesEverythingOnce)
+}
+
+func testRestartMidStreamDecidesEverythingOnce(t *testing.T, b kafkatest.Broker) {
+	e := newBrokerEnv(t, b)
+	if err := streams.EnsureTopics(t.Context(), []string{e.addr}, e.cfg.Kafka.Partitions, e.cfg.Kafka.Inputs...); err != nil {
 		t.Fatal(err)
 	}
 	const total = 6000
+	// The producer writes the first half, then waits until the first run
+	// has stopped: the stop is mid-stream however fast riskd reads (a
+	// consumer group takes seconds to form on Apache Kafka, long enough
+	// for an unpaced producer to finish first).
+	firstStopped := make(chan struct{})
 	produced := make(chan error, 1)
 	go func() {
-		_, err := produce.Run(t.Context(), produce.Config{Brokers: []string{addr}, Events: total, Rate: 3000,
-			Traffic: traffic.Config{Accounts: 400, Seed: 11, FraudRate: 0.03, IDPrefix: "rs-"}})
+		_, err := produce.Run(t.Context(), e.produceConfig(produce.Config{Events: total, Rate: 3000,
+			Traffic: traffic.Config{Accounts: 400, Seed: 11, FraudRate: 0.03, IDPrefix: "rs-"},
+			Progress: func(written int) {
+				if written >= total/2 {
+					select {
+					case <-firstStopped:
+					case <-t.Context().Done():
+					}
+				}
+			}}))
 		produced <- err
 	}()
 
 	_, stop := e.start(t)
 	e.waitStored(t, 1000) // mid-stream: the producer is still writing
 	mustStop(t, stop)
+	close(firstStopped)
 	first, err := e.store.CountDecisions(t.Context(), epoch)
 	if err != nil {
 		t.Fatal(err)
@@ -276,34 +342,57 @@ func TestRestartMidStreamDecidesEverythingOnce(t *testing.T) {
 }
 
 func TestRuleEditTakesEffectWhileEventsFlow(t *testing.T) {
-	e := newTestEnv(t)
+	kafkatest.Run(t, testRuleEditTakesEffectWhileEventsFlow)
+}
+
+func testRuleEditTakesEffectWhileEventsFlow(t *testing.T, b kafkatest.Broker) {
+	e := newBrokerEnv(t, b)
 	d, _ := e.start(t)
-	addr := e.broker.Addr()
+	addr := e.addr
 	before := d.holder.Load().Version.String()
 
-	// Payments of a marker amount flow the whole time; no rule knows it yet.
-	const batches, perBatch = 20, 25
-	flowing := make(chan error, 1)
+	// Payments of a marker amount flow the whole time; no rule knows it
+	// yet. The producer keeps writing until the new rules are live, then
+	// writes a few batches more, so both versions decide some of them
+	// however the broker, riskd and the rule watcher are scheduled.
+	const perBatch, batchesAfter = 25, 4
+	swapped := make(chan struct{})
+	flowing := make(chan int, 1)
 	go func() {
-		for b := range batches {
+		after := -1
+		b := 0
+		for ; after < batchesAfter && t.Context().Err() == nil; b++ {
 			var msgs []kafka.Message
 			for i := range perBatch {
 				n := b*perBatch + i
 				msgs = append(msgs, ev(fmt.Sprintf("flow-%d", n), "payment", fmt.Sprintf("acct-flow-%d", n%7),
 					baseTS+int64(n)*60_000, `,"amount":777,"currency":"EUR","channel":"qr","merchant_id":"m-9"`))
 			}
-			kafkatest.Produce(t, addr, "payments", msgs...)
-			time.Sleep(50 * time.Millisecond)
+			kafkatest.Produce(t, addr, e.payments, msgs...)
+			select {
+			case <-swapped:
+				after++
+			default:
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
-		flowing <- nil
+		flowing <- b
 	}()
 	e.waitStored(t, 3*perBatch)
 	rule := "- id: marker-amount\n  when: event.type == \"payment\" && event.amount == 777\n  action: review\n  score: 5\n"
 	if err := os.WriteFile(filepath.Join(e.cfg.Rules.Dir, "marker.yaml"), []byte(rule), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	<-flowing
-	e.waitStored(t, batches*perBatch)
+	deadline := time.Now().Add(waitLong)
+	for d.holder.Load().Version.String() == before {
+		if time.Now().After(deadline) {
+			t.Fatalf("rule version still %s %s after the edit", before, waitLong)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	close(swapped)
+	batches := <-flowing
+	e.waitStored(t, uint64(batches*perBatch))
 	after := d.holder.Load().Version.String()
 	if after == before {
 		t.Fatalf("rule version still %s after the edit", before)
@@ -329,11 +418,13 @@ func TestRuleEditTakesEffectWhileEventsFlow(t *testing.T) {
 	if old == 0 || newer == 0 {
 		t.Fatalf("%d decisions under the old rules and %d under the new; the edit did not land mid-stream", old, newer)
 	}
-	e.assertStoredOnce(t, batches*perBatch)
+	e.assertStoredOnce(t, uint64(batches*perBatch))
 }
 
-func TestBadRuleEditKeepsTheOldRules(t *testing.T) {
-	e := newTestEnv(t)
+func TestBadRuleEditKeepsTheOldRules(t *testing.T) { kafkatest.Run(t, testBadRuleEditKeepsTheOldRules) }
+
+func testBadRuleEditKeepsTheOldRules(t *testing.T, b kafkatest.Broker) {
+	e := newBrokerEnv(t, b)
 	d, _ := e.start(t)
 	before := d.holder.Load().Version.String()
 	bad := "- id: broken\n  when: event.amount > \"ten\"\n  action: block\n"
@@ -350,7 +441,7 @@ func TestBadRuleEditKeepsTheOldRules(t *testing.T) {
 	if got := d.holder.Load().Version.String(); got != before {
 		t.Fatalf("version %s after a bad edit, want the old %s", got, before)
 	}
-	kafkatest.Produce(t, e.broker.Addr(), "payments", ev("after-bad", "payment", "acct-1", baseTS,
+	kafkatest.Produce(t, e.addr, e.payments, ev("after-bad", "payment", "acct-1", baseTS,
 		`,"amount":100,"currency":"EUR","channel":"qr"`))
 	e.waitStored(t, 1)
 	if sd := e.decision(t, "after-bad"); sd.RuleSetVersion != before {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"riskd/streams"
+	"riskd/streams/kafkatest"
 )
 
 // kcatPath finds kcat (Debian's kafkacat package installs it under both
@@ -34,22 +35,26 @@ func kcatPath(t *testing.T) string {
 // riskd's decisions and dead letters back.
 func TestKcatProducesAndReadsDecisions(t *testing.T) {
 	kcat := kcatPath(t)
-	e := newTestEnv(t)
+	kafkatest.Run(t, func(t *testing.T, b kafkatest.Broker) { testKcatProducesAndReadsDecisions(t, kcat, b) })
+}
+
+func testKcatProducesAndReadsDecisions(t *testing.T, kcat string, b kafkatest.Broker) {
+	e := newBrokerEnv(t, b)
 	e.start(t)
-	addr := e.broker.Addr()
+	addr := e.addr
 
 	input := strings.Join([]string{
 		`acct-k1|{"event_id":"kcat-1","type":"payment","ts":1795478400000,"account_id":"acct-k1","amount":1200,"currency":"EUR","channel":"nfc"}`,
 		`acct-k2|{"event_id":"kcat-2","type":"payment","ts":1795478400000,"account_id":"acct-k2","amount":25000,"currency":"EUR","channel":"transfer","payee_id":"payee-scam-0001"}`,
 		`acct-k3|{"event_id":"kcat-3","type":"payment"}`,
 	}, "\n") + "\n"
-	cmd := exec.CommandContext(t.Context(), kcat, "-b", addr, "-P", "-t", "payments", "-K", "|")
+	cmd := exec.CommandContext(t.Context(), kcat, "-b", addr, "-P", "-t", e.payments, "-K", "|")
 	cmd.Stdin = strings.NewReader(input)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("kcat produce: %v\n%s", err, out)
 	}
 
-	decisions := kcatRead(t, kcat, addr, "risk.decisions", "%k|%s\n", 2)
+	decisions := kcatRead(t, kcat, addr, e.decisions, "%k|%s\n", 2)
 	got := map[string]streams.DecisionRecord{}
 	for _, line := range decisions {
 		key, value, _ := strings.Cut(line, "|")
@@ -65,7 +70,7 @@ func TestKcatProducesAndReadsDecisions(t *testing.T) {
 	if got["kcat-1"].Action.String() != "allow" || got["kcat-2"].Action.String() != "block" {
 		t.Fatalf("kcat read decisions %+v, want kcat-1 allow and kcat-2 block", got)
 	}
-	dlq := kcatRead(t, kcat, addr, "risk.dlq", "%k|%h\n", 1)
+	dlq := kcatRead(t, kcat, addr, e.dlq, "%k|%h\n", 1)
 	if !strings.HasPrefix(dlq[0], "acct-k3|") || !strings.Contains(dlq[0], streams.HeaderError+"=invalid event") {
 		t.Fatalf("dead letter read by kcat: %q", dlq[0])
 	}

@@ -49,7 +49,14 @@ state:
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, "--config", cfgPath)
-	cmd.Env = append(os.Environ(), "RISKD_OUTPUT_FLUSH_INTERVAL=20ms", "RISKD_CLICKHOUSE_PASSWORD=")
+	// The test's own settings (RISKD_TEST_*) are not riskd's: it refuses
+	// unknown RISKD_* variables, as an operator's typo should be refused.
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "RISKD_TEST_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, "RISKD_OUTPUT_FLUSH_INTERVAL=20ms", "RISKD_CLICKHOUSE_PASSWORD=")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

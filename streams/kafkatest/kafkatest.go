@@ -1,6 +1,16 @@
-// Package kafkatest has the Kafka chores tests share: writing messages and
-// reading a whole topic back, with kafka-go against any broker (the
-// embedded one or Apache Kafka).
+// Package kafkatest has the Kafka chores tests share: the brokers to run
+// against (Run and Brokers: the embedded kfake broker always, Apache Kafka
+// too when $RISKD_TEST_KAFKA names one, as scripts/kafka-up prints; Apache
+// for tests only a real broker makes honest; StartApache for a private
+// broker a test may restart), unique topic names (Suffix), writing
+// messages and reading a whole topic back with kafka-go.
+//
+//	func TestX(t *testing.T) {
+//		kafkatest.Run(t, func(t *testing.T, b kafkatest.Broker) {
+//			topic := "payments-" + kafkatest.Suffix()
+//			kafkatest.Produce(t, b.Addr(), topic, msgs...)
+//		})
+//	}
 package kafkatest
 
 import (

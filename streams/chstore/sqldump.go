@@ -1,0 +1,435 @@
+package chstore
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"riskd/engine"
+	"riskd/rules"
+)
+
+// Statement is one SQL statement riskd sends to ClickHouse, as the server
+// receives it, for checking the SQL against other ClickHouse releases
+// (scripts/chdb-check runs every one on a current engine).
+type Statement struct {
+	// Kind is "ddl" (database and migrations), "insert" or "query".
+	Kind string `json:"kind"`
+	// Name says which code sends it: "migration 2 (create decisions)",
+	// "insert decisions", "CountDecisions".
+	Name string `json:"name"`
+	// SQL is the statement with its arguments bound. An insert, which
+	// riskd sends as a native-protocol batch (PrepareBatch with the column
+	// list, then rows), is written as the equivalent
+	// INSERT INTO t (columns) VALUES (...) with the rows the code built.
+	SQL string `json:"sql"`
+	// Expect, for a query, is the result the sample rows imply, in
+	// ClickHouse's TabSeparated format with DateTime in UTC: one line per
+	// row, sorted unless Ordered. Empty for statements with no result.
+	Expect []string `json:"expect,omitempty"`
+	// Ordered says the query fixes its row order (ORDER BY).
+	Ordered bool `json:"ordered,omitempty"`
+}
+
+// SQLDump returns every statement riskd sends to ClickHouse for database
+// db, in the order a fresh database sees them: the migrations, one insert
+// per table with sample rows, then each read with sample arguments and the
+// result those rows imply. Nothing is sent anywhere: the real code paths
+// (migrate, WriteDecisions, the read methods...) run against a connection
+// that records what they send, so the dump cannot drift from the code.
+func SQLDump(db string) ([]Statement, error) {
+	if !identRE.MatchString(db) {
+		return nil, fmt.Errorf("chstore: sql dump: database name %q is not a plain identifier", db)
+	}
+	ctx := context.Background()
+	rec := &recorder{}
+	cfg := Config{Database: db, RetryMin: time.Millisecond, RetryMax: time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}.withDefaults()
+	s := &Store{conn: rec, cfg: cfg, log: cfg.Logger}
+
+	if err := migrate(ctx, rec, db); err != nil {
+		return nil, fmt.Errorf("chstore: sql dump: migrate: %w", err)
+	}
+	rec.name("ddl", "create database", "create schema_migrations")
+	rec.name("query", "read applied migrations (fresh database)")
+	rec.expect(nil, false)
+	versions := make([]string, 0, len(migrations)+len(adminMigrations))
+	for _, m := range append(migrations[:len(migrations):len(migrations)], adminMigrations...) {
+		rec.name("ddl", fmt.Sprintf("migration %d (%s)", m.Version, m.Name))
+		rec.name("insert", fmt.Sprintf("record migration %d", m.Version))
+		versions = append(versions, strconv.FormatUint(uint64(m.Version), 10))
+	}
+
+	for _, w := range sampleWrites {
+		if err := w.write(ctx, s); err != nil {
+			return nil, fmt.Errorf("chstore: sql dump: %s: %w", w.name, err)
+		}
+		rec.nameInserts(w.name)
+	}
+
+	// The migrations query again, now that the sample database has them all.
+	if _, err := appliedMigrations(ctx, rec, db); err != nil {
+		return nil, err
+	}
+	rec.name("query", "read applied migrations")
+	rec.expect(versions, false)
+	for _, r := range sampleReads {
+		if err := r.read(ctx, s); err != nil {
+			return nil, fmt.Errorf("chstore: sql dump: %s: %w", r.name, err)
+		}
+		rec.name("query", r.name)
+		rec.expect(r.expect, r.ordered)
+	}
+	return rec.statements()
+}
+
+// The sample: one payment decided "lock" at a fixed time, with an alert,
+// a lock, a label, features and every array column non-empty, plus one
+// rule-set load, one manual unlock, one published rule-set version with
+// its audit row, and one parked webhook notification. Every table gets a
+// row (sqldump_test checks that), so every query has something to find.
+var (
+	sampleEventTS = time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC) // event time
+	sampleDecided = sampleEventTS.Add(1500 * time.Millisecond)     // 12:00:01.5
+	sampleLockEnd = sampleEventTS.Add(30 * time.Minute)
+	sampleUnlock  = sampleEventTS.Add(10 * time.Minute)
+)
+
+func sampleDecision() *engine.Decision {
+	return &engine.Decision{
+		EventID: "ev-1", AccountID: "acct-1", EventType: "payment",
+		EventTS: sampleEventTS.UnixMilli(), DecidedAt: sampleDecided,
+		Action: rules.Lock, Score: 70, Reason: "rule",
+		Matched: []engine.RuleHit{{RuleID: "scam-payee", Action: rules.Block, Score: 30},
+			{RuleID: "brute-force-lock", Action: rules.Lock, Score: 40}},
+		Shadow:         []engine.RuleHit{{RuleID: "new-device", Action: rules.Review}},
+		Errored:        []engine.RuleHit{{RuleID: "bad-rule", Error: "division by zero"}},
+		RuleSetVersion: "3-abcdef12",
+		Features:       []engine.FeatureValue{{Name: "payments_1h", Value: 2}, {Name: "amount_24h", Value: 250.5}},
+		Latency:        42 * time.Microsecond,
+		LockUntil:      sampleLockEnd,
+		Alerts:         []engine.AlertMessage{{RuleID: "scam-payee", Message: "It's a scam: don't pay."}},
+		Label:          "fraud",
+		Raw:            []byte(`{"event_id":"ev-1","type":"payment","ts":1795521600000,"account_id":"acct-1"}`),
+		Source:         engine.Source{Topic: "payments", Partition: 3, Offset: 1234},
+	}
+}
+
+// sampleWrites are the write paths, each sending its tables' inserts.
+var sampleWrites = []struct {
+	name  string
+	write func(context.Context, *Store) error
+}{
+	{"WriteDecisions", func(ctx context.Context, s *Store) error {
+		return s.WriteDecisions(ctx, []*engine.Decision{sampleDecision()})
+	}},
+	{"WriteRuleSet", func(ctx context.Context, s *Store) error {
+		return s.WriteRuleSet(ctx, RuleSetRow{Version: "3-abcdef12", Seq: 3, Hash: "abcdef1234567890",
+			LoadedAt: sampleEventTS, RuleCount: 12, Source: "dir:rules"})
+	}},
+	{"WriteLock", func(ctx context.Context, s *Store) error {
+		return s.WriteLock(ctx, LockRow{AccountID: "acct-1", Action: "unlock", Reason: "owner verified",
+			Actor: "support:agent-17", At: sampleUnlock, RequestID: "req-9"})
+	}},
+	{"WriteRuleSetVersion", func(ctx context.Context, s *Store) error {
+		return s.WriteRuleSetVersion(ctx, RuleSetVersionRow{Seq: 3, Hash: "abcdef1234567890",
+			Files: map[string]string{"auth.yaml": "- id: brute-force-lock"}, Author: "alice",
+			Message: "block scam payees", PublishedAt: sampleEventTS, RuleCount: 12})
+	}},
+	{"WriteAudit", func(ctx context.Context, s *Store) error {
+		return s.WriteAudit(ctx, AuditRow{At: sampleUnlock, Actor: "alice", Role: "analyst", Action: "publish",
+			Object: "ruleset", OldVersion: "2-00000000", NewVersion: "3-abcdef12", Detail: "block scam payees"})
+	}},
+	{"WriteWebhookDeadLetter", func(ctx context.Context, s *Store) error {
+		return s.WriteWebhookDeadLetter(ctx, WebhookDeadLetter{Subscriber: "sms", NotificationID: 7, Kind: "alert",
+			AccountID: "acct-1", EventID: "ev-1", RuleID: "scam-payee", Body: `{"event_id":"ev-1"}`, Attempts: 5,
+			LastError: "HTTP 503: busy", ParkedAt: sampleUnlock})
+	}},
+}
+
+// sampleReads are the read paths with the rows the sample implies.
+var sampleReads = []struct {
+	name    string
+	read    func(context.Context, *Store) error
+	expect  []string
+	ordered bool
+}{
+	{name: "CountDecisions", expect: []string{"1"},
+		read: func(ctx context.Context, s *Store) error { _, err := s.CountDecisions(ctx, time.Time{}); return err }},
+	{name: "CountDecisions since after the decision", expect: []string{"0"},
+		read: func(ctx context.Context, s *Store) error {
+			_, err := s.CountDecisions(ctx, sampleDecided.Add(time.Millisecond))
+			return err
+		}},
+	{name: "ActionCounts", expect: []string{"lock\t1"},
+		read: func(ctx context.Context, s *Store) error { _, err := s.ActionCounts(ctx, sampleEventTS); return err }},
+	{name: "TopRules", expect: []string{"brute-force-lock\t1", "scam-payee\t1"}, ordered: true,
+		read: func(ctx context.Context, s *Store) error { _, err := s.TopRules(ctx, time.Time{}, 10); return err }},
+	{name: "DecisionByEvent", expect: []string{strings.Join([]string{
+		"ev-1", "acct-1", "payment", "2026-11-24 12:00:00", "1795521600000", "1795521601500", "lock", "70", "rule",
+		"['scam-payee','brute-force-lock']", "['new-device']", "['bad-rule']", "['division by zero']", "3-abcdef12",
+		"['payments_1h','amount_24h']", "[2,250.5]", "42", "2026-11-24 12:30:00", "0", "1", "payments", "3", "1234",
+	}, "\t")},
+		read: func(ctx context.Context, s *Store) error { _, _, err := s.DecisionByEvent(ctx, "ev-1"); return err }},
+	{name: "DuplicateDecisionRows", expect: []string{"0"},
+		read: func(ctx context.Context, s *Store) error { _, err := s.DuplicateDecisionRows(ctx); return err }},
+	{name: "LockHistory", ordered: true, expect: []string{
+		"unlock\towner verified\t1970-01-01 00:00:00\tsupport:agent-17\t1795522200000\treq-9",
+		"lock\trule:brute-force-lock\t2026-11-24 12:30:00\tengine\t1795521600000\tev-1",
+	}, read: func(ctx context.Context, s *Store) error { _, err := s.LockHistory(ctx, "acct-1", 10); return err }},
+	{name: "RuleSetVersions", ordered: true, expect: []string{"3\tabcdef1234567890\talice\tblock scam payees\t1795521600000\t12"},
+		read: func(ctx context.Context, s *Store) error { _, err := s.RuleSetVersions(ctx, 10); return err }},
+	{name: "RuleSetVersion", expect: []string{
+		`3	abcdef1234567890	{"auth.yaml":"- id: brute-force-lock"}	alice	block scam payees	1795521600000	12`},
+		read: func(ctx context.Context, s *Store) error { _, _, err := s.RuleSetVersion(ctx, 3); return err }},
+	{name: "AuditLog", ordered: true, expect: []string{
+		"1795522200000\talice\tanalyst\tpublish\truleset\t2-00000000\t3-abcdef12\tblock scam payees"},
+		read: func(ctx context.Context, s *Store) error { _, err := s.AuditLog(ctx, sampleEventTS, 10); return err }},
+	{name: "CountWebhookDeadLetters", expect: []string{"1"},
+		read: func(ctx context.Context, s *Store) error { _, err := s.CountWebhookDeadLetters(ctx, "sms"); return err }},
+	{name: "CountWebhookDeadLetters of all subscribers", expect: []string{"1"},
+		read: func(ctx context.Context, s *Store) error { _, err := s.CountWebhookDeadLetters(ctx, ""); return err }},
+	{name: "WebhookDeadLetters", ordered: true, expect: []string{
+		`sms	7	alert	acct-1	ev-1	scam-payee	{"event_id":"ev-1"}	5	HTTP 503: busy	2026-11-24 12:10:00`},
+		read: func(ctx context.Context, s *Store) error { _, err := s.WebhookDeadLetters(ctx, "sms", 10); return err }},
+}
+
+// recorder is a driver.Conn that records statements instead of sending
+// them. Reads return no rows; inserts are rendered as VALUES.
+type recorder struct {
+	driver.Conn // nil: any method not below panics, so a new kind of call is noticed
+
+	mu    sync.Mutex
+	stmts []Statement
+	named int // stmts[:named] have their Kind and Name
+	err   error
+}
+
+func (r *recorder) add(sql string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.stmts = append(r.stmts, Statement{SQL: sql})
+}
+
+func (r *recorder) fail(err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.err == nil {
+		r.err = err
+	}
+}
+
+// name labels the next unlabelled statements, in order; too few is an
+// error, reported by statements, as are statements left unlabelled.
+func (r *recorder) name(kind string, names ...string) {
+	if got := len(r.stmts) - r.named; got < len(names) {
+		r.fail(fmt.Errorf("chstore: sql dump: %d statements left where %v expected %d", got, names, len(names)))
+		return
+	}
+	for _, n := range names {
+		r.stmts[r.named].Kind, r.stmts[r.named].Name = kind, n
+		r.named++
+	}
+}
+
+// nameInserts labels the inserts one write sent; they ran concurrently,
+// so they are put in table order first.
+func (r *recorder) nameInserts(write string) {
+	fresh := r.stmts[r.named:]
+	slices.SortFunc(fresh, func(a, b Statement) int { return strings.Compare(a.SQL, b.SQL) })
+	for i := range fresh {
+		table, _, _ := strings.Cut(strings.TrimPrefix(fresh[i].SQL, "INSERT INTO "), " ")
+		fresh[i].Kind, fresh[i].Name = "insert", write+": insert "+table[strings.LastIndex(table, ".")+1:]
+	}
+	r.named = len(r.stmts)
+}
+
+func (r *recorder) expect(rows []string, ordered bool) {
+	if r.named > 0 {
+		r.stmts[r.named-1].Expect, r.stmts[r.named-1].Ordered = rows, ordered
+	}
+}
+
+func (r *recorder) statements() ([]Statement, error) {
+	if r.err == nil && r.named != len(r.stmts) {
+		r.err = fmt.Errorf("chstore: sql dump: %d statements not accounted for", len(r.stmts)-r.named)
+	}
+	return r.stmts, r.err
+}
+
+func (r *recorder) Exec(_ context.Context, query string, args ...any) error {
+	sql, err := bindArgs(query, args)
+	if err != nil {
+		return err
+	}
+	r.add(sql)
+	return nil
+}
+
+func (r *recorder) Query(_ context.Context, query string, args ...any) (driver.Rows, error) {
+	sql, err := bindArgs(query, args)
+	if err != nil {
+		return nil, err
+	}
+	r.add(sql)
+	return noRows{}, nil
+}
+
+func (r *recorder) QueryRow(_ context.Context, query string, args ...any) driver.Row {
+	sql, err := bindArgs(query, args)
+	if err == nil {
+		r.add(sql)
+	}
+	return zeroRow{err: err}
+}
+
+func (r *recorder) PrepareBatch(_ context.Context, query string, _ ...driver.PrepareBatchOption) (driver.Batch, error) {
+	return &recordedBatch{rec: r, query: query}, nil
+}
+
+// noRows is an empty result.
+type noRows struct{ driver.Rows }
+
+func (noRows) Next() bool   { return false }
+func (noRows) Err() error   { return nil }
+func (noRows) Close() error { return nil }
+
+// zeroRow leaves the scan destinations as they are (zero).
+type zeroRow struct {
+	driver.Row
+	err error
+}
+
+func (z zeroRow) Err() error        { return z.err }
+func (z zeroRow) Scan(...any) error { return z.err }
+
+// recordedBatch collects rows and records one INSERT ... VALUES on Send.
+type recordedBatch struct {
+	driver.Batch
+	rec   *recorder
+	query string
+	rows  []string
+	sent  bool
+}
+
+func (b *recordedBatch) Append(v ...any) error {
+	vals := make([]string, len(v))
+	for i, x := range v {
+		lit, err := literal(x)
+		if err != nil {
+			return err
+		}
+		vals[i] = lit
+	}
+	b.rows = append(b.rows, "("+strings.Join(vals, ", ")+")")
+	return nil
+}
+
+func (b *recordedBatch) Send() error {
+	b.sent = true
+	b.rec.add(b.query + " VALUES " + strings.Join(b.rows, ", "))
+	return nil
+}
+
+func (b *recordedBatch) IsSent() bool { return b.sent }
+func (b *recordedBatch) Abort() error { b.sent = true; return nil }
+func (b *recordedBatch) Close() error { return nil }
+
+// bindArgs substitutes positional ? placeholders (outside quotes) with
+// literals, as clickhouse-go's client-side binding does for these types.
+func bindArgs(query string, args []any) (string, error) {
+	var out strings.Builder
+	var quote byte
+	n := 0
+	for i := 0; i < len(query); i++ {
+		c := query[i]
+		switch {
+		case quote != 0:
+			if c == '\\' && i+1 < len(query) {
+				out.WriteByte(c)
+				i++
+				c = query[i]
+			} else if c == quote {
+				quote = 0
+			}
+		case c == '\'' || c == '`' || c == '"':
+			quote = c
+		case c == '?':
+			if n >= len(args) {
+				return "", fmt.Errorf("chstore: sql dump: more placeholders than arguments in %q", query)
+			}
+			lit, err := literal(args[n])
+			if err != nil {
+				return "", err
+			}
+			out.WriteString(lit)
+			n++
+			continue
+		}
+		out.WriteByte(c)
+	}
+	if n != len(args) {
+		return "", fmt.Errorf("chstore: sql dump: %d arguments for %d placeholders in %q", len(args), n, query)
+	}
+	return out.String(), nil
+}
+
+// literal writes a Go value as a ClickHouse SQL literal. time.Time is
+// DateTime, whose wire form is Unix seconds, so it is written as that
+// number: the same instant whatever the server's time zone.
+func literal(v any) (string, error) {
+	switch x := v.(type) {
+	case string:
+		return quoteString(x), nil
+	case int:
+		return strconv.Itoa(x), nil
+	case int32:
+		return strconv.FormatInt(int64(x), 10), nil
+	case int64:
+		return strconv.FormatInt(x, 10), nil
+	case uint8:
+		return strconv.FormatUint(uint64(x), 10), nil
+	case uint32:
+		return strconv.FormatUint(uint64(x), 10), nil
+	case uint64:
+		return strconv.FormatUint(x, 10), nil
+	case float64:
+		switch {
+		case math.IsNaN(x):
+			return "nan", nil
+		case math.IsInf(x, 1):
+			return "inf", nil
+		case math.IsInf(x, -1):
+			return "-inf", nil
+		}
+		return strconv.FormatFloat(x, 'g', -1, 64), nil
+	case time.Time:
+		return strconv.FormatInt(x.Unix(), 10), nil
+	case []string:
+		parts := make([]string, len(x))
+		for i, s := range x {
+			parts[i] = quoteString(s)
+		}
+		return "[" + strings.Join(parts, ", ") + "]", nil
+	case []float64:
+		parts := make([]string, len(x))
+		for i, f := range x {
+			parts[i], _ = literal(f)
+		}
+		return "[" + strings.Join(parts, ", ") + "]", nil
+	}
+	return "", fmt.Errorf("chstore: sql dump: no literal for %T", v)
+}
+
+func quoteString(s string) string {
+	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
+}
