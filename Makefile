@@ -37,8 +37,14 @@ lint:
 		if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 
-## bench: the Go benchmarks of the scoring core (see bench/RESULTS.md).
-bench:
+## bench: the end-to-end harness (bench/e2e): embedded broker, the reference
+## workload, riskd as a child process, ClickHouse; writes bench/results/
+## (latest.json, latest.png, profiles). See bench/RESULTS.md, "End-to-end".
+bench: clickhouse
+	$(GO) run ./bench/e2e $(BENCH_FLAGS)
+
+## bench-micro: the Go benchmarks of the scoring core (see bench/RESULTS.md).
+bench-micro:
 	$(GO) test -run '^$$' -bench '^BenchmarkDecode$$' -benchmem ./engine/event/
 	$(GO) test -run '^$$' -bench '^BenchmarkEval$$' -benchmem ./rules/
 	$(GO) test -run '^$$' -bench '^BenchmarkScoreReference$$' -benchmem ./engine/

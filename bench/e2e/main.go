@@ -1,0 +1,86 @@
+// Command e2e is riskd's end-to-end benchmark harness (make bench). In one
+// run it pre-produces the reference workload into an embedded broker,
+// drains it with a bare kafka-go consumer (the yardstick), lets riskd (a
+// child process, so its CPU and memory can be read from /proc) decide it
+// all into ClickHouse, then measures event-to-decision latency at half the
+// measured saturation rate, the detection quality of the reference rules,
+// HTTP load on /healthz and /v1/decide, and profiles the same pipeline
+// in-process. It writes bench/results/<stamp>.json, latest.json,
+// latest.png and the profiles.
+//
+// The broker runs in the harness process, not in riskd: the workload must
+// exist before riskd starts (so the timed window is consume, decide and
+// store only), the bare consumer must read the same broker, and riskd's
+// /proc figures then count riskd's own work, not the broker's.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+)
+
+// settings are the knobs of one run; they are recorded in the results.
+type settings struct {
+	Events        int           `json:"events"`
+	Accounts      int           `json:"accounts"`
+	FraudRate     float64       `json:"fraud_rate"`
+	Seed          uint64        `json:"seed"`
+	Partitions    int           `json:"partitions"`
+	LatencyFor    time.Duration `json:"latency_phase_ns"`
+	LoadStep      time.Duration `json:"load_step_ns"`
+	ProfileFor    time.Duration `json:"profile_ns"`
+	ClickHouse    string        `json:"clickhouse"`
+	Database      string        `json:"database"`
+	OutDir        string        `json:"-"`
+	Timeout       time.Duration `json:"-"`
+	RiskdBinary   string        `json:"-"`
+	SkipProfile   bool          `json:"-"`
+	SampleEvery   time.Duration `json:"sample_interval_ns"`
+	LatencyFactor float64       `json:"latency_rate_fraction"`
+	// OutputMaxBytes is max.message.bytes of the output topics (see
+	// createTopics); 0 leaves the broker's 1 MiB default.
+	OutputMaxBytes int `json:"output_topic_max_message_bytes"`
+}
+
+func main() {
+	var s settings
+	flag.IntVar(&s.Events, "events", 1_000_000, "events to pre-produce for the saturation phase")
+	flag.IntVar(&s.Accounts, "accounts", 1_000_000, "accounts in the generated population")
+	flag.Float64Var(&s.FraudRate, "fraud-rate", 0.02, "fraction of events from fraud scenarios")
+	flag.Uint64Var(&s.Seed, "seed", 1, "traffic seed")
+	flag.IntVar(&s.Partitions, "partitions", 8, "partitions per topic")
+	flag.DurationVar(&s.LatencyFor, "latency-for", 20*time.Second, "length of the fixed-rate latency phase")
+	flag.Float64Var(&s.LatencyFactor, "latency-rate", 0.5, "latency phase rate as a fraction of the measured e2e rate")
+	flag.DurationVar(&s.LoadStep, "load-step", 3*time.Second, "length of each rate step of the HTTP load")
+	flag.DurationVar(&s.ProfileFor, "profile-for", 30*time.Second, "CPU profile length of the in-process pipeline")
+	flag.IntVar(&s.OutputMaxBytes, "output-max-bytes", 32<<20, "max.message.bytes of riskd's output topics; 0 keeps the 1 MiB default")
+	flag.BoolVar(&s.SkipProfile, "skip-profile", false, "skip the in-process profile")
+	flag.StringVar(&s.ClickHouse, "clickhouse", "127.0.0.1:9000", "ClickHouse native address")
+	flag.StringVar(&s.Database, "database", "riskd_bench", "ClickHouse database (dropped and recreated)")
+	flag.StringVar(&s.OutDir, "out", "bench/results", "results directory")
+	flag.DurationVar(&s.Timeout, "timeout", 9*time.Minute, "give up after this long")
+	flag.DurationVar(&s.SampleEvery, "sample", 500*time.Millisecond, "metrics sampling interval")
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	ctx, cancel := context.WithTimeout(ctx, s.Timeout)
+	err := run(ctx, s)
+	cancel()
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		os.Exit(1)
+	}
+}
+
+// logf prints a progress line with the time since the harness started.
+var started = time.Now()
+
+func logf(format string, args ...any) {
+	fmt.Printf("[%6.1fs] %s\n", time.Since(started).Seconds(), fmt.Sprintf(format, args...))
+}

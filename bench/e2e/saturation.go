@@ -1,0 +1,91 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// saturation times riskd draining the pre-produced workload into
+// ClickHouse and reads its CPU and memory.
+func saturation(ctx context.Context, r *results, smp *sampler, proc *riskdProc, s settings, n int) error {
+	p0, err := readProc(proc.pid())
+	if err != nil {
+		return err
+	}
+	chPID := findProcess("clickhouse-serv")
+	ch0, _ := readProc(chPID)
+	logf("riskd ready (pid %d); waiting for %d decisions to be stored", proc.pid(), n)
+	if err := smp.waitSettled(ctx, float64(n)); err != nil {
+		return fmt.Errorf("saturation: %w", err)
+	}
+	p1, err := readProc(proc.pid())
+	if err != nil {
+		return err
+	}
+	sat := &r.Saturation
+	if ch1, err := readProc(chPID); err == nil && chPID > 0 {
+		sat.ClickHouseCPU = ch1.CPU - ch0.CPU
+	}
+	m := smp.latest()
+	sat.OutputBatches = m["riskd_output_batch_size_count"]
+	sat.MeanBatchSize = ratio(m["riskd_output_batch_size_sum"], sat.OutputBatches)
+	sat.ClickHouseMeanS = ratio(m[`riskd_sink_seconds_sum{sink="clickhouse"}`], m[`riskd_sink_seconds_count{sink="clickhouse"}`])
+	sat.KafkaMeanS = ratio(m[`riskd_sink_seconds_sum{sink="kafka"}`], m[`riskd_sink_seconds_count{sink="kafka"}`])
+	sat.Events = n
+	sat.SteadyFrom, sat.SteadyTo = 0.1, 0.9
+	tl := smp.timeline()
+	sat.FirstConsumedS = crossing(tl, func(x sample) float64 { return x.Consumed }, 1)
+	sat.AllStoredS = crossing(tl, func(x sample) float64 { return x.Settled }, float64(n))
+	sat.AvgEventsPerSec = float64(n) / (sat.AllStoredS - sat.FirstConsumedS)
+	t10 := crossing(tl, func(x sample) float64 { return x.Settled }, sat.SteadyFrom*float64(n))
+	t90 := crossing(tl, func(x sample) float64 { return x.Settled }, sat.SteadyTo*float64(n))
+	r.E2EEventsPerSec = (sat.SteadyTo - sat.SteadyFrom) * float64(n) / (t90 - t10)
+	sat.CPU = p1.CPU - p0.CPU
+	sat.CPUCoresUsed = sat.CPU.Seconds() / (sat.AllStoredS - sat.FirstConsumedS)
+	r.CPUMicrosPerEvent = float64(sat.CPU.Microseconds()) / float64(n)
+	logf("all %d stored %.1fs after riskd was ready: steady %.0f/s (10%%..90%%), average %.0f/s, %.1f us CPU per event (%.2f cores)",
+		n, sat.AllStoredS, r.E2EEventsPerSec, sat.AvgEventsPerSec, r.CPUMicrosPerEvent, sat.CPUCoresUsed)
+	logf("%.0f output batches of %.0f on average; mean flush: ClickHouse %.3fs, Kafka %.3fs; ClickHouse server CPU %.1fs",
+		sat.OutputBatches, sat.MeanBatchSize, sat.ClickHouseMeanS, sat.KafkaMeanS, sat.ClickHouseCPU.Seconds())
+
+	// riskd_active_accounts is refreshed every 5 s; wait for a value taken
+	// after the last event.
+	smp.setPhase("idle")
+	if err := sleepCtx(ctx, 6*time.Second+2*s.SampleEvery); err != nil {
+		return err
+	}
+	m = smp.latest()
+	sat.HeapInuse, sat.ActiveAccounts, sat.StateEntities =
+		m["go_memstats_heap_inuse_bytes"], m["riskd_active_accounts"], m["riskd_state_entities"]
+	r.HeapBytesPerAccount = ratio(sat.HeapInuse, sat.ActiveAccounts)
+	p2, err := readProc(proc.pid())
+	if err != nil {
+		return err
+	}
+	sat.RSSBytes, sat.HWMBytes = p2.RSSBytes, p2.HWMBytes
+	r.RSSBytes = p2.RSSBytes
+	logf("heap in use %.0f MiB over %.0f active accounts = %.0f B/account; RSS %d MiB (peak %d MiB)",
+		sat.HeapInuse/(1<<20), sat.ActiveAccounts, r.HeapBytesPerAccount, p2.RSSBytes>>20, p2.HWMBytes>>20)
+	return nil
+}
+
+// crossing returns the time at which v(sample) first reaches level,
+// interpolating linearly between the two samples around it; the last
+// sample's time when it never does.
+func crossing(tl []sample, v func(sample) float64, level float64) float64 {
+	for i, x := range tl {
+		if v(x) < level {
+			continue
+		}
+		if i == 0 {
+			return x.T
+		}
+		a := tl[i-1]
+		return a.T + (x.T-a.T)*(level-v(a))/(v(x)-v(a))
+	}
+	if len(tl) == 0 {
+		return 0
+	}
+	return tl[len(tl)-1].T
+}

@@ -1,0 +1,58 @@
+package main
+
+import (
+	"fmt"
+	"sort"
+)
+
+// printSummary prints the headline figures and the targets.
+func printSummary(r *results, path string) {
+	logf("results written to %s (and latest.json, latest.png)", path)
+	fmt.Printf("\n%-32s %14s\n", "figure", "value")
+	rows := []struct {
+		name string
+		v    any
+	}{
+		{"e2e_events_per_sec", r.E2EEventsPerSec}, {"bare_consume_events_per_sec", r.BareConsumePerSec},
+		{"e2e_p50_ms", r.E2EP50MS}, {"e2e_p99_ms", r.E2EP99MS}, {"e2e_p999_ms", r.E2EP999MS},
+		{"decide_rps", fmtOpt(r.DecideRPS)}, {"decide_p99_ms", fmtOpt(r.DecideP99MS)},
+		{"healthz_p99_ms", r.HealthzP99MS}, {"heap_bytes_per_account", r.HeapBytesPerAccount},
+		{"rss_bytes", r.RSSBytes}, {"cpu_us_per_event", r.CPUMicrosPerEvent},
+		{"precision", r.Precision}, {"recall", r.Recall},
+	}
+	for _, row := range rows {
+		fmt.Printf("%-32s %14v\n", row.name, fmtAny(row.v))
+	}
+	fmt.Println()
+	for _, t := range r.Targets {
+		verdict := "MISSED"
+		if t.Met {
+			verdict = "met"
+		}
+		fmt.Printf("%-6s %-40s measured %.4g, limit %.4g, margin %.2fx\n", verdict, t.Goal, t.Measured, t.Limit, t.Margin)
+	}
+	names := make([]string, 0, len(r.Detection.Scenarios))
+	for k := range r.Detection.Scenarios {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	fmt.Println("\nrecall per scenario:")
+	for _, k := range names {
+		sc := r.Detection.Scenarios[k]
+		fmt.Printf("  %-22s %6d events  %6d flagged  %5.1f%%\n", k, sc.Events, sc.Flagged, 100*sc.Recall)
+	}
+}
+
+func fmtOpt(p *float64) any {
+	if p == nil {
+		return "null"
+	}
+	return *p
+}
+
+func fmtAny(v any) string {
+	if f, ok := v.(float64); ok {
+		return fmt.Sprintf("%.4g", f)
+	}
+	return fmt.Sprint(v)
+}
