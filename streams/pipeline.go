@@ -52,8 +52,13 @@ type Config struct {
 	// CommitInterval is how often durable offsets are committed.
 	CommitInterval time.Duration
 	// MaxInFlight bounds fetched messages whose outputs are not durable;
-	// a reader waits when it is reached (backpressure on the broker).
+	// a reader waits when it is reached (backpressure on the broker). It
+	// should cover the batches being stored (StoreParallelism) plus one
+	// filling; 0 means 4 batches plus one per parallel store.
 	MaxInFlight int
+	// StoreParallelism is how many batches may be writing to the store at
+	// once; 0 means 3.
+	StoreParallelism int
 	// RetryMin and RetryMax bound the backoff between output retries.
 	RetryMin, RetryMax time.Duration
 	// DrainTimeout bounds the wait, on shutdown, for in-flight messages to
@@ -96,11 +101,14 @@ func (c Config) withDefaults() Config {
 	if c.FlushInterval <= 0 {
 		c.FlushInterval = 200 * time.Millisecond
 	}
+	if c.StoreParallelism <= 0 {
+		c.StoreParallelism = 3
+	}
 	if c.CommitInterval <= 0 {
 		c.CommitInterval = time.Second
 	}
 	if c.MaxInFlight <= 0 {
-		c.MaxInFlight = 4 * c.BatchSize
+		c.MaxInFlight = (4 + c.StoreParallelism) * c.BatchSize
 	}
 	if c.RetryMin <= 0 {
 		c.RetryMin = 100 * time.Millisecond
@@ -164,7 +172,9 @@ func New(cfg Config, eng *engine.Engine, store DecisionStore, m *Metrics) *Pipel
 			Balancer:     &kafka.Hash{}, // by account: one account's outputs stay in order
 			RequiredAcks: kafka.RequireAll,
 			BatchSize:    cfg.BatchSize,
-			BatchBytes:   16 << 20,
+			// Brokers refuse requests over message.max.bytes (1 MiB by
+			// default); a larger batch would be retried forever.
+			BatchBytes:   1_000_000,
 			BatchTimeout: time.Millisecond, // WriteMessages is called with whole batches
 			MaxAttempts:  3,
 		},
@@ -420,11 +430,19 @@ func (p *Pipeline) readPartition(ctx, outCtx context.Context, r *kafka.Reader, o
 }
 
 // runOutput collects results into batches and makes each batch durable.
+// Kafka outputs are written by this goroutine, batch after batch, so one
+// account's messages stay in order; the ClickHouse write of a batch then
+// runs beside the next batches (up to StoreParallelism at once), because
+// the store's round trip, not CPU, bounds a serial stage. A batch's offsets
+// are finished when both writes are done, in whatever order batches finish:
+// the partition trackers commit only contiguous durable prefixes.
 func (p *Pipeline) runOutput(ctx context.Context) {
+	var stores sync.WaitGroup
+	defer stores.Wait()
+	slots := make(chan struct{}, p.cfg.StoreParallelism)
 	batch := make([]result, 0, p.cfg.BatchSize)
 	tick := time.NewTicker(p.cfg.FlushInterval)
 	defer tick.Stop()
-	var w outputWriter
 	for {
 		select {
 		case r := <-p.result:
@@ -439,71 +457,93 @@ func (p *Pipeline) runOutput(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		}
-		if err := p.flush(ctx, &w, batch); err != nil {
+		out, err := p.publishBatch(ctx, batch)
+		if err != nil {
 			return // only when ctx ended: these offsets stay uncommitted
 		}
-		for _, r := range batch {
-			if r.part == nil {
-				continue // decided through the API: no offset, no slot
-			}
-			r.part.finish(r.ticket)
-			<-p.slots
-			p.m.InFlight.Dec()
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return
 		}
-		clear(batch)
-		batch = batch[:0]
+		stores.Add(1)
+		go func(batch []result) {
+			defer stores.Done()
+			defer func() { <-slots }()
+			if err := p.storeBatch(ctx, batch, out); err != nil {
+				return
+			}
+			p.finish(batch)
+		}(batch)
+		batch = make([]result, 0, p.cfg.BatchSize) // the store goroutine owns the old one
 	}
 }
 
-// outputWriter holds the output stage's reusable buffers.
-type outputWriter struct {
-	decisions []*engine.Decision
-	msgs      []kafka.Message
-	notes     []notify.Notification
+// finish marks a durable batch's messages done and frees their slots.
+func (p *Pipeline) finish(batch []result) {
+	for _, r := range batch {
+		if r.part == nil {
+			continue // decided through the API: no offset, no slot
+		}
+		r.part.finish(r.ticket)
+		<-p.slots
+		p.m.InFlight.Dec()
+	}
 }
 
-// flush writes one batch: decisions to the store and messages to Kafka, in
-// parallel, each retried until it succeeds or ctx ends.
-func (p *Pipeline) flush(ctx context.Context, w *outputWriter, batch []result) error {
+// batchOutputs is what a batch writes besides its Kafka messages.
+type batchOutputs struct {
+	decisions []*engine.Decision
+}
+
+// publishBatch writes a batch's Kafka outputs (decisions, alerts, lock
+// commands, dead letters), retried until they succeed or ctx ends, then
+// hands its notifications to the notifier in order.
+func (p *Pipeline) publishBatch(ctx context.Context, batch []result) (batchOutputs, error) {
 	p.m.BatchSize.Observe(float64(len(batch)))
-	w.decisions, w.msgs, w.notes = w.decisions[:0], w.msgs[:0], w.notes[:0]
+	var out batchOutputs
+	msgs := make([]kafka.Message, 0, len(batch)+len(batch)/8)
+	var notes []notify.Notification
 	now := time.Now()
 	for _, r := range batch {
 		switch {
 		case r.err != nil:
-			w.msgs = append(w.msgs, p.cfg.Topics.deadLetter(r.msg, r.err, now))
+			msgs = append(msgs, p.cfg.Topics.deadLetter(r.msg, r.err, now))
 		case r.d.Duplicate:
 			// Decided before (the decide API, or a replay after a restart
 			// that restored state): its outputs already exist.
 		default:
-			w.decisions = append(w.decisions, r.d)
-			first := len(w.msgs)
+			out.decisions = append(out.decisions, r.d)
+			first := len(msgs)
 			var err error
-			if w.msgs, err = p.cfg.Topics.outputMessages(w.msgs, r.d); err != nil {
-				return fmt.Errorf("streams: encode decision %s: %w", r.d.EventID, err)
+			if msgs, err = p.cfg.Topics.outputMessages(msgs, r.d); err != nil {
+				return out, fmt.Errorf("streams: encode decision %s: %w", r.d.EventID, err)
 			}
 			if p.cfg.Notify != nil {
-				w.notes = appendNotes(w.notes, r.d, w.msgs[first+1:])
+				notes = appendNotes(notes, r.d, msgs[first+1:])
 			}
 		}
 	}
-	var storeErr error
-	var wg sync.WaitGroup
-	if len(w.decisions) > 0 && p.store != nil {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			start := time.Now()
-			storeErr = p.store.WriteDecisions(ctx, w.decisions)
-			p.m.SinkSeconds.WithLabelValues("clickhouse").Observe(time.Since(start).Seconds())
-		}()
-	}
 	start := time.Now()
-	kafkaErr := p.publish(ctx, w.msgs)
+	if err := p.publish(ctx, msgs); err != nil {
+		return out, err
+	}
 	p.m.SinkSeconds.WithLabelValues("kafka").Observe(time.Since(start).Seconds())
-	wg.Wait()
-	if err := errors.Join(storeErr, kafkaErr); err != nil {
-		return err
+	// Subscribers hear of an alert once it is on Kafka (the durable record
+	// consumers replay from), in batch order, so per account in order.
+	p.notify(notes...)
+	return out, nil
+}
+
+// storeBatch writes a batch's decisions to the store, retried until it
+// succeeds or ctx ends, and counts the batch's results.
+func (p *Pipeline) storeBatch(ctx context.Context, batch []result, out batchOutputs) error {
+	if len(out.decisions) > 0 && p.store != nil {
+		start := time.Now()
+		if err := p.store.WriteDecisions(ctx, out.decisions); err != nil {
+			return err
+		}
+		p.m.SinkSeconds.WithLabelValues("clickhouse").Observe(time.Since(start).Seconds())
 	}
 	for _, r := range batch {
 		switch {
@@ -523,7 +563,6 @@ func (p *Pipeline) flush(ctx context.Context, w *outputWriter, batch []result) e
 			}
 		}
 	}
-	p.notify(w.notes...)
 	return nil
 }
 

@@ -115,8 +115,10 @@ type OutputConfig struct {
 	CommitInterval time.Duration `yaml:"commit_interval"`
 	DrainTimeout   time.Duration `yaml:"drain_timeout"`
 	// MaxInFlight bounds fetched messages whose outputs are not durable
-	// yet; 0 means four batches.
+	// yet; 0 means 4 + StoreParallelism batches.
 	MaxInFlight int `yaml:"max_in_flight"`
+	// StoreParallelism is how many batches may write to ClickHouse at once.
+	StoreParallelism int `yaml:"store_parallelism"`
 }
 
 type HTTPConfig struct {

@@ -137,7 +137,8 @@ func startDaemon(ctx context.Context, cfg Config, log *slog.Logger) (d *daemon, 
 		Brokers: d.brokers, Group: d.cfg.Kafka.Group, Topics: d.topics(),
 		BatchSize: d.cfg.Output.BatchSize, FlushInterval: d.cfg.Output.FlushInterval,
 		CommitInterval: d.cfg.Output.CommitInterval, DrainTimeout: d.cfg.Output.DrainTimeout,
-		MaxInFlight: d.cfg.Output.MaxInFlight, Logger: d.log, Notify: d.notifier,
+		MaxInFlight: d.cfg.Output.MaxInFlight, StoreParallelism: d.cfg.Output.StoreParallelism,
+		Logger: d.log, Notify: d.notifier,
 	}, d.eng, d.store, d.metrics)
 	if err := d.prepareHTTP(); err != nil {
 		return d, err
