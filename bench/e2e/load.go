@@ -12,8 +12,8 @@ import (
 
 // healthRates and decideRates are the offered rates of the HTTP loads.
 var (
-	healthRates = []float64{1000, 2000, 4000, 8000, 16000, 32000}
-	decideRates = []float64{500, 1000, 2000, 4000, 8000, 16000}
+	healthRates = []float64{1000, 2500, 5000, 10000, 20000, 32000}
+	decideRates = []float64{1000, 2500, 5000, 10000, 20000}
 )
 
 // loadStep is one rate of an open-loop HTTP load.
