@@ -84,7 +84,7 @@ func startDaemon(ctx context.Context, cfg Config, log *slog.Logger) (d *daemon, 
 	if d.tokens, err = api.ParseTokens(cfg.Auth.Tokens); err != nil {
 		return d, fmt.Errorf("config: %w", err)
 	}
-	if len(d.tokens) == 0 {
+	if len(d.tokens) == 0 && cfg.HTTP.Listen != "" {
 		log.Warn("no API tokens configured (auth.tokens / RISKD_AUTH_TOKENS): every /v1 request is refused")
 	}
 	if d.onTimeout, err = rules.ParseAction(cfg.Decide.OnTimeout); err != nil {

@@ -38,7 +38,8 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	cfg.Kafka.Embedded = true
 	cfg.Kafka.DataDir = ""
-	cfg.State.Dir = "" // a demo starts from empty state and leaves none behind
+	cfg.State.Dir = ""   // a demo starts from empty state and leaves none behind
+	cfg.HTTP.Listen = "" // nothing to serve in a run that ends by itself; no port to clash
 	if cfg.Log.Level == "info" {
 		cfg.Log.Level = "warn" // progress lines are the demo's output
 	}
