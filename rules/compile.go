@@ -50,7 +50,7 @@ func newCompiler(rs *RuleSet, feats FeatureIndex) *compiler {
 	haversine := func(params ...any) (any, error) {
 		var p [4]float64
 		for i := range p {
-			f, ok := toFloat(params[i])
+			f, ok := ToFloat(params[i])
 			if !ok {
 				return nil, fmt.Errorf("haversine: argument %d is %T, not a number", i+1, params[i])
 			}
@@ -85,13 +85,17 @@ type noFeatures struct{}
 
 func (noFeatures) Index(string) (int, bool) { return 0, false }
 
-func toFloat(v any) (float64, bool) {
+// ToFloat reads a number decoded from YAML or JSON (examples, test
+// events) as a float64; ok is false for anything that is not a number.
+func ToFloat(v any) (f float64, ok bool) {
 	switch x := v.(type) {
 	case float64:
 		return x, true
 	case int:
 		return float64(x), true
 	case int64:
+		return float64(x), true
+	case uint64:
 		return float64(x), true
 	}
 	return 0, false
@@ -371,7 +375,7 @@ func (c *compiler) exampleEnv(r *Rule, i int, ex exampleSpec, dec *event.Decoder
 				}
 				fv.SetBool(b)
 			default:
-				f, ok := toFloat(v)
+				f, ok := ToFloat(v)
 				if !ok {
 					return nil, fmt.Errorf("f.%s must be a number", name)
 				}
@@ -383,7 +387,7 @@ func (c *compiler) exampleEnv(r *Rule, i int, ex exampleSpec, dec *event.Decoder
 		if !ok || slot < 0 || slot >= features.MaxWindows {
 			return nil, fmt.Errorf("unknown feature f.%s", name)
 		}
-		f, ok := toFloat(v)
+		f, ok := ToFloat(v)
 		if !ok {
 			return nil, fmt.Errorf("f.%s must be a number", name)
 		}

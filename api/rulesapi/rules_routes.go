@@ -133,35 +133,36 @@ func (s *Service) getRule(w http.ResponseWriter, r *http.Request) {
 	api.WriteJSON(w, http.StatusOK, map[string]any{"version": rs.Version.String(), "rule": viewRule(rule, true)})
 }
 
-func (s *Service) validate(w http.ResponseWriter, r *http.Request) {
+// compileRequest reads a set request, resolves its files against the
+// running set and compiles them; ok is false when a response was written.
+func (s *Service) compileRequest(w http.ResponseWriter, r *http.Request, requireSome bool) (setRequest, map[string][]byte, *rules.RuleSet, bool) {
 	var req setRequest
 	if !api.DecodeJSON(w, r, &req) {
-		return
+		return req, nil, nil, false
 	}
-	files, ok := s.resolveFiles(w, &req, true)
+	files, ok := s.resolveFiles(w, &req, requireSome)
 	if !ok {
-		return
+		return req, nil, nil, false
 	}
 	rs, err := rules.Compile(files, s.cfg.Features)
 	if err != nil {
 		writeCompileError(w, err)
+		return req, nil, nil, false
+	}
+	return req, files, rs, true
+}
+
+func (s *Service) validate(w http.ResponseWriter, r *http.Request) {
+	_, _, rs, ok := s.compileRequest(w, r, true)
+	if !ok {
 		return
 	}
 	api.WriteJSON(w, http.StatusOK, map[string]any{"valid": true, "hash": rs.Version.Hash, "rules": len(rs.Rules)})
 }
 
 func (s *Service) test(w http.ResponseWriter, r *http.Request) {
-	var req setRequest
-	if !api.DecodeJSON(w, r, &req) {
-		return
-	}
-	files, ok := s.resolveFiles(w, &req, false)
+	req, files, rs, ok := s.compileRequest(w, r, false)
 	if !ok {
-		return
-	}
-	rs, err := rules.Compile(files, s.cfg.Features)
-	if err != nil {
-		writeCompileError(w, err)
 		return
 	}
 	res, err := s.runTests(rs, files, req.Events)

@@ -163,7 +163,7 @@ func (s *Service) fillEnv(env *rules.Env, dec *event.Decoder, fields, defaults, 
 				fv.SetBool(b)
 				continue
 			}
-			x, ok := number(v)
+			x, ok := rules.ToFloat(v)
 			if !ok {
 				return fmt.Errorf("f.%s must be a number", name)
 			}
@@ -174,7 +174,7 @@ func (s *Service) fillEnv(env *rules.Env, dec *event.Decoder, fields, defaults, 
 		if !ok {
 			return fmt.Errorf("unknown feature f.%s", name)
 		}
-		x, ok := number(v)
+		x, ok := rules.ToFloat(v)
 		if !ok {
 			return fmt.Errorf("f.%s must be a number", name)
 		}
@@ -189,20 +189,6 @@ func (s *Service) windowSlot(name string) (int, bool) {
 	}
 	slot, ok := s.cfg.Features.Index(name)
 	return slot, ok && slot >= 0 && slot < features.MaxWindows
-}
-
-func number(v any) (float64, bool) {
-	switch x := v.(type) {
-	case float64:
-		return x, true
-	case int:
-		return float64(x), true
-	case int64:
-		return float64(x), true
-	case uint64:
-		return float64(x), true
-	}
-	return 0, false
 }
 
 // evalEvent runs every rule of rs on the Env's event and applies the
