@@ -38,7 +38,7 @@ func latencyPhase(ctx context.Context, smp *sampler, ch *chConn, s settings, bro
 	start := time.Now()
 	pp := pacedProducer{brokers: brokers, rate: rate, dur: warmup + measure, gen: traffic.Config{
 		Accounts: s.Accounts, Seed: s.Seed + 1, FraudRate: s.FraudRate, Start: start,
-		EventsPerSecond: rate, IDPrefix: prefix}}
+		EventsPerSecond: rate, FlatRate: true, IDPrefix: prefix}} // event time tracks the wall clock
 	sent, err := pp.run(ctx)
 	if err != nil {
 		return latencyResult{}, err

@@ -61,6 +61,11 @@ type Config struct {
 	// realistic; much busier accounts make normal traffic trip velocity
 	// rules.
 	EventsPerSecond float64
+	// FlatRate spaces events at a constant mean rate. Otherwise the rate
+	// follows the wallet's day (dailyRhythm): quiet nights, busy lunch
+	// hours and evenings, with the same mean over a whole day. Harnesses
+	// that need event time to track the wall clock set it.
+	FlatRate bool
 	// IDPrefix starts every event id (then a sequence number); empty means
 	// "e-". Runs that share a store use different prefixes so their event
 	// ids do not collide.
@@ -249,7 +254,11 @@ func (g *Generator) Next(ev *event.Event) {
 	g.idBuf = strconv.AppendInt(g.idBuf, g.seq, 10)
 	ev.ID = string(g.idBuf)
 
-	g.offset += g.rng.ExpFloat64() * 1000 / g.cfg.EventsPerSecond
+	rate := g.cfg.EventsPerSecond
+	if !g.cfg.FlatRate {
+		rate *= dailyRhythm[hourOfDay(g.startMS+int64(g.offset))]
+	}
+	g.offset += g.rng.ExpFloat64() * 1000 / rate
 	ts := g.startMS + int64(g.offset)
 	if ts <= g.lastTS {
 		ts = g.lastTS + 1
@@ -262,6 +271,31 @@ func (g *Generator) Next(ev *event.Event) {
 		return
 	}
 	g.normal(ev)
+}
+
+// dailyRhythm scales the event rate by hour of day (UTC, which is close to
+// the euro-area homes' local time): a wallet is quiet at night and busiest
+// at lunch and in the evening. The weights average 1, so a whole day keeps
+// the configured mean rate.
+var dailyRhythm = func() [24]float64 {
+	w := [24]float64{0.25, 0.15, 0.1, 0.1, 0.15, 0.3, 0.6, 1.0, 1.3, 1.2, 1.2, 1.4,
+		1.7, 1.5, 1.2, 1.2, 1.3, 1.5, 1.7, 1.7, 1.5, 1.2, 0.8, 0.5}
+	var sum float64
+	for _, x := range w {
+		sum += x
+	}
+	for i := range w {
+		w[i] *= 24 / sum
+	}
+	return w
+}()
+
+func hourOfDay(ms int64) int {
+	h := (ms / 3_600_000) % 24
+	if h < 0 {
+		h += 24
+	}
+	return int(h)
 }
 
 // Config returns the configuration in use, with defaults filled in.

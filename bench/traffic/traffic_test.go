@@ -152,6 +152,7 @@ func TestEventsDecodeAndOrder(t *testing.T) {
 
 func TestEventRate(t *testing.T) {
 	cfg := testConfig(3, 0.01)
+	cfg.FlatRate = true
 	g := New(cfg)
 	var ev event.Event
 	const n = 20000
@@ -221,4 +222,28 @@ func BenchmarkAppendJSON(b *testing.B) {
 		buf = g.AppendJSON(buf[:0])
 	}
 	b.SetBytes(int64(len(buf)))
+}
+
+// TestDailyRhythm: over whole days the mean rate is the configured one, and
+// night hours see far fewer events than the busy hours of the day.
+func TestDailyRhythm(t *testing.T) {
+	cfg := testConfig(5, 0.01)
+	cfg.Start = time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC)
+	cfg.EventsPerSecond = 0.5 // 43,200 a day
+	g := New(cfg)
+	var ev event.Event
+	var byHour [24]int
+	const days = 3
+	end := cfg.Start.Add(days * 24 * time.Hour).UnixMilli()
+	n := 0
+	for g.Next(&ev); ev.TS < end; g.Next(&ev) {
+		byHour[hourOfDay(ev.TS)]++
+		n++
+	}
+	if perSec := float64(n) / (days * 86400); perSec < 0.45 || perSec > 0.55 {
+		t.Errorf("mean rate over %d days %.3f/s, want about 0.5", days, perSec)
+	}
+	if night, lunch := byHour[3], byHour[12]; night*5 > lunch {
+		t.Errorf("events at 03h %d, at 12h %d: want the night far quieter", night, lunch)
+	}
 }
