@@ -70,11 +70,15 @@ type saturationResult struct {
 	CPU             time.Duration `json:"cpu_ns"`
 	CPUCoresUsed    float64       `json:"cpu_cores_used"`
 	HeapInuse       float64       `json:"heap_inuse_bytes"`
-	ActiveAccounts  float64       `json:"active_accounts"`
-	StateEntities   float64       `json:"state_entities"`
-	RSSBytes        uint64        `json:"rss_bytes"`
-	HWMBytes        uint64        `json:"hwm_bytes"`
-	DecideEnabled   bool          `json:"decide_auth_configured"`
+	// HeapLive is the live heap after riskd's last GC (riskd_heap_live_bytes):
+	// heap per account is computed from it, since in-use heap also holds
+	// garbage not collected yet.
+	HeapLive       float64 `json:"heap_live_bytes"`
+	ActiveAccounts float64 `json:"active_accounts"`
+	StateEntities  float64 `json:"state_entities"`
+	RSSBytes       uint64  `json:"rss_bytes"`
+	HWMBytes       uint64  `json:"hwm_bytes"`
+	DecideEnabled  bool    `json:"decide_auth_configured"`
 	// Output batches and the mean time to make one durable, per sink,
 	// from riskd_sink_seconds: the output stage flushes one batch at a
 	// time, so these bound the pipeline when the CPU is not busy.

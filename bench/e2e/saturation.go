@@ -56,17 +56,18 @@ func saturation(ctx context.Context, r *results, smp *sampler, proc *riskdProc, 
 		return err
 	}
 	m = smp.latest()
-	sat.HeapInuse, sat.ActiveAccounts, sat.StateEntities =
-		m["go_memstats_heap_inuse_bytes"], m["riskd_active_accounts"], m["riskd_state_entities"]
-	r.HeapBytesPerAccount = ratio(sat.HeapInuse, sat.ActiveAccounts)
+	sat.HeapInuse, sat.HeapLive, sat.ActiveAccounts, sat.StateEntities =
+		m["go_memstats_heap_inuse_bytes"], m["riskd_heap_live_bytes"], m["riskd_active_accounts"], m["riskd_state_entities"]
+	r.HeapBytesPerAccount = ratio(sat.HeapLive, sat.ActiveAccounts)
 	p2, err := readProc(proc.pid())
 	if err != nil {
 		return err
 	}
 	sat.RSSBytes, sat.HWMBytes = p2.RSSBytes, p2.HWMBytes
 	r.RSSBytes = p2.RSSBytes
-	logf("heap in use %.0f MiB over %.0f active accounts = %.0f B/account; RSS %d MiB (peak %d MiB)",
-		sat.HeapInuse/(1<<20), sat.ActiveAccounts, r.HeapBytesPerAccount, p2.RSSBytes>>20, p2.HWMBytes>>20)
+	logf("live heap %.0f MiB over %.0f active accounts = %.0f B/account (heap in use %.0f MiB = %.0f B/account); RSS %d MiB (peak %d MiB)",
+		sat.HeapLive/(1<<20), sat.ActiveAccounts, r.HeapBytesPerAccount, sat.HeapInuse/(1<<20),
+		ratio(sat.HeapInuse, sat.ActiveAccounts), p2.RSSBytes>>20, p2.HWMBytes>>20)
 	return nil
 }
 

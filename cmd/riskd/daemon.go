@@ -10,6 +10,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"path/filepath"
+	"runtime/metrics"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -306,7 +307,12 @@ func (d *daemon) reportState(ctx context.Context) {
 		Help: "Keyed entities (accounts, devices, IPs, payees, ...) with feature state."})
 	queued := prometheus.NewGauge(prometheus.GaugeOpts{Name: "riskd_shard_queued_messages",
 		Help: "Messages waiting in shard queues."})
-	d.reg.MustRegister(accounts, entities, queued)
+	// Heap in use counts garbage not yet collected; the live heap as of
+	// the last GC is what the state really costs per account.
+	live := prometheus.NewGauge(prometheus.GaugeOpts{Name: "riskd_heap_live_bytes",
+		Help: "Heap bytes live after the last garbage collection (runtime/metrics /gc/heap/live:bytes)."})
+	d.reg.MustRegister(accounts, entities, queued, live)
+	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
 	tick := time.NewTicker(5 * time.Second)
 	defer tick.Stop()
 	for {
@@ -315,6 +321,10 @@ func (d *daemon) reportState(ctx context.Context) {
 			accounts.Set(float64(st.Accounts))
 			entities.Set(float64(st.Entities))
 			queued.Set(float64(st.Queued))
+		}
+		metrics.Read(sample)
+		if sample[0].Value.Kind() == metrics.KindUint64 {
+			live.Set(float64(sample[0].Value.Uint64()))
 		}
 		select {
 		case <-ctx.Done():
