@@ -65,10 +65,21 @@ func (s *Server) Handle(routes ...Route) {
 // Patterns lists the registered routes, for tests that must cover them all.
 func (s *Server) Patterns() []string { return append([]string(nil), s.routes...) }
 
-// ServeHTTP serves the registered routes.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+// ServeHTTP authenticates every request before routing it, so a caller
+// without a valid token learns nothing, not even which routes exist
+// (a wrong method would otherwise answer 405).
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	caller, ok := authenticate(s.tokens, r)
+	if !ok {
+		s.requests.WithLabelValues("unauthenticated", strconv.Itoa(http.StatusUnauthorized)).Inc()
+		w.Header().Set("WWW-Authenticate", `Bearer realm="riskd"`)
+		WriteError(w, http.StatusUnauthorized, "missing or invalid bearer token")
+		return
+	}
+	s.mux.ServeHTTP(w, r.WithContext(WithCaller(r.Context(), caller)))
+}
 
-// guard authenticates, authorises, limits the body and counts the request.
+// guard authorises, limits the body and counts the request.
 func (s *Server) guard(rt Route) http.Handler {
 	limit := rt.MaxBody
 	if limit <= 0 {
@@ -77,9 +88,8 @@ func (s *Server) guard(rt Route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 		defer func() { s.requests.WithLabelValues(rt.Pattern, strconv.Itoa(sw.status)).Inc() }()
-		caller, ok := authenticate(s.tokens, r)
+		caller, ok := CallerFrom(r.Context()) // ServeHTTP authenticated it
 		if !ok {
-			sw.Header().Set("WWW-Authenticate", `Bearer realm="riskd"`)
 			WriteError(sw, http.StatusUnauthorized, "missing or invalid bearer token")
 			return
 		}
@@ -89,7 +99,7 @@ func (s *Server) guard(rt Route) http.Handler {
 			return
 		}
 		r.Body = http.MaxBytesReader(sw, r.Body, limit)
-		rt.Handler.ServeHTTP(sw, r.WithContext(WithCaller(r.Context(), caller)))
+		rt.Handler.ServeHTTP(sw, r)
 	})
 }
 

@@ -294,6 +294,13 @@ func TestRoleMatrix(t *testing.T) {
 			}
 		}
 	}
+	// Without a token nothing is revealed, not even which methods a route takes.
+	if code := c.status("", "DELETE", "/v1/decide", ""); code != http.StatusUnauthorized {
+		t.Errorf("DELETE /v1/decide without a token: %d, want 401", code)
+	}
+	if code := c.status(api.RoleViewer, "DELETE", "/v1/decide", ""); code != http.StatusMethodNotAllowed {
+		t.Errorf("DELETE /v1/decide as viewer: %d, want 405", code)
+	}
 	// Bodies are size-limited.
 	big := `{"event_id":"big","type":"payment","ts":1795478400000,"account_id":"a","attrs":{"x":"` + strings.Repeat("y", 70<<10) + `"}}`
 	if code, _ := c.do(api.RoleHook, "POST", "/v1/decide", big); code != http.StatusRequestEntityTooLarge {
