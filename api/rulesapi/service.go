@@ -8,6 +8,7 @@ import (
 	"maps"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -257,6 +258,14 @@ func (s *Service) publishChange(w http.ResponseWriter, r *http.Request, c change
 		}
 		s.audit(r.Context(), chstore.AuditRow{Actor: c.caller.Name, Role: string(c.caller.Role), Action: action,
 			Object: c.object, OldVersion: old, NewVersion: newVersion, Detail: joinDetail(c.detail, detail)})
+	}
+	// If-Match names the version the analyst started from: refuse the
+	// change when another one landed since, instead of silently undoing it.
+	if want := r.Header.Get("If-Match"); want != "" && strings.Trim(want, `"`) != old {
+		audit(c.action+"_conflict", "", "If-Match "+want)
+		api.WriteError(w, http.StatusPreconditionFailed,
+			fmt.Sprintf("the running version is %s, not %s: reload and apply your change to it", old, want))
+		return
 	}
 	for name := range c.files {
 		if err := checkFileName(name); err != nil {

@@ -404,3 +404,40 @@ func TestPprofIsAdminOnly(t *testing.T) {
 		}
 	}
 }
+
+// TestPublishRefusesAStaleBase: an analyst who names the version they
+// started from (If-Match) is refused with 412 when another change landed
+// in between, instead of silently undoing it.
+func TestPublishRefusesAStaleBase(t *testing.T) {
+	e := newTestEnv(t)
+	d, c := startAPI(t, e)
+	base := d.holder.Load().Version.String()
+	publish := func(ifMatch, id string) int {
+		t.Helper()
+		body := fmt.Sprintf(`{"patch": {"%s.yaml": "- id: %s\n  when: event.amount == 1\n  action: alert\n"}, "message": "add %s"}`, id, id, id)
+		req, err := http.NewRequestWithContext(t.Context(), "POST", c.base+"/v1/rules/publish", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+roleTokens[api.RoleAnalyst])
+		req.Header.Set("If-Match", ifMatch)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := publish(base, "first"); code != 200 {
+		t.Fatalf("publish on the current base: %d", code)
+	}
+	if code := publish(base, "second"); code != http.StatusPreconditionFailed {
+		t.Fatalf("publish on a stale base: %d, want 412", code)
+	}
+	if rs := d.holder.Load(); rs.Rule("second") != nil || rs.Rule("first") == nil {
+		t.Fatal("the refused change was installed, or the first one lost")
+	}
+	if code := publish(d.holder.Load().Version.String(), "second"); code != 200 {
+		t.Fatalf("publish on the new base: %d", code)
+	}
+}
