@@ -69,3 +69,22 @@ func TestConfigRejectsMistakes(t *testing.T) {
 		}
 	}
 }
+
+// TestExampleConfigIsTheDefaults keeps riskd.example.yaml honest: it must
+// load, and say exactly what riskd runs with when no file is given.
+func TestExampleConfigIsTheDefaults(t *testing.T) {
+	cfg, err := LoadConfig("riskd.example.yaml", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An empty list in the file and no list in the defaults mean the same.
+	if len(cfg.Auth.Tokens) == 0 {
+		cfg.Auth.Tokens = nil
+	}
+	if len(cfg.Notify.Webhooks) == 0 {
+		cfg.Notify.Webhooks = nil
+	}
+	if want := DefaultConfig(); !reflect.DeepEqual(cfg, want) {
+		t.Fatalf("riskd.example.yaml differs from the defaults:\n file:     %+v\n defaults: %+v", cfg, want)
+	}
+}
