@@ -20,6 +20,10 @@ type Metrics struct {
 	Errors       *prometheus.CounterVec   // failures that were retried or logged, by stage
 	InFlight     prometheus.Gauge         // fetched messages not yet durable
 	RuleHits     *prometheus.CounterVec   // stored decisions a rule matched, by rule, action and mode
+	// KafkaToDecision is the time from a message's Kafka timestamp (set by
+	// its producer or the broker) to its decision: queueing in Kafka, fetch,
+	// shard queue and scoring. A consumer that falls behind shows here first.
+	KafkaToDecision prometheus.Histogram
 }
 
 // NewMetrics creates the series and registers them on reg (nil: not registered,
@@ -58,6 +62,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		InFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "riskd_in_flight_messages", Help: "Fetched messages whose outputs are not yet durable.",
 		}),
+		KafkaToDecision: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "riskd_kafka_to_decision_seconds", Help: "Time from a message's Kafka timestamp to its decision.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 18), // 0.5 ms .. about 65 s
+		}),
 		RuleHits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "riskd_rule_hits_total", Help: "Stored decisions each rule matched, by rule, action and mode (active, shadow).",
 		}, []string{"rule", "action", "mode"}),
@@ -72,7 +80,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.Consumed, m.Decided, m.Duplicates, m.DeadLettered, m.Lag,
-			m.Committed, m.BatchSize, m.SinkSeconds, m.Errors, m.InFlight, m.RuleHits)
+			m.Committed, m.BatchSize, m.SinkSeconds, m.Errors, m.InFlight, m.RuleHits, m.KafkaToDecision)
 	}
 	return m
 }

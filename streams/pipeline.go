@@ -414,6 +414,9 @@ func (p *Pipeline) readPartition(ctx, outCtx context.Context, r *kafka.Reader, o
 			Key:    m.Key,
 			Source: engine.Source{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset},
 			Done: func(d *engine.Decision, err error) {
+				if err == nil && !msg.Time.IsZero() {
+					p.m.KafkaToDecision.Observe(d.DecidedAt.Sub(msg.Time).Seconds())
+				}
 				select {
 				case p.result <- result{d: d, err: err, msg: msg, part: offsets, ticket: ticket}:
 				case <-outCtx.Done():

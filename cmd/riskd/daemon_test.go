@@ -218,7 +218,7 @@ func TestStreamDecidesEveryEventOnceWithScriptedScenarios(t *testing.T) {
 
 func testStreamDecidesEveryEventOnceWithScriptedScenarios(t *testing.T, b kafkatest.Broker) {
 	e := newBrokerEnv(t, b)
-	_, stop := e.start(t)
+	d, stop := e.start(t)
 	addr := e.addr
 
 	// Generated traffic with fraud mixed in.
@@ -278,6 +278,9 @@ func testStreamDecidesEveryEventOnceWithScriptedScenarios(t *testing.T, b kafkat
 	}
 	if !locked {
 		t.Fatalf("no lock command for acct-bf on risk.actions (%d messages)", len(actions))
+	}
+	if n := histogramCount(t, d, "riskd_kafka_to_decision_seconds"); n < generated+7 {
+		t.Fatalf("riskd_kafka_to_decision_seconds counted %d decisions, want %d", n, generated+7)
 	}
 	mustStop(t, stop)
 	e.assertStoredOnce(t, generated+7)
@@ -500,4 +503,23 @@ func copyDir(t *testing.T, from, to string) {
 	if err != nil && !strings.Contains(err.Error(), "exist") {
 		t.Fatal(err)
 	}
+}
+
+// histogramCount is the number of observations of a histogram of d's registry.
+func histogramCount(t *testing.T, d *daemon, name string) uint64 {
+	t.Helper()
+	mfs, err := d.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			var n uint64
+			for _, m := range mf.GetMetric() {
+				n += m.GetHistogram().GetSampleCount()
+			}
+			return n
+		}
+	}
+	return 0
 }
