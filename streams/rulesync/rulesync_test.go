@@ -95,6 +95,14 @@ func TestFollowersApplyPublishedRecordsInOrderAndSkipRefusedOnes(t *testing.T) {
 	if _, err := s.Publish(t.Context(), rulesync.Record{Hash: "bad"}); err != nil {
 		t.Fatal(err)
 	}
+	// Let the follower meet the bad record while it is the newest: published
+	// back to back with the next one, it would be skipped as superseded
+	// instead of refused.
+	for deadline := time.Now().Add(30 * time.Second); s.Skipped() == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the follower never refused the bad record")
+		}
+	}
 	seq3, err := s.Publish(t.Context(), rulesync.Record{Hash: "h3"})
 	if err != nil {
 		t.Fatal(err)
