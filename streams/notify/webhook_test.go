@@ -73,6 +73,9 @@ func TestSubscriberThatAnswers503GetsEverythingInOrderOnceItRecovers(t *testing.
 	down.Store(false)
 	waitFor(t, "all 100 deliveries", func() bool { return rc.count() == 100 })
 	checkInOrder(t, rc.deliveries(), accounts, 20)
+	// The receiver records a delivery before it answers; the notifier counts
+	// it once the answer is back.
+	waitFor(t, "100 deliveries counted", func() bool { return n.Stats().Subscribers["sms"].Delivered == 100 })
 	st := n.Stats().Subscribers["sms"]
 	if st.Delivered != 100 || st.Parked != 0 || st.DroppedOverflow != 0 {
 		t.Errorf("stats = %+v, want 100 delivered, none parked or dropped", st)
@@ -416,6 +419,7 @@ func TestLastAttemptParksInClickHouseAndTheAccountMovesOn(t *testing.T) {
 	if len(got) != 2 || got["ev-acct-1-0"] != want["ev-acct-1-0"] || got["ev-acct-2-0"] != want["ev-acct-2-0"] {
 		t.Errorf("parked rows %v, want %v", got, want)
 	}
+	waitFor(t, "both deliveries counted", func() bool { return n.Stats().Subscribers["cases"].Delivered == 2 })
 	st := n.Stats().Subscribers["cases"]
 	if st.Parked != 2 || st.Delivered != 2 || st.Retried != 2 {
 		t.Errorf("stats = %+v, want 2 parked, 2 delivered, 2 retries (acct-1's first, attempts 1 and 2)", st)
