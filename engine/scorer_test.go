@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,15 +33,7 @@ func loadTestdata(t testing.TB) (*features.Set, *rules.Holder) {
 // a Holder with the rule set swapped in.
 func loadWorkload(t testing.TB, featuresFile, rulesDir string) (*features.Set, *rules.Holder) {
 	t.Helper()
-	raw, err := os.ReadFile(featuresFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defs, err := features.ParseDefinitions(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	set, err := features.Compile(defs, features.DefaultConfig())
+	set, err := features.LoadFile(featuresFile, features.DefaultConfig())
 	if err != nil {
 		t.Fatal(err)
 	}

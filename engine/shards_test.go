@@ -23,15 +23,7 @@ import (
 // that runs the rules records the value of each.
 func loadReferenceProbed(t *testing.T) (*features.Set, *rules.Holder) {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join(referenceDir, "features.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defs, err := features.ParseDefinitions(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	set, err := features.Compile(defs, features.DefaultConfig())
+	set, err := features.LoadFile(filepath.Join(referenceDir, "features.yaml"), features.DefaultConfig())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package features
 
 import (
 	"fmt"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -196,4 +197,22 @@ func (d Definition) Validate() error {
 		}
 	}
 	return nil
+}
+
+// LoadFile reads, parses and compiles a feature definitions file: what
+// the daemon, tools and tests all need from a features.yaml.
+func LoadFile(path string, cfg Config) (*Set, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("features: %w", err)
+	}
+	defs, err := ParseDefinitions(b)
+	if err != nil {
+		return nil, fmt.Errorf("features %s: %w", path, err)
+	}
+	set, err := Compile(defs, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("features %s: %w", path, err)
+	}
+	return set, nil
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -539,5 +541,22 @@ func TestWhere(t *testing.T) {
 				t.Errorf("match %v, want %v", got, tt.want)
 			}
 		})
+	}
+}
+
+func TestLoadFileNamesTheFileInEveryError(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(bad, []byte("logins_1h: {count: login, by: account, window: forever}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{filepath.Join(dir, "missing.yaml"), bad} {
+		if _, err := LoadFile(path, DefaultConfig()); err == nil || !strings.Contains(err.Error(), filepath.Base(path)) {
+			t.Errorf("LoadFile(%s) = %v, want an error naming the file", path, err)
+		}
+	}
+	set, err := LoadFile("../bench/reference/features.yaml", DefaultConfig())
+	if err != nil || len(set.Names()) == 0 {
+		t.Fatalf("reference features: %v", err)
 	}
 }

@@ -3,7 +3,6 @@ package rules
 import (
 	"math"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -20,15 +19,7 @@ import (
 // loadReferenceRules compiles the reference workload of bench/reference.
 func loadReferenceRules(t testing.TB) (*features.Set, *RuleSet) {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join("..", "bench", "reference", "features.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defs, err := features.ParseDefinitions(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	set, err := features.Compile(defs, features.DefaultConfig())
+	set, err := features.LoadFile(filepath.Join("..", "bench", "reference", "features.yaml"), features.DefaultConfig())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -54,15 +53,7 @@ func newTestRig(t *testing.T, broker kafkatest.Broker) *testRig {
 
 func referenceSet(t *testing.T) (*features.Set, *rules.Holder) {
 	t.Helper()
-	b, err := os.ReadFile("../bench/reference/features.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defs, err := features.ParseDefinitions(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	set, err := features.Compile(defs, features.DefaultConfig())
+	set, err := features.LoadFile("../bench/reference/features.yaml", features.DefaultConfig())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -114,17 +114,9 @@ func profilePipeline(ctx context.Context, s settings, brokers []string, db, stam
 
 // loadReference compiles the reference features and rules like riskd does.
 func loadReference() (*features.Set, *rules.Holder, error) {
-	b, err := os.ReadFile("bench/reference/features.yaml")
+	set, err := features.LoadFile("bench/reference/features.yaml", features.DefaultConfig())
 	if err != nil {
 		return nil, nil, fmt.Errorf("profile: %w", err)
-	}
-	defs, err := features.ParseDefinitions(b)
-	if err != nil {
-		return nil, nil, fmt.Errorf("profile: features: %w", err)
-	}
-	set, err := features.Compile(defs, features.DefaultConfig())
-	if err != nil {
-		return nil, nil, fmt.Errorf("profile: features: %w", err)
 	}
 	rs, err := rules.Load("bench/reference/rules", set)
 	if err != nil {

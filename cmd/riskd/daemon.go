@@ -106,7 +106,7 @@ func startDaemon(ctx context.Context, cfg Config, log *slog.Logger) (d *daemon, 
 		return d, err
 	}
 
-	if d.set, err = loadFeatures(cfg.Rules.Features); err != nil {
+	if d.set, err = features.LoadFile(cfg.Rules.Features, features.DefaultConfig()); err != nil {
 		return d, err
 	}
 	rs, err := rules.Load(cfg.Rules.Dir, d.set)
@@ -145,22 +145,6 @@ func startDaemon(ctx context.Context, cfg Config, log *slog.Logger) (d *daemon, 
 		return d, err
 	}
 	return d, nil
-}
-
-func loadFeatures(path string) (*features.Set, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("features: %w", err)
-	}
-	defs, err := features.ParseDefinitions(b)
-	if err != nil {
-		return nil, fmt.Errorf("features %s: %w", path, err)
-	}
-	set, err := features.Compile(defs, features.DefaultConfig())
-	if err != nil {
-		return nil, fmt.Errorf("features %s: %w", path, err)
-	}
-	return set, nil
 }
 
 // restoreEngine builds the engine from the checkpoint a clean shutdown
