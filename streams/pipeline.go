@@ -386,6 +386,7 @@ func inFlight[T any](parts []T, offsets func(T) *partitionOffsets) int {
 // the engine. It waits for an in-flight slot first, so a slow output stage
 // slows fetching instead of piling up memory.
 func (p *Pipeline) readPartition(ctx, outCtx context.Context, r *kafka.Reader, offsets *partitionOffsets) {
+	consumed := p.m.Consumed.WithLabelValues(r.Config().Topic) // one lookup, not one per message
 	for {
 		select {
 		case p.slots <- struct{}{}:
@@ -403,7 +404,7 @@ func (p *Pipeline) readPartition(ctx, outCtx context.Context, r *kafka.Reader, o
 			sleepCtx(ctx, p.cfg.RetryMin)
 			continue
 		}
-		p.m.Consumed.WithLabelValues(m.Topic).Inc()
+		consumed.Inc()
 		p.m.InFlight.Inc()
 		ticket := offsets.add(m.Offset)
 		msg := m
