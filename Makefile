@@ -33,7 +33,7 @@ test: lint
 	$(MAKE) fuzz
 
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZ_DECODE) ./engine/event/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZ_DECODE) ./event/
 	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZ_LOAD) ./rules/
 
 lint:
@@ -49,7 +49,7 @@ bench: clickhouse
 
 ## bench-micro: the Go benchmarks of the scoring core (see bench/RESULTS.md).
 bench-micro:
-	$(GO) test -run '^$$' -bench '^BenchmarkDecode$$' -benchmem ./engine/event/
+	$(GO) test -run '^$$' -bench '^BenchmarkDecode$$' -benchmem ./event/
 	$(GO) test -run '^$$' -bench '^BenchmarkEval$$' -benchmem ./rules/
 	$(GO) test -run '^$$' -bench '^BenchmarkScoreReference$$' -benchmem ./engine/
 	$(GO) test -run '^$$' -bench '^BenchmarkReferenceHeapPerAccount$$' -benchtime 1x ./engine/

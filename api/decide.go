@@ -9,7 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"riskd/engine"
-	"riskd/engine/event"
+	"riskd/event"
 	"riskd/rules"
 	"riskd/streams"
 )

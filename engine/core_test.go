@@ -7,7 +7,7 @@ import (
 	"sync"
 	"testing"
 
-	"riskd/engine/event"
+	"riskd/event"
 	"riskd/rules"
 )
 

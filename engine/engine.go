@@ -11,6 +11,7 @@ import (
 	"github.com/valyala/fastjson"
 
 	"riskd/features"
+	"riskd/internal/keyhash"
 	"riskd/rules"
 )
 
@@ -190,7 +191,7 @@ func (e *Engine) Submit(ctx context.Context, m Message) error {
 	if len(key) == 0 {
 		key = fastjson.GetBytes(m.Value, "account_id")
 	}
-	sh := e.shards[fnv1a(key)%uint64(len(e.shards))]
+	sh := e.shards[keyhash.String(key)%uint64(len(e.shards))]
 	e.gate.RLock()
 	defer e.gate.RUnlock()
 	if e.stopped {
@@ -212,7 +213,7 @@ func (e *Engine) Submit(ctx context.Context, m Message) error {
 // waits for it. Lock, unlock and checkpoints go through here so the shard
 // stays the only goroutine touching its state.
 func (e *Engine) Do(ctx context.Context, accountID string, fn func(*Scorer)) error {
-	sh := e.shards[fnv1a(accountID)%uint64(len(e.shards))]
+	sh := e.shards[keyhash.String(accountID)%uint64(len(e.shards))]
 	return sh.do(ctx, fn)
 }
 

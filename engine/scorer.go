@@ -4,8 +4,9 @@ import (
 	"errors"
 	"time"
 
-	"riskd/engine/event"
+	"riskd/event"
 	"riskd/features"
+	"riskd/internal/keyhash"
 	"riskd/rules"
 )
 
@@ -90,8 +91,8 @@ func (s *Scorer) Score(raw []byte, src Source, d *Decision) error {
 	d.DecidedAt = start
 	defer func() { d.Latency = s.now().Sub(start) }()
 
-	account := fnv1a(ev.AccountID)
-	eventKey := fnv1a(ev.ID)
+	account := keyhash.String(ev.AccountID)
+	eventKey := keyhash.String(ev.ID)
 	if action, dup := s.dedupe.seen(eventKey); dup {
 		d.Action, d.Reason, d.Duplicate = action, ReasonDuplicate, true
 		return nil
@@ -176,12 +177,12 @@ next:
 // Lock locks an account until untilMs (event-time milliseconds), as support
 // or an external system asks.
 func (s *Scorer) Lock(accountID string, untilMs int64, by string) {
-	s.locks.lock(fnv1a(accountID), untilMs, by)
+	s.locks.lock(keyhash.String(accountID), untilMs, by)
 }
 
 // Unlock lifts an account's lock and reports whether there was one.
 func (s *Scorer) Unlock(accountID string) bool {
-	return s.locks.unlock(fnv1a(accountID))
+	return s.locks.unlock(keyhash.String(accountID))
 }
 
 func (d *Decision) reset() {
@@ -215,15 +216,4 @@ func cloneString(s string) string {
 		return ""
 	}
 	return string([]byte(s))
-}
-
-// fnv1a is 64-bit FNV-1a: stable across processes, so hashed keys in a
-// checkpoint mean the same after a restart, and cheap on short ids.
-func fnv1a[T string | []byte](b T) uint64 {
-	h := uint64(14695981039346656037)
-	for i := 0; i < len(b); i++ {
-		h ^= uint64(b[i])
-		h *= 1099511628211
-	}
-	return h
 }

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"riskd/engine/event"
+	"riskd/event"
 	"riskd/features"
 	"riskd/rules"
 )

@@ -13,8 +13,9 @@ import (
 	"time"
 
 	"riskd/bench/traffic"
-	"riskd/engine/event"
+	"riskd/event"
 	"riskd/features"
+	"riskd/internal/keyhash"
 	"riskd/rules"
 )
 
@@ -136,7 +137,7 @@ func TestDeviceFarmAcrossShards(t *testing.T) {
 	logins := farmLogins("df", 20, t0)
 	owners := map[uint64]bool{}
 	for i := range logins {
-		owners[fnv1a("df-acct-"+strconv.Itoa(i))%shards] = true
+		owners[keyhash.String("df-acct-"+strconv.Itoa(i))%shards] = true
 	}
 	if len(owners) < 2 {
 		t.Fatal("the farm's accounts all live on one shard; pick other names")

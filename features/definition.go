@@ -10,7 +10,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"riskd/engine/event"
+	"riskd/event"
 )
 
 // Kind is the aggregate a window feature computes.

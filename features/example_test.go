@@ -3,7 +3,7 @@ package features_test
 import (
 	"fmt"
 
-	"riskd/engine/event"
+	"riskd/event"
 	"riskd/features"
 )
 

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"riskd/engine/event"
+	"riskd/event"
 )
 
 const t0 = int64(1_700_000_400_000) // a multiple of every bucket width used below

@@ -3,7 +3,8 @@ package features
 import (
 	"math"
 
-	"riskd/engine/event"
+	"riskd/event"
+	"riskd/internal/keyhash"
 )
 
 // Indexes of profile.lastAt.
@@ -56,10 +57,10 @@ func newProfile(ts int64) profile {
 }
 
 func seenHash(tag byte, v string) uint64 {
-	h := newHasher()
-	h.byte(tag)
-	h.str(v)
-	return h.sum()
+	h := keyhash.New()
+	h.AddByte(tag)
+	h.Add(v)
+	return h.Sum()
 }
 
 func (p *profile) has(h uint64) bool {

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"riskd/bench/traffic"
-	"riskd/engine/event"
+	"riskd/event"
 )
 
 // BenchmarkObserveReference measures Observe alone on the reference

@@ -10,7 +10,8 @@ import (
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/vm"
 
-	"riskd/engine/event"
+	"riskd/event"
+	"riskd/internal/keyhash"
 )
 
 // Set is a compiled, immutable list of window features. It is safe for
@@ -215,8 +216,8 @@ func Compile(defs []Definition, cfg Config) (*Set, error) {
 		}
 		return len(s.fields) - 1
 	}
-	h := newHasher()
-	h.str(fmt.Sprint(cfg.Buckets, cfg.MaxDistinct, cfg.MaxSeen))
+	h := keyhash.New()
+	h.Add(fmt.Sprint(cfg.Buckets, cfg.MaxDistinct, cfg.MaxSeen))
 	for i, d := range defs {
 		if err := d.Validate(); err != nil {
 			return nil, fmt.Errorf("feature %s: %w", d.Name, err)
@@ -269,9 +270,9 @@ func Compile(defs []Definition, cfg Config) (*Set, error) {
 		s.groups[g].maxWinMs = max(s.groups[g].maxWinMs, ms)
 		s.feats = append(s.feats, f)
 		s.index[d.Name] = i
-		h.str(fmt.Sprint(d.Name, "|", d.Kind, "|", d.Of, "|", by, "|", ms, "|", d.Where))
+		h.Add(fmt.Sprint(d.Name, "|", d.Kind, "|", d.Of, "|", by, "|", ms, "|", d.Where))
 	}
-	s.fingerprint = h.sum()
+	s.fingerprint = h.Sum()
 	return s, nil
 }
 
@@ -315,36 +316,4 @@ func (f *feature) match(ev *event.Event, m *vm.VM) bool {
 		return b
 	}
 	return true
-}
-
-// hasher is FNV-1a 64; keys are hashed so the Store keeps no strings and
-// the hash is stable across restarts (snapshots store hashes).
-type hasher uint64
-
-const (
-	fnvOffset = 14695981039346656037
-	fnvPrime  = 1099511628211
-)
-
-func newHasher() hasher { return fnvOffset }
-
-func (h *hasher) str(s string) {
-	x := uint64(*h)
-	for i := 0; i < len(s); i++ {
-		x ^= uint64(s[i])
-		x *= fnvPrime
-	}
-	*h = hasher(x)
-}
-
-func (h *hasher) byte(b byte) {
-	*h = hasher((uint64(*h) ^ uint64(b)) * fnvPrime)
-}
-
-func (h hasher) sum() uint64 { return uint64(h) }
-
-func hashString(s string) uint64 {
-	h := newHasher()
-	h.str(s)
-	return h.sum()
 }

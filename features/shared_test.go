@@ -10,7 +10,8 @@ import (
 	"sync"
 	"testing"
 
-	"riskd/engine/event"
+	"riskd/event"
+	"riskd/internal/keyhash"
 )
 
 // crowdEvents returns n events of 40 accounts crowding onto 7 devices, 5
@@ -60,7 +61,7 @@ func TestSharedStoresMatchOneStore(t *testing.T) {
 		ev := &evs[i]
 		var want, got Values
 		wl := one.Observe(ev, &want)
-		gl := shards[hashString(ev.AccountID)%uint64(len(shards))].Observe(ev, &got)
+		gl := shards[keyhash.String(ev.AccountID)%uint64(len(shards))].Observe(ev, &got)
 		if want != got || wl != gl {
 			t.Fatalf("event %d: one Store gave late=%v %v\nfour sharing a Shared gave late=%v %v", i, wl, want, gl, got)
 		}
@@ -101,7 +102,7 @@ func TestSharedSnapshotRoundTrip(t *testing.T) {
 	s := mustSet(t, benchYAML)
 	sh := s.NewShared()
 	stores := []*Store{sh.NewStore(), sh.NewStore(), sh.NewStore()}
-	of := func(ev *event.Event) int { return int(hashString(ev.AccountID) % 3) }
+	of := func(ev *event.Event) int { return int(keyhash.String(ev.AccountID) % 3) }
 	evs := crowdEvents(4000)
 	var v Values
 	for i := range evs[:3000] {

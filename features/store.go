@@ -7,7 +7,8 @@ import (
 
 	"github.com/expr-lang/expr/vm"
 
-	"riskd/engine/event"
+	"riskd/event"
+	"riskd/internal/keyhash"
 )
 
 // Store holds one shard's window and profile state. It belongs to one
@@ -194,7 +195,7 @@ func (st *Store) fieldHash(f int, ev *event.Event) (uint64, bool) {
 		v := st.set.fields[f](ev)
 		st.fepoch[f], st.fok[f] = st.epoch, v != ""
 		if v != "" {
-			st.fh[f] = hashString(v)
+			st.fh[f] = keyhash.String(v)
 		}
 	}
 	return st.fh[f], st.fok[f]
@@ -236,7 +237,7 @@ func (st *Store) Observe(ev *event.Event, out *Values) (late bool) {
 		clear(st.fepoch)
 		st.epoch = 1
 	}
-	acc := hashString(ev.AccountID)
+	acc := keyhash.String(ev.AccountID)
 	if f := s.accField; f >= 0 {
 		st.fh[f], st.fok[f], st.fepoch[f] = acc, ev.AccountID != "", st.epoch
 	}

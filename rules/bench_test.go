@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"riskd/bench/traffic"
-	"riskd/engine/event"
+	"riskd/event"
 	"riskd/features"
 )
 

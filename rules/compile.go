@@ -16,7 +16,7 @@ import (
 	"github.com/expr-lang/expr/parser"
 	"github.com/expr-lang/expr/vm"
 
-	"riskd/engine/event"
+	"riskd/event"
 	"riskd/features"
 )
 

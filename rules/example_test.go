@@ -3,7 +3,7 @@ package rules_test
 import (
 	"fmt"
 
-	"riskd/engine/event"
+	"riskd/event"
 	"riskd/rules"
 )
 

@@ -12,7 +12,7 @@ import (
 	"github.com/expr-lang/expr/vm"
 
 	"riskd/bench/traffic"
-	"riskd/engine/event"
+	"riskd/event"
 	"riskd/features"
 )
 

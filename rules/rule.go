@@ -7,7 +7,7 @@ import (
 
 	"github.com/expr-lang/expr/vm"
 
-	"riskd/engine/event"
+	"riskd/event"
 	"riskd/features"
 )
 

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"riskd/engine/event"
+	"riskd/event"
 )
 
 // testFeatures is a FeatureIndex with two window features.

@@ -5,13 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"time"
 
 	"github.com/segmentio/kafka-go"
 
 	"riskd/engine"
+	"riskd/internal/backoff"
 	"riskd/streams/notify"
 )
 
@@ -605,19 +605,9 @@ func (p *Pipeline) publish(ctx context.Context, msgs []kafka.Message) error {
 			msgs = failed
 		}
 		p.log.Warn("publishing outputs failed; retrying", "messages", len(msgs), "attempt", attempt+1, "err", err)
-		sleepCtx(ctx, backoff(p.cfg.RetryMin, p.cfg.RetryMax, attempt))
+		sleepCtx(ctx, backoff.Delay(p.cfg.RetryMin, p.cfg.RetryMax, attempt+1))
 	}
 	return nil
-}
-
-// backoff is the capped exponential delay for attempt (from 0), with
-// jitter so many retrying writers do not hit a recovering server together.
-func backoff(lo, hi time.Duration, attempt int) time.Duration {
-	d := lo << min(attempt, 20)
-	if d <= 0 || d > hi {
-		d = hi
-	}
-	return d/2 + rand.N(d/2+1)
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) {

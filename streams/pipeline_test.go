@@ -13,8 +13,8 @@ import (
 
 	"riskd/engine"
 	"riskd/features"
+	"riskd/internal/kafkatest"
 	"riskd/rules"
-	"riskd/streams/kafkatest"
 )
 
 // testRig is a broker (kafkatest.Run: the embedded one, and Apache Kafka

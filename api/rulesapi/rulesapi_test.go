@@ -18,11 +18,11 @@ import (
 
 	"riskd/api"
 	"riskd/api/rulesapi"
-	"riskd/engine/event"
+	"riskd/event"
+	"riskd/internal/chtest"
 	"riskd/rules"
 	"riskd/streams"
 	"riskd/streams/chstore"
-	"riskd/streams/chstore/chtest"
 	"riskd/streams/rulesync"
 )
 

@@ -9,7 +9,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"riskd/engine/event"
+	"riskd/event"
 	"riskd/features"
 	"riskd/rules"
 )

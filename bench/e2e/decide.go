@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"riskd/bench/traffic"
-	"riskd/engine/event"
+	"riskd/event"
 )
 
 // decideBodies is how many distinct events the decide load cycles

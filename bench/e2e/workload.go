@@ -9,7 +9,7 @@ import (
 
 	"riskd/bench/produce"
 	"riskd/bench/traffic"
-	"riskd/engine/event"
+	"riskd/event"
 	"riskd/streams"
 )
 

@@ -13,7 +13,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"riskd/bench/traffic"
-	"riskd/engine/event"
+	"riskd/event"
 )
 
 // Config sets up a run.

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"riskd/bench/traffic"
-	"riskd/engine/event"
+	"riskd/event"
 	"riskd/features"
 	"riskd/rules"
 )

@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"time"
 
-	"riskd/engine/event"
+	"riskd/event"
 )
 
 // Scenario names, used as Event.Label of fraud events.

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"riskd/engine/event"
+	"riskd/event"
 )
 
 func testConfig(seed uint64, rate float64) Config {

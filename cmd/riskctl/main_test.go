@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"riskd/internal/kafkatest"
 	"riskd/streams"
-	"riskd/streams/kafkatest"
 )
 
 func TestGenWritesTheRequestedEventsToBothTopics(t *testing.T) {

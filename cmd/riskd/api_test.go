@@ -16,8 +16,8 @@ import (
 
 	"riskd/api"
 	"riskd/engine"
+	"riskd/internal/kafkatest"
 	"riskd/streams"
-	"riskd/streams/kafkatest"
 )
 
 // Tokens for every role; secrets are test values.

@@ -10,9 +10,9 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"riskd/internal/chtest"
+	"riskd/internal/kafkatest"
 	"riskd/streams"
-	"riskd/streams/chstore/chtest"
-	"riskd/streams/kafkatest"
 )
 
 // TestUnreachableClickHouseSlowsIntakeAndLosesNothing takes ClickHouse away

@@ -16,10 +16,10 @@ import (
 
 	"riskd/bench/produce"
 	"riskd/bench/traffic"
+	"riskd/internal/chtest"
+	"riskd/internal/kafkatest"
 	"riskd/streams"
 	"riskd/streams/chstore"
-	"riskd/streams/chstore/chtest"
-	"riskd/streams/kafkatest"
 )
 
 // These tests run riskd as a whole against a real Kafka wire protocol and a

@@ -10,8 +10,8 @@ import (
 
 	"riskd/bench/produce"
 	"riskd/bench/traffic"
+	"riskd/internal/kafkatest"
 	"riskd/streams"
-	"riskd/streams/kafkatest"
 )
 
 // Tests only Apache Kafka makes honest: group rebalances with a real group

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"riskd/internal/kafkatest"
 	"riskd/streams"
-	"riskd/streams/kafkatest"
 )
 
 // kcatPath finds kcat (Debian's kafkacat package installs it under both

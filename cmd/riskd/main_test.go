@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"riskd/streams/chstore/chtest"
-	"riskd/streams/kafkatest"
+	"riskd/internal/chtest"
+	"riskd/internal/kafkatest"
 )
 
 // TestBinaryRunsAndStopsCleanlyOnSIGTERM builds riskd, runs it as an

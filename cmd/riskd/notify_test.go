@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"riskd/api"
-	"riskd/streams/kafkatest"
+	"riskd/internal/kafkatest"
 	"riskd/streams/notify"
 )
 

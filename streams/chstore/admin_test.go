@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"riskd/internal/chtest"
 	"riskd/streams/chstore"
-	"riskd/streams/chstore/chtest"
 )
 
 func TestRuleSetVersionsAreStoredAndReadBackWithTheirFiles(t *testing.T) {

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"riskd/streams/chstore/chtest"
+	"riskd/internal/chtest"
 )
 
 // BenchmarkWriteDecisions stores batches of 1000 decisions of distinct

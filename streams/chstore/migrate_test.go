@@ -5,8 +5,8 @@ import (
 	"slices"
 	"testing"
 
+	"riskd/internal/chtest"
 	"riskd/streams/chstore"
-	"riskd/streams/chstore/chtest"
 )
 
 func TestMigrationsRunTwiceAreHarmlessAndRecorded(t *testing.T) {

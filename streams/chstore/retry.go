@@ -4,8 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"time"
+
+	"riskd/internal/backoff"
 )
 
 // errEncode marks an error from building a batch in memory (a value the
@@ -41,7 +42,7 @@ func (s *Store) retry(ctx context.Context, op string, attempt func(ctx context.C
 			return fmt.Errorf("chstore: %s: %w", op, err)
 		}
 		s.retries.Add(1)
-		wait := backoff(s.cfg.RetryMin, s.cfg.RetryMax, n)
+		wait := backoff.Delay(s.cfg.RetryMin, s.cfg.RetryMax, n)
 		s.log.Warn("chstore: write failed, will retry",
 			"op", op, "addr", s.cfg.Addr, "database", s.cfg.Database,
 			"attempt", n, "retry_in", wait, "err", err)
@@ -53,19 +54,4 @@ func (s *Store) retry(ctx context.Context, op string, attempt func(ctx context.C
 		case <-t.C:
 		}
 	}
-}
-
-// backoff is the wait after the n-th failed attempt (n >= 1): a ceiling of
-// lo*2^(n-1) capped at hi, and a uniformly random wait between lo and that
-// ceiling ("full jitter" that never goes below lo).
-func backoff(lo, hi time.Duration, n int) time.Duration {
-	ceil := lo
-	for i := 1; i < n && ceil < hi; i++ {
-		ceil *= 2
-	}
-	ceil = min(ceil, hi)
-	if ceil <= lo {
-		return lo
-	}
-	return lo + rand.N(ceil-lo+1)
 }

@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"riskd/internal/chtest"
 	"riskd/streams/chstore"
-	"riskd/streams/chstore/chtest"
 )
 
 // waitFor polls cond until it holds or a generous deadline passes.

@@ -61,15 +61,3 @@ func TestRedactReplacesThePassword(t *testing.T) {
 		t.Error("redact changed an error that does not contain the password")
 	}
 }
-
-func TestBackoffStaysWithinBoundsAndGrows(t *testing.T) {
-	lo, hi := 10*time.Millisecond, 200*time.Millisecond
-	for n := 1; n <= 20; n++ {
-		ceil := min(lo<<min(n-1, 30), hi)
-		for range 100 {
-			if d := backoff(lo, hi, n); d < lo || d > ceil {
-				t.Fatalf("backoff(attempt %d) = %v, want within [%v, %v]", n, d, lo, ceil)
-			}
-		}
-	}
-}

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"riskd/internal/chtest"
 	"riskd/streams/chstore"
-	"riskd/streams/chstore/chtest"
 )
 
 const secret = "hunter2-Sup3rSecret"

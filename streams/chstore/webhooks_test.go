@@ -4,8 +4,8 @@ import (
 	"testing"
 	"time"
 
+	"riskd/internal/chtest"
 	"riskd/streams/chstore"
-	"riskd/streams/chstore/chtest"
 )
 
 func TestWebhookDeadLettersAreStoredOnceAndReadBack(t *testing.T) {

@@ -6,9 +6,9 @@ import (
 	"time"
 
 	"riskd/engine"
+	"riskd/internal/chtest"
 	"riskd/rules"
 	"riskd/streams/chstore"
-	"riskd/streams/chstore/chtest"
 )
 
 func TestReplayedBatchIsStoredOnce(t *testing.T) {

@@ -3,7 +3,6 @@ package notify
 import (
 	"context"
 	"errors"
-	"hash/fnv"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -12,6 +11,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"riskd/internal/keyhash"
 )
 
 // ErrRunning is returned by Run when the Notifier is already running or has
@@ -178,9 +179,7 @@ func (n *Notifier) Publish(note Notification) {
 }
 
 func shardOf(account string, n int) int {
-	h := fnv.New32a()
-	h.Write([]byte(account))
-	return int(h.Sum32() % uint32(n))
+	return int(keyhash.String(account) % uint64(n))
 }
 
 // Run delivers webhooks until ctx ends, then stops: attempts in flight are

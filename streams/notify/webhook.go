@@ -5,12 +5,12 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
+	"riskd/internal/backoff"
 	"riskd/streams/chstore"
 )
 
@@ -61,7 +61,7 @@ func (n *Notifier) deliver(ctx context.Context, s *subscriber, item queued) {
 			break
 		}
 		s.count(OutcomeRetried, &s.retried)
-		t := time.NewTimer(max(n.backoff(tries), min(last.wait, n.cfg.RetryMax)))
+		t := time.NewTimer(max(backoff.Delay(n.cfg.RetryMin, n.cfg.RetryMax, tries), min(last.wait, n.cfg.RetryMax)))
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -71,17 +71,6 @@ func (n *Notifier) deliver(ctx context.Context, s *subscriber, item queued) {
 		}
 	}
 	n.park(ctx, s, item.n, tries, last.err)
-}
-
-// backoff is the wait after the n-th failed attempt: uniform in
-// [0, min(RetryMax, RetryMin*2^(n-1))].
-func (n *Notifier) backoff(tries int) time.Duration {
-	ceil := n.cfg.RetryMin
-	for i := 1; i < tries && ceil < n.cfg.RetryMax; i++ {
-		ceil *= 2
-	}
-	ceil = min(ceil, n.cfg.RetryMax)
-	return rand.N(ceil + 1)
 }
 
 // post makes one signed delivery attempt and classifies the answer:

@@ -16,7 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"riskd/streams/chstore/chtest"
+	"riskd/internal/chtest"
 	"riskd/streams/notify"
 )
 

@@ -8,7 +8,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
-	"riskd/streams/kafkatest"
+	"riskd/internal/kafkatest"
 )
 
 // TestCompactionLeavesANewInstanceOnlyTheNewestSet runs on Apache Kafka

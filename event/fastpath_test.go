@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"riskd/bench/traffic"
-	"riskd/engine/event"
+	"riskd/event"
 )
 
 // sameAsFastjson decodes msg with Decode (fast path first) and with the
