@@ -72,6 +72,11 @@ func (e *Error) Unwrap() error { return e.cause }
 type Decoder struct {
 	// MaxBytes is the size limit; zero means DefaultMaxBytes.
 	MaxBytes int
+	// MaxIDBytes bounds each id field; zero means DefaultMaxIDBytes.
+	MaxIDBytes int
+	// Vocabulary adds accepted event types and channels to the documented
+	// ones; nil accepts only those.
+	Vocabulary *Vocabulary
 
 	parser  fastjson.Parser
 	buf     []byte // the fast path's copy of the message; Event strings alias it
@@ -95,7 +100,7 @@ func (d *Decoder) Decode(msg []byte, ev *Event) error {
 			cause:    ErrTooLarge,
 		}
 	}
-	if d.fastDecode(msg, ev) {
+	if d.fastDecode(msg, ev) && d.valid(ev) {
 		return nil
 	}
 	return d.decodeFull(msg, ev)
@@ -159,6 +164,7 @@ func (d *Decoder) decodeFull(msg []byte, ev *Event) error {
 	d.require(ev.Type != "", "type")
 	d.require(ev.AccountID != "", "account_id")
 	d.require(seenTS, "ts")
+	d.validate(ev)
 	if len(d.errs) > 0 {
 		return &Error{Problems: append([]Problem(nil), d.errs...)}
 	}

@@ -138,7 +138,7 @@ func TestDecodeBoundsAttrs(t *testing.T) {
 
 func TestAppendJSONRoundTrips(t *testing.T) {
 	in := Event{
-		ID: "e\"1", Type: "payment", TS: 1795538400000, AccountID: "a\n1", Amount: 990,
+		ID: "e\"1", Type: "payment", TS: 1795538400000, AccountID: "a\\1", Amount: 990,
 		Channel: "qr", MerchantID: "m1", MCC: "5411", CardID: "c1",
 		Device: Device{ID: "d1", OS: "ios", Rooted: true, Emulator: true},
 		Geo:    Geo{Country: "JP", Lat: -33.5, Lon: 151.25, HasPoint: true},

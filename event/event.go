@@ -5,8 +5,10 @@ import (
 	"time"
 )
 
-// Event types the engine knows. Other types decode fine (rules may match
-// them by name); these are the ones features and profiles give meaning to.
+// Event types of the wallet. A Decoder refuses any other type unless its
+// Vocabulary declares it, so a misspelt or invented type reaches the
+// dead-letter topic instead of slipping past every rule written for the
+// real ones.
 const (
 	TypePayment       = "payment"
 	TypeLogin         = "login"
@@ -37,7 +39,8 @@ var KnownTypes = []string{
 type Event struct {
 	// ID is the producer's unique id; the engine de-duplicates on it.
 	ID string `expr:"event_id"`
-	// Type is the event type, one of KnownTypes or any other name.
+	// Type is the event type: one of KnownTypes, or a type the Decoder's
+	// Vocabulary declares.
 	Type string `expr:"type"`
 	// TS is the event time in Unix milliseconds. Windows run on this clock.
 	TS int64 `expr:"ts"`
@@ -50,7 +53,8 @@ type Event struct {
 	Amount int64 `expr:"amount"`
 	// Currency is an ISO 4217 code.
 	Currency string `expr:"currency"`
-	// Channel is qr, nfc, online, transfer or transit for payments.
+	// Channel is qr, nfc, online, transfer or transit (KnownChannels), or
+	// a channel the Decoder's Vocabulary declares; empty when not sent.
 	Channel    string `expr:"channel"`
 	MerchantID string `expr:"merchant_id"`
 	// MCC is the merchant category code, kept as text ("5411").
