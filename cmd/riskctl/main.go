@@ -59,11 +59,14 @@ func runGen(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	cfg := produce.Config{Events: 100_000, PaymentsTopic: "payments", AccountTopic: "account-events",
 		Traffic: traffic.Config{Accounts: 100_000, Seed: 1, FraudRate: 0.01}}
 	cfg.AddFlags(fs)
-	fs.StringVar(&cfg.Traffic.IDPrefix, "id-prefix", "", "event id prefix (default \"e-\"); vary it to produce fresh ids into the same store")
+	fs.StringVar(&cfg.Traffic.IDPrefix, "id-prefix", "", "event id prefix (default \"e-\"); ids are the prefix and a sequence number, so a second run\ninto the same topics repeats the first run's ids and riskd decides them as duplicates: give each run its own prefix")
 	fs.StringVar(&cfg.PaymentsTopic, "payments-topic", cfg.PaymentsTopic, "topic for payments, top-ups, withdrawals, refunds, points")
 	fs.StringVar(&cfg.AccountTopic, "account-topic", cfg.AccountTopic, "topic for logins, resets, device binding, payees, profile changes")
 	partitions := fs.Int("partitions", 8, "partitions for topics that do not exist yet")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil // -h asked for the usage, which fs printed
+		}
 		return err
 	}
 	if err := cfg.Validate(); err != nil {

@@ -50,3 +50,15 @@ func TestGenRejectsBadFlags(t *testing.T) {
 		}
 	}
 }
+
+func TestHelpExitsCleanly(t *testing.T) {
+	for _, args := range [][]string{{"--help"}, {"gen", "--help"}, {"gen", "-h"}} {
+		var out, errOut bytes.Buffer
+		if err := run(context.Background(), args, &out, &errOut); err != nil {
+			t.Errorf("riskctl %v: %v", args, err)
+		}
+		if out.Len()+errOut.Len() == 0 {
+			t.Errorf("riskctl %v printed no usage", args)
+		}
+	}
+}
