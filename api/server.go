@@ -2,6 +2,17 @@
 // payment authorization hook, and the admin routes for analysts and
 // support. Every route is authenticated with a bearer token whose role
 // must be allowed on the route; request bodies are size-limited.
+//
+// A Server routes; each group of routes comes from a constructor that
+// takes what it consumes: DecideRoute a Decider (the stream pipeline),
+// AccountRoutes an Accounts (LockService: engine, audit table, actions
+// topic), AlertStreamRoute the notifier's stream. The rules API
+// (api/rulesapi) adds its own routes to the same Server.
+//
+//	srv := api.NewServer(tokens, log, reg)
+//	srv.Handle(api.DecideRoute(pipe, api.DecideConfig{OnTimeout: rules.Allow}, reg))
+//	srv.Handle(api.AccountRoutes(api.NewLockService(eng, store, pipe, time.Now))...)
+//	mux.Handle("/v1/", srv)
 package api
 
 import (

@@ -9,6 +9,7 @@ import (
 
 	"riskd/bench/traffic"
 	"riskd/features"
+	"riskd/internal/jsonyardstick"
 	"riskd/rules"
 )
 
@@ -99,10 +100,10 @@ func BenchmarkScoreReference(b *testing.B) {
 	})
 	b.Run("encoding_json_unmarshal", func(b *testing.B) {
 		b.ReportAllocs()
-		var ev jsonEvent
+		var ev jsonyardstick.Event
 		i := 0
 		for b.Loop() {
-			ev = jsonEvent{}
+			ev = jsonyardstick.Event{}
 			if err := json.Unmarshal(pool[i%len(pool)], &ev); err != nil {
 				b.Fatal(err)
 			}
@@ -116,10 +117,10 @@ func BenchmarkScoreReference(b *testing.B) {
 
 // jsonNsPerEvent times encoding/json.Unmarshal of n events from pool.
 func jsonNsPerEvent(b *testing.B, pool [][]byte, n int) float64 {
-	var ev jsonEvent
+	var ev jsonyardstick.Event
 	start := time.Now()
 	for i := range n {
-		ev = jsonEvent{}
+		ev = jsonyardstick.Event{}
 		if err := json.Unmarshal(pool[i%len(pool)], &ev); err != nil {
 			b.Fatal(err)
 		}
@@ -157,36 +158,6 @@ func (c *eventChunks) next() ([]byte, bool) {
 	}
 	c.i++
 	return c.bufs[c.i-1], true
-}
-
-// jsonEvent mirrors the wire format for the encoding/json yardstick.
-type jsonEvent struct {
-	EventID    string `json:"event_id"`
-	Type       string `json:"type"`
-	TS         int64  `json:"ts"`
-	AccountID  string `json:"account_id"`
-	Amount     int64  `json:"amount"`
-	Currency   string `json:"currency"`
-	Channel    string `json:"channel"`
-	MerchantID string `json:"merchant_id"`
-	MCC        string `json:"mcc"`
-	PayeeID    string `json:"payee_id"`
-	CardID     string `json:"card_id"`
-	Device     struct {
-		ID         string `json:"id"`
-		OS         string `json:"os"`
-		AppVersion string `json:"app_version"`
-		Rooted     bool   `json:"rooted"`
-		Emulator   bool   `json:"emulator"`
-	} `json:"device"`
-	IP  string `json:"ip"`
-	Geo struct {
-		Country string  `json:"country"`
-		Lat     float64 `json:"lat"`
-		Lon     float64 `json:"lon"`
-	} `json:"geo"`
-	Attrs map[string]any `json:"attrs"`
-	Label string         `json:"label"`
 }
 
 // BenchmarkReferenceHeapPerAccount measures the heap a shard holds per

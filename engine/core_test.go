@@ -11,33 +11,6 @@ import (
 	"riskd/rules"
 )
 
-func TestDecidePolicy(t *testing.T) {
-	thresholds := []rules.Threshold{{Score: 50, Action: rules.Review}, {Score: 90, Action: rules.Challenge}}
-	tests := []struct {
-		name       string
-		matched    []rules.Action
-		scores     []int
-		wantAction rules.Action
-		wantScore  int
-		wantRaised bool
-	}{
-		{"nothing matched allows", nil, nil, rules.Allow, 0, false},
-		{"the most severe matched action wins", []rules.Action{rules.Alert, rules.Block, rules.Review}, []int{0, 0, 0}, rules.Block, 0, false},
-		{"scores add up and reach a threshold", []rules.Action{rules.Allow, rules.Allow}, []int{30, 25}, rules.Review, 55, true},
-		{"the highest threshold reached applies", []rules.Action{rules.Alert}, []int{95}, rules.Challenge, 95, true},
-		{"a threshold never lowers a severe action", []rules.Action{rules.Lock}, []int{95}, rules.Lock, 95, false},
-		{"a score below every threshold leaves the action", []rules.Action{rules.Alert}, []int{49}, rules.Alert, 49, false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			a, s, r := decide(tt.matched, tt.scores, thresholds)
-			if a != tt.wantAction || s != tt.wantScore || r != tt.wantRaised {
-				t.Errorf("decide = %v, %d, %v; want %v, %d, %v", a, s, r, tt.wantAction, tt.wantScore, tt.wantRaised)
-			}
-		})
-	}
-}
-
 func TestLockTable(t *testing.T) {
 	lt := newLockTable()
 	lt.lock(1, 1000, "brute-force-lock")

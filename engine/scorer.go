@@ -31,8 +31,6 @@ type Scorer struct {
 
 	values   features.Values
 	outcome  rules.Outcome
-	actions  []rules.Action
-	scores   []int
 	observed uint64
 }
 
@@ -112,18 +110,10 @@ func (s *Scorer) Score(raw []byte, src Source, d *Decision) error {
 	env.W = s.values.Windows
 	s.eval.Eval(rs, &s.outcome)
 
-	s.actions, s.scores = s.actions[:0], s.scores[:0]
-	var lockFor time.Duration
-	var lockRule string
 	for _, r := range s.outcome.Matched {
-		s.actions = append(s.actions, r.Action)
-		s.scores = append(s.scores, r.Score)
 		d.Matched = append(d.Matched, RuleHit{RuleID: r.ID, Action: r.Action, Score: r.Score})
 		if r.Alert != "" {
 			d.Alerts = append(d.Alerts, AlertMessage{RuleID: r.ID, Message: r.Alert})
-		}
-		if r.Action == rules.Lock && r.LockFor > lockFor {
-			lockFor, lockRule = r.LockFor, r.ID
 		}
 		d.Features = s.appendReads(d.Features, r)
 	}
@@ -138,16 +128,17 @@ func (s *Scorer) Score(raw []byte, src Source, d *Decision) error {
 		}
 		d.Errored = append(d.Errored, hit)
 	}
-	var raised bool
-	d.Action, d.Score, raised = decide(s.actions, s.scores, rs.Thresholds)
-	if raised {
+	v := rules.Decide(s.outcome.Matched, rs.Thresholds)
+	d.Action, d.Score = v.Action, v.Score
+	if v.Raised {
 		d.Reason = ReasonScoreThreshold
 	}
 	if d.Action == rules.Lock {
+		lockFor := v.LockFor
 		if lockFor <= 0 {
 			lockFor = DefaultLockFor
 		}
-		until := s.locks.lock(account, ev.TS+lockFor.Milliseconds(), lockRule)
+		until := s.locks.lock(account, ev.TS+lockFor.Milliseconds(), v.LockRule)
 		d.LockUntil = time.UnixMilli(until).UTC()
 	}
 	s.dedupe.record(eventKey, d.Action)

@@ -309,23 +309,10 @@ func TestCheckpointRestoresLocksDedupeAndFeatures(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	e := New(Config{Shards: 2, Now: fixedClock()}, set, holder)
 	go e.Run(ctx)
-	decide := func(e *Engine, raw []byte) *Decision {
-		t.Helper()
-		ch := make(chan *Decision, 1)
-		if err := e.Submit(ctx, Message{Value: raw, Done: func(d *Decision, err error) {
-			if err != nil {
-				t.Error(err)
-			}
-			ch <- d
-		}}); err != nil {
-			t.Fatal(err)
-		}
-		return <-ch
-	}
 	for i := 1; i <= 5; i++ {
-		decide(e, login("f"+strconv.Itoa(i), "a1", t0+int64(i), true))
+		mustDecide(t, ctx, e, login("f"+strconv.Itoa(i), "a1", t0+int64(i), true))
 	}
-	decide(e, payment("p1", "a2", t0, 90000, "x"))
+	mustDecide(t, ctx, e, payment("p1", "a2", t0, 90000, "x"))
 	var buf bytes.Buffer
 	if err := e.Checkpoint(ctx, &buf); err != nil {
 		t.Fatal(err)
@@ -339,13 +326,13 @@ func TestCheckpointRestoresLocksDedupeAndFeatures(t *testing.T) {
 		t.Fatal(err)
 	}
 	go r.Run(ctx)
-	if d := decide(r, payment("p9", "a1", t0+10, 100, "x")); d.Reason != ReasonAccountLocked {
+	if d := mustDecide(t, ctx, r, payment("p9", "a1", t0+10, 100, "x")); d.Reason != ReasonAccountLocked {
 		t.Errorf("after restore a1's payment: reason %q, want account_locked", d.Reason)
 	}
-	if d := decide(r, payment("p1", "a2", t0, 90000, "x")); !d.Duplicate {
+	if d := mustDecide(t, ctx, r, payment("p1", "a2", t0, 90000, "x")); !d.Duplicate {
 		t.Error("after restore a redelivered event was not recognised as a duplicate")
 	}
-	d := decide(r, payment("p2", "a2", t0+1, 20000, "x"))
+	d := mustDecide(t, ctx, r, payment("p2", "a2", t0+1, 20000, "x"))
 	if len(d.Matched) != 1 || d.Matched[0].RuleID != "big-day" {
 		t.Errorf("after restore amount_24h lost its history: matched %v", ruleIDs(d.Matched))
 	}

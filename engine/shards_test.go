@@ -54,22 +54,10 @@ func loadReferenceProbed(t *testing.T) (*features.Set, *rules.Holder) {
 // given whatever the shard count.
 func runEngine(t *testing.T, e *Engine) func(raw []byte) *Decision {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	ran := make(chan struct{})
-	go func() { e.Run(ctx); close(ran) }()
-	t.Cleanup(func() { cancel(); <-ran })
+	ctx := startEngine(t, e)
 	return func(raw []byte) *Decision {
 		t.Helper()
-		ch := make(chan *Decision, 1)
-		if err := e.Submit(ctx, Message{Value: raw, Done: func(d *Decision, err error) {
-			if err != nil {
-				t.Error(err)
-			}
-			ch <- d
-		}}); err != nil {
-			t.Fatal(err)
-		}
-		return <-ch
+		return mustDecide(t, ctx, e, raw)
 	}
 }
 
@@ -194,18 +182,9 @@ func TestShardsShareEntitiesConcurrently(t *testing.T) {
 	}
 	wg.Wait()
 	done.Wait()
-	ch := make(chan *Decision, 1)
 	last := msg(event.Event{ID: "last", Type: event.TypeLogin, TS: t0 + perSubmitter*100, AccountID: "late-comer",
 		Device: event.Device{ID: "farm-phone"}, IP: "203.0.113.7"})
-	if err := e.Submit(ctx, Message{Value: last, Done: func(d *Decision, err error) {
-		if err != nil {
-			t.Error(err)
-		}
-		ch <- d
-	}}); err != nil {
-		t.Fatal(err)
-	}
-	d := <-ch
+	d := mustDecide(t, ctx, e, last)
 	want := float64(submitters*accounts + 1)
 	for _, name := range []string{"accounts_per_device_1h", "accounts_per_device_24h", "accounts_per_ip_1h"} {
 		if got := feature(t, d, name); got != want {

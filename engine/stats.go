@@ -1,6 +1,10 @@
 package engine
 
-import "context"
+import (
+	"context"
+	"runtime/metrics"
+	"time"
+)
 
 // Stats is a point-in-time view of the engine's state, for metrics.
 type Stats struct {
@@ -30,4 +34,63 @@ func (e *Engine) Stats(ctx context.Context) (Stats, error) {
 		st.Entities += a[1]
 	}
 	return st, nil
+}
+
+// Gauge is a value StateReporter sets; a prometheus.Gauge is one, so the
+// engine reports its state without knowing Prometheus.
+type Gauge interface {
+	Set(float64)
+}
+
+// StateReporter publishes an Engine's state sizes at an interval, so that
+// heap per active account can be read off the daemon's metrics. Nil gauges
+// are left out.
+type StateReporter struct {
+	Engine *Engine
+	// Interval between two reports; 0 means 5s. Stats interrupts every
+	// shard between two events, so keep it in seconds.
+	Interval time.Duration
+	// Accounts, Entities and Queued receive the fields of Stats.
+	Accounts, Entities, Queued Gauge
+	// HeapLive receives the bytes live after the last garbage collection
+	// (runtime/metrics /gc/heap/live:bytes). Heap in use counts garbage not
+	// yet collected; the live heap is what the state really costs.
+	HeapLive Gauge
+}
+
+// Run reports at once, then every Interval until ctx ends, and returns nil.
+// A report whose Stats fails (ctx ended while a shard was asked) keeps the
+// previous values.
+func (r *StateReporter) Run(ctx context.Context) error {
+	every := r.Interval
+	if every <= 0 {
+		every = 5 * time.Second
+	}
+	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		if st, err := r.Engine.Stats(ctx); err == nil {
+			setGauge(r.Accounts, st.Accounts)
+			setGauge(r.Entities, st.Entities)
+			setGauge(r.Queued, st.Queued)
+		}
+		if r.HeapLive != nil {
+			metrics.Read(sample)
+			if sample[0].Value.Kind() == metrics.KindUint64 {
+				r.HeapLive.Set(float64(sample[0].Value.Uint64()))
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+func setGauge(g Gauge, v int) {
+	if g != nil {
+		g.Set(float64(v))
+	}
 }

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	goccy "github.com/goccy/go-json"
+
+	"riskd/internal/jsonyardstick"
 )
 
 // typicalEvent is a 340-byte transfer as the wallet's gateway sends it, with
@@ -177,34 +179,6 @@ func TestDecodeReusesNothingFromThePreviousEvent(t *testing.T) {
 	}
 }
 
-// jsonEvent mirrors the wire format for the encoding/json yardstick.
-type jsonEvent struct {
-	EventID    string `json:"event_id"`
-	Type       string `json:"type"`
-	TS         int64  `json:"ts"`
-	AccountID  string `json:"account_id"`
-	Amount     int64  `json:"amount"`
-	Currency   string `json:"currency"`
-	Channel    string `json:"channel"`
-	MerchantID string `json:"merchant_id"`
-	MCC        string `json:"mcc"`
-	PayeeID    string `json:"payee_id"`
-	CardID     string `json:"card_id"`
-	Device     struct {
-		ID         string `json:"id"`
-		OS         string `json:"os"`
-		AppVersion string `json:"app_version"`
-		Rooted     bool   `json:"rooted"`
-	} `json:"device"`
-	IP  string `json:"ip"`
-	Geo struct {
-		Country string  `json:"country"`
-		Lat     float64 `json:"lat"`
-		Lon     float64 `json:"lon"`
-	} `json:"geo"`
-	Attrs map[string]any `json:"attrs"`
-}
-
 // BenchmarkDecode compares the riskd decoder with goccy/go-json (the fastest
 // drop-in for encoding/json) and encoding/json on the same event, for a
 // typical 250-byte payment and a 340-byte transfer with every field set;
@@ -237,11 +211,11 @@ func BenchmarkDecode(b *testing.B) {
 			}
 		})
 		b.Run(size.name+"/goccy_go_json", func(b *testing.B) {
-			var ev jsonEvent
+			var ev jsonyardstick.Event
 			b.ReportAllocs()
 			b.SetBytes(int64(len(msg)))
 			for b.Loop() {
-				ev = jsonEvent{}
+				ev = jsonyardstick.Event{}
 				if err := goccy.Unmarshal(msg, &ev); err != nil {
 					b.Fatal(err)
 				}
@@ -251,11 +225,11 @@ func BenchmarkDecode(b *testing.B) {
 			}
 		})
 		b.Run(size.name+"/encoding_json", func(b *testing.B) {
-			var ev jsonEvent
+			var ev jsonyardstick.Event
 			b.ReportAllocs()
 			b.SetBytes(int64(len(msg)))
 			for b.Loop() {
-				ev = jsonEvent{}
+				ev = jsonyardstick.Event{}
 				if err := json.Unmarshal(msg, &ev); err != nil {
 					b.Fatal(err)
 				}

@@ -43,7 +43,8 @@ func (o *Outcome) Reset() {
 // a non-addressable struct. What still allocates in the VM is inside expr:
 // the []any argument slice of a helper call (haversine, hour) and boxing a
 // non-zero float64 result of arithmetic. Run-time errors can only come
-// from the VM, and are counted on the rule as before.
+// from the VM, and are counted on the rule as before; a run that builds
+// more than RunMemoryBudget elements is one of them.
 type Evaluator struct {
 	vm    vm.VM
 	boxed any
@@ -69,6 +70,7 @@ func NewEvaluator() *Evaluator {
 	seed := new(Env)
 	seed.W[0] = 1
 	e := &Evaluator{boxed: *seed}
+	e.vm.MemoryBudget = RunMemoryBudget
 	e.env = (*Env)((*eface)(unsafe.Pointer(&e.boxed)).data)
 	if e.env == seed {
 		panic("rules: boxed Env aliases its source")

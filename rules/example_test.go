@@ -2,6 +2,7 @@ package rules_test
 
 import (
 	"fmt"
+	"time"
 
 	"riskd/event"
 	"riskd/rules"
@@ -40,4 +41,39 @@ func Example() {
 		fmt.Println(r.ID, r.Action, r.LockFor, r.Features)
 	}
 	// Output: brute-force-lock lock 30m0s [failed_logins_15m]
+}
+
+func ExampleRuleSet_RunTest() {
+	rs, err := rules.Compile(map[string][]byte{
+		"payments.yaml": []byte(`
+- id: velocity
+  when: event.type == "payment" && f.payments_1h > 5
+  score: 40
+- id: new-device
+  when: f.new_device
+  score: 30
+`),
+		rules.SettingsFile: []byte("thresholds:\n  - {score: 60, action: review}\n"),
+	}, windows{"payments_1h": 0})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	rep, err := rs.RunTest([]rules.TestEvent{{
+		Event: map[string]any{"type": "payment", "amount": 12000},
+		F:     map[string]any{"payments_1h": 7, "new_device": true},
+	}}, time.Date(2026, 11, 24, 8, 0, 0, 0, time.UTC))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	ev := rep.Events[0]
+	fmt.Println(ev.EventID, ev.Action, ev.Score)
+	for _, r := range ev.Rules {
+		fmt.Println(r.ID, r.Result, r.Features)
+	}
+	// Output:
+	// test-1 review 70
+	// velocity match map[payments_1h:7]
+	// new-device match map[new_device:1]
 }

@@ -173,15 +173,6 @@ type parsedRule struct {
 	node     *yaml.Node
 	idNode   *yaml.Node
 	whenNode *yaml.Node
-	examples []exampleSpec
-}
-
-type exampleSpec struct {
-	node    *yaml.Node
-	Event   map[string]any `yaml:"event"`
-	F       map[string]any `yaml:"f"`
-	Account AccountInfo    `yaml:"account"`
-	Expect  string         `yaml:"expect"`
 }
 
 func (p *parsedRule) errAt(n *yaml.Node, format string, args ...any) *CompileError {
@@ -281,12 +272,12 @@ func (c *compiler) parseRule(n *yaml.Node, file string) (*parsedRule, error) {
 				return nil, p.errAt(v, "examples must be a list")
 			}
 			for _, en := range v.Content {
-				var ex exampleSpec
+				var ex example
 				if err := en.Decode(&ex); err != nil {
 					return nil, p.errAt(en, "bad example: %v", err)
 				}
 				ex.node = en
-				p.examples = append(p.examples, ex)
+				r.examples = append(r.examples, ex)
 			}
 		default:
 			return nil, p.errAt(k, "unknown key %q", k.Value)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/expr-lang/expr/parser"
 	"github.com/expr-lang/expr/vm"
 
 	"riskd/bench/traffic"
@@ -49,7 +50,11 @@ func TestRulesTheNativeCompilerDoesNotKnowStayInTheVM(t *testing.T) {
 		`len(event.payee_id) > 3`,                           // builtins
 		`event.amount > 5 ? true : false`,                   // conditionals
 	} {
-		if p, _ := compileNative(when, feats, nil); p != nil {
+		tree, err := parser.Parse(when)
+		if err != nil {
+			t.Fatalf("%s: %v", when, err)
+		}
+		if p, _ := compileNative(tree.Node, feats, nil); p != nil {
 			t.Errorf("%s: compiled natively, want the VM", when)
 		}
 	}

@@ -117,11 +117,26 @@ type Rule struct {
 	// nativeTyped is native without its event.type test, for events whose
 	// type is one of Types; nil if the rule has no such test.
 	nativeTyped predicate
-	errors      atomic.Uint64
+	// examples are the rule's examples, checked when the set compiles and
+	// run again by RunTest.
+	examples []example
+	errors   atomic.Uint64
 }
 
 // Errors counts run-time errors of the rule's expression since load.
 func (r *Rule) Errors() uint64 { return r.errors.Load() }
+
+// ErrorCounts returns Rule.Errors of every rule of the set, zeros
+// included, by rule id: what a metrics collector exports as a per-rule
+// error counter. The counts start from zero in each compiled set, so such
+// a counter resets when the rules are reloaded.
+func (rs *RuleSet) ErrorCounts() map[string]uint64 {
+	m := make(map[string]uint64, len(rs.Rules))
+	for _, r := range rs.Rules {
+		m[r.ID] = r.Errors()
+	}
+	return m
+}
 
 // Threshold raises a decision to Action when its score reaches Score.
 type Threshold struct {
@@ -157,6 +172,9 @@ type RuleSet struct {
 
 	byType  map[string][]*Rule // rules to run for a known event type
 	anyType []*Rule            // rules to run for other types
+	// feats resolves the window feature names the set was compiled
+	// against, for test events' feature values.
+	feats FeatureIndex
 	// inListFn caches the in_list func bound to this set; evaluators on
 	// several shards may form it at once, hence atomic.
 	inListFn atomic.Pointer[func(string, string) bool]

@@ -25,7 +25,7 @@ type setRequest struct {
 	// Message describes a publish (required for publish).
 	Message string `json:"message,omitempty"`
 	// Events are ad-hoc events for test.
-	Events []testEvent `json:"events,omitempty"`
+	Events []rules.TestEvent `json:"events,omitempty"`
 }
 
 // files resolves the request to a full set of files. It writes the
@@ -160,12 +160,14 @@ func (s *Service) validate(w http.ResponseWriter, r *http.Request) {
 	api.WriteJSON(w, http.StatusOK, map[string]any{"valid": true, "hash": rs.Version.Hash, "rules": len(rs.Rules)})
 }
 
+// test decides the request's events with the set it names, as the engine
+// would, and runs the set's rule examples again (rules.RuleSet.RunTest).
 func (s *Service) test(w http.ResponseWriter, r *http.Request) {
-	req, files, rs, ok := s.compileRequest(w, r, false)
+	req, _, rs, ok := s.compileRequest(w, r, false)
 	if !ok {
 		return
 	}
-	res, err := s.runTests(rs, files, req.Events)
+	res, err := rs.RunTest(req.Events, s.cfg.Now())
 	if err != nil {
 		api.WriteError(w, http.StatusBadRequest, err.Error())
 		return

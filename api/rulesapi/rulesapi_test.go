@@ -249,6 +249,37 @@ func TestABadRuleIsRefusedWithItsPositionAndTheOldSetKeepsDeciding(t *testing.T)
 	}
 }
 
+func TestAnExpressionOverTheCompileLimitsIsRefusedAndRiskdKeepsDeciding(t *testing.T) {
+	f := newFleet(t)
+	in := f.startInstance(t)
+	// 500000 parentheses crashed riskd with a stack overflow in the
+	// expression parser; the set is refused before parsing.
+	deep := strings.Repeat("(", 500000) + "true" + strings.Repeat(")", 500000)
+	status, out := in.call(t, analystToken, "POST", "/v1/rules/validate", map[string]any{
+		"patch": map[string]string{"deep.yaml": "- id: deep\n  when: " + deep + "\n  action: review\n"}})
+	if status != http.StatusUnprocessableEntity {
+		t.Fatalf("validate: status %d, want 422", status)
+	}
+	d, _ := out["details"].(map[string]any)
+	want := map[string]any{"rule_id": "deep", "file": "deep.yaml", "line": 2.0, "column": 9.0,
+		"message": "expression nests 500000 deep, limit is 64"}
+	for k, v := range want {
+		if d[k] != v {
+			t.Errorf("details[%s] = %v, want %v", k, d[k], v)
+		}
+	}
+	// A shadow rule whose loop would cost every decision is refused too.
+	status, out = in.call(t, analystToken, "POST", "/v1/rules/validate", map[string]any{
+		"patch": map[string]string{"slow.yaml": "- id: slow\n  when: 'all(1..900000, # >= 0)'\n  mode: shadow\n"}})
+	if d, _ := out["details"].(map[string]any); status != http.StatusUnprocessableEntity ||
+		d["message"] != "range 1..900000 has 900000 elements, limit is 1000" {
+		t.Errorf("validate slow: %d %v, want 422 naming the range limit", status, out)
+	}
+	if got := decide(in.holder, "p-bad"); !slices.Equal(got, []string{"scam-payee"}) {
+		t.Errorf("after: matched %v, want [scam-payee]", got)
+	}
+}
+
 func TestPublishThenRollbackKeepsHistoryAndReachesTheDirectory(t *testing.T) {
 	f := newFleet(t)
 	in := f.startInstance(t)

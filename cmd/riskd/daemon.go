@@ -10,7 +10,6 @@ import (
 	"net/http/pprof"
 	"os"
 	"path/filepath"
-	"runtime/metrics"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -52,6 +51,7 @@ type daemon struct {
 	api       *api.Server
 	rulesAPI  *rulesapi.Service
 	notifier  *notify.Notifier
+	state     *engine.StateReporter
 	// httpCtx is the base of every request's context; it ends when
 	// shutdown begins, so long-lived alert streams close promptly.
 	httpCtx    context.Context
@@ -60,7 +60,8 @@ type daemon struct {
 	listener   net.Listener
 }
 
-// checkpointFile is where a clean shutdown leaves the engine's state.
+// checkpointFile is where in state.dir a clean shutdown leaves the
+// engine's state.
 const checkpointFile = "engine.ckpt"
 
 // startDaemon brings up everything except the pipeline and HTTP loops,
@@ -131,6 +132,7 @@ func startDaemon(ctx context.Context, cfg Config, log *slog.Logger) (d *daemon, 
 	if d.eng, err = d.restoreEngine(engCfg); err != nil {
 		return d, err
 	}
+	d.state = d.newStateReporter()
 	if d.notifier, err = d.newNotifier(); err != nil {
 		return d, err
 	}
@@ -148,35 +150,25 @@ func startDaemon(ctx context.Context, cfg Config, log *slog.Logger) (d *daemon, 
 }
 
 // restoreEngine builds the engine from the checkpoint a clean shutdown
-// left, and removes the file: after a crash the state must be rebuilt from
-// the replayed events, not from a checkpoint older than the committed
-// offsets.
+// left in state.dir (engine.RestoreFile removes it), or empty.
 func (d *daemon) restoreEngine(cfg engine.Config) (*engine.Engine, error) {
 	if d.cfg.State.Dir == "" {
 		return engine.New(cfg, d.set, d.holder), nil
 	}
 	path := filepath.Join(d.cfg.State.Dir, checkpointFile)
-	f, err := os.Open(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return engine.New(cfg, d.set, d.holder), nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("checkpoint: %w", err)
-	}
-	defer f.Close()
-	eng, err := engine.Restore(cfg, d.set, d.holder, f)
-	if err != nil {
+	eng, err := engine.RestoreFile(cfg, d.set, d.holder, path)
+	switch {
+	case errors.Is(err, engine.ErrCheckpointUnusable):
 		// A checkpoint from another feature set or shard count: start
 		// empty rather than refuse to run; the replay rebuilds recent state.
 		d.log.Warn("checkpoint not usable; starting with empty state", "path", path, "err", err)
-		eng = engine.New(cfg, d.set, d.holder)
-	} else {
+	case err != nil:
+		return nil, err
+	case eng != nil:
 		d.log.Info("engine state restored", "path", path)
+		return eng, nil
 	}
-	if err := os.Remove(path); err != nil {
-		return nil, fmt.Errorf("checkpoint: consume %s: %w", path, err)
-	}
-	return eng, nil
+	return engine.New(cfg, d.set, d.holder), nil
 }
 
 func (d *daemon) topics() streams.Topics {
@@ -248,7 +240,7 @@ func (d *daemon) run(ctx context.Context) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		d.reportState(ctx)
+		d.state.Run(ctx)
 	}()
 	d.ready.Store(true)
 	d.log.Info("riskd running", "brokers", d.brokers, "inputs", d.cfg.Kafka.Inputs, "clickhouse", d.cfg.ClickHouse.Addr)
@@ -282,73 +274,34 @@ func (d *daemon) run(ctx context.Context) error {
 	return runErr
 }
 
-// reportState publishes the engine's state sizes every few seconds, so
-// heap per active account can be read off /metrics.
-func (d *daemon) reportState(ctx context.Context) {
-	accounts := prometheus.NewGauge(prometheus.GaugeOpts{Name: "riskd_active_accounts",
-		Help: "Accounts with feature state in the engine."})
-	entities := prometheus.NewGauge(prometheus.GaugeOpts{Name: "riskd_state_entities",
-		Help: "Keyed entities (accounts, devices, IPs, payees, ...) with feature state."})
-	queued := prometheus.NewGauge(prometheus.GaugeOpts{Name: "riskd_shard_queued_messages",
-		Help: "Messages waiting in shard queues."})
-	// Heap in use counts garbage not yet collected; the live heap as of
-	// the last GC is what the state really costs per account.
-	live := prometheus.NewGauge(prometheus.GaugeOpts{Name: "riskd_heap_live_bytes",
-		Help: "Heap bytes live after the last garbage collection (runtime/metrics /gc/heap/live:bytes)."})
-	d.reg.MustRegister(accounts, entities, queued, live)
-	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
-	tick := time.NewTicker(5 * time.Second)
-	defer tick.Stop()
-	for {
-		st, err := d.eng.Stats(ctx)
-		if err == nil {
-			accounts.Set(float64(st.Accounts))
-			entities.Set(float64(st.Entities))
-			queued.Set(float64(st.Queued))
-		}
-		metrics.Read(sample)
-		if sample[0].Value.Kind() == metrics.KindUint64 {
-			live.Set(float64(sample[0].Value.Uint64()))
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
+// newStateReporter registers the engine's state gauges, so heap per
+// active account can be read off /metrics.
+func (d *daemon) newStateReporter() *engine.StateReporter {
+	gauge := func(name, help string) prometheus.Gauge {
+		g := prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help})
+		d.reg.MustRegister(g)
+		return g
+	}
+	return &engine.StateReporter{Engine: d.eng,
+		Accounts: gauge("riskd_active_accounts", "Accounts with feature state in the engine."),
+		Entities: gauge("riskd_state_entities", "Keyed entities (accounts, devices, IPs, payees, ...) with feature state."),
+		Queued:   gauge("riskd_shard_queued_messages", "Messages waiting in shard queues."),
+		HeapLive: gauge("riskd_heap_live_bytes",
+			"Heap bytes live after the last garbage collection (runtime/metrics /gc/heap/live:bytes)."),
 	}
 }
 
 // checkpoint writes the engine's state after the drain, when it matches
-// the committed offsets exactly; it writes a temporary file and renames it
-// so a crash mid-write leaves no torn checkpoint.
+// the committed offsets exactly.
 func (d *daemon) checkpoint() error {
 	if d.cfg.State.Dir == "" {
 		return nil
 	}
-	if err := os.MkdirAll(d.cfg.State.Dir, 0o750); err != nil {
-		return fmt.Errorf("checkpoint: %w", err)
-	}
 	path := filepath.Join(d.cfg.State.Dir, checkpointFile)
-	f, err := os.CreateTemp(d.cfg.State.Dir, checkpointFile+".*")
-	if err != nil {
-		return fmt.Errorf("checkpoint: %w", err)
-	}
-	defer os.Remove(f.Name())
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := d.eng.Checkpoint(ctx, f); err != nil {
-		f.Close()
-		return fmt.Errorf("checkpoint: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("checkpoint: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("checkpoint: %w", err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("checkpoint: %w", err)
+	if err := d.eng.SaveCheckpoint(ctx, path); err != nil {
+		return err
 	}
 	d.log.Info("engine state checkpointed", "path", path)
 	return nil
@@ -372,13 +325,13 @@ func (d *daemon) prepareHTTP() error {
 	d.api = api.NewServer(d.tokens, d.log, d.reg)
 	d.api.Handle(api.DecideRoute(d.pipe, api.DecideConfig{Deadline: d.cfg.Decide.Deadline,
 		OnTimeout: d.onTimeout, MaxBody: int64(d.cfg.Engine.MaxEventBytes)}, d.reg))
-	d.api.Handle(api.AccountRoutes(&accounts{eng: d.eng, store: d.store, pipe: d.pipe, now: time.Now})...)
-	sync, err := rulesync.New(rulesync.Config{Brokers: d.brokers, Topic: d.cfg.Kafka.RulesTopic, Logger: d.log})
+	d.api.Handle(api.AccountRoutes(api.NewLockService(d.eng, d.store, d.pipe, time.Now))...)
+	rulesTopic, err := rulesync.New(rulesync.Config{Brokers: d.brokers, Topic: d.cfg.Kafka.RulesTopic, Logger: d.log})
 	if err != nil {
 		return fmt.Errorf("rules topic: %w", err)
 	}
 	d.rulesAPI, err = rulesapi.New(rulesapi.Config{
-		Holder: d.holder, Features: d.set, Dir: d.cfg.Rules.Dir, Sync: sync, Store: d.store, Logger: d.log,
+		Holder: d.holder, Features: d.set, Dir: d.cfg.Rules.Dir, Sync: rulesTopic, Store: d.store, Logger: d.log,
 		OnInstall: func(rs *rules.RuleSet, rec rulesync.Record) {
 			d.reloads.WithLabelValues("ok").Inc()
 			d.log.Info("rules installed from the rules topic", "version", rs.Version.String(),
@@ -390,8 +343,7 @@ func (d *daemon) prepareHTTP() error {
 		return fmt.Errorf("rules api: %w", err)
 	}
 	d.api.Handle(d.rulesAPI.Routes()...)
-	d.api.Handle(api.Route{Pattern: "GET /v1/alerts/stream",
-		Roles: []api.Role{api.RoleViewer, api.RoleSupport, api.RoleAnalyst}, Handler: d.notifier.StreamHandler()})
+	d.api.Handle(api.AlertStreamRoute(d.notifier.StreamHandler()))
 	if d.cfg.HTTP.Pprof {
 		// Profiles expose internals and cost CPU: admin tokens only.
 		for _, p := range []struct {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"riskd/api"
+	"riskd/internal/apitest"
 	"riskd/internal/kafkatest"
 	"riskd/streams/notify"
 )
@@ -42,11 +43,11 @@ func TestAlertsReachSignedWebhooksAndTheLiveStream(t *testing.T) {
 	_, c := startAPI(t, e)
 
 	// A viewer watches the live stream from before the alert.
-	req, err := http.NewRequestWithContext(t.Context(), "GET", c.base+"/v1/alerts/stream", nil)
+	req, err := http.NewRequestWithContext(t.Context(), "GET", c.Base+"/v1/alerts/stream", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	req.Header.Set("Authorization", "Bearer "+roleTokens[api.RoleViewer])
+	req.Header.Set("Authorization", "Bearer "+apitest.Secrets[api.RoleViewer])
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -30,5 +30,8 @@
 //
 // The schema is created by numbered migrations (migrations.go) recorded in the
 // schema_migrations table; append new ones, never edit applied ones.
-// Package chtest starts stores against a real server for tests.
+//
+// The Store is also package notify's dead-letter store: WebhookDeadLetter
+// is notify.DeadLetter, so the dependency points from the store to the
+// notifier, never back.
 package chstore

@@ -5,31 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"riskd/streams/notify"
 )
 
-// WebhookDeadLetter is a notification that a webhook subscriber did not take:
-// every attempt failed, or the subscriber refused it for good (a 4xx other
-// than 408 and 429). It is parked so an operator can inspect and redeliver it.
-type WebhookDeadLetter struct {
-	// Subscriber is the subscriber's configured name.
-	Subscriber string
-	// NotificationID is the id sent in the Riskd-Delivery header.
-	NotificationID uint64
-	// Kind is "alert", "lock" or "unlock".
-	Kind      string
-	AccountID string
-	EventID   string
-	RuleID    string
-	// Body is the request body exactly as it was signed and sent.
-	Body string
-	// Attempts is how many deliveries were tried.
-	Attempts uint32
-	// LastError describes the last failure: an HTTP status with the start
-	// of the response body, or a transport error.
-	LastError string
-	// ParkedAt is when it was parked (to the second); zero means now.
-	ParkedAt time.Time
-}
+// WebhookDeadLetter is a row of webhook_dead_letters: a notification a
+// webhook subscriber did not take, exactly as package notify parks it. The
+// type is notify's (the consumer's) so the Store is notify's DeadLetters
+// with no conversion; notify itself knows nothing of ClickHouse.
+type WebhookDeadLetter = notify.DeadLetter
+
+var _ notify.DeadLetters = (*Store)(nil)
 
 const webhookDeadLetterColumns = "subscriber, notification_id, kind, account_id, event_id, rule_id, body, attempts, last_error, parked_at"
 

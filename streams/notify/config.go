@@ -12,8 +12,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-
-	"riskd/streams/chstore"
 )
 
 // Notification kinds.
@@ -65,11 +63,36 @@ func (s Subscriber) wants(kind string) bool {
 	return len(s.Kinds) == 0 || slices.Contains(s.Kinds, kind)
 }
 
+// DeadLetter is a notification that a webhook subscriber did not take:
+// every attempt failed, or the subscriber refused it for good (a 4xx other
+// than 408 and 429). It is parked so an operator can inspect and redeliver it.
+type DeadLetter struct {
+	// Subscriber is the subscriber's configured name.
+	Subscriber string
+	// NotificationID is the id sent in the Riskd-Delivery header.
+	NotificationID uint64
+	// Kind is "alert", "lock" or "unlock".
+	Kind      string
+	AccountID string
+	EventID   string
+	RuleID    string
+	// Body is the request body exactly as it was signed and sent.
+	Body string
+	// Attempts is how many deliveries were tried.
+	Attempts uint32
+	// LastError describes the last failure: an HTTP status with the start
+	// of the response body, or a transport error.
+	LastError string
+	// ParkedAt is when it was parked (to the second); zero means now.
+	ParkedAt time.Time
+}
+
 // DeadLetters parks notifications that a subscriber did not take
-// (*chstore.Store in production). It should retry until it succeeds or ctx
-// ends; ctx ends when the Notifier stops.
+// (*chstore.Store in production, whose table webhook_dead_letters stores
+// DeadLetter as it is). It should retry until it succeeds or ctx ends; ctx
+// ends when the Notifier stops.
 type DeadLetters interface {
-	WriteWebhookDeadLetter(ctx context.Context, r chstore.WebhookDeadLetter) error
+	WriteWebhookDeadLetter(ctx context.Context, r DeadLetter) error
 }
 
 // Config sets up a Notifier. Zero values take the defaults given per field.

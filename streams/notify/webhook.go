@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"riskd/internal/backoff"
-	"riskd/streams/chstore"
 )
 
 // work is one delivery worker: it takes its shard's notifications in order
@@ -135,7 +134,7 @@ func (n *Notifier) park(ctx context.Context, s *subscriber, note Notification, t
 			"event_id", note.EventID, "attempts", tries, "last_error", lastErr)
 		return
 	}
-	row := chstore.WebhookDeadLetter{
+	row := DeadLetter{
 		Subscriber: s.Name, NotificationID: note.ID, Kind: note.Kind, AccountID: note.AccountID,
 		EventID: note.EventID, RuleID: note.RuleID, Body: string(note.Body), Attempts: uint32(tries),
 		LastError: lastErr, ParkedAt: n.cfg.Now(),
