@@ -93,6 +93,9 @@ func DecideRoute(d Decider, cfg DecideConfig, reg prometheus.Registerer) Route {
 		case errors.As(err, &bad) || errors.Is(err, event.ErrTooLarge):
 			latency.WithLabelValues("invalid").Observe(time.Since(start).Seconds())
 			WriteJSON(w, http.StatusBadRequest, ErrorBody{Error: err.Error()})
+		case errors.As(err, new(*engine.ErrEventIDConflict)):
+			latency.WithLabelValues("invalid").Observe(time.Since(start).Seconds())
+			WriteJSON(w, http.StatusConflict, ErrorBody{Error: err.Error()})
 		case err != nil && ctx.Err() != nil: // the deadline passed (or the caller left)
 			latency.WithLabelValues("fallback").Observe(time.Since(start).Seconds())
 			WriteJSON(w, http.StatusOK, DecideResponse{

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segmentio/kafka-go"
+
 	"riskd/api"
 	"riskd/engine"
 	"riskd/internal/kafkatest"
@@ -39,6 +41,18 @@ func TestDecideSharesStateWithTheStream(t *testing.T) {
 	again := c.Decide(payment)
 	if !again.Duplicate || again.Action.String() != "lock" {
 		t.Fatalf("repeated decide: %+v, want duplicate with the same action", again)
+	}
+	// The same id with another body is a conflict, on the hook (409) and on
+	// the stream (the dead-letter topic, with the reason).
+	changed := strings.Replace(payment, `"amount":4000`, `"amount":4001`, 1)
+	if code, body := c.Do(api.RoleHook, "POST", "/v1/decide", changed); code != 409 ||
+		!strings.Contains(string(body), `event_id \"hook-pay-1\" was decided before with a different body`) {
+		t.Fatalf("reused event id with another body: %d %s, want 409 naming the conflict", code, body)
+	}
+	kafkatest.Produce(t, env.broker, "payments", kafkaMsg("acct-hook", changed))
+	dead := kafkatest.ReadAll(t, env.broker, "risk.dlq", 1, 30*time.Second)
+	if reason := header(dead[0], "riskd-error"); !strings.Contains(reason, "was decided before with a different body") {
+		t.Fatalf("conflicting event on the stream: dead letter reason %q", reason)
 	}
 	// The same event on Kafka is a duplicate: no second row, no second output.
 	kafkatest.Produce(t, env.broker, "payments", kafkaMsg("acct-hook", payment))
@@ -75,4 +89,14 @@ func TestDecideDeadlineFallsBackAndSaysSo(t *testing.T) {
 	if sd := env.decision(t, "slow-1"); sd.Source.Topic != "api" {
 		t.Fatalf("the late decision was not recorded: %+v", sd)
 	}
+}
+
+// header returns the value of m's header key, or "".
+func header(m kafka.Message, key string) string {
+	for _, h := range m.Headers {
+		if h.Key == key {
+			return string(h.Value)
+		}
+	}
+	return ""
 }

@@ -17,7 +17,7 @@ import (
 // whenever the layout below does, and Restore refuses other versions.
 const (
 	checkpointMagic   = "RISKDENG"
-	checkpointVersion = uint16(2)
+	checkpointVersion = uint16(3)
 )
 
 // ErrCheckpointFormat is wrapped when a checkpoint is not one this build can read.
@@ -33,9 +33,9 @@ var ErrCheckpointFormat = errors.New("unreadable engine checkpoint")
 // Layout: magic, version u16, shard count u32, shared entity snapshot (u64
 // length + bytes), then per shard: feature snapshot of its accounts (u64
 // length + bytes), locks (u32 count, then hash u64, until i64, rule id u16
-// length + bytes), event ids (u32 count, then hash u64, action u8).
-// Version 1 had no shared part: each shard's snapshot held its own
-// entities.
+// length + bytes), event ids (u32 count, then hash u64, action u8,
+// content fingerprint u32). Version 1 had no shared part: each shard's
+// snapshot held its own entities; version 2 had no fingerprints.
 func (e *Engine) Checkpoint(ctx context.Context, w io.Writer) error {
 	bw := bufio.NewWriter(w)
 	bw.WriteString(checkpointMagic)
@@ -84,10 +84,11 @@ func (s *Scorer) writeState(w *bytes.Buffer) error {
 	// Older generation first: readState records them in this order, which
 	// rebuilds the same two generations when the capacity is unchanged.
 	w.Write(le.AppendUint32(nil, uint32(s.dedupe.len())))
-	var rec [9]byte
-	for h, a := range s.dedupe.all() {
-		le.PutUint64(rec[:8], h)
-		rec[8] = byte(a)
+	var rec [13]byte
+	for e := range s.dedupe.all() {
+		le.PutUint64(rec[:8], e.id)
+		rec[8] = byte(e.action)
+		le.PutUint32(rec[9:], e.sum)
 		w.Write(rec[:])
 	}
 	return nil
@@ -201,11 +202,12 @@ func (s *Scorer) readLocksAndIDs(r *bufio.Reader) error {
 		var rec struct {
 			Hash   uint64
 			Action uint8
+			Sum    uint32
 		}
 		if err := binary.Read(r, binary.LittleEndian, &rec); err != nil {
 			return fmt.Errorf("event ids: %w", err)
 		}
-		s.dedupe.record(rec.Hash, rules.Action(rec.Action))
+		s.dedupe.record(rec.Hash, rules.Action(rec.Action), rec.Sum)
 	}
 	return nil
 }

@@ -38,21 +38,21 @@ func TestLockTable(t *testing.T) {
 func TestDedupeRemembersAtLeastCapacityEvents(t *testing.T) {
 	d := newDedupe(3)
 	for id := uint64(1); id <= 3; id++ {
-		d.record(id, rules.Action(id))
+		d.record(id, rules.Action(id), uint32(id))
 	}
-	d.record(4, rules.Block) // rotates: 1..3 become the previous generation
+	d.record(4, rules.Block, 4) // rotates: 1..3 become the previous generation
 	for id := uint64(1); id <= 3; id++ {
-		if a, ok := d.seen(id); !ok || a != rules.Action(id) {
+		if a, sum, ok := d.seen(id); !ok || a != rules.Action(id) || sum != uint32(id) {
 			t.Errorf("id %d after rotation: seen=%v action=%v", id, ok, a)
 		}
 	}
 	for id := uint64(5); id <= 7; id++ {
-		d.record(id, rules.Allow) // 7 rotates again: 1..3 are dropped
+		d.record(id, rules.Allow, 1) // 7 rotates again: 1..3 are dropped
 	}
-	if _, ok := d.seen(1); ok {
+	if _, _, ok := d.seen(1); ok {
 		t.Error("id 1 still remembered after two rotations; the set is not bounded")
 	}
-	if _, ok := d.seen(4); !ok {
+	if _, _, ok := d.seen(4); !ok {
 		t.Error("id 4 forgotten too early")
 	}
 }

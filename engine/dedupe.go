@@ -8,8 +8,9 @@ import (
 )
 
 // dedupe remembers the event ids a shard decided recently, with the action
-// taken, so a redelivered event repeats its decision instead of counting in
-// the features twice. It is bounded: two generations of at most capacity
+// taken and a fingerprint of the event's content, so a redelivered event
+// repeats its decision instead of counting in the features twice, and an
+// event that reuses an id with another body is told apart from one. It is bounded: two generations of at most capacity
 // entries each; when the current one fills, the older is dropped. An id is
 // therefore remembered for at least capacity later events of the shard, and
 // for at most 2*capacity.
@@ -25,12 +26,14 @@ type dedupe struct {
 	capacity int
 	keys     []uint64       // 2 per slot; 0 marks an empty entry
 	acts     []rules.Action // the action of keys[j]
+	sums     []uint32       // the content fingerprint of keys[j]; 0 is unknown
 	shift    uint           // 64 - log2(slots): the slot is the top bits of the mixed id
 	cur      int            // the generation record writes to, 0 or 1
 	n        [2]int         // ids held per generation, the zero id included
 	// The id 0 cannot be stored in keys (it marks empty), so it lives here.
 	hasZero [2]bool
 	zeroAct [2]rules.Action
+	zeroSum [2]uint32
 }
 
 func newDedupe(capacity int) *dedupe {
@@ -47,6 +50,7 @@ func newDedupe(capacity int) *dedupe {
 		capacity: capacity,
 		keys:     make([]uint64, 2*slots),
 		acts:     make([]rules.Action, 2*slots),
+		sums:     make([]uint32, 2*slots),
 		shift:    uint(64 - bits.TrailingZeros(uint(slots))),
 	}
 }
@@ -71,28 +75,29 @@ func (d *dedupe) find(id uint64, g int) int {
 	}
 }
 
-// seen reports the action recorded for id, if it was decided recently. The
-// current generation wins if both hold id (only a restore can do that).
-func (d *dedupe) seen(id uint64) (rules.Action, bool) {
+// seen reports the action and fingerprint recorded for id, if it was
+// decided recently. The current generation wins if both hold id (only a
+// restore can do that).
+func (d *dedupe) seen(id uint64) (rules.Action, uint32, bool) {
 	for _, g := range [2]int{d.cur, 1 - d.cur} {
 		if id == 0 {
 			if d.hasZero[g] {
-				return d.zeroAct[g], true
+				return d.zeroAct[g], d.zeroSum[g], true
 			}
 			continue
 		}
 		if j := d.find(id, g); j >= 0 {
-			return d.acts[j], true
+			return d.acts[j], d.sums[j], true
 		}
 	}
-	return 0, false
+	return 0, 0, false
 }
 
 // record stores id's action in the current generation, first dropping the
 // older generation and making it current if the current one is full.
 // Dropping clears every other word of the arrays, once per capacity events;
 // nothing is allocated after newDedupe.
-func (d *dedupe) record(id uint64, a rules.Action) {
+func (d *dedupe) record(id uint64, a rules.Action, sum uint32) {
 	if d.n[d.cur] >= d.capacity {
 		d.cur = 1 - d.cur
 		d.drop(d.cur)
@@ -102,7 +107,7 @@ func (d *dedupe) record(id uint64, a rules.Action) {
 		if !d.hasZero[g] {
 			d.n[g]++
 		}
-		d.hasZero[g], d.zeroAct[g] = true, a
+		d.hasZero[g], d.zeroAct[g], d.zeroSum[g] = true, a, sum
 		return
 	}
 	mask := len(d.keys)/2 - 1
@@ -110,10 +115,10 @@ func (d *dedupe) record(id uint64, a rules.Action) {
 		j := 2*i + g
 		switch d.keys[j] {
 		case id:
-			d.acts[j] = a
+			d.acts[j], d.sums[j] = a, sum
 			return
 		case 0: // n < capacity < slots, so an empty entry exists
-			d.keys[j], d.acts[j] = id, a
+			d.keys[j], d.acts[j], d.sums[j] = id, a, sum
 			d.n[g]++
 			return
 		}
@@ -123,26 +128,33 @@ func (d *dedupe) record(id uint64, a rules.Action) {
 // drop empties generation g.
 func (d *dedupe) drop(g int) {
 	for j := g; j < len(d.keys); j += 2 {
-		d.keys[j], d.acts[j] = 0, 0
+		d.keys[j], d.acts[j], d.sums[j] = 0, 0, 0
 	}
-	d.n[g], d.hasZero[g], d.zeroAct[g] = 0, false, 0
+	d.n[g], d.hasZero[g], d.zeroAct[g], d.zeroSum[g] = 0, false, 0, 0
 }
 
 // len returns how many ids are remembered (both generations; an id recorded
 // again after a rotation counts twice until the older copy is dropped).
 func (d *dedupe) len() int { return d.n[0] + d.n[1] }
 
-// all yields every remembered id and its action, older generation first, so
-// recording them in that order into an empty dedupe of the same capacity
-// rebuilds the same two generations.
-func (d *dedupe) all() iter.Seq2[uint64, rules.Action] {
-	return func(yield func(uint64, rules.Action) bool) {
+// remembered is one entry of the table, as the checkpoint stores it.
+type remembered struct {
+	id     uint64
+	action rules.Action
+	sum    uint32
+}
+
+// all yields every remembered entry, older generation first, so recording
+// them in that order into an empty dedupe of the same capacity rebuilds the
+// same two generations.
+func (d *dedupe) all() iter.Seq[remembered] {
+	return func(yield func(remembered) bool) {
 		for _, g := range [2]int{1 - d.cur, d.cur} {
-			if d.hasZero[g] && !yield(0, d.zeroAct[g]) {
+			if d.hasZero[g] && !yield(remembered{0, d.zeroAct[g], d.zeroSum[g]}) {
 				return
 			}
 			for j := g; j < len(d.keys); j += 2 {
-				if d.keys[j] != 0 && !yield(d.keys[j], d.acts[j]) {
+				if d.keys[j] != 0 && !yield(remembered{d.keys[j], d.acts[j], d.sums[j]}) {
 					return
 				}
 			}

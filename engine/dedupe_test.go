@@ -20,15 +20,15 @@ func TestDedupeAgreesWithTwoMaps(t *testing.T) {
 			if i%7 == 0 {
 				id = r.Uint64() // and full-width hashes
 			}
-			a, ok := d.seen(id)
-			ra, rok := ref.seen(id)
-			if a != ra || ok != rok {
-				t.Fatalf("capacity %d step %d: seen(%d) = %v,%v; two maps say %v,%v", capacity, i, id, a, ok, ra, rok)
+			a, sum, ok := d.seen(id)
+			ra, rsum, rok := ref.seen(id)
+			if a != ra || sum != rsum || ok != rok {
+				t.Fatalf("capacity %d step %d: seen(%d) = %v,%x,%v; two maps say %v,%x,%v", capacity, i, id, a, sum, ok, ra, rsum, rok)
 			}
 			if !ok {
-				act := rules.Action(r.IntN(6))
-				d.record(id, act)
-				ref.record(id, act)
+				act, sum := rules.Action(r.IntN(6)), r.Uint32()
+				d.record(id, act, sum)
+				ref.record(id, act, sum)
 			}
 			if d.len() != len(ref.current)+len(ref.previous) {
 				t.Fatalf("capacity %d step %d: len %d, two maps hold %d", capacity, i, d.len(), len(ref.current)+len(ref.previous))
@@ -40,18 +40,18 @@ func TestDedupeAgreesWithTwoMaps(t *testing.T) {
 func TestDedupeAllRebuildsTheSameGenerations(t *testing.T) {
 	d := newDedupe(5)
 	for id := uint64(0); id < 8; id++ { // 0..4 then rotation: 5..7 current
-		d.record(id, rules.Action(id%6))
+		d.record(id, rules.Action(id%6), uint32(id+100))
 	}
 	again := newDedupe(5)
-	for id, a := range d.all() {
-		again.record(id, a)
+	for e := range d.all() {
+		again.record(e.id, e.action, e.sum)
 	}
 	if again.len() != d.len() || again.n[again.cur] != d.n[d.cur] {
 		t.Fatalf("rebuilt %d ids (%d current), want %d (%d current)", again.len(), again.n[again.cur], d.len(), d.n[d.cur])
 	}
 	for id := uint64(0); id < 8; id++ {
-		if a, ok := again.seen(id); !ok || a != rules.Action(id%6) {
-			t.Errorf("id %d: seen=%v action=%v after rebuild", id, ok, a)
+		if a, sum, ok := again.seen(id); !ok || a != rules.Action(id%6) || sum != uint32(id+100) {
+			t.Errorf("id %d: seen=%v action=%v fingerprint=%d after rebuild", id, ok, a, sum)
 		}
 	}
 	for range d.all() {
@@ -65,7 +65,7 @@ func TestDedupeRecordDoesNotAllocate(t *testing.T) {
 	if n := testing.AllocsPerRun(10_000, func() {
 		id++
 		d.seen(id * 0x9e3779b97f4a7c15)
-		d.record(id*0x9e3779b97f4a7c15, rules.Allow)
+		d.record(id*0x9e3779b97f4a7c15, rules.Allow, 1)
 	}); n != 0 {
 		t.Errorf("%v allocations per record, want 0", n)
 	}
@@ -74,27 +74,32 @@ func TestDedupeRecordDoesNotAllocate(t *testing.T) {
 // mapDedupe is the earlier two-map dedupe, kept as the reference.
 type mapDedupe struct {
 	capacity          int
-	current, previous map[uint64]rules.Action
+	current, previous map[uint64]mapEntry
+}
+
+type mapEntry struct {
+	action rules.Action
+	sum    uint32
 }
 
 func newMapDedupe(capacity int) *mapDedupe {
-	return &mapDedupe{capacity: capacity, current: map[uint64]rules.Action{}, previous: map[uint64]rules.Action{}}
+	return &mapDedupe{capacity: capacity, current: map[uint64]mapEntry{}, previous: map[uint64]mapEntry{}}
 }
 
-func (d *mapDedupe) seen(id uint64) (rules.Action, bool) {
-	if a, ok := d.current[id]; ok {
-		return a, true
+func (d *mapDedupe) seen(id uint64) (rules.Action, uint32, bool) {
+	if e, ok := d.current[id]; ok {
+		return e.action, e.sum, true
 	}
-	a, ok := d.previous[id]
-	return a, ok
+	e, ok := d.previous[id]
+	return e.action, e.sum, ok
 }
 
-func (d *mapDedupe) record(id uint64, a rules.Action) {
+func (d *mapDedupe) record(id uint64, a rules.Action, sum uint32) {
 	if len(d.current) >= d.capacity {
 		clear(d.previous)
 		d.previous, d.current = d.current, d.previous
 	}
-	d.current[id] = a
+	d.current[id] = mapEntry{a, sum}
 }
 
 // BenchmarkDedupe measures one miss-then-record, the path of every fresh
@@ -102,8 +107,8 @@ func (d *mapDedupe) record(id uint64, a rules.Action) {
 // two maps it replaced.
 func BenchmarkDedupe(b *testing.B) {
 	type recorder interface {
-		seen(uint64) (rules.Action, bool)
-		record(uint64, rules.Action)
+		seen(uint64) (rules.Action, uint32, bool)
+		record(uint64, rules.Action, uint32)
 	}
 	for _, tc := range []struct {
 		name string
@@ -115,14 +120,14 @@ func BenchmarkDedupe(b *testing.B) {
 		b.Run(tc.name, func(b *testing.B) {
 			h := uint64(14695981039346656037)
 			for i := range 3 << 20 { // fill both generations
-				tc.d.record(h^uint64(i)*1099511628211, rules.Allow)
+				tc.d.record(h^uint64(i)*1099511628211, rules.Allow, 1)
 			}
 			b.ReportAllocs()
 			i := uint64(3 << 20)
 			for b.Loop() {
 				id := h ^ i*1099511628211
-				if _, ok := tc.d.seen(id); !ok {
-					tc.d.record(id, rules.Allow)
+				if _, _, ok := tc.d.seen(id); !ok {
+					tc.d.record(id, rules.Allow, 1)
 				}
 				i++
 			}

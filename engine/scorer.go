@@ -17,14 +17,15 @@ var ErrNoRules = errors.New("no rule set loaded")
 // check, de-duplication, features, rules, policy. One goroutine owns it;
 // nothing in it is safe for concurrent use.
 type Scorer struct {
-	rules  *rules.Holder
-	store  *features.Store
-	set    *features.Set
-	eval   *rules.Evaluator
-	dec    event.Decoder
-	locks  *lockTable
-	dedupe *dedupe
-	now    func() time.Time
+	rules       *rules.Holder
+	store       *features.Store
+	set         *features.Set
+	eval        *rules.Evaluator
+	dec         event.Decoder
+	locks       *lockTable
+	dedupe      *dedupe
+	fingerprint fingerprinter
+	now         func() time.Time
 
 	versionOf *rules.RuleSet
 	version   string
@@ -91,14 +92,18 @@ func (s *Scorer) Score(raw []byte, src Source, d *Decision) error {
 
 	account := keyhash.String(ev.AccountID)
 	eventKey := keyhash.String(ev.ID)
-	if action, dup := s.dedupe.seen(eventKey); dup {
+	sum := s.fingerprint.sum(ev)
+	if action, was, dup := s.dedupe.seen(eventKey); dup {
+		if was != 0 && was != sum {
+			return &ErrEventIDConflict{EventID: ev.ID}
+		}
 		d.Action, d.Reason, d.Duplicate = action, ReasonDuplicate, true
 		return nil
 	}
 	if until, locked := s.locks.lockedUntil(account, ev.TS); locked {
 		d.Action, d.Reason = rules.Lock, ReasonAccountLocked
 		d.LockUntil = time.UnixMilli(until).UTC()
-		s.dedupe.record(eventKey, rules.Lock)
+		s.dedupe.record(eventKey, rules.Lock, sum)
 		return nil
 	}
 
@@ -141,7 +146,7 @@ func (s *Scorer) Score(raw []byte, src Source, d *Decision) error {
 		until := s.locks.lock(account, ev.TS+lockFor.Milliseconds(), v.LockRule)
 		d.LockUntil = time.UnixMilli(until).UTC()
 	}
-	s.dedupe.record(eventKey, d.Action)
+	s.dedupe.record(eventKey, d.Action, sum)
 	return nil
 }
 
