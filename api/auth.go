@@ -51,8 +51,16 @@ func ParseTokens(entries []string) ([]Token, error) {
 		case names[name]:
 			return nil, fmt.Errorf("auth.tokens[%d]: duplicate name %q", i, name)
 		}
+		sum := sha256.Sum256([]byte(secret))
+		for _, other := range tokens {
+			if other.sum == sum {
+				// One secret, two names: the caller would be whichever
+				// token matched, and the audit log could not say who.
+				return nil, fmt.Errorf("auth.tokens[%d] (%s): same secret as token %s; give each token its own secret", i, name, other.Name)
+			}
+		}
 		names[name] = true
-		tokens = append(tokens, Token{Name: name, Role: Role(role), sum: sha256.Sum256([]byte(secret))})
+		tokens = append(tokens, Token{Name: name, Role: Role(role), sum: sum})
 	}
 	return tokens, nil
 }

@@ -189,8 +189,13 @@ func LoadConfig(path string, env []string) (Config, error) {
 	if err := applyEnv(reflect.ValueOf(&cfg).Elem(), "RISKD", vars); err != nil {
 		return cfg, err
 	}
+	// Variables that webhooks name as their secret_env hold secrets, not
+	// keys: a name such as RISKD_WEBHOOK_SECRET_NOTIFIER is theirs.
+	for _, w := range cfg.Notify.Webhooks {
+		delete(vars, w.SecretEnv)
+	}
 	for k := range vars {
-		return cfg, fmt.Errorf("config: unknown environment variable %s", k)
+		return cfg, fmt.Errorf("config: unknown environment variable %s (not a config key, nor a webhook's secret_env)", k)
 	}
 	return cfg, nil
 }

@@ -88,3 +88,21 @@ func TestExampleConfigIsTheDefaults(t *testing.T) {
 		t.Fatalf("riskd.example.yaml differs from the defaults:\n file:     %+v\n defaults: %+v", cfg, want)
 	}
 }
+
+// TestWebhookSecretVariablesAreNotUnknownKeys: the example config names
+// RISKD_WEBHOOK_SECRET_NOTIFIER as a webhook's secret_env; setting it must
+// not be refused as an unknown RISKD_* key, while a misspelt key still is.
+func TestWebhookSecretVariablesAreNotUnknownKeys(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "riskd.yaml")
+	yaml := "notify:\n  webhooks:\n    - name: notifier\n      url: http://127.0.0.1:9/hook\n      secret_env: RISKD_WEBHOOK_SECRET_NOTIFIER\n"
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadConfig(path, []string{"RISKD_WEBHOOK_SECRET_NOTIFIER=s3cret-s3cret"}); err != nil {
+		t.Fatalf("the webhook's secret variable was refused: %v", err)
+	}
+	_, err := LoadConfig(path, []string{"RISKD_WEBHOOK_SECRET_NOTIFIER=x", "RISKD_WEBHOOK_SECRET_OTHER=y"})
+	if err == nil || !strings.Contains(err.Error(), "RISKD_WEBHOOK_SECRET_OTHER") {
+		t.Fatalf("a variable no webhook names: err = %v, want it named as unknown", err)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -104,7 +105,11 @@ func startDaemon(ctx context.Context, cfg Config, log *slog.Logger) (d *daemon, 
 	}
 	topics := d.topics()
 	if err := streams.EnsureTopics(ctx, d.brokers, cfg.Kafka.Partitions, topics.All()...); err != nil {
-		return d, err
+		if cfg.Kafka.Embedded {
+			return d, err
+		}
+		return d, fmt.Errorf("kafka.brokers %s: %w (is Kafka running there? point kafka.brokers (RISKD_KAFKA_BROKERS) at your brokers, "+
+			"or set kafka.embedded: true (RISKD_KAFKA_EMBEDDED=true) for the in-process broker)", strings.Join(d.brokers, ","), err)
 	}
 
 	if d.set, err = features.LoadFile(cfg.Rules.Features, features.DefaultConfig()); err != nil {

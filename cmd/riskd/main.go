@@ -29,6 +29,14 @@ func main() {
 	}
 }
 
+const usage = `usage:
+  riskd [--config FILE]              run the stream scorer, the decide API and the admin API
+  riskd demo [--events N] [flags]    embedded broker, generated traffic, scorer, ClickHouse, summary
+                                     (riskd demo --help lists its flags)
+
+flags of the stream scorer:
+`
+
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "demo" {
 		return runDemo(ctx, args[1:], stdout, stderr)
@@ -36,7 +44,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("riskd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", "", "YAML config file (defaults work locally; RISKD_* variables override keys)")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), usage)
+		fs.PrintDefaults()
+	}
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil // -h asked for the usage, which fs printed
+		}
 		return err
 	}
 	if fs.NArg() > 0 {

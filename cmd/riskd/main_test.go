@@ -126,3 +126,29 @@ state:
 		t.Fatalf("errors logged:\n%s", all.String())
 	}
 }
+
+// TestUnreachableKafkaNamesTheAddressAndTheFix: a new user who starts riskd
+// with no broker running learns where riskd looked and what to set.
+func TestUnreachableKafkaNamesTheAddressAndTheFix(t *testing.T) {
+	t.Setenv("RISKD_KAFKA_BROKERS", "127.0.0.1:1")
+	t.Setenv("RISKD_HTTP_LISTEN", "127.0.0.1:0")
+	err := run(t.Context(), nil, io.Discard, io.Discard)
+	if err == nil {
+		t.Fatal("riskd started without a reachable broker")
+	}
+	for _, want := range []string{"kafka.brokers 127.0.0.1:1", "RISKD_KAFKA_BROKERS", "kafka.embedded: true"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+}
+
+func TestHelpListsTheDemoAndExitsCleanly(t *testing.T) {
+	var out strings.Builder
+	if err := run(t.Context(), []string{"--help"}, &out, &out); err != nil {
+		t.Fatalf("riskd --help: %v", err)
+	}
+	if !strings.Contains(out.String(), "riskd demo") || !strings.Contains(out.String(), "-config") {
+		t.Errorf("riskd --help says:\n%s\nwant the demo command and the -config flag", out.String())
+	}
+}
