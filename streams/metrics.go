@@ -20,6 +20,14 @@ type Metrics struct {
 	Errors       *prometheus.CounterVec   // failures that were retried or logged, by stage
 	InFlight     prometheus.Gauge         // fetched messages not yet durable
 	RuleHits     *prometheus.CounterVec   // stored decisions a rule matched, by rule, action and mode
+	// Parked counts output messages the writer or the broker refused for
+	// good, replaced by a dead letter on the DLQ topic, by the topic they
+	// were meant for (see Config.MaxPublishAttempts).
+	Parked *prometheus.CounterVec
+	// Dropped counts parked outputs whose dead letter was refused too, and
+	// so are nowhere in Kafka; by the topic they were meant for. Any
+	// increase needs an operator: the DLQ topic itself refuses messages.
+	Dropped *prometheus.CounterVec
 	// KafkaToDecision is the time from a message's Kafka timestamp (set by
 	// its producer or the broker) to its decision: queueing in Kafka, fetch,
 	// shard queue and scoring. A consumer that falls behind shows here first.
@@ -69,6 +77,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		RuleHits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "riskd_rule_hits_total", Help: "Stored decisions each rule matched, by rule, action and mode (active, shadow).",
 		}, []string{"rule", "action", "mode"}),
+		Parked: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "riskd_parked_outputs_total", Help: "Output messages refused by the Kafka writer or broker for good and parked on the dead-letter topic, by the topic they were meant for.",
+		}, []string{"topic"}),
+		Dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "riskd_dropped_outputs_total", Help: "Parked output messages whose dead letter was refused too, and so were lost, by the topic they were meant for.",
+		}, []string{"topic"}),
 	}
 	// Export zeros for the known label values, so dashboards and alerts see
 	// every series from the start.
@@ -80,7 +94,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.Consumed, m.Decided, m.Duplicates, m.DeadLettered, m.Lag,
-			m.Committed, m.BatchSize, m.SinkSeconds, m.Errors, m.InFlight, m.RuleHits, m.KafkaToDecision)
+			m.Committed, m.BatchSize, m.SinkSeconds, m.Errors, m.InFlight, m.RuleHits, m.KafkaToDecision,
+			m.Parked, m.Dropped)
 	}
 	return m
+}
+
+// initOutputs exports zeros for the series labelled by output topic, whose
+// names are known only once the pipeline's config is (New calls it).
+func (m *Metrics) initOutputs(t Topics) {
+	for _, topic := range []string{t.Decisions, t.Alerts, t.Actions, t.DLQ} {
+		m.Parked.WithLabelValues(topic)
+		m.Dropped.WithLabelValues(topic)
+	}
 }

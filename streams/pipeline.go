@@ -1,10 +1,12 @@
 package streams
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -61,6 +63,27 @@ type Config struct {
 	StoreParallelism int
 	// RetryMin and RetryMax bound the backoff between output retries.
 	RetryMin, RetryMax time.Duration
+	// MaxOutputBytes bounds every message written to an output topic:
+	// key, value, and header keys and values together (the YAML key
+	// output.max_output_bytes); 0 means DefaultMaxOutputBytes. It must
+	// leave room for Kafka's record framing under the writer's batch limit
+	// of 1,000,000 bytes (itself under the brokers' default
+	// message.max.bytes of 1,048,588), which Validate checks. A dead
+	// letter over it is cut to fit, with its original size and checksum in
+	// headers (HeaderTruncated); any other output over it is parked
+	// without being sent (see MaxPublishAttempts).
+	MaxOutputBytes int
+	// MaxPublishAttempts bounds how often an output message is sent when
+	// the writer or the broker refuses it for what it is: too large, found
+	// corrupt, or any Kafka error that is not retriable (the YAML key
+	// output.max_publish_attempts); 0 means DefaultMaxPublishAttempts.
+	// Then the message is parked: replaced by a small dead letter on the
+	// DLQ topic that names the topic it was meant for and the refusal, and
+	// counted in riskd_parked_outputs_total; the stream goes on. Transient
+	// failures (broker unreachable, no leader, timeouts) are not counted
+	// against it: they are retried with backoff for as long as they last,
+	// which holds offsets back and, through MaxInFlight, slows intake.
+	MaxPublishAttempts int
 	// DrainTimeout bounds the wait, on shutdown, for in-flight messages to
 	// become durable; what is not durable then is not committed and is
 	// read again on the next start.
@@ -69,6 +92,52 @@ type Config struct {
 	// Notify, if set, receives user alerts and lock commands once they are
 	// durable (webhooks, the live stream). It must not block.
 	Notify Notifier
+}
+
+// Output limits. See Config.MaxOutputBytes.
+const (
+	// DefaultMaxOutputBytes leaves a tenth of the writer's batch limit
+	// for framing and headroom.
+	DefaultMaxOutputBytes = 900_000
+	// DefaultMaxPublishAttempts is enough to ride out a corrupt transfer
+	// (CORRUPT_MESSAGE is refused once, and the next attempt succeeds)
+	// without lingering on a message that will never be taken.
+	DefaultMaxPublishAttempts = 3
+
+	// writerBatchBytes is the Kafka writers' BatchBytes: the most they put
+	// in one produce request per partition, and the largest message they
+	// take (kafka-go refuses a larger one with MessageTooLargeError before
+	// sending anything). kafka-go counts a batch above its size on the
+	// wire, so a full batch stays under the brokers' default
+	// message.max.bytes of 1,048,588.
+	writerBatchBytes = 1_000_000
+	// recordOverhead is room for kafka-go's framing of one message
+	// (lengths, timestamp, header counts) beyond outputBytes: a few dozen
+	// bytes for riskd's dozen headers, with margin.
+	recordOverhead = 1000
+	// minOutputBytes is the smallest MaxOutputBytes Validate accepts: a
+	// dead letter's key and headers (each value from input bounded by
+	// maxHeaderBytes) and some of its body must fit.
+	minOutputBytes = 16 << 10
+)
+
+// Validate checks the limits that New cannot default away, and names the
+// offending key. New does not validate: call Validate at start-up.
+func (c Config) Validate() error {
+	var errs []error
+	switch most := writerBatchBytes - recordOverhead; {
+	case c.MaxOutputBytes < 0:
+		errs = append(errs, fmt.Errorf("output.max_output_bytes: %d is negative; 0 means %d", c.MaxOutputBytes, DefaultMaxOutputBytes))
+	case c.MaxOutputBytes > most:
+		errs = append(errs, fmt.Errorf("output.max_output_bytes: %d is above %d, the Kafka writer's batch limit of %d bytes less %d for record framing; the writer would refuse a message that large",
+			c.MaxOutputBytes, most, writerBatchBytes, recordOverhead))
+	case c.MaxOutputBytes > 0 && c.MaxOutputBytes < minOutputBytes:
+		errs = append(errs, fmt.Errorf("output.max_output_bytes: %d is too small to hold a dead letter's headers; want at least %d", c.MaxOutputBytes, minOutputBytes))
+	}
+	if c.MaxPublishAttempts < 0 {
+		errs = append(errs, fmt.Errorf("output.max_publish_attempts: %d is negative; 0 means %d", c.MaxPublishAttempts, DefaultMaxPublishAttempts))
+	}
+	return errors.Join(errs...)
 }
 
 // Notifier fans alerts out to subscribers (streams/notify).
@@ -119,6 +188,12 @@ func (c Config) withDefaults() Config {
 	if c.DrainTimeout <= 0 {
 		c.DrainTimeout = 30 * time.Second
 	}
+	if c.MaxOutputBytes <= 0 {
+		c.MaxOutputBytes = DefaultMaxOutputBytes
+	}
+	if c.MaxPublishAttempts <= 0 {
+		c.MaxPublishAttempts = DefaultMaxPublishAttempts
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -136,6 +211,7 @@ type Pipeline struct {
 	eng    *engine.Engine
 	store  DecisionStore
 	out    *kafka.Writer
+	alone  *kafka.Writer // one message per produce request, for retries of refused ones (see write)
 	m      *Metrics
 	log    *slog.Logger
 	slots  chan struct{} // one token per in-flight message
@@ -163,21 +239,13 @@ func New(cfg Config, eng *engine.Engine, store DecisionStore, m *Metrics) *Pipel
 	if m == nil {
 		m = NewMetrics(nil)
 	}
+	m.initOutputs(cfg.Topics)
 	return &Pipeline{
-		cfg:   cfg,
-		eng:   eng,
-		store: store,
-		out: &kafka.Writer{
-			Addr:         kafka.TCP(cfg.Brokers...),
-			Balancer:     &kafka.Hash{}, // by account: one account's outputs stay in order
-			RequiredAcks: kafka.RequireAll,
-			BatchSize:    cfg.BatchSize,
-			// Brokers refuse requests over message.max.bytes (1 MiB by
-			// default); a larger batch would be retried forever.
-			BatchBytes:   1_000_000,
-			BatchTimeout: time.Millisecond, // WriteMessages is called with whole batches
-			MaxAttempts:  3,
-		},
+		cfg:     cfg,
+		eng:     eng,
+		store:   store,
+		out:     newWriter(cfg.Brokers, cfg.BatchSize),
+		alone:   newWriter(cfg.Brokers, 1),
 		m:       m,
 		log:     cfg.Logger,
 		slots:   make(chan struct{}, cfg.MaxInFlight),
@@ -186,11 +254,28 @@ func New(cfg Config, eng *engine.Engine, store DecisionStore, m *Metrics) *Pipel
 	}
 }
 
+// newWriter is an output writer: messages carry their topic, and are
+// written in batches of up to batchSize messages and writerBatchBytes per
+// partition.
+func newWriter(brokers []string, batchSize int) *kafka.Writer {
+	return &kafka.Writer{
+		Addr:         kafka.TCP(brokers...),
+		Balancer:     &kafka.Hash{}, // by account: one account's outputs stay in order
+		RequiredAcks: kafka.RequireAll,
+		BatchSize:    batchSize,
+		// Brokers refuse a batch over message.max.bytes; see writerBatchBytes.
+		BatchBytes:   writerBatchBytes,
+		BatchTimeout: time.Millisecond, // WriteMessages is called with whole batches
+		MaxAttempts:  3,
+	}
+}
+
 // Run consumes until ctx ends, then stops fetching, waits (up to
 // DrainTimeout) for what was fetched to become durable, commits, and
 // returns. The engine must keep running until Run returns.
 func (p *Pipeline) Run(ctx context.Context) error {
 	defer p.out.Close()
+	defer p.alone.Close()
 	// The output stage outlives intake so a shutdown can drain; it ends when
 	// the drain is over or, on a hard stop, when DrainTimeout runs out.
 	outCtx, stopOut := context.WithCancel(context.WithoutCancel(ctx))
@@ -512,7 +597,7 @@ func (p *Pipeline) publishBatch(ctx context.Context, batch []result) (batchOutpu
 	for _, r := range batch {
 		switch {
 		case r.err != nil:
-			msgs = append(msgs, p.cfg.Topics.deadLetter(r.msg, r.err, now))
+			msgs = append(msgs, p.cfg.Topics.deadLetter(r.msg, r.err, now, p.cfg.MaxOutputBytes))
 		case r.d.Duplicate:
 			// Decided before (the decide API, or a replay after a restart
 			// that restored state): its outputs already exist.
@@ -582,32 +667,216 @@ func (p *Pipeline) notify(notes ...notify.Notification) {
 	}
 }
 
-// publish writes msgs to Kafka, retrying the ones that failed with backoff
-// until all are written or ctx ends.
+// publish writes msgs to Kafka and returns nil once every one of them is
+// written or parked, or an error when ctx ends first.
+//
+// A failure is either transient or a refusal. A transient failure (broker
+// unreachable, no leader for a partition, a timeout: anything refused does
+// not name) is retried with backoff for as long as it lasts: the output
+// stage waits, offsets stay uncommitted, and intake slows until it stops
+// (backpressure); each failed round counts in
+// riskd_errors_total{stage="kafka_out"}. A refusal (see refused) would
+// come back on every attempt, so a refused message is sent at most
+// MaxPublishAttempts times, the retries alone (p.alone) so that a broker
+// refusing a whole batch cannot park messages it would take on their own;
+// then it is parked: replaced by a small dead letter on the DLQ topic
+// (parkedLetter) and counted in riskd_parked_outputs_total{topic}. A
+// message over MaxOutputBytes is parked without being sent. A parked
+// letter refused MaxPublishAttempts times in turn is dropped, logged and
+// counted in riskd_dropped_outputs_total{topic}: no message is retried
+// forever for what it is.
 func (p *Pipeline) publish(ctx context.Context, msgs []kafka.Message) error {
-	for attempt := 0; len(msgs) > 0; attempt++ {
-		err := p.out.WriteMessages(ctx, msgs...)
-		if err == nil {
-			return nil
+	pending := make([]outgoing, 0, len(msgs))
+	for _, m := range msgs {
+		if n := outputBytes(m); n > p.cfg.MaxOutputBytes {
+			err := fmt.Errorf("%w: %d bytes, the bound is %d", errOutputTooLarge, n, p.cfg.MaxOutputBytes)
+			p.log.Warn("output over the size bound; parked on the dead-letter topic", "topic", m.Topic, "bytes", n)
+			pending = append(pending, p.park(m, err))
+			continue
 		}
+		pending = append(pending, outgoing{msg: m})
+	}
+	for round := 1; len(pending) > 0; round++ {
+		errs := p.write(ctx, pending)
 		if ctx.Err() != nil {
 			return fmt.Errorf("streams: publish: %w", ctx.Err())
 		}
-		p.m.Errors.WithLabelValues("kafka_out").Inc()
-		var perMsg kafka.WriteErrors
-		if errors.As(err, &perMsg) && len(perMsg) == len(msgs) {
-			failed := msgs[:0:0]
-			for i, e := range perMsg {
-				if e != nil {
-					failed = append(failed, msgs[i])
+		var failed, transient int
+		var lastErr error
+		next := pending[:0] // written over as it is read: next[j] with j <= i
+		for i, o := range pending {
+			err := errs[i]
+			switch {
+			case err == nil:
+				if o.parkedFrom != "" {
+					p.m.Parked.WithLabelValues(o.parkedFrom).Inc()
 				}
+				continue
+			case !refused(err):
+				transient++
+				next = append(next, o)
+			case o.refusals+1 < p.cfg.MaxPublishAttempts:
+				o.refusals++
+				next = append(next, o)
+			case o.parkedFrom != "":
+				p.m.Dropped.WithLabelValues(o.parkedFrom).Inc()
+				h := headerMap(o.msg)
+				p.log.Error("the dead letter of a parked output was refused too; dropped",
+					"topic", o.parkedFrom, "event_id", h[HeaderEventID], "original_bytes", h[HeaderOriginalBytes],
+					"original_sha256", h[HeaderOriginalSHA256], "err", err)
+			default:
+				p.log.Warn("output refused; parked on the dead-letter topic", "topic", o.msg.Topic,
+					"bytes", outputBytes(o.msg), "attempts", o.refusals+1, "err", err)
+				next = append(next, p.park(o.msg, fmt.Errorf("refused %d times: %w", o.refusals+1, err)))
 			}
-			msgs = failed
+			failed++
+			lastErr = err
 		}
-		p.log.Warn("publishing outputs failed; retrying", "messages", len(msgs), "attempt", attempt+1, "err", err)
-		sleepCtx(ctx, backoff.Delay(p.cfg.RetryMin, p.cfg.RetryMax, attempt+1))
+		pending = next
+		if failed == 0 {
+			continue
+		}
+		p.m.Errors.WithLabelValues("kafka_out").Inc()
+		if len(pending) == 0 {
+			continue
+		}
+		p.log.Warn("publishing outputs failed; retrying", "messages", len(pending), "transient", transient,
+			"attempt", round, "err", lastErr)
+		// Retry at once when all that is left are new parked letters.
+		if transient > 0 || slices.ContainsFunc(pending, func(o outgoing) bool { return o.refusals > 0 }) {
+			sleepCtx(ctx, backoff.Delay(p.cfg.RetryMin, p.cfg.RetryMax, round))
+		}
 	}
 	return nil
+}
+
+// errOutputTooLarge is the refusal a parked output over MaxOutputBytes names.
+var errOutputTooLarge = errors.New("output message over output.max_output_bytes")
+
+// outgoing is a message publish is writing.
+type outgoing struct {
+	msg kafka.Message
+	// refusals counts the attempts at msg that were refused.
+	refusals int
+	// parkedFrom is the topic of the output msg replaces when msg is a
+	// parked letter, "" otherwise.
+	parkedFrom string
+}
+
+// park replaces output m, refused for reason, with its parked letter.
+func (p *Pipeline) park(m kafka.Message, reason error) outgoing {
+	return outgoing{msg: p.cfg.Topics.parkedLetter(m, reason, time.Now(), p.cfg.MaxOutputBytes), parkedFrom: m.Topic}
+}
+
+// refused reports whether err means the writer or the broker refused a
+// message for what it is, so that sending it again is likely to fail the
+// same way: kafka-go's MessageTooLargeError (over the writer's
+// BatchBytes, refused before sending), and any Kafka error code that is
+// not retriable (MESSAGE_TOO_LARGE, INVALID_RECORD, an authorization
+// failure...). CORRUPT_MESSAGE (kafka.InvalidMessage) is retriable for
+// Kafka, since a transfer can garble a batch, but a message found corrupt
+// MaxPublishAttempts times in a row is taken as refused too. Everything
+// else (network errors, timeouts, retriable codes such as
+// LEADER_NOT_AVAILABLE) is transient. This is the one place that decides
+// which Kafka output errors are retried without bound.
+func refused(err error) bool {
+	var tooLarge kafka.MessageTooLargeError
+	if errors.As(err, &tooLarge) {
+		return true
+	}
+	var code kafka.Error
+	if errors.As(err, &code) {
+		return code == kafka.InvalidMessage || !code.Temporary()
+	}
+	return false
+}
+
+// write makes one attempt at each pending message and returns each one's
+// error (nil: written). Messages refused before are written through
+// p.alone, one topic at a time, so neither another message of their batch
+// nor another topic's metadata failure is taken for their own refusal.
+func (p *Pipeline) write(ctx context.Context, pending []outgoing) []error {
+	errs := make([]error, len(pending))
+	var batched []int
+	var topics []string
+	alone := map[string][]int{}
+	for i, o := range pending {
+		if o.refusals == 0 {
+			batched = append(batched, i)
+			continue
+		}
+		if _, ok := alone[o.msg.Topic]; !ok {
+			topics = append(topics, o.msg.Topic)
+		}
+		alone[o.msg.Topic] = append(alone[o.msg.Topic], i)
+	}
+	writeTo(ctx, p.out, pending, batched, errs)
+	for _, t := range topics {
+		writeTo(ctx, p.alone, pending, alone[t], errs)
+	}
+	return errs
+}
+
+// writeTo writes the pending messages at idx with w and sets errs[i] for
+// each one that failed. An error of the whole call is each message's.
+func writeTo(ctx context.Context, w *kafka.Writer, pending []outgoing, idx []int, errs []error) {
+	for len(idx) > 0 {
+		msgs := make([]kafka.Message, len(idx))
+		for k, i := range idx {
+			msgs[k] = pending[i].msg
+		}
+		err := w.WriteMessages(ctx, msgs...)
+		var tooLarge kafka.MessageTooLargeError
+		var perMsg kafka.WriteErrors
+		switch {
+		case err == nil:
+			return
+		case errors.As(err, &tooLarge):
+			// The writer checks sizes before it sends anything and names
+			// the first message over its BatchBytes: that one (and any
+			// copy of it) is refused, and the rest are sent again now.
+			var rest []int
+			for _, i := range idx {
+				if sameMessage(pending[i].msg, tooLarge.Message) {
+					errs[i] = err
+				} else {
+					rest = append(rest, i)
+				}
+			}
+			if len(rest) == len(idx) { // not found: the whole call failed
+				for _, i := range idx {
+					errs[i] = err
+				}
+				return
+			}
+			idx = rest
+		case errors.As(err, &perMsg) && len(perMsg) == len(idx):
+			for k, i := range idx {
+				errs[i] = perMsg[k]
+			}
+			return
+		default:
+			for _, i := range idx {
+				errs[i] = err
+			}
+			return
+		}
+	}
+}
+
+// sameMessage reports whether a and b are the same message by content.
+func sameMessage(a, b kafka.Message) bool {
+	return a.Topic == b.Topic && len(a.Headers) == len(b.Headers) &&
+		bytes.Equal(a.Key, b.Key) && bytes.Equal(a.Value, b.Value)
+}
+
+// headerMap is m's headers by key, the last of repeated ones winning.
+func headerMap(m kafka.Message) map[string]string {
+	h := make(map[string]string, len(m.Headers))
+	for _, kv := range m.Headers {
+		h[kv.Key] = string(kv.Value)
+	}
+	return h
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) {

@@ -95,8 +95,19 @@ func event(id, typ, account string, ts int64, extra string) kafka.Message {
 
 func runPipeline(t *testing.T, r *testRig, store DecisionStore, group string) (stop func()) {
 	t.Helper()
-	p := New(Config{Brokers: []string{r.broker.Addr()}, Group: group + "-" + kafkatest.Suffix(), Topics: r.topics,
-		FlushInterval: 20 * time.Millisecond, CommitInterval: 50 * time.Millisecond}, r.eng, store, nil)
+	return runPipelineWith(t, r, store, group, nil, nil)
+}
+
+// runPipelineWith is runPipeline with metrics of the test's own (nil: not
+// looked at) and configure, if set, changing the test config first.
+func runPipelineWith(t *testing.T, r *testRig, store DecisionStore, group string, m *Metrics, configure func(*Config)) (stop func()) {
+	t.Helper()
+	cfg := Config{Brokers: []string{r.broker.Addr()}, Group: group + "-" + kafkatest.Suffix(), Topics: r.topics,
+		FlushInterval: 20 * time.Millisecond, CommitInterval: 50 * time.Millisecond}
+	if configure != nil {
+		configure(&cfg)
+	}
+	p := New(cfg, r.eng, store, m)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()

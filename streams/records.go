@@ -1,10 +1,15 @@
 package streams
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/segmentio/kafka-go"
 
@@ -16,6 +21,15 @@ import (
 // Header names on output and dead-letter messages. Consumers de-duplicate
 // by HeaderEventID: after a crash riskd replays from the last commit and may
 // publish an event's outputs again (at-least-once), always with the same id.
+//
+// A dead letter too large to forward whole (over Config.MaxOutputBytes) is
+// cut to its first bytes and carries HeaderTruncated ("true"),
+// HeaderOriginalBytes (the decimal length of the whole body) and
+// HeaderOriginalSHA256 (the hex SHA-256 of the whole body), so the input
+// can be found and checked in the source topic. A parked output (one the
+// writer or the broker refused for good) is a dead letter that names the
+// topic it was meant for in HeaderParkedTopic and the refusal in
+// HeaderError; it always carries the original size and checksum.
 const (
 	HeaderEventID         = "riskd-event-id"
 	HeaderError           = "riskd-error"
@@ -23,6 +37,24 @@ const (
 	HeaderSourcePartition = "riskd-source-partition"
 	HeaderSourceOffset    = "riskd-source-offset"
 	HeaderFailedAt        = "riskd-failed-at"
+	HeaderTruncated       = "riskd-truncated"
+	HeaderOriginalBytes   = "riskd-original-bytes"
+	HeaderOriginalSHA256  = "riskd-original-sha256"
+	HeaderParkedTopic     = "riskd-parked-topic"
+)
+
+// Bounds on what a dead letter takes from its input.
+const (
+	// maxHeaderBytes bounds each header value that comes from input (the
+	// reason text, the event id) and a dead letter's key. A longer reason
+	// is cut; a longer event id is left out, since a cut id would name
+	// another event.
+	maxHeaderBytes = 1 << 10
+	// eventIDScanBytes is how much of a message eventIDOf reads.
+	eventIDScanBytes = 64 << 10
+	// maxParkedBytes bounds a parked output (key, value and headers): it
+	// replaces a message that was refused, so it keeps little of it.
+	maxParkedBytes = 64 << 10
 )
 
 // DecisionRecord is a decision as published on the decisions topic.
@@ -162,19 +194,247 @@ func (t Topics) actionMessage(a ActionRecord, id string) (kafka.Message, error) 
 }
 
 // deadLetter builds the DLQ message for a message that could not be decided:
-// the raw bytes untouched, the reason and the source position in headers.
-func (t Topics) deadLetter(m kafka.Message, reason error, at time.Time) kafka.Message {
-	return kafka.Message{
-		Topic: t.DLQ,
-		Key:   m.Key,
-		Value: m.Value,
-		Headers: []kafka.Header{
-			{Key: HeaderError, Value: []byte(reason.Error())},
-			{Key: HeaderSourceTopic, Value: []byte(m.Topic)},
-			{Key: HeaderSourcePartition, Value: strconv.AppendInt(nil, int64(m.Partition), 10)},
-			{Key: HeaderSourceOffset, Value: strconv.AppendInt(nil, m.Offset, 10)},
-			{Key: HeaderFailedAt, Value: at.UTC().AppendFormat(nil, time.RFC3339Nano)},
-		},
+// the raw bytes untouched, the reason and the source position in headers,
+// and the event id when eventIDOf can read it. A message larger than
+// maxBytes (key, value and headers) is cut to fit (see fitValue); a key
+// over maxHeaderBytes is cut to its first maxHeaderBytes.
+func (t Topics) deadLetter(m kafka.Message, reason error, at time.Time, maxBytes int) kafka.Message {
+	hdr := make([]kafka.Header, 0, 9)
+	if id, ok := eventIDOf(m.Value); ok {
+		hdr = append(hdr, kafka.Header{Key: HeaderEventID, Value: []byte(id)})
+	}
+	hdr = append(hdr,
+		kafka.Header{Key: HeaderError, Value: boundText(reason.Error(), maxHeaderBytes)},
+		kafka.Header{Key: HeaderSourceTopic, Value: []byte(m.Topic)},
+		kafka.Header{Key: HeaderSourcePartition, Value: strconv.AppendInt(nil, int64(m.Partition), 10)},
+		kafka.Header{Key: HeaderSourceOffset, Value: strconv.AppendInt(nil, m.Offset, 10)},
+		kafka.Header{Key: HeaderFailedAt, Value: at.UTC().AppendFormat(nil, time.RFC3339Nano)},
+	)
+	key := m.Key
+	if len(key) > maxHeaderBytes {
+		key = key[:maxHeaderBytes]
+	}
+	return fitValue(kafka.Message{Topic: t.DLQ, Key: key, Value: m.Value, Headers: hdr}, maxBytes, false)
+}
+
+// parkedLetter replaces an output message m that the writer or the broker
+// refused for good (reason) with a small dead letter: on the DLQ topic,
+// with m's key and headers, HeaderParkedTopic naming m's topic, the
+// refusal in HeaderError (after m's own reason when m is a dead letter),
+// the original size and checksum, and as much of m's body as fits in
+// min(maxBytes, maxParkedBytes). Header values over maxHeaderBytes are cut,
+// but an event id that long is left out.
+func (t Topics) parkedLetter(m kafka.Message, reason error, at time.Time, maxBytes int) kafka.Message {
+	text := reason.Error()
+	hdr := make([]kafka.Header, 0, len(m.Headers)+3)
+	for _, h := range m.Headers {
+		switch h.Key {
+		case HeaderError:
+			text += "; dead letter of: " + string(h.Value)
+		case HeaderParkedTopic, HeaderFailedAt:
+		case HeaderEventID:
+			if len(h.Value) <= maxHeaderBytes { // a cut id would name another event
+				hdr = append(hdr, h)
+			}
+		default:
+			if len(h.Value) > maxHeaderBytes {
+				h.Value = boundText(string(h.Value), maxHeaderBytes)
+			}
+			hdr = append(hdr, h)
+		}
+	}
+	hdr = append(hdr,
+		kafka.Header{Key: HeaderParkedTopic, Value: []byte(m.Topic)},
+		kafka.Header{Key: HeaderError, Value: boundText(text, maxHeaderBytes)},
+		kafka.Header{Key: HeaderFailedAt, Value: at.UTC().AppendFormat(nil, time.RFC3339Nano)},
+	)
+	key := m.Key
+	if len(key) > maxHeaderBytes {
+		key = key[:maxHeaderBytes]
+	}
+	return fitValue(kafka.Message{Topic: t.DLQ, Key: key, Value: m.Value, Headers: hdr}, min(maxBytes, maxParkedBytes), true)
+}
+
+// outputBytes is the size of m that Config.MaxOutputBytes bounds: key,
+// value, and header keys and values. Kafka's record framing comes on top
+// (see recordOverhead).
+func outputBytes(m kafka.Message) int {
+	n := len(m.Key) + len(m.Value)
+	for _, h := range m.Headers {
+		n += len(h.Key) + len(h.Value)
+	}
+	return n
+}
+
+// fitValue cuts m's value so that outputBytes(m) <= maxBytes. A message it
+// cuts, or any message when record is set, gets HeaderOriginalBytes and
+// HeaderOriginalSHA256 of its value, and HeaderTruncated when cut. If m
+// already carries them (a dead letter cut before) they are kept: they
+// describe the input, not the part of it m still holds. The headers are
+// copied, never appended in place.
+func fitValue(m kafka.Message, maxBytes int, record bool) kafka.Message {
+	over := outputBytes(m) > maxBytes
+	if !over && !record {
+		return m
+	}
+	var known, cut bool
+	for _, h := range m.Headers {
+		known = known || h.Key == HeaderOriginalBytes
+		cut = cut || h.Key == HeaderTruncated
+	}
+	hdr := slices.Clip(m.Headers)
+	if !known {
+		sum := sha256.Sum256(m.Value)
+		hdr = append(hdr,
+			kafka.Header{Key: HeaderOriginalBytes, Value: strconv.AppendInt(nil, int64(len(m.Value)), 10)},
+			kafka.Header{Key: HeaderOriginalSHA256, Value: hex.AppendEncode(nil, sum[:])})
+	}
+	if over && !cut {
+		hdr = append(hdr, kafka.Header{Key: HeaderTruncated, Value: []byte("true")})
+	}
+	m.Headers = hdr
+	if room := maxBytes - (outputBytes(m) - len(m.Value)); room < len(m.Value) {
+		m.Value = m.Value[:max(room, 0)]
+	}
+	return m
+}
+
+// boundText is s cut to at most n bytes on a UTF-8 boundary, ending in
+// "…" when cut.
+func boundText(s string, n int) []byte {
+	if len(s) <= n {
+		return []byte(s)
+	}
+	const ellipsis = "…"
+	end := max(n-len(ellipsis), 0)
+	for end > 0 && !utf8.RuneStart(s[end]) {
+		end--
+	}
+	return append([]byte(s[:end]), ellipsis...)
+}
+
+// eventIDOf reads the top-level "event_id" string of a JSON object from at
+// most the first eventIDScanBytes of raw, skipping other values without
+// decoding them, so it is cheap on any input, even a cut or malformed one.
+// It reports false when raw does not start as an object, or the field is
+// absent from the scanned prefix, not a string, empty, longer than
+// maxHeaderBytes or not UTF-8. The first of repeated fields wins.
+func eventIDOf(raw []byte) (string, bool) {
+	s := raw[:min(len(raw), eventIDScanBytes)]
+	i := skipSpace(s, 0)
+	if i >= len(s) || s[i] != '{' {
+		return "", false
+	}
+	for i = skipSpace(s, i+1); i < len(s) && s[i] == '"'; {
+		end, esc := scanString(s, i)
+		if end < 0 {
+			return "", false
+		}
+		key, ok := jsonString(s[i:end], esc)
+		i = skipSpace(s, end)
+		if !ok || i >= len(s) || s[i] != ':' {
+			return "", false
+		}
+		i = skipSpace(s, i+1)
+		if key == "event_id" {
+			if i >= len(s) || s[i] != '"' {
+				return "", false
+			}
+			end, esc := scanString(s, i)
+			if end < 0 || end-i-2 > 6*maxHeaderBytes { // escapes take up to 6 bytes a byte
+				return "", false
+			}
+			id, ok := jsonString(s[i:end], esc)
+			if !ok || id == "" || len(id) > maxHeaderBytes || !utf8.ValidString(id) {
+				return "", false
+			}
+			return id, true
+		}
+		if i = skipValue(s, i); i < 0 {
+			return "", false
+		}
+		if i = skipSpace(s, i); i >= len(s) || s[i] != ',' {
+			return "", false // the object ends (or is broken) without an event_id
+		}
+		i = skipSpace(s, i+1)
+	}
+	return "", false
+}
+
+func skipSpace(s []byte, i int) int {
+	for i < len(s) && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// scanString returns the index after the JSON string that starts at s[i]
+// (a quote), and whether it holds escapes; -1 when it is not closed.
+func scanString(s []byte, i int) (end int, esc bool) {
+	for j := i + 1; j < len(s); j++ {
+		switch s[j] {
+		case '\\':
+			esc = true
+			j++
+		case '"':
+			return j + 1, esc
+		}
+	}
+	return -1, esc
+}
+
+// jsonString decodes a quoted JSON string; only one with escapes needs
+// the decoder.
+func jsonString(quoted []byte, esc bool) (string, bool) {
+	if !esc {
+		return string(quoted[1 : len(quoted)-1]), true
+	}
+	var v string
+	if err := json.Unmarshal(quoted, &v); err != nil {
+		return "", false
+	}
+	return v, true
+}
+
+// skipValue returns the index after the JSON value that starts at s[i],
+// or -1 when it does not end within s. Objects and arrays are skipped by
+// counting brackets outside strings, without recursion.
+func skipValue(s []byte, i int) int {
+	if i >= len(s) {
+		return -1
+	}
+	switch s[i] {
+	case '"':
+		end, _ := scanString(s, i)
+		return end
+	case '{', '[':
+		depth := 0
+		for j := i; j < len(s); j++ {
+			switch s[j] {
+			case '"':
+				end, _ := scanString(s, j)
+				if end < 0 {
+					return -1
+				}
+				j = end - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				if depth--; depth == 0 {
+					return j + 1
+				}
+			}
+		}
+		return -1
+	default: // a number, true, false or null
+		j := i
+		for j < len(s) && !strings.ContainsRune(",}] \t\n\r", rune(s[j])) {
+			j++
+		}
+		if j == i || j == len(s) {
+			return -1
+		}
+		return j
 	}
 }
 

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"riskd/streams"
+
 	"gopkg.in/yaml.v3"
 )
 
@@ -119,6 +121,14 @@ type OutputConfig struct {
 	MaxInFlight int `yaml:"max_in_flight"`
 	// StoreParallelism is how many batches may write to ClickHouse at once.
 	StoreParallelism int `yaml:"store_parallelism"`
+	// MaxOutputBytes bounds one output message (key, value and headers),
+	// below the Kafka writer's batch limit; a dead letter over it is
+	// truncated, any other output over it is parked on the DLQ.
+	MaxOutputBytes int `yaml:"max_output_bytes"`
+	// MaxPublishAttempts is how often an output the broker refuses is
+	// tried before it is parked on the DLQ; transient failures (broker
+	// down) are retried until they pass.
+	MaxPublishAttempts int `yaml:"max_publish_attempts"`
 }
 
 type HTTPConfig struct {
@@ -156,7 +166,8 @@ func DefaultConfig() Config {
 		Rules: RulesConfig{Dir: "bench/reference/rules", Features: "bench/reference/features.yaml",
 			PollInterval: 2 * time.Second},
 		Output: OutputConfig{BatchSize: 5000, FlushInterval: 200 * time.Millisecond,
-			CommitInterval: time.Second, DrainTimeout: 30 * time.Second},
+			CommitInterval: time.Second, DrainTimeout: 30 * time.Second,
+			MaxOutputBytes: streams.DefaultMaxOutputBytes, MaxPublishAttempts: streams.DefaultMaxPublishAttempts},
 		HTTP:   HTTPConfig{Listen: "127.0.0.1:8080"},
 		State:  StateConfig{Dir: "var/state"},
 		Log:    LogConfig{Level: "info", Format: "text"},

@@ -141,13 +141,18 @@ func startDaemon(ctx context.Context, cfg Config, log *slog.Logger) (d *daemon, 
 	if d.notifier, err = d.newNotifier(); err != nil {
 		return d, err
 	}
-	d.pipe = streams.New(streams.Config{
+	pipeCfg := streams.Config{
 		Brokers: d.brokers, Group: d.cfg.Kafka.Group, Topics: d.topics(),
 		BatchSize: d.cfg.Output.BatchSize, FlushInterval: d.cfg.Output.FlushInterval,
 		CommitInterval: d.cfg.Output.CommitInterval, DrainTimeout: d.cfg.Output.DrainTimeout,
 		MaxInFlight: d.cfg.Output.MaxInFlight, StoreParallelism: d.cfg.Output.StoreParallelism,
+		MaxOutputBytes: d.cfg.Output.MaxOutputBytes, MaxPublishAttempts: d.cfg.Output.MaxPublishAttempts,
 		Logger: d.log, Notify: d.notifier,
-	}, d.eng, d.store, d.metrics)
+	}
+	if err := pipeCfg.Validate(); err != nil {
+		return d, fmt.Errorf("config: output: %w", err)
+	}
+	d.pipe = streams.New(pipeCfg, d.eng, d.store, d.metrics)
 	if err := d.prepareHTTP(); err != nil {
 		return d, err
 	}
