@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"sort"
 	"strings"
@@ -13,6 +14,8 @@ import (
 
 	"riskd/bench/produce"
 	"riskd/bench/traffic"
+	"riskd/engine"
+	"riskd/streams/chstore"
 )
 
 // runDemo runs the whole product in one process: the embedded broker,
@@ -56,8 +59,9 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
-	fmt.Fprintf(stdout, "embedded Kafka broker on %s (try: kcat -b %s -C -t %s -c 3)\n",
-		d.broker.Addr(), d.broker.Addr(), cfg.Kafka.DecisionsTopic)
+	// No kcat hint here: the broker lives only as long as the demo, which
+	// ends in seconds; the closing lines say how to keep one running.
+	fmt.Fprintf(stdout, "embedded Kafka broker on %s (it stops when the demo ends)\n", d.broker.Addr())
 	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopRun()
 	runDone := make(chan error, 1)
@@ -69,6 +73,9 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
 	start := time.Now()
 	since := start.Add(-time.Second).Truncate(time.Second) // decided_at has second precision
+	// Every event id of this run starts with prefix, which keeps this run's
+	// events apart from earlier runs' in the summary and the queries printed.
+	prefix := fmt.Sprintf("demo-%d-", start.UnixMilli())
 	evRate := float64(gen.Traffic.Accounts) / 7200
 	span := time.Duration(float64(gen.Events) / evRate * float64(time.Second))
 	prodDone := make(chan error, 1)
@@ -77,10 +84,9 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		var err error
 		gen.Brokers = d.brokers
 		gen.PaymentsTopic, gen.AccountTopic = cfg.Kafka.Inputs[0], inputOr(cfg.Kafka.Inputs, 1)
-		// Event time ends about now, so locks and windows read naturally;
-		// the id prefix keeps this run's events apart from earlier runs'.
+		// Event time ends about now, so locks and windows read naturally.
 		gen.Traffic.Start = start.Add(-span)
-		gen.Traffic.IDPrefix = fmt.Sprintf("demo-%d-", start.UnixMilli())
+		gen.Traffic.IDPrefix = prefix
 		produced, err = produce.Run(ctx, gen)
 		prodDone <- err
 	}()
@@ -121,11 +127,19 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		stopDaemon()
 		return err
 	}
+	example, err := printExample(ctx, stdout, d, prefix)
+	if err != nil {
+		stopDaemon()
+		return err
+	}
+	if err := printDetection(ctx, stdout, d, prefix, produced); err != nil {
+		stopDaemon()
+		return err
+	}
 	if err := stopDaemon(); err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
-	fmt.Fprintf(stdout, "\nLook closer: clickhouse-client -q \"SELECT action, count() FROM %s.decisions FINAL GROUP BY action\"\n",
-		cfg.ClickHouse.Database)
+	printLookCloser(stdout, cfg, *configPath, prefix, example)
 	return nil
 }
 
@@ -167,4 +181,177 @@ func printSummary(ctx context.Context, w io.Writer, d *daemon, since time.Time, 
 		fmt.Fprintf(w, "    %s\n", strings.TrimSpace("(no rule matched)"))
 	}
 	return nil
+}
+
+// printExample reads back one decision of this run that a rule acted on and
+// explains it: what happened, what was decided and why, with each matched
+// rule's message from the live rule set and the feature values the
+// decision recorded. It returns the event id, "" when no rule acted.
+func printExample(ctx context.Context, w io.Writer, d *daemon, prefix string) (string, error) {
+	sd, ok, err := d.store.ExampleDecision(ctx, prefix)
+	if err != nil {
+		return "", fmt.Errorf("demo: summary: %w", err)
+	}
+	fmt.Fprintf(w, "\nOne decision explained (read back from ClickHouse)\n")
+	if !ok {
+		fmt.Fprintf(w, "  (no rule sent an event of this run to review, challenge, block or lock)\n")
+		return "", nil
+	}
+	fmt.Fprintf(w, "  event id     %s\n", sd.EventID)
+	fmt.Fprintf(w, "  account      %s\n", sd.AccountID)
+	fmt.Fprintf(w, "  type         %s\n", sd.EventType)
+	fmt.Fprintf(w, "  event time   %s\n", time.UnixMilli(sd.EventTS).UTC().Format("2006-01-02 15:04:05.000 UTC"))
+	fmt.Fprintf(w, "  action       %s\n", sd.Action)
+	fmt.Fprintf(w, "  score        %d\n", sd.Score)
+	fmt.Fprintf(w, "  reason       %s\n", reasonText(sd.Reason))
+	live := d.holder.Load()
+	if v := live.Version.String(); v != sd.RuleSetVersion {
+		fmt.Fprintf(w, "  rule set     %s (live now: %s, whose rules are shown)\n", sd.RuleSetVersion, v)
+	} else {
+		fmt.Fprintf(w, "  rule set     %s\n", sd.RuleSetVersion)
+	}
+	fmt.Fprintf(w, "  matched rules\n")
+	for _, id := range sd.MatchedRules {
+		r := live.Rule(id)
+		if r == nil {
+			fmt.Fprintf(w, "    %s (not in the live rule set %s)\n", id, live.Version)
+			continue
+		}
+		fmt.Fprintf(w, "    %-24s %s, score %+d\n", id, r.Action, r.Score)
+		if r.Alert == "" {
+			fmt.Fprintf(w, "      (no message to the user)\n")
+		} else {
+			fmt.Fprintf(w, "      alert: %q\n", r.Alert)
+		}
+	}
+	fmt.Fprintf(w, "  feature values recorded\n")
+	for _, f := range sd.Features {
+		fmt.Fprintf(w, "    %s = %g\n", f.Name, f.Value)
+	}
+	if len(sd.Features) == 0 {
+		fmt.Fprintf(w, "    (none)\n")
+	}
+	return sd.EventID, nil
+}
+
+// reasonText says what a stored decision's reason means.
+func reasonText(reason string) string {
+	switch reason {
+	case "":
+		return "none: the action is the strongest matched rule's"
+	case engine.ReasonScoreThreshold:
+		return reason + " (the matched rules' scores added up to a threshold)"
+	case engine.ReasonAccountLocked:
+		return reason + " (the account was already locked)"
+	}
+	return reason
+}
+
+// detectionWait bounds how long printDetection waits for the last labels:
+// a batch's labels are written alongside its decisions, so they can land
+// a moment after the decision count said everything was stored.
+const detectionWait = 10 * time.Second
+
+// printDetection prints, per fraud scenario of this run, how many attacks
+// (accounts) and events there were and how many were flagged (review,
+// challenge, block or lock), a total, and the honest events flagged.
+func printDetection(ctx context.Context, w io.Writer, d *daemon, prefix string, produced produce.Stats) error {
+	var det []chstore.ScenarioDetection
+	deadline := time.Now().Add(detectionWait)
+	for {
+		var err error
+		if det, err = d.store.Detection(ctx, prefix); err != nil {
+			return fmt.Errorf("demo: summary: %w", err)
+		}
+		var events, labelled uint64
+		for _, s := range det {
+			events += s.Events
+			if s.Label != "" {
+				labelled += s.Events
+			}
+		}
+		if events >= uint64(produced.Events) && labelled >= uint64(produced.Fraud) || time.Now().After(deadline) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("demo: summary: %w", ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	fmt.Fprintf(w, "\nDetection by fraud scenario (this run; flagged = review, challenge, block or lock)\n")
+	fmt.Fprintf(w, "    %-22s %7s %12s %7s %12s\n", "scenario", "attacks", "caught", "events", "flagged")
+	row := func(name string, s chstore.ScenarioDetection) {
+		fmt.Fprintf(w, "    %-22s %7d %7d %3.0f%% %7d %7d %3.0f%%\n", name, s.Accounts, s.AccountsFlagged, percent(s.AccountsFlagged, s.Accounts),
+			s.Events, s.EventsFlagged, percent(s.EventsFlagged, s.Events))
+	}
+	var total, honest chstore.ScenarioDetection
+	for _, s := range det {
+		if s.Label == "" {
+			honest = s
+			continue
+		}
+		row(s.Label, s)
+		total.Accounts += s.Accounts
+		total.AccountsFlagged += s.AccountsFlagged
+		total.Events += s.Events
+		total.EventsFlagged += s.EventsFlagged
+	}
+	row("total", total)
+	fmt.Fprintf(w, "  honest events flagged (false alarms): %d of %d (%.2f%%)\n",
+		honest.EventsFlagged, honest.Events, percent(honest.EventsFlagged, honest.Events))
+	if total.Events+honest.Events < uint64(produced.Events) || total.Events < uint64(produced.Fraud) {
+		fmt.Fprintf(w, "  (only %d of %d events, %d of %d labelled, were stored after %s)\n",
+			total.Events+honest.Events, produced.Events, total.Events, produced.Fraud, detectionWait)
+	}
+	return nil
+}
+
+// percent is n as a percentage of of, 0 when of is 0.
+func percent(n, of uint64) float64 { return 100 * float64(n) / float64(max(of, 1)) }
+
+// printLookCloser prints queries that show this run's decisions (scoped by
+// the run's event id prefix; they run as printed with clickhouse-client on
+// ClickHouse 18.16 and current releases), and how to watch decisions on
+// Kafka with a broker that outlives the demo.
+func printLookCloser(w io.Writer, cfg Config, configPath, prefix, example string) {
+	client := "clickhouse-client"
+	if host, port, err := net.SplitHostPort(cfg.ClickHouse.Addr); err == nil {
+		if host != "" && host != "127.0.0.1" && host != "localhost" {
+			client += " --host " + host
+		}
+		if port != "9000" {
+			client += " --port " + port
+		}
+	}
+	if u := cfg.ClickHouse.User; u != "" && u != "default" {
+		client += " --user " + u
+	}
+	db, p := cfg.ClickHouse.Database, "'"+prefix+"'" // a plain identifier; a prefix of letters, digits and dashes
+	fmt.Fprintf(w, "\nLook closer at this run (its event ids start with %s):\n", prefix)
+	fmt.Fprintf(w, "  %s -q \"SELECT action, count() AS n FROM %s.decisions FINAL WHERE startsWith(event_id, %s) "+
+		"GROUP BY action ORDER BY n DESC\"\n", client, db, p)
+	fmt.Fprintf(w, "  %s -q \"SELECT label, action, count() AS n FROM (SELECT event_id, action FROM %s.decisions FINAL "+
+		"WHERE startsWith(event_id, %s)) AS d ANY LEFT JOIN (SELECT event_id, label FROM %s.labels FINAL "+
+		"WHERE startsWith(event_id, %s)) AS l USING event_id GROUP BY label, action ORDER BY label, n DESC\"\n",
+		client, db, p, db, p)
+	if example != "" {
+		fmt.Fprintf(w, "  %s -q \"SELECT * FROM %s.decisions FINAL WHERE event_id = '%s' FORMAT Vertical\"\n", client, db, example)
+	}
+	riskd, addr := "RISKD_KAFKA_EMBEDDED=true", cfg.Kafka.Listen
+	if _, port, err := net.SplitHostPort(addr); err != nil || port == "0" {
+		// A listener on any free port cannot be named in advance: use the default.
+		addr = DefaultConfig().Kafka.Listen
+		riskd += " RISKD_KAFKA_LISTEN=" + addr
+	}
+	riskd += " go run ./cmd/riskd"
+	if configPath != "" {
+		riskd += " --config " + configPath
+	}
+	fmt.Fprintf(w, "Watch decisions on Kafka: the demo's broker stopped with it; run riskd with one that stays (README, \"Run it\"):\n")
+	fmt.Fprintf(w, "  %s\n", riskd)
+	// A prefix of its own, so a second gen is not decided as duplicates of the first.
+	fmt.Fprintf(w, "  go run ./cmd/riskctl gen --brokers %s --events 10000 --id-prefix gen-%d-   # in a second terminal\n",
+		addr, time.Now().Unix())
+	fmt.Fprintf(w, "  kcat -b %s -C -t %s -o beginning -c 3\n", addr, cfg.Kafka.DecisionsTopic)
 }

@@ -13,7 +13,9 @@ import (
 // summary and tests, where an error should surface.
 //
 // "since" filters on decided_at (a DateTime, for partition pruning and the
-// index) and decided_at_ms (for millisecond exactness).
+// index) and decided_at_ms (for millisecond exactness). An event-id prefix
+// selects one run's events (the demo gives each run its own prefix); it is
+// not a key prefix, so those reads scan the table.
 
 // RuleCount is how many stored decisions an active rule matched.
 type RuleCount struct {
@@ -122,24 +124,57 @@ func (s *Store) TopRules(ctx context.Context, since time.Time, n int) ([]RuleCou
 	return out, nil
 }
 
+// storedDecisionColumns are the columns readDecision scans, in its order.
+const storedDecisionColumns = "event_id, account_id, event_type, event_time, event_ts_ms, decided_at_ms, action, score, reason, " +
+	"matched_rules, shadow_rules, errored_rules, rule_errors, ruleset_version, feature_names, feature_values, " +
+	"latency_us, lock_until, late, original, source_topic, source_partition, source_offset"
+
 // DecisionByEvent reads the stored decision of one event; false when there
 // is none. event_id is not a key prefix, so this scans the table: fine for
 // support look-ups and tests, not for a hot path.
 func (s *Store) DecisionByEvent(ctx context.Context, eventID string) (StoredDecision, bool, error) {
-	q := "SELECT event_id, account_id, event_type, event_time, event_ts_ms, decided_at_ms, action, score, reason, " +
-		"matched_rules, shadow_rules, errored_rules, rule_errors, ruleset_version, feature_names, feature_values, " +
-		"latency_us, lock_until, late, original, source_topic, source_partition, source_offset FROM " +
-		s.table("decisions") + " FINAL WHERE event_id = ? LIMIT 1"
-	rows, err := s.conn.Query(ctx, q, eventID)
+	q := "SELECT " + storedDecisionColumns + " FROM " + s.table("decisions") + " FINAL WHERE event_id = ? LIMIT 1"
+	d, ok, err := s.readDecision(ctx, q, eventID)
 	if err != nil {
 		return StoredDecision{}, false, fmt.Errorf("chstore: decision %s: %w", eventID, err)
 	}
+	return d, ok, nil
+}
+
+// flaggedActions are the actions that count as catching an event: a person
+// looks at it, or it is stopped (review, challenge, block, lock). allow and
+// alert let it through.
+const flaggedActions = "('review', 'challenge', 'block', 'lock')"
+
+// ExampleDecision picks one decision, among the events whose id starts with
+// eventIDPrefix, that a rule acted on, to show what a decision records: the
+// strongest action first (lock, block, challenge, review), then one a
+// matched rule decided rather than a score threshold or an earlier lock,
+// then one that recorded feature values, then the earliest event. Only
+// decisions with matched rules qualify; false when there is none. Like
+// DecisionByEvent it scans the table.
+func (s *Store) ExampleDecision(ctx context.Context, eventIDPrefix string) (StoredDecision, bool, error) {
+	q := "SELECT " + storedDecisionColumns + " FROM " + s.table("decisions") + " FINAL" +
+		" WHERE startsWith(event_id, ?) AND action IN " + flaggedActions + " AND notEmpty(matched_rules)" +
+		" ORDER BY indexOf(['lock', 'block', 'challenge', 'review'], action), reason != '', empty(feature_names)," +
+		" event_ts_ms, event_id LIMIT 1"
+	d, ok, err := s.readDecision(ctx, q, eventIDPrefix)
+	if err != nil {
+		return StoredDecision{}, false, fmt.Errorf("chstore: example decision of %q: %w", eventIDPrefix, err)
+	}
+	return d, ok, nil
+}
+
+// readDecision runs q, which selects storedDecisionColumns, and scans its
+// first row; false when there is none.
+func (s *Store) readDecision(ctx context.Context, q string, args ...any) (StoredDecision, bool, error) {
+	rows, err := s.conn.Query(ctx, q, args...)
+	if err != nil {
+		return StoredDecision{}, false, err
+	}
 	defer rows.Close()
 	if !rows.Next() {
-		if err := rows.Err(); err != nil {
-			return StoredDecision{}, false, fmt.Errorf("chstore: decision %s: %w", eventID, err)
-		}
-		return StoredDecision{}, false, nil
+		return StoredDecision{}, false, rows.Err()
 	}
 	var (
 		d                  StoredDecision
@@ -155,7 +190,7 @@ func (s *Store) DecisionByEvent(ctx context.Context, eventID string) (StoredDeci
 		&d.MatchedRules, &d.ShadowRules, &d.ErroredRules, &d.RuleErrors, &d.RuleSetVersion, &names, &values,
 		&latency, &lockEnd, &late, &original, &d.Source.Topic, &partition, &d.Source.Offset)
 	if err != nil {
-		return StoredDecision{}, false, fmt.Errorf("chstore: decision %s: %w", eventID, err)
+		return StoredDecision{}, false, err
 	}
 	d.EventTime = eventTime.UTC()
 	d.DecidedAt = time.UnixMilli(decidedMS).UTC()
@@ -186,4 +221,59 @@ func (s *Store) DuplicateDecisionRows(ctx context.Context) (uint64, error) {
 		return 0, fmt.Errorf("chstore: duplicate decision rows: %w", err)
 	}
 	return uint64(max(n, 0)), nil
+}
+
+// ScenarioDetection is how the decisions went for one label of the events
+// whose id starts with a prefix. Labels come from the labels table (the
+// traffic generator's scenario names); Label "" is the unlabelled, honest
+// traffic. "Flagged" means review, challenge, block or lock.
+type ScenarioDetection struct {
+	// Label is the fraud scenario, or "" for honest events.
+	Label string
+	// Accounts counts the distinct accounts with events of the label: for
+	// a scenario, the attacks (a scenario plays on one account, or on each
+	// of the accounts it spreads over).
+	Accounts uint64
+	// AccountsFlagged counts the accounts with at least one of the label's
+	// events flagged: for a scenario, the attacks caught.
+	AccountsFlagged uint64
+	// Events counts the label's decided events.
+	Events uint64
+	// EventsFlagged counts those flagged: for honest events, false alarms.
+	EventsFlagged uint64
+}
+
+// Detection counts, per label, the decided events whose id starts with
+// eventIDPrefix (one demo or backtest run's events share a prefix) and how
+// many were flagged, ordered by label (so the honest row, "", comes first
+// when there is one). A labelled event without a stored decision is not
+// counted.
+//
+// The join is written for ClickHouse 18.16 as much as for current
+// releases: subquery ANY LEFT JOIN subquery USING one key (18.16 joins
+// nothing more), each subquery aliased (current releases require it), and
+// an event with no label row gets the empty string, String's default.
+func (s *Store) Detection(ctx context.Context, eventIDPrefix string) ([]ScenarioDetection, error) {
+	q := "SELECT label, uniqExact(account_id), uniqExactIf(account_id, flagged), count(), countIf(flagged) FROM " +
+		"(SELECT event_id, account_id, action IN " + flaggedActions + " AS flagged FROM " + s.table("decisions") +
+		" FINAL WHERE startsWith(event_id, ?)) AS d ANY LEFT JOIN " +
+		"(SELECT event_id, label FROM " + s.table("labels") + " FINAL WHERE startsWith(event_id, ?)) AS l USING event_id " +
+		"GROUP BY label ORDER BY label"
+	rows, err := s.conn.Query(ctx, q, eventIDPrefix, eventIDPrefix)
+	if err != nil {
+		return nil, fmt.Errorf("chstore: detection of %q: %w", eventIDPrefix, err)
+	}
+	defer rows.Close()
+	var out []ScenarioDetection
+	for rows.Next() {
+		var sd ScenarioDetection
+		if err := rows.Scan(&sd.Label, &sd.Accounts, &sd.AccountsFlagged, &sd.Events, &sd.EventsFlagged); err != nil {
+			return nil, fmt.Errorf("chstore: detection of %q: %w", eventIDPrefix, err)
+		}
+		out = append(out, sd)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("chstore: detection of %q: %w", eventIDPrefix, err)
+	}
+	return out, nil
 }

@@ -93,7 +93,9 @@ func SQLDump(db string) ([]Statement, error) {
 }
 
 // The sample: one payment decided "lock" at a fixed time, with an alert,
-// a lock, a label, features and every array column non-empty, plus one
+// a lock, a label, features and every array column non-empty; one honest
+// (unlabelled) payment of another account sent to review by a score
+// threshold, with no rule matched, decided at the same time; plus one
 // rule-set load, one manual unlock, one published rule-set version with
 // its audit row, and one parked webhook notification. Every table gets a
 // row (sqldump_test checks that), so every query has something to find.
@@ -124,13 +126,26 @@ func sampleDecision() *engine.Decision {
 	}
 }
 
+func sampleHonestDecision() *engine.Decision {
+	return &engine.Decision{
+		EventID: "ev-2", AccountID: "acct-2", EventType: "payment",
+		EventTS: sampleEventTS.UnixMilli(), DecidedAt: sampleDecided,
+		Action: rules.Review, Score: 40, Reason: engine.ReasonScoreThreshold,
+		RuleSetVersion: "3-abcdef12",
+		Features:       []engine.FeatureValue{{Name: "payments_1h", Value: 1}},
+		Latency:        17 * time.Microsecond,
+		Raw:            []byte(`{"event_id":"ev-2","type":"payment","ts":1795521600000,"account_id":"acct-2"}`),
+		Source:         engine.Source{Topic: "payments", Partition: 1, Offset: 99},
+	}
+}
+
 // sampleWrites are the write paths, each sending its tables' inserts.
 var sampleWrites = []struct {
 	name  string
 	write func(context.Context, *Store) error
 }{
 	{"WriteDecisions", func(ctx context.Context, s *Store) error {
-		return s.WriteDecisions(ctx, []*engine.Decision{sampleDecision()})
+		return s.WriteDecisions(ctx, []*engine.Decision{sampleDecision(), sampleHonestDecision()})
 	}},
 	{"WriteRuleSet", func(ctx context.Context, s *Store) error {
 		return s.WriteRuleSet(ctx, RuleSetRow{Version: "3-abcdef12", Seq: 3, Hash: "abcdef1234567890",
@@ -163,23 +178,25 @@ var sampleReads = []struct {
 	expect  []string
 	ordered bool
 }{
-	{name: "CountDecisions", expect: []string{"1"},
+	{name: "CountDecisions", expect: []string{"2"},
 		read: func(ctx context.Context, s *Store) error { _, err := s.CountDecisions(ctx, time.Time{}); return err }},
 	{name: "CountDecisions since after the decision", expect: []string{"0"},
 		read: func(ctx context.Context, s *Store) error {
 			_, err := s.CountDecisions(ctx, sampleDecided.Add(time.Millisecond))
 			return err
 		}},
-	{name: "ActionCounts", expect: []string{"lock\t1"},
+	{name: "ActionCounts", expect: []string{"lock\t1", "review\t1"},
 		read: func(ctx context.Context, s *Store) error { _, err := s.ActionCounts(ctx, sampleEventTS); return err }},
 	{name: "TopRules", expect: []string{"brute-force-lock\t1", "scam-payee\t1"}, ordered: true,
 		read: func(ctx context.Context, s *Store) error { _, err := s.TopRules(ctx, time.Time{}, 10); return err }},
-	{name: "DecisionByEvent", expect: []string{strings.Join([]string{
-		"ev-1", "acct-1", "payment", "2026-11-24 12:00:00", "1795521600000", "1795521601500", "lock", "70", "rule",
-		"['scam-payee','brute-force-lock']", "['new-device']", "['bad-rule']", "['division by zero']", "3-abcdef12",
-		"['payments_1h','amount_24h']", "[2,250.5]", "42", "2026-11-24 12:30:00", "0", "1", "payments", "3", "1234",
-	}, "\t")},
+	{name: "DecisionByEvent", expect: []string{sampleStoredDecision},
 		read: func(ctx context.Context, s *Store) error { _, _, err := s.DecisionByEvent(ctx, "ev-1"); return err }},
+	// ev-2 is a review with no rule matched, so the lock ev-1 is the example.
+	{name: "ExampleDecision", expect: []string{sampleStoredDecision},
+		read: func(ctx context.Context, s *Store) error { _, _, err := s.ExampleDecision(ctx, "ev-"); return err }},
+	// The honest review (label '', from the join's default) is a false alarm.
+	{name: "Detection", ordered: true, expect: []string{"\t1\t1\t1\t1", "fraud\t1\t1\t1\t1"},
+		read: func(ctx context.Context, s *Store) error { _, err := s.Detection(ctx, "ev-"); return err }},
 	{name: "DuplicateDecisionRows", expect: []string{"0"},
 		read: func(ctx context.Context, s *Store) error { _, err := s.DuplicateDecisionRows(ctx); return err }},
 	{name: "LockHistory", ordered: true, expect: []string{
@@ -202,6 +219,13 @@ var sampleReads = []struct {
 		`sms	7	alert	acct-1	ev-1	scam-payee	{"event_id":"ev-1"}	5	HTTP 503: busy	2026-11-24 12:10:00`},
 		read: func(ctx context.Context, s *Store) error { _, err := s.WebhookDeadLetters(ctx, "sms", 10); return err }},
 }
+
+// sampleStoredDecision is sampleDecision as DecisionByEvent reads it back.
+var sampleStoredDecision = strings.Join([]string{
+	"ev-1", "acct-1", "payment", "2026-11-24 12:00:00", "1795521600000", "1795521601500", "lock", "70", "rule",
+	"['scam-payee','brute-force-lock']", "['new-device']", "['bad-rule']", "['division by zero']", "3-abcdef12",
+	"['payments_1h','amount_24h']", "[2,250.5]", "42", "2026-11-24 12:30:00", "0", "1", "payments", "3", "1234",
+}, "\t")
 
 // recorder is a driver.Conn that records statements instead of sending
 // them. Reads return no rows; inserts are rendered as VALUES.
