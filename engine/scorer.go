@@ -2,6 +2,7 @@ package engine
 
 import (
 	"errors"
+	"strings"
 	"time"
 
 	"riskd/event"
@@ -95,7 +96,7 @@ func (s *Scorer) Score(raw []byte, src Source, d *Decision) error {
 	sum := s.fingerprint.sum(ev)
 	if action, was, dup := s.dedupe.seen(eventKey); dup {
 		if was != 0 && was != sum {
-			return &ErrEventIDConflict{EventID: ev.ID}
+			return &ErrEventIDConflict{EventID: strings.Clone(ev.ID)} // ev.ID aliases the decoder buffer, reused for the next event
 		}
 		d.Action, d.Reason, d.Duplicate = action, ReasonDuplicate, true
 		return nil

@@ -114,7 +114,7 @@ func (d *Decoder) decodeFull(msg []byte, ev *Event) error {
 	d.scratch = d.scratch[:0]
 	v, err := d.parser.ParseBytes(msg)
 	if err != nil {
-		return &Error{Problems: []Problem{{Reason: "malformed JSON: " + err.Error()}}, cause: err}
+		return &Error{Problems: []Problem{{Reason: "malformed JSON: " + parseProblem(err)}}, cause: err}
 	}
 	obj, err := v.Object()
 	if err != nil {
@@ -404,4 +404,47 @@ func b2s(b []byte) string {
 		return ""
 	}
 	return unsafe.String(unsafe.SliceData(b), len(b))
+}
+
+// maxParseProblem bounds the text of a JSON syntax problem: the message
+// travels in a dead-letter header and an HTTP answer.
+const maxParseProblem = 300
+
+// parseProblem words a fastjson parse error for a person: fastjson names
+// every level it descended ("cannot parse object: cannot parse array
+// value: ..." 300 times for deeply nested input) before the cause, so the
+// chain is folded to its depth and the cause, and the whole is bounded.
+func parseProblem(err error) string {
+	msg := strings.TrimPrefix(err.Error(), "cannot parse JSON: ")
+	depth := 0
+	for {
+		rest, ok := cutParsePrefix(msg)
+		if !ok {
+			break
+		}
+		msg = rest
+		depth++
+	}
+	if depth > 2 {
+		msg = fmt.Sprintf("%s (%d levels deep)", msg, depth)
+	}
+	if len(msg) > maxParseProblem {
+		cut := maxParseProblem
+		for cut > 0 && msg[cut]&0xC0 == 0x80 { // do not split a UTF-8 sequence
+			cut--
+		}
+		msg = msg[:cut] + "..."
+	}
+	return msg
+}
+
+// cutParsePrefix removes one "cannot parse X: " level of a fastjson error.
+func cutParsePrefix(msg string) (string, bool) {
+	for _, p := range [...]string{"cannot parse object: ", "cannot parse object value: ", "cannot parse array: ",
+		"cannot parse array value: ", "cannot parse object key: ", "cannot parse string: "} {
+		if rest, ok := strings.CutPrefix(msg, p); ok {
+			return rest, true
+		}
+	}
+	return msg, false
 }

@@ -70,3 +70,18 @@ func TestMaxIDBytesIsConfigurable(t *testing.T) {
 		t.Errorf("Decode with MaxIDBytes 8 = %v", err)
 	}
 }
+
+func TestDeeplyNestedJSONSaysWhyInFewWords(t *testing.T) {
+	msg := `{"event_id":"e1","type":"login","account_id":"a","ts":1795538400000,"x":` +
+		strings.Repeat("[", 400) + strings.Repeat("]", 400) + `}`
+	err := (&Decoder{}).Decode([]byte(msg), &Event{})
+	if err == nil {
+		t.Fatal("400 nested arrays were accepted")
+	}
+	if !strings.Contains(err.Error(), "too big depth for the nested JSON") || len(err.Error()) > 400 {
+		t.Errorf("error (%d bytes) does not state the depth problem briefly: %.500s", len(err.Error()), err)
+	}
+	if !strings.HasPrefix(err.Error(), "invalid event: malformed JSON: too big depth") {
+		t.Errorf("error does not start with the cause: %.200s", err)
+	}
+}
