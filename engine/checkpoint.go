@@ -17,25 +17,27 @@ import (
 // whenever the layout below does, and Restore refuses other versions.
 const (
 	checkpointMagic   = "RISKDENG"
-	checkpointVersion = uint16(3)
+	checkpointVersion = uint16(4)
 )
 
 // ErrCheckpointFormat is wrapped when a checkpoint is not one this build can read.
 var ErrCheckpointFormat = errors.New("unreadable engine checkpoint")
 
 // Checkpoint writes the state of every shard (feature store, locks, recent
-// event ids) and, once, the entity windows the shards share, to w. Each
-// shard serialises itself between two events and the shared entities are
-// written a lock stripe at a time, so the checkpoint is consistent per
-// shard and per stripe; callers that need it consistent as a whole, or
-// with Kafka offsets, pause intake first.
+// event ids, alert throttle) and, once, the entity windows the shards
+// share, to w. Each shard serialises itself between two events and the
+// shared entities are written a lock stripe at a time, so the checkpoint is
+// consistent per shard and per stripe; callers that need it consistent as a
+// whole, or with Kafka offsets, pause intake first.
 //
 // Layout: magic, version u16, shard count u32, shared entity snapshot (u64
 // length + bytes), then per shard: feature snapshot of its accounts (u64
 // length + bytes), locks (u32 count, then hash u64, until i64, rule id u16
 // length + bytes), event ids (u32 count, then hash u64, action u8,
-// content fingerprint u32). Version 1 had no shared part: each shard's
-// snapshot held its own entities; version 2 had no fingerprints.
+// content fingerprint u32), alert throttle (u32 count, then account hash
+// u64, rule id hash u64, event time of the last alert sent i64). Version 1
+// had no shared part: each shard's snapshot held its own entities; version
+// 2 had no fingerprints; version 3 had no alert throttle.
 func (e *Engine) Checkpoint(ctx context.Context, w io.Writer) error {
 	bw := bufio.NewWriter(w)
 	bw.WriteString(checkpointMagic)
@@ -90,6 +92,14 @@ func (s *Scorer) writeState(w *bytes.Buffer) error {
 		rec[8] = byte(e.action)
 		le.PutUint32(rec[9:], e.sum)
 		w.Write(rec[:])
+	}
+	w.Write(le.AppendUint32(nil, uint32(s.throttle.len())))
+	var tr [24]byte
+	for k, sent := range s.throttle.sent {
+		le.PutUint64(tr[:8], k.account)
+		le.PutUint64(tr[8:16], k.rule)
+		le.PutUint64(tr[16:], uint64(sent))
+		w.Write(tr[:])
 	}
 	return nil
 }
@@ -172,7 +182,30 @@ func readShard(r *bufio.Reader, cfg Config, set *features.Set, holder *rules.Hol
 	if err := s.readLocksAndIDs(r); err != nil {
 		return nil, err
 	}
+	if err := s.readThrottle(r); err != nil {
+		return nil, fmt.Errorf("alert throttle: %w", err)
+	}
 	return s, nil
+}
+
+// readThrottle reads the alert throttle's entries written by writeState.
+// The window is the one configured now, not the one they were sent under.
+func (s *Scorer) readThrottle(r *bufio.Reader) error {
+	var n uint32
+	if err := binary.Read(r, binary.LittleEndian, &n); err != nil {
+		return err
+	}
+	for range n {
+		var rec struct {
+			Account, Rule uint64
+			Sent          int64
+		}
+		if err := binary.Read(r, binary.LittleEndian, &rec); err != nil {
+			return err
+		}
+		s.throttle.sent[alertKey{rec.Account, rec.Rule}] = rec.Sent
+	}
+	return nil
 }
 
 func (s *Scorer) readLocksAndIDs(r *bufio.Reader) error {

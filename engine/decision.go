@@ -59,8 +59,15 @@ type Decision struct {
 	// LockUntil is set when the account is (now) locked: by this decision's
 	// lock action or by an earlier lock that refused this event.
 	LockUntil time.Time
-	// Alerts are the user-facing messages of matched active rules that carry one.
+	// Alerts are the user-facing messages of matched active rules that carry
+	// one and that the alert throttle let through: the alerts every output
+	// sends (alerts topic and table, webhooks, live stream).
 	Alerts []AlertMessage
+	// ThrottledAlerts are the messages of matched active rules that the
+	// alert throttle held back, because the same rule alerted the account
+	// less than Config.AlertThrottle earlier in event time. They are part
+	// of the decision's record, never sent to the user.
+	ThrottledAlerts []ThrottledAlert
 	// Late marks an event older than the feature windows' late tolerance: it
 	// was decided but not added to windows.
 	Late bool
@@ -94,4 +101,18 @@ type FeatureValue struct {
 type AlertMessage struct {
 	RuleID  string
 	Message string
+}
+
+// ThrottledAlert is an alert the throttle held back, with why: the alert
+// of the same rule to the same account that went out at SentTS, whose
+// window lasts until UntilTS.
+type ThrottledAlert struct {
+	RuleID  string
+	Message string
+	// SentTS is the event time (Unix ms) of the alert that went out and
+	// opened the window.
+	SentTS int64
+	// UntilTS is the event time (Unix ms) at which that window ends: the
+	// rule's next alert for the account dated UntilTS or later goes out.
+	UntilTS int64
 }

@@ -31,6 +31,11 @@ type Config struct {
 	DedupeCapacity int
 	// MaxEventBytes is the largest message accepted; 0 means event.DefaultMaxBytes.
 	MaxEventBytes int
+	// AlertThrottle is the shortest event-time interval between two alerts
+	// of one rule to one account; the repeats inside it are throttled (see
+	// Decision.ThrottledAlerts). 0 means DefaultAlertThrottle (10m);
+	// negative turns throttling off, so every matching event alerts.
+	AlertThrottle time.Duration
 	// Now is the wall clock, for latency and decision times; nil means time.Now.
 	Now func() time.Time
 }
@@ -44,6 +49,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.DedupeCapacity <= 0 {
 		c.DedupeCapacity = 100_000
+	}
+	if c.AlertThrottle == 0 {
+		c.AlertThrottle = DefaultAlertThrottle
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -75,9 +83,10 @@ type Message struct {
 // an account to the same shard so per-account order holds.
 //
 // Each shard owns its accounts' state (profiles, account windows, locks,
-// recent event ids). The windows of other entities (devices, IPs, payees,
-// cards...) see the events of every shard, so they live in one
-// features.Shared the shards' Stores use under per-entity stripe locks.
+// recent event ids, alert throttle). The windows of other entities
+// (devices, IPs, payees, cards...) see the events of every shard, so they
+// live in one features.Shared the shards' Stores use under per-entity
+// stripe locks.
 type Engine struct {
 	shards []*shard
 	ents   *features.Shared

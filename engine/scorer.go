@@ -15,8 +15,8 @@ import (
 var ErrNoRules = errors.New("no rule set loaded")
 
 // Scorer is one shard's state and the whole per-event path: decode, lock
-// check, de-duplication, features, rules, policy. One goroutine owns it;
-// nothing in it is safe for concurrent use.
+// check, de-duplication, features, rules, alert throttle, policy. One
+// goroutine owns it; nothing in it is safe for concurrent use.
 type Scorer struct {
 	rules       *rules.Holder
 	store       *features.Store
@@ -24,6 +24,7 @@ type Scorer struct {
 	eval        *rules.Evaluator
 	dec         event.Decoder
 	locks       *lockTable
+	throttle    *alertThrottle
 	dedupe      *dedupe
 	fingerprint fingerprinter
 	now         func() time.Time
@@ -48,14 +49,15 @@ func newScorer(cfg Config, set *features.Set, holder *rules.Holder, store *featu
 		store = set.NewStore()
 	}
 	return &Scorer{
-		rules:  holder,
-		store:  store,
-		set:    set,
-		eval:   rules.NewEvaluator(),
-		dec:    event.Decoder{MaxBytes: cfg.MaxEventBytes},
-		locks:  newLockTable(),
-		dedupe: newDedupe(cfg.DedupeCapacity),
-		now:    cfg.Now,
+		rules:    holder,
+		store:    store,
+		set:      set,
+		eval:     rules.NewEvaluator(),
+		dec:      event.Decoder{MaxBytes: cfg.MaxEventBytes},
+		locks:    newLockTable(),
+		throttle: newAlertThrottle(cfg.AlertThrottle),
+		dedupe:   newDedupe(cfg.DedupeCapacity),
+		now:      cfg.Now,
 	}
 }
 
@@ -111,6 +113,7 @@ func (s *Scorer) Score(raw []byte, src Source, d *Decision) error {
 	d.Late = s.store.Observe(ev, &s.values)
 	if s.observed++; s.observed%expireEvery == 0 {
 		s.store.Expire(ev.TS) // drop idle entities on event time; amortised
+		s.throttle.expire(ev.TS)
 	}
 	env.F = s.values.Profile
 	env.W = s.values.Windows
@@ -119,7 +122,14 @@ func (s *Scorer) Score(raw []byte, src Source, d *Decision) error {
 	for _, r := range s.outcome.Matched {
 		d.Matched = append(d.Matched, RuleHit{RuleID: r.ID, Action: r.Action, Score: r.Score})
 		if r.Alert != "" {
-			d.Alerts = append(d.Alerts, AlertMessage{RuleID: r.ID, Message: r.Alert})
+			// Decided here, on the account's shard and on event time, so
+			// every output sends the same alerts (see alertThrottle).
+			if sent, ok := s.throttle.allow(account, keyhash.String(r.ID), ev.TS); ok {
+				d.Alerts = append(d.Alerts, AlertMessage{RuleID: r.ID, Message: r.Alert})
+			} else {
+				d.ThrottledAlerts = append(d.ThrottledAlerts, ThrottledAlert{RuleID: r.ID, Message: r.Alert,
+					SentTS: sent, UntilTS: s.throttle.end(sent)})
+			}
 		}
 		d.Features = s.appendReads(d.Features, r)
 	}
@@ -184,11 +194,12 @@ func (s *Scorer) Unlock(accountID string) bool {
 
 func (d *Decision) reset() {
 	*d = Decision{
-		Matched:  d.Matched[:0],
-		Shadow:   d.Shadow[:0],
-		Errored:  d.Errored[:0],
-		Features: d.Features[:0],
-		Alerts:   d.Alerts[:0],
+		Matched:         d.Matched[:0],
+		Shadow:          d.Shadow[:0],
+		Errored:         d.Errored[:0],
+		Features:        d.Features[:0],
+		Alerts:          d.Alerts[:0],
+		ThrottledAlerts: d.ThrottledAlerts[:0],
 	}
 }
 
@@ -205,6 +216,7 @@ func (d *Decision) Clone() *Decision {
 	c.Errored = append([]RuleHit(nil), d.Errored...)
 	c.Features = append([]FeatureValue(nil), d.Features...)
 	c.Alerts = append([]AlertMessage(nil), d.Alerts...)
+	c.ThrottledAlerts = append([]ThrottledAlert(nil), d.ThrottledAlerts...)
 	return &c
 }
 

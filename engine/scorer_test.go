@@ -313,6 +313,9 @@ func TestCheckpointRestoresLocksDedupeAndFeatures(t *testing.T) {
 		mustDecide(t, ctx, e, login("f"+strconv.Itoa(i), "a1", t0+int64(i), true))
 	}
 	mustDecide(t, ctx, e, payment("p1", "a2", t0, 90000, "x"))
+	if d := mustDecide(t, ctx, e, payment("s1", "a3", t0, 100, "payee-scam-1")); len(d.Alerts) != 1 {
+		t.Fatalf("first scam-payee payment: alerts %v, want one", d.Alerts)
+	}
 	var buf bytes.Buffer
 	if err := e.Checkpoint(ctx, &buf); err != nil {
 		t.Fatal(err)
@@ -335,6 +338,11 @@ func TestCheckpointRestoresLocksDedupeAndFeatures(t *testing.T) {
 	d := mustDecide(t, ctx, r, payment("p2", "a2", t0+1, 20000, "x"))
 	if len(d.Matched) != 1 || d.Matched[0].RuleID != "big-day" {
 		t.Errorf("after restore amount_24h lost its history: matched %v", ruleIDs(d.Matched))
+	}
+	if d := mustDecide(t, ctx, r, payment("s2", "a3", t0+60_000, 100, "payee-scam-1")); len(d.Alerts) != 0 ||
+		len(d.ThrottledAlerts) != 1 || d.ThrottledAlerts[0].SentTS != t0 {
+		t.Errorf("after restore a repeat alert a minute later: alerts %v, throttled %v; want it throttled by the alert at t0",
+			d.Alerts, d.ThrottledAlerts)
 	}
 	if _, err := Restore(Config{Shards: 3}, set, holder, bytes.NewReader(buf.Bytes())); err == nil {
 		t.Error("restore into a different shard count succeeded")

@@ -1,25 +1,39 @@
 package streams
 
 import (
+	"sync/atomic"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"riskd/rules"
 )
 
 // Metrics are the stream scorer's Prometheus series. Labels stay low in
-// cardinality: topics, partitions, actions and stages, never accounts.
+// cardinality: topics, partitions, actions, stages and rule ids, never
+// accounts. Every series whose labels are known at start is exported from
+// 0 (stages and actions by NewMetrics, topics by New, rules whenever a rule
+// set is installed, partitions once assigned), so alerts on rate() and
+// dashboards see it before the first event.
 type Metrics struct {
 	Consumed     *prometheus.CounterVec   // messages fetched, by topic
 	Decided      *prometheus.CounterVec   // decisions made durable, by action
 	Duplicates   prometheus.Counter       // events already decided (same event_id)
 	DeadLettered *prometheus.CounterVec   // messages sent to the DLQ, by source topic
-	Lag          *prometheus.GaugeVec     // messages behind the partition's end, by topic and partition
+	Lag          *prometheus.GaugeVec     // end offset less the group's committed offset, from the broker, by assigned topic and partition
 	Committed    *prometheus.GaugeVec     // last committed offset, by topic and partition
 	BatchSize    prometheus.Histogram     // results per output flush
 	SinkSeconds  *prometheus.HistogramVec // time to make a flush durable, by sink (clickhouse, kafka)
-	Errors       *prometheus.CounterVec   // failures that were retried or logged, by stage
+	Errors       *prometheus.CounterVec   // failures that were retried or logged, by stage (see ErrorStages)
 	InFlight     prometheus.Gauge         // fetched messages not yet durable
 	RuleHits     *prometheus.CounterVec   // stored decisions a rule matched, by rule, action and mode
+	// RuleErrors counts run-time errors of each rule's expression in
+	// stored decisions (engine.Decision.Errored), by rule; each also counts
+	// in Errors{stage="rules"}.
+	RuleErrors *prometheus.CounterVec
+	// Late counts stored decisions of events too old for the feature
+	// windows (engine.Decision.Late: decided, not added to windows), by
+	// source topic ("api" for the decide API).
+	Late *prometheus.CounterVec
 	// Parked counts output messages the writer or the broker refused for
 	// good, replaced by a dead letter on the DLQ topic, by the topic they
 	// were meant for (see Config.MaxPublishAttempts).
@@ -32,7 +46,25 @@ type Metrics struct {
 	// its producer or the broker) to its decision: queueing in Kafka, fetch,
 	// shard queue and scoring. A consumer that falls behind shows here first.
 	KafkaToDecision prometheus.Histogram
+	// ready exports riskd_ready and riskd_ready_condition from the
+	// pipeline's Ready at each scrape.
+	ready *readyCollector
 }
+
+// ErrorStages are the values of riskd_errors_total's stage label:
+//   - group: joining the consumer group failed;
+//   - fetch: reading an input topic failed (Kafka in; kafka-go retries);
+//   - commit: committing offsets failed;
+//   - lag: asking the broker for end or committed offsets failed;
+//   - kafka_out: publishing outputs failed (a round of retries);
+//   - clickhouse: a ClickHouse write attempt (through chstore's
+//     Config.OnRetry, see StoreRetried) or ping failed;
+//   - rules: a rule's expression failed at run time (per rule in
+//     riskd_rule_errors_total).
+//
+// Undecodable input is not an error stage: it is counted in
+// riskd_dlq_total. Webhook failures are counted by streams/notify.
+var ErrorStages = []string{"group", "fetch", "commit", "lag", "kafka_out", "clickhouse", "rules"}
 
 // NewMetrics creates the series and registers them on reg (nil: not registered,
 // for tests that run several pipelines in one process).
@@ -51,7 +83,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "riskd_dlq_total", Help: "Messages that could not be decoded or validated, sent to the dead-letter topic.",
 		}, []string{"topic"}),
 		Lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "riskd_consumer_lag", Help: "Messages between the consumer's position and the partition's end.",
+			Name: "riskd_consumer_lag",
+			Help: "Messages between the consumer group's committed offset and the partition's end, asked of the broker every few seconds, by partition assigned to this instance.",
 		}, []string{"topic", "partition"}),
 		Committed: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "riskd_committed_offset", Help: "Last committed offset (next to read).",
@@ -65,7 +98,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 		}, []string{"sink"}),
 		Errors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "riskd_errors_total", Help: "Errors by stage (fetch, commit, clickhouse, kafka_out, rules).",
+			Name: "riskd_errors_total", Help: "Errors by stage (group, fetch, commit, lag, kafka_out, clickhouse, rules).",
 		}, []string{"stage"}),
 		InFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "riskd_in_flight_messages", Help: "Fetched messages whose outputs are not yet durable.",
@@ -83,28 +116,109 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "riskd_dropped_outputs_total", Help: "Parked output messages whose dead letter was refused too, and so were lost, by the topic they were meant for.",
 		}, []string{"topic"}),
+		RuleErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "riskd_rule_errors_total", Help: "Run-time errors of each rule's expression in stored decisions (the rule counts as not matched).",
+		}, []string{"rule"}),
+		Late: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "riskd_late_events_total", Help: "Stored decisions of events too late for the feature windows (decided, not added to windows), by source topic.",
+		}, []string{"topic"}),
+		ready: newReadyCollector(),
 	}
 	// Export zeros for the known label values, so dashboards and alerts see
 	// every series from the start.
 	for a := rules.Allow; a <= rules.Lock; a++ {
 		m.Decided.WithLabelValues(a.String())
 	}
-	for _, stage := range []string{"fetch", "commit", "group", "kafka_out"} {
+	for _, stage := range ErrorStages {
 		m.Errors.WithLabelValues(stage)
 	}
+	for _, sink := range []string{"clickhouse", "kafka"} {
+		m.SinkSeconds.WithLabelValues(sink)
+	}
+	m.Late.WithLabelValues(APISource.Topic)
 	if reg != nil {
 		reg.MustRegister(m.Consumed, m.Decided, m.Duplicates, m.DeadLettered, m.Lag,
 			m.Committed, m.BatchSize, m.SinkSeconds, m.Errors, m.InFlight, m.RuleHits, m.KafkaToDecision,
-			m.Parked, m.Dropped)
+			m.Parked, m.Dropped, m.RuleErrors, m.Late, m.ready)
 	}
 	return m
 }
 
-// initOutputs exports zeros for the series labelled by output topic, whose
-// names are known only once the pipeline's config is (New calls it).
-func (m *Metrics) initOutputs(t Topics) {
+// StoreRetried counts a failed ClickHouse write attempt that will be
+// retried in riskd_errors_total{stage="clickhouse"}; its signature is
+// chstore.Config.OnRetry's, which the daemon sets to it.
+func (m *Metrics) StoreRetried(op string, err error) {
+	m.Errors.WithLabelValues("clickhouse").Inc()
+}
+
+// initTopics exports zeros for the series labelled by topic, whose names
+// are known only once the pipeline's config is (New calls it).
+func (m *Metrics) initTopics(t Topics) {
 	for _, topic := range []string{t.Decisions, t.Alerts, t.Actions, t.DLQ} {
 		m.Parked.WithLabelValues(topic)
 		m.Dropped.WithLabelValues(topic)
 	}
+	for _, topic := range t.Inputs {
+		m.Consumed.WithLabelValues(topic)
+		m.DeadLettered.WithLabelValues(topic)
+		m.Late.WithLabelValues(topic)
+	}
+}
+
+// initRules exports zeros for the per-rule series of rs: its errors, and
+// its hits with the action and mode each rule has in rs. Series of rules
+// no longer in the set keep their counts.
+func (m *Metrics) initRules(rs *rules.RuleSet) {
+	for _, r := range rs.Rules {
+		m.RuleErrors.WithLabelValues(r.ID)
+		m.RuleHits.WithLabelValues(r.ID, r.Action.String(), r.Mode.String())
+	}
+}
+
+// readyFrom makes the readiness series report ready (a pipeline's Ready).
+func (m *Metrics) readyFrom(ready func() Readiness) { m.ready.src.Store(&ready) }
+
+// readyCollector exports a Readiness at scrape time: riskd_ready (1 or 0)
+// and riskd_ready_condition{condition} (1 or 0 per condition, every one
+// of Conditions from the start). Before a pipeline is attached every
+// value is 0.
+type readyCollector struct {
+	src        atomic.Pointer[func() Readiness]
+	ready, per *prometheus.Desc
+}
+
+func newReadyCollector() *readyCollector {
+	return &readyCollector{
+		ready: prometheus.NewDesc("riskd_ready", "1 while /readyz answers ready: every riskd_ready_condition is 1.", nil, nil),
+		per: prometheus.NewDesc("riskd_ready_condition",
+			"1 while the readiness condition holds (kafka, engine, clickhouse, output, rules); /readyz says why one does not.",
+			[]string{"condition"}, nil),
+	}
+}
+
+func (c *readyCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.ready
+	ch <- c.per
+}
+
+func (c *readyCollector) Collect(ch chan<- prometheus.Metric) {
+	var r Readiness
+	if f := c.src.Load(); f != nil {
+		r = (*f)()
+	}
+	ok := map[string]bool{}
+	for _, cond := range r.Conditions {
+		ok[cond.Name] = cond.OK
+	}
+	ch <- prometheus.MustNewConstMetric(c.ready, prometheus.GaugeValue, b2f(r.Ready))
+	for _, name := range Conditions {
+		ch <- prometheus.MustNewConstMetric(c.per, prometheus.GaugeValue, b2f(ok[name]), name)
+	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -8,12 +8,14 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/segmentio/kafka-go"
 
 	"riskd/engine"
 	"riskd/internal/backoff"
+	"riskd/rules"
 	"riskd/streams/notify"
 )
 
@@ -92,7 +94,31 @@ type Config struct {
 	// Notify, if set, receives user alerts and lock commands once they are
 	// durable (webhooks, the live stream). It must not block.
 	Notify Notifier
+	// Rules is the engine's rule holder. Ready requires a set in it, and
+	// the per-rule series (riskd_rule_errors_total, riskd_rule_hits_total)
+	// of every installed set are exported from 0. Nil fails the rules
+	// readiness condition.
+	Rules *rules.Holder
+	// LagInterval is how often riskd_consumer_lag is asked of the broker;
+	// 0 means 5s.
+	LagInterval time.Duration
+	// StoreCheckInterval is how often the store is pinged when no write
+	// has succeeded for that long; the clickhouse readiness condition fails
+	// after a failed ping (until a write or ping succeeds) or after three
+	// intervals without a success. 0 means 5s.
+	StoreCheckInterval time.Duration
+	// StallTimeout is how long an output batch may wait, from the moment
+	// it is cut, to become durable (published and stored) before the
+	// output readiness condition fails. A healthy batch takes tens to
+	// hundreds of milliseconds; retries against a broker or ClickHouse that
+	// is away take as long as the outage. 0 means DefaultStallTimeout.
+	StallTimeout time.Duration
 }
+
+// DefaultStallTimeout is Config.StallTimeout's default: well above a
+// healthy batch's time to become durable under load (a few seconds at
+// most), well below what an operator would tolerate without being told.
+const DefaultStallTimeout = 15 * time.Second
 
 // Output limits. See Config.MaxOutputBytes.
 const (
@@ -197,6 +223,15 @@ func (c Config) withDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.LagInterval <= 0 {
+		c.LagInterval = 5 * time.Second
+	}
+	if c.StoreCheckInterval <= 0 {
+		c.StoreCheckInterval = 5 * time.Second
+	}
+	if c.StallTimeout <= 0 {
+		c.StallTimeout = DefaultStallTimeout
+	}
 	return c
 }
 
@@ -222,6 +257,13 @@ type Pipeline struct {
 	// pubMu serialises notifications from the output stage and the API, so
 	// one account's notifications reach the notifier in order.
 	pubMu sync.Mutex
+	// health is what Ready judges; engineUp is set while RunEngine runs.
+	health   *health
+	engineUp atomic.Bool
+	now      func() time.Time
+	// rulesSeen is the last rule set whose series were exported; only the
+	// output goroutine touches it after New.
+	rulesSeen *rules.RuleSet
 }
 
 // result is one message's outcome, on its way to the output stage.
@@ -239,8 +281,8 @@ func New(cfg Config, eng *engine.Engine, store DecisionStore, m *Metrics) *Pipel
 	if m == nil {
 		m = NewMetrics(nil)
 	}
-	m.initOutputs(cfg.Topics)
-	return &Pipeline{
+	m.initTopics(cfg.Topics)
+	p := &Pipeline{
 		cfg:     cfg,
 		eng:     eng,
 		store:   store,
@@ -251,6 +293,23 @@ func New(cfg Config, eng *engine.Engine, store DecisionStore, m *Metrics) *Pipel
 		slots:   make(chan struct{}, cfg.MaxInFlight),
 		result:  make(chan result, cfg.BatchSize),
 		outDone: make(chan struct{}),
+		health:  newHealth(store),
+		now:     time.Now,
+	}
+	p.noteRules()
+	m.readyFrom(p.Ready)
+	return p
+}
+
+// noteRules exports zeros for the per-rule series of the installed rule
+// set, once per set.
+func (p *Pipeline) noteRules() {
+	if p.cfg.Rules == nil {
+		return
+	}
+	if rs := p.cfg.Rules.Load(); rs != nil && rs != p.rulesSeen {
+		p.rulesSeen = rs
+		p.m.initRules(rs)
 	}
 }
 
@@ -272,10 +331,24 @@ func newWriter(brokers []string, batchSize int) *kafka.Writer {
 
 // Run consumes until ctx ends, then stops fetching, waits (up to
 // DrainTimeout) for what was fetched to become durable, commits, and
-// returns. The engine must keep running until Run returns.
+// returns. The engine must keep running until Run returns. While ctx
+// lasts, two monitors run beside intake: the consumer lag, asked of the
+// broker (runLag), and the store's health (runStoreCheck); Ready reports
+// not ready before Run, once ctx has ended, and after Run returns.
 func (p *Pipeline) Run(ctx context.Context) error {
 	defer p.out.Close()
 	defer p.alone.Close()
+	p.health.setRunning(true)
+	defer p.health.setRunning(false)
+	defer context.AfterFunc(ctx, p.health.setStopping)()
+	monCtx, stopMonitors := context.WithCancel(ctx)
+	var monitors sync.WaitGroup
+	defer func() {
+		stopMonitors()
+		monitors.Wait()
+	}()
+	monitors.Go(func() { p.runLag(monCtx) })
+	monitors.Go(func() { p.runStoreCheck(monCtx) })
 	// The output stage outlives intake so a shutdown can drain; it ends when
 	// the drain is over or, on a hard stop, when DrainTimeout runs out.
 	outCtx, stopOut := context.WithCancel(context.WithoutCancel(ctx))
@@ -318,6 +391,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 				break
 			}
 			p.m.Errors.WithLabelValues("group").Inc()
+			p.health.joinFailed(err, p.now())
 			p.log.Warn("joining consumer group failed; retrying", "group", p.cfg.Group, "err", err)
 			sleepCtx(ctx, p.cfg.RetryMin)
 			continue
@@ -359,12 +433,13 @@ func (p *Pipeline) runGeneration(ctx, outCtx context.Context, gen *kafka.Generat
 				start = kafka.FirstOffset
 			}
 			r := kafka.NewReader(kafka.ReaderConfig{
-				Brokers:   p.cfg.Brokers,
-				Topic:     topic,
-				Partition: a.ID,
-				MinBytes:  1,
-				MaxBytes:  8 << 20,
-				MaxWait:   100 * time.Millisecond,
+				Brokers:     p.cfg.Brokers,
+				Topic:       topic,
+				Partition:   a.ID,
+				MinBytes:    1,
+				MaxBytes:    8 << 20,
+				MaxWait:     100 * time.Millisecond,
+				ErrorLogger: p.fetchErrors(topic, a.ID),
 			})
 			if err := r.SetOffset(start); err != nil {
 				p.log.Error("set offset", "topic", topic, "partition", a.ID, "err", err)
@@ -373,6 +448,12 @@ func (p *Pipeline) runGeneration(ctx, outCtx context.Context, gen *kafka.Generat
 		}
 	}
 	p.log.Info("consumer group generation", "generation", gen.ID, "member", gen.MemberID, "partitions", len(parts))
+	states := make([]partitionState, len(parts))
+	for i, a := range parts {
+		states[i] = partitionState{topic: a.topic, partition: a.partition}
+	}
+	p.health.startGeneration(gen.ID, states)
+	defer p.health.endGeneration()
 
 	genEnded := make(chan struct{})
 	gen.Start(func(genCtx context.Context) {
@@ -389,10 +470,12 @@ func (p *Pipeline) runGeneration(ctx, outCtx context.Context, gen *kafka.Generat
 		}
 	}()
 	var readers sync.WaitGroup
-	for _, a := range parts {
+	for i, a := range parts {
 		readers.Add(1)
 		go func() {
 			defer readers.Done()
+			p.health.setReading(gen.ID, i, true)
+			defer p.health.setReading(gen.ID, i, false)
 			p.readPartition(readCtx, outCtx, a.reader, a.offsets)
 		}()
 	}
@@ -436,12 +519,10 @@ func (p *Pipeline) runGeneration(ctx, outCtx context.Context, gen *kafka.Generat
 		select {
 		case <-tick.C:
 			commit()
-			for _, a := range parts {
-				p.m.Lag.WithLabelValues(a.topic, itoa(a.partition)).Set(float64(a.reader.Stats().Lag))
-			}
 		case <-readCtx.Done():
 		}
 	}
+	p.health.endGeneration() // intake of this generation is over; the drain follows
 	readers.Wait()
 	// Drain: wait until every fetched message is durable (or the output
 	// stage gives up), then make the last commit of this generation.
@@ -456,6 +537,21 @@ func (p *Pipeline) runGeneration(ctx, outCtx context.Context, gen *kafka.Generat
 	for _, a := range parts {
 		a.reader.Close()
 	}
+}
+
+// fetchErrors is a partition reader's ErrorLogger. kafka-go's reader
+// retries failed fetches and connections by itself and reports them only
+// here (FetchMessage returns just the failures it gives up on), so each
+// line counts in riskd_errors_total{stage="fetch"}, and is logged at most
+// every warnInterval with the count.
+func (p *Pipeline) fetchErrors(topic string, partition int) kafka.Logger {
+	var warn warnEvery
+	return kafka.LoggerFunc(func(msg string, args ...any) {
+		p.m.Errors.WithLabelValues("fetch").Inc()
+		if n, ok := warn.due(time.Now()); ok {
+			p.log.Warn("kafka reader", "topic", topic, "partition", partition, "errors", n, "detail", fmt.Sprintf(msg, args...))
+		}
+	})
 }
 
 func inFlight[T any](parts []T, offsets func(T) *partitionOffsets) int {
@@ -540,29 +636,41 @@ func (p *Pipeline) runOutput(ctx context.Context) {
 				continue
 			}
 		case <-tick.C:
+			p.noteRules()
 			if len(batch) == 0 {
 				continue
 			}
 		case <-ctx.Done():
 			return
 		}
+		id := p.health.batchCut(len(batch), p.now())
 		out, err := p.publishBatch(ctx, batch)
 		if err != nil {
+			p.health.batchDone(id)
 			return // only when ctx ended: these offsets stay uncommitted
 		}
+		p.health.batchPhase(id, phaseStoreSlot)
 		select {
 		case slots <- struct{}{}:
 		case <-ctx.Done():
+			p.health.batchDone(id)
 			return
 		}
+		p.health.batchPhase(id, phaseStore)
 		stores.Add(1)
 		go func(batch []result) {
 			defer stores.Done()
 			defer func() { <-slots }()
-			if err := p.storeBatch(ctx, batch, out); err != nil {
-				return
+			err := p.storeBatch(ctx, batch, out)
+			if err == nil {
+				p.finish(batch)
+				p.health.batchDone(id)
+			} else if ctx.Err() != nil {
+				p.health.batchDone(id) // abandoned by the drain
 			}
-			p.finish(batch)
+			// Otherwise the store refused the batch for good (storeBatch
+			// logged why): it stays pending, and the output condition
+			// fails, because its offsets can never be committed.
 		}(batch)
 		batch = make([]result, 0, p.cfg.BatchSize) // the store goroutine owns the old one
 	}
@@ -630,8 +738,15 @@ func (p *Pipeline) storeBatch(ctx context.Context, batch []result, out batchOutp
 	if len(out.decisions) > 0 && p.store != nil {
 		start := time.Now()
 		if err := p.store.WriteDecisions(ctx, out.decisions); err != nil {
+			if ctx.Err() == nil {
+				// The store retries everything that may pass; this never will.
+				p.m.Errors.WithLabelValues("clickhouse").Inc()
+				p.health.storeFailed("write", err, p.now())
+				p.log.Error("the store refused a batch; its offsets stay uncommitted", "decisions", len(out.decisions), "err", err)
+			}
 			return err
 		}
+		p.health.storeSucceeded(p.now())
 		p.m.SinkSeconds.WithLabelValues("clickhouse").Observe(time.Since(start).Seconds())
 	}
 	for _, r := range batch {
@@ -649,6 +764,15 @@ func (p *Pipeline) storeBatch(ctx context.Context, batch []result, out batchOutp
 			}
 			for _, h := range r.d.Shadow {
 				p.m.RuleHits.WithLabelValues(h.RuleID, h.Action.String(), "shadow").Inc()
+			}
+			if len(r.d.Errored) > 0 {
+				p.m.Errors.WithLabelValues("rules").Add(float64(len(r.d.Errored)))
+				for _, h := range r.d.Errored {
+					p.m.RuleErrors.WithLabelValues(h.RuleID).Inc()
+				}
+			}
+			if r.d.Late {
+				p.m.Late.WithLabelValues(r.d.Source.Topic).Inc()
 			}
 		}
 	}

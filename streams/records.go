@@ -76,6 +76,18 @@ type DecisionRecord struct {
 	LockUntil      *time.Time            `json:"lock_until,omitempty"`
 	Late           bool                  `json:"late,omitempty"`
 	Alerts         []engine.AlertMessage `json:"-"`
+	// ThrottledAlerts are the alerts the engine's throttle held back: sent
+	// nowhere, recorded here so an analyst sees which and why.
+	ThrottledAlerts []ThrottledAlertRecord `json:"throttled_alerts,omitempty"`
+}
+
+// ThrottledAlertRecord is one alert the throttle held back: the rule had
+// alerted the account at event time SentTS, and does not again before
+// UntilTS (both Unix ms, engine.Config.AlertThrottle apart).
+type ThrottledAlertRecord struct {
+	RuleID  string `json:"rule_id"`
+	SentTS  int64  `json:"sent_ts"`
+	UntilTS int64  `json:"until_ts"`
 }
 
 // AlertRecord is one user-facing alert on the alerts topic.
@@ -127,6 +139,10 @@ func newDecisionRecord(d *engine.Decision) DecisionRecord {
 		until := d.LockUntil.UTC()
 		r.LockUntil = &until
 	}
+	for _, a := range d.ThrottledAlerts {
+		r.ThrottledAlerts = append(r.ThrottledAlerts,
+			ThrottledAlertRecord{RuleID: a.RuleID, SentTS: a.SentTS, UntilTS: a.UntilTS})
+	}
 	return r
 }
 
@@ -154,7 +170,9 @@ func lockingRules(d *engine.Decision) string {
 }
 
 // outputMessages appends the Kafka messages a decision produces: one on the
-// decisions topic, one per alert, and a lock command when it locked.
+// decisions topic, one per alert the engine let through (d.Alerts; the
+// throttled ones, d.ThrottledAlerts, appear only in the decision record),
+// and a lock command when it locked. Lock commands are never throttled.
 func (t Topics) outputMessages(dst []kafka.Message, d *engine.Decision) ([]kafka.Message, error) {
 	key := []byte(d.AccountID)
 	hdr := []kafka.Header{{Key: HeaderEventID, Value: []byte(d.EventID)}}
@@ -438,10 +456,11 @@ func skipValue(s []byte, i int) int {
 	}
 }
 
-// appendNotes adds the notifications of decision d: one per alert and one
-// for a new lock. out are the messages outputMessages made for d after its
-// decision record (alerts, then the lock command); their bodies are reused,
-// and never modified afterwards.
+// appendNotes adds the notifications of decision d: one per alert the
+// engine let through (d.Alerts, never d.ThrottledAlerts) and one for a new
+// lock (locks are never throttled). out are the messages outputMessages
+// made for d after its decision record (alerts, then the lock command);
+// their bodies are reused, and never modified afterwards.
 func appendNotes(dst []notify.Notification, d *engine.Decision, out []kafka.Message) []notify.Notification {
 	for i, a := range d.Alerts {
 		dst = append(dst, notify.Notification{Kind: notify.KindAlert, AccountID: d.AccountID,

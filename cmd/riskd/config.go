@@ -8,9 +8,10 @@ import (
 	"strings"
 	"time"
 
-	"riskd/streams"
-
 	"gopkg.in/yaml.v3"
+
+	"riskd/engine"
+	"riskd/streams"
 )
 
 // Config is riskd's configuration file. Every key can be overridden by an
@@ -36,8 +37,8 @@ type NotifyConfig struct {
 	// Webhooks are the alert subscribers; each delivery is signed with its
 	// secret (HMAC-SHA256, header Riskd-Signature).
 	Webhooks []WebhookConfig `yaml:"webhooks"`
-	// Throttle: one account gets the same alert from the same rule at most
-	// once per interval (webhooks and the live stream).
+	// Throttle is the old name of engine.alert_throttle, still read: when
+	// set (and engine.alert_throttle is not), it is the alert throttle.
 	Throttle time.Duration `yaml:"throttle"`
 	// MaxAttempts before a delivery is parked in webhook_dead_letters.
 	MaxAttempts int `yaml:"max_attempts"`
@@ -103,6 +104,11 @@ type EngineConfig struct {
 	QueueSize      int `yaml:"queue_size"`
 	DedupeCapacity int `yaml:"dedupe_capacity"`
 	MaxEventBytes  int `yaml:"max_event_bytes"`
+	// AlertThrottle: a rule alerts one account at most once per interval of
+	// event time, on every output (alerts topic and table, webhooks, live
+	// stream); 0 means 10m, negative turns throttling off. Lock commands
+	// are never throttled.
+	AlertThrottle time.Duration `yaml:"alert_throttle"`
 }
 
 type RulesConfig struct {
@@ -129,6 +135,15 @@ type OutputConfig struct {
 	// tried before it is parked on the DLQ; transient failures (broker
 	// down) are retried until they pass.
 	MaxPublishAttempts int `yaml:"max_publish_attempts"`
+	// LagInterval is how often riskd_consumer_lag is asked of the broker.
+	LagInterval time.Duration `yaml:"lag_interval"`
+	// StoreCheckInterval is how often ClickHouse is pinged while no write
+	// succeeds; /readyz fails after a failed ping or three intervals
+	// without a success.
+	StoreCheckInterval time.Duration `yaml:"store_check_interval"`
+	// StallTimeout is how long a batch may take to become durable before
+	// /readyz reports the output stage stalled.
+	StallTimeout time.Duration `yaml:"stall_timeout"`
 }
 
 type HTTPConfig struct {
@@ -163,16 +178,18 @@ func DefaultConfig() Config {
 			RulesTopic: "risk.rules",
 		},
 		ClickHouse: ClickHouseConfig{Addr: "127.0.0.1:9000", Database: "riskd", User: "default"},
+		Engine:     EngineConfig{AlertThrottle: engine.DefaultAlertThrottle},
 		Rules: RulesConfig{Dir: "bench/reference/rules", Features: "bench/reference/features.yaml",
 			PollInterval: 2 * time.Second},
 		Output: OutputConfig{BatchSize: 5000, FlushInterval: 200 * time.Millisecond,
 			CommitInterval: time.Second, DrainTimeout: 30 * time.Second,
-			MaxOutputBytes: streams.DefaultMaxOutputBytes, MaxPublishAttempts: streams.DefaultMaxPublishAttempts},
+			MaxOutputBytes: streams.DefaultMaxOutputBytes, MaxPublishAttempts: streams.DefaultMaxPublishAttempts,
+			LagInterval: 5 * time.Second, StoreCheckInterval: 5 * time.Second, StallTimeout: streams.DefaultStallTimeout},
 		HTTP:   HTTPConfig{Listen: "127.0.0.1:8080"},
 		State:  StateConfig{Dir: "var/state"},
 		Log:    LogConfig{Level: "info", Format: "text"},
 		Decide: DecideConfig{Deadline: 50 * time.Millisecond, OnTimeout: "allow"},
-		Notify: NotifyConfig{Throttle: 10 * time.Minute, MaxAttempts: 10},
+		Notify: NotifyConfig{MaxAttempts: 10},
 	}
 }
 
@@ -180,6 +197,7 @@ func DefaultConfig() Config {
 // defaults, then applies RISKD_* environment variables from env.
 func LoadConfig(path string, env []string) (Config, error) {
 	cfg := DefaultConfig()
+	var throttleSet bool // engine.alert_throttle was given, in the file or the environment
 	if path != "" {
 		b, err := os.ReadFile(path)
 		if err != nil {
@@ -190,6 +208,14 @@ func LoadConfig(path string, env []string) (Config, error) {
 		if err := dec.Decode(&cfg); err != nil && err.Error() != "EOF" {
 			return cfg, fmt.Errorf("config %s: %w", path, err)
 		}
+		var given struct {
+			Engine struct {
+				AlertThrottle *time.Duration `yaml:"alert_throttle"`
+			} `yaml:"engine"`
+		}
+		if err := yaml.Unmarshal(b, &given); err == nil { // it decoded above; only presence matters here
+			throttleSet = given.Engine.AlertThrottle != nil
+		}
 	}
 	vars := map[string]string{}
 	for _, kv := range env {
@@ -197,7 +223,13 @@ func LoadConfig(path string, env []string) (Config, error) {
 			vars[k] = v
 		}
 	}
+	if _, ok := vars["RISKD_ENGINE_ALERT_THROTTLE"]; ok {
+		throttleSet = true
+	}
 	if err := applyEnv(reflect.ValueOf(&cfg).Elem(), "RISKD", vars); err != nil {
+		return cfg, err
+	}
+	if err := cfg.applyThrottleAlias(throttleSet); err != nil {
 		return cfg, err
 	}
 	// Variables that webhooks name as their secret_env hold secrets, not
@@ -209,6 +241,22 @@ func LoadConfig(path string, env []string) (Config, error) {
 		return cfg, fmt.Errorf("config: unknown environment variable %s (not a config key, nor a webhook's secret_env)", k)
 	}
 	return cfg, nil
+}
+
+// applyThrottleAlias reads notify.throttle, the old name of
+// engine.alert_throttle, into engine.alert_throttle. Both given with
+// different values is an error: which one was meant cannot be guessed.
+func (c *Config) applyThrottleAlias(newKeySet bool) error {
+	old := c.Notify.Throttle
+	switch {
+	case old == 0:
+	case !newKeySet:
+		c.Engine.AlertThrottle = old
+	case c.Engine.AlertThrottle != old:
+		return fmt.Errorf("config: notify.throttle (%v) is the old name of engine.alert_throttle (%v): set only engine.alert_throttle",
+			old, c.Engine.AlertThrottle)
+	}
+	return nil
 }
 
 // applyEnv walks the config struct by its yaml names and sets each field

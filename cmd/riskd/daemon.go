@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,7 +13,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -44,7 +44,6 @@ type daemon struct {
 	reg       *prometheus.Registry
 	metrics   *streams.Metrics
 	reloads   *prometheus.CounterVec
-	ready     atomic.Bool
 	httpAddr  string
 	tokens    []api.Token
 	onTimeout rules.Action
@@ -126,6 +125,7 @@ func startDaemon(ctx context.Context, cfg Config, log *slog.Logger) (d *daemon, 
 	d.store, err = chstore.Open(ctx, chstore.Config{
 		Addr: cfg.ClickHouse.Addr, Database: cfg.ClickHouse.Database,
 		User: cfg.ClickHouse.User, Password: cfg.ClickHouse.Password, Logger: log,
+		OnRetry: d.metrics.StoreRetried, // riskd_errors_total{stage="clickhouse"}
 	})
 	if err != nil {
 		return d, err
@@ -133,7 +133,8 @@ func startDaemon(ctx context.Context, cfg Config, log *slog.Logger) (d *daemon, 
 	d.recordRuleSet(ctx, rs)
 
 	engCfg := engine.Config{Shards: cfg.Engine.Shards, QueueSize: cfg.Engine.QueueSize,
-		DedupeCapacity: cfg.Engine.DedupeCapacity, MaxEventBytes: cfg.Engine.MaxEventBytes}
+		DedupeCapacity: cfg.Engine.DedupeCapacity, MaxEventBytes: cfg.Engine.MaxEventBytes,
+		AlertThrottle: cfg.Engine.AlertThrottle}
 	if d.eng, err = d.restoreEngine(engCfg); err != nil {
 		return d, err
 	}
@@ -147,7 +148,9 @@ func startDaemon(ctx context.Context, cfg Config, log *slog.Logger) (d *daemon, 
 		CommitInterval: d.cfg.Output.CommitInterval, DrainTimeout: d.cfg.Output.DrainTimeout,
 		MaxInFlight: d.cfg.Output.MaxInFlight, StoreParallelism: d.cfg.Output.StoreParallelism,
 		MaxOutputBytes: d.cfg.Output.MaxOutputBytes, MaxPublishAttempts: d.cfg.Output.MaxPublishAttempts,
-		Logger: d.log, Notify: d.notifier,
+		LagInterval: d.cfg.Output.LagInterval, StoreCheckInterval: d.cfg.Output.StoreCheckInterval,
+		StallTimeout: d.cfg.Output.StallTimeout,
+		Logger:       d.log, Notify: d.notifier, Rules: d.holder,
 	}
 	if err := pipeCfg.Validate(); err != nil {
 		return d, fmt.Errorf("config: output: %w", err)
@@ -208,7 +211,7 @@ func (d *daemon) run(ctx context.Context) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		d.eng.Run(engCtx)
+		d.pipe.RunEngine(engCtx) // d.eng.Run, reported to /readyz
 	}()
 
 	p := d.pipe
@@ -252,7 +255,6 @@ func (d *daemon) run(ctx context.Context) error {
 		defer wg.Done()
 		d.state.Run(ctx)
 	}()
-	d.ready.Store(true)
 	d.log.Info("riskd running", "brokers", d.brokers, "inputs", d.cfg.Kafka.Inputs, "clickhouse", d.cfg.ClickHouse.Addr)
 	// The API stops taking requests when shutdown begins, while the output
 	// stage still runs, so decisions it answers are recorded too.
@@ -267,7 +269,6 @@ func (d *daemon) run(ctx context.Context) error {
 		}
 	})
 	runErr := p.Run(ctx)
-	d.ready.Store(false)
 	if runErr == nil {
 		d.log.Info("intake stopped and drained")
 		if err := d.checkpoint(); err != nil {
@@ -325,12 +326,15 @@ func (d *daemon) prepareHTTP() error {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Write([]byte("ok\n"))
 	})
+	// 200 when every readiness condition holds, else 503 naming the
+	// failing ones; the body is streams.Readiness as JSON either way.
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !d.ready.Load() {
-			http.Error(w, "not ready", http.StatusServiceUnavailable)
-			return
+		r := d.pipe.Ready()
+		w.Header().Set("Content-Type", "application/json")
+		if !r.Ready {
+			w.WriteHeader(http.StatusServiceUnavailable)
 		}
-		w.Write([]byte("ready\n"))
+		json.NewEncoder(w).Encode(r)
 	})
 	d.api = api.NewServer(d.tokens, d.log, d.reg)
 	d.api.Handle(api.DecideRoute(d.pipe, api.DecideConfig{Deadline: d.cfg.Decide.Deadline,
@@ -406,7 +410,7 @@ func (d *daemon) serveHTTP(wg *sync.WaitGroup) *http.Server {
 // newNotifier builds the alert fan-out (webhooks, live stream) from the
 // config; webhook secrets may come from environment variables.
 func (d *daemon) newNotifier() (*notify.Notifier, error) {
-	cfg := notify.Config{Throttle: d.cfg.Notify.Throttle, MaxAttempts: d.cfg.Notify.MaxAttempts,
+	cfg := notify.Config{MaxAttempts: d.cfg.Notify.MaxAttempts,
 		DeadLetters: d.store, Registerer: d.reg, Logger: d.log}
 	for i, w := range d.cfg.Notify.Webhooks {
 		secret := w.Secret

@@ -27,14 +27,7 @@ import (
 // closing queries that are scoped to the run and run as printed.
 func TestDemoExplainsADecisionAndCountsCaughtAttacks(t *testing.T) {
 	ch := chtest.Config(t)
-	// riskd refuses RISKD_* variables it does not know, such as the tests'
-	// own RISKD_TEST_*; the config file below says everything.
-	for _, kv := range os.Environ() {
-		if k, v, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "RISKD_") {
-			t.Setenv(k, v) // restored when the test ends
-			os.Unsetenv(k)
-		}
-	}
+	clearRiskdEnv(t) // the config file below says everything
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "riskd.yaml")
 	config := fmt.Sprintf(`kafka:

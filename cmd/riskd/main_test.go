@@ -96,15 +96,23 @@ state:
 	httpAddr := waitLog(regexp.MustCompile(`http listening" addr=(\S+)`))[1]
 	waitLog(regexp.MustCompile(`riskd running`))
 
-	for path, want := range map[string]string{"/healthz": "ok", "/readyz": "ready", "/metrics": `riskd_decisions_total{action="lock"} 0`} {
-		resp, err := http.Get("http://" + httpAddr + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 200 || !strings.Contains(string(body), want) {
-			t.Fatalf("GET %s: %d %.300q, want 200 containing %q", path, resp.StatusCode, body, want)
+	// Ready comes once the group has assigned the partitions: wait for it.
+	for path, want := range map[string]string{"/healthz": "ok", "/readyz": `"ready":true`, "/metrics": `riskd_decisions_total{action="lock"} 0`} {
+		deadline := time.Now().Add(waitLong)
+		for {
+			resp, err := http.Get("http://" + httpAddr + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == 200 && strings.Contains(string(body), want) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("GET %s: %d %.300q, want 200 containing %q", path, resp.StatusCode, body, want)
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
 	}
 
@@ -130,6 +138,7 @@ state:
 // TestUnreachableKafkaNamesTheAddressAndTheFix: a new user who starts riskd
 // with no broker running learns where riskd looked and what to set.
 func TestUnreachableKafkaNamesTheAddressAndTheFix(t *testing.T) {
+	clearRiskdEnv(t)
 	t.Setenv("RISKD_KAFKA_BROKERS", "127.0.0.1:1")
 	t.Setenv("RISKD_HTTP_LISTEN", "127.0.0.1:0")
 	err := run(t.Context(), nil, io.Discard, io.Discard)
@@ -150,5 +159,19 @@ func TestHelpListsTheDemoAndExitsCleanly(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "riskd demo") || !strings.Contains(out.String(), "-config") {
 		t.Errorf("riskd --help says:\n%s\nwant the demo command and the -config flag", out.String())
+	}
+}
+
+// clearRiskdEnv removes every RISKD_* variable until the test ends. riskd
+// refuses RISKD_* variables it does not know, and the suite's own
+// (RISKD_TEST_KAFKA, RISKD_TEST_CLICKHOUSE) are such variables: a test that
+// runs riskd's config loading on the process environment starts clean.
+func clearRiskdEnv(t *testing.T) {
+	t.Helper()
+	for _, kv := range os.Environ() {
+		if k, v, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "RISKD_") {
+			t.Setenv(k, v) // restored when the test ends
+			os.Unsetenv(k)
+		}
 	}
 }

@@ -30,6 +30,14 @@ type Config struct {
 	// Logger receives one warning per failed write attempt; nil means
 	// slog.Default().
 	Logger *slog.Logger
+	// OnRetry, if set, is called after every failed write attempt that
+	// will be retried (each one Retries counts), with the operation ("write
+	// decisions", "write lock"...) and the error, password redacted: the
+	// hook for an error counter, so the store needs no metrics of its own.
+	// It runs on the writing goroutine, several at once, so it must be
+	// quick and safe for concurrent use. Errors that are not retried are
+	// returned to the caller instead.
+	OnRetry func(op string, err error)
 }
 
 // DefaultConfig is a local server with the default user.

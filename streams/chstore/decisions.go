@@ -29,7 +29,9 @@ const (
 )
 
 // WriteDecisions stores one batch: per decision a row in decisions and the
-// raw event in events, a row in alerts per alert message, a row in
+// raw event in events, a row in alerts per alert the engine let through
+// (d.Alerts; an alert its throttle held back, in d.ThrottledAlerts, gets
+// no row: the table holds what the user was sent), a row in
 // account_locks when the decision newly locked the account (action lock,
 // not a refusal of an already locked account), and a row in labels when the
 // decision carries a label. Each table gets one batch insert; the five are
@@ -69,7 +71,7 @@ func decisionInserts(ds []*engine.Decision) []insert {
 			d.Source.Topic, int32(d.Source.Partition), d.Source.Offset,
 		})
 		decisions.rows = append(decisions.rows, decisionRow(d, evTime, decided))
-		for _, a := range d.Alerts {
+		for _, a := range d.Alerts { // never d.ThrottledAlerts
 			alerts.rows = append(alerts.rows, []any{
 				d.EventID, d.AccountID, evTime, d.EventTS, a.RuleID, a.Message,
 				d.Action.String(), decided, d.RuleSetVersion,

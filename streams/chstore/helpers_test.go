@@ -14,7 +14,8 @@ import (
 )
 
 // sampleDecisions builds n decisions for distinct events of a few accounts,
-// covering every table: every 3rd carries an alert, every 5th newly locks
+// covering every table: every 3rd carries an alert (and the one after it a
+// throttled repeat, which gets no alerts row), every 5th newly locks
 // the account, every 7th is refused because the account is already locked
 // (no new lock row), every 4th is labelled.
 func sampleDecisions(prefix string, n int, base time.Time) []*engine.Decision {
@@ -50,6 +51,11 @@ func sampleDecisions(prefix string, n int, base time.Time) []*engine.Decision {
 			d.Matched = append(d.Matched, engine.RuleHit{RuleID: "scam-payee", Action: rules.Alert})
 			d.Alerts = []engine.AlertMessage{{RuleID: "scam-payee", Message: "This payee is reported."}}
 		}
+		if i%3 == 1 { // (scam-payee left out of Matched, so TopRules counts stay as they were)
+			sent := base.Add(time.Duration(i-1) * time.Second).UnixMilli()
+			d.ThrottledAlerts = []engine.ThrottledAlert{{RuleID: "scam-payee", Message: "This payee is reported.",
+				SentTS: sent, UntilTS: sent + (10 * time.Minute).Milliseconds()}}
+		}
 		if i%11 == 10 {
 			d.Errored = []engine.RuleHit{{RuleID: "broken", Error: "division by zero"}}
 		}
@@ -69,7 +75,7 @@ func wantRows(ds []*engine.Decision) want {
 	for _, d := range ds {
 		w.events++
 		w.decisions++
-		w.alerts += uint64(len(d.Alerts))
+		w.alerts += uint64(len(d.Alerts)) // never the throttled ones
 		if d.Action == rules.Lock && d.Reason != engine.ReasonAccountLocked {
 			w.locks++
 		}

@@ -42,6 +42,9 @@ func (s *Store) retry(ctx context.Context, op string, attempt func(ctx context.C
 			return fmt.Errorf("chstore: %s: %w", op, err)
 		}
 		s.retries.Add(1)
+		if s.cfg.OnRetry != nil {
+			s.cfg.OnRetry(op, err)
+		}
 		wait := backoff.Delay(s.cfg.RetryMin, s.cfg.RetryMax, n)
 		s.log.Warn("chstore: write failed, will retry",
 			"op", op, "addr", s.cfg.Addr, "database", s.cfg.Database,
@@ -54,4 +57,17 @@ func (s *Store) retry(ctx context.Context, op string, attempt func(ctx context.C
 		case <-t.C:
 		}
 	}
+}
+
+// Ping checks once, without retrying, that the server answers, within ctx
+// and at most AttemptTimeout: for a caller that watches the store's health
+// on its own schedule while no write tells it (streams' readiness). The
+// error names the address, never the password.
+func (s *Store) Ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.AttemptTimeout)
+	defer cancel()
+	if err := s.conn.Ping(ctx); err != nil {
+		return fmt.Errorf("chstore: ping %s: %w", s.cfg.Addr, redact(err, s.cfg.Password))
+	}
+	return nil
 }

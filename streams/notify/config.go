@@ -99,20 +99,6 @@ type DeadLetters interface {
 type Config struct {
 	// Subscribers are the webhook endpoints.
 	Subscribers []Subscriber
-	// Throttle is the shortest interval between two notifications with the
-	// same account, rule and kind; repeats inside it are dropped before
-	// fan-out (webhooks and stream alike) and counted. Default 10m;
-	// negative turns throttling off.
-	Throttle time.Duration
-	// ThrottleKinds are the kinds throttling applies to. Default: alerts
-	// only. Lock and unlock are commands that change a subscriber's view of
-	// the account, so dropping a repeat could leave it wrong (lock, unlock,
-	// lock within the interval would end as "unlocked").
-	ThrottleKinds []string
-	// ThrottleKeys bounds the throttle's memory (default 100000 keys). When
-	// it is full, the oldest key is forgotten early, so that key may
-	// repeat before its interval is over.
-	ThrottleKeys int
 	// QueueSize bounds the notifications waiting per subscriber (default
 	// 10000), split evenly across its workers. When a worker's share is
 	// full, Publish drops the notification for that subscriber, counts it
@@ -162,8 +148,7 @@ type Config struct {
 	Registerer prometheus.Registerer
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
-	// Now is the clock for throttling, signatures and default times;
-	// default time.Now.
+	// Now is the clock for signatures and default times; default time.Now.
 	Now func() time.Time
 }
 
@@ -196,11 +181,6 @@ func (c Config) Validate() error {
 			bad(key+".secret", "empty; deliveries are signed, set a shared secret")
 		}
 	}
-	for _, k := range c.ThrottleKinds {
-		if !slices.Contains(kinds, k) {
-			bad("throttle_kinds", "unknown kind %q; want alert, lock or unlock", k)
-		}
-	}
 	for _, d := range []struct {
 		key string
 		v   time.Duration
@@ -216,7 +196,7 @@ func (c Config) Validate() error {
 	for _, n := range []struct {
 		key string
 		v   int
-	}{{"throttle_keys", c.ThrottleKeys}, {"queue_size", c.QueueSize}, {"workers", c.Workers},
+	}{{"queue_size", c.QueueSize}, {"workers", c.Workers},
 		{"max_attempts", c.MaxAttempts}, {"stream_buffer", c.StreamBuffer}, {"stream_client_buffer", c.StreamClientBuffer}} {
 		if n.v < 0 {
 			bad(n.key, "%d is negative", n.v)
@@ -226,12 +206,6 @@ func (c Config) Validate() error {
 }
 
 func (c Config) withDefaults() Config {
-	if c.Throttle == 0 {
-		c.Throttle = 10 * time.Minute
-	}
-	if c.ThrottleKinds == nil {
-		c.ThrottleKinds = []string{KindAlert}
-	}
 	setInt := func(v *int, def int) {
 		if *v <= 0 {
 			*v = def
@@ -242,7 +216,6 @@ func (c Config) withDefaults() Config {
 			*v = def
 		}
 	}
-	setInt(&c.ThrottleKeys, 100_000)
 	setInt(&c.QueueSize, 10_000)
 	setInt(&c.Workers, 4)
 	setInt(&c.MaxAttempts, 10)

@@ -3,11 +3,14 @@
 // consoles) as signed webhooks and as a live Server-Sent Events stream.
 //
 // The pipeline calls Publish once a batch is durable, one Notification per
-// alert and per lock or unlock. Publish never blocks: it throttles repeats
-// (same account, rule and kind inside Config.Throttle), gives the
-// notification an id, keeps it in the stream's ring buffer, and puts it on
-// each interested subscriber's bounded queue, dropping and counting it for
-// a subscriber whose queue is full. Run owns the delivery workers.
+// alert the engine let through and per lock or unlock. Publish never
+// blocks: it gives the notification an id, keeps it in the stream's ring
+// buffer, and puts it on each interested subscriber's bounded queue,
+// dropping and counting it for a subscriber whose queue is full. Run owns
+// the delivery workers. Notify does not throttle: repeats of an alert are
+// held back once, in the engine (engine.Config.AlertThrottle, on event
+// time), so webhooks, the stream, the alerts topic and the alerts table
+// all carry the same alerts.
 //
 //	n := notify.New(notify.Config{
 //		Subscribers: []notify.Subscriber{{Name: "sms", URL: "https://sms.internal/riskd", Secret: secret}},
@@ -67,7 +70,7 @@
 // # Metrics
 //
 // riskd_webhook_deliveries_total{subscriber,outcome} (delivered, retried,
-// parked, dropped_overflow, throttled, abandoned),
+// parked, dropped_overflow, abandoned),
 // riskd_webhook_delivery_seconds{subscriber} (Publish to 2xx, retries
 // included), riskd_alert_stream_clients and
 // riskd_alert_stream_dropped_total, registered on Config.Registerer.

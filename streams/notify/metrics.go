@@ -10,12 +10,11 @@ const (
 	OutcomeRetried         = "retried"          // a failed attempt that will be tried again
 	OutcomeParked          = "parked"           // given up on and written to the dead letters
 	OutcomeDroppedOverflow = "dropped_overflow" // the subscriber's queue was full at Publish
-	OutcomeThrottled       = "throttled"        // a repeat inside the throttle interval
 	OutcomeAbandoned       = "abandoned"        // queued or in flight when the Notifier stopped
 )
 
 var outcomes = []string{OutcomeDelivered, OutcomeRetried, OutcomeParked, OutcomeDroppedOverflow,
-	OutcomeThrottled, OutcomeAbandoned}
+	OutcomeAbandoned}
 
 // metrics are the Notifier's Prometheus series. Labels are subscriber names
 // and outcomes, never accounts.
@@ -30,7 +29,7 @@ func newMetrics(reg prometheus.Registerer, subs []Subscriber) *metrics {
 	m := &metrics{
 		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "riskd_webhook_deliveries_total",
-			Help: "Webhook notifications by subscriber and outcome (delivered, retried, parked, dropped_overflow, throttled, abandoned).",
+			Help: "Webhook notifications by subscriber and outcome (delivered, retried, parked, dropped_overflow, abandoned).",
 		}, []string{"subscriber", "outcome"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "riskd_webhook_delivery_seconds",

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,15 +30,13 @@ type Notifier struct {
 	// mu orders Publish: ids, the ring, the stream clients and the queues
 	// all see notifications in the same order. Everything done under it is
 	// non-blocking.
-	mu       sync.Mutex
-	lastID   uint64
-	throttle *throttle
-	ring     ring
-	clients  map[*streamClient]struct{}
-	closed   bool // Run has stopped: nothing is queued any more
+	mu      sync.Mutex
+	lastID  uint64
+	ring    ring
+	clients map[*streamClient]struct{}
+	closed  bool // Run has stopped: nothing is queued any more
 
 	published  atomic.Uint64
-	throttled  atomic.Uint64
 	sseDropped atomic.Uint64
 
 	started atomic.Bool
@@ -56,9 +53,9 @@ type subscriber struct {
 	// shards[hash(account) % len].
 	shards []chan queued
 
-	delivered, retried, parked, overflow, throttled, abandoned atomic.Uint64
-	counter                                                    map[string]prometheus.Counter // by outcome
-	latency                                                    prometheus.Observer
+	delivered, retried, parked, overflow, abandoned atomic.Uint64
+	counter                                         map[string]prometheus.Counter // by outcome
+	latency                                         prometheus.Observer
 }
 
 // queued is a notification waiting for a subscriber's worker.
@@ -77,14 +74,13 @@ func (s *subscriber) count(outcome string, v *atomic.Uint64) {
 func New(cfg Config) *Notifier {
 	cfg = cfg.withDefaults()
 	n := &Notifier{
-		cfg:      cfg,
-		log:      cfg.Logger,
-		m:        newMetrics(cfg.Registerer, cfg.Subscribers),
-		client:   cfg.Client,
-		throttle: newThrottle(cfg.Throttle, cfg.ThrottleKeys),
-		ring:     ring{buf: make([]Notification, cfg.StreamBuffer)},
-		clients:  map[*streamClient]struct{}{},
-		stopped:  make(chan struct{}),
+		cfg:     cfg,
+		log:     cfg.Logger,
+		m:       newMetrics(cfg.Registerer, cfg.Subscribers),
+		client:  cfg.Client,
+		ring:    ring{buf: make([]Notification, cfg.StreamBuffer)},
+		clients: map[*streamClient]struct{}{},
+		stopped: make(chan struct{}),
 	}
 	if us := cfg.Now().UnixMicro(); us > 0 {
 		n.lastID = uint64(us)
@@ -115,28 +111,19 @@ func New(cfg Config) *Notifier {
 // Publish hands a notification to every subscriber that wants its kind and
 // to the live stream. It never blocks on a subscriber: a full queue drops
 // the notification for that subscriber only (counted as dropped_overflow),
-// and a stream client that is behind is disconnected. A repeat of the same
-// account, rule and kind inside the throttle interval is dropped for all
-// (counted as throttled). Safe for concurrent use; notifications of one
-// account must be published from one goroutine to keep their order.
+// and a stream client that is behind is disconnected. It does not throttle:
+// the engine holds back repeats of an alert once for every output
+// (engine.Config.AlertThrottle), so webhooks and the stream get the alerts
+// the alerts topic and table hold.
+// Safe for concurrent use; notifications of one account must be published
+// from one goroutine to keep their order.
 func (n *Notifier) Publish(note Notification) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	now := n.cfg.Now() // under the lock, so throttle times never go back
-	if n.cfg.Throttle > 0 && slices.Contains(n.cfg.ThrottleKinds, note.Kind) &&
-		!n.throttle.allow(note.AccountID+"\x00"+note.RuleID+"\x00"+note.Kind, now) {
-		n.throttled.Add(1)
-		for _, s := range n.subs {
-			if s.wants(note.Kind) {
-				s.count(OutcomeThrottled, &s.throttled)
-			}
-		}
-		return
-	}
 	n.lastID++
 	note.ID = n.lastID
 	if note.At.IsZero() {
-		note.At = now
+		note.At = n.cfg.Now()
 	}
 	n.published.Add(1)
 	n.ring.push(note)
@@ -256,8 +243,6 @@ func (n *Notifier) logDrops(ctx context.Context) {
 type Stats struct {
 	// Published counts notifications accepted (given an id).
 	Published uint64
-	// Throttled counts notifications dropped as repeats before fan-out.
-	Throttled uint64
 	// StreamDropped counts live stream clients disconnected for falling
 	// behind.
 	StreamDropped uint64
@@ -269,17 +254,16 @@ type Stats struct {
 // (see the Outcome constants). Retried counts failed attempts, the others
 // count notifications.
 type SubscriberStats struct {
-	Delivered, Retried, Parked, DroppedOverflow, Throttled, Abandoned uint64
+	Delivered, Retried, Parked, DroppedOverflow, Abandoned uint64
 }
 
 // Stats returns the counters.
 func (n *Notifier) Stats() Stats {
-	st := Stats{Published: n.published.Load(), Throttled: n.throttled.Load(), StreamDropped: n.sseDropped.Load(),
+	st := Stats{Published: n.published.Load(), StreamDropped: n.sseDropped.Load(),
 		Subscribers: map[string]SubscriberStats{}}
 	for _, s := range n.subs {
 		st.Subscribers[s.Name] = SubscriberStats{Delivered: s.delivered.Load(), Retried: s.retried.Load(),
-			Parked: s.parked.Load(), DroppedOverflow: s.overflow.Load(), Throttled: s.throttled.Load(),
-			Abandoned: s.abandoned.Load()}
+			Parked: s.parked.Load(), DroppedOverflow: s.overflow.Load(), Abandoned: s.abandoned.Load()}
 	}
 	return st
 }

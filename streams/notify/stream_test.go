@@ -155,7 +155,6 @@ func TestStreamCarriesLiveNotifications(t *testing.T) {
 
 func TestStreamReconnectWithLastEventIDGetsExactlyTheMissedOnes(t *testing.T) {
 	cfg := testConfig(t)
-	cfg.Throttle = -1
 	n, url := streamServer(t, cfg)
 	c := connect(t, url, "")
 	for i := range 3 {
@@ -185,7 +184,6 @@ func TestStreamReconnectWithLastEventIDGetsExactlyTheMissedOnes(t *testing.T) {
 
 func TestStreamSendsResetWhenTheLastEventIDIsNoLongerBuffered(t *testing.T) {
 	cfg := testConfig(t)
-	cfg.Throttle = -1
 	cfg.StreamBuffer = 3
 	n, url := streamServer(t, cfg)
 	c := connect(t, url, "")
@@ -221,7 +219,6 @@ func TestStreamSendsResetWhenTheLastEventIDIsNoLongerBuffered(t *testing.T) {
 
 func TestStreamAccountFilter(t *testing.T) {
 	cfg := testConfig(t)
-	cfg.Throttle = -1
 	n, url := streamServer(t, cfg)
 	c := connect(t, url+"?account=a1", "")
 	for i, acct := range []string{"a2", "a1", "a2", "a3", "a1"} {
@@ -306,7 +303,6 @@ func TestStreamRejectsBadRequests(t *testing.T) {
 
 func TestSlowStreamClientIsDroppedWithoutSlowingPublish(t *testing.T) {
 	cfg := testConfig(t)
-	cfg.Throttle = -1
 	cfg.StreamClientBuffer = 1
 	cfg.StreamWriteTimeout = 2 * time.Second // long enough that the handler is still blocked when Publish overtakes it
 	n, url := streamServer(t, cfg)
