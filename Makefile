@@ -69,6 +69,12 @@ kafka-up:
 kafka-down:
 	scripts/kafka-down
 
+## readme-check: every shell block of README.md, run as written
+## (scripts/readme-check says how each block is checked).
+.PHONY: readme-check
+readme-check: clickhouse
+	scripts/readme-check
+
 ## sql-check: every migration and query riskd sends, run on a current
 ## ClickHouse engine (chdb-core from PyPI, in a cached virtualenv).
 sql-check:

@@ -353,5 +353,5 @@ func printLookCloser(w io.Writer, cfg Config, configPath, prefix, example string
 	// A prefix of its own, so a second gen is not decided as duplicates of the first.
 	fmt.Fprintf(w, "  go run ./cmd/riskctl gen --brokers %s --events 10000 --id-prefix gen-%d-   # in a second terminal\n",
 		addr, time.Now().Unix())
-	fmt.Fprintf(w, "  kcat -b %s -C -t %s -o beginning -c 3\n", addr, cfg.Kafka.DecisionsTopic)
+	fmt.Fprintf(w, "  kcat -b %s -C -t %s -o beginning -e -c 3\n", addr, cfg.Kafka.DecisionsTopic)
 }
