@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"encoding/binary"
+	"math"
 	"strconv"
 
 	"github.com/cespare/xxhash/v2"
@@ -38,14 +40,12 @@ func (f *fingerprinter) sum(ev *event.Event) uint32 {
 		b = append(b, s...)
 		b = append(b, 0)
 	}
-	b = strconv.AppendInt(b, ev.TS, 36)
-	b = append(b, 0)
-	b = strconv.AppendInt(b, ev.Amount, 36)
-	b = append(b, 0)
+	// Numbers as their fixed-width bits: no formatting on the hot path.
+	b = binary.LittleEndian.AppendUint64(b, uint64(ev.TS))
+	b = binary.LittleEndian.AppendUint64(b, uint64(ev.Amount))
 	if ev.Geo.HasPoint {
-		b = strconv.AppendFloat(b, ev.Geo.Lat, 'g', -1, 64)
-		b = append(b, 0)
-		b = strconv.AppendFloat(b, ev.Geo.Lon, 'g', -1, 64)
+		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(ev.Geo.Lat))
+		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(ev.Geo.Lon))
 	}
 	b = append(b, flag(ev.Device.Rooted), flag(ev.Device.Emulator), flag(ev.Geo.HasPoint))
 	h := xxhash.Sum64(b)
