@@ -57,14 +57,14 @@ func testUnreachableClickHouseSlowsIntakeAndLosesNothing(t *testing.T, b kafkate
 		time.Sleep(20 * time.Millisecond)
 	}
 	time.Sleep(500 * time.Millisecond)
-	consumed := counterValue(t, d, "riskd_consumed_total", e.payments)
+	consumed := metricSum(t, d, "riskd_consumed_total", e.payments)
 	if consumed > 100+maxInFlight {
 		t.Fatalf("consumed %.0f messages while ClickHouse was down, want at most %d (100 stored + %d in flight)",
 			consumed, 100+maxInFlight, maxInFlight)
 	}
-	if got := counterValue(t, d, "riskd_decisions_total", "allow") + counterValue(t, d, "riskd_decisions_total", "alert") +
-		counterValue(t, d, "riskd_decisions_total", "review") + counterValue(t, d, "riskd_decisions_total", "challenge") +
-		counterValue(t, d, "riskd_decisions_total", "block") + counterValue(t, d, "riskd_decisions_total", "lock"); got > 100 {
+	if got := metricSum(t, d, "riskd_decisions_total", "allow") + metricSum(t, d, "riskd_decisions_total", "alert") +
+		metricSum(t, d, "riskd_decisions_total", "review") + metricSum(t, d, "riskd_decisions_total", "challenge") +
+		metricSum(t, d, "riskd_decisions_total", "block") + metricSum(t, d, "riskd_decisions_total", "lock"); got > 100 {
 		t.Fatalf("%.0f decisions counted as durable while ClickHouse was down, want 100", got)
 	}
 

@@ -435,7 +435,7 @@ func testBadRuleEditKeepsTheOldRules(t *testing.T, b kafkatest.Broker) {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(waitLong)
-	for counterValue(t, d, "riskd_rule_reloads_total", "error") == 0 {
+	for metricSum(t, d, "riskd_rule_reloads_total", "error") == 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("the bad rule file was never reported")
 		}
@@ -452,7 +452,9 @@ func testBadRuleEditKeepsTheOldRules(t *testing.T, b kafkatest.Broker) {
 	}
 }
 
-func counterValue(t *testing.T, d *daemon, name, label string) float64 {
+// metricSum sums a counter or gauge of d's registry over the series that
+// have a label with value label ("": every series).
+func metricSum(t *testing.T, d *daemon, name, label string) float64 {
 	t.Helper()
 	mfs, err := d.reg.Gather()
 	if err != nil {
@@ -464,9 +466,14 @@ func counterValue(t *testing.T, d *daemon, name, label string) float64 {
 			continue
 		}
 		for _, m := range mf.GetMetric() {
+			value := m.GetCounter().GetValue() + m.GetGauge().GetValue() // the one that is set
+			if label == "" {
+				v += value
+				continue
+			}
 			for _, l := range m.GetLabel() {
 				if l.GetValue() == label {
-					v += m.GetCounter().GetValue()
+					v += value
 				}
 			}
 		}

@@ -25,7 +25,6 @@ import (
 
 	"riskd/api"
 	"riskd/internal/apitest"
-	"riskd/internal/chtest"
 	"riskd/internal/kafkatest"
 )
 
@@ -342,41 +341,11 @@ type hostileRiskd struct {
 // riskd answers to each input, not how fast.
 func startHostileRiskd(t *testing.T) *hostileRiskd {
 	t.Helper()
-	ch := chtest.Config(t)
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "riskd")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	r := &hostileRiskd{
+		cmd:    riskdCommand(t, "decide:\n  deadline: 30s\n", "RISKD_AUTH_TOKENS="+strings.Join(apitest.TokenEntries(), ",")),
+		logs:   &lockedBuffer{},
+		exited: make(chan error, 1),
 	}
-	config := fmt.Sprintf(`kafka:
-  embedded: true
-  listen: 127.0.0.1:0
-  partitions: 2
-clickhouse:
-  addr: %s
-  database: %s
-rules:
-  dir: ../../bench/reference/rules
-  features: ../../bench/reference/features.yaml
-http:
-  listen: 127.0.0.1:0
-state:
-  dir: %s
-decide:
-  deadline: 30s
-`, ch.Addr, ch.Database, filepath.Join(dir, "state"))
-	cfgPath := filepath.Join(dir, "riskd.yaml")
-	if err := os.WriteFile(cfgPath, []byte(config), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	r := &hostileRiskd{cmd: exec.Command(bin, "--config", cfgPath), logs: &lockedBuffer{}, exited: make(chan error, 1)}
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "RISKD_TEST_") { // riskd refuses unknown RISKD_* variables
-			r.cmd.Env = append(r.cmd.Env, kv)
-		}
-	}
-	r.cmd.Env = append(r.cmd.Env, "RISKD_OUTPUT_FLUSH_INTERVAL=20ms", "RISKD_CLICKHOUSE_PASSWORD=",
-		"RISKD_AUTH_TOKENS="+strings.Join(apitest.TokenEntries(), ","))
 	// Logs go to a buffer, not a pipe read line by line: a hostile value in
 	// a log line must not stop the reader and so block riskd.
 	r.cmd.Stderr = r.logs

@@ -169,7 +169,7 @@ func sumCounter(t *testing.T, d *daemon, name string, labels []string) float64 {
 	t.Helper()
 	var v float64
 	for _, l := range labels {
-		v += counterValue(t, d, name, l)
+		v += metricSum(t, d, name, l)
 	}
 	return v
 }

@@ -23,40 +23,7 @@ import (
 // broker), checks its HTTP endpoints and a decision, then sends SIGTERM and
 // expects a drained, checkpointed exit with status 0.
 func TestBinaryRunsAndStopsCleanlyOnSIGTERM(t *testing.T) {
-	ch := chtest.Config(t)
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "riskd")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	config := fmt.Sprintf(`kafka:
-  embedded: true
-  listen: 127.0.0.1:0
-  partitions: 2
-clickhouse:
-  addr: %s
-  database: %s
-rules:
-  dir: ../../bench/reference/rules
-  features: ../../bench/reference/features.yaml
-http:
-  listen: 127.0.0.1:0
-state:
-  dir: %s
-`, ch.Addr, ch.Database, filepath.Join(dir, "state"))
-	cfgPath := filepath.Join(dir, "riskd.yaml")
-	if err := os.WriteFile(cfgPath, []byte(config), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "--config", cfgPath)
-	// The test's own settings (RISKD_TEST_*) are not riskd's: it refuses
-	// unknown RISKD_* variables, as an operator's typo should be refused.
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "RISKD_TEST_") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	cmd.Env = append(cmd.Env, "RISKD_OUTPUT_FLUSH_INTERVAL=20ms", "RISKD_CLICKHOUSE_PASSWORD=")
+	cmd := riskdCommand(t, "")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -174,4 +141,49 @@ func clearRiskdEnv(t *testing.T) {
 			os.Unsetenv(k)
 		}
 	}
+}
+
+// riskdCommand builds riskd and returns the command that runs it as an
+// operator would: a config file with the embedded broker and the HTTP
+// listener on free ports, a fresh ClickHouse database, the reference rules
+// and a state directory of the test's own, followed by extraYAML; an
+// environment override (RISKD_OUTPUT_FLUSH_INTERVAL) and env. The suite's
+// own RISKD_TEST_* variables are left out: riskd refuses unknown RISKD_*
+// variables, as an operator's typo should be refused.
+func riskdCommand(t *testing.T, extraYAML string, env ...string) *exec.Cmd {
+	t.Helper()
+	ch := chtest.Config(t)
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "riskd")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	config := fmt.Sprintf(`kafka:
+  embedded: true
+  listen: 127.0.0.1:0
+  partitions: 2
+clickhouse:
+  addr: %s
+  database: %s
+rules:
+  dir: ../../bench/reference/rules
+  features: ../../bench/reference/features.yaml
+http:
+  listen: 127.0.0.1:0
+state:
+  dir: %s
+`, ch.Addr, ch.Database, filepath.Join(dir, "state")) + extraYAML
+	cfgPath := filepath.Join(dir, "riskd.yaml")
+	if err := os.WriteFile(cfgPath, []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "--config", cfgPath)
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "RISKD_TEST_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, "RISKD_OUTPUT_FLUSH_INTERVAL=20ms", "RISKD_CLICKHOUSE_PASSWORD=")
+	cmd.Env = append(cmd.Env, env...)
+	return cmd
 }

@@ -110,39 +110,12 @@ func scrape(t *testing.T, d *daemon) string {
 	return string(body)
 }
 
-// gaugeSum sums a gauge of d's registry over the series that have a label
-// with value label ("": every series).
-func gaugeSum(t *testing.T, d *daemon, name, label string) float64 {
-	t.Helper()
-	mfs, err := d.reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var v float64
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			if label == "" {
-				v += m.GetGauge().GetValue()
-			}
-			for _, l := range m.GetLabel() {
-				if label != "" && l.GetValue() == label {
-					v += m.GetGauge().GetValue()
-				}
-			}
-		}
-	}
-	return v
-}
-
-// waitGaugeSum polls until gaugeSum is exactly want.
+// waitGaugeSum polls until metricSum is exactly want.
 func waitGaugeSum(t *testing.T, d *daemon, name, label string, want float64) {
 	t.Helper()
 	deadline := time.Now().Add(waitLong)
 	for {
-		got := gaugeSum(t, d, name, label)
+		got := metricSum(t, d, name, label)
 		if got == want {
 			return
 		}
@@ -220,10 +193,10 @@ func testEverySeriesIsListedFromTheStart(t *testing.T, b kafkatest.Broker) {
 	e.waitStored(t, 3)
 	waitCounter(t, d, "riskd_late_events_total", 1, e.payments)
 	waitCounter(t, d, "riskd_rule_errors_total", 1, "bad-attr")
-	if got := counterValue(t, d, "riskd_errors_total", "rules"); got != 1 {
+	if got := metricSum(t, d, "riskd_errors_total", "rules"); got != 1 {
 		t.Fatalf("riskd_errors_total{stage=\"rules\"} = %.0f, want 1", got)
 	}
-	if got := counterValue(t, d, "riskd_late_events_total", e.payments); got != 1 {
+	if got := metricSum(t, d, "riskd_late_events_total", e.payments); got != 1 {
 		t.Fatalf("riskd_late_events_total{topic=%q} = %.0f, want 1", e.payments, got)
 	}
 }
@@ -367,10 +340,10 @@ func testClickHouseOutageIsNotReadyAndLagShowsTheBacklog(t *testing.T, b kafkate
 	// Nothing after the first 100 can be committed while ClickHouse is
 	// away, so the lag is exactly what was produced since.
 	waitGaugeSum(t, d, "riskd_consumer_lag", e.payments, backlog)
-	if n := counterValue(t, d, "riskd_errors_total", "clickhouse"); n == 0 {
+	if n := metricSum(t, d, "riskd_errors_total", "clickhouse"); n == 0 {
 		t.Fatal(`riskd_errors_total{stage="clickhouse"} stayed 0 during the outage`)
 	}
-	if v := gaugeSum(t, d, "riskd_ready", ""); v != 0 {
+	if v := metricSum(t, d, "riskd_ready", ""); v != 0 {
 		t.Fatalf("riskd_ready = %v during the outage, want 0", v)
 	}
 
@@ -416,7 +389,7 @@ func TestNotReadyWhileOutputsCannotBePublished(t *testing.T) {
 	if a.failing("clickhouse: ") {
 		t.Fatalf("ClickHouse named as failing while it is up: %s", a.body)
 	}
-	if n := counterValue(t, d, "riskd_errors_total", "kafka_out"); n == 0 {
+	if n := metricSum(t, d, "riskd_errors_total", "kafka_out"); n == 0 {
 		t.Fatal(`riskd_errors_total{stage="kafka_out"} stayed 0 while outputs were refused`)
 	}
 
