@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"reflect"
+	"strings"
 	"time"
 
 	"github.com/expr-lang/expr"
@@ -22,6 +23,12 @@ import (
 
 // windowsName is the hidden Env name window features are rewritten to.
 const windowsName = "__w"
+
+// hiddenName reports whether name is one of the hidden Env names the
+// compiler writes (windowsName, tickName) and analysts may not.
+func hiddenName(name string) bool {
+	return name == windowsName || strings.HasPrefix(name, tickName)
+}
 
 // profileFields maps each features.Profile expr name to its field index.
 var profileFields = func() map[string]int {
@@ -115,7 +122,8 @@ func Haversine(lat1, lon1, lat2, lon2 float64) float64 {
 
 // patcher rewrites f.<window feature> into __w[slot], records the features
 // a rule reads, and checks names expr's type checker cannot: feature names
-// (for a clearer message), in_list list names and the hidden __w.
+// (for a clearer message), in_list list names and the hidden __w and
+// __tick, whether named, read from $env or declared with let.
 type patcher struct {
 	feats FeatureIndex
 	lists map[string]map[string]struct{}
@@ -141,11 +149,21 @@ func (p *patcher) use(name string) {
 func (p *patcher) Visit(node *ast.Node) {
 	switch n := (*node).(type) {
 	case *ast.IdentifierNode:
-		if n.Value == windowsName {
+		if hiddenName(n.Value) {
 			p.fail(n, "unknown name %s", n.Value)
+		}
+	case *ast.VariableDeclaratorNode:
+		if hiddenName(n.Name) {
+			p.fail(n, "unknown name %s", n.Name)
 		}
 	case *ast.MemberNode:
 		id, ok := n.Node.(*ast.IdentifierNode)
+		if ok && id.Value == "$env" {
+			if s, ok := n.Property.(*ast.StringNode); ok && hiddenName(s.Value) {
+				p.fail(s, "unknown name %s", s.Value)
+			}
+			return
+		}
 		if !ok || id.Value != "f" {
 			return
 		}
@@ -236,7 +254,8 @@ func (c *compiler) config(p *patcher) *conf.Config {
 
 // program is expr.Compile after the parse: patch and type-check tree,
 // check it against the limits that need its types (literals, ranges,
-// work), optimise it and compile it. It changes tree.
+// work), optimise it, make each loop iteration tick the run-time budget
+// (see addTicks) and compile it. It changes tree.
 func program(tree *parser.Tree, config *conf.Config) (*vm.Program, error) {
 	if _, err := new(checker.Checker).PatchAndCheck(tree, config); err != nil {
 		return nil, err
@@ -253,6 +272,7 @@ func program(tree *parser.Tree, config *conf.Config) (*vm.Program, error) {
 			return nil, err
 		}
 	}
+	addTicks(&tree.Node)
 	return exprcompiler.Compile(tree, config)
 }
 

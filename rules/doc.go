@@ -50,12 +50,16 @@
 //     DynamicLen, the largest event the decoder accepts), so nested loops
 //     multiply, and bytes read or built count as steps (see limits.go).
 //
-// At run time each rule's VM has a memory budget of RunMemoryBudget
-// (32768 elements of the arrays, maps and ranges it builds); a run over it
-// fails, and, like any run-time error, is counted on the rule (Rule.Errors,
-// RuleSet.ErrorCounts), recorded in the Outcome and treated as not
-// matched, without stopping the other rules. Native rules run no VM and
-// pay nothing for these bounds.
+// At run time each rule's VM run has two budgets: memory, RunMemoryBudget
+// (32768 elements of the arrays, maps and ranges it builds), and loop
+// iterations, RunStepBudget (10000 on one event, nested loops counted per
+// inner iteration; the compiler makes each iteration call the hidden
+// __tick, which analysts cannot name). A run over either fails ("rule
+// over its run-time budget of 10000 iterations", with the loop's
+// position) and, like any run-time error, is counted on the rule
+// (Rule.Errors, RuleSet.ErrorCounts), recorded in the Outcome and treated
+// as not matched, without stopping the other rules. Native rules run no
+// VM and pay nothing for these bounds.
 //
 // A RuleSet is immutable once built; Holder swaps it atomically and
 // Watcher reloads it when the directory changes, keeping the last good

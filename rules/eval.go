@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"fmt"
 	"unsafe"
 
 	"github.com/expr-lang/expr/vm"
@@ -44,12 +45,21 @@ func (o *Outcome) Reset() {
 // the []any argument slice of a helper call (haversine, hour) and boxing a
 // non-zero float64 result of arithmetic. Run-time errors can only come
 // from the VM, and are counted on the rule as before; a run that builds
-// more than RunMemoryBudget elements is one of them.
+// more than RunMemoryBudget elements, or loops more than RunStepBudget
+// times, is one of them.
 type Evaluator struct {
 	vm    vm.VM
 	boxed any
 	env   *Env
+	// ticks counts the loop iterations of the VM rule running; Eval resets
+	// it before each. tick is Env.Tick, made once so that Eval can set it
+	// without allocating.
+	ticks int
+	tick  func() bool
 }
+
+// errRunStepBudget is the error of a rule run over RunStepBudget.
+var errRunStepBudget = fmt.Errorf("rule over its run-time budget of %d iterations", RunStepBudget)
 
 // eface is the layout of an interface{} value.
 type eface struct {
@@ -76,6 +86,16 @@ func NewEvaluator() *Evaluator {
 		panic("rules: boxed Env aliases its source")
 	}
 	e.env.W[0] = 0
+	e.tick = func() bool {
+		e.ticks++
+		if e.ticks > RunStepBudget {
+			// The VM recovers a panic of a function it calls and returns
+			// it as the run's error, with the position of the loop, as it
+			// does for its memory budget.
+			panic(errRunStepBudget)
+		}
+		return true
+	}
 	return e
 }
 
@@ -89,6 +109,7 @@ func (e *Evaluator) Env() *Env { return e.env }
 func (e *Evaluator) Eval(rs *RuleSet, out *Outcome) {
 	out.Reset()
 	e.env.InList = rs.inListFunc()
+	e.env.Tick = e.tick
 	rules, typed := rs.byType[e.env.Event.Type]
 	if !typed {
 		rules = rs.anyType
@@ -110,6 +131,7 @@ func (e *Evaluator) Eval(rs *RuleSet, out *Outcome) {
 			}
 			continue
 		}
+		e.ticks = 0
 		v, err := e.vm.Run(r.program, e.boxed)
 		if err != nil {
 			r.errors.Add(1)

@@ -41,6 +41,13 @@ func (c *compiler) runExamples(pr *parsedRule) error {
 			return pr.errAt(ex.node, "example %d: %v", i+1, err)
 		}
 		env.InList = c.rs.inList
+		ticks := 0 // the Evaluator's step budget too, for the same reason
+		env.Tick = func() bool {
+			if ticks++; ticks > RunStepBudget {
+				panic(errRunStepBudget)
+			}
+			return true
+		}
 		want := true
 		switch ex.Expect {
 		case "", "match":

@@ -15,8 +15,9 @@ import (
 // Limits on rule expressions. A rule over one of them is refused with a
 // *CompileError that names the limit; the reference rules stay far below
 // each (the longest is 148 bytes and 31 nodes, none loops). All but
-// RunMemoryBudget are checked when the set compiles, so they cost nothing
-// per event.
+// RunMemoryBudget and RunStepBudget are checked when the set compiles, so
+// they cost nothing per event; those two are budgets of each VM run, and a
+// run over one fails as the rule's error.
 const (
 	// MaxExprBytes bounds the length of a rule's when, in bytes. It is
 	// checked before the expression is parsed and is what bounds the
@@ -59,6 +60,19 @@ const (
 	// the rule's error. It does not see strings built by + or lower;
 	// MaxSteps bounds those.
 	RunMemoryBudget = 1 << 15
+	// RunStepBudget bounds the loop iterations of one rule run: every
+	// iteration of every loop builtin, nested ones included, ticks a
+	// counter the Evaluator resets before each VM rule (see addTicks), and
+	// the tick past the budget fails the run with "rule over its run-time
+	// budget of 10000 iterations", which Eval counts as the rule's error.
+	// MaxSteps still admits a loop over each character of the largest
+	// event (DynamicLen, 65536), and with lower(#) in its body such a loop
+	// took 15 ms; 10000 iterations of it take about 2.5 ms. Rules have
+	// reason to loop over a few tags or items of an event, or over a
+	// constant range of at most MaxRange (1000) elements: the loops of
+	// limits_test.go's accepted examples run at most 100 iterations, and
+	// no reference rule loops.
+	RunStepBudget = 10000
 )
 
 // Work.
@@ -120,6 +134,62 @@ var loopBuiltins = map[string]bool{
 	"all": true, "none": true, "any": true, "one": true, "filter": true, "map": true,
 	"count": true, "sum": true, "find": true, "findIndex": true, "findLast": true,
 	"findLastIndex": true, "groupBy": true, "sortBy": true, "reduce": true,
+}
+
+// tickName is the hidden Env function each loop iteration calls.
+const tickName = "__tick"
+
+var tickType = reflect.TypeFor[func() bool]()
+
+// addTicks makes every iteration of every loop builtin in the tree call
+// __tick (Env.Tick), which counts it against RunStepBudget: each
+// predicate body P becomes the sequence (__tick(); P), whose value is P's,
+// and count(list) and sum(list) get the predicate (__tick(); #). It runs
+// on the checked, optimised tree, so the work walk and the optimiser
+// never see the ticks, and it types the nodes it adds as the checker
+// would: __tick is a func() bool, which the VM calls without reflection
+// (OpCallTyped). A tree without loops, every native rule's among them, is
+// left as it is.
+func addTicks(root *ast.Node) {
+	ast.Walk(root, tickPatcher{})
+}
+
+type tickPatcher struct{}
+
+func (tickPatcher) Visit(node *ast.Node) {
+	n, ok := (*node).(*ast.BuiltinNode)
+	if !ok || !loopBuiltins[n.Name] {
+		return
+	}
+	switch len(n.Arguments) {
+	case 1:
+		if n.Name == "count" || n.Name == "sum" {
+			elem := &ast.PointerNode{}
+			elem.SetLocation(n.Location())
+			body := &ast.PredicateNode{Node: tickThen(elem, n)}
+			body.SetLocation(n.Location())
+			n.Arguments = append(n.Arguments, body)
+		}
+	case 2, 3:
+		if p, ok := n.Arguments[1].(*ast.PredicateNode); ok {
+			p.Node = tickThen(p.Node, n)
+		}
+	}
+}
+
+// tickThen returns the sequence (__tick(); body), placed at loop so that
+// a run over the budget points at the loop.
+func tickThen(body ast.Node, loop ast.Node) ast.Node {
+	fn := &ast.IdentifierNode{Value: tickName}
+	fn.SetType(tickType)
+	fn.SetLocation(loop.Location())
+	call := &ast.CallNode{Callee: fn}
+	call.SetType(tickType.Out(0))
+	call.SetLocation(loop.Location())
+	seq := &ast.SequenceNode{Nodes: []ast.Node{call, body}}
+	seq.SetNature(*body.Nature())
+	seq.SetLocation(body.Location())
+	return seq
 }
 
 // checkSource applies the limits checked before parsing to a rule's when.

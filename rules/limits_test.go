@@ -172,7 +172,7 @@ func TestLoopsWithinTheWorkBoundCompile(t *testing.T) {
 func TestARuleOverTheRunTimeMemoryBudgetErrorsAlone(t *testing.T) {
 	rs := mustCompile(t, `
 - id: hog
-  when: 'len(map(split(event.attrs["blob"], ""), #)) > 0'
+  when: 'len(repeat(event.attrs["blob"], 1)) > 0'
   action: review
 - id: big-payment
   when: event.type == "payment" && event.amount > 1000
@@ -183,8 +183,8 @@ func TestARuleOverTheRunTimeMemoryBudgetErrorsAlone(t *testing.T) {
 `)
 	e := NewEvaluator()
 	var out Outcome
-	// 40000 characters fit an event the decoder accepts (64 KiB); the map
-	// builds an array of 40000 elements, over the budget of 32768.
+	// 40000 characters fit an event the decoder accepts (64 KiB); repeat
+	// builds a string of 40000 bytes, over the budget of 32768.
 	*e.Env() = Env{Event: event.Event{Type: "payment", Amount: 5000, Attrs: event.Attrs{"blob": strings.Repeat("x", 40000)}}}
 	e.Eval(rs, &out)
 	if got := ids(out.Matched); got != "big-payment,vm-rule" {
@@ -240,5 +240,161 @@ func TestErrorCountsHasEveryRule(t *testing.T) {
 	got := rs.ErrorCounts()
 	if len(got) != len(rs.Rules) || got["bad-attr"] != 1 || got["scam-payee"] != 0 {
 		t.Errorf("ErrorCounts = %v, want every rule and bad-attr at 1", got)
+	}
+}
+
+func TestARuleOverTheRunTimeStepBudgetErrorsAlone(t *testing.T) {
+	rs := mustCompile(t, `
+- id: spinner
+  when: 'any(split(event.attrs["blob"], ""), lower(#) == "z")'
+  action: review
+- id: big-payment
+  when: event.type == "payment" && event.amount > 1000
+  action: review
+- id: vm-rule
+  when: event.type == "payment" && event.attrs["blob"] != ""
+  score: 10
+`)
+	e := NewEvaluator()
+	var out Outcome
+	// 12000 characters fit an event the decoder accepts (64 KiB), and the
+	// loop over them is within MaxSteps; it runs over RunStepBudget.
+	*e.Env() = Env{Event: event.Event{Type: "payment", Amount: 5000, Attrs: event.Attrs{"blob": strings.Repeat("x", 12000)}}}
+	e.Eval(rs, &out)
+	if got := ids(out.Matched); got != "big-payment,vm-rule" {
+		t.Errorf("matched %q, want big-payment,vm-rule", got)
+	}
+	const want = "rule over its run-time budget of 10000 iterations (1:1)\n" +
+		` | any(split(event.attrs["blob"], ""), lower(#) == "z")` + "\n" +
+		" | ^"
+	if got := ids(out.Errored); got != "spinner" || out.ErrorTexts[0] != want {
+		t.Errorf("errored %q %q, want spinner with\n%s", got, out.ErrorTexts, want)
+	}
+	if n := rs.Rule("spinner").Errors(); n != 1 {
+		t.Errorf("spinner errors %d, want 1", n)
+	}
+	// The budget is per run, so the next event starts from zero, and the
+	// ticks do not change what a rule within it decides.
+	for _, tt := range []struct {
+		blob, want string
+	}{
+		{strings.Repeat("x", 9000) + "Z", "spinner,big-payment,vm-rule"},
+		{"aZb", "spinner,big-payment,vm-rule"},
+		{"abc", "big-payment,vm-rule"},
+	} {
+		e.Env().Event.Attrs = event.Attrs{"blob": tt.blob}
+		e.Eval(rs, &out)
+		if got := ids(out.Matched); got != tt.want || len(out.Errored) != 0 {
+			t.Errorf("blob of %d bytes: matched %q errored %q %q, want %q", len(tt.blob), got, ids(out.Errored), out.ErrorTexts, tt.want)
+		}
+	}
+	if n := rs.Rule("spinner").Errors(); n != 1 {
+		t.Errorf("spinner errors %d after runs within the budget, want 1", n)
+	}
+}
+
+func TestEveryLoopIterationTicksOnceAndKeepsTheValue(t *testing.T) {
+	// Each rule matches on the list XS = a,bb,ccc; ticks is how many loop
+	// iterations it runs there, nested and body-less loops included.
+	for _, tt := range []struct {
+		when  string
+		ticks int
+	}{
+		{`all(XS, # != "")`, 3},
+		{`any(XS, # == "ccc")`, 3},
+		{`none(XS, # == "")`, 3},
+		{`one(XS, # == "bb")`, 3},
+		{`len(filter(XS, len(#) > 1)) == 2`, 3},
+		{`filter(XS, len(#) > 1)[0] == "bb"`, 2}, // optimised into find
+		{`map(XS, len(#))[2] == 3`, 3},
+		{`count(XS, # != "") == 3`, 3},
+		{`count(map(XS, # != "")) == 3`, 6},
+		{`sum(XS, len(#)) == 6`, 3},
+		{`sum(map(XS, len(#)), # * 2) == 12`, 6},
+		{`find(XS, # == "bb") == "bb"`, 2},
+		{`findIndex(XS, # == "ccc") == 2`, 3},
+		{`findLast(XS, # == "a") == "a"`, 3},
+		{`findLastIndex(XS, # == "a") == 0`, 3},
+		{`len(groupBy(XS, len(#) > 1)) == 2`, 3},
+		{`sortBy(1..3, -#)[0] == 3`, 3},
+		{`reduce(XS, #acc + len(#), 0) == 6`, 3},
+		{`reduce(1..3, #acc + # * len(XS)) == 16`, 2}, // 1 is the initial #acc
+		{`all(1..10, all(1..10, # > 0)) && any(XS, # == "a")`, 111},
+	} {
+		t.Run(tt.when, func(t *testing.T) {
+			when := strings.ReplaceAll(tt.when, "XS", `split(event.attrs["l"], ",")`)
+			rs := mustCompile(t, "- id: loop\n  when: '"+when+"'\n")
+			e := NewEvaluator()
+			var out Outcome
+			e.Env().Event.Attrs = event.Attrs{"l": "a,bb,ccc"}
+			e.Eval(rs, &out)
+			if ids(out.Matched) != "loop" || len(out.Errored) != 0 {
+				t.Errorf("matched %q errored %q, want a match", ids(out.Matched), out.ErrorTexts)
+			}
+			if e.ticks != tt.ticks {
+				t.Errorf("%d ticks, want %d", e.ticks, tt.ticks)
+			}
+		})
+	}
+}
+
+func TestABodylessSumOverDecodedJSONTicks(t *testing.T) {
+	rs := mustCompile(t, "- id: sum\n  when: 'sum(fromJSON(event.attrs[\"j\"])) > 2'\n")
+	e := NewEvaluator()
+	var out Outcome
+	e.Env().Event.Attrs = event.Attrs{"j": "[1, 2, 3]"}
+	e.Eval(rs, &out)
+	if ids(out.Matched) != "sum" || e.ticks != 3 {
+		t.Errorf("short list: matched %q after %d ticks, want a match after 3", ids(out.Matched), e.ticks)
+	}
+	e.Env().Event.Attrs = event.Attrs{"j": "[" + strings.Repeat("1,", 12000) + "1]"}
+	e.Eval(rs, &out)
+	if len(out.Errored) != 1 || !strings.HasPrefix(out.ErrorTexts[0], errRunStepBudget.Error()+" (") {
+		t.Errorf("long list: matched %q errored %q, want over the step budget", ids(out.Matched), out.ErrorTexts)
+	}
+}
+
+func TestTheHiddenTickIsRefused(t *testing.T) {
+	for _, tt := range []struct{ when, want string }{
+		{`__tick()`, "auth.yaml:2:10: rule r: unknown name __tick"},
+		{`any(1..3, __tick())`, "auth.yaml:2:20: rule r: unknown name __tick"},
+		{`$env.__tick()`, "auth.yaml:2:15: rule r: unknown name __tick"},
+		{`$env["__w"][0] > 1`, "auth.yaml:2:15: rule r: unknown name __w"},
+		{`let __tick = 1; all(1..3, # > 0)`, "auth.yaml:2:14: rule r: unknown name __tick"},
+	} {
+		_, err := compileOne(t, "- id: r\n  when: '"+tt.when+"'\n")
+		if err == nil || err.Error() != tt.want {
+			t.Errorf("%s: got %v, want %s", tt.when, err, tt.want)
+		}
+	}
+}
+
+// TestALoopingRuleWithExamplesCompiles: the examples run at compile time
+// with the same step budget as the Evaluator, so a rule that loops can carry
+// examples, and an example over the budget is refused as the engine would
+// error on it.
+func TestALoopingRuleWithExamplesCompiles(t *testing.T) {
+	files := map[string][]byte{"loop.yaml": []byte(`- id: vpn-tag
+  when: 'event.type == "login" && any(split(event.attrs["tags"], ","), # == "vpn")'
+  action: review
+  examples:
+    - event: {type: login, attrs: {tags: "home,vpn"}}
+    - event: {type: login, attrs: {tags: "home"}}
+      expect: no_match
+`)}
+	if _, err := Compile(files, nil); err != nil {
+		t.Fatalf("a looping rule with examples: %v", err)
+	}
+	long := strings.Repeat("a,", RunStepBudget+1)
+	files["loop.yaml"] = []byte(`- id: vpn-tag
+  when: 'event.type == "login" && any(split(event.attrs["tags"], ","), # == "vpn")'
+  action: review
+  examples:
+    - event: {type: login, attrs: {tags: "` + long + `"}}
+      expect: no_match
+`)
+	_, err := Compile(files, nil)
+	if err == nil || !strings.Contains(err.Error(), "run-time budget of") {
+		t.Fatalf("an example over the step budget: err = %v, want the budget named", err)
 	}
 }

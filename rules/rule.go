@@ -64,6 +64,10 @@ type Env struct {
 	// an expr.Function so the VM calls it without boxing its arguments into a
 	// []any; the Evaluator points it at the lists of the rule set it runs.
 	InList func(list, value string) bool `expr:"in_list"`
+	// Tick counts one loop iteration against RunStepBudget. Rules never
+	// name it: the compiler adds a call of __tick to each loop body (see
+	// addTicks), and the Evaluator points it at its own counter.
+	Tick func() bool `expr:"__tick"`
 }
 
 // inList reports whether value is in the named list of rs.
