@@ -7,33 +7,8 @@ import (
 	"testing"
 
 	"riskd/api"
+	"riskd/internal/apitest"
 )
-
-// routeRoles is the role matrix as the product defines it; admin may call
-// everything. The test fails if a route is added without a row here.
-var routeRoles = map[string][]api.Role{
-	"POST /v1/decide":               {api.RoleHook},
-	"POST /v1/accounts/{id}/lock":   {api.RoleSupport},
-	"POST /v1/accounts/{id}/unlock": {api.RoleSupport},
-	"GET /v1/accounts/{id}/locks":   {api.RoleSupport, api.RoleViewer},
-
-	"GET /v1/rules":                           {api.RoleAnalyst, api.RoleViewer},
-	"GET /v1/rules/{id}":                      {api.RoleAnalyst, api.RoleViewer},
-	"GET /v1/rules/versions":                  {api.RoleAnalyst, api.RoleViewer},
-	"GET /v1/rules/versions/{seq}":            {api.RoleAnalyst, api.RoleViewer},
-	"GET /v1/lists":                           {api.RoleAnalyst, api.RoleViewer},
-	"GET /v1/lists/{name}":                    {api.RoleAnalyst, api.RoleViewer},
-	"POST /v1/rules/validate":                 {api.RoleAnalyst},
-	"POST /v1/rules/test":                     {api.RoleAnalyst},
-	"POST /v1/rules/publish":                  {api.RoleAnalyst},
-	"POST /v1/rules/rollback":                 {api.RoleAnalyst},
-	"PUT /v1/lists/{name}":                    {api.RoleAnalyst},
-	"POST /v1/lists/{name}/entries":           {api.RoleAnalyst},
-	"DELETE /v1/lists/{name}/entries/{entry}": {api.RoleAnalyst},
-	"DELETE /v1/lists/{name}":                 {api.RoleAnalyst},
-
-	"GET /v1/alerts/stream": {api.RoleViewer, api.RoleSupport, api.RoleAnalyst},
-}
 
 // TestRoleMatrix calls every route with every role, no token and a wrong
 // token: 401 without a valid token, 403 for a role that may not, and
@@ -42,9 +17,9 @@ func TestRoleMatrix(t *testing.T) {
 	env := newRig(t, api.DecideConfig{})
 	c := env.c
 	for _, pattern := range env.srv.Patterns() {
-		allowedRoles, ok := routeRoles[pattern]
+		allowedRoles, ok := apitest.RouteRoles[pattern]
 		if !ok {
-			t.Errorf("route %s has no row in the role matrix", pattern)
+			t.Errorf("route %s has no row in the role matrix (apitest.RouteRoles)", pattern)
 			continue
 		}
 		method, path, _ := strings.Cut(pattern, " ")

@@ -127,3 +127,19 @@ func TestPublishRefusesAStaleBase(t *testing.T) {
 		t.Fatalf("publish on the new base: %d", code)
 	}
 }
+
+// TestEveryDaemonRouteIsInTheRoleMatrix: api's TestRoleMatrix calls the
+// routes of its own rig; a route that only the daemon wires must have a
+// row in the matrix too.
+func TestEveryDaemonRouteIsInTheRoleMatrix(t *testing.T) {
+	d, _ := startAPI(t, newTestEnv(t))
+	patterns := d.api.Patterns()
+	if len(patterns) == 0 {
+		t.Fatal("the daemon serves no /v1 route")
+	}
+	for _, pattern := range patterns {
+		if _, ok := apitest.RouteRoles[pattern]; !ok {
+			t.Errorf("the daemon serves %s, which has no row in apitest.RouteRoles", pattern)
+		}
+	}
+}

@@ -132,3 +132,31 @@ func authorize(req *http.Request, role api.Role) {
 		req.Header.Set("Authorization", "Bearer "+string(role)) // a made-up token
 	}
 }
+
+// RouteRoles is the role matrix as the product defines it; admin may call
+// everything. api's TestRoleMatrix calls every route of its rig with every
+// role, and cmd/riskd checks that every route the daemon serves has a row,
+// so a route added anywhere without a row here fails a test.
+var RouteRoles = map[string][]api.Role{
+	"POST /v1/decide":               {api.RoleHook},
+	"POST /v1/accounts/{id}/lock":   {api.RoleSupport},
+	"POST /v1/accounts/{id}/unlock": {api.RoleSupport},
+	"GET /v1/accounts/{id}/locks":   {api.RoleSupport, api.RoleViewer},
+
+	"GET /v1/rules":                           {api.RoleAnalyst, api.RoleViewer},
+	"GET /v1/rules/{id}":                      {api.RoleAnalyst, api.RoleViewer},
+	"GET /v1/rules/versions":                  {api.RoleAnalyst, api.RoleViewer},
+	"GET /v1/rules/versions/{seq}":            {api.RoleAnalyst, api.RoleViewer},
+	"GET /v1/lists":                           {api.RoleAnalyst, api.RoleViewer},
+	"GET /v1/lists/{name}":                    {api.RoleAnalyst, api.RoleViewer},
+	"POST /v1/rules/validate":                 {api.RoleAnalyst},
+	"POST /v1/rules/test":                     {api.RoleAnalyst},
+	"POST /v1/rules/publish":                  {api.RoleAnalyst},
+	"POST /v1/rules/rollback":                 {api.RoleAnalyst},
+	"PUT /v1/lists/{name}":                    {api.RoleAnalyst},
+	"POST /v1/lists/{name}/entries":           {api.RoleAnalyst},
+	"DELETE /v1/lists/{name}/entries/{entry}": {api.RoleAnalyst},
+	"DELETE /v1/lists/{name}":                 {api.RoleAnalyst},
+
+	"GET /v1/alerts/stream": {api.RoleViewer, api.RoleSupport, api.RoleAnalyst},
+}
