@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"fmt"
-	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -15,7 +13,6 @@ import (
 
 	"riskd/bench/traffic"
 	"riskd/features"
-	"riskd/internal/chtest"
 	"riskd/rules"
 )
 
@@ -26,25 +23,8 @@ import (
 // detection table whose labelled events add up to the fraud produced, and
 // closing queries that are scoped to the run and run as printed.
 func TestDemoExplainsADecisionAndCountsCaughtAttacks(t *testing.T) {
-	ch := chtest.Config(t)
-	clearRiskdEnv(t) // the config file below says everything
-	dir := t.TempDir()
-	cfgPath := filepath.Join(dir, "riskd.yaml")
-	config := fmt.Sprintf(`kafka:
-  listen: 127.0.0.1:0
-  partitions: 2
-clickhouse:
-  addr: %s
-  database: %s
-rules:
-  dir: ../../bench/reference/rules
-  features: ../../bench/reference/features.yaml
-output:
-  flush_interval: 20ms
-`, ch.Addr, ch.Database)
-	if err := os.WriteFile(cfgPath, []byte(config), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	clearRiskdEnv(t) // the config file says everything
+	cfgPath, ch := writeRiskdConfig(t, "output:\n  flush_interval: 20ms\n")
 	var stdout, stderr bytes.Buffer
 	err := runDemo(t.Context(), []string{"--config", cfgPath, "--events", "3000", "--accounts", "2000",
 		"--fraud-rate", "0.2", "--timeout", "2m"}, &stdout, &stderr)

@@ -16,6 +16,7 @@ import (
 
 	"riskd/internal/chtest"
 	"riskd/internal/kafkatest"
+	"riskd/streams/chstore"
 )
 
 // TestBinaryRunsAndStopsCleanlyOnSIGTERM builds riskd, runs it as an
@@ -152,12 +153,30 @@ func clearRiskdEnv(t *testing.T) {
 // variables, as an operator's typo should be refused.
 func riskdCommand(t *testing.T, extraYAML string, env ...string) *exec.Cmd {
 	t.Helper()
-	ch := chtest.Config(t)
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "riskd")
+	bin := filepath.Join(t.TempDir(), "riskd")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
+	cfgPath, _ := writeRiskdConfig(t, extraYAML)
+	cmd := exec.Command(bin, "--config", cfgPath)
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "RISKD_TEST_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, "RISKD_OUTPUT_FLUSH_INTERVAL=20ms", "RISKD_CLICKHOUSE_PASSWORD=")
+	cmd.Env = append(cmd.Env, env...)
+	return cmd
+}
+
+// writeRiskdConfig writes the config the tests run riskd with and returns
+// its path: the embedded broker and the HTTP listener on free ports, a
+// fresh ClickHouse database, the reference rules and a state directory of
+// the test's own, followed by extraYAML. ch is that database.
+func writeRiskdConfig(t *testing.T, extraYAML string) (path string, ch chstore.Config) {
+	t.Helper()
+	ch = chtest.Config(t)
+	dir := t.TempDir()
 	config := fmt.Sprintf(`kafka:
   embedded: true
   listen: 127.0.0.1:0
@@ -173,17 +192,9 @@ http:
 state:
   dir: %s
 `, ch.Addr, ch.Database, filepath.Join(dir, "state")) + extraYAML
-	cfgPath := filepath.Join(dir, "riskd.yaml")
-	if err := os.WriteFile(cfgPath, []byte(config), 0o600); err != nil {
+	path = filepath.Join(dir, "riskd.yaml")
+	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "--config", cfgPath)
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "RISKD_TEST_") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	cmd.Env = append(cmd.Env, "RISKD_OUTPUT_FLUSH_INTERVAL=20ms", "RISKD_CLICKHOUSE_PASSWORD=")
-	cmd.Env = append(cmd.Env, env...)
-	return cmd
+	return path, ch
 }

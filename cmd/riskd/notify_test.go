@@ -43,19 +43,7 @@ func TestAlertsReachSignedWebhooksAndTheLiveStream(t *testing.T) {
 	_, c := startAPI(t, e)
 
 	// A viewer watches the live stream from before the alert.
-	req, err := http.NewRequestWithContext(t.Context(), "GET", c.Base+"/v1/alerts/stream", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+apitest.Secrets[api.RoleViewer])
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
-		t.Fatalf("stream: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
-	}
+	resp := openAlertStream(t, c)
 	lines := make(chan string, 100)
 	go func() {
 		sc := bufio.NewScanner(resp.Body)
@@ -103,4 +91,24 @@ func TestAlertsReachSignedWebhooksAndTheLiveStream(t *testing.T) {
 			t.Fatal("the live stream never showed the alert")
 		}
 	}
+}
+
+// openAlertStream opens the live alert stream as a viewer and checks that
+// it is one; the body is closed when the test ends.
+func openAlertStream(t *testing.T, c apitest.Client) *http.Response {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), "GET", c.Base+"/v1/alerts/stream", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+apitest.Secrets[api.RoleViewer])
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		t.Fatalf("alert stream: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	return resp
 }

@@ -20,7 +20,6 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"riskd/api"
-	"riskd/internal/apitest"
 	"riskd/internal/kafkatest"
 	"riskd/streams"
 	"riskd/streams/notify"
@@ -108,19 +107,7 @@ func TestAlertFloodIsThrottledOnEveryOutput(t *testing.T) {
 
 	// A viewer watches the live stream from the start.
 	var stream notes
-	req, err := http.NewRequestWithContext(t.Context(), "GET", c.Base+"/v1/alerts/stream", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+apitest.Secrets[api.RoleViewer])
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Fatalf("stream: %d", resp.StatusCode)
-	}
+	resp := openAlertStream(t, c)
 	go func() {
 		sc := bufio.NewScanner(resp.Body)
 		kind := ""
