@@ -90,6 +90,9 @@ func DecideRoute(d Decider, cfg DecideConfig, reg prometheus.Registerer) Route {
 		dec, err := d.Decide(ctx, raw)
 		var bad *event.Error
 		switch {
+		case errors.As(err, new(*engine.ErrFutureEvent)): // well formed, dated too far ahead of the clock
+			latency.WithLabelValues("invalid").Observe(time.Since(start).Seconds())
+			WriteJSON(w, http.StatusUnprocessableEntity, ErrorBody{Error: err.Error()})
 		case errors.As(err, &bad) || errors.Is(err, event.ErrTooLarge):
 			latency.WithLabelValues("invalid").Observe(time.Since(start).Seconds())
 			WriteJSON(w, http.StatusBadRequest, ErrorBody{Error: err.Error()})

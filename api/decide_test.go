@@ -91,6 +91,29 @@ func TestDecideDeadlineFallsBackAndSaysSo(t *testing.T) {
 	}
 }
 
+// TestDecideRefusesAnEventDatedAheadOfTheClock: a payment dated 3h ahead
+// of the wall clock is answered 422 with the reason (how far ahead, the
+// bound, the config key); nothing is recorded, so the same event id with a
+// sane ts is then decided as a new event.
+func TestDecideRefusesAnEventDatedAheadOfTheClock(t *testing.T) {
+	env := newRig(t, api.DecideConfig{})
+	payment := func(ts time.Time) string {
+		return fmt.Sprintf(`{"event_id":"future-1","type":"payment","ts":%d,"account_id":"acct-future","amount":1500,"currency":"EUR","channel":"nfc"}`,
+			ts.UnixMilli())
+	}
+	code, body := env.c.Do(api.RoleHook, "POST", "/v1/decide", payment(time.Now().Add(3*time.Hour)))
+	if code != 422 || !strings.Contains(string(body), `invalid event: ts: `) ||
+		!strings.Contains(string(body), `ahead of the clock; at most 5m0s is allowed (engine.max_future_skew)`) {
+		t.Fatalf("payment dated 3h ahead: %d %s, want 422 with the ts reason", code, body)
+	}
+	resp := env.c.Decide(payment(time.Now()))
+	if resp.Duplicate || resp.Action.String() != "allow" || resp.EventID != "future-1" {
+		t.Fatalf("the same id dated now: %+v, want decided as a new event", resp)
+	}
+	env.waitStored(t, 1)
+	env.assertStoredOnce(t, 1)
+}
+
 // header returns the value of m's header key, or "".
 func header(m kafka.Message, key string) string {
 	for _, h := range m.Headers {

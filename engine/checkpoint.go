@@ -17,7 +17,7 @@ import (
 // whenever the layout below does, and Restore refuses other versions.
 const (
 	checkpointMagic   = "RISKDENG"
-	checkpointVersion = uint16(4)
+	checkpointVersion = uint16(5)
 )
 
 // ErrCheckpointFormat is wrapped when a checkpoint is not one this build can read.
@@ -32,12 +32,13 @@ var ErrCheckpointFormat = errors.New("unreadable engine checkpoint")
 //
 // Layout: magic, version u16, shard count u32, shared entity snapshot (u64
 // length + bytes), then per shard: feature snapshot of its accounts (u64
-// length + bytes), locks (u32 count, then hash u64, until i64, rule id u16
-// length + bytes), event ids (u32 count, then hash u64, action u8,
-// content fingerprint u32), alert throttle (u32 count, then account hash
+// length + bytes), locks (u32 count, then hash u64, until i64 in wall-clock
+// Unix ms, rule id u16 length + bytes), event ids (u32 count, then hash
+// u64, action u8, content fingerprint u32), alert throttle (u32 count, then account hash
 // u64, rule id hash u64, event time of the last alert sent i64). Version 1
 // had no shared part: each shard's snapshot held its own entities; version
-// 2 had no fingerprints; version 3 had no alert throttle.
+// 2 had no fingerprints; version 3 had no alert throttle; version 4 had
+// rule locks' until on event time.
 func (e *Engine) Checkpoint(ctx context.Context, w io.Writer) error {
 	bw := bufio.NewWriter(w)
 	bw.WriteString(checkpointMagic)
@@ -140,7 +141,7 @@ func Restore(cfg Config, set *features.Set, holder *rules.Holder, r io.Reader) (
 	if err != nil {
 		return nil, fmt.Errorf("%w: shared entities: %v", ErrCheckpointFormat, err)
 	}
-	e := &Engine{ents: ents}
+	e := &Engine{ents: ents, turns: newTurnstile(cfg.Shards, cfg.QueueSize), maxSkew: cfg.MaxFutureSkew, now: cfg.Now}
 	for i := range cfg.Shards {
 		s, err := readShard(br, cfg, set, holder, ents)
 		if err != nil {

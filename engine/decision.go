@@ -68,9 +68,14 @@ type Decision struct {
 	// less than Config.AlertThrottle earlier in event time. They are part
 	// of the decision's record, never sent to the user.
 	ThrottledAlerts []ThrottledAlert
-	// Late marks an event older than the feature windows' late tolerance: it
-	// was decided but not added to windows.
-	Late bool
+	// Late marks an event more than the feature windows' late tolerance
+	// behind the latest event of its account or of another entity it
+	// belongs to (device, IP, payee, ...): it was decided, but not added to
+	// that entity's windows. LateFor names those groups (see
+	// features.Set.GroupName: "account", "device.id", "ip", ...), in group
+	// order; the event was added to the windows of every other entity.
+	Late    bool
+	LateFor []string
 	// Duplicate marks an event_id seen before; outputs for it were already made.
 	Duplicate bool
 	// Label is the generator's ground-truth label, carried for scoring

@@ -10,7 +10,10 @@
 // raised by the rule set's score thresholds; shadow rules are recorded,
 // never acted on; a rule that fails at run time counts as not matched. A
 // locked account's events are refused with reason account_locked until the
-// lock ends on event time or support lifts it. A rule alerts an account at
-// most once per Config.AlertThrottle of event time; the repeats are kept in
-// the decision as ThrottledAlerts and sent nowhere.
+// lock ends on the wall clock (Config.Now, never the events' ts) or support
+// lifts it. An event dated more than Config.MaxFutureSkew ahead of the wall
+// clock is refused (ErrFutureEvent) before it touches any state; events
+// dated in the past are not. A rule alerts an account at most once per
+// Config.AlertThrottle of event time; the repeats are kept in the decision
+// as ThrottledAlerts and sent nowhere.
 package engine

@@ -36,7 +36,17 @@ type Config struct {
 	// Decision.ThrottledAlerts). 0 means DefaultAlertThrottle (10m);
 	// negative turns throttling off, so every matching event alerts.
 	AlertThrottle time.Duration
-	// Now is the wall clock, for latency and decision times; nil means time.Now.
+	// MaxFutureSkew is how far ahead of the wall clock (Now) an event's ts
+	// may be. An event dated further ahead is refused before it touches
+	// any state, with an *event.Error naming ts (see ErrFutureEvent): a
+	// clock that far off cannot be trusted to place the event in the
+	// windows, and refusing it, not clamping its ts, keeps the producer's
+	// mistake visible on the dead-letter topic. Events dated in the past
+	// are not refused (the windows' lateness rule applies to them). 0
+	// means DefaultMaxFutureSkew (5m); negative turns the check off.
+	MaxFutureSkew time.Duration
+	// Now is the wall clock, for latency and decision times, lock expiry
+	// and the future-skew check; nil means time.Now.
 	Now func() time.Time
 }
 
@@ -52,6 +62,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.AlertThrottle == 0 {
 		c.AlertThrottle = DefaultAlertThrottle
+	}
+	if c.MaxFutureSkew == 0 {
+		c.MaxFutureSkew = DefaultMaxFutureSkew
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -77,6 +90,9 @@ type Message struct {
 	// *event.Error for a message that cannot be decoded, ErrStopped on
 	// shutdown. It runs on the shard goroutine, so it must be quick.
 	Done func(*Decision, error)
+
+	// seq is the message's place in the turnstile (0: urgent, none).
+	seq uint64
 }
 
 // Engine runs N Scorers, each on its own goroutine, and routes every event of
@@ -90,6 +106,11 @@ type Message struct {
 type Engine struct {
 	shards []*shard
 	ents   *features.Shared
+	// turns orders the stream messages' use of ents (see turnstile).
+	turns *turnstile
+	// maxSkew and now are Config.MaxFutureSkew and Config.Now (AheadOfClock).
+	maxSkew time.Duration
+	now     func() time.Time
 
 	// gate closes intake on shutdown without losing a message: Submit
 	// holds it for reading while it enqueues, and Run takes it for writing
@@ -100,6 +121,7 @@ type Engine struct {
 }
 
 type shard struct {
+	index  int
 	scorer *Scorer
 	queue  chan Message
 	urgent chan Message
@@ -109,7 +131,7 @@ type shard struct {
 // New builds an Engine; call Run to start its shards.
 func New(cfg Config, set *features.Set, holder *rules.Holder) *Engine {
 	cfg = cfg.withDefaults()
-	e := &Engine{ents: set.NewShared()}
+	e := &Engine{ents: set.NewShared(), turns: newTurnstile(cfg.Shards, cfg.QueueSize), maxSkew: cfg.MaxFutureSkew, now: cfg.Now}
 	for range cfg.Shards {
 		e.addShard(cfg, newScorer(cfg, set, holder, e.ents.NewStore()))
 	}
@@ -118,12 +140,22 @@ func New(cfg Config, set *features.Set, holder *rules.Holder) *Engine {
 
 // addShard adds a shard around s, whose Store must use e.ents.
 func (e *Engine) addShard(cfg Config, s *Scorer) {
+	s.turns, s.shard = e.turns, len(e.shards)
 	e.shards = append(e.shards, &shard{
+		index:  len(e.shards),
 		scorer: s,
 		queue:  make(chan Message, cfg.QueueSize),
 		urgent: make(chan Message, cfg.QueueSize),
 		cmds:   make(chan func(*Scorer)),
 	})
+}
+
+// AheadOfClock reports whether the shards would refuse an event dated tsMs
+// as too far ahead of the clock (Config.MaxFutureSkew): callers that order
+// events by time (the stream's merge) let such an event through at once
+// instead of holding its partition back behind a date that never comes.
+func (e *Engine) AheadOfClock(tsMs int64) bool {
+	return checkFutureSkew(tsMs, e.now(), e.maxSkew) != nil
 }
 
 // Shards returns the number of shards.
@@ -167,7 +199,11 @@ func (sh *shard) run(ctx context.Context) {
 		case <-ctx.Done():
 			for _, q := range []chan Message{sh.urgent, sh.queue} {
 				for len(q) > 0 {
-					(<-q).Done(nil, ErrStopped)
+					m := <-q
+					if m.seq != 0 { // let the shards still scoring go on
+						sh.scorer.turns.leave(m.seq)
+					}
+					m.Done(nil, ErrStopped)
 				}
 			}
 			return
@@ -182,7 +218,13 @@ func (sh *shard) run(ctx context.Context) {
 }
 
 func (sh *shard) score(m Message, d *Decision) {
-	if err := sh.scorer.Score(m.Value, m.Source, d); err != nil {
+	sh.scorer.seq = m.seq
+	err := sh.scorer.Score(m.Value, m.Source, d)
+	if s := sh.scorer.seq; s != 0 { // it never reached the features
+		sh.scorer.seq = 0
+		sh.scorer.turns.leave(s)
+	}
+	if err != nil {
 		m.Done(nil, err)
 		return
 	}
@@ -206,10 +248,23 @@ func (e *Engine) Submit(ctx context.Context, m Message) error {
 	if e.stopped {
 		return ErrStopped
 	}
-	q := sh.queue
 	if m.Urgent {
-		q = sh.urgent
+		return enqueue(ctx, sh.urgent, m)
 	}
+	// Numbered and queued in one step, so every shard's queue holds its
+	// numbers in ascending order (the turnstile relies on it).
+	t := e.turns
+	t.seqMu.Lock()
+	defer t.seqMu.Unlock()
+	m.seq = t.number(sh.index)
+	if err := enqueue(ctx, sh.queue, m); err != nil {
+		return err
+	}
+	t.commit(m.seq)
+	return nil
+}
+
+func enqueue(ctx context.Context, q chan<- Message, m Message) error {
 	select {
 	case q <- m:
 		return nil

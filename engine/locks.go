@@ -1,14 +1,17 @@
 package engine
 
-// lockTable holds the accounts a shard has locked. Expiry runs on event
-// time (the time of the event being decided), so a replay of the same
-// events locks and unlocks at the same points.
+// lockTable holds the accounts a shard has locked. Expiry runs on the wall
+// clock (the Scorer's Config.Now), for support's locks and rules' locks
+// alike: a rule lock lasts lock_for from when it was decided. On event time
+// one event dated ahead (a wrong clock, or a fraudster's) would lift any
+// lock. The price: a replay of old events does not lock and unlock at the
+// same points as the first run did.
 type lockTable struct {
 	byAccount map[uint64]lockEntry
 }
 
 type lockEntry struct {
-	// untilMs is the event time at which the lock ends.
+	// untilMs is the wall-clock time (Unix ms) at which the lock ends.
 	untilMs int64
 	// ruleID is the rule (or "support") that set the lock.
 	ruleID string
@@ -16,8 +19,8 @@ type lockEntry struct {
 
 func newLockTable() *lockTable { return &lockTable{byAccount: make(map[uint64]lockEntry)} }
 
-// lockedUntil reports the end of an account's lock if it is in force at nowMs,
-// and drops an expired one.
+// lockedUntil reports the end of an account's lock if it is in force at
+// nowMs (wall clock), and drops an expired one.
 func (t *lockTable) lockedUntil(account uint64, nowMs int64) (int64, bool) {
 	e, ok := t.byAccount[account]
 	if !ok {

@@ -28,6 +28,7 @@ type Scorer struct {
 	dedupe      *dedupe
 	fingerprint fingerprinter
 	now         func() time.Time
+	maxSkew     time.Duration // Config.MaxFutureSkew; negative: no check
 
 	versionOf *rules.RuleSet
 	version   string
@@ -35,6 +36,14 @@ type Scorer struct {
 	values   features.Values
 	outcome  rules.Outcome
 	observed uint64
+
+	// turns orders the shards' use of the shared entity windows; seq is
+	// the current message's number in it, 0 once used (or for a message
+	// without one), and shard this Scorer's index. Nil for a standalone
+	// Scorer.
+	turns *turnstile
+	seq   uint64
+	shard int
 }
 
 // expireEvery is how many events a shard scores between sweeps of idle
@@ -58,6 +67,7 @@ func newScorer(cfg Config, set *features.Set, holder *rules.Holder, store *featu
 		throttle: newAlertThrottle(cfg.AlertThrottle),
 		dedupe:   newDedupe(cfg.DedupeCapacity),
 		now:      cfg.Now,
+		maxSkew:  cfg.MaxFutureSkew,
 	}
 }
 
@@ -70,8 +80,9 @@ func NewScorer(cfg Config, set *features.Set, holder *rules.Holder) *Scorer {
 
 // Score decides one raw event into d, reusing d's slices. Strings in d alias
 // the Scorer's buffers until the next call; use Decision.Clone to keep it.
-// A message that cannot be decoded returns an *event.Error and leaves the
-// state untouched.
+// A message that cannot be decoded returns an *event.Error, and one dated
+// more than Config.MaxFutureSkew ahead of the wall clock an
+// *ErrFutureEvent (which unwraps to one); both leave the state untouched.
 func (s *Scorer) Score(raw []byte, src Source, d *Decision) error {
 	start := s.now()
 	rs := s.rules.Load() // once per event: a swap lands between two events
@@ -83,6 +94,11 @@ func (s *Scorer) Score(raw []byte, src Source, d *Decision) error {
 		return err
 	}
 	ev := &env.Event
+	// Before de-duplication, locks and features: a refused event leaves
+	// no trace, so its id can come again with a sane ts.
+	if err := checkFutureSkew(ev.TS, start, s.maxSkew); err != nil {
+		return err
+	}
 	d.reset()
 	d.EventID, d.AccountID, d.EventType, d.EventTS = ev.ID, ev.AccountID, ev.Type, ev.TS
 	d.Label, d.Raw, d.Source = ev.Label, raw, src
@@ -103,18 +119,16 @@ func (s *Scorer) Score(raw []byte, src Source, d *Decision) error {
 		d.Action, d.Reason, d.Duplicate = action, ReasonDuplicate, true
 		return nil
 	}
-	if until, locked := s.locks.lockedUntil(account, ev.TS); locked {
+	// Locks run on the wall clock, not on ts: an event dated ahead must
+	// not lift one (see lockTable).
+	if until, locked := s.locks.lockedUntil(account, start.UnixMilli()); locked {
 		d.Action, d.Reason = rules.Lock, ReasonAccountLocked
 		d.LockUntil = time.UnixMilli(until).UTC()
 		s.dedupe.record(eventKey, rules.Lock, sum)
 		return nil
 	}
 
-	d.Late = s.store.Observe(ev, &s.values)
-	if s.observed++; s.observed%expireEvery == 0 {
-		s.store.Expire(ev.TS) // drop idle entities on event time; amortised
-		s.throttle.expire(ev.TS)
-	}
+	s.observe(ev, d)
 	env.F = s.values.Profile
 	env.W = s.values.Windows
 	s.eval.Eval(rs, &s.outcome)
@@ -154,11 +168,32 @@ func (s *Scorer) Score(raw []byte, src Source, d *Decision) error {
 		if lockFor <= 0 {
 			lockFor = DefaultLockFor
 		}
-		until := s.locks.lock(account, ev.TS+lockFor.Milliseconds(), v.LockRule)
+		until := s.locks.lock(account, start.Add(lockFor).UnixMilli(), v.LockRule) // wall clock
 		d.LockUntil = time.UnixMilli(until).UTC()
 	}
 	s.dedupe.record(eventKey, d.Action, sum)
 	return nil
+}
+
+// observe adds ev to the feature state and reads its values, in the
+// message's turn when it has one (see turnstile), so the shared entity
+// windows change in the order the stream was submitted.
+func (s *Scorer) observe(ev *event.Event, d *Decision) {
+	seq := s.seq
+	if seq != 0 {
+		s.turns.enter(seq, s.shard)
+	}
+	late := s.store.Observe(ev, &s.values)
+	d.Late = late != 0
+	d.LateFor = s.set.AppendGroupNames(d.LateFor, late) // the Set's strings: no allocation
+	if s.observed++; s.observed%expireEvery == 0 {
+		s.store.Expire(ev.TS) // drop idle entities on event time; amortised
+		s.throttle.expire(ev.TS)
+	}
+	if seq != 0 {
+		s.seq = 0
+		s.turns.leave(seq)
+	}
 }
 
 // DefaultLockFor is how long a lock lasts when the locking rule (or a score
@@ -181,8 +216,8 @@ next:
 	return dst
 }
 
-// Lock locks an account until untilMs (event-time milliseconds), as support
-// or an external system asks.
+// Lock locks an account until untilMs (wall-clock Unix milliseconds, on
+// the clock of Config.Now), as support or an external system asks.
 func (s *Scorer) Lock(accountID string, untilMs int64, by string) {
 	s.locks.lock(keyhash.String(accountID), untilMs, by)
 }
@@ -200,6 +235,7 @@ func (d *Decision) reset() {
 		Features:        d.Features[:0],
 		Alerts:          d.Alerts[:0],
 		ThrottledAlerts: d.ThrottledAlerts[:0],
+		LateFor:         d.LateFor[:0],
 	}
 }
 
@@ -217,6 +253,7 @@ func (d *Decision) Clone() *Decision {
 	c.Features = append([]FeatureValue(nil), d.Features...)
 	c.Alerts = append([]AlertMessage(nil), d.Alerts...)
 	c.ThrottledAlerts = append([]ThrottledAlert(nil), d.ThrottledAlerts...)
+	c.LateFor = append([]string(nil), d.LateFor...) // the Set's names, not the Scorer's buffers
 	return &c
 }
 

@@ -84,7 +84,9 @@ func ruleIDs(hits []RuleHit) []string {
 }
 
 func TestBruteForceLocksAccountAndRefusesNextPayment(t *testing.T) {
-	s, _, _ := newTestScorer(t)
+	set, holder := loadTestdata(t)
+	clock := newFakeClock(t0 + 5000) // the wall clock when the lock is decided
+	s := NewScorer(Config{Now: clock.Now}, set, holder)
 	for i := 1; i <= 4; i++ {
 		d := score(t, s, login("f"+strconv.Itoa(i), "a1", t0+int64(i)*1000, true))
 		if d.Action != rules.Allow {
@@ -96,7 +98,7 @@ func TestBruteForceLocksAccountAndRefusesNextPayment(t *testing.T) {
 		t.Fatalf("fifth failed login: %v %v, want lock by brute-force-lock", d.Action, ruleIDs(d.Matched))
 	}
 	if want := time.UnixMilli(t0 + 5000 + 30*60*1000).UTC(); !d.LockUntil.Equal(want) {
-		t.Errorf("lock until %v, want %v (lock_for 30m on event time)", d.LockUntil, want)
+		t.Errorf("lock until %v, want %v (lock_for 30m on the wall clock)", d.LockUntil, want)
 	}
 	if len(d.Alerts) != 1 || d.Alerts[0].Message == "" {
 		t.Errorf("alerts = %v, want the brute-force alert", d.Alerts)
@@ -109,6 +111,7 @@ func TestBruteForceLocksAccountAndRefusesNextPayment(t *testing.T) {
 	if other.Action != rules.Allow {
 		t.Errorf("another account's payment: %v, want allow", other.Action)
 	}
+	clock.Advance(30 * time.Minute)
 	after := score(t, s, payment("p3", "a1", t0+5000+30*60*1000, 500, "payee-1"))
 	if after.Reason == ReasonAccountLocked {
 		t.Error("payment at the lock's expiry instant still refused")

@@ -8,10 +8,10 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
+	"riskd/bench/reference"
 	"riskd/bench/traffic"
 	"riskd/features"
 	"riskd/rules"
@@ -58,10 +58,7 @@ func loadReferenceForTest(t *testing.T, settings []byte) (*features.Set, *rules.
 	if err != nil {
 		t.Fatal(err)
 	}
-	files["zz_probe.yaml"] = []byte("- id: probe-windows\n" +
-		"  when: event.type != \"\" || f." + strings.Join(set.Names(), " + f.") + " > 0\n" +
-		"  mode: shadow\n" +
-		"  action: alert\n")
+	files["zz_probe.yaml"] = reference.ProbeRule(set.Names())
 	if settings != nil {
 		files[rules.SettingsFile] = settings
 	}
@@ -86,7 +83,8 @@ func compareWithTheTest(t *testing.T, set *features.Set, holder *rules.Holder) c
 	t.Helper()
 	g := traffic.New(traffic.Config{Accounts: 300, Seed: 13, FraudRate: 0.3,
 		Start: time.Date(2026, 11, 24, 8, 0, 0, 0, time.UTC)})
-	s := NewScorer(Config{Now: fixedClock()}, set, holder)
+	// The traffic's hours run ahead of the fixed wall clock: no skew bound.
+	s := NewScorer(Config{Now: fixedClock(), MaxFutureSkew: -1}, set, holder)
 	var decisions []*Decision
 	var events []rules.TestEvent
 	var d Decision

@@ -128,7 +128,8 @@ func TestAlertThrottlePerAccountAndRuleAcrossACheckpoint(t *testing.T) {
 		{"e9", "a1", 30_000, 100, "payee-watch", nil, []alert{{watch, t0 + 10*minute}}}, // late: before the opener
 		{"e10", "a2", 4 * minute, 20000, "payee-watch", nil, []alert{{watch, t0 + minute}, {big, t0 + minute}}},
 	}
-	cfg := Config{Shards: 2, AlertThrottle: 10 * time.Minute, Now: fixedClock()}
+	// The wall clock after the last step: the throttle runs on event time.
+	cfg := Config{Shards: 2, AlertThrottle: 10 * time.Minute, Now: newFakeClock(t0 + time.Hour.Milliseconds()).Now}
 	e := New(cfg, set, holder)
 	ctx := startEngine(t, e)
 	for i, s := range steps {
@@ -186,7 +187,8 @@ func TestAlertThrottleCanBeTurnedOff(t *testing.T) {
 // accounts that alerted within one window.
 func TestShardSweepDropsEndedThrottleWindows(t *testing.T) {
 	set, holder := twoAlertRules(t)
-	s := NewScorer(Config{AlertThrottle: 10 * time.Minute, Now: fixedClock()}, set, holder)
+	// The wall clock after the last event: the sweep runs on event time.
+	s := NewScorer(Config{AlertThrottle: 10 * time.Minute, Now: newFakeClock(t0 + time.Hour.Milliseconds()).Now}, set, holder)
 	score(t, s, payment("w1", "a1", t0, 100, "payee-watch"))
 	score(t, s, payment("w2", "a2", t0+5*minute, 100, "payee-watch"))
 	if n := s.throttle.len(); n != 2 {
@@ -227,7 +229,8 @@ func TestAlertThrottleIsTheSameForAnyShardCountAndAcrossARestore(t *testing.T) {
 		evs = append(evs, payment("flood-"+strconv.Itoa(i), "flood-acct-"+strconv.Itoa(i%3), ev.TS, 1500, "payee-scam-0003"))
 	}
 
-	cfg := func(shards int) Config { return Config{Shards: shards, Now: fixedClock()} }
+	// The traffic's hours run ahead of the fixed wall clock: no skew bound.
+	cfg := func(shards int) Config { return Config{Shards: shards, Now: fixedClock(), MaxFutureSkew: -1} }
 	one := runEngine(t, New(cfg(1), set, holder))
 	four := runEngine(t, New(cfg(4), set, holder))
 	e := New(cfg(4), set, holder)

@@ -11,11 +11,16 @@ type Config struct {
 	// Buckets is how many buckets each window is cut into. A window of W
 	// covers between W-W/Buckets and W of event time, so more buckets
 	// means sharper edges and more state. Each window must be a whole
-	// number of milliseconds per bucket.
+	// number of milliseconds per bucket. The bucket is also the
+	// resolution of reads as of an event (see Store.Observe): events dated
+	// after an event but in its bucket count in its windows.
 	Buckets int `yaml:"buckets"`
 	// LateTolerance is how far behind the latest event time seen for an
-	// entity an event may be and still be added to windows (in its own,
-	// older bucket). Older events are reported late and not added.
+	// entity (an account, device, IP, ...) an event may be and still be
+	// added to that entity's windows (in its own, older bucket). An older
+	// event is late for that entity: Store.Observe reports its group and
+	// does not add it there, but still adds it to the windows of its
+	// other entities.
 	LateTolerance time.Duration `yaml:"late_tolerance"`
 	// MaxDistinct bounds each distinct set (per feature per entity). Counts
 	// are exact up to it and saturate at it; when full, the value seen

@@ -15,7 +15,7 @@
 //	set, err := features.Compile(defs, features.DefaultConfig())
 //	store := set.NewStore()
 //	var v features.Values
-//	late := store.Observe(&ev, &v)
+//	late := store.Observe(&ev, &v) // a LateMask; set.AppendGroupNames(nil, late) names the groups
 //	i, _ := set.Index("payments_1h")
 //	_ = v.Windows[i]
 //
@@ -23,9 +23,14 @@
 // replay gives the same numbers. Each window of length W is cut into
 // Config.Buckets buckets of W/Buckets; a bucket leaves the window once the
 // entity's latest event time is W past the bucket's start, so a window
-// covers between W-W/Buckets and W. Events up to Config.LateTolerance
-// behind the latest event of their entity land in their own (older)
-// bucket; older ones are reported late and not added.
+// covers between W-W/Buckets and W. Each event reads its windows as of
+// its own time: buckets after its own do not count, so an event that
+// arrives after later-dated ones does not count them (within its own
+// bucket they do). Events up to Config.LateTolerance behind the latest
+// event of an entity land in their own (older) bucket; older ones are
+// late for that entity (its group is set in the LateMask Observe
+// returns) and not added to its windows, but still to those of the
+// event's other entities.
 //
 // State is compact: keys are 64-bit FNV-1a hashes (no strings kept) in
 // open-addressing tables that hold each entity's state inline (an account's

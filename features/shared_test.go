@@ -65,7 +65,7 @@ func TestSharedStoresMatchOneStore(t *testing.T) {
 		if want != got || wl != gl {
 			t.Fatalf("event %d: one Store gave late=%v %v\nfour sharing a Shared gave late=%v %v", i, wl, want, gl, got)
 		}
-		if wl {
+		if wl != 0 {
 			lates++
 		}
 		if want.Windows[dev] > 20 {
@@ -227,7 +227,7 @@ func TestSharedStoresRace(t *testing.T) {
 	var v Values
 	ev := event.Event{Type: "payment", TS: t0 + perWorker*10, AccountID: "late-comer",
 		Device: event.Device{ID: "dev-0"}, IP: "10.0.0.1", PayeeID: "payee-0"}
-	if sh.NewStore().Observe(&ev, &v) {
+	if sh.NewStore().Observe(&ev, &v) != 0 {
 		t.Fatal("the last event was late")
 	}
 	check := func(name string, want float64) {

@@ -26,7 +26,10 @@ import (
 // An entity part is the stripe count and the group count, then per stripe
 // and per group (the account group's always empty) an entity count and the
 // entities; an entity is key, last, then its items (x, b, f<<24|n):
-// counters and distinct values in the entity's order.
+// counters and distinct values in the entity's order. For a distinct
+// value n is its span, the buckets between its first and its latest
+// sighting (snapshots written before spans were kept hold 0: the value
+// reads as seen in its latest bucket only).
 //
 // Keys are written in ascending order (within a stripe) so equal states
 // give equal bytes. Version 2 kept one item list per entity (version 1

@@ -49,6 +49,10 @@ type Store struct {
 	oldest [MaxWindows]int32  // position of the least recently seen, +1
 	lo     [MaxWindows]uint32 // last bucket out of the window, by lane
 	lof    [MaxWindows]uint32 // last bucket out of the window
+	hi     [MaxWindows]uint32 // as-of reads: the event's bucket, by lane
+	hif    [MaxWindows]uint32 // the event's bucket
+	keep   [MaxWindows]uint32 // last bucket out of the window at the entity's latest time, by lane
+	keepf  [MaxWindows]uint32 // the same by feature
 	cnt    [MaxWindows]float64
 	keys   []uint64 // per group, hash of the event's By value
 	stripe []uint16 // per group, the Shared stripe of the event's entity
@@ -92,8 +96,10 @@ func (e *entity) hkey() uint64 { return e.key }
 // all within a window of the entity's latest time, so comparisons by
 // signed 32-bit difference are exact, and Observe clears an entity idle
 // for longer than its longest window before the truncation could alias.
-// fn packs the feature index (top 8 bits) and, except for distinct, the
-// event count (low 24 bits, saturating).
+// fn packs the feature index (top 8 bits) and, in the low 24 bits, for
+// counters the event count (saturating), for distinct the span: how many
+// buckets before b the value was first seen (saturating), which as-of
+// reads need (see fill).
 type item struct {
 	x  uint64
 	b  uint32
@@ -106,6 +112,19 @@ func (c *item) f() int         { return int(c.fn >> 24) }
 func (c *item) n() int64       { return int64(c.fn & cellMaxN) }
 func (c *item) v() float64     { return math.Float64frombits(c.x) }
 func (c *item) setV(v float64) { c.x = math.Float64bits(v) }
+
+// seenIn marks the distinct value c seen in bucket b: b becomes its latest
+// bucket if later, its first if earlier.
+func (c *item) seenIn(b uint32) {
+	span := uint64(c.fn & cellMaxN)
+	if after(b, c.b) {
+		span += uint64(b - c.b)
+		c.b = b
+	} else {
+		span = max(span, uint64(c.b-b))
+	}
+	c.fn = c.fn&^cellMaxN | uint32(min(span, cellMaxN))
+}
 
 // appendItem appends c to items, growing a long list by a quarter instead
 // of doubling it: busy entities hold most of the items, and doubling
@@ -218,17 +237,74 @@ func (st *Store) bucketOf(l int, ts int64) int64 {
 	return b
 }
 
+// LateMask names the groups an event was late for: bit g is set when the
+// event was more than Config.LateTolerance behind the latest event time of
+// its entity in group g (Set.GroupName(g)), so that entity's windows did
+// not get it. Zero means every window the event belongs to got it.
+type LateMask uint64
+
+// Has reports whether the event was late for group g.
+func (m LateMask) Has(g int) bool { return g >= 0 && g < 64 && m&(1<<g) != 0 }
+
+// Groups returns how many entity groups the Set keeps windows for; group
+// indexes (LateMask bits, GroupName) run from 0 to Groups()-1.
+func (s *Set) Groups() int { return len(s.groups) }
+
+// GroupName returns the name of group g: "account" for the features by
+// account, otherwise their By field as the event names it ("device.id",
+// "ip", "payee_id", "card_id", "merchant_id", "attrs.x", ...), or "" when
+// there is no group g. The strings are the Set's own: naming the groups
+// of a LateMask allocates nothing.
+func (s *Set) GroupName(g int) string {
+	switch {
+	case g < 0 || g >= len(s.groups):
+		return ""
+	case g == s.accGroup:
+		return "account"
+	}
+	return s.groups[g].by
+}
+
+// AppendGroupNames appends the names of the groups set in m to dst, in
+// group order, and returns it.
+func (s *Set) AppendGroupNames(dst []string, m LateMask) []string {
+	for ; m != 0; m &= m - 1 {
+		dst = append(dst, s.GroupName(bits.TrailingZeros64(uint64(m))))
+	}
+	return dst
+}
+
 // Observe computes the profile as of before ev, adds ev to the windows,
-// and fills out (window values include ev). An event more than
-// Config.LateTolerance behind the latest event time of its account or of
-// any entity it belongs to is late: it is not added to windows, late is
-// true, and out still gets values as of the latest time seen.
+// and fills out, as of ev's own time (Event.TS).
+//
+// Lateness is per entity: an event more than Config.LateTolerance behind
+// the latest event time of its entity in one group (its account, device,
+// IP, ...) is late for that group: it is not added to that entity's
+// windows, and late has the group's bit set. It is still added to the
+// windows of every other entity it belongs to. The account profile reads
+// and records every event, late or not.
+//
+// Every window value is read as of ev: the buckets up to ev's own bucket
+// (window/Config.Buckets wide) are counted, later ones are not, so an
+// event that arrives after events dated later than itself does not count
+// them. The resolution is the bucket: events dated after ev but in its
+// own bucket count. The window values include ev except for the groups it
+// was late for. Two bounds apply to an event dated behind its entity's
+// latest time: the entity keeps only the buckets in the window as of that
+// latest time, so the read lacks the oldest buckets of ev's window (about
+// as much time as ev is behind; all of them, and the read is 0, when ev's
+// own bucket has left that window); and a distinct set keeps the first and
+// the latest bucket of each value, so a value first seen before ev's
+// window and seen again after ev's bucket counts even if it was not seen
+// in between. An event in time order (dated no earlier than the latest
+// time of each of its entities) reads exactly the events of its windows
+// (distinct counts up to Config.MaxDistinct).
 //
 // The event's non-account entities are read and updated under the locks
 // of their Shared stripes, all held from the late check to the fill, so
 // the event sees and changes them as one step, as if the engine had one
 // shard.
-func (st *Store) Observe(ev *event.Event, out *Values) (late bool) {
+func (st *Store) Observe(ev *event.Event, out *Values) (late LateMask) {
 	s := st.set
 	sh := st.shared
 	tol := s.cfg.LateTolerance.Milliseconds()
@@ -275,8 +351,6 @@ func (st *Store) Observe(ev *event.Event, out *Values) (late bool) {
 	if !a.hasProfile {
 		a.p, a.hasProfile = newProfile(ev.TS), true
 		st.nProf++
-	} else if ev.TS < a.p.last-tol {
-		late = true
 	}
 	var ae *entity // the account's window state, if a group is by account
 	if g := s.accGroup; g >= 0 && ev.AccountID != "" {
@@ -287,7 +361,7 @@ func (st *Store) Observe(ev *event.Event, out *Values) (late bool) {
 			st.nAccWin++
 			ae.last, ae.items = ev.TS, ae.items[:0]
 		case ev.TS < ae.last-tol:
-			late = true
+			late |= 1 << g
 		case ev.TS-ae.last >= s.groups[g].maxWinMs:
 			// Everything left the window; drop it before bucket numbers
 			// could alias (see item).
@@ -304,7 +378,7 @@ func (st *Store) Observe(ev *event.Event, out *Values) (late bool) {
 		if fresh {
 			e.key, e.last = h, ev.TS
 		} else if ev.TS < e.last-tol {
-			late = true
+			late |= 1 << g
 		} else if ev.TS-e.last >= s.groups[g].maxWinMs {
 			e.items = e.items[:0] // as for the account above
 		}
@@ -325,15 +399,13 @@ func (st *Store) Observe(ev *event.Event, out *Values) (late bool) {
 	}
 	st.sink = sink
 
-	if !late {
-		for l := range st.bucket {
-			st.bucket[l] = st.bucketOf(l, ev.TS)
-		}
+	for l := range st.bucket {
+		st.bucket[l] = st.bucketOf(l, ev.TS)
 	}
 	clear(out.Windows[:len(s.feats)])
 	for g := range s.groups {
 		if e := st.scratch[g]; e != nil {
-			if !late {
+			if late&(1<<g) == 0 {
 				st.add(e, &s.groups[g], ev)
 				e.last = max(e.last, ev.TS)
 			}
@@ -348,7 +420,7 @@ func (st *Store) Observe(ev *event.Event, out *Values) (late bool) {
 	a.p.update(ev, &sk, s.cfg.MaxSeen)
 	if ae != nil {
 		g := &s.groups[s.accGroup]
-		if !late {
+		if late&(1<<s.accGroup) == 0 {
 			st.add(ae, g, ev)
 			ae.last = max(ae.last, ev.TS)
 		}
@@ -424,7 +496,7 @@ func (st *Store) add(e *entity, g *group, ev *event.Event) {
 			switch {
 			case needD&bit != 0:
 				if c.x == hd[i] {
-					c.b = laterOf(c.b, bk[i])
+					c.seenIn(bk[i])
 					needD &^= bit
 					continue
 				}
@@ -443,8 +515,11 @@ func (st *Store) add(e *entity, g *group, ev *event.Event) {
 		f := &s.feats[i]
 		if f.op == opDistinct {
 			if int(seen[i]) >= s.cfg.MaxDistinct {
+				// The newcomer takes the forgotten value's place up to its
+				// latest bucket, so the set stays full that long.
 				o := &e.items[oldest[i]-1]
-				*o = item{x: hd[i], b: laterOf(bk[i], o.b), fn: uint32(i) << 24}
+				b := laterOf(bk[i], o.b)
+				*o = item{x: hd[i], b: b, fn: uint32(i)<<24 | min(b-bk[i], cellMaxN)}
 				continue
 			}
 			e.items = appendItem(e.items, item{x: hd[i], b: bk[i], fn: uint32(i) << 24})
@@ -473,27 +548,29 @@ func (st *Store) bump(c *item, f *feature, ev *event.Event) {
 	}
 }
 
-// fill drops buckets that left the window as of the entity's latest time
-// and adds the rest to out. A bucket b of feature f is in the window at
-// time t when b > floor(t/width) - Buckets.
+// fill drops the buckets that left the window as of the entity's latest
+// time and adds the buckets in the window as of ts to out. A bucket b of
+// feature f is in the window at time t when
+// floor(t/width) - Buckets < b <= floor(t/width); a distinct value is in
+// it when the buckets it was first and last seen in, [b-span, b], meet
+// the window. The Store's bucket has ts's buckets by lane.
 func (st *Store) fill(e *entity, g *group, ts int64, out *Values) {
+	if ts < e.last {
+		st.fillAsOf(e, g, ts, out)
+		return
+	}
+	// ts is the entity's latest time: no item is later than ts's bucket,
+	// and what is in the window as of ts is what the entity keeps.
 	s := st.set
-	ref := max(e.last, ts)
 	nb := int64(s.cfg.Buckets)
 	lo, lof, cnt := &st.lo, &st.lof, &st.cnt
 	for _, l := range g.lanes {
-		var b int64
-		if ref == ts {
-			b = st.bucketOf(int(l), ts)
-		} else {
-			b = floorDiv(ref, s.widths[l])
-		}
-		lo[l] = uint32(b - nb)
+		lo[l] = uint32(st.bucket[l] - nb)
 	}
 	for _, i := range g.feats {
 		lof[i], cnt[i] = lo[s.lanes[i]], 0
 	}
-	w := out.Windows[:]
+	w := &out.Windows
 	items := e.items
 	k := 0 // items kept so far; they move down only once one is dropped
 	for j := range items {
@@ -502,6 +579,7 @@ func (st *Store) fill(e *entity, g *group, ts int64, out *Values) {
 		if !after(c.b, lof[i]) {
 			continue
 		}
+		// Set.accumulate written out: a call per item costs the hot path.
 		switch s.ops[i] {
 		case opCount:
 			w[i] += float64(c.n())
@@ -530,6 +608,89 @@ func (st *Store) fill(e *entity, g *group, ts int64, out *Values) {
 	}
 	clear(items[k:])
 	e.items = items[:k]
+	s.averages(g, w, cnt)
+}
+
+// fillAsOf is fill for an event dated before its entity's latest time:
+// it keeps what is in the window as of that time and counts what is in
+// the window as of ts, never the buckets after ts's. Where ts's bucket
+// is itself out of the window as of the latest time, the entity keeps
+// nothing ts's window holds, and the read is 0; this also keeps the
+// 32-bit bucket comparisons exact (see item) for an event dated any
+// time back.
+func (st *Store) fillAsOf(e *entity, g *group, ts int64, out *Values) {
+	s := st.set
+	nb := int64(s.cfg.Buckets)
+	lo, lof, cnt := &st.lo, &st.lof, &st.cnt
+	hi, hif, keep, keepf := &st.hi, &st.hif, &st.keep, &st.keepf
+	var gone uint64 // lanes where ts's bucket is out of the window as of e.last
+	for _, l := range g.lanes {
+		b, bl := st.bucket[l], floorDiv(e.last, s.widths[l])
+		if bl-b >= nb {
+			gone |= 1 << l
+		}
+		lo[l], hi[l], keep[l] = uint32(b-nb), uint32(b), uint32(bl-nb)
+	}
+	var skip uint64 // features that read nothing
+	for _, i := range g.feats {
+		l := s.lanes[i]
+		lof[i], hif[i], keepf[i], cnt[i] = lo[l], hi[l], keep[l], 0
+		skip |= (gone >> l & 1) << i
+	}
+	w := &out.Windows
+	items := e.items
+	k := 0
+	for j := range items {
+		c := &items[j]
+		i := c.fn >> 24
+		first := c.b // the earliest bucket the item stands for
+		if s.ops[i] == opDistinct {
+			first -= c.fn & cellMaxN
+		}
+		if skip&(1<<i) == 0 && after(c.b, lof[i]) && !after(first, hif[i]) {
+			s.accumulate(w, cnt, i, c)
+		}
+		if !after(c.b, keepf[i]) {
+			continue
+		}
+		if k != j {
+			items[k] = *c
+		}
+		k++
+	}
+	clear(items[k:])
+	e.items = items[:k]
+	s.averages(g, w, cnt)
+}
+
+// accumulate adds item c of feature i to the window values w; cnt counts
+// what avg, min and max need.
+func (s *Set) accumulate(w *[MaxWindows]float64, cnt *[MaxWindows]float64, i uint32, c *item) {
+	switch s.ops[i] {
+	case opCount:
+		w[i] += float64(c.n())
+	case opSum:
+		w[i] += c.v()
+	case opAvg:
+		w[i] += c.v()
+		cnt[i] += float64(c.n())
+	case opMin:
+		if cnt[i] == 0 || c.v() < w[i] {
+			w[i] = c.v()
+		}
+		cnt[i]++
+	case opMax:
+		if cnt[i] == 0 || c.v() > w[i] {
+			w[i] = c.v()
+		}
+		cnt[i]++
+	case opDistinct:
+		w[i]++
+	}
+}
+
+// averages turns the sums of group g's avg features into averages.
+func (s *Set) averages(g *group, w *[MaxWindows]float64, cnt *[MaxWindows]float64) {
 	for _, i := range g.feats {
 		if s.ops[i] == opAvg && cnt[i] > 0 {
 			w[i] /= cnt[i]

@@ -9,8 +9,10 @@ const MaxWindows = 64
 // false for it without a special case in every rule.
 const NeverSecs = 1e9
 
-// Values are the feature values for one event, as of that event (window
-// counts include it; profile flags compare it with what came before).
+// Values are the feature values for one event, as of that event's time
+// (window counts include it, except for the entities it was late for, and
+// no event dated after its bucket; profile flags compare it with what came
+// before; see Store.Observe).
 // Rules see Profile fields as f.<name> and window features as
 // f.<declared name>.
 type Values struct {

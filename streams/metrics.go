@@ -1,6 +1,8 @@
 package streams
 
 import (
+	"slices"
+	"sync"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -30,9 +32,13 @@ type Metrics struct {
 	// stored decisions (engine.Decision.Errored), by rule; each also counts
 	// in Errors{stage="rules"}.
 	RuleErrors *prometheus.CounterVec
-	// Late counts stored decisions of events too old for the feature
-	// windows (engine.Decision.Late: decided, not added to windows), by
-	// source topic ("api" for the decide API).
+	// Late counts stored decisions of events too old for the windows of
+	// one of their entities (engine.Decision.LateFor: decided, not added
+	// to that entity's windows), once per event and entity group, by
+	// source topic ("api" for the decide API) and reason: the group, as
+	// features.Set.GroupName names it ("account", "device.id", "ip", ...).
+	// Its series are exported from 0 for every input topic and every
+	// reason given to LateReasons.
 	Late *prometheus.CounterVec
 	// Parked counts output messages the writer or the broker refused for
 	// good, replaced by a dead letter on the DLQ topic, by the topic they
@@ -49,6 +55,11 @@ type Metrics struct {
 	// ready exports riskd_ready and riskd_ready_condition from the
 	// pipeline's Ready at each scrape.
 	ready *readyCollector
+	// lateTopics and lateReasons are the label values of Late known so
+	// far, whose every pair is exported.
+	lateMu      sync.Mutex
+	lateTopics  []string
+	lateReasons []string
 }
 
 // ErrorStages are the values of riskd_errors_total's stage label:
@@ -120,8 +131,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "riskd_rule_errors_total", Help: "Run-time errors of each rule's expression in stored decisions (the rule counts as not matched).",
 		}, []string{"rule"}),
 		Late: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "riskd_late_events_total", Help: "Stored decisions of events too late for the feature windows (decided, not added to windows), by source topic.",
-		}, []string{"topic"}),
+			Name: "riskd_late_events_total",
+			Help: "Stored decisions of events too late for the feature windows of one of their entities (decided, not added to that entity's windows), once per event and entity group, by source topic and reason (the group: account, device.id, ip, ...).",
+		}, []string{"topic", "reason"}),
 		ready: newReadyCollector(),
 	}
 	// Export zeros for the known label values, so dashboards and alerts see
@@ -135,7 +147,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, sink := range []string{"clickhouse", "kafka"} {
 		m.SinkSeconds.WithLabelValues(sink)
 	}
-	m.Late.WithLabelValues(APISource.Topic)
+	m.noteLate([]string{APISource.Topic}, nil)
 	if reg != nil {
 		reg.MustRegister(m.Consumed, m.Decided, m.Duplicates, m.DeadLettered, m.Lag,
 			m.Committed, m.BatchSize, m.SinkSeconds, m.Errors, m.InFlight, m.RuleHits, m.KafkaToDecision,
@@ -161,7 +173,34 @@ func (m *Metrics) initTopics(t Topics) {
 	for _, topic := range t.Inputs {
 		m.Consumed.WithLabelValues(topic)
 		m.DeadLettered.WithLabelValues(topic)
-		m.Late.WithLabelValues(topic)
+	}
+	m.noteLate(t.Inputs, nil)
+}
+
+// LateReasons exports riskd_late_events_total at 0 for these reasons (the
+// feature Set's group names, see features.Set.GroupName) on every topic;
+// the daemon calls it once its features are loaded.
+func (m *Metrics) LateReasons(reasons ...string) { m.noteLate(nil, reasons) }
+
+// noteLate adds topics and reasons to the known label values of Late and
+// exports every pair at 0.
+func (m *Metrics) noteLate(topics, reasons []string) {
+	m.lateMu.Lock()
+	defer m.lateMu.Unlock()
+	for _, t := range topics {
+		if !slices.Contains(m.lateTopics, t) {
+			m.lateTopics = append(m.lateTopics, t)
+		}
+	}
+	for _, r := range reasons {
+		if !slices.Contains(m.lateReasons, r) {
+			m.lateReasons = append(m.lateReasons, r)
+		}
+	}
+	for _, t := range m.lateTopics {
+		for _, r := range m.lateReasons {
+			m.Late.WithLabelValues(t, r)
+		}
 	}
 }
 

@@ -49,7 +49,7 @@ func normalEvents(n int) (msgs []kafka.Message, ids []string) {
 	for i := range n {
 		id := "n" + strconv.Itoa(i)
 		acct := "acct-" + strconv.Itoa(i%5)
-		msgs = append(msgs, event(id, "payment", acct, ts+int64(i)*1000, `,"amount":1500,"currency":"USD","channel":"qr"`))
+		msgs = append(msgs, inputEvent(id, "payment", acct, ts+int64(i)*1000, `,"amount":1500,"currency":"USD","channel":"qr"`))
 		ids = append(ids, id)
 	}
 	return msgs, ids
@@ -339,7 +339,7 @@ func testABatchTheBrokerRefusesParksNothingItTakesAlone(t *testing.T, b kafkates
 	var ids []string
 	for i := range n {
 		id := "s" + strconv.Itoa(i)
-		msgs = append(msgs, event(id, "payment", "acct-1", 1795538400000+int64(i)*1000, `,"amount":1500,"currency":"USD","channel":"qr"`))
+		msgs = append(msgs, inputEvent(id, "payment", "acct-1", 1795538400000+int64(i)*1000, `,"amount":1500,"currency":"USD","channel":"qr"`))
 		ids = append(ids, id)
 	}
 	rig.produce(t, rig.topics.Inputs[0], msgs...)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -107,6 +108,19 @@ type Config struct {
 	// after a failed ping (until a write or ping succeeds) or after three
 	// intervals without a success. 0 means 5s.
 	StoreCheckInterval time.Duration
+	// MergeWait bounds how long the merge of the input partitions (see
+	// merge.go) waits for a partition whose records are on the broker but
+	// not fetched yet, before it goes on without it and that partition's
+	// events may come late (the YAML key kafka.merge_wait); 0 means
+	// DefaultMergeWait. Waiting is what keeps a backlog in event-time
+	// order however fast each partition is read.
+	MergeWait time.Duration
+	// MaxIdle is how long the merge waits for a caught-up partition with
+	// nothing buffered before it goes on without it (kafka.max_idle, as
+	// Kafka Streams' max.task.idle.ms). 0, the default, does not wait:
+	// live events are decided as they arrive, and a quiet partition does
+	// not hold the others back.
+	MaxIdle time.Duration
 	// StallTimeout is how long an output batch may wait, from the moment
 	// it is cut, to become durable (published and stored) before the
 	// output readiness condition fails. A healthy batch takes tens to
@@ -114,6 +128,11 @@ type Config struct {
 	// is away take as long as the outage. 0 means DefaultStallTimeout.
 	StallTimeout time.Duration
 }
+
+// DefaultMergeWait is Config.MergeWait's default: far above a fetch round
+// trip, short enough that a partition whose leader is gone stops the
+// others for no longer than an operator would notice.
+const DefaultMergeWait = 30 * time.Second
 
 // DefaultStallTimeout is Config.StallTimeout's default: well above a
 // healthy batch's time to become durable under load (a few seconds at
@@ -162,6 +181,12 @@ func (c Config) Validate() error {
 	}
 	if c.MaxPublishAttempts < 0 {
 		errs = append(errs, fmt.Errorf("output.max_publish_attempts: %d is negative; 0 means %d", c.MaxPublishAttempts, DefaultMaxPublishAttempts))
+	}
+	if c.MergeWait < 0 {
+		errs = append(errs, fmt.Errorf("kafka.merge_wait: %v is negative; 0 means %v", c.MergeWait, DefaultMergeWait))
+	}
+	if c.MaxIdle < 0 {
+		errs = append(errs, fmt.Errorf("kafka.max_idle: %v is negative; 0 means not to wait", c.MaxIdle))
 	}
 	return errors.Join(errs...)
 }
@@ -232,6 +257,9 @@ func (c Config) withDefaults() Config {
 	if c.StallTimeout <= 0 {
 		c.StallTimeout = DefaultStallTimeout
 	}
+	if c.MergeWait <= 0 {
+		c.MergeWait = DefaultMergeWait
+	}
 	return c
 }
 
@@ -264,6 +292,9 @@ type Pipeline struct {
 	// rulesSeen is the last rule set whose series were exported; only the
 	// output goroutine touches it after New.
 	rulesSeen *rules.RuleSet
+	// beforeFetch, when set (tests only), runs before every fetch of a
+	// partition: a test holds one partition's reader back with it.
+	beforeFetch func(topic string, partition int)
 }
 
 // result is one message's outcome, on its way to the output stage.
@@ -419,13 +450,7 @@ var ErrNotDrained = errors.New("streams: shutdown drain incomplete")
 // runGeneration reads every partition assigned in gen until the generation
 // ends (a rebalance) or ctx ends, then drains and commits its partitions.
 func (p *Pipeline) runGeneration(ctx, outCtx context.Context, gen *kafka.Generation) {
-	type assigned struct {
-		topic     string
-		partition int
-		offsets   *partitionOffsets
-		reader    *kafka.Reader
-	}
-	var parts []*assigned
+	var parts []*mergeInput
 	for topic, as := range gen.Assignments {
 		for _, a := range as {
 			start := a.Offset
@@ -444,14 +469,23 @@ func (p *Pipeline) runGeneration(ctx, outCtx context.Context, gen *kafka.Generat
 			if err := r.SetOffset(start); err != nil {
 				p.log.Error("set offset", "topic", topic, "partition", a.ID, "err", err)
 			}
-			parts = append(parts, &assigned{topic: topic, partition: a.ID, offsets: newPartitionOffsets(), reader: r})
+			parts = append(parts, &mergeInput{topic: topic, partition: a.ID, offsets: newPartitionOffsets(), reader: r,
+				buf: make(chan kafka.Message, mergeBuffer)})
 		}
 	}
+	// A fixed order, so that ties in event time are broken alike on every run.
+	slices.SortFunc(parts, func(a, b *mergeInput) int {
+		if c := strings.Compare(a.topic, b.topic); c != 0 {
+			return c
+		}
+		return a.partition - b.partition
+	})
 	p.log.Info("consumer group generation", "generation", gen.ID, "member", gen.MemberID, "partitions", len(parts))
 	states := make([]partitionState, len(parts))
 	for i, a := range parts {
 		states[i] = partitionState{topic: a.topic, partition: a.partition}
 	}
+	p.markBehind(ctx, gen, parts)
 	p.health.startGeneration(gen.ID, states)
 	defer p.health.endGeneration()
 
@@ -470,15 +504,15 @@ func (p *Pipeline) runGeneration(ctx, outCtx context.Context, gen *kafka.Generat
 		}
 	}()
 	var readers sync.WaitGroup
+	arrived := make(chan struct{}, 1)
 	for i, a := range parts {
-		readers.Add(1)
-		go func() {
-			defer readers.Done()
+		readers.Go(func() {
 			p.health.setReading(gen.ID, i, true)
 			defer p.health.setReading(gen.ID, i, false)
-			p.readPartition(readCtx, outCtx, a.reader, a.offsets)
-		}()
+			p.fetch(readCtx, a, arrived)
+		})
 	}
+	readers.Go(func() { p.merge(readCtx, outCtx, parts, arrived) })
 
 	var lastWarn time.Time
 	var failed int
@@ -526,7 +560,7 @@ func (p *Pipeline) runGeneration(ctx, outCtx context.Context, gen *kafka.Generat
 	readers.Wait()
 	// Drain: wait until every fetched message is durable (or the output
 	// stage gives up), then make the last commit of this generation.
-	for outCtx.Err() == nil && inFlight(parts, func(a *assigned) *partitionOffsets { return a.offsets }) > 0 {
+	for outCtx.Err() == nil && inFlight(parts, func(a *mergeInput) *partitionOffsets { return a.offsets }) > 0 {
 		select {
 		case <-tick.C:
 			commit()
@@ -561,57 +595,6 @@ func inFlight[T any](parts []T, offsets func(T) *partitionOffsets) int {
 		n += k
 	}
 	return n
-}
-
-// readPartition fetches one partition in order and submits each message to
-// the engine. It waits for an in-flight slot first, so a slow output stage
-// slows fetching instead of piling up memory.
-func (p *Pipeline) readPartition(ctx, outCtx context.Context, r *kafka.Reader, offsets *partitionOffsets) {
-	consumed := p.m.Consumed.WithLabelValues(r.Config().Topic) // one lookup, not one per message
-	for {
-		select {
-		case p.slots <- struct{}{}:
-		case <-ctx.Done():
-			return
-		}
-		m, err := r.FetchMessage(ctx)
-		if err != nil {
-			<-p.slots
-			if ctx.Err() != nil {
-				return
-			}
-			p.m.Errors.WithLabelValues("fetch").Inc()
-			p.log.Warn("fetch failed; retrying", "topic", r.Config().Topic, "partition", r.Config().Partition, "err", err)
-			sleepCtx(ctx, p.cfg.RetryMin)
-			continue
-		}
-		consumed.Inc()
-		p.m.InFlight.Inc()
-		ticket := offsets.add(m.Offset)
-		msg := m
-		// Submit with the output stage's context: a message already fetched
-		// is handed over even while intake is stopping, so the drain covers it.
-		err = p.eng.Submit(outCtx, engine.Message{
-			Value:  m.Value,
-			Key:    m.Key,
-			Source: engine.Source{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset},
-			Done: func(d *engine.Decision, err error) {
-				if err == nil && !msg.Time.IsZero() {
-					p.m.KafkaToDecision.Observe(d.DecidedAt.Sub(msg.Time).Seconds())
-				}
-				select {
-				case p.result <- result{d: d, err: err, msg: msg, part: offsets, ticket: ticket}:
-				case <-outCtx.Done():
-				}
-			},
-		})
-		if err != nil {
-			// Not accepted: never finished, so never committed past; the
-			// message is read again after a restart.
-			p.log.Warn("engine refused a message; it stays uncommitted", "err", err)
-			return
-		}
-	}
 }
 
 // runOutput collects results into batches and makes each batch durable.
@@ -771,8 +754,8 @@ func (p *Pipeline) storeBatch(ctx context.Context, batch []result, out batchOutp
 					p.m.RuleErrors.WithLabelValues(h.RuleID).Inc()
 				}
 			}
-			if r.d.Late {
-				p.m.Late.WithLabelValues(r.d.Source.Topic).Inc()
+			for _, reason := range r.d.LateFor { // once per group the event was late for
+				p.m.Late.WithLabelValues(r.d.Source.Topic, reason).Inc()
 			}
 		}
 	}

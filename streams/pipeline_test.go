@@ -31,7 +31,15 @@ type testRig struct {
 
 func newTestRig(t *testing.T, broker kafkatest.Broker) *testRig {
 	t.Helper()
-	// Unique names: an Apache Kafka broker is shared and outlives the run.
+	rig := &testRig{broker: broker, topics: testTopics(t, broker, 4)}
+	rig.startEngine(t)
+	return rig
+}
+
+// testTopics creates the default topics with a unique suffix (an Apache
+// Kafka broker is shared and outlives the run), each with partitions.
+func testTopics(t *testing.T, broker kafkatest.Broker, partitions int) Topics {
+	t.Helper()
 	sfx := kafkatest.Suffix()
 	topics := DefaultTopics()
 	for i := range topics.Inputs {
@@ -41,14 +49,12 @@ func newTestRig(t *testing.T, broker kafkatest.Broker) *testRig {
 	topics.Alerts += "-" + sfx
 	topics.Actions += "-" + sfx
 	topics.DLQ += "-" + sfx
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := EnsureTopics(ctx, []string{broker.Addr()}, 4, topics.All()...); err != nil {
+	if err := EnsureTopics(ctx, []string{broker.Addr()}, partitions, topics.All()...); err != nil {
 		t.Fatal(err)
 	}
-	rig := &testRig{broker: broker, topics: topics}
-	rig.startEngine(t)
-	return rig
+	return topics
 }
 
 func referenceSet(t *testing.T) (*features.Set, *rules.Holder) {
@@ -88,7 +94,7 @@ func (r *testRig) readAll(t *testing.T, topic string, want int) []kafka.Message 
 	return kafkatest.ReadAll(t, r.broker.Addr(), topic, want, 30*time.Second)
 }
 
-func event(id, typ, account string, ts int64, extra string) kafka.Message {
+func inputEvent(id, typ, account string, ts int64, extra string) kafka.Message {
 	return kafka.Message{Key: []byte(account), Value: []byte(fmt.Sprintf(
 		`{"event_id":%q,"type":%q,"ts":%d,"account_id":%q%s}`, id, typ, ts, account, extra))}
 }
@@ -133,10 +139,10 @@ func testMalformedMessagesGoToDLQAndTheStreamGoesOn(t *testing.T, b kafkatest.Br
 	payments := rig.topics.Inputs[0]
 	const ts = 1795538400000
 	rig.produce(t, payments,
-		event("e1", "payment", "acct-1", ts, `,"amount":1500,"currency":"USD","channel":"qr"`),
+		inputEvent("e1", "payment", "acct-1", ts, `,"amount":1500,"currency":"USD","channel":"qr"`),
 		kafka.Message{Key: []byte("acct-2"), Value: []byte(`{"event_id":"e2","type":"payment"`)}, // truncated
 		kafka.Message{Key: []byte("acct-3"), Value: []byte(`{"event_id":"e3","type":"payment","ts":"yesterday","account_id":"acct-3"}`)},
-		event("e4", "payment", "acct-1", ts+1000, `,"amount":2500,"currency":"USD","channel":"qr"`),
+		inputEvent("e4", "payment", "acct-1", ts+1000, `,"amount":2500,"currency":"USD","channel":"qr"`),
 	)
 	runPipeline(t, rig, nil, "dlq-test")
 	dlq := rig.readAll(t, rig.topics.DLQ, 2)

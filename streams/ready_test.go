@@ -112,6 +112,7 @@ func TestEverySeriesIsExportedFromTheStart(t *testing.T) {
 	_, holder := referenceSet(t)
 	reg := prometheus.NewRegistry()
 	m := NewMetrics(reg)
+	m.LateReasons("account", "device.id") // the daemon's, from its features
 	New(Config{Topics: Topics{Inputs: []string{"payments", "account-events"}}, Rules: holder}, nil, nil, m)
 	want := []string{
 		`riskd_dlq_total{topic="account-events"} 0`,
@@ -123,9 +124,12 @@ func TestEverySeriesIsExportedFromTheStart(t *testing.T) {
 		`riskd_errors_total{stage="kafka_out"} 0`,
 		`riskd_errors_total{stage="lag"} 0`,
 		`riskd_errors_total{stage="rules"} 0`,
-		`riskd_late_events_total{topic="account-events"} 0`,
-		`riskd_late_events_total{topic="api"} 0`,
-		`riskd_late_events_total{topic="payments"} 0`,
+		`riskd_late_events_total{reason="account",topic="account-events"} 0`,
+		`riskd_late_events_total{reason="account",topic="api"} 0`,
+		`riskd_late_events_total{reason="account",topic="payments"} 0`,
+		`riskd_late_events_total{reason="device.id",topic="account-events"} 0`,
+		`riskd_late_events_total{reason="device.id",topic="api"} 0`,
+		`riskd_late_events_total{reason="device.id",topic="payments"} 0`,
 		`riskd_ready 0`,
 		`riskd_ready_condition{condition="clickhouse"} 1`, // no store: nothing to fail
 		`riskd_ready_condition{condition="engine"} 0`,
@@ -284,7 +288,7 @@ func testReadinessAndLagFollowTheGroupAndTheOutputStage(t *testing.T, b kafkates
 	payments := rig.topics.Inputs[0]
 	msgs := make([]kafka.Message, 0, 12)
 	for i := range 12 {
-		msgs = append(msgs, event(fmt.Sprintf("st-%d", i), "payment", fmt.Sprintf("acct-st-%d", i), 1795538400000+int64(i),
+		msgs = append(msgs, inputEvent(fmt.Sprintf("st-%d", i), "payment", fmt.Sprintf("acct-st-%d", i), 1795538400000+int64(i),
 			`,"amount":100,"currency":"EUR","channel":"qr"`))
 	}
 	rig.produce(t, payments, msgs...)

@@ -75,6 +75,7 @@ type DecisionRecord struct {
 	LatencyMicros  int64                 `json:"latency_us"`
 	LockUntil      *time.Time            `json:"lock_until,omitempty"`
 	Late           bool                  `json:"late,omitempty"`
+	LateFor        []string              `json:"late_for,omitempty"` // groups whose windows it was too late for: "account", "device.id", ...
 	Alerts         []engine.AlertMessage `json:"-"`
 	// ThrottledAlerts are the alerts the engine's throttle held back: sent
 	// nowhere, recorded here so an analyst sees which and why.
@@ -128,6 +129,7 @@ func newDecisionRecord(d *engine.Decision) DecisionRecord {
 		DecidedAt: d.DecidedAt.UTC(), Action: d.Action, Score: d.Score, Reason: d.Reason,
 		Matched: ruleIDs(d.Matched), Shadow: ruleIDs(d.Shadow), Errored: ruleIDs(d.Errored),
 		RuleSetVersion: d.RuleSetVersion, LatencyMicros: d.Latency.Microseconds(), Late: d.Late,
+		LateFor: d.LateFor,
 	}
 	if len(d.Features) > 0 {
 		r.Features = make(map[string]float64, len(d.Features))

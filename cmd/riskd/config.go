@@ -11,6 +11,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"riskd/engine"
+	"riskd/features"
 	"riskd/streams"
 )
 
@@ -31,6 +32,11 @@ type Config struct {
 	Auth       AuthConfig       `yaml:"auth"`
 	Decide     DecideConfig     `yaml:"decide"`
 	Notify     NotifyConfig     `yaml:"notify"`
+
+	// Features tunes the feature windows' state (features.Config:
+	// buckets, late_tolerance, max_distinct, profile_ttl, max_seen);
+	// checked with features.Config.Validate.
+	Features features.Config `yaml:"features"`
 }
 
 type NotifyConfig struct {
@@ -89,6 +95,11 @@ type KafkaConfig struct {
 	// RulesTopic carries published rule sets to every instance (compacted,
 	// one partition; riskd creates it).
 	RulesTopic string `yaml:"rules_topic"`
+	// MergeWait and MaxIdle tune the merge of the input partitions in
+	// event-time order (streams.Config.MergeWait and MaxIdle): how long to
+	// wait for a partition with unread records, and for a caught-up one.
+	MergeWait time.Duration `yaml:"merge_wait"`
+	MaxIdle   time.Duration `yaml:"max_idle"`
 }
 
 type ClickHouseConfig struct {
@@ -109,6 +120,11 @@ type EngineConfig struct {
 	// stream); 0 means 10m, negative turns throttling off. Lock commands
 	// are never throttled.
 	AlertThrottle time.Duration `yaml:"alert_throttle"`
+	// MaxFutureSkew: an event dated more than this ahead of the wall clock
+	// is refused (dead-letter topic with the reason; 422 on the decide
+	// API); 0 means 5m, negative turns the check off. Old events are not
+	// refused.
+	MaxFutureSkew time.Duration `yaml:"max_future_skew"`
 }
 
 type RulesConfig struct {
@@ -175,12 +191,13 @@ func DefaultConfig() Config {
 			Brokers: []string{"127.0.0.1:9092"}, Listen: "127.0.0.1:9092", Group: "riskd", Partitions: 8,
 			Inputs:         []string{"payments", "account-events"},
 			DecisionsTopic: "risk.decisions", AlertsTopic: "risk.alerts", ActionsTopic: "risk.actions", DLQTopic: "risk.dlq",
-			RulesTopic: "risk.rules",
+			RulesTopic: "risk.rules", MergeWait: streams.DefaultMergeWait,
 		},
 		ClickHouse: ClickHouseConfig{Addr: "127.0.0.1:9000", Database: "riskd", User: "default"},
-		Engine:     EngineConfig{AlertThrottle: engine.DefaultAlertThrottle},
+		Engine:     EngineConfig{AlertThrottle: engine.DefaultAlertThrottle, MaxFutureSkew: engine.DefaultMaxFutureSkew},
 		Rules: RulesConfig{Dir: "bench/reference/rules", Features: "bench/reference/features.yaml",
 			PollInterval: 2 * time.Second},
+		Features: features.DefaultConfig(),
 		Output: OutputConfig{BatchSize: 5000, FlushInterval: 200 * time.Millisecond,
 			CommitInterval: time.Second, DrainTimeout: 30 * time.Second,
 			MaxOutputBytes: streams.DefaultMaxOutputBytes, MaxPublishAttempts: streams.DefaultMaxPublishAttempts,
@@ -206,7 +223,7 @@ func LoadConfig(path string, env []string) (Config, error) {
 		dec := yaml.NewDecoder(strings.NewReader(string(b)))
 		dec.KnownFields(true) // a misspelt key is an error, not a silent default
 		if err := dec.Decode(&cfg); err != nil && err.Error() != "EOF" {
-			return cfg, fmt.Errorf("config %s: %w", path, err)
+			return cfg, fmt.Errorf("config %s: %w", path, nameKeys(err, b))
 		}
 		var given struct {
 			Engine struct {
@@ -240,7 +257,58 @@ func LoadConfig(path string, env []string) (Config, error) {
 	for k := range vars {
 		return cfg, fmt.Errorf("config: unknown environment variable %s (not a config key, nor a webhook's secret_env)", k)
 	}
+	if err := cfg.Features.Validate(); err != nil { // "features config: late_tolerance ...": names the key
+		return cfg, fmt.Errorf("config: %w", err)
+	}
 	return cfg, nil
+}
+
+// nameKeys adds the key to each value yaml could not decode from b, so the
+// error says which key is wrong, not only where: "line 3: cannot unmarshal
+// ..." becomes "line 3 (engine.max_future_skew): cannot unmarshal ...".
+// Other errors are returned as they are.
+func nameKeys(err error, b []byte) error {
+	te, ok := err.(*yaml.TypeError)
+	if !ok {
+		return err
+	}
+	var doc yaml.Node
+	if yaml.Unmarshal(b, &doc) != nil {
+		return err
+	}
+	keyAt := map[int]string{} // line of a scalar value -> its key path
+	var walk func(n *yaml.Node, path string)
+	walk = func(n *yaml.Node, path string) {
+		switch n.Kind {
+		case yaml.DocumentNode, yaml.SequenceNode:
+			for _, c := range n.Content {
+				walk(c, path)
+			}
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				key := n.Content[i].Value
+				if path != "" {
+					key = path + "." + key
+				}
+				if v := n.Content[i+1]; v.Kind == yaml.ScalarNode {
+					keyAt[v.Line] = key
+				} else {
+					walk(v, key)
+				}
+			}
+		}
+	}
+	walk(&doc, "")
+	named := &yaml.TypeError{Errors: make([]string, len(te.Errors))}
+	for i, e := range te.Errors {
+		var line int
+		if _, serr := fmt.Sscanf(e, "line %d:", &line); serr == nil && keyAt[line] != "" {
+			prefix := fmt.Sprintf("line %d", line)
+			e = prefix + " (" + keyAt[line] + ")" + strings.TrimPrefix(e, prefix)
+		}
+		named.Errors[i] = e
+	}
+	return named
 }
 
 // applyThrottleAlias reads notify.throttle, the old name of

@@ -106,3 +106,45 @@ func TestWebhookSecretVariablesAreNotUnknownKeys(t *testing.T) {
 		t.Fatalf("a variable no webhook names: err = %v, want it named as unknown", err)
 	}
 }
+
+// TestMaxFutureSkewConfigKey: engine.max_future_skew defaults to 5m, is
+// read from the file and from RISKD_ENGINE_MAX_FUTURE_SKEW (which wins),
+// turns off when negative, and a value that is not a duration is refused
+// naming the key (or its variable).
+func TestMaxFutureSkewConfigKey(t *testing.T) {
+	dir := t.TempDir()
+	file := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	set := file("set.yaml", "engine:\n  shards: 2\n  max_future_skew: 30s\n")
+	cases := []struct {
+		name, path string
+		env        []string
+		want       time.Duration
+		err        string
+	}{
+		{"the default", "", nil, 5 * time.Minute, ""},
+		{"the file", set, nil, 30 * time.Second, ""},
+		{"the environment over the file", set, []string{"RISKD_ENGINE_MAX_FUTURE_SKEW=2h"}, 2 * time.Hour, ""},
+		{"off", "", []string{"RISKD_ENGINE_MAX_FUTURE_SKEW=-1s"}, -time.Second, ""},
+		{"not a duration in the file", file("bad.yaml", "engine:\n  max_future_skew: soon\n"), nil, 0, "line 2 (engine.max_future_skew)"},
+		{"a number without a unit in the environment", "", []string{"RISKD_ENGINE_MAX_FUTURE_SKEW=300"}, 0, "RISKD_ENGINE_MAX_FUTURE_SKEW"},
+	}
+	for _, c := range cases {
+		cfg, err := LoadConfig(c.path, c.env)
+		switch {
+		case c.err != "":
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("%s: err = %v, want it to name %q", c.name, err, c.err)
+			}
+		case err != nil:
+			t.Errorf("%s: %v", c.name, err)
+		case cfg.Engine.MaxFutureSkew != c.want:
+			t.Errorf("%s: engine.max_future_skew = %v, want %v", c.name, cfg.Engine.MaxFutureSkew, c.want)
+		}
+	}
+}

@@ -111,8 +111,11 @@ func startDaemon(ctx context.Context, cfg Config, log *slog.Logger) (d *daemon, 
 			"or set kafka.embedded: true (RISKD_KAFKA_EMBEDDED=true) for the in-process broker)", strings.Join(d.brokers, ","), err)
 	}
 
-	if d.set, err = features.LoadFile(cfg.Rules.Features, features.DefaultConfig()); err != nil {
+	if d.set, err = features.LoadFile(cfg.Rules.Features, cfg.Features); err != nil {
 		return d, err
+	}
+	for g := range d.set.Groups() { // riskd_late_events_total's reasons, exported from 0
+		d.metrics.LateReasons(d.set.GroupName(g))
 	}
 	rs, err := rules.Load(cfg.Rules.Dir, d.set)
 	if err != nil {
@@ -134,7 +137,7 @@ func startDaemon(ctx context.Context, cfg Config, log *slog.Logger) (d *daemon, 
 
 	engCfg := engine.Config{Shards: cfg.Engine.Shards, QueueSize: cfg.Engine.QueueSize,
 		DedupeCapacity: cfg.Engine.DedupeCapacity, MaxEventBytes: cfg.Engine.MaxEventBytes,
-		AlertThrottle: cfg.Engine.AlertThrottle}
+		AlertThrottle: cfg.Engine.AlertThrottle, MaxFutureSkew: cfg.Engine.MaxFutureSkew}
 	if d.eng, err = d.restoreEngine(engCfg); err != nil {
 		return d, err
 	}
@@ -150,10 +153,11 @@ func startDaemon(ctx context.Context, cfg Config, log *slog.Logger) (d *daemon, 
 		MaxOutputBytes: d.cfg.Output.MaxOutputBytes, MaxPublishAttempts: d.cfg.Output.MaxPublishAttempts,
 		LagInterval: d.cfg.Output.LagInterval, StoreCheckInterval: d.cfg.Output.StoreCheckInterval,
 		StallTimeout: d.cfg.Output.StallTimeout,
-		Logger:       d.log, Notify: d.notifier, Rules: d.holder,
+		MergeWait:    d.cfg.Kafka.MergeWait, MaxIdle: d.cfg.Kafka.MaxIdle,
+		Logger: d.log, Notify: d.notifier, Rules: d.holder,
 	}
 	if err := pipeCfg.Validate(); err != nil {
-		return d, fmt.Errorf("config: output: %w", err)
+		return d, fmt.Errorf("config: %w", err)
 	}
 	d.pipe = streams.New(pipeCfg, d.eng, d.store, d.metrics)
 	if err := d.prepareHTTP(); err != nil {

@@ -180,6 +180,28 @@ func printSummary(ctx context.Context, w io.Writer, d *daemon, since time.Time, 
 	if len(top) == 0 {
 		fmt.Fprintf(w, "    %s\n", strings.TrimSpace("(no rule matched)"))
 	}
+	// Late: more than features.late_tolerance behind the latest event of an
+	// entity; decided, and not added to that entity's windows.
+	late, err := d.store.LateCounts(ctx, since)
+	if err != nil {
+		return fmt.Errorf("demo: summary: %w", err)
+	}
+	if late.Events == 0 {
+		fmt.Fprintf(w, "  late events       0\n")
+	} else {
+		fmt.Fprintf(w, "  late events       %d, by the entity whose windows they were too late for\n", late.Events)
+	}
+	reasons := make([]string, 0, len(late.ByReason))
+	for r := range late.ByReason {
+		reasons = append(reasons, r)
+	}
+	sort.Slice(reasons, func(i, j int) bool {
+		a, b := reasons[i], reasons[j]
+		return late.ByReason[a] > late.ByReason[b] || late.ByReason[a] == late.ByReason[b] && a < b
+	})
+	for _, r := range reasons {
+		fmt.Fprintf(w, "    %-10s %8d\n", r, late.ByReason[r])
+	}
 	return nil
 }
 

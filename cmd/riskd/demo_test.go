@@ -34,7 +34,7 @@ func TestDemoExplainsADecisionAndCountsCaughtAttacks(t *testing.T) {
 	}
 	t.Logf("demo output:\n%s", out)
 
-	for _, want := range []string{"stored     3000 / 3000", "decisions stored  3000 in", "  by action\n", "  top rules\n",
+	for _, want := range []string{"stored     3000 / 3000", "decisions stored  3000 in", "  by action\n", "  top rules\n", "  late events ",
 		"\nOne decision explained (read back from ClickHouse)\n", "\nDetection by fraud scenario"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q", want)

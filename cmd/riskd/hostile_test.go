@@ -80,7 +80,7 @@ const (
 // riskd binary and sends it every case of testdata/hostile on the payments
 // topic and to POST /v1/decide, then rules built to exhaust the compiler to
 // POST /v1/rules/validate. Each hostile case must come out on risk.dlq
-// with its reason (and a 413, 400 or 409 saying the same on the API), the
+// with its reason (and a 413, 400, 409 or 422 saying the same on the API), the
 // well-formed ones decided, the stream never stalled, riskd alive and
 // still deciding, and its peak resident memory under peakRSSBound.
 func TestHostileInputsAreRefusedWithReasonsAndMemoryStaysBounded(t *testing.T) {

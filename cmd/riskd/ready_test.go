@@ -163,8 +163,8 @@ func testEverySeriesIsListedFromTheStart(t *testing.T, b kafkatest.Broker) {
 		fmt.Sprintf(`riskd_dlq_total{topic=%q} 0`, e.payments),
 		fmt.Sprintf(`riskd_dlq_total{topic=%q} 0`, e.accountEvents),
 		fmt.Sprintf(`riskd_consumed_total{topic=%q} 0`, e.payments),
-		fmt.Sprintf(`riskd_late_events_total{topic=%q} 0`, e.payments),
-		fmt.Sprintf(`riskd_late_events_total{topic=%q} 0`, e.accountEvents),
+		fmt.Sprintf(`riskd_late_events_total{reason="account",topic=%q} 0`, e.payments),
+		fmt.Sprintf(`riskd_late_events_total{reason="device.id",topic=%q} 0`, e.accountEvents),
 		`riskd_rule_errors_total{rule="bad-attr"} 0`,
 		`riskd_rule_errors_total{rule="scam-payee"} 0`,
 		`riskd_rule_hits_total{action="block",mode="active",rule="scam-payee"} 0`,
@@ -198,6 +198,10 @@ func testEverySeriesIsListedFromTheStart(t *testing.T, b kafkatest.Broker) {
 	}
 	if got := metricSum(t, d, "riskd_late_events_total", e.payments); got != 1 {
 		t.Fatalf("riskd_late_events_total{topic=%q} = %.0f, want 1", e.payments, got)
+	}
+	// It names no device, IP, payee or card: late for its account only.
+	if got := metricSum(t, d, "riskd_late_events_total", "account"); got != 1 {
+		t.Fatalf("riskd_late_events_total{reason=\"account\"} = %.0f, want 1", got)
 	}
 }
 

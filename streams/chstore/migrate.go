@@ -13,6 +13,7 @@ import (
 // against identRE, so splicing it is safe; backquotes keep reserved words
 // usable as names.
 func sqlFor(db, stmt string) string {
+	stmt = strings.ReplaceAll(stmt, "{dbname}", "'"+db+"'")
 	return strings.ReplaceAll(stmt, "{db}", "`"+db+"`")
 }
 
@@ -35,7 +36,7 @@ func migrate(ctx context.Context, conn driver.Conn, db string) error {
 		if applied[m.Version] {
 			continue
 		}
-		if err := conn.Exec(ctx, sqlFor(db, m.SQL)); err != nil {
+		if err := applyMigration(ctx, conn, db, m); err != nil {
 			return fmt.Errorf("migration %d (%s): %w", m.Version, m.Name, err)
 		}
 		if err := recordMigration(ctx, conn, db, m); err != nil {
@@ -43,6 +44,26 @@ func migrate(ctx context.Context, conn driver.Conn, db string) error {
 		}
 	}
 	return nil
+}
+
+// applyMigration runs m. When m fails and has a migrationDone query that
+// finds its change there (another instance applied it after this one read
+// schema_migrations), that is success.
+func applyMigration(ctx context.Context, conn driver.Conn, db string, m migration) error {
+	err := conn.Exec(ctx, sqlFor(db, m.SQL))
+	done, ok := migrationDone[m.Version]
+	if err == nil || !ok || ctx.Err() != nil {
+		return err
+	}
+	rows, qerr := conn.Query(ctx, sqlFor(db, done))
+	if qerr != nil {
+		return err
+	}
+	defer rows.Close()
+	if rows.Next() {
+		return nil
+	}
+	return err
 }
 
 // appliedMigrations reads the set of recorded migration numbers.

@@ -35,11 +35,36 @@ func TestMigrationsRunTwiceAreHarmlessAndRecorded(t *testing.T) {
 	}
 	// Without FINAL: a second run that re-recorded a migration would show
 	// up here as a repeated version.
-	if want := []uint32{1, 2, 3, 4, 5, 6, 7, 101, 102}; !slices.Equal(versions, want) {
+	if want := []uint32{1, 2, 3, 4, 5, 6, 7, 8, 101, 102}; !slices.Equal(versions, want) {
 		t.Errorf("schema_migrations versions = %v, want %v", versions, want)
 	}
 	for _, table := range []string{"events", "decisions", "alerts", "account_locks", "rulesets", "labels", "ruleset_versions", "audit_log", "webhook_dead_letters"} {
 		countFinal(t, conn, cfg.Database, table) // fails the test if missing
+	}
+}
+
+// TestMigrationsRunAgainBeforeRecordedAreHarmless: an instance that reads
+// schema_migrations before another one records what it applied runs every
+// migration again, the ALTER TABLE ... ADD COLUMN ones included (no IF NOT
+// EXISTS on ClickHouse 18.16). Losing the records makes Open do just that.
+func TestMigrationsRunAgainBeforeRecordedAreHarmless(t *testing.T) {
+	cfg := chtest.Config(t)
+	st, err := chstore.Open(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	conn := rawConn(t, cfg.Addr)
+	if err := conn.Exec(t.Context(), "DROP TABLE `"+cfg.Database+"`.schema_migrations"); err != nil {
+		t.Fatal(err)
+	}
+	st, err = chstore.Open(t.Context(), cfg)
+	if err != nil {
+		t.Fatalf("migrations run again: %v", err)
+	}
+	st.Close()
+	if n := countFinal(t, conn, cfg.Database, "schema_migrations"); n != 10 {
+		t.Fatalf("%d migrations recorded after the second run, want 10", n)
 	}
 }
 

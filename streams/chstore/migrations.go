@@ -4,8 +4,10 @@ package chstore
 // protocol runs one per query) with {db} standing for the database name.
 // ClickHouse has no transactional DDL, so every migration must be safe to
 // run twice (IF NOT EXISTS): two instances starting together may both apply
-// it before either records it. Append new migrations; never edit or reorder
-// applied ones.
+// it before either records it. Where ClickHouse 18.16 has no IF NOT EXISTS
+// (ALTER TABLE ... ADD COLUMN), migrationDone says how to see that the
+// migration's change is there, and migrate takes a failure for success
+// when it is. Append new migrations; never edit or reorder applied ones.
 //
 // Rules every table follows, for ClickHouse 18.16 and current releases alike:
 // DateTime (seconds) plus an Int64 *_ms column where milliseconds matter,
@@ -161,6 +163,27 @@ var migrations = []migration{
 	{5, "create rulesets", migrationRulesets},
 	{6, "create labels", migrationLabels},
 	{7, "create webhook_dead_letters", migrationWebhookDeadLetters},
+	{8, "add decisions.late_for", migrationDecisionsLateFor},
+}
+
+// migrationDone holds, by version, for each migration whose statement
+// cannot say IF NOT EXISTS on ClickHouse 18.16, a query (with {db}, and
+// {dbname} for the name as a string literal) that returns a row once the
+// migration's change is there: when the statement fails (another
+// instance applied it first), migrate asks, and a row means done.
+var migrationDone = map[uint32]string{
+	8: columnExists("decisions", "late_for"),
+}
+
+// migrationDecisionsLateFor: late_for names the entity groups a late
+// decision's event was too late for (engine.Decision.LateFor: "account",
+// "device.id", ...), next to late. Rows written before it read [].
+// ClickHouse 18.16 has no ADD COLUMN IF NOT EXISTS, hence migrationDone.
+const migrationDecisionsLateFor = `ALTER TABLE {db}.decisions ADD COLUMN late_for Array(String) AFTER late`
+
+// columnExists is a migrationDone query: the column is in the table.
+func columnExists(table, column string) string {
+	return "SELECT name FROM system.columns WHERE database = {dbname} AND table = '" + table + "' AND name = '" + column + "'"
 }
 
 // migrationWebhookDeadLetters: webhook_dead_letters holds each notification

@@ -51,6 +51,10 @@ type StoredDecision struct {
 	// LockUntil is zero when the decision carried no lock (to the second).
 	LockUntil time.Time
 	Late      bool
+	// LateFor names the entity groups the event was too late for
+	// ("account", "device.id", ...); empty in rows stored before the
+	// column existed.
+	LateFor []string
 	// Duplicate is true when only the engine's duplicate repeat was stored.
 	Duplicate bool
 	Source    engine.Source
@@ -97,6 +101,46 @@ func (s *Store) ActionCounts(ctx context.Context, since time.Time) (map[string]u
 	return out, nil
 }
 
+// LateCount is how many decisions since a time were of late events
+// (engine.Decision.Late), and how many of them were late for each entity
+// group (engine.Decision.LateFor: "account", "device.id", ...); an event
+// late for two groups counts under both. Decisions stored before
+// late_for existed count in Events only.
+type LateCount struct {
+	Events   uint64
+	ByReason map[string]uint64
+}
+
+// LateCounts counts the late decisions since a time, in total and by
+// reason, in one query: each late decision is counted once under "" and
+// once per group it names.
+func (s *Store) LateCounts(ctx context.Context, since time.Time) (LateCount, error) {
+	q := "SELECT reason, count() FROM " + s.table("decisions") + " FINAL ARRAY JOIN arrayPushFront(late_for, '') AS reason" +
+		sinceFilter + " AND late = 1 GROUP BY reason"
+	rows, err := s.conn.Query(ctx, q, sinceArgs(since)...)
+	if err != nil {
+		return LateCount{}, fmt.Errorf("chstore: late counts: %w", err)
+	}
+	defer rows.Close()
+	out := LateCount{ByReason: map[string]uint64{}}
+	for rows.Next() {
+		var reason string
+		var n uint64
+		if err := rows.Scan(&reason, &n); err != nil {
+			return LateCount{}, fmt.Errorf("chstore: late counts: %w", err)
+		}
+		if reason == "" {
+			out.Events = n
+		} else {
+			out.ByReason[reason] = n
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return LateCount{}, fmt.Errorf("chstore: late counts: %w", err)
+	}
+	return out, nil
+}
+
 // TopRules returns the n active rules that matched most decisions since a
 // time, most hits first, ties by rule id. Shadow rules are not counted.
 func (s *Store) TopRules(ctx context.Context, since time.Time, n int) ([]RuleCount, error) {
@@ -127,7 +171,7 @@ func (s *Store) TopRules(ctx context.Context, since time.Time, n int) ([]RuleCou
 // storedDecisionColumns are the columns readDecision scans, in its order.
 const storedDecisionColumns = "event_id, account_id, event_type, event_time, event_ts_ms, decided_at_ms, action, score, reason, " +
 	"matched_rules, shadow_rules, errored_rules, rule_errors, ruleset_version, feature_names, feature_values, " +
-	"latency_us, lock_until, late, original, source_topic, source_partition, source_offset"
+	"latency_us, lock_until, late, late_for, original, source_topic, source_partition, source_offset"
 
 // DecisionByEvent reads the stored decision of one event; false when there
 // is none. event_id is not a key prefix, so this scans the table: fine for
@@ -188,7 +232,7 @@ func (s *Store) readDecision(ctx context.Context, q string, args ...any) (Stored
 	)
 	err = rows.Scan(&d.EventID, &d.AccountID, &d.EventType, &eventTime, &d.EventTS, &decidedMS, &d.Action, &score, &d.Reason,
 		&d.MatchedRules, &d.ShadowRules, &d.ErroredRules, &d.RuleErrors, &d.RuleSetVersion, &names, &values,
-		&latency, &lockEnd, &late, &original, &d.Source.Topic, &partition, &d.Source.Offset)
+		&latency, &lockEnd, &late, &d.LateFor, &original, &d.Source.Topic, &partition, &d.Source.Offset)
 	if err != nil {
 		return StoredDecision{}, false, err
 	}

@@ -93,12 +93,13 @@ func SQLDump(db string) ([]Statement, error) {
 }
 
 // The sample: one payment decided "lock" at a fixed time, with an alert,
-// a lock, a label, features and every array column non-empty; one honest
-// (unlabelled) payment of another account sent to review by a score
-// threshold, with no rule matched, decided at the same time; plus one
-// rule-set load, one manual unlock, one published rule-set version with
-// its audit row, and one parked webhook notification. Every table gets a
-// row (sqldump_test checks that), so every query has something to find.
+// a lock, a label, features, late for its device, and every array column
+// non-empty; one honest (unlabelled) payment of another account sent to
+// review by a score threshold, with no rule matched, decided at the same
+// time; plus one rule-set load, one manual unlock, one published rule-set
+// version with its audit row, and one parked webhook notification. Every
+// table gets a row (sqldump_test checks that), so every query has
+// something to find.
 var (
 	sampleEventTS = time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC) // event time
 	sampleDecided = sampleEventTS.Add(1500 * time.Millisecond)     // 12:00:01.5
@@ -119,6 +120,8 @@ func sampleDecision() *engine.Decision {
 		Features:       []engine.FeatureValue{{Name: "payments_1h", Value: 2}, {Name: "amount_24h", Value: 250.5}},
 		Latency:        42 * time.Microsecond,
 		LockUntil:      sampleLockEnd,
+		Late:           true,
+		LateFor:        []string{"device.id"},
 		Alerts:         []engine.AlertMessage{{RuleID: "scam-payee", Message: "It's a scam: don't pay."}},
 		Label:          "fraud",
 		Raw:            []byte(`{"event_id":"ev-1","type":"payment","ts":1795521600000,"account_id":"acct-1"}`),
@@ -187,6 +190,9 @@ var sampleReads = []struct {
 		}},
 	{name: "ActionCounts", expect: []string{"lock\t1", "review\t1"},
 		read: func(ctx context.Context, s *Store) error { _, err := s.ActionCounts(ctx, sampleEventTS); return err }},
+	// ev-1 was late for its device: once under "" (late events), once by reason.
+	{name: "LateCounts", expect: []string{"\t1", "device.id\t1"},
+		read: func(ctx context.Context, s *Store) error { _, err := s.LateCounts(ctx, time.Time{}); return err }},
 	{name: "TopRules", expect: []string{"brute-force-lock\t1", "scam-payee\t1"}, ordered: true,
 		read: func(ctx context.Context, s *Store) error { _, err := s.TopRules(ctx, time.Time{}, 10); return err }},
 	{name: "DecisionByEvent", expect: []string{sampleStoredDecision},
@@ -224,7 +230,7 @@ var sampleReads = []struct {
 var sampleStoredDecision = strings.Join([]string{
 	"ev-1", "acct-1", "payment", "2026-11-24 12:00:00", "1795521600000", "1795521601500", "lock", "70", "rule",
 	"['scam-payee','brute-force-lock']", "['new-device']", "['bad-rule']", "['division by zero']", "3-abcdef12",
-	"['payments_1h','amount_24h']", "[2,250.5]", "42", "2026-11-24 12:30:00", "0", "1", "payments", "3", "1234",
+	"['payments_1h','amount_24h']", "[2,250.5]", "42", "2026-11-24 12:30:00", "1", "['device.id']", "1", "payments", "3", "1234",
 }, "\t")
 
 // recorder is a driver.Conn that records statements instead of sending

@@ -78,6 +78,7 @@ func TestDecisionByEventReturnsWhatWasWritten(t *testing.T) {
 		LockUntil:      base.Add(30 * time.Minute),
 		Alerts:         []engine.AlertMessage{{RuleID: "brute-force-lock", Message: "Your wallet was locked."}},
 		Late:           true,
+		LateFor:        []string{"account", "device.id"},
 		Raw:            []byte(`{"event_id":"ev-lock-1"}`),
 		Source:         engine.Source{Topic: "account-events", Partition: 2, Offset: 77},
 	}
@@ -96,7 +97,7 @@ func TestDecisionByEventReturnsWhatWasWritten(t *testing.T) {
 		Action: "lock", Score: 90, MatchedRules: []string{"brute-force-lock"}, ShadowRules: []string{"s1", "s2"},
 		ErroredRules: []string{"broken"}, RuleErrors: []string{"nil map"}, RuleSetVersion: "42-1a2b3c4d",
 		Features: d.Features, Latency: 321 * time.Microsecond, LockUntil: base.Add(30 * time.Minute), Late: true,
-		Source: d.Source,
+		LateFor: []string{"account", "device.id"}, Source: d.Source,
 	}
 	if !storedEqual(got, want) {
 		t.Errorf("DecisionByEvent:\n got %+v\nwant %+v", got, want)
@@ -106,8 +107,16 @@ func TestDecisionByEventReturnsWhatWasWritten(t *testing.T) {
 	if err != nil || !ok {
 		t.Fatalf("DecisionByEvent(ev-allow) = %v, %v", ok, err)
 	}
-	if got.Action != "allow" || !got.LockUntil.IsZero() || len(got.MatchedRules) != 0 || got.Source.Partition != -1 {
-		t.Errorf("allow decision read back as %+v; want action allow, no lock, no rules, partition -1", got)
+	if got.Action != "allow" || !got.LockUntil.IsZero() || len(got.MatchedRules) != 0 || got.Source.Partition != -1 ||
+		got.Late || len(got.LateFor) != 0 {
+		t.Errorf("allow decision read back as %+v; want action allow, no lock, no rules, partition -1, not late", got)
+	}
+	late, err := st.LateCounts(t.Context(), time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if late.Events != 1 || !mapsEqual(late.ByReason, map[string]uint64{"account": 1, "device.id": 1}) {
+		t.Errorf("LateCounts = %+v, want 1 event, late for account and device.id once each", late)
 	}
 
 	if _, ok, err := st.DecisionByEvent(t.Context(), "no-such-event"); ok || err != nil {
@@ -183,7 +192,7 @@ func storedEqual(a, b chstore.StoredDecision) bool {
 		slices.Equal(a.ErroredRules, b.ErroredRules) && slices.Equal(a.RuleErrors, b.RuleErrors) &&
 		a.RuleSetVersion == b.RuleSetVersion && slices.Equal(a.Features, b.Features) &&
 		a.Latency == b.Latency && a.LockUntil.Equal(b.LockUntil) && a.Late == b.Late &&
-		a.Duplicate == b.Duplicate && a.Source == b.Source
+		slices.Equal(a.LateFor, b.LateFor) && a.Duplicate == b.Duplicate && a.Source == b.Source
 }
 
 func mapsEqual(a, b map[string]uint64) bool {

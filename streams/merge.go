@@ -1,0 +1,288 @@
+package streams
+
+import (
+	"context"
+	"math"
+	"sync/atomic"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"riskd/engine"
+	"riskd/event"
+)
+
+// Merging the partitions in event-time order.
+//
+// An instance reads many partitions (of both input topics) at once, and
+// their readers drift apart: after a restart or an outage one partition's
+// backlog is read faster than another's. Handed to the engine as fetched,
+// the events of a shared entity (a payee, a device) would reach its
+// windows in an order set by reader speed, minutes of event time out of
+// order, and the same stream would give other features on every run. So,
+// as Kafka Streams does for the partitions of a task, every partition's
+// reader fills a small buffer, and one merger hands the engine the
+// buffered message with the smallest event time. When a partition has
+// nothing buffered but the broker has records for it (its backlog is not
+// read yet), the merger waits for them, up to Config.MergeWait; when it has
+// nothing because it is caught up, the merger goes on without it after
+// Config.MaxIdle (0 by default: live traffic is not held back by a quiet
+// partition). A backlog is therefore decided in the same order however its
+// readers are scheduled, and one slow reader holds the others back instead
+// of making their events late.
+
+// mergeBuffer is how many fetched messages each partition keeps for the
+// merger: enough to cover a fetch round trip, small next to the reader's
+// own prefetch.
+const mergeBuffer = 64
+
+// mergeInput is one assigned partition as the merger sees it.
+type mergeInput struct {
+	topic     string
+	partition int
+	offsets   *partitionOffsets
+	reader    *kafka.Reader
+	// buf is filled by the partition's fetcher, emptied by the merger.
+	buf chan kafka.Message
+	// behind reports records on the broker that are not in buf yet, as of
+	// the last fetch (or the end offset asked for when the generation
+	// started).
+	behind atomic.Bool
+
+	// The merger's own: the head message, its event time, and since when
+	// the partition has had no head.
+	head       kafka.Message
+	hasHead    bool
+	headTS     int64
+	emptySince time.Time
+	waitedOut  bool // MergeWait ran out for the current gap; said once
+}
+
+// fetch reads in's partition into its buffer until ctx ends.
+func (p *Pipeline) fetch(ctx context.Context, in *mergeInput, arrived chan<- struct{}) {
+	for {
+		if p.beforeFetch != nil {
+			p.beforeFetch(in.topic, in.partition)
+		}
+		m, err := in.reader.FetchMessage(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			p.m.Errors.WithLabelValues("fetch").Inc()
+			p.log.Warn("fetch failed; retrying", "topic", in.topic, "partition", in.partition, "err", err)
+			sleepCtx(ctx, p.cfg.RetryMin)
+			continue
+		}
+		// Raise behind before the message is visible and lower it after,
+		// so the merger never sees an empty buffer and a stale "caught up"
+		// while more records are on their way.
+		more := m.HighWaterMark > m.Offset+1
+		if more {
+			in.behind.Store(true)
+		}
+		select {
+		case in.buf <- m:
+		case <-ctx.Done():
+			return
+		}
+		if !more {
+			in.behind.Store(false)
+		}
+		select {
+		case arrived <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// merge hands the engine the buffered message with the smallest event time
+// of all inputs, waiting for inputs that are behind (see above), until ctx
+// ends. Messages left in the buffers were never submitted, so they are not
+// committed and are read again by whoever gets the partition next.
+func (p *Pipeline) merge(ctx, outCtx context.Context, ins []*mergeInput, arrived <-chan struct{}) {
+	var peek event.TSPeeker
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	consumed := make(map[string]prometheusCounter, len(ins))
+	for _, in := range ins {
+		if consumed[in.topic] == nil {
+			consumed[in.topic] = p.m.Consumed.WithLabelValues(in.topic)
+		}
+	}
+	for {
+		var pick *mergeInput
+		var wake time.Time // the earliest deadline of an input waited for
+		var now time.Time
+		for _, in := range ins {
+			if !in.hasHead {
+				select {
+				case m := <-in.buf:
+					in.head, in.hasHead = m, true
+					// A message the engine will refuse (undecodable, or
+					// dated too far ahead) goes out at once: it changes no
+					// state, and holding it would hold its partition.
+					in.headTS = math.MinInt64
+					if ts, ok := peek.TS(m.Value); ok && !p.eng.AheadOfClock(ts) {
+						in.headTS = ts
+					}
+					in.emptySince, in.waitedOut = time.Time{}, false
+				default:
+				}
+			}
+			if in.hasHead {
+				if pick == nil || in.headTS < pick.headTS {
+					pick = in
+				}
+				continue
+			}
+			limit := p.cfg.MaxIdle
+			if in.behind.Load() {
+				limit = p.cfg.MergeWait
+			}
+			if limit <= 0 {
+				continue
+			}
+			if now.IsZero() {
+				now = time.Now()
+			}
+			if in.emptySince.IsZero() {
+				in.emptySince = now
+			}
+			until := in.emptySince.Add(limit)
+			if !now.Before(until) {
+				if !in.waitedOut && in.behind.Load() {
+					in.waitedOut = true
+					p.m.Errors.WithLabelValues("merge").Inc()
+					p.log.Warn("a partition with unread records sent nothing in time; merging without it, so its events may come late",
+						"topic", in.topic, "partition", in.partition, "waited", limit)
+				}
+				continue
+			}
+			if wake.IsZero() || until.Before(wake) {
+				wake = until
+			}
+		}
+		if pick == nil || !wake.IsZero() {
+			if !wake.IsZero() {
+				timer.Reset(time.Until(wake))
+			}
+			select {
+			case <-arrived:
+			case <-timer.C:
+			case <-ctx.Done():
+				timer.Stop()
+				return
+			}
+			if !timer.Stop() {
+				select { // drain a fire that raced with the arrival
+				case <-timer.C:
+				default:
+				}
+			}
+			continue
+		}
+		select {
+		case p.slots <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		m := pick.head
+		pick.hasHead, pick.head = false, kafka.Message{}
+		consumed[pick.topic].Inc()
+		if !p.submit(outCtx, pick.offsets, m) {
+			return
+		}
+	}
+}
+
+// prometheusCounter is the one method of a prometheus.Counter merge uses.
+type prometheusCounter interface{ Inc() }
+
+// submit hands m to the engine; its decision goes to the output stage. It
+// reports false when the engine refused it (shutting down).
+func (p *Pipeline) submit(outCtx context.Context, offsets *partitionOffsets, m kafka.Message) bool {
+	p.m.InFlight.Inc()
+	ticket := offsets.add(m.Offset)
+	// Submit with the output stage's context: a message already fetched
+	// is handed over even while intake is stopping, so the drain covers it.
+	err := p.eng.Submit(outCtx, engine.Message{
+		Value:  m.Value,
+		Key:    m.Key,
+		Source: engine.Source{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset},
+		Done: func(d *engine.Decision, err error) {
+			if err == nil && !m.Time.IsZero() {
+				p.m.KafkaToDecision.Observe(d.DecidedAt.Sub(m.Time).Seconds())
+			}
+			select {
+			case p.result <- result{d: d, err: err, msg: m, part: offsets, ticket: ticket}:
+			case <-outCtx.Done():
+			}
+		},
+	})
+	if err != nil {
+		// Not accepted: never finished, so never committed past; the
+		// message is read again after a restart.
+		p.log.Warn("engine refused a message; it stays uncommitted", "err", err)
+		return false
+	}
+	return true
+}
+
+// markBehind asks the broker where each input's log starts and ends, so
+// the merger knows from the first message which partitions have a backlog
+// to wait for (a partition with nothing to read never returns a fetch, so
+// only the broker can say it is caught up). If the broker does not answer
+// after a few tries, every partition counts as caught up: the generation
+// starts in arrival order rather than not at all, and says so.
+func (p *Pipeline) markBehind(ctx context.Context, gen *kafka.Generation, ins []*mergeInput) {
+	if len(ins) == 0 {
+		return
+	}
+	transport := &kafka.Transport{}
+	defer transport.CloseIdleConnections()
+	client := &kafka.Client{Addr: kafka.TCP(p.cfg.Brokers...), Transport: transport}
+	starts := map[topicPartition]int64{}
+	var fromFirst, all []partitionState
+	for topic, as := range gen.Assignments {
+		for _, a := range as {
+			ps := partitionState{topic: topic, partition: a.ID}
+			all = append(all, ps)
+			if a.Offset < 0 {
+				fromFirst = append(fromFirst, ps)
+			} else {
+				starts[topicPartition{topic, a.ID}] = a.Offset
+			}
+		}
+	}
+	var err error
+	for try := 0; try < 3 && ctx.Err() == nil; try++ {
+		if try > 0 {
+			sleepCtx(ctx, p.cfg.RetryMin<<try)
+		}
+		rctx, cancel := context.WithTimeout(ctx, lagTimeout)
+		var ends, firsts map[topicPartition]int64
+		ends, err = listOffsets(rctx, client, all, kafka.LastOffsetOf)
+		if err == nil && len(fromFirst) > 0 {
+			firsts, err = listOffsets(rctx, client, fromFirst, kafka.FirstOffsetOf)
+		}
+		cancel()
+		if err != nil {
+			continue
+		}
+		for _, in := range ins {
+			tp := topicPartition{in.topic, in.partition}
+			start, ok := starts[tp]
+			if !ok {
+				start = firsts[tp]
+			}
+			in.behind.Store(ends[tp] > start)
+		}
+		return
+	}
+	if ctx.Err() == nil {
+		p.m.Errors.WithLabelValues("merge").Inc()
+		p.log.Warn("could not ask the broker where the input partitions end; reading them in arrival order until each is fetched",
+			"err", err)
+	}
+}
