@@ -93,6 +93,8 @@ type Message struct {
 
 	// seq is the message's place in the turnstile (0: urgent, none).
 	seq uint64
+	// cut marks a StartCut marker instead of an event.
+	cut *cut
 }
 
 // Engine runs N Scorers, each on its own goroutine, and routes every event of
@@ -218,6 +220,10 @@ func (sh *shard) run(ctx context.Context) {
 }
 
 func (sh *shard) score(m Message, d *Decision) {
+	if m.cut != nil {
+		sh.writeCut(m)
+		return
+	}
 	sh.scorer.seq = m.seq
 	err := sh.scorer.Score(m.Value, m.Source, d)
 	if s := sh.scorer.seq; s != 0 { // it never reached the features

@@ -49,6 +49,14 @@ type mergeInput struct {
 	// started).
 	behind atomic.Bool
 
+	// next is the offset after the last message submitted (at first, where
+	// reading starts; kafka.FirstOffset: the log start): where the
+	// engine's state stands for this partition (see cutDue).
+	next int64
+	// replayUntil: messages below it are decided again only to rebuild the
+	// restored state (see Config.Resume); -1 when there are none.
+	replayUntil int64
+
 	// The merger's own: the head message, its event time, and since when
 	// the partition has had no head.
 	head       kafka.Message
@@ -182,6 +190,7 @@ func (p *Pipeline) merge(ctx, outCtx context.Context, ins []*mergeInput, arrived
 			}
 			continue
 		}
+		p.cutDue(outCtx, ins, time.Now())
 		select {
 		case p.slots <- struct{}{}:
 		case <-ctx.Done():
@@ -190,35 +199,47 @@ func (p *Pipeline) merge(ctx, outCtx context.Context, ins []*mergeInput, arrived
 		m := pick.head
 		pick.hasHead, pick.head = false, kafka.Message{}
 		consumed[pick.topic].Inc()
-		if !p.submit(outCtx, pick.offsets, m) {
+		if !p.submit(outCtx, pick.offsets, m, m.Offset < pick.replayUntil) {
 			return
 		}
+		pick.next = m.Offset + 1
 	}
 }
 
 // prometheusCounter is the one method of a prometheus.Counter merge uses.
 type prometheusCounter interface{ Inc() }
 
-// submit hands m to the engine; its decision goes to the output stage. It
-// reports false when the engine refused it (shutting down).
-func (p *Pipeline) submit(outCtx context.Context, offsets *partitionOffsets, m kafka.Message) bool {
+// submit hands m to the engine; its decision goes to the output stage, or,
+// for a replayed message (decided again to rebuild the restored state; its
+// outputs are durable from the first time), nowhere. It reports false when
+// the engine refused it (shutting down).
+func (p *Pipeline) submit(outCtx context.Context, offsets *partitionOffsets, m kafka.Message, replay bool) bool {
 	p.m.InFlight.Inc()
 	ticket := offsets.add(m.Offset)
+	done := func(d *engine.Decision, err error) {
+		if err == nil && !m.Time.IsZero() {
+			p.m.KafkaToDecision.Observe(d.DecidedAt.Sub(m.Time).Seconds())
+		}
+		select {
+		case p.result <- result{d: d, err: err, msg: m, part: offsets, ticket: ticket}:
+		case <-outCtx.Done():
+		}
+	}
+	if replay {
+		done = func(*engine.Decision, error) {
+			offsets.finish(ticket)
+			<-p.slots
+			p.m.InFlight.Dec()
+			p.m.Replayed.Inc()
+		}
+	}
 	// Submit with the output stage's context: a message already fetched
 	// is handed over even while intake is stopping, so the drain covers it.
 	err := p.eng.Submit(outCtx, engine.Message{
 		Value:  m.Value,
 		Key:    m.Key,
 		Source: engine.Source{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset},
-		Done: func(d *engine.Decision, err error) {
-			if err == nil && !m.Time.IsZero() {
-				p.m.KafkaToDecision.Observe(d.DecidedAt.Sub(m.Time).Seconds())
-			}
-			select {
-			case p.result <- result{d: d, err: err, msg: m, part: offsets, ticket: ticket}:
-			case <-outCtx.Done():
-			}
-		},
+		Done:   done,
 	})
 	if err != nil {
 		// Not accepted: never finished, so never committed past; the
@@ -235,7 +256,7 @@ func (p *Pipeline) submit(outCtx context.Context, offsets *partitionOffsets, m k
 // only the broker can say it is caught up). If the broker does not answer
 // after a few tries, every partition counts as caught up: the generation
 // starts in arrival order rather than not at all, and says so.
-func (p *Pipeline) markBehind(ctx context.Context, gen *kafka.Generation, ins []*mergeInput) {
+func (p *Pipeline) markBehind(ctx context.Context, ins []*mergeInput) {
 	if len(ins) == 0 {
 		return
 	}
@@ -244,15 +265,13 @@ func (p *Pipeline) markBehind(ctx context.Context, gen *kafka.Generation, ins []
 	client := &kafka.Client{Addr: kafka.TCP(p.cfg.Brokers...), Transport: transport}
 	starts := map[topicPartition]int64{}
 	var fromFirst, all []partitionState
-	for topic, as := range gen.Assignments {
-		for _, a := range as {
-			ps := partitionState{topic: topic, partition: a.ID}
-			all = append(all, ps)
-			if a.Offset < 0 {
-				fromFirst = append(fromFirst, ps)
-			} else {
-				starts[topicPartition{topic, a.ID}] = a.Offset
-			}
+	for _, in := range ins {
+		ps := partitionState{topic: in.topic, partition: in.partition}
+		all = append(all, ps)
+		if in.next < 0 {
+			fromFirst = append(fromFirst, ps)
+		} else {
+			starts[topicPartition{in.topic, in.partition}] = in.next
 		}
 	}
 	var err error

@@ -52,6 +52,21 @@ type Metrics struct {
 	// its producer or the broker) to its decision: queueing in Kafka, fetch,
 	// shard queue and scoring. A consumer that falls behind shows here first.
 	KafkaToDecision prometheus.Histogram
+	// State snapshots (see Config.Snapshots): bytes written to the state
+	// topic (its traffic), snapshots by outcome (saved, failed,
+	// abandoned), the time from a cut to its save, and the size of the
+	// last one saved.
+	StateBytes   prometheus.Counter
+	StateSaves   *prometheus.CounterVec
+	StateSeconds prometheus.Histogram
+	StateSize    prometheus.Gauge
+	// Restore: how long loading the last snapshot took at start, how big
+	// it was, and the events decided again since (from the snapshot's
+	// offsets to the committed ones) with their outputs held back because
+	// the first run made them durable.
+	RestoreSeconds prometheus.Gauge
+	RestoreBytes   prometheus.Gauge
+	Replayed       prometheus.Counter
 	// ready exports riskd_ready and riskd_ready_condition from the
 	// pipeline's Ready at each scrape.
 	ready *readyCollector
@@ -71,11 +86,15 @@ type Metrics struct {
 //   - clickhouse: a ClickHouse write attempt (through chstore's
 //     Config.OnRetry, see StoreRetried) or ping failed;
 //   - rules: a rule's expression failed at run time (per rule in
-//     riskd_rule_errors_total).
+//     riskd_rule_errors_total);
+//   - merge: the event-time merge went on without a partition that had
+//     unread records (Config.MergeWait), or could not ask where the
+//     partitions end;
+//   - state: cutting or saving an engine state snapshot failed.
 //
 // Undecodable input is not an error stage: it is counted in
 // riskd_dlq_total. Webhook failures are counted by streams/notify.
-var ErrorStages = []string{"group", "fetch", "commit", "lag", "kafka_out", "clickhouse", "rules"}
+var ErrorStages = []string{"group", "fetch", "commit", "lag", "kafka_out", "clickhouse", "rules", "merge", "state"}
 
 // NewMetrics creates the series and registers them on reg (nil: not registered,
 // for tests that run several pipelines in one process).
@@ -134,7 +153,32 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "riskd_late_events_total",
 			Help: "Stored decisions of events too late for the feature windows of one of their entities (decided, not added to that entity's windows), once per event and entity group, by source topic and reason (the group: account, device.id, ip, ...).",
 		}, []string{"topic", "reason"}),
+		StateBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "riskd_state_bytes_total", Help: "Bytes of engine state snapshots written to the state topic.",
+		}),
+		StateSaves: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "riskd_state_snapshots_total", Help: "Engine state snapshots by outcome (saved, failed, abandoned).",
+		}, []string{"outcome"}),
+		StateSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "riskd_state_snapshot_seconds", Help: "Time from an engine state cut to its snapshot being saved in Kafka.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 2, 14),
+		}),
+		StateSize: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "riskd_state_snapshot_size_bytes", Help: "Size of the last engine state snapshot saved.",
+		}),
+		RestoreSeconds: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "riskd_state_restore_seconds", Help: "Time taken at start to load and restore the last engine state snapshot.",
+		}),
+		RestoreBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "riskd_state_restore_bytes", Help: "Size of the engine state snapshot restored at start.",
+		}),
+		Replayed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "riskd_replayed_events_total", Help: "Events decided again after a restore to rebuild state, their outputs held back (already durable).",
+		}),
 		ready: newReadyCollector(),
+	}
+	for _, outcome := range []string{"saved", "failed", "abandoned"} {
+		m.StateSaves.WithLabelValues(outcome)
 	}
 	// Export zeros for the known label values, so dashboards and alerts see
 	// every series from the start.
@@ -151,7 +195,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	if reg != nil {
 		reg.MustRegister(m.Consumed, m.Decided, m.Duplicates, m.DeadLettered, m.Lag,
 			m.Committed, m.BatchSize, m.SinkSeconds, m.Errors, m.InFlight, m.RuleHits, m.KafkaToDecision,
-			m.Parked, m.Dropped, m.RuleErrors, m.Late, m.ready)
+			m.Parked, m.Dropped, m.RuleErrors, m.Late, m.StateBytes, m.StateSaves, m.StateSeconds, m.StateSize,
+			m.RestoreSeconds, m.RestoreBytes, m.Replayed, m.ready)
 	}
 	return m
 }

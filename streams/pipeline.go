@@ -121,6 +121,31 @@ type Config struct {
 	// live events are decided as they arrive, and a quiet partition does
 	// not hold the others back.
 	MaxIdle time.Duration
+	// Snapshots, when set, keeps the engine's state in Kafka: a cut every
+	// SnapshotInterval (0: DefaultSnapshotInterval), saved once the
+	// offsets it reflects are committed, and a last one after a complete
+	// drain (see statesave.go).
+	Snapshots        SnapshotStore
+	SnapshotInterval time.Duration
+	// Resume is where the engine's restored state stands: per topic and
+	// partition, the offset after the last message it reflects
+	// (kafka.FirstOffset: none). A partition assigned while the state
+	// stands behind the group's committed offset is read from where the
+	// state stands, and the messages below the committed offset are
+	// decided again without making their outputs (they are durable
+	// already, made by an earlier run or another instance), which brings
+	// the state up to the committed offset. The pipeline keeps this map up
+	// to date across rebalances, so a partition that comes back catches
+	// up from where this engine left it. With RebuildUnknown, a partition
+	// not in the map is rebuilt the same way from the start of its log
+	// (the input topics' retention): this engine holds none of its
+	// accounts' state. Without it (a state restored from a file written at
+	// a clean stop), unknown partitions start at the committed offset.
+	// ResumeSeq is the restored snapshot's Seq, so the next one saved
+	// follows it.
+	Resume         map[string]map[int]int64
+	RebuildUnknown bool
+	ResumeSeq      uint64
 	// StallTimeout is how long an output batch may wait, from the moment
 	// it is cut, to become durable (published and stored) before the
 	// output readiness condition fails. A healthy batch takes tens to
@@ -260,6 +285,9 @@ func (c Config) withDefaults() Config {
 	if c.MergeWait <= 0 {
 		c.MergeWait = DefaultMergeWait
 	}
+	if c.SnapshotInterval <= 0 {
+		c.SnapshotInterval = DefaultSnapshotInterval
+	}
 	return c
 }
 
@@ -295,6 +323,19 @@ type Pipeline struct {
 	// beforeFetch, when set (tests only), runs before every fetch of a
 	// partition: a test holds one partition's reader back with it.
 	beforeFetch func(topic string, partition int)
+
+	// State snapshots (statesave.go): cuts waiting to be saved (one at a
+	// time), when the merger cuts next, the Seq of the last one saved and
+	// the offsets committed so far.
+	cuts        chan pendingCut
+	nextCut     time.Time
+	snapSeq     uint64
+	committedMu sync.Mutex
+	committed   map[topicPartition]int64
+	// stateAt is where the engine's state stands per partition (see
+	// Config.Resume); runGeneration reads and updates it between
+	// generations, the merger of one generation reads it for cuts.
+	stateAt map[topicPartition]int64
 }
 
 // result is one message's outcome, on its way to the output stage.
@@ -326,7 +367,18 @@ func New(cfg Config, eng *engine.Engine, store DecisionStore, m *Metrics) *Pipel
 		outDone: make(chan struct{}),
 		health:  newHealth(store),
 		now:     time.Now,
+
+		cuts:      make(chan pendingCut, 1),
+		snapSeq:   cfg.ResumeSeq,
+		committed: map[topicPartition]int64{},
+		stateAt:   map[topicPartition]int64{},
 	}
+	for topic, parts := range cfg.Resume {
+		for part, next := range parts {
+			p.stateAt[topicPartition{topic, part}] = next
+		}
+	}
+	p.nextCut = time.Now().Add(cfg.SnapshotInterval)
 	p.noteRules()
 	m.readyFrom(p.Ready)
 	return p
@@ -380,6 +432,16 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	}()
 	monitors.Go(func() { p.runLag(monCtx) })
 	monitors.Go(func() { p.runStoreCheck(monCtx) })
+	// Periodic snapshots stop before the last one is saved (or abandoned).
+	snapCtx, stopSnapshots := context.WithCancel(context.WithoutCancel(ctx))
+	var snapshotter sync.WaitGroup
+	if p.cfg.Snapshots != nil {
+		snapshotter.Go(func() { p.runSnapshots(snapCtx) })
+	}
+	defer func() {
+		stopSnapshots()
+		snapshotter.Wait()
+	}()
 	// The output stage outlives intake so a shutdown can drain; it ends when
 	// the drain is over or, on a hard stop, when DrainTimeout runs out.
 	outCtx, stopOut := context.WithCancel(context.WithoutCancel(ctx))
@@ -434,8 +496,17 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	}
 	stopOut()
 	outWG.Wait()
+	stopSnapshots()
+	snapshotter.Wait()
 	if n := len(p.slots); n > 0 {
 		return fmt.Errorf("%w: %d messages", ErrNotDrained, n)
+	}
+	if p.cfg.Snapshots != nil {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.DrainTimeout)
+		defer cancel()
+		if err := p.saveFinal(sctx); err != nil {
+			p.stateFailed("saving the engine state at shutdown", err)
+		}
 	}
 	return nil
 }
@@ -457,6 +528,16 @@ func (p *Pipeline) runGeneration(ctx, outCtx context.Context, gen *kafka.Generat
 			if start < 0 {
 				start = kafka.FirstOffset
 			}
+			// Where the restored state stands, when it stands behind the
+			// committed offset: read from there, outputs held back.
+			replayUntil := int64(-1)
+			at, known := p.stateAt[topicPartition{topic, a.ID}]
+			if !known && p.cfg.RebuildUnknown {
+				at, known = kafka.FirstOffset, true
+			}
+			if known && (at < start || (at < 0 && a.Offset > 0)) {
+				start, replayUntil = at, a.Offset
+			}
 			r := kafka.NewReader(kafka.ReaderConfig{
 				Brokers:     p.cfg.Brokers,
 				Topic:       topic,
@@ -470,7 +551,11 @@ func (p *Pipeline) runGeneration(ctx, outCtx context.Context, gen *kafka.Generat
 				p.log.Error("set offset", "topic", topic, "partition", a.ID, "err", err)
 			}
 			parts = append(parts, &mergeInput{topic: topic, partition: a.ID, offsets: newPartitionOffsets(), reader: r,
-				buf: make(chan kafka.Message, mergeBuffer)})
+				buf: make(chan kafka.Message, mergeBuffer), next: start, replayUntil: replayUntil})
+			if replayUntil >= 0 {
+				p.log.Info("replaying to rebuild the engine state; outputs held back up to the committed offset",
+					"topic", topic, "partition", a.ID, "from", start, "until", replayUntil)
+			}
 		}
 	}
 	// A fixed order, so that ties in event time are broken alike on every run.
@@ -485,7 +570,7 @@ func (p *Pipeline) runGeneration(ctx, outCtx context.Context, gen *kafka.Generat
 	for i, a := range parts {
 		states[i] = partitionState{topic: a.topic, partition: a.partition}
 	}
-	p.markBehind(ctx, gen, parts)
+	p.markBehind(ctx, parts)
 	p.health.startGeneration(gen.ID, states)
 	defer p.health.endGeneration()
 
@@ -546,6 +631,7 @@ func (p *Pipeline) runGeneration(ctx, outCtx context.Context, gen *kafka.Generat
 				p.m.Committed.WithLabelValues(a.topic, itoa(a.partition)).Set(float64(next))
 			}
 		}
+		p.noteCommitted(offsets)
 	}
 	tick := time.NewTicker(p.cfg.CommitInterval)
 	defer tick.Stop()
@@ -570,6 +656,7 @@ func (p *Pipeline) runGeneration(ctx, outCtx context.Context, gen *kafka.Generat
 	commit()
 	for _, a := range parts {
 		a.reader.Close()
+		p.stateAt[topicPartition{a.topic, a.partition}] = a.next
 	}
 }
 

@@ -123,7 +123,9 @@ func TestEverySeriesIsExportedFromTheStart(t *testing.T) {
 		`riskd_errors_total{stage="group"} 0`,
 		`riskd_errors_total{stage="kafka_out"} 0`,
 		`riskd_errors_total{stage="lag"} 0`,
+		`riskd_errors_total{stage="merge"} 0`,
 		`riskd_errors_total{stage="rules"} 0`,
+		`riskd_errors_total{stage="state"} 0`,
 		`riskd_late_events_total{reason="account",topic="account-events"} 0`,
 		`riskd_late_events_total{reason="account",topic="api"} 0`,
 		`riskd_late_events_total{reason="account",topic="payments"} 0`,
@@ -136,8 +138,12 @@ func TestEverySeriesIsExportedFromTheStart(t *testing.T) {
 		`riskd_ready_condition{condition="kafka"} 0`,
 		`riskd_ready_condition{condition="output"} 1`,
 		`riskd_ready_condition{condition="rules"} 1`,
+		`riskd_state_snapshots_total{outcome="abandoned"} 0`,
+		`riskd_state_snapshots_total{outcome="failed"} 0`,
+		`riskd_state_snapshots_total{outcome="saved"} 0`,
 	}
-	got := series(t, reg, "riskd_dlq_total", "riskd_errors_total", "riskd_late_events_total", "riskd_ready", "riskd_ready_condition")
+	got := series(t, reg, "riskd_dlq_total", "riskd_errors_total", "riskd_late_events_total", "riskd_ready", "riskd_ready_condition",
+		"riskd_state_snapshots_total")
 	if !slices.Equal(got, want) {
 		t.Fatalf("series at start:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}

@@ -13,6 +13,7 @@ import (
 	"riskd/engine"
 	"riskd/features"
 	"riskd/streams"
+	"riskd/streams/snapshots"
 )
 
 // Config is riskd's configuration file. Every key can be overridden by an
@@ -174,8 +175,20 @@ type HTTPConfig struct {
 }
 
 type StateConfig struct {
+	// Kafka keeps the engine's state in Kafka: a snapshot in Topic every
+	// SnapshotInterval and at a clean stop, restored on start (after a
+	// crash too) and brought up to the committed offsets by replaying
+	// the inputs (see streams/statesave.go).
+	Kafka            bool          `yaml:"kafka"`
+	Topic            string        `yaml:"topic"`
+	SnapshotInterval time.Duration `yaml:"snapshot_interval"`
+	// Instance names this instance's snapshots within the group; empty
+	// means the host name. An instance restarted under another name
+	// rebuilds its state from the input topics.
+	Instance string `yaml:"instance"`
 	// Dir holds the engine checkpoint written on a clean shutdown and
-	// read (then removed) on start; empty disables checkpoints.
+	// read (then removed) on start when Kafka is false; empty disables
+	// checkpoints.
 	Dir string `yaml:"dir"`
 }
 
@@ -202,8 +215,9 @@ func DefaultConfig() Config {
 			CommitInterval: time.Second, DrainTimeout: 30 * time.Second,
 			MaxOutputBytes: streams.DefaultMaxOutputBytes, MaxPublishAttempts: streams.DefaultMaxPublishAttempts,
 			LagInterval: 5 * time.Second, StoreCheckInterval: 5 * time.Second, StallTimeout: streams.DefaultStallTimeout},
-		HTTP:   HTTPConfig{Listen: "127.0.0.1:8080"},
-		State:  StateConfig{Dir: "var/state"},
+		HTTP: HTTPConfig{Listen: "127.0.0.1:8080"},
+		State: StateConfig{Kafka: true, Topic: snapshots.DefaultTopic, SnapshotInterval: streams.DefaultSnapshotInterval,
+			Dir: "var/state"},
 		Log:    LogConfig{Level: "info", Format: "text"},
 		Decide: DecideConfig{Deadline: 50 * time.Millisecond, OnTimeout: "allow"},
 		Notify: NotifyConfig{MaxAttempts: 10},

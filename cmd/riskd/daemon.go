@@ -138,11 +138,8 @@ func startDaemon(ctx context.Context, cfg Config, log *slog.Logger) (d *daemon, 
 	engCfg := engine.Config{Shards: cfg.Engine.Shards, QueueSize: cfg.Engine.QueueSize,
 		DedupeCapacity: cfg.Engine.DedupeCapacity, MaxEventBytes: cfg.Engine.MaxEventBytes,
 		AlertThrottle: cfg.Engine.AlertThrottle, MaxFutureSkew: cfg.Engine.MaxFutureSkew}
-	if d.eng, err = d.restoreEngine(engCfg); err != nil {
-		return d, err
-	}
-	d.state = d.newStateReporter()
-	if d.notifier, err = d.newNotifier(); err != nil {
+	d.notifier, err = d.newNotifier()
+	if err != nil {
 		return d, err
 	}
 	pipeCfg := streams.Config{
@@ -159,6 +156,15 @@ func startDaemon(ctx context.Context, cfg Config, log *slog.Logger) (d *daemon, 
 	if err := pipeCfg.Validate(); err != nil {
 		return d, fmt.Errorf("config: %w", err)
 	}
+	if cfg.State.Kafka {
+		d.eng, err = d.restoreFromKafka(ctx, engCfg, &pipeCfg)
+	} else {
+		d.eng, err = d.restoreEngine(engCfg)
+	}
+	if err != nil {
+		return d, err
+	}
+	d.state = d.newStateReporter()
 	d.pipe = streams.New(pipeCfg, d.eng, d.store, d.metrics)
 	if err := d.prepareHTTP(); err != nil {
 		return d, err
@@ -279,7 +285,7 @@ func (d *daemon) run(ctx context.Context) error {
 			d.log.Error("checkpoint failed; the next start rebuilds state from replayed events", "err", err)
 		}
 	} else {
-		d.log.Error("stopped without a full drain; no checkpoint, the next start replays from the last commit", "err", runErr)
+		d.log.Error("stopped without a full drain; the next start restores the last saved state and replays from there", "err", runErr)
 	}
 	<-httpStopped
 	stopNotify() // after the drain: what it made durable has been handed over
@@ -309,7 +315,7 @@ func (d *daemon) newStateReporter() *engine.StateReporter {
 // checkpoint writes the engine's state after the drain, when it matches
 // the committed offsets exactly.
 func (d *daemon) checkpoint() error {
-	if d.cfg.State.Dir == "" {
+	if d.cfg.State.Dir == "" || d.cfg.State.Kafka { // in Kafka, the pipeline saved it
 		return nil
 	}
 	path := filepath.Join(d.cfg.State.Dir, checkpointFile)

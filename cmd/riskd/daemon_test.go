@@ -20,6 +20,7 @@ import (
 	"riskd/internal/kafkatest"
 	"riskd/streams"
 	"riskd/streams/chstore"
+	"riskd/streams/snapshots"
 )
 
 // These tests run riskd as a whole against a real Kafka wire protocol and a
@@ -83,6 +84,7 @@ func newBrokerEnv(t *testing.T, broker kafkatest.Broker) *testEnv {
 	cfg.Output.CommitInterval = 50 * time.Millisecond
 	cfg.HTTP.Listen = "127.0.0.1:0"
 	cfg.State.Dir = t.TempDir()
+	cfg.State.Topic = "riskd.state-" + sfx
 	cfg.Engine.Shards = 2
 
 	st, err := chstore.Open(t.Context(), chCfg) // creates the database the daemon will use
@@ -93,6 +95,19 @@ func newBrokerEnv(t *testing.T, broker kafkatest.Broker) *testEnv {
 	e := &testEnv{broker: broker, addr: broker.Addr(), cfg: cfg, store: st}
 	e.setTopics()
 	return e
+}
+
+// instance is the name the daemon gives its state snapshots.
+func (e *testEnv) instance(t *testing.T) string {
+	t.Helper()
+	if e.cfg.State.Instance != "" {
+		return e.cfg.State.Instance
+	}
+	host, err := os.Hostname()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return host
 }
 
 // setTopics copies the topic names from cfg.Kafka.
@@ -328,8 +343,13 @@ func testRestartMidStreamDecidesEverythingOnce(t *testing.T, b kafkatest.Broker)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(e.cfg.State.Dir, checkpointFile)); err != nil {
-		t.Fatalf("clean stop left no checkpoint: %v", err)
+	snaps, err := snapshots.New(snapshots.Config{Brokers: []string{e.addr}, Topic: e.cfg.State.Topic,
+		Name: e.cfg.Kafka.Group + "/" + e.instance(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := snaps.Load(t.Context()); err != nil {
+		t.Fatalf("clean stop left no state snapshot in %s: %v", e.cfg.State.Topic, err)
 	}
 
 	_, stop = e.start(t)

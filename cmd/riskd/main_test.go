@@ -91,7 +91,7 @@ func TestBinaryRunsAndStopsCleanlyOnSIGTERM(t *testing.T) {
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	waitLog(regexp.MustCompile(`engine state checkpointed`))
+	waitLog(regexp.MustCompile(`engine state saved at the committed offsets`))
 	waitLog(regexp.MustCompile(`riskd stopped`))
 	for range logs { // drain until the pipe closes
 	}

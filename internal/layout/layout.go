@@ -55,6 +55,7 @@ var Layers = []Layer{
 	{"riskd/streams/chstore/sqldump", 53, false},
 	{"riskd/streams", 54, false},
 	{"riskd/streams/rulesync", 54, false},
+	{"riskd/streams/snapshots", 54, false},
 
 	// The HTTP edge, one layer: rulesapi mounts its routes on api's
 	// server, and api's tests serve both.
