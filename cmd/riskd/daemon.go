@@ -58,6 +58,10 @@ type daemon struct {
 	cancelHTTP context.CancelFunc
 	srv        *http.Server
 	listener   net.Listener
+	// actionsSince is when the restored state was cut: the lock and unlock
+	// commands published since are applied again before intake starts
+	// (zero: none to apply, state not in Kafka).
+	actionsSince time.Time
 }
 
 // checkpointFile is where in state.dir a clean shutdown leaves the
@@ -125,10 +129,30 @@ func startDaemon(ctx context.Context, cfg Config, log *slog.Logger) (d *daemon, 
 	d.holder.Swap(rs)
 	log.Info("rules loaded", "dir", cfg.Rules.Dir, "version", rs.Version.String(), "rules", len(rs.Rules))
 
+	// After a crash the rows stored past the committed offsets are at most
+	// store_parallelism batches (0 means streams' defaults, 3 of 5000); the
+	// store checks what is stored until one batch more came out new.
+	parallel, batch := cfg.Output.StoreParallelism, cfg.Output.BatchSize
+	if parallel <= 0 {
+		parallel = 3
+	}
+	if batch <= 0 {
+		batch = 5000
+	}
+	skipped := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "riskd_store_skipped_rows_total",
+		Help: "Rows left out of a ClickHouse write because an earlier run (or a failed attempt) had stored them, by table.",
+	}, []string{"table"})
+	for _, table := range chstore.DecisionTables() {
+		skipped.WithLabelValues(table) // exported from 0
+	}
+	d.reg.MustRegister(skipped)
 	d.store, err = chstore.Open(ctx, chstore.Config{
 		Addr: cfg.ClickHouse.Addr, Database: cfg.ClickHouse.Database,
 		User: cfg.ClickHouse.User, Password: cfg.ClickHouse.Password, Logger: log,
-		OnRetry: d.metrics.StoreRetried, // riskd_errors_total{stage="clickhouse"}
+		OnRetry:        d.metrics.StoreRetried, // riskd_errors_total{stage="clickhouse"}
+		RecoveryWindow: (parallel + 1) * batch,
+		OnSkip:         func(table string, rows int) { skipped.WithLabelValues(table).Add(float64(rows)) },
 	})
 	if err != nil {
 		return d, err
@@ -223,6 +247,9 @@ func (d *daemon) run(ctx context.Context) error {
 		defer wg.Done()
 		d.pipe.RunEngine(engCtx) // d.eng.Run, reported to /readyz
 	}()
+	if err := d.reapplyActions(ctx); err != nil {
+		return err
+	}
 
 	p := d.pipe
 	// Published rule sets: follow the fleet's topic before serving, so a

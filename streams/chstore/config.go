@@ -38,6 +38,24 @@ type Config struct {
 	// quick and safe for concurrent use. Errors that are not retried are
 	// returned to the caller instead.
 	OnRetry func(op string, err error)
+	// RecoveryWindow bounds the recovery window a Store starts in at Open
+	// (see Store.Recovering): while it lasts, WriteDecisions asks each
+	// table which of a batch's event ids it holds already and leaves those
+	// rows out, so that what an earlier run stored but did not commit is
+	// not stored twice when it is written again; it ends after this many
+	// consecutive decisions of which no row was stored. Set it above the
+	// stored rows a crash can leave past the committed offsets: the
+	// daemon uses (StoreParallelism+1) x BatchSize. 0 means
+	// DefaultRecoveryWindow (20000, that with package streams' defaults);
+	// negative turns the window off, and with it the look-up before a
+	// retry.
+	RecoveryWindow int
+	// OnSkip, if set, is called each time WriteDecisions leaves rows out
+	// because they were stored already, with the table (one of
+	// DecisionTables) and how many (SkippedRows counts the same): the hook
+	// for a counter. Like OnRetry it runs on writing goroutines, several at
+	// once.
+	OnSkip func(table string, rows int)
 }
 
 // DefaultConfig is a local server with the default user.
@@ -50,6 +68,7 @@ func DefaultConfig() Config {
 		RetryMin:       100 * time.Millisecond,
 		RetryMax:       10 * time.Second,
 		AttemptTimeout: 30 * time.Second,
+		RecoveryWindow: DefaultRecoveryWindow,
 	}
 }
 
@@ -74,6 +93,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.AttemptTimeout == 0 {
 		c.AttemptTimeout = d.AttemptTimeout
+	}
+	if c.RecoveryWindow == 0 {
+		c.RecoveryWindow = d.RecoveryWindow
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

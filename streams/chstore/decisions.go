@@ -37,18 +37,47 @@ const (
 // decision carries a label. Each table gets one batch insert; the five are
 // sent concurrently, and the call returns once all are stored.
 //
+// While the store is recovering (Recovering: from Open until
+// Config.RecoveryWindow consecutive decisions were found not stored yet),
+// each table is first asked which of the batch's event ids it holds, and
+// those rows are left out (counted in SkippedRows and Config.OnSkip), so
+// that the decisions an earlier run stored but did not commit are not
+// stored twice when it is replayed. A retry asks the same of the tables
+// still to send, in or out of the window (unless RecoveryWindow is
+// negative): the failed attempt may have stored them before its
+// connection broke. A look-up the server refuses is not waited on: that
+// table's rows are sent unchecked, with a warning (see skipStored).
+//
 // It retries until everything is stored or ctx ends, then returns ctx's
 // error wrapped: an unreachable ClickHouse slows the caller but never drops
 // a decision. A retry resends only the tables not yet stored; resending is
-// idempotent anyway. The only error returned without retrying is one where
-// a row cannot be encoded (it would fail every time).
+// idempotent anyway (under FINAL). The only error returned without
+// retrying is one where a row cannot be encoded (it would fail every
+// time).
 func (s *Store) WriteDecisions(ctx context.Context, ds []*engine.Decision) error {
 	if len(ds) == 0 {
 		return nil
 	}
 	ins := decisionInserts(ds)
 	done := make([]bool, len(ins))
+	recovering := s.Recovering()
+	observed := !recovering
+	stored := map[string]bool{} // ids found stored, over the attempts
+	unchecked := false          // a table refused the look-up
+	attempts := 0
 	return s.retry(ctx, "write decisions", func(ctx context.Context) error {
+		attempts++
+		if recovering || attempts > 1 && s.rec.window >= 0 {
+			refused, err := s.skipStored(ctx, ds, ins, done, stored)
+			unchecked = unchecked || refused
+			if err != nil {
+				return err
+			}
+			if !observed { // once per batch, when every table has answered
+				s.observe(ds, stored, unchecked)
+				observed = true
+			}
+		}
 		return s.sendAll(ctx, ins, done)
 	})
 }
@@ -60,36 +89,46 @@ func decisionInserts(ds []*engine.Decision) []insert {
 	alerts := insert{table: "alerts", columns: alertColumns}
 	locks := insert{table: "account_locks", columns: lockColumns}
 	labels := insert{table: "labels", columns: labelColumns}
-	for _, d := range ds {
+	for i, d := range ds {
 		if d == nil {
 			continue
 		}
-		evTime := dateTime(time.UnixMilli(d.EventTS))
+		evTime := eventTime(d)
 		decided := dateTime(d.DecidedAt)
+		events.src = append(events.src, i)
 		events.rows = append(events.rows, []any{
 			d.EventID, d.AccountID, d.EventType, evTime, d.EventTS, string(d.Raw),
 			d.Source.Topic, int32(d.Source.Partition), d.Source.Offset,
 		})
+		decisions.src = append(decisions.src, i)
 		decisions.rows = append(decisions.rows, decisionRow(d, evTime, decided))
 		for _, a := range d.Alerts { // never d.ThrottledAlerts
+			alerts.src = append(alerts.src, i)
 			alerts.rows = append(alerts.rows, []any{
 				d.EventID, d.AccountID, evTime, d.EventTS, a.RuleID, a.Message,
 				d.Action.String(), decided, d.RuleSetVersion,
 			})
 		}
 		if d.Action == rules.Lock && d.Reason != engine.ReasonAccountLocked {
+			locks.src = append(locks.src, i)
 			locks.rows = append(locks.rows, []any{
 				d.AccountID, evTime, d.EventTS, "lock", lockReason(d), dateTime(d.LockUntil),
 				engineActor, d.EventID, d.RuleSetVersion,
 			})
 		}
 		if d.Label != "" {
+			labels.src = append(labels.src, i)
 			labels.rows = append(labels.rows, []any{
 				d.EventID, d.AccountID, evTime, d.EventTS, d.Label, decisionLabelFrom, decided,
 			})
 		}
 	}
-	return []insert{events, decisions, alerts, locks, labels}
+	return []insert{events, decisions, alerts, locks, labels} // the order of decisionTables
+}
+
+// eventTime is a decision's event time as its rows store it.
+func eventTime(d *engine.Decision) time.Time {
+	return dateTime(time.UnixMilli(d.EventTS))
 }
 
 func decisionRow(d *engine.Decision, evTime, decided time.Time) []any {

@@ -16,6 +16,13 @@
 // retry a batch without bookkeeping: resending rows that already landed is
 // harmless.
 //
+// So that a row is also stored once as read without FINAL, a Store opens in
+// a recovery window (recovery.go): until Config.RecoveryWindow decisions in
+// a row turned out new, WriteDecisions first asks each table which of the
+// batch's event ids it holds and leaves those rows out, which is what an
+// earlier run stored but did not commit before it crashed. A retry asks the
+// same of the tables it resends.
+//
 // WriteDecisions never drops a decision: it retries with exponential backoff
 // until the batch is stored or the caller's context ends, so an unreachable
 // ClickHouse slows the pipeline (and with it the Kafka offset commits)

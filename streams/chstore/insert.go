@@ -9,11 +9,14 @@ import (
 )
 
 // insert is the rows bound for one table, built once and sent by each
-// attempt. columns lists the names in the order of each row's values.
+// attempt. columns lists the names in the order of each row's values. For
+// the tables of WriteDecisions, src[j] is the index in the batch of the
+// decision rows[j] comes from.
 type insert struct {
 	table   string
 	columns string
 	rows    [][]any
+	src     []int
 }
 
 // send writes one insert as a single native-protocol batch.

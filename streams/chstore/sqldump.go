@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"riskd/engine"
@@ -221,9 +222,31 @@ var sampleReads = []struct {
 		read: func(ctx context.Context, s *Store) error { _, err := s.CountWebhookDeadLetters(ctx, "sms"); return err }},
 	{name: "CountWebhookDeadLetters of all subscribers", expect: []string{"1"},
 		read: func(ctx context.Context, s *Store) error { _, err := s.CountWebhookDeadLetters(ctx, ""); return err }},
+	// WriteDecisions' look-up of stored rows (recovery.go), one per table,
+	// for both sample decisions and an id that was never stored.
+	{name: "storedIDs events", expect: []string{"ev-1", "ev-2"}, read: sampleLookup(0)},
+	{name: "storedIDs decisions", expect: []string{"ev-1", "ev-2"}, read: sampleLookup(1)},
+	{name: "storedIDs alerts", expect: []string{"ev-1"}, read: sampleLookup(2)},
+	{name: "storedIDs account_locks", expect: []string{"ev-1"}, read: sampleLookup(3)},
+	{name: "storedIDs labels", expect: []string{"ev-1"}, read: sampleLookup(4)},
 	{name: "WebhookDeadLetters", ordered: true, expect: []string{
 		`sms	7	alert	acct-1	ev-1	scam-payee	{"event_id":"ev-1"}	5	HTTP 503: busy	2026-11-24 12:10:00`},
 		read: func(ctx context.Context, s *Store) error { _, err := s.WebhookDeadLetters(ctx, "sms", 10); return err }},
+}
+
+// sampleLookup asks table decisionTables[i] for the sample decisions' ids
+// and one never stored, whose quote and backslash must arrive escaped.
+func sampleLookup(i int) func(context.Context, *Store) error {
+	return func(ctx context.Context, s *Store) error {
+		never := sampleDecision()
+		never.EventID = `ev-it's\3`
+		var keys []rowKey
+		for _, d := range []*engine.Decision{sampleDecision(), sampleHonestDecision(), never} {
+			keys = append(keys, keyOf(d))
+		}
+		_, err := s.storedIDs(ctx, decisionTables[i].name, decisionTables[i].timeColumn, keys)
+		return err
+	}
 }
 
 // sampleStoredDecision is sampleDecision as DecisionByEvent reads it back.
@@ -450,6 +473,15 @@ func literal(v any) (string, error) {
 			parts[i] = quoteString(s)
 		}
 		return "[" + strings.Join(parts, ", ") + "]", nil
+	case clickhouse.GroupSet: // a tuple, as the driver writes it
+		parts := make([]string, len(x.Value))
+		for i, v := range x.Value {
+			var err error
+			if parts[i], err = literal(v); err != nil {
+				return "", err
+			}
+		}
+		return "(" + strings.Join(parts, ", ") + ")", nil
 	case []float64:
 		parts := make([]string, len(x))
 		for i, f := range x {
@@ -460,6 +492,7 @@ func literal(v any) (string, error) {
 	return "", fmt.Errorf("chstore: sql dump: no literal for %T", v)
 }
 
+// quoteString quotes s as clickhouse-go does.
 func quoteString(s string) string {
-	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
+	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`, "\x00", `\0`).Replace(s) + "'"
 }

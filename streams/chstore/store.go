@@ -20,6 +20,7 @@ type Store struct {
 	cfg     Config // with defaults applied
 	log     *slog.Logger
 	retries atomic.Uint64
+	rec     recovery
 }
 
 // Open connects, creates the database if missing and runs pending
@@ -60,6 +61,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("chstore: open %s: %w", cfg.Addr, redact(err, cfg.Password))
 	}
 	s := &Store{conn: conn, cfg: cfg, log: cfg.Logger}
+	s.rec.window, s.rec.active = cfg.RecoveryWindow, cfg.RecoveryWindow > 0
 	if err := conn.Ping(ctx); err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("chstore: connect to ClickHouse at %s as user %q: %w%s", cfg.Addr, cfg.User, redact(err, cfg.Password), dialHint(err))
