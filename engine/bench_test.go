@@ -1,9 +1,11 @@
 package engine
 
 import (
+	"bytes"
 	"encoding/json"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"testing"
 	"time"
 
@@ -193,4 +195,57 @@ func liveHeap() uint64 {
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
 	return m.HeapAlloc
+}
+
+// BenchmarkStateCutAndRestore measures what keeping the engine's state in
+// Kafka costs at the size the README quotes: the reference workload warmed
+// with 1,000,000 accounts (4 events each) on two shards, then one cut
+// (StartCut: every shard writes its state, the shared entity windows in
+// their turn) and one Restore of it. It reports the cut and restore times
+// and the snapshot's size; saving it to and loading it from the state
+// topic adds the broker's transfer (streams/snapshots). Run it alone:
+//
+//	go test -run '^$' -bench '^BenchmarkStateCutAndRestore$' -benchtime 1x ./engine/
+func BenchmarkStateCutAndRestore(b *testing.B) {
+	set, holder := loadReference(b)
+	const accounts = 1_000_000
+	g := traffic.New(traffic.Config{Accounts: accounts, Seed: 11, FraudRate: 0.02,
+		Start: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)})
+	warm := generate(g, 4*accounts)
+	cfg := Config{Shards: 2, DedupeCapacity: 100_000, MaxFutureSkew: -1}
+	e := New(cfg, set, holder)
+	ctx := startEngine(b, e)
+	var wg sync.WaitGroup
+	for _, raw := range warm {
+		wg.Add(1)
+		if err := e.Submit(ctx, Message{Value: raw, Done: func(*Decision, error) { wg.Done() }}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	wg.Wait()
+	warm = nil
+	var cutSecs, restoreSecs float64
+	var size int
+	for b.Loop() {
+		start := time.Now()
+		ch, err := e.StartCut(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		res := <-ch
+		if res.Err != nil {
+			b.Fatal(res.Err)
+		}
+		cutSecs = time.Since(start).Seconds()
+		size = len(res.Data)
+		start = time.Now()
+		if _, err := Restore(cfg, set, holder, bytes.NewReader(res.Data)); err != nil {
+			b.Fatal(err)
+		}
+		restoreSecs = time.Since(start).Seconds()
+	}
+	b.ReportMetric(cutSecs, "cut-s")
+	b.ReportMetric(restoreSecs, "restore-s")
+	b.ReportMetric(float64(size)/1e6, "MB")
+	b.ReportMetric(float64(size)/accounts, "B/account")
 }

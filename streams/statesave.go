@@ -33,9 +33,13 @@ type SnapshotStore interface {
 	Save(ctx context.Context, snap snapshots.Snapshot) (snapshots.SaveStats, error)
 }
 
-// DefaultSnapshotInterval is Config.SnapshotInterval's default: a crash
-// replays at most about this much traffic (plus what was not committed).
-const DefaultSnapshotInterval = 30 * time.Second
+// DefaultSnapshotInterval is Config.SnapshotInterval's default. A crash
+// replays about this much traffic (plus what was not committed), at the
+// engine's own speed since nothing is output; each cut pauses the shards
+// while they write their state, about 5-12 s for a million accounts on
+// this project's 2-core machine (bench/RESULTS.md), so cutting more often
+// costs throughput on large states.
+const DefaultSnapshotInterval = 2 * time.Minute
 
 // pendingCut is a cut waiting to be saved.
 type pendingCut struct {

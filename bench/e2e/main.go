@@ -45,6 +45,10 @@ type settings struct {
 	// OutputMaxBytes is max.message.bytes of the output topics (see
 	// createTopics); 0 leaves the broker's 1 MiB default.
 	OutputMaxBytes int `json:"output_topic_max_message_bytes"`
+	// StateKafka and SnapshotInterval are riskd's state.kafka and
+	// state.snapshot_interval: what keeping the engine state in Kafka costs.
+	StateKafka       bool          `json:"state_kafka"`
+	SnapshotInterval time.Duration `json:"snapshot_interval_ns"`
 }
 
 func main() {
@@ -59,6 +63,8 @@ func main() {
 	flag.DurationVar(&s.LoadStep, "load-step", 3*time.Second, "length of each rate step of the HTTP load")
 	flag.DurationVar(&s.ProfileFor, "profile-for", 30*time.Second, "CPU profile length of the in-process pipeline")
 	flag.IntVar(&s.OutputMaxBytes, "output-max-bytes", 32<<20, "max.message.bytes of riskd's output topics; 0 keeps the 1 MiB default")
+	flag.BoolVar(&s.StateKafka, "state-kafka", true, "riskd's state.kafka: engine state snapshots in Kafka")
+	flag.DurationVar(&s.SnapshotInterval, "snapshot-interval", 30*time.Second, "riskd's state.snapshot_interval")
 	flag.BoolVar(&s.SkipProfile, "skip-profile", false, "skip the in-process profile")
 	flag.StringVar(&s.ClickHouse, "clickhouse", "127.0.0.1:9000", "ClickHouse native address")
 	flag.StringVar(&s.Database, "database", "riskd_bench", "ClickHouse database (dropped and recreated)")

@@ -30,6 +30,10 @@ type riskdOptions struct {
 	Partitions     int
 	ClickHouse, DB string
 	AuthTokens     []string // "name:role:token"; empty leaves the auth key out
+	// StateKafka is riskd's state.kafka: engine state snapshots in Kafka,
+	// every SnapshotInterval.
+	StateKafka       bool
+	SnapshotInterval time.Duration
 }
 
 // buildRiskd compiles cmd/riskd into dir, so the measured process is the
@@ -67,7 +71,8 @@ func writeConfig(o riskdOptions, httpAddr string) (string, error) {
 	fmt.Fprintf(&b, "rules:\n  dir: %q\n  features: %q\n",
 		filepath.Join(wd, "bench/reference/rules"), filepath.Join(wd, "bench/reference/features.yaml"))
 	fmt.Fprintf(&b, "http:\n  listen: %q\n", httpAddr)
-	b.WriteString("state:\n  dir: \"\"\nlog:\n  level: warn\n")
+	fmt.Fprintf(&b, "state:\n  kafka: %v\n  snapshot_interval: %s\n  topic: %q\n  dir: \"\"\n", o.StateKafka, o.SnapshotInterval, "riskd.state-"+o.Group)
+	b.WriteString("log:\n  level: warn\n")
 	if len(o.AuthTokens) > 0 {
 		b.WriteString("auth:\n  tokens:\n")
 		for _, t := range o.AuthTokens {

@@ -46,6 +46,9 @@ func (d *daemon) restoreFromKafka(ctx context.Context, cfg engine.Config, pipe *
 	for _, refused := range stats.Refused {
 		d.log.Warn("state snapshot refused; using an older one", "reason", refused)
 	}
+	// Locks and unlocks published since the state was cut are applied
+	// again (reapplyActions); with no usable state, all that are retained.
+	d.actionsSince = time.Unix(0, 0)
 	rebuild := func(why string, err error) (*engine.Engine, error) {
 		d.log.Warn("no usable engine state in Kafka; rebuilding it from the input topics' retention ("+why+")",
 			"topic", d.cfg.State.Topic, "err", err)
@@ -68,10 +71,56 @@ func (d *daemon) restoreFromKafka(ctx context.Context, cfg engine.Config, pipe *
 		return rebuild(fmt.Sprintf("snapshot %d does not fit this configuration", snap.Seq), err)
 	}
 	pipe.Resume = snap.Offsets
+	d.actionsSince = snap.CreatedAt.Add(-actionsMargin)
 	took := time.Since(start)
 	d.metrics.RestoreSeconds.Set(took.Seconds())
 	d.metrics.RestoreBytes.Set(float64(len(snap.Data)))
 	d.log.Info("engine state restored from Kafka", "topic", d.cfg.State.Topic, "seq", snap.Seq,
 		"cut_at", snap.CreatedAt, "bytes", len(snap.Data), "took", took)
 	return eng, nil
+}
+
+// actionsMargin reaches back before a snapshot's cut time when applying
+// lock commands again: the Kafka timestamps of the commands and the cut
+// come from different clocks. Applying one twice changes nothing.
+const actionsMargin = time.Minute
+
+// reapplyActions applies again, on the running engine and before intake
+// starts, the lock and unlock commands published on the actions topic
+// since the restored state was cut: support's locks are in the state only
+// from the next snapshot on, and are not in the input topics to be
+// replayed. The stream's own locks come back by replay anyway; applying
+// them too is harmless, since a lock never shortens a longer one and
+// commands are applied in each account's order.
+func (d *daemon) reapplyActions(ctx context.Context) error {
+	if !d.cfg.State.Kafka || d.actionsSince.IsZero() {
+		return nil
+	}
+	recs, err := streams.ReadActions(ctx, d.brokers, d.cfg.Kafka.ActionsTopic, d.actionsSince)
+	if err != nil {
+		return fmt.Errorf("applying the lock commands published since the state was saved: %w", err)
+	}
+	now := time.Now()
+	applied := 0
+	for _, a := range recs {
+		if a.Type == "lock" && !a.Until.After(now) {
+			continue // over already
+		}
+		err := d.eng.Do(ctx, a.AccountID, func(s *engine.Scorer) {
+			if a.Type == "lock" {
+				s.Lock(a.AccountID, a.Until.UnixMilli(), "actions:"+a.Reason)
+			} else {
+				s.Unlock(a.AccountID)
+			}
+		})
+		if err != nil {
+			return fmt.Errorf("applying a %s of %s again: %w", a.Type, a.AccountID, err)
+		}
+		applied++
+	}
+	if applied > 0 {
+		d.log.Info("lock commands published since the state was saved applied again", "commands", applied,
+			"since", d.actionsSince)
+	}
+	return nil
 }

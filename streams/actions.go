@@ -1,0 +1,96 @@
+package streams
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// ReadActions returns the lock and unlock commands on the actions topic
+// since a time (by the records' Kafka timestamps), in each account's order.
+//
+// Why: support's locks and unlocks are made on the owning shard and
+// published here at once, but reach the engine's saved state only with the
+// next snapshot. After a crash the stream's own locks come back by replay;
+// support's do not, since they are not in the input topics. So a restart
+// applies the commands published since the snapshot was cut (see
+// cmd/riskd), and a lock made a moment before a kill -9 is still enforced
+// after it. Locks run on the wall clock, so a command applied again ends
+// when it always would have.
+func ReadActions(ctx context.Context, brokers []string, topic string, since time.Time) ([]ActionRecord, error) {
+	transport := &kafka.Transport{}
+	defer transport.CloseIdleConnections()
+	client := &kafka.Client{Addr: kafka.TCP(brokers...), Transport: transport}
+	meta, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+	if err != nil {
+		return nil, fmt.Errorf("actions topic %s: %w", topic, err)
+	}
+	var parts []partitionState
+	for _, t := range meta.Topics {
+		if t.Error != nil {
+			return nil, fmt.Errorf("actions topic %s: %w", topic, t.Error)
+		}
+		for _, p := range t.Partitions {
+			parts = append(parts, partitionState{topic: topic, partition: p.ID})
+		}
+	}
+	if len(parts) == 0 {
+		return nil, nil
+	}
+	ends, err := listOffsets(ctx, client, parts, kafka.LastOffsetOf)
+	if err != nil {
+		return nil, err
+	}
+	req := map[string][]kafka.OffsetRequest{}
+	for _, ps := range parts {
+		req[topic] = append(req[topic], kafka.TimeOffsetOf(ps.partition, since))
+	}
+	res, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: req})
+	if err != nil {
+		return nil, fmt.Errorf("actions topic %s: offsets since %s: %w", topic, since.Format(time.RFC3339), err)
+	}
+	var out []ActionRecord
+	for _, po := range res.Topics[topic] {
+		if po.Error != nil {
+			return nil, fmt.Errorf("actions topic %s/%d: %w", topic, po.Partition, po.Error)
+		}
+		from := answered(po)
+		end := ends[topicPartition{topic, po.Partition}]
+		if from < 0 || from >= end {
+			continue // nothing since then
+		}
+		recs, err := readRange(ctx, brokers, topic, po.Partition, from, end)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, recs...)
+	}
+	return out, nil
+}
+
+// readRange reads the action records at offsets [from, end) of one partition.
+func readRange(ctx context.Context, brokers []string, topic string, partition int, from, end int64) ([]ActionRecord, error) {
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: topic, Partition: partition,
+		MinBytes: 1, MaxBytes: 8 << 20, MaxWait: 100 * time.Millisecond})
+	defer r.Close()
+	if err := r.SetOffset(from); err != nil {
+		return nil, fmt.Errorf("actions topic %s/%d: %w", topic, partition, err)
+	}
+	var out []ActionRecord
+	for {
+		m, err := r.FetchMessage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("actions topic %s/%d at %d: %w", topic, partition, from, err)
+		}
+		var a ActionRecord
+		if json.Unmarshal(m.Value, &a) == nil && a.AccountID != "" && (a.Type == "lock" || a.Type == "unlock") {
+			out = append(out, a)
+		}
+		if m.Offset+1 >= end {
+			return out, nil
+		}
+	}
+}
