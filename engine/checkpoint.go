@@ -17,7 +17,7 @@ import (
 // whenever the layout below does, and Restore refuses other versions.
 const (
 	checkpointMagic   = "RISKDENG"
-	checkpointVersion = uint16(5)
+	checkpointVersion = uint16(6)
 )
 
 // ErrCheckpointFormat is wrapped when a checkpoint is not one this build can read.
@@ -38,7 +38,11 @@ var ErrCheckpointFormat = errors.New("unreadable engine checkpoint")
 // u64, rule id hash u64, event time of the last alert sent i64). Version 1
 // had no shared part: each shard's snapshot held its own entities; version
 // 2 had no fingerprints; version 3 had no alert throttle; version 4 had
-// rule locks' until on event time.
+// rule locks' until on event time; version 5 held feature snapshots of
+// version 3, which only the same feature definitions could restore.
+//
+// The feature snapshots record the window features' definitions, so a
+// Set with other definitions restores the checkpoint: see Restore.
 func (e *Engine) Checkpoint(ctx context.Context, w io.Writer) error {
 	bw := bufio.NewWriter(w)
 	bw.WriteString(checkpointMagic)
@@ -108,6 +112,15 @@ func (s *Scorer) writeState(w *bytes.Buffer) error {
 // Restore builds an Engine from a checkpoint written by Checkpoint. The
 // shard count must match the checkpoint's: accounts are placed by hash
 // modulo the count, so a different count would put state on the wrong shard.
+//
+// set may have other window features than the Set that wrote the
+// checkpoint: the features whose definition is unchanged keep their state
+// (renamed ones too), the others start empty and are warming until their
+// window has filled (Decision.Warming, Engine.Warming), and the state of
+// features set lacks is dropped; Engine.FeatureRestore says which. A
+// checkpoint of another features Config (buckets, max_distinct, max_seen)
+// or profile layout is refused, like a damaged one, with an error
+// wrapping ErrCheckpointFormat and features.ErrSnapshot.
 func Restore(cfg Config, set *features.Set, holder *rules.Holder, r io.Reader) (*Engine, error) {
 	cfg = cfg.withDefaults()
 	br := bufio.NewReader(r)
@@ -139,13 +152,13 @@ func Restore(cfg Config, set *features.Set, holder *rules.Holder, r io.Reader) (
 	}
 	ents, err := set.RestoreShared(bytes.NewReader(blob))
 	if err != nil {
-		return nil, fmt.Errorf("%w: shared entities: %v", ErrCheckpointFormat, err)
+		return nil, fmt.Errorf("%w: shared entities: %w", ErrCheckpointFormat, err)
 	}
 	e := &Engine{ents: ents, turns: newTurnstile(cfg.Shards, cfg.QueueSize), maxSkew: cfg.MaxFutureSkew, now: cfg.Now}
 	for i := range cfg.Shards {
 		s, err := readShard(br, cfg, set, holder, ents)
 		if err != nil {
-			return nil, fmt.Errorf("%w: shard %d: %v", ErrCheckpointFormat, i, err)
+			return nil, fmt.Errorf("%w: shard %d: %w", ErrCheckpointFormat, i, err)
 		}
 		e.addShard(cfg, s)
 	}

@@ -12,8 +12,8 @@ import (
 )
 
 // ErrCheckpointUnusable is returned by RestoreFile when the checkpoint file
-// exists but Restore refuses it (another feature set, shard count or
-// format). The file has been removed all the same: the caller can start
+// exists but Restore refuses it (another features Config, shard count or
+// format; other feature definitions are restored, see Restore). The file has been removed all the same: the caller can start
 // with an empty engine and let the replayed events rebuild recent state.
 var ErrCheckpointUnusable = errors.New("engine checkpoint not usable")
 

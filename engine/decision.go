@@ -76,6 +76,13 @@ type Decision struct {
 	// order; the event was added to the windows of every other entity.
 	Late    bool
 	LateFor []string
+	// Warming names the window features read by the matched and shadow
+	// rules that are warming at the event's time: they started empty when
+	// the state was restored from a snapshot taken with other feature
+	// definitions, and their window has not filled since (see
+	// features.Shared.Warming), so they count fewer events than the rule
+	// expects. In the order the rules read them; empty almost always.
+	Warming []string
 	// Duplicate marks an event_id seen before; outputs for it were already made.
 	Duplicate bool
 	// Label is the generator's ground-truth label, carried for scoring

@@ -160,6 +160,16 @@ func (e *Engine) AheadOfClock(tsMs int64) bool {
 	return checkFutureSkew(tsMs, e.now(), e.maxSkew) != nil
 }
 
+// FeatureRestore reports what Restore did with the window features of
+// the checkpoint: which kept their state (and under which name they had
+// it), which started empty and are warming until when, and which were
+// dropped. Zero for an Engine made with New.
+func (e *Engine) FeatureRestore() features.RestoreReport { return e.ents.Restored() }
+
+// Warming lists the window features warming at event time nowMs (Unix
+// ms): they started empty at Restore and their window has not filled.
+func (e *Engine) Warming(nowMs int64) []features.WarmingFeature { return e.ents.Warming(nowMs) }
+
 // Shards returns the number of shards.
 func (e *Engine) Shards() int { return len(e.shards) }
 

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"time"
 
@@ -132,6 +133,7 @@ func (s *Scorer) Score(raw []byte, src Source, d *Decision) error {
 	env.F = s.values.Profile
 	env.W = s.values.Windows
 	s.eval.Eval(rs, &s.outcome)
+	warming := s.store.WarmingMask(ev.TS) // 0 unless a restore left features warming
 
 	for _, r := range s.outcome.Matched {
 		d.Matched = append(d.Matched, RuleHit{RuleID: r.ID, Action: r.Action, Score: r.Score})
@@ -146,10 +148,16 @@ func (s *Scorer) Score(raw []byte, src Source, d *Decision) error {
 			}
 		}
 		d.Features = s.appendReads(d.Features, r)
+		if warming != 0 {
+			d.Warming = s.appendWarming(d.Warming, r, warming)
+		}
 	}
 	for _, r := range s.outcome.Shadow {
 		d.Shadow = append(d.Shadow, RuleHit{RuleID: r.ID, Action: r.Action, Score: r.Score})
 		d.Features = s.appendReads(d.Features, r)
+		if warming != 0 {
+			d.Warming = s.appendWarming(d.Warming, r, warming)
+		}
 	}
 	for i, r := range s.outcome.Errored {
 		hit := RuleHit{RuleID: r.ID, Action: r.Action}
@@ -216,6 +224,20 @@ next:
 	return dst
 }
 
+// appendWarming records the window features rule r reads that are in
+// the warming mask (bit i: window feature i), each once per decision.
+// The names are the Set's, so recording them allocates nothing.
+func (s *Scorer) appendWarming(dst []string, r *rules.Rule, warming uint64) []string {
+	for _, name := range r.Features {
+		i, ok := s.set.Index(name)
+		if !ok || warming&(1<<i) == 0 || slices.Contains(dst, name) {
+			continue
+		}
+		dst = append(dst, s.set.Name(i))
+	}
+	return dst
+}
+
 // Lock locks an account until untilMs (wall-clock Unix milliseconds, on
 // the clock of Config.Now), as support or an external system asks.
 func (s *Scorer) Lock(accountID string, untilMs int64, by string) {
@@ -236,6 +258,7 @@ func (d *Decision) reset() {
 		Alerts:          d.Alerts[:0],
 		ThrottledAlerts: d.ThrottledAlerts[:0],
 		LateFor:         d.LateFor[:0],
+		Warming:         d.Warming[:0],
 	}
 }
 
@@ -254,6 +277,7 @@ func (d *Decision) Clone() *Decision {
 	c.Alerts = append([]AlertMessage(nil), d.Alerts...)
 	c.ThrottledAlerts = append([]ThrottledAlert(nil), d.ThrottledAlerts...)
 	c.LateFor = append([]string(nil), d.LateFor...) // the Set's names, not the Scorer's buffers
+	c.Warming = append([]string(nil), d.Warming...) // likewise
 	return &c
 }
 

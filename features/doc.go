@@ -39,7 +39,13 @@
 // bucket, distinct sets hold at most Config.MaxDistinct hashes (exact up to
 // that, then saturating), and first-seen sets at most Config.MaxSeen.
 // Store.Expire drops idle entities; Store.Snapshot and Set.Restore carry
-// the state across restarts.
+// the state across restarts, and across a change of the definitions:
+// a snapshot records each window feature's definition (not just its
+// name), so a Set with other features restores it, each feature whose
+// definition is unchanged keeping its state and each new one starting
+// empty, warming until its window has filled (Shared.Warming,
+// Store.WarmingMask, Shared.Restored). A snapshot of another Config
+// (buckets, max_distinct, max_seen) is refused.
 //
 // Shards: an engine shards events by account, so the events of one device
 // or IP reach several shards. A Shared (Set.NewShared) holds the windows

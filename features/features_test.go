@@ -390,13 +390,56 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	t.Run("a newer version is refused", func(t *testing.T) {
 		bad := append([]byte(snapMagic), 9)
 		_, err := s.Restore(bytes.NewReader(bad))
-		if err == nil || err.Error() != "features snapshot: version 9, this build reads version 3" {
+		if err == nil || err.Error() != "features snapshot: version 9, this build reads version 4" {
 			t.Fatal(err)
 		}
 	})
-	t.Run("other definitions are refused", func(t *testing.T) {
-		_, err := mustSet(t, kindsYAML).Restore(bytes.NewReader(snap))
-		if !errors.Is(err, ErrSnapshot) || !strings.Contains(err.Error(), "different feature definitions") {
+	t.Run("an older version is refused", func(t *testing.T) {
+		// Version 3 carried a fingerprint of the whole Set instead of
+		// the layout: nothing to map its features by.
+		old := append([]byte(snapMagic), 3, 0xAB, 0xCD)
+		_, err := s.Restore(bytes.NewReader(old))
+		if !errors.Is(err, ErrSnapshot) || err.Error() != "features snapshot: version 3, this build reads version 4" {
+			t.Fatal(err)
+		}
+	})
+	t.Run("other definitions are restored", func(t *testing.T) {
+		// What is kept and what starts empty: TestRestoreAcrossAFeatureChange.
+		if _, err := mustSet(t, kindsYAML).Restore(bytes.NewReader(snap)); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("another Config is refused, naming what differs", func(t *testing.T) {
+		for _, c := range []struct {
+			mod  func(*Config)
+			want string
+		}{
+			{func(c *Config) { c.Buckets = 60 }, "taken with features.buckets 30, this configuration has 60"},
+			{func(c *Config) { c.MaxDistinct = 32 }, "taken with features.max_distinct 64, this configuration has 32"},
+			{func(c *Config) { c.MaxSeen = 16 }, "taken with features.max_seen 64, this configuration has 16"},
+		} {
+			_, err := mustSet(t, benchYAML, c.mod).Restore(bytes.NewReader(snap))
+			if !errors.Is(err, ErrSnapshot) || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("got %v, want an error saying %q", err, c.want)
+			}
+		}
+		// The late tolerance and the profile TTL decide nothing the
+		// state means: a change of them restores.
+		relaxed := mustSet(t, benchYAML, func(c *Config) { c.LateTolerance, c.ProfileTTL = time.Minute, time.Hour })
+		if _, err := relaxed.Restore(bytes.NewReader(snap)); err != nil {
+			t.Errorf("a snapshot restored with another late_tolerance and profile_ttl: %v", err)
+		}
+	})
+	t.Run("another profile layout is refused", func(t *testing.T) {
+		// magic, version, buckets, max_distinct, max_seen, then the
+		// profile layout: one byte each here.
+		bad := bytes.Clone(snap)
+		if bad[8] != profileLayout {
+			t.Fatalf("byte 8 is %d, not the profile layout", bad[8])
+		}
+		bad[8] = profileLayout + 1
+		_, err := s.Restore(bytes.NewReader(bad))
+		if !errors.Is(err, ErrSnapshot) || !strings.Contains(err.Error(), "account profiles of layout 2") {
 			t.Fatal(err)
 		}
 	})

@@ -11,7 +11,6 @@ import (
 	"github.com/expr-lang/expr/vm"
 
 	"riskd/event"
-	"riskd/internal/keyhash"
 )
 
 // Set is a compiled, immutable list of window features. It is safe for
@@ -38,9 +37,24 @@ type Set struct {
 	// state lives next to the account profile, so an event looks the
 	// account up once.
 	accGroup int
-	// fingerprint identifies the definitions and bucket layout so a
-	// snapshot is only restored into a Set that reads it the same way.
-	fingerprint uint64
+	// ids are the features' identities, by feature index: what a
+	// snapshot records of each so that a Set with other definitions can
+	// tell which stored state is its own (see featureID).
+	ids []featureID
+}
+
+// featureID is everything that decides a window feature's state: two
+// features with equal ids build the same state from the same events,
+// whatever their names. A snapshot's feature is restored into the Set's
+// feature with its id; a feature whose window, filter or anything else
+// here changed is a new feature.
+type featureID struct {
+	kind     Kind
+	of       string // the counted field of a distinct, canonical; the event type or numeric field otherwise
+	by       string // the group's By field, canonical
+	windowMs int64
+	widthMs  int64  // bucket width
+	where    string // the filter's text, trimmed
 }
 
 // feature is one compiled Definition.
@@ -216,8 +230,6 @@ func Compile(defs []Definition, cfg Config) (*Set, error) {
 		}
 		return len(s.fields) - 1
 	}
-	h := keyhash.New()
-	h.Add(fmt.Sprint(cfg.Buckets, cfg.MaxDistinct, cfg.MaxSeen))
 	for i, d := range defs {
 		if err := d.Validate(); err != nil {
 			return nil, fmt.Errorf("feature %s: %w", d.Name, err)
@@ -230,11 +242,14 @@ func Compile(defs []Definition, cfg Config) (*Set, error) {
 			return nil, fmt.Errorf("feature %s: bad window %v: must be a whole number of milliseconds per bucket (%d buckets)", d.Name, d.Window, cfg.Buckets)
 		}
 		f := feature{kind: d.Kind, op: kindOps[d.Kind], width: ms / int64(cfg.Buckets)}
+		id := featureID{kind: d.Kind, of: d.Of, by: event.CanonicalField(d.By), windowMs: ms, widthMs: f.width,
+			where: strings.TrimSpace(d.Where)}
 		switch d.Kind {
 		case KindCount:
 			f.ofType, f.anyTyp = d.Of, d.Of == "*"
 		case KindDistinct:
 			f.of = field(d.Of)
+			id.of = event.CanonicalField(d.Of)
 		default:
 			f.num = numericFields[d.Of]
 		}
@@ -270,9 +285,8 @@ func Compile(defs []Definition, cfg Config) (*Set, error) {
 		s.groups[g].maxWinMs = max(s.groups[g].maxWinMs, ms)
 		s.feats = append(s.feats, f)
 		s.index[d.Name] = i
-		h.Add(fmt.Sprint(d.Name, "|", d.Kind, "|", d.Of, "|", by, "|", ms, "|", d.Where))
+		s.ids = append(s.ids, id)
 	}
-	s.fingerprint = h.Sum()
 	return s, nil
 }
 
@@ -289,6 +303,16 @@ func (s *Set) Names() []string {
 		out[i] = d.Name
 	}
 	return out
+}
+
+// Name returns the name of window feature i (its slot in Values.Windows),
+// or "" when there is none. The string is the Set's own: naming features
+// by index allocates nothing.
+func (s *Set) Name(i int) string {
+	if i < 0 || i >= len(s.defs) {
+		return ""
+	}
+	return s.defs[i].Name
 }
 
 // Definitions returns a copy of the definitions the Set was compiled from.

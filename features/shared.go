@@ -30,6 +30,15 @@ type Shared struct {
 	// so a round of Expire calls (one per shard) sweeps every stripe once.
 	sweep  atomic.Uint32
 	stores atomic.Int32
+	// warmUntil is, by feature index, the event time until which the
+	// feature is warming (never: it is not), and warmEnd the latest of
+	// them: restores set them (see noteRestore), before any Store of the
+	// Shared observes, and nothing changes them after.
+	warmUntil [MaxWindows]int64
+	warmEnd   int64
+	// restored is what the Shared knows of the snapshot it was restored
+	// from.
+	restored restoreInfo
 }
 
 // sharedStripes is how many lock stripes a Shared has: enough that shards
@@ -61,7 +70,10 @@ func (s *Set) NewShared() *Shared {
 	for 1<<bits < n {
 		bits++
 	}
-	sh := &Shared{set: s, stripes: make([]stripe, n), shift: 64 - bits}
+	sh := &Shared{set: s, stripes: make([]stripe, n), shift: 64 - bits, warmEnd: never}
+	for i := range sh.warmUntil {
+		sh.warmUntil[i] = never
+	}
 	for i := range sh.stripes {
 		sh.stripes[i].groups = make([]table[entity, *entity], len(s.groups))
 	}

@@ -76,6 +76,7 @@ type DecisionRecord struct {
 	LockUntil      *time.Time            `json:"lock_until,omitempty"`
 	Late           bool                  `json:"late,omitempty"`
 	LateFor        []string              `json:"late_for,omitempty"` // groups whose windows it was too late for: "account", "device.id", ...
+	Warming        []string              `json:"warming,omitempty"`  // features its rules read that started empty at a restore and whose window has not filled
 	Alerts         []engine.AlertMessage `json:"-"`
 	// ThrottledAlerts are the alerts the engine's throttle held back: sent
 	// nowhere, recorded here so an analyst sees which and why.
@@ -129,7 +130,7 @@ func newDecisionRecord(d *engine.Decision) DecisionRecord {
 		DecidedAt: d.DecidedAt.UTC(), Action: d.Action, Score: d.Score, Reason: d.Reason,
 		Matched: ruleIDs(d.Matched), Shadow: ruleIDs(d.Shadow), Errored: ruleIDs(d.Errored),
 		RuleSetVersion: d.RuleSetVersion, LatencyMicros: d.Latency.Microseconds(), Late: d.Late,
-		LateFor: d.LateFor,
+		LateFor: d.LateFor, Warming: d.Warming,
 	}
 	if len(d.Features) > 0 {
 		r.Features = make(map[string]float64, len(d.Features))

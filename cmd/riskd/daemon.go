@@ -213,6 +213,7 @@ func (d *daemon) restoreEngine(cfg engine.Config) (*engine.Engine, error) {
 		return nil, err
 	case eng != nil:
 		d.log.Info("engine state restored", "path", path)
+		d.logFeatureChange(eng.FeatureRestore())
 		return eng, nil
 	}
 	return engine.New(cfg, d.set, d.holder), nil

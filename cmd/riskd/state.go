@@ -6,17 +6,22 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"riskd/engine"
+	"riskd/features"
 	"riskd/streams"
 	"riskd/streams/snapshots"
 )
 
 // restoreFromKafka builds the engine from the newest usable snapshot in
-// the state topic and tells the pipeline where that state stands. Without
-// one (first start, a snapshot from another feature set or shard count,
-// or every snapshot damaged) the engine starts empty and the pipeline
+// the state topic and tells the pipeline where that state stands. A
+// snapshot taken with other feature definitions is restored: unchanged
+// window features keep their state, new ones start empty and are warming
+// (logFeatureChange says which). Without a usable one (first start, a
+// snapshot from another features config or shard count, or every
+// snapshot damaged) the engine starts empty and the pipeline
 // rebuilds it from the start of the input topics' retention, deciding the
 // committed messages again without making their outputs; every such case
 // is logged with the reason, never silent.
@@ -77,7 +82,45 @@ func (d *daemon) restoreFromKafka(ctx context.Context, cfg engine.Config, pipe *
 	d.metrics.RestoreBytes.Set(float64(len(snap.Data)))
 	d.log.Info("engine state restored from Kafka", "topic", d.cfg.State.Topic, "seq", snap.Seq,
 		"cut_at", snap.CreatedAt, "bytes", len(snap.Data), "took", took)
+	d.logFeatureChange(eng.FeatureRestore())
 	return eng, nil
+}
+
+// logFeatureChange says what a change of the window feature definitions
+// since the snapshot did to the restored state: which features kept their
+// state (a renamed one under which name), which start empty and are
+// warming until when (event time: the latest event in the state plus
+// their window), which stored ones were dropped. Silent when the
+// definitions are the snapshot's and nothing is warming.
+func (d *daemon) logFeatureChange(rep features.RestoreReport) {
+	at := func(ms int64) string { return time.UnixMilli(ms).UTC().Format(time.RFC3339) }
+	var kept, fresh, warming []string
+	for _, k := range rep.Kept {
+		name := k.Name
+		if k.Was != k.Name {
+			name += " (was " + k.Was + ")"
+		}
+		kept = append(kept, name)
+		if k.WarmingUntil != 0 {
+			warming = append(warming, k.Name+" until "+at(k.WarmingUntil))
+		}
+	}
+	for _, f := range rep.Fresh {
+		name := f.Name
+		if f.Until != 0 {
+			name += " (warming until " + at(f.Until) + ")"
+		}
+		fresh = append(fresh, name)
+	}
+	switch {
+	case rep.Changed():
+		d.log.Info("feature definitions changed since the snapshot: unchanged window features keep their state, new ones start empty and are marked warming in decisions until their window has filled",
+			"kept", strings.Join(kept, ", "), "new", strings.Join(fresh, ", "), "dropped", strings.Join(rep.Dropped, ", "),
+			"dropped_groups", strings.Join(rep.DroppedGroups, ", "), "still_warming", strings.Join(warming, ", "),
+			"latest_event", at(rep.Watermark))
+	case len(warming) > 0:
+		d.log.Info("window features that started empty at an earlier restore are still warming", "features", strings.Join(warming, ", "))
+	}
 }
 
 // actionsMargin reaches back before a snapshot's cut time when applying
