@@ -469,6 +469,9 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		HeartbeatInterval: time.Second,
 		SessionTimeout:    10 * time.Second,
 		RebalanceTimeout:  p.cfg.DrainTimeout,
+		// Same partition numbers of every input on one member (see
+		// coPartitioned); range only while an older riskd is in the group.
+		GroupBalancers: []kafka.GroupBalancer{coPartitioned{}, kafka.RangeGroupBalancer{}},
 		Logger:            kafka.LoggerFunc(func(string, ...any) {}),
 		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
 			p.log.Warn("kafka consumer group", "detail", fmt.Sprintf(msg, args...))
@@ -574,10 +577,18 @@ func (p *Pipeline) runGeneration(ctx, outCtx context.Context, gen *kafka.Generat
 	p.health.startGeneration(gen.ID, states)
 	defer p.health.endGeneration()
 
-	genEnded := make(chan struct{})
+	genEnded, drained := make(chan struct{}), make(chan struct{})
+	defer close(drained) // after the last commit below
 	gen.Start(func(genCtx context.Context) {
 		<-genCtx.Done()
 		close(genEnded)
+		// kafka-go rejoins, closing this generation's coordinator
+		// connection, once this returns: hold it until the drain has made
+		// its last commit, so a rebalance does not hand the partitions on
+		// with durable outputs uncommitted (their next owner would make
+		// them again). The broker waits up to RebalanceTimeout, which is
+		// DrainTimeout.
+		<-drained
 	})
 	readCtx, stopReading := context.WithCancel(ctx)
 	defer stopReading()
