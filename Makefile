@@ -8,7 +8,7 @@ PKGS     := ./...
 FUZZ_DECODE ?= 100000x
 FUZZ_LOAD   ?= 2000x
 
-.PHONY: all build test fuzz lint bench demo clickhouse graph
+.PHONY: all build test faults fuzz lint bench demo clickhouse graph
 
 all: build
 
@@ -31,6 +31,18 @@ test: lint
 	@scripts/clickhouse-up || echo "no local ClickHouse: its integration tests skip (with CI=true they fail)"
 	$(GO) test -race -count=1 $(PKGS)
 	$(MAKE) fuzz
+
+## faults: the fault tests in full (cmd/riskd/faults_test.go): the riskd
+## binary on a backlog of generated traffic, against the embedded broker
+## (and Apache Kafka too when RISKD_TEST_KAFKA is set) and the local
+## ClickHouse, killed -9 at seeded random points, joined and left by a
+## second instance, stopped while ClickHouse is unreachable, restarted on a
+## damaged snapshot; each run must store every event once, decide it as an
+## uninterrupted run does and keep every lock. make test runs a short form
+## (one kill on a small stream). RISKD_TEST_FAULTS_SEED=N draws other kill
+## points.
+faults: clickhouse
+	RISKD_TEST_FAULTS=full $(GO) test -count=1 -timeout 20m -run '^TestFaults' -v ./cmd/riskd/
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZ_DECODE) ./event/

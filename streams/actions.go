@@ -57,7 +57,14 @@ func ReadActions(ctx context.Context, brokers []string, topic string, since time
 		if po.Error != nil {
 			return nil, fmt.Errorf("actions topic %s/%d: %w", topic, po.Partition, po.Error)
 		}
-		from := answered(po)
+		// A query by time is answered in Offsets (kafka-go leaves First and
+		// LastOffset at -1): the first offset at or after since.
+		from := int64(-1)
+		for off := range po.Offsets {
+			if from < 0 || off < from {
+				from = off
+			}
+		}
 		end := ends[topicPartition{topic, po.Partition}]
 		if from < 0 || from >= end {
 			continue // nothing since then

@@ -472,7 +472,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		// Same partition numbers of every input on one member (see
 		// coPartitioned); range only while an older riskd is in the group.
 		GroupBalancers: []kafka.GroupBalancer{coPartitioned{}, kafka.RangeGroupBalancer{}},
-		Logger:            kafka.LoggerFunc(func(string, ...any) {}),
+		Logger:         kafka.LoggerFunc(func(string, ...any) {}),
 		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
 			p.log.Warn("kafka consumer group", "detail", fmt.Sprintf(msg, args...))
 		}),
