@@ -25,8 +25,12 @@ import (
 // riskd's own outputs) and fails the test if the broker does not take them.
 func Produce(t testing.TB, addr, topic string, msgs ...kafka.Message) {
 	t.Helper()
+	// A transport of its own: the default one caches the cluster's
+	// metadata for seconds, and refuses a topic created since as unknown.
+	transport := &kafka.Transport{}
+	defer transport.CloseIdleConnections()
 	w := &kafka.Writer{Addr: kafka.TCP(addr), Topic: topic, Balancer: &kafka.Hash{},
-		RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond}
+		RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond, Transport: transport}
 	defer w.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

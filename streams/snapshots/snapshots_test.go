@@ -108,7 +108,7 @@ func refusedStrings(errs []error) []string {
 // compaction would leave it (nil for a tombstone).
 func latest(t *testing.T, ctx context.Context, b kafkatest.Broker, topic string) map[string][]byte {
 	t.Helper()
-	client := &kafka.Client{Addr: kafka.TCP(b.Addr()), Timeout: 10 * time.Second}
+	client := &kafka.Client{Addr: kafka.TCP(b.Addr()), Timeout: 10 * time.Second, Transport: &kafka.Transport{}} // fresh metadata
 	end, err := listOffset(ctx, client, topic, kafka.LastOffsetOf)
 	if err != nil {
 		t.Fatalf("end offset of %s: %v", topic, err)
@@ -283,7 +283,7 @@ func TestEnsureCreatesACompactedSinglePartitionTopic(t *testing.T) {
 				t.Fatalf("Ensure: %v", err)
 			}
 		}
-		client := &kafka.Client{Addr: kafka.TCP(b.Addr()), Timeout: 10 * time.Second}
+		client := &kafka.Client{Addr: kafka.TCP(b.Addr()), Timeout: 10 * time.Second, Transport: &kafka.Transport{}} // fresh metadata
 		meta, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
 		if err != nil {
 			t.Fatal(err)
@@ -582,8 +582,10 @@ func TestNamesSharingATopicDoNotSeeEachOther(t *testing.T) {
 			kafka.Message{Key: []byte("group-a/0/00"), Value: []byte("x")},
 			kafka.Message{Key: []byte("group-a/0/manifest/x"), Value: []byte("x")},
 			kafka.Message{Key: []byte("group-c/0/manifest")},
-			kafka.Message{Value: []byte("no key")},
 		)
+		if b.Name == "embedded" { // Apache Kafka refuses a record without a key on a compacted topic
+			kafkatest.Produce(t, b.Addr(), topic, kafka.Message{Value: []byte("no key")})
+		}
 		for _, name := range names {
 			got, st := mustLoad(t, ctx, newStore(t, b, topic, name, smallRecords))
 			sameSnapshot(t, got, want[name])
