@@ -26,40 +26,21 @@ func TestCutResumesExactly(t *testing.T) {
 	after := func() time.Time { return time.Date(2026, 12, 31, 0, 0, 0, 0, time.UTC) }
 	cfg := Config{Shards: 4, QueueSize: 32, Now: after}
 
-	submitAll := func(e *Engine, ctx context.Context, batch [][]byte, out map[string]*Decision, mu *sync.Mutex, wg *sync.WaitGroup) {
-		for _, raw := range batch {
-			wg.Add(1)
-			if err := e.Submit(ctx, Message{Value: raw, Done: func(d *Decision, err error) {
-				defer wg.Done()
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				mu.Lock()
-				out[d.EventID+dupSuffix(d)] = d
-				mu.Unlock()
-			}}); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-
+	var c collector
 	whole := New(cfg, set, holder)
 	ctx := startEngine(t, whole)
-	var mu sync.Mutex
-	var wg sync.WaitGroup
 	want := map[string]*Decision{}
-	submitAll(whole, ctx, evs[:at], want, &mu, &wg)
+	c.submit(t, whole, ctx, evs[:at], want)
 	cutc, err := whole.StartCut(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	submitAll(whole, ctx, evs[at:], want, &mu, &wg) // intake goes on during the cut
+	c.submit(t, whole, ctx, evs[at:], want) // intake goes on during the cut
 	res := <-cutc
 	if res.Err != nil {
 		t.Fatal(res.Err)
 	}
-	wg.Wait()
+	c.wg.Wait()
 
 	resumed, err := Restore(cfg, set, holder, bytes.NewReader(res.Data))
 	if err != nil {
@@ -67,8 +48,8 @@ func TestCutResumesExactly(t *testing.T) {
 	}
 	rctx := startEngine(t, resumed)
 	got := map[string]*Decision{}
-	submitAll(resumed, rctx, evs[at:], got, &mu, &wg)
-	wg.Wait()
+	c.submit(t, resumed, rctx, evs[at:], got)
+	c.wg.Wait()
 
 	compared, dups := 0, 0
 	for id, d := range got {
@@ -90,6 +71,33 @@ func TestCutResumesExactly(t *testing.T) {
 	}
 	if compared < len(evs)-at-10 || dups == 0 {
 		t.Fatalf("compared %d decisions (%d duplicates) of %d after the cut", compared, dups, len(evs)-at)
+	}
+}
+
+// collector submits events to an engine without waiting, as the stream
+// does, and keeps their decisions by event id (a duplicate's apart, see
+// dupSuffix); wg.Wait waits for every decision submitted so far.
+type collector struct {
+	mu sync.Mutex
+	wg sync.WaitGroup
+}
+
+func (c *collector) submit(t *testing.T, e *Engine, ctx context.Context, batch [][]byte, out map[string]*Decision) {
+	t.Helper()
+	for _, raw := range batch {
+		c.wg.Add(1)
+		if err := e.Submit(ctx, Message{Value: raw, Done: func(d *Decision, err error) {
+			defer c.wg.Done()
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			c.mu.Lock()
+			out[d.EventID+dupSuffix(d)] = d
+			c.mu.Unlock()
+		}}); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"bytes"
-	"context"
 	"encoding/binary"
 	"errors"
 	"os"
@@ -10,7 +9,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -115,40 +113,21 @@ func TestRestoreAcrossAFeatureChange(t *testing.T) {
 	const at = 4000
 	cfg := Config{Shards: 3, QueueSize: 32, Now: func() time.Time { return time.Date(2026, 12, 31, 0, 0, 0, 0, time.UTC) }}
 
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	submit := func(e *Engine, ctx context.Context, batch [][]byte, out map[string]*Decision) {
-		for _, raw := range batch {
-			wg.Add(1)
-			if err := e.Submit(ctx, Message{Value: raw, Done: func(d *Decision, err error) {
-				defer wg.Done()
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				mu.Lock()
-				out[d.EventID+dupSuffix(d)] = d
-				mu.Unlock()
-			}}); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-
+	var c collector
 	whole := New(cfg, before, holderBefore)
 	ctx := startEngine(t, whole)
 	early, want := map[string]*Decision{}, map[string]*Decision{}
-	submit(whole, ctx, evs[:at], early)
+	c.submit(t, whole, ctx, evs[:at], early)
 	cutc, err := whole.StartCut(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	submit(whole, ctx, evs[at:], want)
+	c.submit(t, whole, ctx, evs[at:], want)
 	res := <-cutc
 	if res.Err != nil {
 		t.Fatal(res.Err)
 	}
-	wg.Wait()
+	c.wg.Wait()
 	// The latest event time the cut's state has seen: the events before
 	// it that reached the features.
 	watermark := int64(0)
@@ -205,8 +184,8 @@ func TestRestoreAcrossAFeatureChange(t *testing.T) {
 
 	rctx := startEngine(t, resumed)
 	got := map[string]*Decision{}
-	submit(resumed, rctx, evs[at:], got)
-	wg.Wait()
+	c.submit(t, resumed, rctx, evs[at:], got)
+	c.wg.Wait()
 
 	common := func(groups []string) []string {
 		return slices.DeleteFunc(slices.Clone(groups), func(g string) bool { return g == "ip" || g == "card_id" })
