@@ -53,7 +53,7 @@ func TestRebalanceDecidesEveryEventOnce(t *testing.T) {
 	// Both instances are deciding (the stream may be nearly over by the
 	// time the group has rebalanced: restores and drains take their time).
 	e.waitStored(t, min(before+500, total))
-	mustStop(t, stopSecond)     // leaves: its partitions go back to the first
+	mustStop(t, stopSecond) // leaves: its partitions go back to the first
 	if err := <-produced; err != nil {
 		t.Fatal(err)
 	}
