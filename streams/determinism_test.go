@@ -43,21 +43,7 @@ func TestSameStreamSameDecisions(t *testing.T) {
 func testSameStreamSameDecisions(t *testing.T, b kafkatest.Broker) {
 	const events = 12000
 	start := time.Now().Add(-5 * 24 * time.Hour).Truncate(time.Hour)
-	g := traffic.New(traffic.Config{Accounts: 400, Seed: 21, FraudRate: 0.3, Start: start})
-	var payments, account []kafka.Message
-	var last int64
-	for range events {
-		var ev event.Event
-		g.Next(&ev)
-		last = ev.TS
-		m := kafka.Message{Key: []byte(ev.AccountID), Value: ev.AppendJSON(nil)}
-		switch ev.Type {
-		case event.TypePayment, event.TypeTopup, event.TypeWithdrawal, event.TypeRefund, event.TypePointsRedeem:
-			payments = append(payments, m)
-		default:
-			account = append(account, m)
-		}
-	}
+	payments, account, last := generatedInputs(traffic.Config{Accounts: 400, Seed: 21, FraudRate: 0.3, Start: start}, events)
 	if span := time.Duration(last-start.UnixMilli()) * time.Millisecond; span < 24*time.Hour {
 		t.Fatalf("the stream spans %v of event time; a held-back reader would not fall far behind", span)
 	}
@@ -139,6 +125,26 @@ func testSameStreamSameDecisions(t *testing.T, b kafkatest.Broker) {
 		t.Fatalf("the stream does not exercise the windows: %d of %d decisions record features, %d saw 3+ accounts on a device",
 			probed, events, crowded)
 	}
+}
+
+// generatedInputs generates n events and routes them as riskd's producers
+// do (bench/produce): money movements to the payments topic, the rest to
+// account-events, keyed by account. last is the last event's time.
+func generatedInputs(cfg traffic.Config, n int) (payments, account []kafka.Message, last int64) {
+	g := traffic.New(cfg)
+	for range n {
+		var ev event.Event
+		g.Next(&ev)
+		last = ev.TS
+		m := kafka.Message{Key: []byte(ev.AccountID), Value: ev.AppendJSON(nil)}
+		switch ev.Type {
+		case event.TypePayment, event.TypeTopup, event.TypeWithdrawal, event.TypeRefund, event.TypePointsRedeem:
+			payments = append(payments, m)
+		default:
+			account = append(account, m)
+		}
+	}
+	return payments, account, last
 }
 
 // decisionDiff says how two decision records of one event differ in what

@@ -13,7 +13,6 @@ import (
 
 	"riskd/bench/traffic"
 	"riskd/engine"
-	"riskd/event"
 	"riskd/internal/kafkatest"
 	"riskd/streams/snapshots"
 )
@@ -33,19 +32,7 @@ func TestRestoredStateDecidesLikeAnUninterruptedRun(t *testing.T) {
 func testRestoredStateDecidesLikeAnUninterruptedRun(t *testing.T, b kafkatest.Broker) {
 	const events = 8000
 	start := time.Now().Add(-4 * 24 * time.Hour).Truncate(time.Hour)
-	g := traffic.New(traffic.Config{Accounts: 300, Seed: 31, FraudRate: 0.3, Start: start})
-	var payments, account []kafka.Message
-	for range events {
-		var ev event.Event
-		g.Next(&ev)
-		m := kafka.Message{Key: []byte(ev.AccountID), Value: ev.AppendJSON(nil)}
-		switch ev.Type {
-		case event.TypePayment, event.TypeTopup, event.TypeWithdrawal, event.TypeRefund, event.TypePointsRedeem:
-			payments = append(payments, m)
-		default:
-			account = append(account, m)
-		}
-	}
+	payments, account, _ := generatedInputs(traffic.Config{Accounts: 300, Seed: 31, FraudRate: 0.3, Start: start}, events)
 	set, holder := probedReferenceSet(t)
 	run := func(topics Topics, group string, eng *engine.Engine, cfg Config, m *Metrics) (stop func(hard bool)) {
 		t.Helper()
