@@ -160,21 +160,6 @@ func (s *Service) validate(w http.ResponseWriter, r *http.Request) {
 	api.WriteJSON(w, http.StatusOK, map[string]any{"valid": true, "hash": rs.Version.Hash, "rules": len(rs.Rules)})
 }
 
-// test decides the request's events with the set it names, as the engine
-// would, and runs the set's rule examples again (rules.RuleSet.RunTest).
-func (s *Service) test(w http.ResponseWriter, r *http.Request) {
-	req, _, rs, ok := s.compileRequest(w, r, false)
-	if !ok {
-		return
-	}
-	res, err := rs.RunTest(req.Events, s.cfg.Now())
-	if err != nil {
-		api.WriteError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	api.WriteJSON(w, http.StatusOK, res)
-}
-
 func (s *Service) publishRules(w http.ResponseWriter, r *http.Request) {
 	var req setRequest
 	if !api.DecodeJSON(w, r, &req) {

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"riskd/api"
+	"riskd/engine"
+	"riskd/features"
 	"riskd/rules"
 	"riskd/streams/chstore"
 	"riskd/streams/rulesync"
@@ -29,6 +31,9 @@ type Config struct {
 	// Features resolves window feature names when compiling (the daemon's
 	// *features.Set); nil means no window features.
 	Features rules.FeatureIndex
+	// FeatureSet is the daemon's window features, for the routes that
+	// compute features (test, backtest); nil means none.
+	FeatureSet *features.Set
 	// Dir is the local rule directory: every installed version is written
 	// there (Holder.WriteDir), so a restart from the directory starts with
 	// the latest version. Empty means not written. It is also where the
@@ -52,6 +57,9 @@ type Config struct {
 	OnInstall func(rs *rules.RuleSet, rec rulesync.Record)
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Engine is the live engine's configuration, for the routes that run
+	// rules through the engine path off the live state (test, backtest).
+	Engine engine.Config
 }
 
 // Validate checks the config and names the offending key.
@@ -364,7 +372,7 @@ func (s *Service) Routes() []api.Route {
 	write := []api.Role{api.RoleAnalyst}
 	big := s.cfg.MaxBody
 	small := int64(64 << 10)
-	return []api.Route{
+	routes := []api.Route{
 		{Pattern: "GET /v1/rules", Roles: read, Handler: http.HandlerFunc(s.listRules)},
 		{Pattern: "GET /v1/rules/{id}", Roles: read, Handler: http.HandlerFunc(s.getRule)},
 		{Pattern: "GET /v1/rules/versions", Roles: read, Handler: http.HandlerFunc(s.listVersions)},
@@ -380,6 +388,10 @@ func (s *Service) Routes() []api.Route {
 		{Pattern: "DELETE /v1/lists/{name}/entries/{entry}", Roles: write, MaxBody: small, Handler: http.HandlerFunc(s.deleteEntry)},
 		{Pattern: "DELETE /v1/lists/{name}", Roles: write, MaxBody: small, Handler: http.HandlerFunc(s.deleteList)},
 	}
+	routes = append(routes, s.backtestRoutes()...)
+	routes = append(routes, s.labelRoutes()...)
+	routes = append(routes, s.statsRoutes()...)
+	return routes
 }
 
 // caller returns the authenticated caller; the api.Server guarantees one.

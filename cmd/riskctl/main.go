@@ -1,6 +1,16 @@
 // Command riskctl is the analysts' and operators' command line for riskd.
 //
-//	riskctl gen [flags]    produce synthetic wallet traffic to Kafka
+//	riskctl gen [flags]                 produce synthetic wallet traffic to Kafka
+//	riskctl rules lint DIR              every problem of a rule set, file:line:col
+//	riskctl rules test DIR [EVENTS]     run examples and events through the engine path
+//	riskctl rules backtest DIR          replay stored history through candidate rules
+//	riskctl rules push DIR -m MSG       publish a rule set to a running riskd
+//	riskctl rules history | diff A B | rollback VERSION
+//	riskctl rules stats                 hits, precision and silent rules from ClickHouse
+//	riskctl labels import FILE          record confirmed fraud and false positives
+//
+// Commands that talk to a running riskd read its address from RISKCTL_URL
+// (default http://127.0.0.1:8080) and the API token from RISKCTL_TOKEN.
 package main
 
 import (
@@ -26,14 +36,19 @@ func main() {
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "riskctl:", err)
-		os.Exit(1)
+		os.Exit(exitCode(err))
 	}
 }
 
 const usage = `usage: riskctl COMMAND [flags]
 
 commands:
-  gen    produce synthetic wallet traffic (with labelled fraud scenarios) to Kafka
+  gen       produce synthetic wallet traffic (with labelled fraud scenarios) to Kafka
+  rules     lint, test, backtest, push, history, diff, rollback, stats (riskctl rules -h)
+  labels    import labels: confirmed fraud and false positives (riskctl labels -h)
+
+Commands that call riskd use RISKCTL_URL (default http://127.0.0.1:8080) and
+RISKCTL_TOKEN (an API token: analyst for changes, viewer to read).
 `
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -44,6 +59,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch args[0] {
 	case "gen":
 		return runGen(ctx, args[1:], stdout, stderr)
+	case "rules":
+		return runRules(ctx, args[1:], stdout, stderr)
+	case "labels":
+		return runLabels(ctx, args[1:], stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return nil

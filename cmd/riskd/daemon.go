@@ -39,6 +39,9 @@ type daemon struct {
 	brokers   []string
 	store     *chstore.Store
 	set       *features.Set
+	// engCfg is the engine's configuration, for the rules API's off-line
+	// runs (test, backtest) too.
+	engCfg engine.Config
 	holder    *rules.Holder
 	eng       *engine.Engine
 	reg       *prometheus.Registry
@@ -159,9 +162,10 @@ func startDaemon(ctx context.Context, cfg Config, log *slog.Logger) (d *daemon, 
 	}
 	d.recordRuleSet(ctx, rs)
 
-	engCfg := engine.Config{Shards: cfg.Engine.Shards, QueueSize: cfg.Engine.QueueSize,
+	d.engCfg = engine.Config{Shards: cfg.Engine.Shards, QueueSize: cfg.Engine.QueueSize,
 		DedupeCapacity: cfg.Engine.DedupeCapacity, MaxEventBytes: cfg.Engine.MaxEventBytes,
 		AlertThrottle: cfg.Engine.AlertThrottle, MaxFutureSkew: cfg.Engine.MaxFutureSkew}
+	engCfg := d.engCfg
 	d.notifier, err = d.newNotifier()
 	if err != nil {
 		return d, err
@@ -383,7 +387,8 @@ func (d *daemon) prepareHTTP() error {
 		return fmt.Errorf("rules topic: %w", err)
 	}
 	d.rulesAPI, err = rulesapi.New(rulesapi.Config{
-		Holder: d.holder, Features: d.set, Dir: d.cfg.Rules.Dir, Sync: rulesTopic, Store: d.store, Logger: d.log,
+		Holder: d.holder, Features: d.set, FeatureSet: d.set, Engine: d.engCfg,
+		Dir: d.cfg.Rules.Dir, Sync: rulesTopic, Store: d.store, Logger: d.log,
 		OnInstall: func(rs *rules.RuleSet, rec rulesync.Record) {
 			d.reloads.WithLabelValues("ok").Inc()
 			d.log.Info("rules installed from the rules topic", "version", rs.Version.String(),

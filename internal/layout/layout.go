@@ -56,6 +56,8 @@ var Layers = []Layer{
 	{"riskd/streams", 54, false},
 	{"riskd/streams/rulesync", 54, false},
 	{"riskd/streams/snapshots", 54, false},
+	// backtest replays stored events (chstore) through the engine.
+	{"riskd/backtest", 56, false},
 
 	// The HTTP edge, one layer: rulesapi mounts its routes on api's
 	// server, and api's tests serve both.

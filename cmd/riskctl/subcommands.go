@@ -1,0 +1,62 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// subcommand is one "riskctl GROUP NAME" command.
+type subcommand struct {
+	name, summary string
+	run           func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+}
+
+var rulesCommands = []subcommand{
+	{"lint", "check a rule directory; every problem as file:line:col: rule-id: message", runRulesLint},
+	{"test", "run a rule directory's examples and ordered events through the engine path", runRulesTest},
+	{"backtest", "replay stored events of a period through a rule directory", runRulesBacktest},
+	{"push", "publish a rule directory to a running riskd as a new version", runRulesPush},
+	{"history", "list the published versions of a running riskd", runRulesHistory},
+	{"diff", "show the rules and lists added, removed and changed between two versions", runRulesDiff},
+	{"rollback", "publish an earlier version again as a new version", runRulesRollback},
+	{"stats", "hits by rule and version, precision against labels, rules that never fired", runRulesStats},
+}
+
+var labelsCommands = []subcommand{
+	{"import", "import labels from CSV or JSON lines into riskd", runLabelsImport},
+}
+
+func runRules(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return dispatch(ctx, "rules", rulesCommands, args, stdout, stderr)
+}
+
+func runLabels(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return dispatch(ctx, "labels", labelsCommands, args, stdout, stderr)
+}
+
+// dispatch runs the subcommand args[0] names, or prints the group's usage.
+func dispatch(ctx context.Context, group string, cmds []subcommand, args []string, stdout, stderr io.Writer) error {
+	usage := func(w io.Writer) {
+		fmt.Fprintf(w, "usage: riskctl %s COMMAND [flags]\n\ncommands:\n", group)
+		for _, c := range cmds {
+			fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
+		}
+	}
+	if len(args) == 0 {
+		usage(stderr)
+		return errors.New("no " + group + " command")
+	}
+	for _, c := range cmds {
+		if c.name == args[0] {
+			return c.run(ctx, args[1:], stdout, stderr)
+		}
+	}
+	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(stdout)
+		return nil
+	}
+	usage(stderr)
+	return fmt.Errorf("unknown %s command %q", group, args[0])
+}
