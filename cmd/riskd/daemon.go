@@ -33,15 +33,15 @@ import (
 // daemon is one riskd process: the broker (when embedded), the store, the
 // engine with its rules, the stream pipeline and the HTTP endpoints.
 type daemon struct {
-	cfg       Config
-	log       *slog.Logger
-	broker    *streams.Embedded
-	brokers   []string
-	store     *chstore.Store
-	set       *features.Set
+	cfg     Config
+	log     *slog.Logger
+	broker  *streams.Embedded
+	brokers []string
+	store   *chstore.Store
+	set     *features.Set
 	// engCfg is the engine's configuration, for the rules API's off-line
 	// runs (test, backtest) too.
-	engCfg engine.Config
+	engCfg    engine.Config
 	holder    *rules.Holder
 	eng       *engine.Engine
 	reg       *prometheus.Registry
