@@ -45,6 +45,10 @@ type Scorer struct {
 	turns *turnstile
 	seq   uint64
 	shard int
+
+	// trial is set only on a Trial's Scorer: the feature values and
+	// account given with the test event being scored (see trial.go).
+	trial *trialOverride
 }
 
 // expireEvery is how many events a shard scores between sweeps of idle
@@ -130,6 +134,9 @@ func (s *Scorer) Score(raw []byte, src Source, d *Decision) error {
 	}
 
 	s.observe(ev, d)
+	if s.trial != nil { // a test run only: one predictable compare live
+		s.trial.apply(&s.values, env)
+	}
 	env.F = s.values.Profile
 	env.W = s.values.Windows
 	s.eval.Eval(rs, &s.outcome)

@@ -111,6 +111,10 @@ func fillEnv(env *Env, dec *event.Decoder, fields, defaults, f map[string]any, a
 		return fmt.Errorf("event: %v", err)
 	}
 	env.Event = env.Event.Clone() // the decoder's strings alias raw
+	// Features not given read what they read live on an account's first
+	// event: "seconds since" ones never, new_* true, the windows counting
+	// this event alone. Zero would mean "just now" and mislead.
+	firstEventFeatures(env, feats)
 	pv := reflect.ValueOf(&env.F).Elem()
 	for name, v := range f {
 		if fi, ok := profileFields[name]; ok {
@@ -141,6 +145,29 @@ func fillEnv(env *Env, dec *event.Decoder, fields, defaults, f map[string]any, a
 		env.W[slot] = x
 	}
 	return nil
+}
+
+// noWindows is a feature set with profiles only, for examples compiled
+// without window features.
+var noWindows = func() *features.Set {
+	set, err := features.Compile(nil, features.DefaultConfig())
+	if err != nil {
+		panic("rules: a feature set without windows does not compile: " + err.Error())
+	}
+	return set
+}()
+
+// firstEventFeatures sets env's features to their values for the first
+// event of an account with no history: computed by a fresh store when
+// feats is a *features.Set, else the profile's no-history values.
+func firstEventFeatures(env *Env, feats FeatureIndex) {
+	set, ok := feats.(*features.Set)
+	if !ok || set == nil {
+		set = noWindows
+	}
+	var v features.Values
+	set.NewStore().Observe(&env.Event, &v)
+	env.F, env.W = v.Profile, v.Windows
 }
 
 // featureValue is the value of the feature a rule calls name in env, as

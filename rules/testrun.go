@@ -3,11 +3,14 @@ package rules
 import (
 	"encoding/json"
 	"fmt"
+	"reflect"
+	"sort"
 	"time"
 
 	"gopkg.in/yaml.v3"
 
 	"riskd/event"
+	"riskd/features"
 )
 
 // What a rule made of one event in a TestReport.
@@ -188,4 +191,171 @@ func resultOf(r *Rule, out *Outcome) (result, errText string) {
 		}
 	}
 	return ResultNoMatch, ""
+}
+
+// MaxTestEvents bounds the events of one test run (RunTest, and the
+// engine's trial behind POST /v1/rules/test and riskctl rules test): each
+// event is decided on one goroutine of a request, so the bound is what
+// keeps a request's work and answer bounded.
+const MaxTestEvents = 10000
+
+// ErrTooManyTestEvents is returned (wrapped, with the count) when a test
+// run is given more than MaxTestEvents events.
+var ErrTooManyTestEvents = fmt.Errorf("more than %d test events: split them into several runs", MaxTestEvents)
+
+// Given is a feature value a test event or rule example supplies: it
+// replaces the value the engine computed, for that event only.
+type Given struct {
+	// Name is the feature's rule name (f.<name>).
+	Name string
+	// Value is the value; a profile flag is 1 (true) or 0 (false).
+	Value float64
+}
+
+// PreparedEvent is a test event or rule example made ready to be decided
+// by the engine: its JSON with defaults filled in, and what it supplies.
+type PreparedEvent struct {
+	// Raw is the event as JSON, as a producer would send it.
+	Raw []byte
+	// TS is the event's time in Unix milliseconds (read back from Raw).
+	TS int64
+	// Given are the feature values supplied with the event, in name order.
+	Given []Given
+	// Account is what rules see as account for this event.
+	Account AccountInfo
+}
+
+// Prepare turns a test event into a PreparedEvent: its fields over
+// defaults (JSON names; see TestEvent for the usual ones), checked by the
+// event decoder, and its feature values checked against the profile
+// fields and the window features the set was compiled against. The error
+// says what is wrong without naming the event; callers prefix its place.
+func (rs *RuleSet) Prepare(te TestEvent, defaults map[string]any) (PreparedEvent, error) {
+	var acct AccountInfo
+	if len(te.Account) > 0 {
+		// JSON is YAML: decoding through yaml uses AccountInfo's
+		// snake_case tags (age_days, locked_before).
+		if err := yaml.Unmarshal(te.Account, &acct); err != nil {
+			return PreparedEvent{}, fmt.Errorf("account: %v", err)
+		}
+	}
+	return prepare(te.Event, defaults, te.F, acct, rs.feats)
+}
+
+func prepare(fields, defaults, f map[string]any, acct AccountInfo, feats FeatureIndex) (PreparedEvent, error) {
+	m := make(map[string]any, len(fields)+len(defaults))
+	for k, v := range defaults {
+		m[k] = v
+	}
+	for k, v := range fields {
+		m[k] = v
+	}
+	raw, err := json.Marshal(m)
+	if err != nil {
+		return PreparedEvent{}, fmt.Errorf("event: %v", err)
+	}
+	var dec event.Decoder
+	var ev event.Event
+	if err := dec.Decode(raw, &ev); err != nil {
+		return PreparedEvent{}, fmt.Errorf("event: %v", err)
+	}
+	given, err := givenValues(f, feats)
+	if err != nil {
+		return PreparedEvent{}, err
+	}
+	return PreparedEvent{Raw: raw, TS: ev.TS, Given: given, Account: acct}, nil
+}
+
+// givenValues checks feature values given by name, with the messages
+// fillEnv gives for the same mistakes, and returns them in name order.
+func givenValues(f map[string]any, feats FeatureIndex) ([]Given, error) {
+	out := make([]Given, 0, len(f))
+	for _, name := range sortedKeys(f) {
+		v := f[name]
+		if fi, ok := profileFields[name]; ok && reflect.TypeFor[features.Profile]().Field(fi).Type.Kind() == reflect.Bool {
+			b, ok := v.(bool)
+			if !ok {
+				return nil, fmt.Errorf("f.%s must be true or false", name)
+			}
+			out = append(out, Given{Name: name, Value: b2f(b)})
+			continue
+		} else if !ok {
+			if _, ok := windowSlot(feats, name); !ok {
+				return nil, fmt.Errorf("unknown feature f.%s", name)
+			}
+		}
+		x, ok := ToFloat(v)
+		if !ok {
+			if n, isNum := v.(json.Number); isNum {
+				x, err := n.Float64()
+				if err == nil {
+					out = append(out, Given{Name: name, Value: x})
+					continue
+				}
+			}
+			return nil, fmt.Errorf("f.%s must be a number", name)
+		}
+		out = append(out, Given{Name: name, Value: x})
+	}
+	return out, nil
+}
+
+func sortedKeys(m map[string]any) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// TestExample is one of a rule's examples made ready to be decided by the
+// engine (engine.RunTrial).
+type TestExample struct {
+	// Rule is the rule the example belongs to.
+	Rule *Rule
+	// Index is the example's place among its rule's examples, from 1.
+	Index int
+	// Expect is ResultMatch or ResultNoMatch.
+	Expect string
+	// Event is the example's event, with the defaults of a rule example
+	// (event_id example-RULE-N, account_id example-account, a fixed ts,
+	// the first type the rule tests for).
+	Event PreparedEvent
+}
+
+// TestExamples returns every rule example of the set, in rule order. An
+// example that cannot be made an event (the set compiled, so this is rare:
+// a feature it names is unknown to feats) is an error naming the rule and
+// the example.
+func (rs *RuleSet) TestExamples() ([]TestExample, error) {
+	var out []TestExample
+	for _, r := range rs.Rules {
+		for i, ex := range r.examples {
+			p, err := prepare(ex.Event, exampleDefaults(r, i), ex.F, ex.Account, rs.feats)
+			if err != nil {
+				return nil, fmt.Errorf("rule %s example %d: %v", r.ID, i+1, err)
+			}
+			expect := ex.Expect
+			if expect == "" {
+				expect = ResultMatch
+			}
+			out = append(out, TestExample{Rule: r, Index: i + 1, Expect: expect, Event: p})
+		}
+	}
+	return out, nil
+}
+
+// Concerns reports whether r runs on events of type typ: the engine
+// evaluates a rule only for the event types its when tests for (Types),
+// or for every type when it tests for none.
+func (r *Rule) Concerns(typ string) bool {
+	return r.Types == nil || contains(r.Types, typ)
 }
