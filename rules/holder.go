@@ -58,8 +58,8 @@ func (h *Holder) Install(rs *RuleSet, seq uint64) *RuleSet {
 // never sees a torn file, and files the new set lacks are removed. A
 // Watcher on the same Holder does not read dir while WriteDir runs.
 //
-// Call it after Install with the same files: the Watcher then finds the
-// directory's hash equal to the current set's and does not load it again.
+// riskd itself never writes the directory it started from; WriteDir is
+// for exporting a version to a directory of the caller's choosing.
 func (h *Holder) WriteDir(dir string, files map[string][]byte) error {
 	h.dir.Lock()
 	defer h.dir.Unlock()
@@ -122,22 +122,35 @@ func ruleFileName(name string) bool {
 	return false
 }
 
-// Watcher polls a rule directory and swaps in a new rule set when the
-// files change. A bad new set is reported and the old one kept. A
-// directory whose content hash equals the current set's (for example one
-// Holder.WriteDir just wrote after a fleet publish) is not loaded again.
+// Watcher polls a rule directory and hands a changed directory that
+// compiles to Publish (riskd publishes it through the fleet's rule topic,
+// so it is a version in the history and every instance installs it), or,
+// without Publish, swaps it into Holder. A directory that does not compile
+// is reported once (OnError) and the running set stays. A directory whose
+// hash is Known, or the running set's, is not handed on again.
 type Watcher struct {
 	// Dir is the rule directory.
 	Dir string
 	// Features resolves window feature names.
 	Features FeatureIndex
-	// Holder receives the new sets.
+	// Holder is read for the running set, and receives new sets when
+	// Publish is nil.
 	Holder *Holder
 	// Interval between polls; zero means 5s.
 	Interval time.Duration
-	// OnError, if set, is called when reading or compiling fails.
+	// Known is the hash of the directory as it was already dealt with
+	// before Run (published at start, or found in the rule topic): only a
+	// different hash is a change. Empty means the running set's hash.
+	Known string
+	// Publish, if set, receives the files of a changed directory and the
+	// set they compile to, instead of the Holder. An error is reported
+	// (OnError) and the change is tried again at the next poll.
+	Publish func(files map[string][]byte, rs *RuleSet) error
+	// OnError, if set, is called when reading, compiling or publishing
+	// fails.
 	OnError func(error)
-	// OnReload, if set, is called after a new set is swapped in.
+	// OnReload, if set, is called after a new set is swapped in or
+	// published.
 	OnReload func(*RuleSet)
 
 	failures atomic.Uint64
@@ -158,7 +171,8 @@ func (w *Watcher) Run(ctx context.Context) error {
 	if interval <= 0 {
 		interval = 5 * time.Second
 	}
-	if rs := w.Holder.Load(); rs != nil {
+	w.lastHash = w.Known
+	if rs := w.Holder.Load(); rs != nil && w.lastHash == "" {
 		w.lastHash = rs.Version.Hash
 	}
 	w.poll()
@@ -201,13 +215,21 @@ func (w *Watcher) poll() {
 	if err != nil || HashFiles(again) != hash {
 		return
 	}
-	w.lastHash = hash // report a bad version once, not every poll
 	rs, err := compile(files, w.Dir, w.Features)
 	if err != nil {
+		w.lastHash = hash // report a bad version once, not every poll
 		w.fail(err)
 		return
 	}
-	w.Holder.Swap(rs)
+	if w.Publish != nil {
+		if err := w.Publish(files, rs); err != nil {
+			w.fail(fmt.Errorf("publish rules %s: %w", w.Dir, err))
+			return
+		}
+	} else {
+		w.Holder.Swap(rs)
+	}
+	w.lastHash = hash
 	if w.OnReload != nil {
 		w.OnReload(rs)
 	}

@@ -31,6 +31,22 @@ func Load(dir string, feats FeatureIndex) (*RuleSet, error) {
 	return compile(files, dir, feats)
 }
 
+// LoadDir reads the rule directory dir once and compiles what it read: the
+// files, keyed as ReadFiles keys them (what riskd publishes), and the set
+// built from exactly those files, whose Version.Hash is their HashFiles.
+// Errors in files are *CompileError naming the file as dir/name.
+func LoadDir(dir string, feats FeatureIndex) (map[string][]byte, *RuleSet, error) {
+	files, err := ReadFiles(os.DirFS(dir))
+	if err != nil {
+		return nil, nil, fmt.Errorf("load rules %s: %w", dir, err)
+	}
+	rs, err := compile(files, dir, feats)
+	if err != nil {
+		return nil, nil, err
+	}
+	return files, rs, nil
+}
+
 // LoadFS reads and compiles a rule directory from fsys.
 func LoadFS(fsys fs.FS, feats FeatureIndex) (*RuleSet, error) {
 	files, err := ReadFiles(fsys)

@@ -10,7 +10,20 @@
 // which every instance, this one included, compiles and installs it
 // (Service.Run). A publish answers once this instance installed it. Each
 // version is kept in ClickHouse (ruleset_versions) with its author and
-// message, and every change or refused change is in audit_log.
+// message, and every change or refused change is in audit_log. A publish,
+// rollback or list edit whose files hash to the running set's is refused
+// with 409 naming the running version (audited as ACTION_unchanged).
+//
+// The rule directory riskd starts from is read, never written. Start runs
+// before anything decides: on a fresh topic it publishes the directory as
+// version 1 (author "riskd"); when the topic's newest version carries the
+// directory's hash (rulesync.Record.DirHash) that version runs, so
+// published versions survive restarts; a directory edited while riskd was
+// stopped is published as a new version. The daemon's watcher publishes a
+// directory changed while riskd runs the same way (PublishDir).
+//
+// GET /v1/rules/versions/{a}/diff/{b} answers rules.Diff of two versions:
+// rules, lists and settings added, removed and changed.
 //
 // Routes (viewer reads, analyst changes; admin may do everything):
 //
@@ -18,6 +31,7 @@
 //	GET    /v1/rules/{id}                   viewer, analyst
 //	GET    /v1/rules/versions               viewer, analyst
 //	GET    /v1/rules/versions/{seq}         viewer, analyst
+//	GET    /v1/rules/versions/{a}/diff/{b}  viewer, analyst
 //	POST   /v1/rules/validate               analyst
 //	POST   /v1/rules/test                   analyst
 //	POST   /v1/rules/publish                analyst
@@ -32,6 +46,7 @@
 // Wiring:
 //
 //	svc, err := rulesapi.New(rulesapi.Config{Holder: h, Features: set, Dir: dir, Sync: sync, Store: store})
+//	started, err := svc.Start(ctx) // installs the version that must run
 //	server.Handle(svc.Routes()...)
 //	go svc.Run(ctx) // follows the rule topic and installs what it reads
 package rulesapi

@@ -83,12 +83,11 @@ func newFleet(t *testing.T) *fleet {
 	return &fleet{brokers: []string{b.Addr()}, store: store, start: time.Now().Add(-time.Second)}
 }
 
-// startInstance loads baseFiles from a fresh rule directory, as the daemon
-// does, and starts following the rule topic.
-func (f *fleet) startInstance(t *testing.T) *instance {
+// writeDir writes files into a fresh rule directory.
+func writeDir(t *testing.T, files map[string]string) string {
 	t.Helper()
 	dir := t.TempDir()
-	for name, content := range baseFiles {
+	for name, content := range files {
 		p := filepath.Join(dir, filepath.FromSlash(name))
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			t.Fatal(err)
@@ -97,12 +96,20 @@ func (f *fleet) startInstance(t *testing.T) *instance {
 			t.Fatal(err)
 		}
 	}
-	rs, err := rules.Load(dir, feats)
-	if err != nil {
-		t.Fatal(err)
-	}
+	return dir
+}
+
+// startInstance starts from a fresh rule directory holding baseFiles, as
+// the daemon does (Start), and follows the rule topic.
+func (f *fleet) startInstance(t *testing.T) *instance {
+	t.Helper()
+	return f.startInstanceFrom(t, writeDir(t, baseFiles))
+}
+
+// startInstanceFrom starts an instance from the rule directory dir.
+func (f *fleet) startInstanceFrom(t *testing.T, dir string) *instance {
+	t.Helper()
 	holder := &rules.Holder{}
-	holder.Swap(rs)
 	sync, err := rulesync.New(rulesync.Config{Brokers: f.brokers, Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -110,6 +117,9 @@ func (f *fleet) startInstance(t *testing.T) *instance {
 	svc, err := rulesapi.New(rulesapi.Config{Holder: holder, Features: feats, Dir: dir, Sync: sync, Store: f.store,
 		Logger: slog.New(slog.NewTextHandler(t.Output(), nil)), InstallTimeout: time.Minute})
 	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Start(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -280,40 +290,51 @@ func TestAnExpressionOverTheCompileLimitsIsRefusedAndRiskdKeepsDeciding(t *testi
 	}
 }
 
-func TestPublishThenRollbackKeepsHistoryAndReachesTheDirectory(t *testing.T) {
+func TestTheStartUpSetIsVersionOneAndARollbackReachesIt(t *testing.T) {
 	f := newFleet(t)
 	in := f.startInstance(t)
-	first := in.mustCall(t, "POST", "/v1/rules/publish", map[string]any{"files": baseFiles, "message": "baseline"})
+	dirBefore, err := rules.ReadFiles(os.DirFS(in.dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := in.holder.Load().Version
+	if start.Seq != 1 || start.Hash != rules.HashFiles(dirBefore) {
+		t.Fatalf("start-up set runs as %v, want version 1 with the directory's hash %s", start, rules.HashFiles(dirBefore))
+	}
 	second := in.mustCall(t, "POST", "/v1/rules/publish", map[string]any{
 		"patch": map[string]string{"lists/scam_payees.txt": "p-bad\np-worse\n"}, "message": "add p-worse"})
 	if rs := in.holder.Load(); rs.Version.Hash != second["hash"] || float64(rs.Version.Seq) != second["seq"] {
 		t.Fatalf("holder at %v after publish, want %v", rs.Version, second["version"])
 	}
-	back := in.mustCall(t, "POST", "/v1/rules/rollback", map[string]any{"seq": first["seq"], "message": "p-worse was a mistake"})
+	back := in.mustCall(t, "POST", "/v1/rules/rollback", map[string]any{"seq": 1, "message": "p-worse was a mistake"})
 	rs := in.holder.Load()
-	if back["hash"] != first["hash"] || rs.Version.Hash != first["hash"] || float64(rs.Version.Seq) != back["seq"] ||
+	if back["hash"] != start.Hash || rs.Version.Hash != start.Hash || float64(rs.Version.Seq) != back["seq"] ||
 		back["seq"].(float64) <= second["seq"].(float64) {
-		t.Errorf("after rollback: holder %v, answer %v; want hash %v with a seq above %v", rs.Version, back, first["hash"], second["seq"])
+		t.Errorf("after rollback: holder %v, answer %v; want hash %v with a seq above %v", rs.Version, back, start.Hash, second["seq"])
 	}
 	if got := decide(in.holder, "p-worse"); len(got) != 0 {
 		t.Errorf("p-worse after rollback matched %v, want nothing", got)
 	}
-	// The directory holds the running version, so a restart keeps it.
-	files, err := rules.ReadFiles(os.DirFS(in.dir))
+	if running := in.mustCall(t, "GET", "/v1/rules", nil); running["hash"] != start.Hash {
+		t.Errorf("GET /v1/rules hash %v, want the start-up set's %s", running["hash"], start.Hash)
+	}
+	// riskd never writes into the directory it started from.
+	dirAfter, err := rules.ReadFiles(os.DirFS(in.dir))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if h := rules.HashFiles(files); h != rs.Version.Hash {
-		t.Errorf("rule directory hashes to %s, want the running %s", h, rs.Version.Hash)
+	if h := rules.HashFiles(dirAfter); h != rules.HashFiles(dirBefore) {
+		t.Errorf("rule directory hashes to %s after publishes, want it untouched (%s)", h, rules.HashFiles(dirBefore))
 	}
 
 	hist := in.mustCall(t, "GET", "/v1/rules/versions", nil)["versions"].([]any)
 	var got []string
 	for _, v := range hist {
 		m := v.(map[string]any)
-		got = append(got, m["author"].(string)+": "+m["message"].(string))
+		got = append(got, jsonNumber(m["seq"])+" "+m["author"].(string)+": "+m["message"].(string))
 	}
-	if want := []string{"alice: p-worse was a mistake", "alice: add p-worse", "alice: baseline"}; !slices.Equal(got, want) {
+	want := []string{"3 alice: p-worse was a mistake", "2 alice: add p-worse", "1 riskd: start-up set from " + in.dir}
+	if !slices.Equal(got, want) {
 		t.Errorf("history = %q, want %q", got, want)
 	}
 	if m := hist[0].(map[string]any); m["running"] != true || m["rule_count"] != 2.0 {
@@ -324,12 +345,119 @@ func TestPublishThenRollbackKeepsHistoryAndReachesTheDirectory(t *testing.T) {
 		t.Errorf("version %v files = %v", second["seq"], v["files"])
 	}
 	actions := auditActions(t, f)
-	if len(actions) != 3 || !strings.HasPrefix(actions[0], "rules.publish by alice") ||
-		!strings.HasPrefix(actions[2], "rules.rollback by alice ruleset "+second["version"].(string)+" -> "+back["version"].(string)) {
+	if len(actions) != 2 || !strings.HasPrefix(actions[0], "rules.publish by alice") ||
+		!strings.HasPrefix(actions[1], "rules.rollback by alice ruleset "+second["version"].(string)+" -> "+back["version"].(string)) {
 		t.Errorf("audit = %q", actions)
 	}
 	if status, _ := in.call(t, analystToken, "POST", "/v1/rules/rollback", map[string]any{"seq": 999}); status != http.StatusNotFound {
 		t.Errorf("rollback to an unknown version: %d, want 404", status)
+	}
+}
+
+func TestAPublishOrRollbackThatChangesNothingIsRefusedWith409(t *testing.T) {
+	f := newFleet(t)
+	in := f.startInstance(t)
+	v1 := in.holder.Load().Version
+	status, out := in.call(t, analystToken, "POST", "/v1/rules/publish", map[string]any{"files": baseFiles, "message": "same again"})
+	wantMsg := "nothing changed: the files hash to " + v1.Hash + ", the running version " + v1.String() + "; it keeps running"
+	if status != http.StatusConflict || out["error"] != wantMsg {
+		t.Fatalf("publish of the running files: %d %v, want 409 %q", status, out, wantMsg)
+	}
+	status, out = in.call(t, analystToken, "POST", "/v1/rules/rollback", map[string]any{"seq": 1})
+	if status != http.StatusConflict || out["error"] != wantMsg {
+		t.Fatalf("rollback to the running version: %d %v, want 409 %q", status, out, wantMsg)
+	}
+	// A list edit that leaves the list as it is changes nothing either.
+	status, _ = in.call(t, analystToken, "PUT", "/v1/lists/scam_payees", map[string]any{"entries": []string{"p-bad"}})
+	if status != http.StatusOK {
+		// "# reported payees" is dropped by PUT, so this one is a change.
+		t.Fatalf("PUT list: %d, want 200", status)
+	}
+	v2 := in.holder.Load().Version
+	status, _ = in.call(t, analystToken, "PUT", "/v1/lists/scam_payees", map[string]any{"entries": []string{"p-bad"}})
+	if status != http.StatusConflict {
+		t.Errorf("PUT of the same list again: %d, want 409", status)
+	}
+	if v := in.holder.Load().Version; v != v2 {
+		t.Errorf("running %v after refused changes, want %v", v, v2)
+	}
+	got := auditActions(t, f)
+	want := []string{
+		"rules.publish_unchanged by alice ruleset " + v1.String() + " -> ",
+		"rules.rollback_unchanged by alice ruleset " + v1.String() + " -> ",
+		"lists.put by alice list:scam_payees " + v1.String() + " -> " + v2.String(),
+		"lists.put_unchanged by alice list:scam_payees " + v2.String() + " -> ",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("audit = %q\nwant %q", got, want)
+	}
+	hist := in.mustCall(t, "GET", "/v1/rules/versions", nil)["versions"].([]any)
+	if len(hist) != 2 {
+		t.Errorf("history has %d versions, want 2 (start-up and the list edit): %v", len(hist), hist)
+	}
+}
+
+func TestDiffBetweenVersions(t *testing.T) {
+	f := newFleet(t)
+	in := f.startInstance(t)
+	changed := withFile("payments.yaml", strings.Replace(baseFiles["payments.yaml"], "action: block", "action: review\n  score: 30", 1))
+	changed["auth.yaml"] = "- id: new-device-login\n  when: event.type == \"login\"\n  action: alert\n"
+	changed["lists/scam_payees.txt"] = "p-bad\np-new\n"
+	changed["lists/vip.txt"] = "a1\na2\n"
+	delete(changed, "settings.yaml")
+	in.mustCall(t, "POST", "/v1/rules/publish", map[string]any{"files": changed, "message": "rework"})
+	out := in.mustCall(t, "GET", "/v1/rules/versions/1/diff/2", nil)
+	if out["from"].(map[string]any)["seq"] != 1.0 || out["to"].(map[string]any)["seq"] != 2.0 {
+		t.Errorf("from/to = %v / %v", out["from"], out["to"])
+	}
+	d, err := json.Marshal(out["diff"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"lists":{"added":[{"entries":2,"name":"vip","sample":["a1","a2"]}],"changed":[{"added":1,"added_sample":["p-new"],"name":"scam_payees","new_entries":2,"old_entries":1,"removed":0,"removed_sample":[]}],"removed":[]},` +
+		`"rules":{"added":[{"action":"alert","file":"auth.yaml","id":"new-device-login","line":1,"mode":"active"}],"changed":[{"fields":[{"field":"action","new":"review","old":"block"},{"field":"score","new":"30","old":"","old_absent":true}],"file":"payments.yaml","id":"scam-payee","line":1}],"removed":[]},` +
+		`"settings":[{"field":"thresholds","new":"","new_absent":true,"old":"[{\"action\":\"review\",\"score\":100}]"}]}`
+	if string(d) != want {
+		t.Errorf("diff =\n%s\nwant\n%s", d, want)
+	}
+	for path, status := range map[string]int{"/v1/rules/versions/1/diff/9": 404, "/v1/rules/versions/0/diff/1": 400, "/v1/rules/versions/x/diff/1": 400} {
+		if got, body := in.call(t, viewerToken, "GET", path, nil); got != status {
+			t.Errorf("%s: %d %v, want %d", path, got, body, status)
+		}
+	}
+	if got, _ := in.call(t, viewerToken, "GET", "/v1/rules/versions/2/diff/1", nil); got != http.StatusOK {
+		t.Errorf("viewer diff: %d, want 200", got)
+	}
+}
+
+func TestARestartRunsTheLatestVersionUnlessTheDirectoryChanged(t *testing.T) {
+	f := newFleet(t)
+	dir := writeDir(t, baseFiles)
+	first := f.startInstanceFrom(t, dir)
+	pub := first.mustCall(t, "POST", "/v1/rules/publish", map[string]any{
+		"patch": map[string]string{"lists/scam_payees.txt": "p-bad\np-api\n"}, "message": "add p-api"})
+	// Same directory: the published version survives the restart.
+	again := f.startInstanceFrom(t, dir)
+	if v := again.holder.Load().Version; v.Hash != pub["hash"] || float64(v.Seq) != pub["seq"] {
+		t.Fatalf("restart from the same directory runs %v, want the published %v", v, pub["version"])
+	}
+	// Two instances starting together from one edited directory publish it once.
+	if err := os.WriteFile(filepath.Join(dir, "lists", "scam_payees.txt"), []byte("p-bad\np-dir\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a := f.startInstanceFrom(t, dir)
+	b := f.startInstanceFrom(t, dir)
+	va, vb := a.holder.Load().Version, b.holder.Load().Version
+	if va != vb || va.Seq != 3 {
+		t.Fatalf("instances started from the edited directory run %v and %v, want both version 3", va, vb)
+	}
+	hist := a.mustCall(t, "GET", "/v1/rules/versions", nil)["versions"].([]any)
+	if m := hist[0].(map[string]any); len(hist) != 3 || m["author"] != "riskd" ||
+		m["message"] != "the rule directory "+dir+" changed while riskd was stopped" {
+		t.Errorf("history = %v, want 3 versions, the newest the edited directory", hist)
+	}
+	if got := decide(a.holder, "p-dir"); !slices.Equal(got, []string{"scam-payee"}) {
+		t.Errorf("p-dir matched %v", got)
 	}
 }
 

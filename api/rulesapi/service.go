@@ -34,10 +34,9 @@ type Config struct {
 	// FeatureSet is the daemon's window features, for the routes that
 	// compute features (test, backtest); nil means none.
 	FeatureSet *features.Set
-	// Dir is the local rule directory: every installed version is written
-	// there (Holder.WriteDir), so a restart from the directory starts with
-	// the latest version. Empty means not written. It is also where the
-	// current files are read from before the first publish.
+	// Dir is the rule directory riskd starts from. Start reads it and
+	// publishes it as a version when the rule topic does not hold it yet;
+	// it is never written. Empty means Start cannot be used.
 	Dir string
 	// Sync is the fleet's rule topic.
 	Sync *rulesync.Sync
@@ -123,6 +122,136 @@ func New(cfg Config) (*Service, error) {
 	return &Service{cfg: cfg, log: cfg.Logger, changed: make(chan struct{})}, nil
 }
 
+// Started says what Start installed.
+type Started struct {
+	// Record is the installed version, files included.
+	Record rulesync.Record
+	// Set is the compiled set now in the Holder.
+	Set *rules.RuleSet
+	// DirHash is the hash of the rule directory's files as Start read
+	// them: the watcher's Known hash.
+	DirHash string
+	// Published says Start published the directory as a new version
+	// (the topic held none, or not this directory); Reason says why.
+	Published bool
+	Reason    string
+}
+
+// Start reconciles the rule directory with the rule topic and installs
+// the version that must run, before anything decides:
+//
+//   - the topic holds no version: the directory's files are published as
+//     the start-up version (author "riskd");
+//   - the topic's newest version carries this directory's hash (DirHash)
+//     or has the same files: that version is installed, so versions
+//     published through the API survive a restart;
+//   - otherwise the directory was edited while riskd was stopped (or the
+//     newest version no longer compiles here): the directory is published
+//     as a new version.
+//
+// Every publish goes through rulesync.PublishIfChanged, so instances that
+// start together from the same directory publish it once. The installed
+// version is recorded in the history (idempotently). A directory that
+// does not compile is an error naming the rule and its position.
+func (s *Service) Start(ctx context.Context) (Started, error) {
+	if s.cfg.Dir == "" {
+		return Started{}, errors.New("rulesapi: start: Config.Dir is empty")
+	}
+	files, dirSet, err := rules.LoadDir(s.cfg.Dir, s.cfg.Features)
+	if err != nil {
+		return Started{}, err
+	}
+	st := Started{DirHash: dirSet.Version.Hash}
+	latest, found, err := s.cfg.Sync.Latest(ctx)
+	if err != nil {
+		return Started{}, fmt.Errorf("rulesapi: start: reading the rule topic %s: %w", s.cfg.Sync.Topic(), err)
+	}
+	if found && (latest.DirHash == st.DirHash || latest.Hash == st.DirHash) {
+		rs, err := s.applyRecord(latest)
+		if err == nil {
+			st.Record, st.Set = latest, rs
+			s.started(latest)
+			s.recordVersion(ctx, latest, len(rs.Rules))
+			return st, nil
+		}
+		st.Reason = fmt.Sprintf("the newest version %d does not compile here (%v), so the rule directory %s is published instead", latest.Seq, err, s.cfg.Dir)
+	}
+	switch {
+	case !found:
+		st.Reason = "start-up set from " + s.cfg.Dir
+		// Seqs are the topic's offsets: a recreated topic numbers from 1
+		// again, and its versions replace the old history rows by seq.
+		if rows, err := s.cfg.Store.RuleSetVersions(ctx, 1); err == nil && len(rows) > 0 {
+			s.log.Warn("the rule topic holds no version, but the history in ClickHouse goes up to an earlier one: the topic was recreated "+
+				"(an embedded broker without kafka.data_dir?); versions are numbered from 1 again and replace the old history's",
+				"topic", s.cfg.Sync.Topic(), "history_latest", rows[0].Seq)
+		}
+	case st.Reason == "":
+		st.Reason = fmt.Sprintf("the rule directory %s changed while riskd was stopped", s.cfg.Dir)
+	}
+	rec := rulesync.Record{Hash: st.DirHash, Files: toStrings(files), Author: StartAuthor, Message: st.Reason,
+		PublishedAt: s.cfg.Now(), Source: rulesync.SourceDir, DirHash: st.DirHash}
+	got, published, err := s.cfg.Sync.PublishIfChanged(ctx, rec)
+	if err != nil {
+		return Started{}, fmt.Errorf("rulesapi: start: publishing the rule directory %s: %w", s.cfg.Dir, err)
+	}
+	st.Published = published
+	s.cfg.Holder.Install(dirSet, got.Seq)
+	st.Record, st.Set = got, dirSet
+	s.started(got)
+	s.recordVersion(ctx, got, len(dirSet.Rules))
+	return st, nil
+}
+
+// StartAuthor is the author of the versions riskd publishes from its rule
+// directory.
+const StartAuthor = "riskd"
+
+// started marks rec as handled and running, as Apply does.
+func (s *Service) started(rec rulesync.Record) {
+	s.mu.Lock()
+	r := rec
+	s.current = &r
+	s.seen, s.seenErr = rec.Seq, nil
+	close(s.changed)
+	s.changed = make(chan struct{})
+	s.mu.Unlock()
+}
+
+// PublishDir publishes the files of the rule directory, changed while
+// riskd runs, as a new version through the rule topic, unless the topic's
+// newest version has the same files; the follower (Run) installs it. It
+// is the watcher's Publish (rules.Watcher) and returns the version's seq.
+func (s *Service) PublishDir(ctx context.Context, files map[string][]byte, rs *rules.RuleSet) (uint64, error) {
+	if h := rules.HashFiles(files); h != rs.Version.Hash {
+		return 0, fmt.Errorf("rulesapi: publish %s: the files hash to %s, the set to %s", s.cfg.Dir, h, rs.Version.Hash)
+	}
+	s.publish.Lock()
+	defer s.publish.Unlock()
+	rec := rulesync.Record{Hash: rs.Version.Hash, Files: toStrings(files), Author: StartAuthor,
+		Message: "the rule directory " + s.cfg.Dir + " changed", PublishedAt: s.cfg.Now(),
+		Source: rulesync.SourceDir, DirHash: rs.Version.Hash}
+	got, _, err := s.cfg.Sync.PublishIfChanged(ctx, rec)
+	if err != nil {
+		return 0, err
+	}
+	s.recordVersion(ctx, got, len(rs.Rules))
+	return got.Seq, nil
+}
+
+// recordVersion writes rec into the version history. Writing a seq again
+// replaces its row with the same content, so every instance records what
+// it installs and the versions no API call made (riskd's own) are in the
+// history too. A failure is logged: the version runs all the same.
+func (s *Service) recordVersion(ctx context.Context, rec rulesync.Record, ruleCount int) {
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if err := s.cfg.Store.WriteRuleSetVersion(wctx, chstore.RuleSetVersionRow{Seq: rec.Seq, Hash: rec.Hash, Files: rec.Files,
+		Author: rec.Author, Message: rec.Message, PublishedAt: rec.PublishedAt, RuleCount: ruleCount}); err != nil {
+		s.log.Error("rulesapi: recording the version in the history failed", "seq", rec.Seq, "hash", rec.Hash, "err", err)
+	}
+}
+
 // Run follows the rule topic until ctx ends, installing each version it
 // reads (Apply), and returns ctx's error. Every instance runs it; a
 // publish through this instance's API waits for it.
@@ -130,11 +259,16 @@ func (s *Service) Run(ctx context.Context) error {
 	return s.cfg.Sync.Follow(ctx, s.Apply)
 }
 
-// Apply compiles a published record and installs it with the record's
-// seq, then writes its files to Config.Dir. A record that does not compile
-// is refused and the running set stays. Run calls it; it is exported for
-// callers that follow the topic themselves.
+// Apply compiles a published record, installs it with the record's seq
+// and records it in the version history. A record that does not compile
+// is refused and the running set stays; the version the Holder runs
+// already (installed by Start) is not installed again. Run calls it; it
+// is exported for callers that follow the topic themselves.
 func (s *Service) Apply(rec rulesync.Record) error {
+	if rs := s.cfg.Holder.Load(); rs != nil && rs.Version.Seq == rec.Seq && rs.Version.Hash == rec.Hash {
+		s.started(rec)
+		return nil
+	}
 	rs, err := s.applyRecord(rec)
 	s.mu.Lock()
 	s.seen, s.seenErr = rec.Seq, err
@@ -145,10 +279,14 @@ func (s *Service) Apply(rec rulesync.Record) error {
 	close(s.changed)
 	s.changed = make(chan struct{})
 	s.mu.Unlock()
-	if err == nil && s.cfg.OnInstall != nil {
+	if err != nil {
+		return err
+	}
+	s.recordVersion(context.Background(), rec, len(rs.Rules))
+	if s.cfg.OnInstall != nil {
 		s.cfg.OnInstall(rs, rec)
 	}
-	return err
+	return nil
 }
 
 func (s *Service) applyRecord(rec rulesync.Record) (*rules.RuleSet, error) {
@@ -166,13 +304,6 @@ func (s *Service) applyRecord(rec rulesync.Record) (*rules.RuleSet, error) {
 		return nil, fmt.Errorf("rule set %d: %w", rec.Seq, err)
 	}
 	s.cfg.Holder.Install(rs, rec.Seq)
-	if s.cfg.Dir != "" {
-		if err := s.cfg.Holder.WriteDir(s.cfg.Dir, files); err != nil {
-			// Installed all the same: the directory only matters at restart,
-			// when the topic's latest record is installed again anyway.
-			s.log.Error("rulesapi: writing the installed rules to the rule directory failed", "dir", s.cfg.Dir, "seq", rec.Seq, "err", err)
-		}
-	}
 	return rs, nil
 }
 
@@ -288,8 +419,25 @@ func (s *Service) publishChange(w http.ResponseWriter, r *http.Request, c change
 		writeCompileError(w, err)
 		return
 	}
+	// A version that changes nothing would only bury the real ones in
+	// the history (and a rollback to the running set would claim an undo
+	// that did not happen): refuse it, naming the running version.
+	if running := s.cfg.Holder.Load(); running != nil && running.Version.Hash == rs.Version.Hash {
+		msg := fmt.Sprintf("nothing changed: the files hash to %s, the running version %s; it keeps running", rs.Version.Hash, running.Version)
+		audit(c.action+"_unchanged", "", msg)
+		api.WriteJSON(w, http.StatusConflict, api.ErrorBody{Error: msg,
+			Details: map[string]any{"running_version": running.Version.String(), "seq": running.Version.Seq, "hash": running.Version.Hash}})
+		return
+	}
 	now := s.cfg.Now()
-	rec := rulesync.Record{Hash: rs.Version.Hash, Files: toStrings(c.files), Author: c.caller.Name, Message: c.message, PublishedAt: now}
+	dirHash := ""
+	s.mu.Lock()
+	if s.current != nil {
+		dirHash = s.current.DirHash
+	}
+	s.mu.Unlock()
+	rec := rulesync.Record{Hash: rs.Version.Hash, Files: toStrings(c.files), Author: c.caller.Name, Message: c.message, PublishedAt: now,
+		Source: rulesync.SourceAPI, DirHash: dirHash}
 	seq, err := s.cfg.Sync.Publish(r.Context(), rec)
 	if err != nil {
 		audit(c.action+"_failed", "", err.Error())
@@ -377,6 +525,7 @@ func (s *Service) Routes() []api.Route {
 		{Pattern: "GET /v1/rules/{id}", Roles: read, Handler: http.HandlerFunc(s.getRule)},
 		{Pattern: "GET /v1/rules/versions", Roles: read, Handler: http.HandlerFunc(s.listVersions)},
 		{Pattern: "GET /v1/rules/versions/{seq}", Roles: read, Handler: http.HandlerFunc(s.getVersion)},
+		{Pattern: "GET /v1/rules/versions/{a}/diff/{b}", Roles: read, Handler: http.HandlerFunc(s.diffVersions)},
 		{Pattern: "POST /v1/rules/validate", Roles: write, MaxBody: big, Handler: http.HandlerFunc(s.validate)},
 		{Pattern: "POST /v1/rules/test", Roles: write, MaxBody: big, Handler: http.HandlerFunc(s.test)},
 		{Pattern: "POST /v1/rules/publish", Roles: write, MaxBody: big, Handler: http.HandlerFunc(s.publishRules)},

@@ -128,8 +128,15 @@ type EngineConfig struct {
 	MaxFutureSkew time.Duration `yaml:"max_future_skew"`
 }
 
+// RulesConfig says where the rules come from. riskd reads Dir and never
+// writes into it: the start-up set is published from it as version 1,
+// and published versions live in the rule topic (kafka.rules_topic) and
+// ClickHouse's history.
 type RulesConfig struct {
-	Dir          string        `yaml:"dir"`
+	// Dir is the rule directory read at start and watched; a change
+	// (every PollInterval) is published as a new version.
+	Dir string `yaml:"dir"`
+	// Features is the feature definitions file.
 	Features     string        `yaml:"features"`
 	PollInterval time.Duration `yaml:"poll_interval"`
 }

@@ -53,8 +53,11 @@ type daemon struct {
 	pipe      *streams.Pipeline
 	api       *api.Server
 	rulesAPI  *rulesapi.Service
-	notifier  *notify.Notifier
-	state     *engine.StateReporter
+	// rulesDirHash is the rule directory's hash as rulesAPI.Start read
+	// it: the watcher publishes only a directory that differs from it.
+	rulesDirHash string
+	notifier     *notify.Notifier
+	state        *engine.StateReporter
 	// httpCtx is the base of every request's context; it ends when
 	// shutdown begins, so long-lived alert streams close promptly.
 	httpCtx    context.Context
@@ -124,13 +127,7 @@ func startDaemon(ctx context.Context, cfg Config, log *slog.Logger) (d *daemon, 
 	for g := range d.set.Groups() { // riskd_late_events_total's reasons, exported from 0
 		d.metrics.LateReasons(d.set.GroupName(g))
 	}
-	rs, err := rules.Load(cfg.Rules.Dir, d.set)
-	if err != nil {
-		return d, fmt.Errorf("rules %s: %w", cfg.Rules.Dir, err)
-	}
 	d.holder = &rules.Holder{}
-	d.holder.Swap(rs)
-	log.Info("rules loaded", "dir", cfg.Rules.Dir, "version", rs.Version.String(), "rules", len(rs.Rules))
 
 	// After a crash the rows stored past the committed offsets are at most
 	// store_parallelism batches (0 means streams' defaults, 3 of 5000); the
@@ -160,11 +157,13 @@ func startDaemon(ctx context.Context, cfg Config, log *slog.Logger) (d *daemon, 
 	if err != nil {
 		return d, err
 	}
-	d.recordRuleSet(ctx, rs)
 
 	d.engCfg = engine.Config{Shards: cfg.Engine.Shards, QueueSize: cfg.Engine.QueueSize,
 		DedupeCapacity: cfg.Engine.DedupeCapacity, MaxEventBytes: cfg.Engine.MaxEventBytes,
 		AlertThrottle: cfg.Engine.AlertThrottle, MaxFutureSkew: cfg.Engine.MaxFutureSkew}
+	if err := d.startRules(ctx); err != nil {
+		return d, err
+	}
 	engCfg := d.engCfg
 	d.notifier, err = d.newNotifier()
 	if err != nil {
@@ -229,9 +228,56 @@ func (d *daemon) topics() streams.Topics {
 		Actions: k.ActionsTopic, DLQ: k.DLQTopic}
 }
 
-func (d *daemon) recordRuleSet(ctx context.Context, rs *rules.RuleSet) {
+// startRules builds the rules API on the fleet's rule topic and installs
+// the version that must run before anything decides (rulesapi.Start): the
+// rule directory published as version 1 on a fresh topic, the topic's
+// newest version when the directory is the one already published, or the
+// directory as a new version when it changed while riskd was stopped.
+// riskd never writes into the rule directory.
+func (d *daemon) startRules(ctx context.Context) error {
+	rulesTopic, err := rulesync.New(rulesync.Config{Brokers: d.brokers, Topic: d.cfg.Kafka.RulesTopic, Logger: d.log})
+	if err != nil {
+		return fmt.Errorf("rules topic: %w", err)
+	}
+	d.rulesAPI, err = rulesapi.New(rulesapi.Config{
+		Holder: d.holder, Features: d.set, FeatureSet: d.set, Engine: d.engCfg,
+		Dir: d.cfg.Rules.Dir, Sync: rulesTopic, Store: d.store, Logger: d.log,
+		OnInstall: func(rs *rules.RuleSet, rec rulesync.Record) {
+			d.reloads.WithLabelValues("ok").Inc()
+			d.log.Info("rules installed from the rules topic", "version", rs.Version.String(),
+				"author", rec.Author, "message", rec.Message, "rules", len(rs.Rules))
+			d.recordRuleSet(context.Background(), rs, d.ruleSource(rec))
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("rules api: %w", err)
+	}
+	st, err := d.rulesAPI.Start(ctx)
+	if err != nil {
+		return fmt.Errorf("rules %s: %w", d.cfg.Rules.Dir, err)
+	}
+	d.rulesDirHash = st.DirHash
+	if st.Published {
+		d.log.Info("rule directory published", "dir", d.cfg.Rules.Dir, "version", st.Set.Version.String(), "why", st.Reason)
+	}
+	d.log.Info("rules loaded", "dir", d.cfg.Rules.Dir, "version", st.Set.Version.String(), "rules", len(st.Set.Rules),
+		"author", st.Record.Author, "message", st.Record.Message)
+	d.recordRuleSet(ctx, st.Set, d.ruleSource(st.Record))
+	return nil
+}
+
+// ruleSource is the rulesets table's source of a version: the rule
+// directory, or the API and who published through it.
+func (d *daemon) ruleSource(rec rulesync.Record) string {
+	if rec.Source == rulesync.SourceDir {
+		return "dir:" + d.cfg.Rules.Dir
+	}
+	return "api:" + rec.Author
+}
+
+func (d *daemon) recordRuleSet(ctx context.Context, rs *rules.RuleSet, source string) {
 	row := chstore.RuleSetRow{Version: rs.Version.String(), Seq: rs.Version.Seq, Hash: rs.Version.Hash,
-		RuleCount: len(rs.Rules), Source: "dir:" + d.cfg.Rules.Dir}
+		RuleCount: len(rs.Rules), Source: source}
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := d.store.WriteRuleSet(wctx, row); err != nil {
@@ -274,16 +320,22 @@ func (d *daemon) run(ctx context.Context) error {
 		d.notifier.Run(notifyCtx)
 	}()
 	srv := d.serveHTTP(&wg)
+	// A changed rule directory is published through the rule topic, so it
+	// is a version in the history and every instance installs it (counted
+	// and recorded by OnInstall); the directory as Start found it is Known.
 	watcher := &rules.Watcher{
 		Dir: d.cfg.Rules.Dir, Features: d.set, Holder: d.holder, Interval: d.cfg.Rules.PollInterval,
+		Known: d.rulesDirHash,
+		Publish: func(files map[string][]byte, rs *rules.RuleSet) error {
+			seq, err := d.rulesAPI.PublishDir(ctx, files, rs)
+			if err == nil {
+				d.log.Info("rule directory changed; published", "dir", d.cfg.Rules.Dir, "seq", seq, "hash", rs.Version.Hash)
+			}
+			return err
+		},
 		OnError: func(err error) {
 			d.reloads.WithLabelValues("error").Inc()
 			d.log.Error("rule reload rejected; the previous rules keep running", "dir", d.cfg.Rules.Dir, "err", err)
-		},
-		OnReload: func(rs *rules.RuleSet) {
-			d.reloads.WithLabelValues("ok").Inc()
-			d.log.Info("rules reloaded", "version", rs.Version.String(), "rules", len(rs.Rules))
-			d.recordRuleSet(ctx, rs)
 		},
 	}
 	wg.Add(1)
@@ -382,23 +434,6 @@ func (d *daemon) prepareHTTP() error {
 	d.api.Handle(api.DecideRoute(d.pipe, api.DecideConfig{Deadline: d.cfg.Decide.Deadline,
 		OnTimeout: d.onTimeout, MaxBody: int64(d.cfg.Engine.MaxEventBytes)}, d.reg))
 	d.api.Handle(api.AccountRoutes(api.NewLockService(d.eng, d.store, d.pipe, time.Now))...)
-	rulesTopic, err := rulesync.New(rulesync.Config{Brokers: d.brokers, Topic: d.cfg.Kafka.RulesTopic, Logger: d.log})
-	if err != nil {
-		return fmt.Errorf("rules topic: %w", err)
-	}
-	d.rulesAPI, err = rulesapi.New(rulesapi.Config{
-		Holder: d.holder, Features: d.set, FeatureSet: d.set, Engine: d.engCfg,
-		Dir: d.cfg.Rules.Dir, Sync: rulesTopic, Store: d.store, Logger: d.log,
-		OnInstall: func(rs *rules.RuleSet, rec rulesync.Record) {
-			d.reloads.WithLabelValues("ok").Inc()
-			d.log.Info("rules installed from the rules topic", "version", rs.Version.String(),
-				"author", rec.Author, "message", rec.Message, "rules", len(rs.Rules))
-			d.recordRuleSet(context.Background(), rs)
-		},
-	})
-	if err != nil {
-		return fmt.Errorf("rules api: %w", err)
-	}
 	d.api.Handle(d.rulesAPI.Routes()...)
 	d.api.Handle(api.AlertStreamRoute(d.notifier.StreamHandler()))
 	if d.cfg.HTTP.Pprof {

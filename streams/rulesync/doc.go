@@ -9,6 +9,13 @@
 // compiles and installs it; the publishing instance installs its own
 // publish the same way, so the whole fleet switches by one path.
 //
+// Latest reads the newest record alone, for an instance deciding at start
+// whether its rule directory is already published; PublishIfChanged
+// publishes unless the newest record has the same files, so instances
+// starting together from one directory publish it once. A record says
+// where it came from (Source) and carries the hash of the newest set
+// published from a directory (DirHash).
+//
 // A record's Seq is assigned by the topic: it is the record's offset plus
 // one. Two instances publishing at the same moment therefore never share a
 // seq, and the order every instance installs in is the topic's order.

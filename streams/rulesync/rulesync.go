@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"sync/atomic"
 	"time"
@@ -40,7 +41,24 @@ type Record struct {
 	Message string `json:"message"`
 	// PublishedAt is when it was published.
 	PublishedAt time.Time `json:"published_at"`
+	// Source is where the set came from: SourceDir for a rule directory
+	// (the start-up set, or a change riskd saw in it), SourceAPI for the
+	// rules API. Empty in records written before sources were kept.
+	Source string `json:"source,omitempty"`
+	// DirHash is the hash of the newest set published from a rule
+	// directory at or before this record; every publish carries it
+	// forward. A restarting instance compares its directory's hash with
+	// the latest record's DirHash to tell a directory already published
+	// (the topic's latest version runs) from one edited while it was down
+	// (published again).
+	DirHash string `json:"dir_hash,omitempty"`
 }
+
+// Sources of a Record.
+const (
+	SourceDir = "dir"
+	SourceAPI = "api"
+)
 
 // ErrTooLarge is returned by Publish when the encoded record is over
 // Config.MaxRecordBytes.
@@ -156,6 +174,119 @@ func (s *Sync) Publish(ctx context.Context, rec Record) (uint64, error) {
 		return 0, fmt.Errorf("rulesync: publish %s to %s: %w", rec.Hash, s.cfg.Topic, resp.Error)
 	}
 	return uint64(resp.BaseOffset) + 1, nil
+}
+
+// Latest returns the newest record of the topic (with its Seq), or false
+// when the topic holds none. Compaction keeps the newest record under
+// Key, so this is the version a starting instance would install.
+func (s *Sync) Latest(ctx context.Context) (Record, bool, error) {
+	if !s.ensured.Load() {
+		if err := s.EnsureTopic(ctx); err != nil {
+			return Record{}, false, err
+		}
+		s.ensured.Store(true)
+	}
+	end, err := s.endOffset(ctx)
+	if err != nil {
+		return Record{}, false, fmt.Errorf("rulesync: latest of %s: %w", s.cfg.Topic, err)
+	}
+	if end <= 0 {
+		return Record{}, false, nil
+	}
+	want := end - 1
+	resp, err := s.client.Fetch(ctx, &kafka.FetchRequest{Topic: s.cfg.Topic, Partition: 0, Offset: want,
+		MinBytes: 1, MaxBytes: int64(s.cfg.MaxRecordBytes + 64<<10), MaxWait: 500 * time.Millisecond})
+	if err == nil {
+		err = resp.Error
+	}
+	if err != nil {
+		return Record{}, false, fmt.Errorf("rulesync: latest of %s: fetch offset %d: %w", s.cfg.Topic, want, err)
+	}
+	for {
+		kr, err := resp.Records.ReadRecord()
+		if err != nil {
+			// io.EOF included: the record at want was not in the answer.
+			return Record{}, false, fmt.Errorf("rulesync: latest of %s: record at offset %d: %w", s.cfg.Topic, want, err)
+		}
+		if kr.Offset < want {
+			continue // a batch may start before the offset asked for
+		}
+		key, value, err := readKV(kr)
+		if err != nil {
+			return Record{}, false, fmt.Errorf("rulesync: latest of %s: record at offset %d: %w", s.cfg.Topic, want, err)
+		}
+		if key != Key {
+			return Record{}, false, fmt.Errorf("rulesync: latest of %s: record at offset %d has key %q, not %q", s.cfg.Topic, want, key, Key)
+		}
+		var rec Record
+		if err := json.Unmarshal(value, &rec); err != nil {
+			return Record{}, false, fmt.Errorf("rulesync: latest of %s: record at offset %d: %w", s.cfg.Topic, want, err)
+		}
+		rec.Seq = uint64(kr.Offset) + 1
+		return rec, true, nil
+	}
+}
+
+// PublishIfChanged publishes rec unless the topic's newest record already
+// holds the same files (same Hash); then it returns that record and false.
+// Instances that start together from one directory, or see it change at
+// once, call it so the history gets one version, not one per instance; a
+// publish of the same files within the few milliseconds between the check
+// and the write can still slip through, and is then a version with the
+// same files as the one before.
+func (s *Sync) PublishIfChanged(ctx context.Context, rec Record) (Record, bool, error) {
+	latest, found, err := s.Latest(ctx)
+	if err != nil {
+		return Record{}, false, err
+	}
+	if found && latest.Hash == rec.Hash {
+		return latest, false, nil
+	}
+	seq, err := s.Publish(ctx, rec)
+	if err != nil {
+		return Record{}, false, err
+	}
+	rec.Seq = seq
+	return rec, true, nil
+}
+
+// endOffset is the offset after the newest record of partition 0.
+func (s *Sync) endOffset(ctx context.Context) (int64, error) {
+	res, err := s.client.ListOffsets(ctx, &kafka.ListOffsetsRequest{
+		Topics: map[string][]kafka.OffsetRequest{s.cfg.Topic: {kafka.LastOffsetOf(0)}}})
+	if err != nil {
+		return 0, err
+	}
+	for _, po := range res.Topics[s.cfg.Topic] {
+		if po.Partition != 0 {
+			continue
+		}
+		if po.Error != nil {
+			return 0, po.Error
+		}
+		if po.LastOffset >= 0 {
+			return po.LastOffset, nil
+		}
+		return po.FirstOffset, nil
+	}
+	return 0, kafka.UnknownTopicOrPartition
+}
+
+// readKV reads a fetched record's key and value and releases them.
+func readKV(kr *kafka.Record) (string, []byte, error) {
+	var key, value []byte
+	var err error
+	if kr.Key != nil {
+		key, err = io.ReadAll(kr.Key)
+		kr.Key.Close()
+	}
+	if kr.Value != nil {
+		var verr error
+		value, verr = io.ReadAll(kr.Value)
+		kr.Value.Close()
+		err = errors.Join(err, verr)
+	}
+	return string(key), value, err
 }
 
 // Follow reads the topic from the beginning, then live, until ctx ends,
