@@ -164,6 +164,7 @@ var migrations = []migration{
 	{6, "create labels", migrationLabels},
 	{7, "create webhook_dead_letters", migrationWebhookDeadLetters},
 	{8, "add decisions.late_for", migrationDecisionsLateFor},
+	{9, "add labels.labelled_by and note", migrationLabelsByNote},
 }
 
 // migrationDone holds, by version, for each migration whose statement
@@ -173,6 +174,7 @@ var migrations = []migration{
 // instance applied it first), migrate asks, and a row means done.
 var migrationDone = map[uint32]string{
 	8: columnExists("decisions", "late_for"),
+	9: columnExists("labels", "note"),
 }
 
 // migrationDecisionsLateFor: late_for names the entity groups a late
@@ -207,3 +209,10 @@ const migrationWebhookDeadLetters = `CREATE TABLE IF NOT EXISTS {db}.webhook_dea
 ) ENGINE = ReplacingMergeTree()
 PARTITION BY toYYYYMM(parked_at)
 ORDER BY (subscriber, account_id, parked_at, notification_id)`
+
+// migrationLabelsByNote: labelled_by is the API token name of who labelled
+// an event (empty for the engine's own labels, source "event"), note the
+// labeller's free text, for labels recorded through POST /v1/labels. Rows
+// written before it read empty strings. One ALTER adds both, so both are there once
+// note is (migrationDone).
+const migrationLabelsByNote = `ALTER TABLE {db}.labels ADD COLUMN labelled_by String AFTER labelled_at, ADD COLUMN note String AFTER labelled_by`
