@@ -19,6 +19,9 @@ import (
 // context has ended.
 var ErrStopped = errors.New("engine stopped")
 
+// DefaultDedupeCapacity is Config.DedupeCapacity's default.
+const DefaultDedupeCapacity = 100_000
+
 // Config sets up an Engine.
 type Config struct {
 	// Shards is the number of shard goroutines; 0 means GOMAXPROCS.
@@ -58,7 +61,7 @@ func (c Config) withDefaults() Config {
 		c.QueueSize = 1024
 	}
 	if c.DedupeCapacity <= 0 {
-		c.DedupeCapacity = 100_000
+		c.DedupeCapacity = DefaultDedupeCapacity
 	}
 	if c.AlertThrottle == 0 {
 		c.AlertThrottle = DefaultAlertThrottle

@@ -198,25 +198,31 @@ func TestTrialNamesTheEventItCannotRead(t *testing.T) {
 	}
 }
 
-// The examples run through the engine on a fresh state, with the features
-// an example leaves out at their live defaults: a rule example that needs
-// a recent login and does not give one fails, where compiling (which reads
-// a missing feature as 0, "just now") let it pass.
+// Examples read the features they leave out at their live defaults, both
+// when a set is compiled and when its examples run through the engine: an
+// example that needs a recent login and does not give one does not match
+// (zero, "just now", would have let it).
 func TestTrialExamplesReadLiveDefaults(t *testing.T) {
-	set, rs := trialSet(t, trialFeatures, `- id: soon-after-login
+	const rule = `- id: soon-after-login
   when: event.type == "payment" && f.secs_since_login < 60
   action: review
   examples:
     - event: {amount: 10}
       f: {secs_since_login: 30}
     - event: {amount: 10}
-`)
+      expect: EXPECT
+`
+	set, _ := trialSet(t, trialFeatures, trialRules)
+	_, err := rules.Compile(map[string][]byte{"r.yaml": []byte(strings.Replace(rule, "EXPECT", "match", 1))}, set)
+	if err == nil || !strings.Contains(err.Error(), "example 2: expected match, got no_match") {
+		t.Fatalf("compiling an example that relies on a missing feature reading 0: err = %v", err)
+	}
+	set, rs := trialSet(t, trialFeatures, strings.Replace(rule, "EXPECT", "no_match", 1))
 	rep, err := RunTrial(Config{}, set, rs, nil, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rep.Examples) != 2 || rep.ExamplesPassed || !rep.Examples[0].Pass || rep.Examples[1].Pass ||
-		rep.Examples[1].Result != rules.ResultNoMatch {
+	if len(rep.Examples) != 2 || !rep.ExamplesPassed || rep.Examples[1].Result != rules.ResultNoMatch {
 		t.Fatalf("examples = %+v", rep.Examples)
 	}
 	want := []TrialFeature{{"secs_since_login", features.NeverSecs, SourceComputed}}

@@ -106,6 +106,10 @@ var (
 	sampleDecided = sampleEventTS.Add(1500 * time.Millisecond)     // 12:00:01.5
 	sampleLockEnd = sampleEventTS.Add(30 * time.Minute)
 	sampleUnlock  = sampleEventTS.Add(10 * time.Minute)
+	// sampleSpanFrom and sampleSpanTo bound the backtest reads: an hour
+	// either side of the sample's event time, in Unix ms.
+	sampleSpanFrom = sampleEventTS.Add(-time.Hour).UnixMilli()
+	sampleSpanTo   = sampleEventTS.Add(time.Hour).UnixMilli()
 )
 
 func sampleDecision() *engine.Decision {
@@ -173,6 +177,13 @@ var sampleWrites = []struct {
 			AccountID: "acct-1", EventID: "ev-1", RuleID: "scam-payee", Body: `{"event_id":"ev-1"}`, Attempts: 5,
 			LastError: "HTTP 503: busy", ParkedAt: sampleUnlock})
 	}},
+	// WriteLabels' insert (its look-ups are reads, below): an analyst's
+	// label of ev-1, later than the engine's, so it replaces it.
+	{"WriteLabels", func(ctx context.Context, s *Store) error {
+		return s.insertLabels(ctx, insert{table: "labels", columns: labelWriteColumns, rows: [][]any{{
+			"ev-1", "acct-1", sampleEventTS, sampleEventTS.UnixMilli(), LabelFraud, "chargeback", sampleUnlock,
+			"alice", "card holder disputed"}}})
+	}},
 }
 
 // sampleReads are the read paths with the rows the sample implies.
@@ -232,7 +243,87 @@ var sampleReads = []struct {
 	{name: "WebhookDeadLetters", ordered: true, expect: []string{
 		`sms	7	alert	acct-1	ev-1	scam-payee	{"event_id":"ev-1"}	5	HTTP 503: busy	2026-11-24 12:10:00`},
 		read: func(ctx context.Context, s *Store) error { _, err := s.WebhookDeadLetters(ctx, "sms", 10); return err }},
+	// Backtest reads (backtest.go), over the hour around the sample.
+	{name: "CountEvents", ordered: true, expect: []string{"60\t2"},
+		read: func(ctx context.Context, s *Store) error {
+			_, err := s.CountEvents(ctx, sampleSpanFrom, sampleSpanTo, 60_000)
+			return err
+		}},
+	{name: "EarliestEvent", expect: []string{"2\t1795521600000"},
+		read: func(ctx context.Context, s *Store) error { _, _, err := s.EarliestEvent(ctx); return err }},
+	{name: "DecisionTimes", expect: []string{"2\t1795521601500\t1795521601500"},
+		read: func(ctx context.Context, s *Store) error {
+			_, _, _, err := s.DecisionTimes(ctx, sampleSpanFrom, sampleSpanTo)
+			return err
+		}},
+	{name: "ReplayEvents", ordered: true, expect: []string{
+		`ev-2	1795521600000	{"event_id":"ev-2","type":"payment","ts":1795521600000,"account_id":"acct-2"}`,
+		`ev-1	1795521600000	{"event_id":"ev-1","type":"payment","ts":1795521600000,"account_id":"acct-1"}`},
+		read: func(ctx context.Context, s *Store) error {
+			return s.ReplayEvents(ctx, sampleSpanFrom, sampleSpanTo, func(*ReplayEvent) error { return nil })
+		}},
+	{name: "ReplayDecisions", ordered: true, expect: []string{
+		"ev-1\t1795521600000\t1795521601500\tlock\t['scam-payee','brute-force-lock']\t['new-device']\t3-abcdef12\t['payments_1h','amount_24h']\t[2,250.5]",
+		"ev-2\t1795521600000\t1795521601500\treview\t[]\t[]\t3-abcdef12\t['payments_1h']\t[1]"},
+		read: func(ctx context.Context, s *Store) error {
+			return s.ReplayDecisions(ctx, sampleSpanFrom, sampleSpanTo, func(ReplayDecision) error { return nil })
+		}},
+	{name: "ReplayLabels", ordered: true, expect: []string{"ev-1\t1795521600000\tfraud"},
+		read: func(ctx context.Context, s *Store) error {
+			return s.ReplayLabels(ctx, sampleSpanFrom, sampleSpanTo, func(ReplayLabel) error { return nil })
+		}},
+	// The engine's lock of ev-1 is not support's: only the unlock.
+	{name: "SupportLocks", ordered: true, expect: []string{
+		"acct-1\tunlock\towner verified\t1970-01-01 00:00:00\tsupport:agent-17\t1795522200000\treq-9"},
+		read: func(ctx context.Context, s *Store) error {
+			_, err := s.SupportLocks(ctx, sampleSpanFrom, sampleSpanTo, 10)
+			return err
+		}},
+	// Labels (labels.go): WriteLabels' look-ups of events by id and by
+	// account range, and the label read back.
+	{name: "WriteLabels look-up by event id", expect: []string{
+		"ev-1\tacct-1\t2026-11-24 12:00:00\t1795521600000", "ev-2\tacct-2\t2026-11-24 12:00:00\t1795521600000"},
+		read: func(ctx context.Context, s *Store) error {
+			_, err := s.labelTargetsByID(ctx, []string{"ev-1", "ev-2", `ev-it's\3`})
+			return err
+		}},
+	{name: "WriteLabels look-up of an account range", ordered: true, expect: []string{
+		"ev-1\tacct-1\t2026-11-24 12:00:00\t1795521600000"},
+		read: func(ctx context.Context, s *Store) error {
+			_, err := s.labelTargetsInRange(ctx, "acct-1", sampleEventTS, sampleEventTS.Add(time.Minute), MaxLabelledEvents+1)
+			return err
+		}},
+	{name: "LabelsByEvent", ordered: true, expect: []string{
+		"ev-1\tacct-1\t1795521600000\tfraud\tchargeback\talice\tcard holder disputed\t2026-11-24 12:10:00"},
+		read: func(ctx context.Context, s *Store) error {
+			_, err := s.LabelsByEvent(ctx, []string{"ev-1", "ev-2"})
+			return err
+		}},
+	// Rule statistics (stats.go) over the hour either side of the sample,
+	// in 30-minute buckets: ev-1 (labelled fraud) is in bucket 2.
+	{name: "RuleHitBuckets", ordered: true, expect: []string{
+		"brute-force-lock\t0\t3-abcdef12\t2\t1\t1\t0\t1795521600000\t1795521600000",
+		"new-device\t1\t3-abcdef12\t2\t1\t1\t0\t1795521600000\t1795521600000",
+		"scam-payee\t0\t3-abcdef12\t2\t1\t1\t0\t1795521600000\t1795521600000"},
+		read: func(ctx context.Context, s *Store) error {
+			_, err := s.RuleHitBuckets(ctx, sampleStatsPeriod)
+			return err
+		}},
+	{name: "DecisionMixes", ordered: true, expect: []string{"3-abcdef12\tpayment\tlock\t1\t1\t0", "3-abcdef12\tpayment\treview\t1\t0\t0"},
+		read: func(ctx context.Context, s *Store) error {
+			_, err := s.DecisionMixes(ctx, sampleStatsPeriod)
+			return err
+		}},
+	{name: "ShadowHitMixes", ordered: true, expect: []string{"new-device\t3-abcdef12\tpayment\tlock\t1"},
+		read: func(ctx context.Context, s *Store) error {
+			_, err := s.ShadowHitMixes(ctx, sampleStatsPeriod)
+			return err
+		}},
 }
+
+// sampleStatsPeriod is the hour either side of the sample events, in
+// 30-minute buckets.
+var sampleStatsPeriod = StatsPeriod{From: sampleEventTS.Add(-time.Hour), To: sampleEventTS.Add(time.Hour), Bucket: 30 * time.Minute}
 
 // sampleLookup asks table decisionTables[i] for the sample decisions' ids
 // and one never stored, whose quote and backslash must arrive escaped.

@@ -1,0 +1,99 @@
+// Package backtest replays the events stored in ClickHouse for a period
+// through candidate rules, with the live engine's own code path (one
+// engine.Scorer) and features rebuilt as they were at each event, and
+// reports what the candidate would have decided against what was decided
+// and against the labels. It reads ClickHouse only; no live state is
+// touched.
+//
+// # How the replay matches the live engine
+//
+// Order. The live merger (streams/merge.go) hands the engine the buffered
+// message with the smallest event time across all input partitions,
+// breaking ties by topic, then partition (its inputs are sorted so), and
+// reads each partition in offset order; the engine's turnstile makes its
+// shards update the shared entity windows in that submission order, which
+// one Scorer reproduces. The replay reads events ordered by event time,
+// topic, partition, offset, then event id (chstore.ReplayOrder): the
+// merger's order whenever each partition's events are in event-time order,
+// which producers keying by account and stamping events as they happen
+// give. Events that reached a partition out of time order, decided live
+// while caught up (no backlog to merge), or sent through the decide API
+// can have been decided in arrival order instead; features then may
+// differ, and the report says so (see Warnings below).
+//
+// Clock. Locks, lock expiry and decision time run on the engine's wall
+// clock (engine.Config.Now). The replay sets it, per event, to the
+// recorded decided_at of that event's decision, or to the event's own time
+// when none is stored, and turns the future-skew check off. Locks and
+// unlocks by support or the API (account_locks rows whose actor is not the
+// engine) are applied at their time, between events, as the live lock
+// service applied them on the account's shard.
+//
+// Warm-up. By default every stored event before the period is replayed
+// first (counted, not reported), so profiles (events_seen, new_device;
+// kept 90 days) and windows are what they were live. A shorter warm-up
+// (Config.Warmup) is faster; the report then warns that reproduction is
+// not guaranteed when older events are stored.
+//
+// Idle state. The live engine sweeps idle feature state on each shard
+// every 65,536 of that shard's events, the replay's one Scorer every
+// 65,536 events; sweeps drop only state no window can read any more, but
+// an account profile idle for about profile_ttl can be kept by one and
+// dropped by the other.
+//
+// Duplicates. An event stored twice (a replay after a restart writes it
+// again) is replayed once, and its original decision is the one compared
+// (told apart among the rows of one millisecond as they are read: faster
+// than FINAL or LIMIT 1 BY event_id in the query, see chstore.ReplayEvents).
+//
+// # Joining decisions and labels
+//
+// Events, recorded decisions and labels are three streams read from
+// ClickHouse concurrently, each ordered by event time. Decisions and
+// labels are held per millisecond of event time (at most MaxRowsPerMs)
+// and matched to the events by id, so memory does not grow with the
+// period. ClickHouse is asked for spans of up to two million events,
+// the first one small so scoring starts early, the next one sorted while
+// the replay works through the one before (the events table is keyed by
+// account, so each query scans what it touches: few large queries cost
+// the server less than many small ones).
+//
+// # The report
+//
+// Per rule: hits as an active and as a shadow rule, split by label (fraud,
+// not_fraud, unlabelled: chstore.LabelIsFraud), precision (fraud over all
+// hits, unlabelled counted as good: a lower bound; and over labelled hits
+// only), first and last hit, hits in Buckets time buckets, and hits new
+// or lost against the recorded decisions. In total: decisions by action,
+// candidate against recorded; the changed decisions as a from->to matrix
+// with up to MaxExamples event ids each; the events whose matched rules
+// differ; fraud caught (challenge, block or lock) and good events hit
+// (review or stronger) per event; attacks; and the fraudulent amount
+// stopped.
+//
+// An attack is the fraud-labelled events of one account with one label,
+// each less than 24 hours after the previous one; it is caught when any of
+// its events got challenge, block or lock. The fraudulent amount is the
+// sum of the amounts of fraud-labelled money-out events (payments, in any
+// channel including transfer, and withdrawals), per currency; stopped is
+// the part whose candidate action was challenge, block or lock.
+//
+// Warnings say why decisions can differ for reasons other than the rules:
+// events with no recorded decision or decisions with no stored event
+// (outside retention), recorded rule-set versions other than the
+// candidate's hash, a warm-up shorter than the stored history, recorded
+// feature values that differ from the recomputed ones (a feature
+// definition, or the events before, changed), and events that could not
+// be decided. A backtest of the rule set that was live over the period,
+// with the full warm-up, reproduces the recorded decisions exactly: zero
+// changed decisions and no warnings (TestTheLiveSetReproducesTheRecordedDecisions).
+//
+// # Example
+//
+//	rep, err := backtest.Run(ctx, backtest.Config{
+//		Store: store, Features: set, Rules: candidate, Engine: liveEngineConfig,
+//		From: from, To: to,
+//	})
+//	if err != nil { ... }
+//	backtest.WriteText(os.Stdout, rep) // or WriteHTML, or encoding/json
+package backtest

@@ -1,0 +1,352 @@
+package backtest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"time"
+
+	"riskd/engine"
+	"riskd/features"
+	"riskd/rules"
+	"riskd/streams/chstore"
+)
+
+// Bounds of one backtest.
+const (
+	// DefaultMaxPeriod bounds To-From when Limits.MaxPeriod is 0.
+	DefaultMaxPeriod = 31 * 24 * time.Hour
+	// DefaultMaxEvents bounds the stored events a backtest replays,
+	// warm-up included, when Limits.MaxEvents is 0: about eight minutes
+	// at the measured rate on the 2-core benchmark machine.
+	DefaultMaxEvents = 50_000_000
+	// MaxSupportLocks bounds the support locks and unlocks applied.
+	MaxSupportLocks = 100_000
+	// MaxRowsPerMs bounds the recorded decisions (or labels) of one
+	// millisecond held while joining them to the events.
+	MaxRowsPerMs = 100_000
+	// MaxExamples is how many event ids a report lists per change.
+	MaxExamples = 10
+	// MaxVersions bounds the recorded rule-set versions listed; more are
+	// counted under "other".
+	MaxVersions = 100
+	// Buckets is the number of time buckets of RuleStats.Series.
+	Buckets = 48
+	// sliceRows bounds the stored events one ClickHouse query reads and
+	// sorts (see split), and firstSliceRows is the first query's share.
+	// The events table is keyed by account first, so each query reads the
+	// whole of every part it touches: few large queries cost ClickHouse
+	// less CPU than many small ones (1M events: 5.8 s of server CPU in one
+	// query, 9.8 s in 250k-row spans), while a small first query lets the
+	// replay start before the rest is sorted. 2M rows of ~300-byte events
+	// keep a sort under about a gigabyte.
+	sliceRows      = 2_000_000
+	firstSliceRows = 100_000
+	// progressEvery is how many events pass between Progress calls.
+	progressEvery = 8192
+)
+
+// Errors a caller may branch on (the API maps them to statuses).
+var (
+	// ErrBadRequest wraps every problem with the request itself: the
+	// period, the limits, a missing part.
+	ErrBadRequest = errors.New("bad backtest request")
+	// ErrTooManyEvents is returned when the period and warm-up hold more
+	// stored events than Limits.MaxEvents.
+	ErrTooManyEvents = errors.New("too many events to replay")
+)
+
+// Limits bound a backtest; zero fields take the defaults.
+type Limits struct {
+	MaxPeriod time.Duration
+	MaxEvents int64
+}
+
+func (l Limits) withDefaults() Limits {
+	if l.MaxPeriod <= 0 {
+		l.MaxPeriod = DefaultMaxPeriod
+	}
+	if l.MaxEvents <= 0 {
+		l.MaxEvents = DefaultMaxEvents
+	}
+	return l
+}
+
+// Progress is how far a running backtest is.
+type Progress struct {
+	// Done counts the events replayed so far, Total the stored event rows
+	// to replay (duplicates included, so Done may end below it).
+	Done, Total int64
+	Elapsed     time.Duration
+}
+
+// Config is one backtest.
+type Config struct {
+	// Store is where the events, decisions, labels and locks are read.
+	Store *chstore.Store
+	// Features are the window features, as the live engine has them.
+	Features *features.Set
+	// Rules is the candidate rule set. It is installed in a Holder of the
+	// backtest's own: it must not be in use elsewhere.
+	Rules *rules.RuleSet
+	// Engine is the live engine's configuration (alert throttle, dedupe
+	// capacity, event size bound); its clock and future-skew check are
+	// replaced by the simulated clock.
+	Engine engine.Config
+	// From and To bound the period (event time; To excluded).
+	From, To time.Time
+	// Warmup is how much history before From is replayed to rebuild the
+	// state; 0 means all stored history.
+	Warmup time.Duration
+	Limits Limits
+	// Progress, if set, is called every few thousand events and once at
+	// the end, on the backtest's goroutine.
+	Progress func(Progress)
+	// Now is the wall clock, for Report.Seconds only; nil means time.Now.
+	Now func() time.Time
+}
+
+func (c Config) validate() error {
+	var errs []error
+	if c.Store == nil {
+		errs = append(errs, errors.New("no ClickHouse store"))
+	}
+	if c.Features == nil {
+		errs = append(errs, errors.New("no feature set"))
+	}
+	if c.Rules == nil {
+		errs = append(errs, errors.New("no candidate rule set"))
+	}
+	lim := c.Limits.withDefaults()
+	switch {
+	case c.From.IsZero() || c.To.IsZero():
+		errs = append(errs, errors.New("from and to are both required"))
+	case !c.From.Before(c.To):
+		errs = append(errs, fmt.Errorf("from %s is not before to %s", stamp(c.From), stamp(c.To)))
+	case c.To.Sub(c.From) > lim.MaxPeriod:
+		errs = append(errs, fmt.Errorf("period from %s to %s is %v, longer than the limit of %v: backtest a shorter period",
+			stamp(c.From), stamp(c.To), c.To.Sub(c.From), lim.MaxPeriod))
+	}
+	if c.Warmup < 0 {
+		errs = append(errs, fmt.Errorf("warmup %v is negative", c.Warmup))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("%w: %w", ErrBadRequest, err)
+	}
+	return nil
+}
+
+func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+// Run replays the stored events of the period (after the warm-up) through
+// the candidate rules and reports what they would have decided against
+// what was decided. It reads ClickHouse only and touches no live state.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	lim := cfg.Limits.withDefaults()
+	now := cfg.Now
+	if now == nil {
+		now = time.Now
+	}
+	start := now()
+	fromMs, toMs := cfg.From.UnixMilli(), cfg.To.UnixMilli()
+
+	var warnings []string
+	earliest, any, err := cfg.Store.EarliestEvent(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("backtest: %w", err)
+	}
+	warmFrom, warmup := fromMs, "all stored history"
+	if cfg.Warmup == 0 {
+		if any && earliest < fromMs {
+			warmFrom = earliest
+		}
+	} else {
+		warmFrom, warmup = fromMs-cfg.Warmup.Milliseconds(), cfg.Warmup.String()
+		if any && earliest < warmFrom {
+			warnings = append(warnings, fmt.Sprintf("the warm-up (%v) starts at %s, after the oldest stored event (%s): "+
+				"profile features (events_seen, new_device, ...) and long windows may not be as they were live, "+
+				"so their reproduction is not guaranteed", cfg.Warmup, stamp(time.UnixMilli(warmFrom)), stamp(time.UnixMilli(earliest))))
+		}
+	}
+	// Steps of a minute, or coarser for a long warm-up: at most ~100,000 rows.
+	counts, err := cfg.Store.CountEvents(ctx, warmFrom, toMs, max(60_000, (toMs-warmFrom)/100_000))
+	if err != nil {
+		return nil, fmt.Errorf("backtest: %w", err)
+	}
+	var total uint64
+	for _, c := range counts {
+		total += c.Rows
+	}
+	if int64(total) > lim.MaxEvents {
+		return nil, fmt.Errorf("backtest: %w: %d stored events from %s to %s (warm-up included), the limit is %d: "+
+			"shorten the period or the warm-up", ErrTooManyEvents, total, stamp(time.UnixMilli(warmFrom)), stamp(cfg.To), lim.MaxEvents)
+	}
+	// Support's locks are dated on the wall clock, like decided_at: read
+	// those of the span the replayed decisions were made in, or of the
+	// event-time span when that is wider (events with no decision run on
+	// their own time).
+	lockFrom, lockTo := warmFrom, toMs
+	if first, last, ok, err := cfg.Store.DecisionTimes(ctx, warmFrom, toMs); err != nil {
+		return nil, fmt.Errorf("backtest: %w", err)
+	} else if ok {
+		lockFrom, lockTo = min(lockFrom, first), max(lockTo, last+1)
+	}
+	locks, err := cfg.Store.SupportLocks(ctx, lockFrom, lockTo, MaxSupportLocks)
+	if err != nil {
+		return nil, fmt.Errorf("backtest: %w", err)
+	}
+
+	holder := &rules.Holder{}
+	holder.Install(cfg.Rules, cfg.Rules.Version.Seq)
+	var clock int64 // the simulated wall clock, Unix ms
+	ecfg := cfg.Engine
+	ecfg.Now = func() time.Time { return time.UnixMilli(clock) }
+	ecfg.MaxFutureSkew = -1 // the clock is simulated: no event is ahead of it
+	// Live, each shard remembers DedupeCapacity ids of its own accounts;
+	// the one scorer here remembers as many as all shards together.
+	shards := ecfg.Shards
+	if shards <= 0 {
+		shards = runtime.GOMAXPROCS(0)
+	}
+	ecfg.DedupeCapacity = max(ecfg.DedupeCapacity, engine.DefaultDedupeCapacity) * shards
+	ecfg.Shards = 1
+	scorer := engine.NewScorer(ecfg, cfg.Features, holder)
+
+	a := newAccumulator(cfg, fromMs, toMs)
+	a.rep.WarmupFrom, a.rep.Warmup = time.UnixMilli(warmFrom).UTC(), warmup
+
+	rctx, cancel := context.WithCancel(ctx)
+	spans := split(warmFrom, toMs, counts)
+	var evErr, decErr, labErr error
+	evCh := feed(rctx, spans, func(sp span, fn func(chstore.ReplayEvent) error) error {
+		var mem arena
+		return cfg.Store.ReplayEvents(rctx, sp.from, sp.to, func(ev *chstore.ReplayEvent) error {
+			c := *ev
+			c.Raw = mem.copy(ev.Raw) // ev.Raw is the driver's, valid only now
+			return fn(c)
+		})
+	}, &evErr)
+	decCh := feed(rctx, spans, func(sp span, fn func(chstore.ReplayDecision) error) error {
+		return cfg.Store.ReplayDecisions(rctx, sp.from, sp.to, fn)
+	}, &decErr)
+	labCh := feed(rctx, split(fromMs, toMs, nil), func(sp span, fn func(chstore.ReplayLabel) error) error {
+		return cfg.Store.ReplayLabels(rctx, sp.from, sp.to, fn)
+	}, &labErr)
+	defer func() {
+		cancel()
+		drain(evCh) // the feeders end once ctx is cancelled
+		drain(decCh)
+		drain(labCh)
+	}()
+	decs := newCursor(decCh, "decisions", func(d *chstore.ReplayDecision) (int64, string) { return d.TS, d.EventID },
+		func(d *chstore.ReplayDecision) {
+			if d.TS >= fromMs {
+				a.orphanDecisions++
+			}
+		})
+	labels := newCursor(labCh, "labels", func(l *chstore.ReplayLabel) (int64, string) { return l.TS, l.EventID },
+		func(*chstore.ReplayLabel) {})
+
+	var d engine.Decision
+	var done int64
+	nextLock := 0
+	replay := func(ev *chstore.ReplayEvent) error {
+		if done++; done > lim.MaxEvents {
+			return fmt.Errorf("%w: more than %d events replayed (rows arrived during the backtest?)", ErrTooManyEvents, lim.MaxEvents)
+		}
+		if done%progressEvery == 0 && cfg.Progress != nil {
+			cfg.Progress(Progress{Done: done, Total: int64(total), Elapsed: now().Sub(start)})
+		}
+		rec, hasRec, err := decs.take(ev.TS, ev.EventID)
+		if err != nil {
+			return err
+		}
+		clock = ev.TS
+		if hasRec {
+			clock = rec.DecidedAtMs
+		}
+		for ; nextLock < len(locks) && locks[nextLock].At.UnixMilli() <= clock; nextLock++ {
+			applyLock(scorer, locks[nextLock])
+		}
+		if err := scorer.Score(ev.Raw, engine.Source{}, &d); err != nil {
+			a.refused(ev.EventID, err)
+			return nil
+		}
+		if ev.TS < fromMs {
+			a.rep.EventsWarmup++
+			return nil
+		}
+		label, _, err := labels.take(ev.TS, ev.EventID)
+		if err != nil {
+			return err
+		}
+		var recp *chstore.ReplayDecision
+		if hasRec {
+			recp = &rec
+		}
+		a.add(&d, recp, label.Label)
+		return nil
+	}
+	for batch := range evCh {
+		if err = ctx.Err(); err != nil { // batches in flight are not worth finishing
+			break
+		}
+		for i := range batch {
+			if err = replay(&batch[i]); err != nil {
+				break
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
+	if err == nil {
+		err = evErr // evCh is closed: final
+	}
+	if err == nil {
+		err = ctx.Err()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("backtest: %w", err)
+	}
+	decs.finish()
+	labels.finish()
+	// The feeders have closed their channels: their errors are final.
+	if err := errors.Join(decErr, labErr); err != nil {
+		return nil, fmt.Errorf("backtest: %w", err)
+	}
+	if cfg.Progress != nil {
+		cfg.Progress(Progress{Done: done, Total: int64(total), Elapsed: now().Sub(start)})
+	}
+	rep := a.finish(warnings)
+	rep.Seconds = now().Sub(start).Seconds()
+	if rep.Seconds > 0 {
+		rep.EventsPerSecond = float64(rep.EventsWarmup+rep.EventsPeriod+rep.Refused) / rep.Seconds
+	}
+	return rep, nil
+}
+
+// applyLock does what support or the API did to the account, as the live
+// LockService did it through the account's shard.
+func applyLock(s *engine.Scorer, l chstore.LockRow) {
+	switch l.Action {
+	case "lock":
+		until := l.Until.UnixMilli()
+		if l.Until.IsZero() {
+			until = 1<<63 - 1 // open-ended
+		}
+		s.Lock(l.AccountID, until, "support:"+l.Actor)
+	case "unlock":
+		s.Unlock(l.AccountID)
+	}
+}
+
+// drain reads ch until its feeder closes it.
+func drain[T any](ch <-chan []T) {
+	for range ch {
+	}
+}

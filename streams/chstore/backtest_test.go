@@ -1,0 +1,142 @@
+package chstore_test
+
+import (
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"riskd/engine"
+	"riskd/internal/chtest"
+	"riskd/streams/chstore"
+)
+
+// The backtest reads give each event once, in replay order, its original
+// decision over a duplicate's repeat, the labels, and support's locks
+// only, bounded.
+func TestBacktestReads(t *testing.T) {
+	cfg := chtest.Config(t)
+	cfg.RecoveryWindow = -1 // store the repeats below, as a replay past the window does
+	st, err := chstore.Open(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	base := time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)
+	ds := sampleDecisions("bt", 20, base)
+	// Two events at one millisecond, on partitions in the opposite order
+	// of their ids, to see the tie broken by Kafka position.
+	ds[3].EventTS, ds[3].Source.Partition = ds[2].EventTS, 9
+	ds[2].Source.Partition = 8
+	if err := st.WriteDecisions(t.Context(), ds); err != nil {
+		t.Fatal(err)
+	}
+	// The events and decisions stored again, as a replay after a restart
+	// does; the decisions as the duplicates the engine marks them.
+	again := make([]*engine.Decision, 0, len(ds))
+	for _, d := range ds {
+		c := d.Clone()
+		c.Duplicate, c.Action, c.Matched, c.Reason = true, 0, nil, "duplicate"
+		c.Source.Offset += 1_000_000 // read again further on: the copy sorts after the first
+		again = append(again, c)
+	}
+	if err := st.WriteDecisions(t.Context(), again); err != nil {
+		t.Fatal(err)
+	}
+	from, to := base.UnixMilli(), base.Add(time.Minute).UnixMilli()
+
+	var ids []string
+	err = st.ReplayEvents(t.Context(), from, to, func(ev *chstore.ReplayEvent) error {
+		ids = append(ids, ev.EventID)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := make([]string, 0, len(ds))
+	for _, d := range ds {
+		want = append(want, d.EventID)
+	}
+	if !slices.Equal(ids, want) {
+		t.Errorf("replayed %v\nwant %v", ids, want)
+	}
+
+	var got []chstore.ReplayDecision
+	if err := st.ReplayDecisions(t.Context(), from, to, func(d chstore.ReplayDecision) error { got = append(got, d); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(ds) {
+		t.Fatalf("%d decisions, want %d", len(got), len(ds))
+	}
+	for _, g := range got {
+		i := slices.IndexFunc(ds, func(d *engine.Decision) bool { return d.EventID == g.EventID })
+		if g.Action != ds[i].Action.String() || g.DecidedAtMs != ds[i].DecidedAt.UnixMilli() || !slices.Equal(g.MatchedRules, ruleIDs(ds[i].Matched)) {
+			t.Errorf("%s: got %s %v at %d, want the original %s %v at %d", g.EventID, g.Action, g.MatchedRules, g.DecidedAtMs,
+				ds[i].Action, ruleIDs(ds[i].Matched), ds[i].DecidedAt.UnixMilli())
+		}
+	}
+
+	var labels int
+	if err := st.ReplayLabels(t.Context(), from, to, func(l chstore.ReplayLabel) error {
+		if l.Label != "fraud" {
+			t.Errorf("label %+v", l)
+		}
+		labels++
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if labels != 5 {
+		t.Errorf("%d labels, want 5", labels)
+	}
+
+	counts, err := st.CountEvents(t.Context(), from, to, 10_000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 40 rows (20 events stored twice) over 20 s in steps of 10 s.
+	if wantCounts := []chstore.EventCount{{StartMs: from, Rows: 20}, {StartMs: from + 10_000, Rows: 20}}; !slices.Equal(counts, wantCounts) {
+		t.Errorf("counts %v, want %v", counts, wantCounts)
+	}
+
+	// Support's locks: the engine's lock rows are left out; the bound holds.
+	for i, at := range []time.Time{base.Add(time.Second), base.Add(2 * time.Second), base.Add(3 * time.Second)} {
+		row := chstore.LockRow{AccountID: "acct-1", Action: "lock", Reason: "r", Until: at.Add(500*time.Millisecond + time.Hour),
+			Actor: "support:a", At: at.Add(500 * time.Millisecond)}
+		if i == 1 {
+			row.Action, row.Until = "unlock", time.Time{}
+		}
+		if err := st.WriteLock(t.Context(), row); err != nil {
+			t.Fatal(err)
+		}
+	}
+	locks, err := st.SupportLocks(t.Context(), from, to, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(locks) != 3 || locks[0].Action != "lock" || locks[1].Action != "unlock" ||
+		!locks[0].Until.Equal(base.Add(1500*time.Millisecond+time.Hour)) || !locks[1].Until.IsZero() {
+		t.Errorf("support locks %+v", locks)
+	}
+	_, err = st.SupportLocks(t.Context(), from, to, 2)
+	if !errors.Is(err, chstore.ErrTooManyLocks) ||
+		err.Error() != "chstore: support locks: too many support locks: more than 2 between 2026-05-01T00:00:00Z and 2026-05-01T00:01:00Z" {
+		t.Errorf("over the bound: %v", err)
+	}
+
+	first, last, ok, err := st.DecisionTimes(t.Context(), from, to)
+	if err != nil || !ok || first != ds[0].DecidedAt.UnixMilli() || last < ds[19].DecidedAt.UnixMilli() {
+		t.Errorf("decision times %d..%d %v %v", first, last, ok, err)
+	}
+	if ts, ok, err := st.EarliestEvent(t.Context()); err != nil || !ok || ts != ds[0].EventTS {
+		t.Errorf("earliest event %d %v %v, want %d", ts, ok, err, ds[0].EventTS)
+	}
+}
+
+func ruleIDs(hs []engine.RuleHit) []string {
+	ids := []string{}
+	for _, h := range hs {
+		ids = append(ids, h.RuleID)
+	}
+	return ids
+}
