@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -86,7 +87,7 @@ func TestRulesTestRunsEventsAndExamples(t *testing.T) {
 		t.Fatal(err)
 	}
 	var stdout, stderr bytes.Buffer
-	if err := run(context.Background(), []string{"rules", "test", "--features", refFeatures, dir, events}, &stdout, &stderr); err != nil {
+	if err := run(context.Background(), []string{"rules", "test", "--all-features", "--features", refFeatures, dir, events}, &stdout, &stderr); err != nil {
 		t.Fatalf("%v\n%s", err, stderr.String())
 	}
 	want := `event 0  test-1  payment  account a  2026-11-24T08:00:00Z
@@ -104,6 +105,15 @@ examples: 1 of 1 passed
 `
 	if stdout.String() != want {
 		t.Errorf("stdout:\n%s\nwant:\n%s", stdout.String(), want)
+	}
+	// Without --all-features only what explains a decision is listed: the
+	// features of the rules that matched (and values given).
+	stdout.Reset()
+	if err := run(context.Background(), []string{"rules", "test", "--features", refFeatures, dir, events}, &stdout, &stderr); err != nil {
+		t.Fatalf("%v\n%s", err, stderr.String())
+	}
+	if focused := strings.Replace(want, "  features: secs_since_password_reset=1e+09 (computed)\n", "", 1); stdout.String() != focused {
+		t.Errorf("stdout:\n%s\nwant:\n%s", stdout.String(), focused)
 	}
 	err := run(context.Background(), []string{"rules", "test", "--features", refFeatures, dir, filepath.Join(dir, "none.json")}, &stdout, &stderr)
 	if codeOf(err) != 2 {

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -35,6 +36,7 @@ func runRulesTest(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	featuresPath := fs.String("features", defaultFeatures, "feature definitions the rules read (riskd's rules.features)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
+	allFeatures := fs.Bool("all-features", false, "list every feature the rules that ran read, not only those of the rules that matched and the values given")
 	pos, err := parseFlags(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
@@ -71,7 +73,7 @@ func runRulesTest(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			return usageError("writing: %w", err)
 		}
 	} else {
-		printTrial(stdout, rep)
+		printTrial(stdout, rep, focus(rs, *allFeatures))
 	}
 	if !rep.ExamplesPassed {
 		failed := 0
@@ -140,7 +142,7 @@ func readTestEvents(path string) ([]rules.TestEvent, error) {
 
 // printTrial writes the report as a table: one block per event, then the
 // examples.
-func printTrial(w io.Writer, rep *engine.TrialReport) {
+func printTrial(w io.Writer, rep *engine.TrialReport, show func(engine.TrialEvent, engine.TrialFeature) bool) {
 	hits := func(hs []engine.TrialHit) string {
 		if len(hs) == 0 {
 			return "-"
@@ -155,10 +157,13 @@ func printTrial(w io.Writer, rep *engine.TrialReport) {
 		}
 		return strings.Join(parts, ", ")
 	}
-	feats := func(fs []engine.TrialFeature) string {
+	// An example's features are all shown: it concerns one rule.
+	feats := func(e engine.TrialEvent) string {
 		var parts []string
-		for _, f := range fs {
-			parts = append(parts, fmt.Sprintf("%s=%v (%s)", f.Name, f.Value, f.Source))
+		for _, f := range e.Features {
+			if e.Index < 0 || show(e, f) {
+				parts = append(parts, fmt.Sprintf("%s=%v (%s)", f.Name, f.Value, f.Source))
+			}
 		}
 		return strings.Join(parts, ", ")
 	}
@@ -170,8 +175,8 @@ func printTrial(w io.Writer, rep *engine.TrialReport) {
 		fmt.Fprintf(w, "event %d  %s  %s  account %s  %s\n  -> %s score %d%s\n", e.Index, e.EventID, e.Type, e.AccountID,
 			time.UnixMilli(e.TS).UTC().Format(time.RFC3339Nano), e.Action, e.Score, reason)
 		fmt.Fprintf(w, "  matched: %s   shadow: %s   errored: %s\n", hits(e.Matched), hits(e.Shadow), hits(e.Errored))
-		if len(e.Features) > 0 {
-			fmt.Fprintf(w, "  features: %s\n", feats(e.Features))
+		if f := feats(e); f != "" {
+			fmt.Fprintf(w, "  features: %s\n", f)
 		}
 	}
 	passed := 0
@@ -186,9 +191,31 @@ func printTrial(w io.Writer, rep *engine.TrialReport) {
 		}
 		fmt.Fprintf(w, "FAIL %s example %d (%s): %s", ex.RuleID, ex.Index, ex.File, msg)
 		if len(ex.Features) > 0 {
-			fmt.Fprintf(w, "; read %s", feats(ex.Features))
+			fmt.Fprintf(w, "; read %s", feats(engine.TrialEvent{Index: -1, Features: ex.Features}))
 		}
 		fmt.Fprintln(w)
 	}
 	fmt.Fprintf(w, "examples: %d of %d passed\n", passed, len(rep.Examples))
+}
+
+// focus says which feature values of an event the text report shows: all
+// of them, or those the event's matched, shadow and errored rules read and
+// those given with it, which is what explains the decision.
+func focus(rs *rules.RuleSet, all bool) func(engine.TrialEvent, engine.TrialFeature) bool {
+	if all {
+		return func(engine.TrialEvent, engine.TrialFeature) bool { return true }
+	}
+	return func(e engine.TrialEvent, f engine.TrialFeature) bool {
+		if f.Source == engine.SourceGiven {
+			return true
+		}
+		for _, hits := range [][]engine.TrialHit{e.Matched, e.Shadow, e.Errored} {
+			for _, h := range hits {
+				if r := rs.Rule(h.RuleID); r != nil && slices.Contains(r.Features, f.Name) {
+					return true
+				}
+			}
+		}
+		return false
+	}
 }
