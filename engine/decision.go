@@ -92,6 +92,24 @@ type Decision struct {
 	Raw []byte
 	// Source is where the event came from.
 	Source Source
+	// Candidate is what the candidate rule set (a shadow publish, see
+	// rules.Holder.InstallCandidate) decided on the same event, features
+	// and state, recorded to compare and never acted on. Its Version is
+	// empty when no candidate is installed, and for events refused before
+	// the rules ran (a locked account, a duplicate).
+	Candidate CandidateOutcome
+}
+
+// CandidateOutcome is the candidate rule set's decision on an event.
+type CandidateOutcome struct {
+	// Version identifies the candidate set ("43-9f8e7d6c").
+	Version string
+	// Action and Score are what the candidate's policy gave, thresholds
+	// included; the live decision's Action is what happened.
+	Action rules.Action
+	Score  int
+	// Matched are the ids of the candidate's active rules that matched.
+	Matched []string
 }
 
 // RuleHit is one rule's result in a decision.

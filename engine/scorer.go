@@ -33,6 +33,11 @@ type Scorer struct {
 
 	versionOf *rules.RuleSet
 	version   string
+	// candOf and candVersion cache the candidate's version string, as
+	// versionOf does the live one's; candOutcome is its reused outcome.
+	candOf      *rules.RuleSet
+	candVersion string
+	candOutcome rules.Outcome
 
 	values   features.Values
 	outcome  rules.Outcome
@@ -173,6 +178,12 @@ func (s *Scorer) Score(raw []byte, src Source, d *Decision) error {
 		}
 		d.Errored = append(d.Errored, hit)
 	}
+	// The candidate reads the env the live set just read (same event,
+	// features and state) and decides only on paper: it locks nothing,
+	// alerts nothing and changes no state.
+	if cand := s.rules.LoadCandidate(); cand != nil {
+		s.decideCandidate(cand, d)
+	}
 	v := rules.Decide(s.outcome.Matched, rs.Thresholds)
 	d.Action, d.Score = v.Action, v.Score
 	if v.Raised {
@@ -188,6 +199,20 @@ func (s *Scorer) Score(raw []byte, src Source, d *Decision) error {
 	}
 	s.dedupe.record(eventKey, d.Action, sum)
 	return nil
+}
+
+// decideCandidate evaluates the candidate set on the Evaluator's current
+// env and records its verdict in d.Candidate.
+func (s *Scorer) decideCandidate(cand *rules.RuleSet, d *Decision) {
+	if cand != s.candOf {
+		s.candOf, s.candVersion = cand, cand.Version.String()
+	}
+	s.eval.Eval(cand, &s.candOutcome)
+	v := rules.Decide(s.candOutcome.Matched, cand.Thresholds)
+	d.Candidate.Version, d.Candidate.Action, d.Candidate.Score = s.candVersion, v.Action, v.Score
+	for _, r := range s.candOutcome.Matched {
+		d.Candidate.Matched = append(d.Candidate.Matched, r.ID)
+	}
 }
 
 // observe adds ev to the feature state and reads its values, in the
@@ -266,6 +291,7 @@ func (d *Decision) reset() {
 		ThrottledAlerts: d.ThrottledAlerts[:0],
 		LateFor:         d.LateFor[:0],
 		Warming:         d.Warming[:0],
+		Candidate:       CandidateOutcome{Matched: d.Candidate.Matched[:0]},
 	}
 }
 
@@ -283,8 +309,9 @@ func (d *Decision) Clone() *Decision {
 	c.Features = append([]FeatureValue(nil), d.Features...)
 	c.Alerts = append([]AlertMessage(nil), d.Alerts...)
 	c.ThrottledAlerts = append([]ThrottledAlert(nil), d.ThrottledAlerts...)
-	c.LateFor = append([]string(nil), d.LateFor...) // the Set's names, not the Scorer's buffers
-	c.Warming = append([]string(nil), d.Warming...) // likewise
+	c.LateFor = append([]string(nil), d.LateFor...)                     // the Set's names, not the Scorer's buffers
+	c.Warming = append([]string(nil), d.Warming...)                     // likewise
+	c.Candidate.Matched = append([]string(nil), d.Candidate.Matched...) // rule ids of a candidate set, which may be dropped
 	return &c
 }
 

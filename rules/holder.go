@@ -18,6 +18,9 @@ import (
 // assigned, so every instance shows the same seq for the same version.
 type Holder struct {
 	p atomic.Pointer[RuleSet]
+	// candidate is a set evaluated beside the live one and never acted on
+	// (a shadow publish); nil, the usual case, costs a shard one load.
+	candidate atomic.Pointer[RuleSet]
 	// dir serialises writes of a rule directory (WriteDir) with the
 	// Watcher's reads of it, so a watcher never loads a half-written one.
 	dir sync.Mutex
@@ -50,6 +53,20 @@ func (h *Holder) Install(rs *RuleSet, seq uint64) *RuleSet {
 	rs.Version.Seq = seq
 	return h.p.Swap(rs)
 }
+
+// LoadCandidate returns the candidate set, or nil when none is installed.
+func (h *Holder) LoadCandidate() *RuleSet { return h.candidate.Load() }
+
+// InstallCandidate makes rs, numbered seq, the candidate that shards
+// evaluate beside the live set, replacing any previous one, and returns
+// the previous candidate. rs must not be in use elsewhere yet.
+func (h *Holder) InstallCandidate(rs *RuleSet, seq uint64) *RuleSet {
+	rs.Version.Seq = seq
+	return h.candidate.Swap(rs)
+}
+
+// ClearCandidate removes the candidate and returns it (nil if none).
+func (h *Holder) ClearCandidate() *RuleSet { return h.candidate.Swap(nil) }
 
 // WriteDir replaces the rule files of dir (top-level *.yaml and *.yml,
 // settings.yaml, lists/*.txt) with files, keyed by slash path as ReadFiles

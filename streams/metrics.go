@@ -28,6 +28,10 @@ type Metrics struct {
 	Errors       *prometheus.CounterVec   // failures that were retried or logged, by stage (see ErrorStages)
 	InFlight     prometheus.Gauge         // fetched messages not yet durable
 	RuleHits     *prometheus.CounterVec   // stored decisions a rule matched, by rule, action and mode
+	// Candidate counts stored decisions that carry a candidate rule set's
+	// outcome (a shadow publish), by live and candidate action: the
+	// agreement matrix as it grows.
+	Candidate *prometheus.CounterVec
 	// RuleErrors counts run-time errors of each rule's expression in
 	// stored decisions (engine.Decision.Errored), by rule; each also counts
 	// in Errors{stage="rules"}.
@@ -140,6 +144,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		RuleHits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "riskd_rule_hits_total", Help: "Stored decisions each rule matched, by rule, action and mode (active, shadow).",
 		}, []string{"rule", "action", "mode"}),
+		Candidate: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "riskd_candidate_decisions_total", Help: "Stored decisions the candidate rule set (a shadow publish) also decided, by live and candidate action.",
+		}, []string{"live", "candidate"}),
 		Parked: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "riskd_parked_outputs_total", Help: "Output messages refused by the Kafka writer or broker for good and parked on the dead-letter topic, by the topic they were meant for.",
 		}, []string{"topic"}),
@@ -194,7 +201,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.noteLate([]string{APISource.Topic}, nil)
 	if reg != nil {
 		reg.MustRegister(m.Consumed, m.Decided, m.Duplicates, m.DeadLettered, m.Lag,
-			m.Committed, m.BatchSize, m.SinkSeconds, m.Errors, m.InFlight, m.RuleHits, m.KafkaToDecision,
+			m.Committed, m.BatchSize, m.SinkSeconds, m.Errors, m.InFlight, m.RuleHits, m.Candidate, m.KafkaToDecision,
 			m.Parked, m.Dropped, m.RuleErrors, m.Late, m.StateBytes, m.StateSaves, m.StateSeconds, m.StateSize,
 			m.RestoreSeconds, m.RestoreBytes, m.Replayed, m.ready)
 	}

@@ -846,6 +846,9 @@ func (p *Pipeline) storeBatch(ctx context.Context, batch []result, out batchOutp
 			for _, h := range r.d.Shadow {
 				p.m.RuleHits.WithLabelValues(h.RuleID, h.Action.String(), "shadow").Inc()
 			}
+			if r.d.Candidate.Version != "" {
+				p.m.Candidate.WithLabelValues(r.d.Action.String(), r.d.Candidate.Action.String()).Inc()
+			}
 			if len(r.d.Errored) > 0 {
 				p.m.Errors.WithLabelValues("rules").Add(float64(len(r.d.Errored)))
 				for _, h := range r.d.Errored {

@@ -81,6 +81,17 @@ type DecisionRecord struct {
 	// ThrottledAlerts are the alerts the engine's throttle held back: sent
 	// nowhere, recorded here so an analyst sees which and why.
 	ThrottledAlerts []ThrottledAlertRecord `json:"throttled_alerts,omitempty"`
+	// Candidate is what the candidate rule set decided beside the live
+	// one (engine.Decision.Candidate), when one ran: never acted on.
+	Candidate *CandidateRecord `json:"candidate,omitempty"`
+}
+
+// CandidateRecord is the candidate rule set's outcome in a decision record.
+type CandidateRecord struct {
+	Version string       `json:"version"`
+	Action  rules.Action `json:"action"`
+	Score   int          `json:"score"`
+	Matched []string     `json:"matched,omitempty"`
 }
 
 // ThrottledAlertRecord is one alert the throttle held back: the rule had
@@ -141,6 +152,9 @@ func newDecisionRecord(d *engine.Decision) DecisionRecord {
 	if !d.LockUntil.IsZero() {
 		until := d.LockUntil.UTC()
 		r.LockUntil = &until
+	}
+	if c := d.Candidate; c.Version != "" {
+		r.Candidate = &CandidateRecord{Version: c.Version, Action: c.Action, Score: c.Score, Matched: c.Matched}
 	}
 	for _, a := range d.ThrottledAlerts {
 		r.ThrottledAlerts = append(r.ThrottledAlerts,

@@ -24,6 +24,9 @@ type setRequest struct {
 	Delete []string `json:"delete,omitempty"`
 	// Message describes a publish (required for publish).
 	Message string `json:"message,omitempty"`
+	// Shadow publishes the set as the candidate, run beside the live set
+	// and never acted on, instead of as a new live version.
+	Shadow bool `json:"shadow,omitempty"`
 	// Events are ad-hoc events for test.
 	Events []rules.TestEvent `json:"events,omitempty"`
 }
@@ -177,6 +180,10 @@ func (s *Service) publishRules(w http.ResponseWriter, r *http.Request) {
 	defer s.publish.Unlock()
 	files, ok := s.resolveFiles(w, &req, true)
 	if !ok {
+		return
+	}
+	if req.Shadow {
+		s.publishCandidate(w, r, files, req.Message)
 		return
 	}
 	s.publishChange(w, r, change{caller: caller(r), action: "rules.publish", object: "ruleset", files: files, message: req.Message})

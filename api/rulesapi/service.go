@@ -95,6 +95,9 @@ type Service struct {
 	// current is the last record installed from the topic; its Files are
 	// the running set's files while its hash matches the holder's.
 	current *rulesync.Record
+	// candidate is the candidate record installed beside the live set (a
+	// shadow publish), nil when there is none.
+	candidate *rulesync.Record
 	// seen is the seq of the last record Run handled, and seenErr the
 	// error if it was refused; changed is closed and replaced at each one.
 	seen    uint64
@@ -265,6 +268,9 @@ func (s *Service) Run(ctx context.Context) error {
 // already (installed by Start) is not installed again. Run calls it; it
 // is exported for callers that follow the topic themselves.
 func (s *Service) Apply(rec rulesync.Record) error {
+	if rec.Candidate {
+		return s.applyCandidate(rec)
+	}
 	if rs := s.cfg.Holder.Load(); rs != nil && rs.Version.Seq == rec.Seq && rs.Version.Hash == rec.Hash {
 		s.started(rec)
 		return nil
@@ -368,6 +374,10 @@ type change struct {
 	files   map[string][]byte
 	message string
 	detail  string // audit detail beyond the message
+	// then, if set, runs once the version is installed here, before the
+	// answer; an error becomes a warning of the answer (the version is
+	// live whatever it says).
+	then func(ctx context.Context) error
 }
 
 // published is the answer to a successful change.
@@ -468,6 +478,11 @@ func (s *Service) publishChange(w http.ResponseWriter, r *http.Request, c change
 		})
 		return
 	}
+	if c.then != nil {
+		if err := c.then(wctx); err != nil {
+			out.Warnings = append(out.Warnings, err.Error())
+		}
+	}
 	audit(c.action, version, "")
 	api.WriteJSON(w, http.StatusOK, out)
 }
@@ -537,6 +552,7 @@ func (s *Service) Routes() []api.Route {
 		{Pattern: "DELETE /v1/lists/{name}/entries/{entry}", Roles: write, MaxBody: small, Handler: http.HandlerFunc(s.deleteEntry)},
 		{Pattern: "DELETE /v1/lists/{name}", Roles: write, MaxBody: small, Handler: http.HandlerFunc(s.deleteList)},
 	}
+	routes = append(routes, s.candidateRoutes()...)
 	routes = append(routes, s.backtestRoutes()...)
 	routes = append(routes, s.labelRoutes()...)
 	routes = append(routes, s.statsRoutes()...)

@@ -21,6 +21,9 @@ var rulesCommands = []subcommand{
 	{"history", "list the published versions of a running riskd", runRulesHistory},
 	{"diff", "show the rules and lists added, removed and changed between two versions", runRulesDiff},
 	{"rollback", "publish an earlier version again as a new version", runRulesRollback},
+	{"candidate", "the candidate's decisions beside the live set's: agreement matrix and rule counts", runRulesCandidate},
+	{"promote", "make the candidate the new live version", runRulesPromote},
+	{"drop", "drop the candidate", runRulesDrop},
 	{"stats", "hits by rule and version, precision against labels, rules that never fired", runRulesStats},
 }
 

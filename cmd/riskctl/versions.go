@@ -129,8 +129,9 @@ func runRulesPush(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs := flag.NewFlagSet("riskctl rules push", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	msg := fs.String("m", "", "what the change does, for the history (default: pushed from DIR)")
+	shadow := fs.Bool("shadow", false, "publish as the candidate, run beside the live set and never acted on (see riskctl rules candidate)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: riskctl rules push [-m MSG] DIR\n\nPublishes the rule files of DIR to the riskd at $RISKCTL_URL as a new version.")
+		fmt.Fprintln(stderr, "usage: riskctl rules push [--shadow] [-m MSG] DIR\n\nPublishes the rule files of DIR to the riskd at $RISKCTL_URL as a new version, or with --shadow as the candidate.")
 		fs.PrintDefaults()
 	}
 	pos, err := parseInterleaved(fs, args)
@@ -153,6 +154,9 @@ func runRulesPush(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return err
 	}
 	body := map[string]any{"files": filesAsStrings(files), "message": *msg}
+	if *shadow {
+		return pushCandidate(ctx, c, body, stdout, stderr)
+	}
 	var out publishAnswer
 	err = c.do(ctx, "POST", "/v1/rules/publish", body, &out)
 	return reportPublish(stdout, stderr, "push", out, err)

@@ -15,7 +15,8 @@ const (
 		"source_topic, source_partition, source_offset"
 	decisionColumns = "event_id, account_id, event_type, event_time, event_ts_ms, decided_at, decided_at_ms, " +
 		"action, score, reason, matched_rules, shadow_rules, errored_rules, rule_errors, ruleset_version, " +
-		"feature_names, feature_values, latency_us, lock_until, late, late_for, original, " +
+		"feature_names, feature_values, latency_us, lock_until, late, late_for, " +
+		"candidate_version, candidate_action, candidate_score, candidate_rules, original, " +
 		"source_topic, source_partition, source_offset"
 	alertColumns = "event_id, account_id, event_time, event_ts_ms, rule_id, message, action, decided_at, ruleset_version"
 	lockColumns  = "account_id, time, ts_ms, action, reason, until, actor, event_id, ruleset_version"
@@ -148,10 +149,16 @@ func decisionRow(d *engine.Decision, evTime, decided time.Time) []any {
 	if lateFor == nil {
 		lateFor = []string{}
 	}
+	candAction, candRules := "", []string{}
+	if d.Candidate.Version != "" {
+		candAction = d.Candidate.Action.String()
+		candRules = append(candRules, d.Candidate.Matched...)
+	}
 	return []any{
 		d.EventID, d.AccountID, d.EventType, evTime, d.EventTS, decided, d.DecidedAt.UnixMilli(),
 		d.Action.String(), int32(d.Score), d.Reason, matched, shadow, errored, errs, d.RuleSetVersion,
-		names, values, uint64(lat), dateTime(d.LockUntil), boolU8(d.Late), lateFor, boolU8(!d.Duplicate),
+		names, values, uint64(lat), dateTime(d.LockUntil), boolU8(d.Late), lateFor,
+		d.Candidate.Version, candAction, int32(d.Candidate.Score), candRules, boolU8(!d.Duplicate),
 		d.Source.Topic, int32(d.Source.Partition), d.Source.Offset,
 	}
 }

@@ -165,6 +165,7 @@ var migrations = []migration{
 	{7, "create webhook_dead_letters", migrationWebhookDeadLetters},
 	{8, "add decisions.late_for", migrationDecisionsLateFor},
 	{9, "add labels.labelled_by and note", migrationLabelsByNote},
+	{10, "add decisions.candidate_*", migrationDecisionsCandidate},
 }
 
 // migrationDone holds, by version, for each migration whose statement
@@ -173,8 +174,9 @@ var migrations = []migration{
 // migration's change is there: when the statement fails (another
 // instance applied it first), migrate asks, and a row means done.
 var migrationDone = map[uint32]string{
-	8: columnExists("decisions", "late_for"),
-	9: columnExists("labels", "note"),
+	8:  columnExists("decisions", "late_for"),
+	9:  columnExists("labels", "note"),
+	10: columnExists("decisions", "candidate_rules"),
 }
 
 // migrationDecisionsLateFor: late_for names the entity groups a late
@@ -216,3 +218,13 @@ ORDER BY (subscriber, account_id, parked_at, notification_id)`
 // written before it read empty strings. One ALTER adds both, so both are there once
 // note is (migrationDone).
 const migrationLabelsByNote = `ALTER TABLE {db}.labels ADD COLUMN labelled_by String AFTER labelled_at, ADD COLUMN note String AFTER labelled_by`
+
+// migrationDecisionsCandidate: what the candidate rule set (a shadow
+// publish) decided beside the live one (engine.Decision.Candidate): its
+// version, action, score and matched active rules, so the candidate report
+// compares the two over stored decisions. Rows written before it, and
+// decisions made with no candidate, read ”, ”, 0 and []. One ALTER adds
+// all four, so all are there once candidate_rules is (migrationDone).
+const migrationDecisionsCandidate = `ALTER TABLE {db}.decisions ADD COLUMN candidate_version String AFTER late_for, ` +
+	`ADD COLUMN candidate_action String AFTER candidate_version, ADD COLUMN candidate_score Int32 AFTER candidate_action, ` +
+	`ADD COLUMN candidate_rules Array(String) AFTER candidate_score`

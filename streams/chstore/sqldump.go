@@ -131,6 +131,7 @@ func sampleDecision() *engine.Decision {
 		Label:          "fraud",
 		Raw:            []byte(`{"event_id":"ev-1","type":"payment","ts":1795521600000,"account_id":"acct-1"}`),
 		Source:         engine.Source{Topic: "payments", Partition: 3, Offset: 1234},
+		Candidate:      engine.CandidateOutcome{Version: "4-12345678", Action: rules.Block, Score: 30, Matched: []string{"scam-payee"}},
 	}
 }
 
@@ -144,6 +145,7 @@ func sampleHonestDecision() *engine.Decision {
 		Latency:        17 * time.Microsecond,
 		Raw:            []byte(`{"event_id":"ev-2","type":"payment","ts":1795521600000,"account_id":"acct-2"}`),
 		Source:         engine.Source{Topic: "payments", Partition: 1, Offset: 99},
+		Candidate:      engine.CandidateOutcome{Version: "4-12345678", Action: rules.Review, Score: 40},
 	}
 }
 
@@ -312,6 +314,18 @@ var sampleReads = []struct {
 	{name: "DecisionMixes", ordered: true, expect: []string{"3-abcdef12\tpayment\tlock\t1\t1\t0", "3-abcdef12\tpayment\treview\t1\t0\t0"},
 		read: func(ctx context.Context, s *Store) error {
 			_, err := s.DecisionMixes(ctx, sampleStatsPeriod)
+			return err
+		}},
+	// The candidate (candidate.go): ev-1 locked live, blocked by the
+	// candidate; ev-2 sent to review by both.
+	{name: "CandidateReport matrix", ordered: true, expect: []string{"lock\tblock\t1\t['ev-1']", "review\treview\t1\t['ev-2']"},
+		read: func(ctx context.Context, s *Store) error {
+			_, err := s.candidateCells(ctx, "4-12345678", sampleEventTS)
+			return err
+		}},
+	{name: "CandidateReport rule counts", ordered: true, expect: []string{"scam-payee\t1"},
+		read: func(ctx context.Context, s *Store) error {
+			_, err := s.candidateRules(ctx, "4-12345678", sampleEventTS)
 			return err
 		}},
 	{name: "ShadowHitMixes", ordered: true, expect: []string{"new-device\t3-abcdef12\tpayment\tlock\t1"},

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -16,9 +17,15 @@ import (
 // DefaultTopic is the rule-set topic.
 const DefaultTopic = "risk.rules"
 
-// Key is the message key of every rule-set record; compaction keeps the
-// latest record under it.
+// Key is the message key of every live rule-set record; compaction keeps
+// the latest record under it.
 const Key = "ruleset"
+
+// CandidateKey is the message key of candidate records (a shadow publish,
+// or the drop of the candidate), on the same topic so that they are
+// numbered with the live versions and every instance follows both;
+// compaction keeps the latest candidate record beside the latest version.
+const CandidateKey = "ruleset.candidate"
 
 // DefaultMaxRecordBytes bounds one encoded record (files included). The
 // topic is created with max.message.bytes a little above it, because
@@ -52,6 +59,10 @@ type Record struct {
 	// (the topic's latest version runs) from one edited while it was down
 	// (published again).
 	DirHash string `json:"dir_hash,omitempty"`
+	// Candidate marks a candidate record, published under CandidateKey:
+	// a set to run in shadow beside the live one, never a live version.
+	// A candidate record with no Hash (and no Files) drops the candidate.
+	Candidate bool `json:"candidate,omitempty"`
 }
 
 // Sources of a Record.
@@ -163,9 +174,13 @@ func (s *Sync) Publish(ctx context.Context, rec Record) (uint64, error) {
 		}
 		s.ensured.Store(true)
 	}
+	key := Key
+	if rec.Candidate {
+		key = CandidateKey
+	}
 	resp, err := s.client.Produce(ctx, &kafka.ProduceRequest{
 		Topic: s.cfg.Topic, Partition: 0, RequiredAcks: kafka.RequireAll,
-		Records: kafka.NewRecordReader(kafka.Record{Key: kafka.NewBytes([]byte(Key)), Value: kafka.NewBytes(value)}),
+		Records: kafka.NewRecordReader(kafka.Record{Key: kafka.NewBytes([]byte(key)), Value: kafka.NewBytes(value)}),
 	})
 	if err != nil {
 		return 0, fmt.Errorf("rulesync: publish %s to %s: %w", rec.Hash, s.cfg.Topic, err)
@@ -176,9 +191,11 @@ func (s *Sync) Publish(ctx context.Context, rec Record) (uint64, error) {
 	return uint64(resp.BaseOffset) + 1, nil
 }
 
-// Latest returns the newest record of the topic (with its Seq), or false
-// when the topic holds none. Compaction keeps the newest record under
-// Key, so this is the version a starting instance would install.
+// Latest returns the newest live record of the topic (with its Seq), or
+// false when the topic holds none. Compaction keeps the newest record
+// under Key, so this is the version a starting instance would install.
+// Candidate records after it are stepped over, at most
+// maxLatestStepBack of them.
 func (s *Sync) Latest(ctx context.Context) (Record, bool, error) {
 	if !s.ensured.Load() {
 		if err := s.EnsureTopic(ctx); err != nil {
@@ -190,40 +207,65 @@ func (s *Sync) Latest(ctx context.Context) (Record, bool, error) {
 	if err != nil {
 		return Record{}, false, fmt.Errorf("rulesync: latest of %s: %w", s.cfg.Topic, err)
 	}
-	if end <= 0 {
-		return Record{}, false, nil
+	for want, steps := end-1, 0; want >= 0; want, steps = want-1, steps+1 {
+		if steps == maxLatestStepBack {
+			return Record{}, false, fmt.Errorf("rulesync: latest of %s: no live record among the last %d offsets before %d",
+				s.cfg.Topic, maxLatestStepBack, end)
+		}
+		rec, key, found, err := s.recordAt(ctx, want)
+		if err != nil {
+			return Record{}, false, fmt.Errorf("rulesync: latest of %s: %w", s.cfg.Topic, err)
+		}
+		switch {
+		case !found || key == CandidateKey:
+			continue // compacted away, or a candidate: look further back
+		case key != Key:
+			return Record{}, false, fmt.Errorf("rulesync: latest of %s: record at offset %d has key %q, not %q", s.cfg.Topic, want, key, Key)
+		}
+		return rec, true, nil
 	}
-	want := end - 1
+	return Record{}, false, nil
+}
+
+// maxLatestStepBack bounds how many offsets Latest walks back over
+// candidate records (or compacted gaps) to find the newest live one.
+const maxLatestStepBack = 10000
+
+// recordAt reads the record at offset want; found is false when the
+// offset holds none any more (compaction removed it).
+func (s *Sync) recordAt(ctx context.Context, want int64) (rec Record, key string, found bool, err error) {
 	resp, err := s.client.Fetch(ctx, &kafka.FetchRequest{Topic: s.cfg.Topic, Partition: 0, Offset: want,
 		MinBytes: 1, MaxBytes: int64(s.cfg.MaxRecordBytes + 64<<10), MaxWait: 500 * time.Millisecond})
 	if err == nil {
 		err = resp.Error
 	}
 	if err != nil {
-		return Record{}, false, fmt.Errorf("rulesync: latest of %s: fetch offset %d: %w", s.cfg.Topic, want, err)
+		return Record{}, "", false, fmt.Errorf("fetch offset %d: %w", want, err)
 	}
 	for {
 		kr, err := resp.Records.ReadRecord()
 		if err != nil {
 			// io.EOF included: the record at want was not in the answer.
-			return Record{}, false, fmt.Errorf("rulesync: latest of %s: record at offset %d: %w", s.cfg.Topic, want, err)
+			return Record{}, "", false, fmt.Errorf("record at offset %d: %w", want, err)
 		}
 		if kr.Offset < want {
 			continue // a batch may start before the offset asked for
 		}
 		key, value, err := readKV(kr)
 		if err != nil {
-			return Record{}, false, fmt.Errorf("rulesync: latest of %s: record at offset %d: %w", s.cfg.Topic, want, err)
+			return Record{}, "", false, fmt.Errorf("record at offset %d: %w", want, err)
 		}
-		if key != Key {
-			return Record{}, false, fmt.Errorf("rulesync: latest of %s: record at offset %d has key %q, not %q", s.cfg.Topic, want, key, Key)
+		if kr.Offset > want {
+			return Record{}, "", false, nil
 		}
-		var rec Record
-		if err := json.Unmarshal(value, &rec); err != nil {
-			return Record{}, false, fmt.Errorf("rulesync: latest of %s: record at offset %d: %w", s.cfg.Topic, want, err)
+		if key == Key || key == CandidateKey {
+			if err := json.Unmarshal(value, &rec); err != nil {
+				return Record{}, "", false, fmt.Errorf("record at offset %d: %w", want, err)
+			}
+			rec.Seq = uint64(kr.Offset) + 1
+			rec.Candidate = key == CandidateKey
 		}
-		rec.Seq = uint64(kr.Offset) + 1
-		return rec, true, nil
+		return rec, key, true, nil
 	}
 }
 
@@ -291,10 +333,12 @@ func readKV(kr *kafka.Record) (string, []byte, error) {
 
 // Follow reads the topic from the beginning, then live, until ctx ends,
 // and returns ctx's error. It calls apply, in topic order and from one
-// goroutine, with each record that is the newest the topic held when it
-// was read: while catching up, records a later one supersedes are skipped,
-// so a starting instance installs only the latest version rather than
-// stepping through history. A record apply refuses (or that cannot be
+// goroutine, with each record that is the newest of its key (live
+// versions under Key, candidates under CandidateKey, with
+// Record.Candidate set) that the topic held when it was read: while
+// catching up, records a later one of the same key supersedes are
+// skipped, so a starting instance installs only the latest version and
+// the latest candidate rather than stepping through history. A record apply refuses (or that cannot be
 // decoded) is logged and counted in Skipped, and following goes on; the
 // set applied before stays in force.
 func (s *Sync) Follow(ctx context.Context, apply func(Record) error) error {
@@ -324,6 +368,10 @@ func (s *Sync) Follow(ctx context.Context, apply func(Record) error) error {
 	if err := r.SetOffset(kafka.FirstOffset); err != nil {
 		return fmt.Errorf("rulesync: follow %s: %w", s.cfg.Topic, err)
 	}
+	// pending holds, while catching up, the newest record of each key
+	// read so far; they are applied in offset order once the reader is at
+	// the end. Two keys, so it stays tiny.
+	var pending []kafka.Message
 	for {
 		m, err := r.ReadMessage(ctx)
 		if err != nil {
@@ -336,28 +384,42 @@ func (s *Sync) Follow(ctx context.Context, apply func(Record) error) error {
 			}
 			continue
 		}
-		if string(m.Key) != Key {
+		key := string(m.Key)
+		if key != Key && key != CandidateKey {
 			continue
 		}
+		pending = slices.DeleteFunc(pending, func(p kafka.Message) bool { return string(p.Key) == key })
+		pending = append(pending, m)
 		if m.HighWaterMark > m.Offset+1 {
-			continue // superseded by a record already in the topic
+			continue // more records in the topic: one may supersede it
 		}
-		var rec Record
-		if err := json.Unmarshal(m.Value, &rec); err != nil {
-			s.skipped.Add(1)
-			log.Error("rulesync: undecodable rule-set record skipped; the current rules keep running",
-				"topic", s.cfg.Topic, "offset", m.Offset, "err", err)
-			continue
+		for _, p := range pending {
+			s.applyMessage(p, apply)
 		}
-		rec.Seq = uint64(m.Offset) + 1
-		if err := apply(rec); err != nil {
-			s.skipped.Add(1)
-			log.Error("rulesync: rule-set record not applied; the current rules keep running",
-				"topic", s.cfg.Topic, "seq", rec.Seq, "hash", rec.Hash, "author", rec.Author, "err", err)
-			continue
-		}
-		s.applied.Add(1)
+		pending = pending[:0]
 	}
+}
+
+// applyMessage decodes a record read by Follow and applies it, logging and
+// counting one that cannot be decoded or is refused.
+func (s *Sync) applyMessage(m kafka.Message, apply func(Record) error) {
+	log := s.cfg.Logger
+	var rec Record
+	if err := json.Unmarshal(m.Value, &rec); err != nil {
+		s.skipped.Add(1)
+		log.Error("rulesync: undecodable rule-set record skipped; the current rules keep running",
+			"topic", s.cfg.Topic, "offset", m.Offset, "err", err)
+		return
+	}
+	rec.Seq = uint64(m.Offset) + 1
+	rec.Candidate = string(m.Key) == CandidateKey
+	if err := apply(rec); err != nil {
+		s.skipped.Add(1)
+		log.Error("rulesync: rule-set record not applied; the current rules keep running",
+			"topic", s.cfg.Topic, "seq", rec.Seq, "hash", rec.Hash, "author", rec.Author, "candidate", rec.Candidate, "err", err)
+		return
+	}
+	s.applied.Add(1)
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {
