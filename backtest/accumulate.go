@@ -25,11 +25,18 @@ type accumulator struct {
 	buckets        int
 	candidateHash8 string
 
-	rules    map[string]*RuleStats
-	order    []string // rule ids in report order
-	actions  [rules.Lock + 1][2]int64
-	changes  map[[2]string]*Change
-	versions map[string]int64
+	rules map[string]*RuleStats
+	order []string // rule ids in report order
+	// actions counts decisions by action: candidate, baseline, recorded.
+	actions      [rules.Lock + 1][3]int64
+	changes      map[[2]string]*Change // candidate against the reference
+	reproChanges map[[2]string]*Change // recorded -> baseline
+	versions     map[string]int64
+	// notReplayed and notReplayedWarmup count the recorded decisions, of
+	// the period and of the warm-up, per version the baseline could not
+	// replay.
+	notReplayed, notReplayedWarmup map[string]int64
+	refM, refS                     []string // reused for the baseline's rule ids
 
 	features map[string]*featureDiff
 	attacks  map[attackKey]*attack
@@ -73,12 +80,16 @@ func newAccumulator(cfg Config, fromMs, toMs int64) *accumulator {
 		candidateHash8: hash8(cfg.Rules.Version.Hash),
 		rules:          map[string]*RuleStats{},
 		changes:        map[[2]string]*Change{},
+		reproChanges:   map[[2]string]*Change{},
 		versions:       map[string]int64{},
-		features:       map[string]*featureDiff{},
-		attacks:        map[attackKey]*attack{},
-		byLabel:        map[string]*LabelAttack{},
-		amounts:        map[string]*AmountStopped{},
-		dec:            event.Decoder{MaxBytes: cfg.Engine.MaxEventBytes},
+		notReplayed:    map[string]int64{},
+
+		notReplayedWarmup: map[string]int64{},
+		features:          map[string]*featureDiff{},
+		attacks:           map[attackKey]*attack{},
+		byLabel:           map[string]*LabelAttack{},
+		amounts:           map[string]*AmountStopped{},
+		dec:               event.Decoder{MaxBytes: cfg.Engine.MaxEventBytes},
 	}
 	for _, r := range cfg.Rules.Rules {
 		mode := "active"
@@ -120,9 +131,39 @@ func (a *accumulator) refused(id string, err error) {
 func caught(x rules.Action) bool { return x >= rules.Challenge }
 func hit(x rules.Action) bool    { return x >= rules.Review }
 
-// add counts one decision of the period; rec is the recorded decision of
-// the same event or nil, label its stored label or "".
-func (a *accumulator) add(d *engine.Decision, rec *chstore.ReplayDecision, label string) {
+// take counts one scored event (warm-up or period).
+func (a *accumulator) take(it *item) {
+	if it.candErr != nil {
+		a.refused(it.ev.EventID, it.candErr)
+		return
+	}
+	if !it.period {
+		a.rep.EventsWarmup++
+		if it.hasRec && (it.base == nil || it.base.rs == nil) {
+			a.notReplayedWarmup[it.rec.RuleSetVersion]++
+		}
+		return
+	}
+	var rec *chstore.ReplayDecision
+	if it.hasRec {
+		rec = &it.rec
+	}
+	a.add(it.ev.EventID, it.ev.Raw, &it.cand, it.baseline(), rec, it.label)
+}
+
+// ref is the decision the candidate is compared with: the baseline
+// replay's or, where there is none, the recorded one.
+type ref struct {
+	action         rules.Action
+	matched        []string
+	shadow         []string
+	baseline, some bool
+}
+
+// add counts one decision of the period: d the candidate's, b the baseline
+// replay's (nil when its version could not be replayed), rec the recorded
+// one (nil when none is stored), label the event's stored label or "".
+func (a *accumulator) add(id string, raw []byte, d, b *engine.Decision, rec *chstore.ReplayDecision, label string) {
 	a.rep.EventsPeriod++
 	fraud := chstore.LabelIsFraud(label)
 	bucket := int((d.EventTS - a.fromMs) / a.width)
@@ -136,32 +177,75 @@ func (a *accumulator) add(d *engine.Decision, rec *chstore.ReplayDecision, label
 	}
 
 	recAction := rules.Allow
-	if rec == nil {
-		if a.noDecision == 0 {
-			a.noDecisionEx = d.EventID
-		}
-		a.noDecision++
-	} else {
-		a.rep.Totals.Compared++
+	if rec != nil {
 		var err error
 		if recAction, err = rules.ParseAction(rec.Action); err != nil {
 			recAction = rules.Allow
 		}
-		a.actions[recAction][1]++
+		a.actions[recAction][2]++
 		if len(a.versions) < MaxVersions || a.versions[rec.RuleSetVersion] > 0 {
 			a.versions[rec.RuleSetVersion]++
 		} else {
 			a.versions["other"]++
 		}
-		if recAction != d.Action {
-			a.change(recAction.String(), d.Action.String(), d.EventID)
+		for _, r := range rec.MatchedRules {
+			a.rule(r).RecordedHits++
 		}
-		a.compareRules(d, rec)
-		a.compareFeatures(d, rec)
+		for _, r := range rec.ShadowRules {
+			a.rule(r).RecordedHits++
+		}
+	}
+	if b != nil {
+		a.actions[min(b.Action, rules.Lock)][1]++
+		for i := range b.Matched {
+			a.rule(b.Matched[i].RuleID).BaselineHits++
+		}
+		for i := range b.Shadow {
+			a.rule(b.Shadow[i].RuleID).BaselineHits++
+		}
+	}
+
+	// The candidate against the baseline: the rule change alone; against
+	// the record only where the baseline could not be replayed.
+	var r ref
+	switch {
+	case b != nil:
+		r = ref{action: b.Action, matched: ruleIDs(a.refM[:0], b.Matched), shadow: ruleIDs(a.refS[:0], b.Shadow), baseline: true, some: true}
+		a.refM, a.refS = r.matched, r.shadow
+	case rec != nil:
+		r = ref{action: recAction, matched: rec.MatchedRules, shadow: rec.ShadowRules, some: true}
+		a.rep.Totals.ComparedWithRecorded++
+	}
+	if r.some {
+		a.rep.Totals.Compared++
+		if r.action != d.Action {
+			a.change(a.changes, &a.rep.Totals.Changed, r.action.String(), d.Action.String(), id)
+		}
+		a.compareRules(id, d, r)
+	} else {
+		if a.noDecision == 0 {
+			a.noDecisionEx = strings.Clone(id)
+		}
+		a.noDecision++
+	}
+
+	// The baseline against the record: the replay itself.
+	if rec != nil {
+		a.reproduce(id, b, rec, recAction)
+		if b != nil {
+			a.compareFeatures(id, b, rec)
+		} else {
+			a.compareFeatures(id, d, rec)
+		}
 	}
 
 	ev := &a.rep.Totals.Events
 	if fraud {
+		// The decision's account and type alias a buffer the scorer has
+		// reused since: decode the event again (fraud is rare).
+		if err := a.dec.Decode(raw, &a.ev); err != nil {
+			return // the engine decoded it a moment ago; cannot happen
+		}
 		ev.Fraud++
 		if caught(d.Action) {
 			ev.Caught++
@@ -169,8 +253,8 @@ func (a *accumulator) add(d *engine.Decision, rec *chstore.ReplayDecision, label
 		if rec != nil && caught(recAction) {
 			ev.CaughtRecorded++
 		}
-		a.attack(d, label, caught(d.Action), rec != nil && caught(recAction))
-		a.amount(d, caught(d.Action), rec != nil && caught(recAction))
+		a.attack(d.EventTS, label, caught(d.Action), rec != nil && caught(recAction))
+		a.amount(caught(d.Action), rec != nil && caught(recAction))
 	} else {
 		ev.Good++
 		if hit(d.Action) {
@@ -186,6 +270,53 @@ func (a *accumulator) add(d *engine.Decision, rec *chstore.ReplayDecision, label
 			}
 		}
 	}
+}
+
+func ruleIDs(dst []string, hits []engine.RuleHit) []string {
+	for i := range hits {
+		dst = append(dst, hits[i].RuleID)
+	}
+	return dst
+}
+
+// reproduce compares the baseline's decision of an event with the recorded
+// one (b nil: its version could not be replayed).
+func (a *accumulator) reproduce(id string, b *engine.Decision, rec *chstore.ReplayDecision, recAction rules.Action) {
+	rp := &a.rep.Reproduction
+	if b == nil {
+		rp.NotReplayed++
+		a.notReplayed[rec.RuleSetVersion]++
+		return
+	}
+	rp.Compared++
+	if b.Action != recAction {
+		rp.Differing++
+		a.change(a.reproChanges, nil, recAction.String(), b.Action.String(), id)
+		return
+	}
+	if sameRules(b.Matched, rec.MatchedRules) && sameRules(b.Shadow, rec.ShadowRules) {
+		rp.Identical++
+		return
+	}
+	rp.Differing++
+	rp.RulesDiffer++
+	if len(rp.RulesDifferExamples) < MaxExamples {
+		rp.RulesDifferExamples = append(rp.RulesDifferExamples, strings.Clone(id))
+	}
+}
+
+// sameRules reports whether hits and ids name the same rules (a rule
+// matches at most once per decision).
+func sameRules(hits []engine.RuleHit, ids []string) bool {
+	if len(hits) != len(ids) {
+		return false
+	}
+	for i := range hits {
+		if !slices.Contains(ids, hits[i].RuleID) {
+			return false
+		}
+	}
+	return true
 }
 
 func (a *accumulator) hitRule(r *RuleStats, shadow bool, ts int64, bucket int, label string, fraud bool) {
@@ -212,56 +343,54 @@ func (a *accumulator) hitRule(r *RuleStats, shadow bool, ts int64, bucket int, l
 	}
 }
 
-func (a *accumulator) change(from, to, id string) {
+// change counts an event whose action changed from -> to in changes (and
+// in *total, when given).
+func (a *accumulator) change(changes map[[2]string]*Change, total *int64, from, to, id string) {
 	k := [2]string{from, to}
-	c := a.changes[k]
+	c := changes[k]
 	if c == nil {
 		c = &Change{From: from, To: to}
-		a.changes[k] = c
+		changes[k] = c
 	}
 	c.Count++
 	if len(c.Examples) < MaxExamples {
 		c.Examples = append(c.Examples, strings.Clone(id))
 	}
-	a.rep.Totals.Changed++
+	if total != nil {
+		*total++
+	}
 }
 
 // compareRules counts, per rule, hits new in the candidate and hits lost
-// against the recorded decision (active and shadow alike).
-func (a *accumulator) compareRules(d *engine.Decision, rec *chstore.ReplayDecision) {
+// against the reference decision (active and shadow alike).
+func (a *accumulator) compareRules(id string, d *engine.Decision, r ref) {
 	differ := false
-	for _, id := range rec.MatchedRules {
-		a.rule(id).RecordedHits++
-		if !hasHit(d.Matched, id) && !hasHit(d.Shadow, id) {
-			a.rule(id).LostHits++
-			differ = true
-		}
-	}
-	for _, id := range rec.ShadowRules {
-		a.rule(id).RecordedHits++
-		if !hasHit(d.Matched, id) && !hasHit(d.Shadow, id) {
-			a.rule(id).LostHits++
-			differ = true
+	for _, ids := range [2][]string{r.matched, r.shadow} {
+		for _, rid := range ids {
+			if !hasHit(d.Matched, rid) && !hasHit(d.Shadow, rid) {
+				a.rule(rid).LostHits++
+				differ = true
+			}
 		}
 	}
 	for _, hits := range [2][]engine.RuleHit{d.Matched, d.Shadow} {
 		for i := range hits {
-			id := hits[i].RuleID
-			if !slices.Contains(rec.MatchedRules, id) && !slices.Contains(rec.ShadowRules, id) {
-				a.rule(id).NewHits++
+			rid := hits[i].RuleID
+			if !slices.Contains(r.matched, rid) && !slices.Contains(r.shadow, rid) {
+				a.rule(rid).NewHits++
 				differ = true
 			}
 		}
 	}
 	// A rule moved between active and shadow also changes the decision.
-	if !differ && (len(rec.MatchedRules) != len(d.Matched) || len(rec.ShadowRules) != len(d.Shadow)) {
+	if !differ && (len(r.matched) != len(d.Matched) || len(r.shadow) != len(d.Shadow)) {
 		differ = true
 	}
 	if differ {
 		t := &a.rep.Totals
 		t.RulesDiffer++
 		if len(t.RulesDifferExamples) < MaxExamples {
-			t.RulesDifferExamples = append(t.RulesDifferExamples, strings.Clone(d.EventID))
+			t.RulesDifferExamples = append(t.RulesDifferExamples, strings.Clone(id))
 		}
 	}
 }
@@ -275,9 +404,10 @@ func hasHit(hs []engine.RuleHit, id string) bool {
 	return false
 }
 
-// compareFeatures compares the values the candidate's rules read with the
-// recorded values of the same names.
-func (a *accumulator) compareFeatures(d *engine.Decision, rec *chstore.ReplayDecision) {
+// compareFeatures compares the values the replayed rules read (the
+// baseline's, else the candidate's) with the recorded values of the same
+// names.
+func (a *accumulator) compareFeatures(id string, d *engine.Decision, rec *chstore.ReplayDecision) {
 	for _, f := range d.Features {
 		i := slices.Index(rec.FeatureNames, f.Name)
 		if i < 0 || i >= len(rec.FeatureValues) {
@@ -289,7 +419,7 @@ func (a *accumulator) compareFeatures(d *engine.Decision, rec *chstore.ReplayDec
 		}
 		fd := a.features[f.Name]
 		if fd == nil {
-			fd = &featureDiff{eventID: strings.Clone(d.EventID), recorded: r, recomputed: f.Value}
+			fd = &featureDiff{eventID: strings.Clone(id), recorded: r, recomputed: f.Value}
 			a.features[strings.Clone(f.Name)] = fd
 		}
 		fd.events++
@@ -298,10 +428,11 @@ func (a *accumulator) compareFeatures(d *engine.Decision, rec *chstore.ReplayDec
 
 // attack records a fraud-labelled event in its attack: the fraud events of
 // one account with one label, each less than attackGap after the last.
-func (a *accumulator) attack(d *engine.Decision, label string, c, cr bool) {
-	k := attackKey{account: d.AccountID, label: label}
+// The event is a.ev, decoded by add.
+func (a *accumulator) attack(ts int64, label string, c, cr bool) {
+	k := attackKey{account: a.ev.AccountID, label: label}
 	at := a.attacks[k]
-	if at != nil && d.EventTS-at.lastTS >= attackGap.Milliseconds() {
+	if at != nil && ts-at.lastTS >= attackGap.Milliseconds() {
 		a.closeAttack(label, at)
 		at = nil
 	}
@@ -310,7 +441,7 @@ func (a *accumulator) attack(d *engine.Decision, label string, c, cr bool) {
 		at = &attack{}
 		a.attacks[k] = at
 	}
-	at.lastTS = d.EventTS
+	at.lastTS = ts
 	at.caught = at.caught || c
 	at.caughtRc = at.caughtRc || cr
 }
@@ -331,13 +462,11 @@ func (a *accumulator) closeAttack(label string, at *attack) {
 }
 
 // amount adds a fraud-labelled money-out event (a payment, any channel
-// including transfer, or a withdrawal) to the fraudulent amount.
-func (a *accumulator) amount(d *engine.Decision, c, cr bool) {
-	if d.EventType != event.TypePayment && d.EventType != event.TypeWithdrawal {
+// including transfer, or a withdrawal) to the fraudulent amount. The
+// event is a.ev, decoded by add.
+func (a *accumulator) amount(c, cr bool) {
+	if a.ev.Type != event.TypePayment && a.ev.Type != event.TypeWithdrawal {
 		return
-	}
-	if err := a.dec.Decode(d.Raw, &a.ev); err != nil {
-		return // the engine decoded it a moment ago; cannot happen
 	}
 	am := a.amounts[a.ev.Currency]
 	if am == nil {
@@ -353,8 +482,9 @@ func (a *accumulator) amount(d *engine.Decision, c, cr bool) {
 	}
 }
 
-// finish completes the report.
-func (a *accumulator) finish(warnings []string) *Report {
+// finish completes the report; vers are the recorded versions the
+// baseline looked up, in order of first use.
+func (a *accumulator) finish(warnings []string, vers []*baseSet) *Report {
 	rep := a.rep
 	for _, id := range a.order {
 		r := a.rules[id]
@@ -371,18 +501,20 @@ func (a *accumulator) finish(warnings []string) *Report {
 	}
 	t := &rep.Totals
 	for x := rules.Allow; x <= rules.Lock; x++ {
-		t.Actions = append(t.Actions, ActionCount{Action: x.String(), Candidate: a.actions[x][0], Recorded: a.actions[x][1]})
+		t.Actions = append(t.Actions, ActionCount{Action: x.String(), Candidate: a.actions[x][0], Baseline: a.actions[x][1],
+			Recorded: a.actions[x][2]})
 	}
-	for _, c := range a.changes {
-		t.Changes = append(t.Changes, *c)
-	}
-	sort.Slice(t.Changes, func(i, j int) bool {
-		ci, cj := t.Changes[i], t.Changes[j]
-		if ci.Count != cj.Count {
-			return ci.Count > cj.Count
+	t.Changes = sortedChanges(a.changes)
+	rp := &rep.Reproduction
+	rp.Changes = sortedChanges(a.reproChanges)
+	rp.MissingVersions = []MissingVersion{}
+	for _, v := range vers {
+		if v.rs == nil {
+			rp.MissingVersions = append(rp.MissingVersions, MissingVersion{Version: v.version, Reason: v.missing,
+				Decisions: a.notReplayed[v.version], WarmupDecisions: a.notReplayedWarmup[v.version]})
 		}
-		return ci.From+"\x00"+ci.To < cj.From+"\x00"+cj.To
-	})
+	}
+	rp.Exact = rp.Compared > 0 && rp.Differing == 0 && rp.NotReplayed == 0
 	for k, at := range a.attacks {
 		a.closeAttack(k.label, at)
 	}
@@ -409,13 +541,58 @@ func (a *accumulator) finish(warnings []string) *Report {
 	return rep
 }
 
+// sortedChanges lists changes, most events first.
+func sortedChanges(m map[[2]string]*Change) []Change {
+	out := make([]Change, 0, len(m))
+	for _, c := range m {
+		out = append(out, *c)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		ci, cj := out[i], out[j]
+		if ci.Count != cj.Count {
+			return ci.Count > cj.Count
+		}
+		return ci.From+"\x00"+ci.To < cj.From+"\x00"+cj.To
+	})
+	return out
+}
+
 // warnings say why the candidate's decisions can differ from the recorded
 // ones other than by its rules.
 func (a *accumulator) warnings() []string {
 	var w []string
+	rp := &a.rep.Reproduction
+	if len(rp.MissingVersions) > 0 {
+		var vs []string
+		for _, m := range rp.MissingVersions {
+			warm := ""
+			if m.WarmupDecisions > 0 {
+				warm = fmt.Sprintf(", %d in the warm-up", m.WarmupDecisions)
+			}
+			vs = append(vs, fmt.Sprintf("%s (%s; %d decisions in the period%s)", m.Version, m.Reason, m.Decisions, warm))
+		}
+		w = append(w, fmt.Sprintf("the rule sets that made some recorded decisions could not be replayed: %s. "+
+			"For the period's events they decided the candidate is compared with the recorded decisions instead (%d events), "+
+			"so their changed decisions mix the rule change with differences of the replay itself; the replay of the "+
+			"live rule sets ran another set over them, so its state after them may differ from the live state",
+			strings.Join(vs, ", "), a.rep.Totals.ComparedWithRecorded))
+	}
+	if rp.Differing > 0 {
+		ex := rp.RulesDifferExamples
+		if len(rp.Changes) > 0 {
+			ex = rp.Changes[0].Examples
+		}
+		w = append(w, fmt.Sprintf("the replay of the rule sets that were live differs from the recorded decisions on %d of %d events "+
+			"(e.g. %s): the live engine decided some events in arrival order rather than in event-time order "+
+			"(partitions caught up with kafka.max_idle 0, or events sent through the decide API), or state from before "+
+			"the period is missing (a short warm-up, or events outside retention). The comparison with the recorded "+
+			"decisions is approximate; the changed decisions (candidate against that replay) are not affected",
+			rp.Differing, rp.Compared, strings.Join(ex[:min(3, len(ex))], ", ")))
+	}
 	if a.noDecision > 0 {
 		w = append(w, fmt.Sprintf("%d events of the period have no recorded decision (e.g. %s: outside the decisions' "+
-			"retention, or not stored): they are replayed but not compared", a.noDecision, a.noDecisionEx))
+			"retention, or not stored) and no replayed rule set to compare with: they are replayed but not compared",
+			a.noDecision, a.noDecisionEx))
 	}
 	if a.orphanDecisions > 0 {
 		w = append(w, fmt.Sprintf("%d recorded decisions of the period have no stored event (outside the events' retention): "+
@@ -448,7 +625,8 @@ func (a *accumulator) warnings() []string {
 	for _, n := range names {
 		fd := a.features[n]
 		w = append(w, fmt.Sprintf("feature %s: the recomputed value differs from the recorded one on %d events "+
-			"(e.g. %s: recorded %g, recomputed %g): its definition or the events before it changed",
+			"(e.g. %s: recorded %g, recomputed %g): its definition changed, or the events before it were decided "+
+			"in another order or are missing",
 			n, fd.events, fd.eventID, fd.recorded, fd.recomputed))
 	}
 	return w

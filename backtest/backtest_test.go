@@ -40,9 +40,13 @@ func TestTheLiveSetReproducesTheRecordedDecisions(t *testing.T) {
 	if len(rep.Warnings) != 0 {
 		t.Errorf("warnings: %q", rep.Warnings)
 	}
+	if p := rep.Reproduction; !p.Exact || p.Compared != rep.EventsPeriod || p.Identical != p.Compared || p.Differing != 0 ||
+		p.NotReplayed != 0 || len(p.MissingVersions) != 0 || rep.Totals.ComparedWithRecorded != 0 {
+		t.Errorf("reproduction %+v (compared with recorded %d): want exact over all %d events", p, rep.Totals.ComparedWithRecorded, rep.EventsPeriod)
+	}
 	for _, a := range rep.Totals.Actions {
-		if a.Candidate != a.Recorded {
-			t.Errorf("action %s: candidate %d, recorded %d", a.Action, a.Candidate, a.Recorded)
+		if a.Candidate != a.Recorded || a.Baseline != a.Recorded {
+			t.Errorf("action %s: candidate %d, baseline %d, recorded %d", a.Action, a.Candidate, a.Baseline, a.Recorded)
 		}
 	}
 	active, shadow := ruleHitsSQL(t, st, from, to)
@@ -51,8 +55,8 @@ func TestTheLiveSetReproducesTheRecordedDecisions(t *testing.T) {
 		if r.Hits != active[r.ID] || r.ShadowHits != shadow[r.ID] {
 			t.Errorf("rule %s: %d active and %d shadow hits, SQL counts %d and %d", r.ID, r.Hits, r.ShadowHits, active[r.ID], shadow[r.ID])
 		}
-		if r.Changed != 0 || r.RecordedHits != r.Hits+r.ShadowHits {
-			t.Errorf("rule %s: changed %d, recorded %d, hits %d", r.ID, r.Changed, r.RecordedHits, r.Hits+r.ShadowHits)
+		if r.Changed != 0 || r.RecordedHits != r.Hits+r.ShadowHits || r.BaselineHits != r.RecordedHits {
+			t.Errorf("rule %s: changed %d, recorded %d, baseline %d, hits %d", r.ID, r.Changed, r.RecordedHits, r.BaselineHits, r.Hits+r.ShadowHits)
 		}
 		hits += r.Hits + r.ShadowHits
 	}
@@ -231,7 +235,7 @@ func TestBadRequestsAreRefused(t *testing.T) {
 	}
 }
 
-func readReferenceFiles(t *testing.T) map[string][]byte {
+func readReferenceFiles(t testing.TB) map[string][]byte {
 	t.Helper()
 	files, err := rules.ReadFiles(osDirFS("../bench/reference/rules"))
 	if err != nil {
@@ -270,18 +274,20 @@ func compileWithout(t *testing.T, files map[string][]byte, id string, set rules.
 // per attack and in money.
 func TestLabelStatistics(t *testing.T) {
 	set, _ := referenceSet(t)
-	rs, err := rules.Compile(map[string][]byte{"r.yaml": []byte(`- id: big
+	files := map[string][]byte{"r.yaml": []byte(`- id: big
   when: event.type == "payment" && event.amount > 1000
   action: block
 - id: login-watch
   when: event.type == "login"
   action: alert
   mode: shadow
-`)}, set)
+`)}
+	rs, err := rules.Compile(files, set)
 	if err != nil {
 		t.Fatal(err)
 	}
 	st := chtest.Open(t)
+	writeVersion(t, st, 1, files)
 	t0 := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
 	evs := []event.Event{
 		{ID: "e1", AccountID: "a1", Type: event.TypePayment, TS: t0.UnixMilli(), Amount: 5000, Label: "ato"},                      // big, caught

@@ -1,9 +1,42 @@
 // Package backtest replays the events stored in ClickHouse for a period
-// through candidate rules, with the live engine's own code path (one
+// through candidate rules, with the live engine's own code path (an
 // engine.Scorer) and features rebuilt as they were at each event, and
-// reports what the candidate would have decided against what was decided
+// reports what the candidate would have decided against what the rules
+// that were live decide on the same replay, against what was recorded,
 // and against the labels. It reads ClickHouse only; no live state is
 // touched.
+//
+// # Two replays: candidate and baseline
+//
+// A replay cannot always reproduce the recorded decisions (see Order
+// below: a live engine that decided in arrival order saw other entity
+// windows than a replay in event-time order). Compared with the record,
+// a candidate would then show "changed" decisions for rules that did not
+// change, and the analyst could not tell the effect of their change from
+// the replay's noise. So the same events go, in the same order and on the
+// same simulated clock, through a second Scorer, the baseline, running the
+// rule sets that were live: for each event the version its recorded
+// decision names ("SEQ-HASH8"), read from the version history
+// (chstore.Store.RuleSetVersion), compiled once with today's features,
+// checked against the recorded hash, and switched where the record
+// switches (an event with no recorded decision keeps the version before;
+// the first events, the version of the first recorded decision). The
+// changed decisions and each rule's new and lost hits compare the
+// candidate with the baseline: the rule change alone. The reproduction
+// compares the baseline with the record: how far the replay can be
+// trusted, with a warning that says why when it is not exact.
+//
+// A version that cannot be replayed (not in the history, other files
+// under its number, or one that no longer compiles with today's features)
+// is listed with its reason; for the events it decided the candidate is
+// compared with the recorded decision instead, as before the baseline
+// existed, and a warning says so. The baseline keeps running the set it
+// had over those events, so that its state goes on.
+//
+// The two Scorers run on goroutines of their own, beside the reader that
+// joins events to decisions, labels and locks, and an accumulator that
+// counts each event once both have scored it (see pipeline.go): on two
+// cores the wall time stays close to that of one replay.
 //
 // # How the replay matches the live engine
 //
@@ -36,7 +69,7 @@
 // not guaranteed when older events are stored.
 //
 // Idle state. The live engine sweeps idle feature state on each shard
-// every 65,536 of that shard's events, the replay's one Scorer every
+// every 65,536 of that shard's events, each replay Scorer every
 // 65,536 events; sweeps drop only state no window can read any more, but
 // an account profile idle for about profile_ttl can be kept by one and
 // dropped by the other.
@@ -63,13 +96,17 @@
 // Per rule: hits as an active and as a shadow rule, split by label (fraud,
 // not_fraud, unlabelled: chstore.LabelIsFraud), precision (fraud over all
 // hits, unlabelled counted as good: a lower bound; and over labelled hits
-// only), first and last hit, hits in Buckets time buckets, and hits new
-// or lost against the recorded decisions. In total: decisions by action,
-// candidate against recorded; the changed decisions as a from->to matrix
-// with up to MaxExamples event ids each; the events whose matched rules
-// differ; fraud caught (challenge, block or lock) and good events hit
-// (review or stronger) per event; attacks; and the fraudulent amount
-// stopped.
+// only), first and last hit, hits in Buckets time buckets, hits in the
+// recorded decisions and in the baseline replay, and hits new or lost
+// against the baseline. In total: decisions by action, candidate against
+// baseline and recorded; the changed decisions (candidate against
+// baseline) as a from->to matrix with up to MaxExamples event ids each;
+// the events whose matched rules differ; fraud caught (challenge, block
+// or lock) and good events hit (review or stronger) per event; attacks;
+// and the fraudulent amount stopped. Reproduction: the baseline's
+// decisions against the recorded ones (compared, identical, differing by
+// recorded->replayed action with examples, whether exact) and the versions
+// that could not be replayed.
 //
 // An attack is the fraud-labelled events of one account with one label,
 // each less than 24 hours after the previous one; it is caught when any of
@@ -79,14 +116,21 @@
 // the part whose candidate action was challenge, block or lock.
 //
 // Warnings say why decisions can differ for reasons other than the rules:
-// events with no recorded decision or decisions with no stored event
-// (outside retention), recorded rule-set versions other than the
-// candidate's hash, a warm-up shorter than the stored history, recorded
-// feature values that differ from the recomputed ones (a feature
-// definition, or the events before, changed), and events that could not
-// be decided. A backtest of the rule set that was live over the period,
-// with the full warm-up, reproduces the recorded decisions exactly: zero
-// changed decisions and no warnings (TestTheLiveSetReproducesTheRecordedDecisions).
+// a baseline that does not reproduce the record (events decided in
+// arrival order, state from before the period missing), versions that
+// could not be replayed, events with no recorded decision or decisions
+// with no stored event (outside retention), recorded rule-set versions
+// other than the candidate's hash, a warm-up shorter than the stored
+// history, recorded feature values that differ from the replayed ones (a
+// feature definition, or the events before, changed), and events that
+// could not be decided. A backtest of the rule set that was live over the
+// period, with the full warm-up and decisions made in event-time order,
+// reproduces the recorded decisions exactly: zero changed decisions, an
+// exact reproduction and no warnings
+// (TestTheLiveSetReproducesTheRecordedDecisions); when the live engine
+// decided in arrival order the reproduction says so, and a candidate that
+// only adds a shadow rule still changes nothing but that rule's hits
+// (TestArrivalOrderNoiseIsNotAChange).
 //
 // # Example
 //

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"sync"
 	"testing"
@@ -44,19 +45,57 @@ func referenceSet(tb testing.TB) (*features.Set, *rules.RuleSet) {
 // by account, as riskd's producers key them), and every decision stored
 // through chstore's own write path. It returns the store and the events'
 // time span.
+//
+// rs (the reference rules) is version 1, stored in the version history as
+// riskd stores its start-up set.
 func storeGenerated(tb testing.TB, set *features.Set, rs *rules.RuleSet, n int) (*chstore.Store, time.Time, time.Time) {
 	tb.Helper()
 	st := chtest.Open(tb)
-	first, last := decideLive(tb, st, set, rs, n, traffic.Config{Accounts: max(n/20, 16), Seed: 7, FraudRate: 0.03,
-		Start: trafficStart, EventsPerSecond: float64(n) / (3 * 24 * 3600), IDPrefix: "g-"}, true)
+	writeVersion(tb, st, 1, readReferenceFiles(tb))
+	first, last := decideLive(tb, st, set, rs, n, generated(n), liveOptions{support: true})
 	return st, first, last
 }
 
+// generated is the traffic of n events over three days that
+// storeGenerated stores.
+func generated(n int) traffic.Config {
+	return traffic.Config{Accounts: max(n/20, 16), Seed: 7, FraudRate: 0.03,
+		Start: trafficStart, EventsPerSecond: float64(n) / (3 * 24 * 3600), IDPrefix: "g-"}
+}
+
+// writeVersion stores files as rule-set version seq in the version history.
+func writeVersion(tb testing.TB, st *chstore.Store, seq uint64, files map[string][]byte) {
+	tb.Helper()
+	m := make(map[string]string, len(files))
+	for name, b := range files {
+		m[name] = string(b)
+	}
+	if err := st.WriteRuleSetVersion(tb.Context(), chstore.RuleSetVersionRow{Seq: seq, Hash: rules.HashFiles(files), Files: m,
+		Author: "test", Message: fmt.Sprintf("version %d", seq)}); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// liveOptions vary how decideLive decides.
+type liveOptions struct {
+	// support has support lock an account half-way and unlock it three
+	// quarters in (see supportLock).
+	support bool
+	// shuffle, above 1, submits the events in an arrival order other than
+	// event time: shuffled (seeded) within consecutive runs of that many
+	// events, as partitions caught up with kafka.max_idle 0 hand them over.
+	// Kafka offsets follow the arrival order.
+	shuffle int
+	// next, if set, goes live as version 2 once the first switchAt events
+	// are decided.
+	next     *rules.RuleSet
+	switchAt int
+}
+
 // decideLive decides n generated events with a live multi-shard engine
-// running rs and stores the decisions; with support, an account is locked
-// by support half-way and unlocked three quarters in (see supportLock). It
-// returns the first and last event time.
-func decideLive(tb testing.TB, st *chstore.Store, set *features.Set, rs *rules.RuleSet, n int, tc traffic.Config, support bool) (time.Time, time.Time) {
+// running rs (version 1) and stores the decisions, as opt says. It returns
+// the first and last event time.
+func decideLive(tb testing.TB, st *chstore.Store, set *features.Set, rs *rules.RuleSet, n int, tc traffic.Config, opt liveOptions) (time.Time, time.Time) {
 	tb.Helper()
 	holder := &rules.Holder{}
 	holder.Install(rs, 1)
@@ -67,15 +106,25 @@ func decideLive(tb testing.TB, st *chstore.Store, set *features.Set, rs *rules.R
 	defer func() { cancel(); wg.Wait() }()
 
 	gen := traffic.New(tc)
+	evs := make([]event.Event, n)
+	for i := range evs {
+		gen.Next(&evs[i])
+	}
+	if opt.shuffle > 1 {
+		rng := rand.New(rand.NewPCG(11, uint64(opt.shuffle)))
+		for i := 0; i < n; i += opt.shuffle {
+			w := evs[i:min(i+opt.shuffle, n)]
+			rng.Shuffle(len(w), func(a, b int) { w[a], w[b] = w[b], w[a] })
+		}
+	}
 	var mu sync.Mutex
 	var ds []*engine.Decision
 	var errs []error
 	var done sync.WaitGroup
 	offsets := map[[2]any]int64{}
-	var ev event.Event
-	var first, last int64
+	first, last := int64(1<<63-1), int64(-1<<63)
 	for i := range n {
-		gen.Next(&ev)
+		ev := &evs[i]
 		raw := ev.AppendJSON(nil)
 		topic := "account-events"
 		switch ev.Type {
@@ -86,17 +135,18 @@ func decideLive(tb testing.TB, st *chstore.Store, set *features.Set, rs *rules.R
 		k := [2]any{topic, part}
 		off := offsets[k]
 		offsets[k]++
-		if i == 0 {
-			first = ev.TS
+		if opt.next != nil && i == opt.switchAt {
+			done.Wait() // every event before is decided by version 1
+			holder.Install(opt.next, 2)
 		}
-		if support && (i == n/2 || i == 3*n/4) {
+		if opt.support && (i == n/2 || i == 3*n/4) {
 			// Support locks this event's account (later unlocks it) once
 			// every event before has been decided, as an agent would
 			// between two of the account's events.
 			done.Wait()
 			supportLock(tb, ctx, eng, st, ev.AccountID, i == n/2)
 		}
-		last = ev.TS
+		first, last = min(first, ev.TS), max(last, ev.TS)
 		done.Add(1)
 		err := eng.Submit(ctx, engine.Message{Value: raw, Key: []byte(ev.AccountID),
 			Source: engine.Source{Topic: topic, Partition: part, Offset: off},

@@ -128,15 +128,23 @@ Recorded versions: {{range .R.Recorded}}{{.Version}} ({{.Decisions}}) {{end}}</p
 {{end}}</svg>
 <p class="legend">{{range .Chart.Lines}}<span style="color:{{.Color}}">&#9632; {{.Rule}} ({{.Hits}})</span>{{end}}</p>
 <h2>Rules</h2>
-<table><tr><th>rule</th><th>mode</th><th>hits</th><th>fraud</th><th>not fraud</th><th>unlabelled</th><th>precision</th><th>recorded</th><th>new</th><th>lost</th></tr>
-{{range .R.Rules}}<tr><td>{{.ID}}</td><td>{{.Mode}}</td><td>{{add .Hits .ShadowHits}}</td><td>{{.Fraud}}</td><td>{{.NotFraud}}</td><td>{{.Unlabelled}}</td><td>{{pct .Precision}}</td><td>{{.RecordedHits}}</td><td>{{.NewHits}}</td><td>{{.LostHits}}</td></tr>
+<table><tr><th>rule</th><th>mode</th><th>hits</th><th>fraud</th><th>not fraud</th><th>unlabelled</th><th>precision</th><th>recorded</th><th>baseline</th><th>new</th><th>lost</th></tr>
+{{range .R.Rules}}<tr><td>{{.ID}}</td><td>{{.Mode}}</td><td>{{add .Hits .ShadowHits}}</td><td>{{.Fraud}}</td><td>{{.NotFraud}}</td><td>{{.Unlabelled}}</td><td>{{pct .Precision}}</td><td>{{.RecordedHits}}</td><td>{{.BaselineHits}}</td><td>{{.NewHits}}</td><td>{{.LostHits}}</td></tr>
 {{end}}</table>
 <h2>Decisions</h2>
-<table><tr><th>action</th><th>candidate</th><th>recorded</th></tr>
-{{range .R.Totals.Actions}}<tr><td>{{.Action}}</td><td>{{.Candidate}}</td><td>{{.Recorded}}</td></tr>{{end}}</table>
-<p>Changed: {{.R.Totals.Changed}} of {{.R.Totals.Compared}} compared; matched rules differ on {{.R.Totals.RulesDiffer}}.</p>
+<table><tr><th>action</th><th>candidate</th><th>baseline</th><th>recorded</th></tr>
+{{range .R.Totals.Actions}}<tr><td>{{.Action}}</td><td>{{.Candidate}}</td><td>{{.Baseline}}</td><td>{{.Recorded}}</td></tr>{{end}}</table>
+<p>Changed (candidate against the replay of the live rule sets): {{.R.Totals.Changed}} of {{.R.Totals.Compared}} compared{{if .R.Totals.ComparedWithRecorded}}
+({{.R.Totals.ComparedWithRecorded}} against the recorded decisions: their rule set could not be replayed){{end}};
+matched rules differ on {{.R.Totals.RulesDiffer}}.</p>
 <table><tr><th>from</th><th>to</th><th>events</th><th>examples</th></tr>
 {{range .R.Totals.Changes}}<tr><td>{{.From}}</td><td>{{.To}}</td><td>{{.Count}}</td><td>{{range .Examples}}{{.}} {{end}}</td></tr>{{end}}</table>
+<h2>Reproduction of the recorded decisions</h2>
+{{with .R.Reproduction}}<p>The replay of the live rule sets {{if .Exact}}reproduces every recorded decision{{else}}is not exact{{end}}:
+{{.Identical}} identical of {{.Compared}} compared, {{.Differing}} differ ({{.RulesDiffer}} only in matched rules){{if .NotReplayed}}, {{.NotReplayed}} not replayed{{end}}.</p>
+<table><tr><th>recorded</th><th>replayed</th><th>events</th><th>examples</th></tr>
+{{range .Changes}}<tr><td>{{.From}}</td><td>{{.To}}</td><td>{{.Count}}</td><td>{{range .Examples}}{{.}} {{end}}</td></tr>{{end}}
+{{range .MissingVersions}}<tr><td>{{.Version}}</td><td>not replayed: {{.Reason}}</td><td>{{.Decisions}}</td><td></td></tr>{{end}}</table>{{end}}
 <h2>Detection</h2>
 {{with .R.Totals.Events}}<p>Fraud events caught (challenge, block, lock): {{.Caught}} of {{.Fraud}} (recorded {{.CaughtRecorded}}).
 Good events hit (review or stronger): {{.GoodHit}} of {{.Good}} (recorded {{.GoodHitRec}}).</p>{{end}}

@@ -9,7 +9,8 @@ import (
 )
 
 // WriteText writes the report as terminal tables: the run, per rule
-// (hits, fraud, good, precision, changed), the totals, then the warnings.
+// (hits, fraud, good, precision, recorded and baseline hits, changed), the
+// totals, the reproduction of the record, then the warnings.
 func WriteText(w io.Writer, r *Report) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "backtest of %s from %s to %s\n", r.Candidate, stamp(r.From), stamp(r.To))
@@ -31,10 +32,10 @@ func WriteText(w io.Writer, r *Report) error {
 	for _, x := range r.Rules {
 		idW = max(idW, len(x.ID))
 	}
-	fmt.Fprintf(tw, "%-*s\t%-6s\thits\tfraud\tnot fraud\tunlabelled\tprecision\trecorded\tchanged\t\n", idW, "rule", "mode")
+	fmt.Fprintf(tw, "%-*s\t%-6s\thits\tfraud\tnot fraud\tunlabelled\tprecision\trecorded\tbaseline\tchanged\t\n", idW, "rule", "mode")
 	for _, x := range r.Rules {
-		fmt.Fprintf(tw, "%-*s\t%-6s\t%d\t%d\t%d\t%d\t%s\t%d\t%d\t\n", idW, x.ID, x.Mode, x.Hits+x.ShadowHits, x.Fraud, x.NotFraud,
-			x.Unlabelled, percent(x.Precision), x.RecordedHits, x.Changed)
+		fmt.Fprintf(tw, "%-*s\t%-6s\t%d\t%d\t%d\t%d\t%s\t%d\t%d\t%d\t\n", idW, x.ID, x.Mode, x.Hits+x.ShadowHits, x.Fraud, x.NotFraud,
+			x.Unlabelled, percent(x.Precision), x.RecordedHits, x.BaselineHits, x.Changed)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -43,14 +44,18 @@ func WriteText(w io.Writer, r *Report) error {
 	t := r.Totals
 	b.WriteString("\n")
 	tw = tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "%-9s\tcandidate\trecorded\t\n", "action")
+	fmt.Fprintf(tw, "%-9s\tcandidate\tbaseline\trecorded\t\n", "action")
 	for _, a := range t.Actions {
-		fmt.Fprintf(tw, "%-9s\t%d\t%d\t\n", a.Action, a.Candidate, a.Recorded)
+		fmt.Fprintf(tw, "%-9s\t%d\t%d\t%d\t\n", a.Action, a.Candidate, a.Baseline, a.Recorded)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintf(&b, "\nchanged decisions: %d of %d compared; matched rules differ on %d\n", t.Changed, t.Compared, t.RulesDiffer)
+	fmt.Fprintf(&b, "\nchanged decisions: %d of %d compared with the replay of the rule sets that were live; matched rules differ on %d\n",
+		t.Changed, t.Compared, t.RulesDiffer)
+	if t.ComparedWithRecorded > 0 {
+		fmt.Fprintf(&b, "  (%d of them compared with the recorded decisions: their rule set could not be replayed)\n", t.ComparedWithRecorded)
+	}
 	for _, c := range t.Changes {
 		fmt.Fprintf(&b, "  %s -> %s: %d (e.g. %s)\n", c.From, c.To, c.Count, strings.Join(c.Examples, ", "))
 	}
@@ -65,6 +70,30 @@ func WriteText(w io.Writer, r *Report) error {
 	for _, a := range t.Amount {
 		fmt.Fprintf(&b, "fraudulent amount stopped: %s of %s %s (recorded: %s)\n",
 			money(a.Stopped), money(a.Total), a.Currency, money(a.StoppedRecorded))
+	}
+	p := r.Reproduction
+	exact := "exact"
+	if !p.Exact {
+		exact = "not exact"
+	}
+	fmt.Fprintf(&b, "\nreproduction of the recorded decisions by the replay of the live rule sets: %s; %d identical of %d compared, %d differ",
+		exact, p.Identical, p.Compared, p.Differing)
+	if p.RulesDiffer > 0 {
+		fmt.Fprintf(&b, " (%d only in matched rules)", p.RulesDiffer)
+	}
+	if p.NotReplayed > 0 {
+		fmt.Fprintf(&b, "; %d not replayed", p.NotReplayed)
+	}
+	b.WriteString("\n")
+	for _, c := range p.Changes {
+		fmt.Fprintf(&b, "  recorded %s -> replayed %s: %d (e.g. %s)\n", c.From, c.To, c.Count, strings.Join(c.Examples, ", "))
+	}
+	for _, m := range p.MissingVersions {
+		warm := ""
+		if m.WarmupDecisions > 0 {
+			warm = fmt.Sprintf(", %d in the warm-up", m.WarmupDecisions)
+		}
+		fmt.Fprintf(&b, "  version %s not replayed: %s (%d decisions%s)\n", m.Version, m.Reason, m.Decisions, warm)
 	}
 	if len(r.Warnings) > 0 {
 		b.WriteString("\nwarnings:\n")

@@ -19,18 +19,22 @@ func TestRenderingsEscapeAndShowTheNumbers(t *testing.T) {
 		Rules: []backtest.RuleStats{{ID: "<script>alert(1)</script>", Mode: "active", Hits: 4, Fraud: 2, Unlabelled: 2,
 			Precision: &p, Series: []int64{1, 0, 3}}},
 		Totals: backtest.Totals{Changes: []backtest.Change{{From: "allow", To: "block", Count: 1, Examples: []string{`e"><img src=x>`}}}},
+		Reproduction: backtest.Reproduction{Compared: 3, Identical: 2, Differing: 1,
+			Changes:         []backtest.Change{{From: "allow", To: "lock", Count: 1, Examples: []string{"<i>r1</i>"}}},
+			MissingVersions: []backtest.MissingVersion{{Version: "2-<u>", Reason: "not in the version history", Decisions: 7}}},
 	}
 	var html bytes.Buffer
 	if err := backtest.WriteHTML(&html, rep); err != nil {
 		t.Fatal(err)
 	}
 	page := html.String()
-	for _, bad := range []string{"<script>", "<img", "<b>changed", "ZgotmplZ"} {
+	for _, bad := range []string{"<script>", "<img", "<b>changed", "ZgotmplZ", "<i>r1", "2-<u>"} {
 		if strings.Contains(page, bad) {
 			t.Errorf("page contains %q unescaped", bad)
 		}
 	}
-	for _, want := range []string{"&lt;script&gt;alert(1)&lt;/script&gt;", "<svg", "<polyline", "50.0%"} {
+	for _, want := range []string{"&lt;script&gt;alert(1)&lt;/script&gt;", "<svg", "<polyline", "50.0%",
+		"is not exact:\n2 identical of 3 compared, 1 differ", "&lt;i&gt;r1&lt;/i&gt;", "2-&lt;u&gt;"} {
 		if !strings.Contains(page, want) {
 			t.Errorf("page lacks %q", want)
 		}
@@ -39,8 +43,13 @@ func TestRenderingsEscapeAndShowTheNumbers(t *testing.T) {
 	if err := backtest.WriteText(&text, rep); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(text.String(), "<script>alert(1)</script>  active     4      2          0           2      50.0%") {
-		t.Errorf("text table:\n%s", text.String())
+	for _, want := range []string{"<script>alert(1)</script>  active     4      2          0           2      50.0%         0         0        0",
+		"reproduction of the recorded decisions by the replay of the live rule sets: not exact; 2 identical of 3 compared, 1 differ\n" +
+			"  recorded allow -> replayed lock: 1 (e.g. <i>r1</i>)\n" +
+			"  version 2-<u> not replayed: not in the version history (7 decisions)\n"} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("text lacks %q:\n%s", want, text.String())
+		}
 	}
 }
 

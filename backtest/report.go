@@ -38,11 +38,63 @@ type Report struct {
 	// Rules are the candidate's rules in set order, then rules only the
 	// recorded decisions matched (removed or renamed since).
 	Rules []RuleStats `json:"rules"`
-	// Totals compare the candidate's decisions with the recorded ones.
+	// Totals compare the candidate's decisions with the baseline replay's
+	// (see Reproduction), or with the recorded ones where the baseline
+	// could not be replayed.
 	Totals Totals `json:"totals"`
+	// Reproduction compares the baseline replay (the rule sets that were
+	// live, replayed beside the candidate) with the recorded decisions:
+	// how far the replay itself can be trusted.
+	Reproduction Reproduction `json:"reproduction"`
 	// Warnings say why the candidate's decisions may differ from the
 	// recorded ones for reasons other than rule changes.
 	Warnings []string `json:"warnings"`
+}
+
+// Reproduction is the baseline replay against the recorded decisions of
+// the period. The baseline replays each event with the rule-set version
+// its recorded decision names (events with none keep the version before),
+// so wherever the engine is deterministic the two agree; where they do
+// not, the live engine saw a different state (events decided in arrival
+// order, state from before the period missing), and that difference is
+// in the recorded comparison but not in Totals.Changed.
+type Reproduction struct {
+	// Compared counts the period's recorded decisions the baseline
+	// replayed with the version that made them; Identical those it
+	// reproduced (same action, same matched and shadow rules) and
+	// Differing the others.
+	Compared  int64 `json:"compared"`
+	Identical int64 `json:"identical"`
+	Differing int64 `json:"differing"`
+	// Changes splits the differing decisions whose action differs as
+	// recorded (From) -> replayed (To), with up to MaxExamples event ids
+	// each; RulesDiffer counts those whose action is the same but whose
+	// matched rules differ, with examples.
+	Changes             []Change `json:"changes"`
+	RulesDiffer         int64    `json:"rules_differ"`
+	RulesDifferExamples []string `json:"rules_differ_examples,omitempty"`
+	// NotReplayed counts the period's recorded decisions made by a version
+	// that could not be replayed (MissingVersions): the candidate is
+	// compared with the recorded decision there instead.
+	NotReplayed     int64            `json:"not_replayed"`
+	MissingVersions []MissingVersion `json:"missing_versions"`
+	// Exact is true when every recorded decision of the period was
+	// replayed and reproduced.
+	Exact bool `json:"exact"`
+}
+
+// MissingVersion is a recorded rule-set version the baseline could not
+// replay, and why.
+type MissingVersion struct {
+	Version string `json:"version"`
+	// Reason is "not in the version history", "the history's version N
+	// has hash H", "no longer compiles with today's features: ...", or
+	// "its files hash to H".
+	Reason string `json:"reason"`
+	// Decisions and WarmupDecisions count the recorded decisions it made
+	// in the period and in the warm-up.
+	Decisions       int64 `json:"decisions"`
+	WarmupDecisions int64 `json:"warmup_decisions"`
 }
 
 // VersionCount is one recorded rule-set version and its decisions.
@@ -77,9 +129,12 @@ type RuleStats struct {
 	FirstHit *time.Time `json:"first_hit,omitempty"`
 	LastHit  *time.Time `json:"last_hit,omitempty"`
 	// RecordedHits counts the recorded decisions it matched (active or
-	// shadow); NewHits the events it matches now and did not then, and
+	// shadow) and BaselineHits the baseline replay's; NewHits the events it
+	// matches in the candidate and not in the baseline (or, where the
+	// baseline could not be replayed, in the recorded decision), and
 	// LostHits the reverse. Changed is NewHits+LostHits.
 	RecordedHits int64 `json:"recorded_hits"`
+	BaselineHits int64 `json:"baseline_hits"`
 	NewHits      int64 `json:"new_hits"`
 	LostHits     int64 `json:"lost_hits"`
 	Changed      int64 `json:"changed"`
@@ -89,22 +144,26 @@ type RuleStats struct {
 
 // Totals are the period's decisions as a whole.
 type Totals struct {
-	// Actions counts decisions by action, candidate against recorded,
-	// allow to lock.
+	// Actions counts decisions by action, candidate against baseline and
+	// recorded, allow to lock.
 	Actions []ActionCount `json:"actions"`
-	// Changed counts the events whose action differs from the recorded
-	// one; Changes splits them by from->to with up to MaxExamples event
-	// ids each.
+	// Changed counts the events whose action differs from the baseline
+	// replay's (the effect of the rule change alone), or from the recorded
+	// one where the baseline could not be replayed; Changes splits them by
+	// from->to with up to MaxExamples event ids each.
 	Changed int64    `json:"changed"`
 	Changes []Change `json:"changes"`
 	// RulesDiffer counts the events whose matched rules (active and
-	// shadow) differ from the recorded ones, action changed or not, with
-	// examples.
+	// shadow) differ from the baseline's (or recorded) ones, action
+	// changed or not, with examples.
 	RulesDiffer         int64    `json:"rules_differ"`
 	RulesDifferExamples []string `json:"rules_differ_examples,omitempty"`
-	// Compared counts the period's events that have a recorded decision:
-	// the ones the comparisons above cover.
-	Compared int64 `json:"compared"`
+	// Compared counts the period's events the comparisons above cover:
+	// those the baseline replayed with a known version, and those with a
+	// recorded decision where it could not; ComparedWithRecorded counts
+	// the latter.
+	Compared             int64 `json:"compared"`
+	ComparedWithRecorded int64 `json:"compared_with_recorded"`
 	// Events: fraud caught and good events hit, per event.
 	Events Detection `json:"events"`
 	// Attacks: fraud caught per attack (see the package doc).
@@ -113,10 +172,12 @@ type Totals struct {
 	Amount []AmountStopped `json:"amount"`
 }
 
-// ActionCount is one action's decisions, candidate and recorded.
+// ActionCount is one action's decisions: candidate, baseline replay and
+// recorded.
 type ActionCount struct {
 	Action    string `json:"action"`
 	Candidate int64  `json:"candidate"`
+	Baseline  int64  `json:"baseline"`
 	Recorded  int64  `json:"recorded"`
 }
 

@@ -83,13 +83,21 @@ type Progress struct {
 
 // Config is one backtest.
 type Config struct {
-	// Store is where the events, decisions, labels and locks are read.
+	// Store is where the events, decisions, labels, locks and the
+	// rule-set versions the baseline replays are read.
 	Store *chstore.Store
 	// Features are the window features, as the live engine has them.
 	Features *features.Set
-	// Rules is the candidate rule set. It is installed in a Holder of the
-	// backtest's own: it must not be in use elsewhere.
+	// Rules is the candidate rule set. It is installed in Holders of the
+	// backtest's own (the baseline's too, until a recorded version can be
+	// replayed): it must not be in use elsewhere.
 	Rules *rules.RuleSet
+	// KnownFiles are rule sets the caller has the files of (the running
+	// set's, the candidate's own), as rules.ReadFiles keys them: a
+	// recorded version with the hash of one of them is replayed from them
+	// rather than from the version history, which may not hold it (the
+	// set riskd started with is in none). Optional.
+	KnownFiles []map[string][]byte
 	// Engine is the live engine's configuration (alert throttle, dedupe
 	// capacity, event size bound); its clock and future-skew check are
 	// replaced by the simulated clock.
@@ -140,8 +148,11 @@ func (c Config) validate() error {
 func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 
 // Run replays the stored events of the period (after the warm-up) through
-// the candidate rules and reports what they would have decided against
-// what was decided. It reads ClickHouse only and touches no live state.
+// the candidate rules and, beside them, through the rule sets that were
+// live (the baseline), and reports what the candidate would have decided
+// against the baseline and what was decided, and how exactly the baseline
+// reproduces the record. It reads ClickHouse only and touches no live
+// state.
 func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -200,21 +211,16 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, fmt.Errorf("backtest: %w", err)
 	}
 
-	holder := &rules.Holder{}
-	holder.Install(cfg.Rules, cfg.Rules.Version.Seq)
-	var clock int64 // the simulated wall clock, Unix ms
-	ecfg := cfg.Engine
-	ecfg.Now = func() time.Time { return time.UnixMilli(clock) }
-	ecfg.MaxFutureSkew = -1 // the clock is simulated: no event is ahead of it
 	// Live, each shard remembers DedupeCapacity ids of its own accounts;
 	// the one scorer here remembers as many as all shards together.
+	ecfg := cfg.Engine
+	ecfg.MaxFutureSkew = -1 // the clock is simulated: no event is ahead of it
 	shards := ecfg.Shards
 	if shards <= 0 {
 		shards = runtime.GOMAXPROCS(0)
 	}
 	ecfg.DedupeCapacity = max(ecfg.DedupeCapacity, engine.DefaultDedupeCapacity) * shards
 	ecfg.Shards = 1
-	scorer := engine.NewScorer(ecfg, cfg.Features, holder)
 
 	a := newAccumulator(cfg, fromMs, toMs)
 	a.rep.WarmupFrom, a.rep.Warmup = time.UnixMilli(warmFrom).UTC(), warmup
@@ -236,8 +242,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	labCh := feed(rctx, split(fromMs, toMs, nil), func(sp span, fn func(chstore.ReplayLabel) error) error {
 		return cfg.Store.ReplayLabels(rctx, sp.from, sp.to, fn)
 	}, &labErr)
+	var pl *pipeline
 	defer func() {
 		cancel()
+		if pl != nil {
+			pl.stop() // the scorers and the accumulator end with their inputs
+		}
 		drain(evCh) // the feeders end once ctx is cancelled
 		drain(decCh)
 		drain(labCh)
@@ -245,50 +255,79 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	decs := newCursor(decCh, "decisions", func(d *chstore.ReplayDecision) (int64, string) { return d.TS, d.EventID },
 		func(d *chstore.ReplayDecision) {
 			if d.TS >= fromMs {
-				a.orphanDecisions++
+				a.orphanDecisions++ // the accumulator's goroutine never touches this field
 			}
 		})
 	labels := newCursor(labCh, "labels", func(l *chstore.ReplayLabel) (int64, string) { return l.TS, l.EventID },
 		func(*chstore.ReplayLabel) {})
 
-	var d engine.Decision
+	// The baseline starts with the version of the first recorded decision
+	// (events before it have none to name one), or the candidate's rules
+	// when there is none that can be replayed: installed here, before the
+	// scorers' goroutines start, so that sharing the candidate's set is
+	// safe (Install writes its Version.Seq).
+	vers := newVersions(cfg.Store, cfg.Features, cfg.KnownFiles)
+	var base *baseSet
+	if first, ok := decs.peek(); ok {
+		if base, err = vers.get(rctx, first.RuleSetVersion); err != nil {
+			return nil, fmt.Errorf("backtest: %w", err)
+		}
+	}
+	candHolder, baseHolder := &rules.Holder{}, &rules.Holder{}
+	candHolder.Install(cfg.Rules, cfg.Rules.Version.Seq)
+	if base != nil && base.rs != nil {
+		baseHolder.Install(base.rs, base.seq)
+	} else {
+		baseHolder.Install(cfg.Rules, cfg.Rules.Version.Seq)
+	}
+	pl = startPipeline(rctx, ecfg, cfg.Features, candHolder, baseHolder, base, a)
+
 	var done int64
 	nextLock := 0
-	replay := func(ev *chstore.ReplayEvent) error {
+	b := pl.get()
+	read := func(ev *chstore.ReplayEvent) error {
 		if done++; done > lim.MaxEvents {
 			return fmt.Errorf("%w: more than %d events replayed (rows arrived during the backtest?)", ErrTooManyEvents, lim.MaxEvents)
 		}
 		if done%progressEvery == 0 && cfg.Progress != nil {
 			cfg.Progress(Progress{Done: done, Total: int64(total), Elapsed: now().Sub(start)})
 		}
+		it := b.next()
+		it.ev = *ev
 		rec, hasRec, err := decs.take(ev.TS, ev.EventID)
 		if err != nil {
 			return err
 		}
-		clock = ev.TS
+		it.rec, it.hasRec, it.clock = rec, hasRec, ev.TS
 		if hasRec {
-			clock = rec.DecidedAtMs
+			it.clock = rec.DecidedAtMs
+			if base == nil || rec.RuleSetVersion != base.version {
+				if base, err = vers.get(rctx, rec.RuleSetVersion); err != nil {
+					return err
+				}
+			}
 		}
-		for ; nextLock < len(locks) && locks[nextLock].At.UnixMilli() <= clock; nextLock++ {
-			applyLock(scorer, locks[nextLock])
+		it.base = base
+		// Support's locks apply between events on both scorers; which
+		// ones precede this event is decided here, once.
+		lo := nextLock
+		for nextLock < len(locks) && locks[nextLock].At.UnixMilli() <= it.clock {
+			nextLock++
 		}
-		if err := scorer.Score(ev.Raw, engine.Source{}, &d); err != nil {
-			a.refused(ev.EventID, err)
-			return nil
+		it.locks = locks[lo:nextLock]
+		it.period = ev.TS >= fromMs
+		it.label = ""
+		if it.period {
+			label, _, err := labels.take(ev.TS, ev.EventID)
+			if err != nil {
+				return err
+			}
+			it.label = label.Label
 		}
-		if ev.TS < fromMs {
-			a.rep.EventsWarmup++
-			return nil
+		if b.full() {
+			pl.send(b)
+			b = pl.get()
 		}
-		label, _, err := labels.take(ev.TS, ev.EventID)
-		if err != nil {
-			return err
-		}
-		var recp *chstore.ReplayDecision
-		if hasRec {
-			recp = &rec
-		}
-		a.add(&d, recp, label.Label)
 		return nil
 	}
 	for batch := range evCh {
@@ -296,7 +335,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			break
 		}
 		for i := range batch {
-			if err = replay(&batch[i]); err != nil {
+			if err = read(&batch[i]); err != nil {
 				break
 			}
 		}
@@ -313,6 +352,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("backtest: %w", err)
 	}
+	pl.send(b)
+	pl.stop() // every event is scored twice and accumulated
+	if err = ctx.Err(); err != nil {
+		return nil, fmt.Errorf("backtest: %w", err)
+	}
 	decs.finish()
 	labels.finish()
 	// The feeders have closed their channels: their errors are final.
@@ -322,7 +366,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.Progress != nil {
 		cfg.Progress(Progress{Done: done, Total: int64(total), Elapsed: now().Sub(start)})
 	}
-	rep := a.finish(warnings)
+	rep := a.finish(warnings, vers.order)
 	rep.Seconds = now().Sub(start).Seconds()
 	if rep.Seconds > 0 {
 		rep.EventsPerSecond = float64(rep.EventsWarmup+rep.EventsPeriod+rep.Refused) / rep.Seconds

@@ -124,7 +124,15 @@ func (s *Service) backtestConfig(w http.ResponseWriter, req *backtestRequest) (b
 	if cur := s.cfg.Holder.Load(); cur != nil && cur.Version.Hash == rs.Version.Hash {
 		rs.Version.Seq = cur.Version.Seq // the running set: show its version
 	}
-	return backtest.Config{Store: s.cfg.Store, Features: s.cfg.FeatureSet, Rules: rs, Engine: s.cfg.Engine,
+	// The running set's files and the candidate's replay the recorded
+	// decisions of those versions even when the version history lacks
+	// them (the set riskd started with is in none). Without the running
+	// files the backtest still runs, against the history alone.
+	known := []map[string][]byte{files}
+	if cur, _, err := s.currentFiles(); err == nil && len(cur) > 0 {
+		known = append(known, cur)
+	}
+	return backtest.Config{Store: s.cfg.Store, Features: s.cfg.FeatureSet, Rules: rs, KnownFiles: known, Engine: s.cfg.Engine,
 		From: from, To: to, Warmup: warmup,
 		Limits: backtest.Limits{MaxPeriod: BacktestMaxPeriod, MaxEvents: BacktestMaxEvents}}, true
 }

@@ -100,7 +100,7 @@ func runBacktest(ctx context.Context, args []string, getenv func(string) string,
 	if st, err := os.Stat(pos[0]); err != nil || !st.IsDir() {
 		return &exitError{Code: 2, Err: fmt.Errorf("backtest: %s is not a rule directory", pos[0])}
 	}
-	rs, err := rules.Load(pos[0], set)
+	files, rs, err := rules.LoadDir(pos[0], set)
 	if err != nil {
 		return &exitError{Code: 2, Err: fmt.Errorf("backtest: %w", err)}
 	}
@@ -127,7 +127,10 @@ func runBacktest(ctx context.Context, args []string, getenv func(string) string,
 	// less CPU on the benchmark's million events. A one-shot command, so
 	// the setting is the process's to make.
 	debug.SetGCPercent(400)
-	cfg := backtest.Config{Store: store, Features: set, Rules: rs, From: from, To: to, Warmup: *warmup,
+	// The candidate's own files replay the recorded decisions of a set with
+	// the same hash even when the version history lacks it (the set riskd
+	// started with).
+	cfg := backtest.Config{Store: store, Features: set, Rules: rs, KnownFiles: []map[string][]byte{files}, From: from, To: to, Warmup: *warmup,
 		Engine: engine.Config{AlertThrottle: *throttle, DedupeCapacity: *dedupe, Shards: *shards},
 		Limits: backtest.Limits{MaxEvents: *maxEvents}}
 	term := isTerminal(stderr)
