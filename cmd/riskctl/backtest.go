@@ -59,19 +59,12 @@ func runBacktest(ctx context.Context, args []string, getenv func(string) string,
 	fs.DurationVar(&fcfg.LateTolerance, "late-tolerance", fcfg.LateTolerance, "as riskd's features.late_tolerance")
 	maxEvents := fs.Int64("max-events", backtest.DefaultMaxEvents, "refuse to replay more stored events than this")
 
-	var pos []string
-	for rest := args; ; {
-		if err := fs.Parse(rest); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil
-			}
-			return &exitError{Code: 2, Err: fmt.Errorf("backtest: %w", err)}
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos = append(pos, fs.Arg(0))
-		rest = fs.Args()[1:]
+	pos, err := parseInterleaved(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return &exitError{Code: 2, Err: fmt.Errorf("backtest: %w", err)}
 	}
 	if len(pos) != 1 {
 		fs.Usage()

@@ -58,7 +58,7 @@ func runLabelsImport(ctx context.Context, args []string, stdout, stderr io.Write
 	source := fs.String("source", "", "source for rows that give none (chargeback, support, analyst, ...)")
 	batch := fs.Int("batch", labelsDefaultBatch, fmt.Sprintf("items per request, at most %d", chstore.MaxLabelItems))
 	fs.Usage = func() { fmt.Fprint(fs.Output(), labelsImportUsage); fs.PrintDefaults() }
-	pos, err := labelsParseArgs(fs, args)
+	pos, err := parseInterleaved(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
 	}
@@ -94,22 +94,6 @@ func runLabelsImport(ctx context.Context, args []string, stdout, stderr io.Write
 	}
 	imp.report(stdout)
 	return nil
-}
-
-// labelsParseArgs parses flags placed before or after the positional
-// arguments.
-func labelsParseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		if fs.NArg() == 0 {
-			return pos, nil
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
-	}
 }
 
 // labelsImporter reads one file's items and sends them in batches.
@@ -420,7 +404,7 @@ func runRulesStats(ctx context.Context, args []string, stdout, stderr io.Writer)
 	bucket := fs.String("bucket", "", "width of a time bucket (default: at most 48 buckets)")
 	asJSON := fs.Bool("json", false, "print the API's JSON answer")
 	fs.Usage = func() { fmt.Fprint(fs.Output(), rulesStatsUsage); fs.PrintDefaults() }
-	pos, err := labelsParseArgs(fs, args)
+	pos, err := parseInterleaved(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
 	}

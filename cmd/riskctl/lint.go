@@ -19,23 +19,6 @@ import (
 // default configuration loads too.
 const defaultFeatures = "bench/reference/features.yaml"
 
-// parseFlags parses fs with flags allowed before and after the positional
-// arguments, and returns the positionals. -h is not an error.
-func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return pos, nil
-		}
-		pos = append(pos, args[0])
-		args = args[1:]
-	}
-}
-
 // usageError is a usage or I/O problem: exit code 2, as hooks expect.
 func usageError(format string, args ...any) error {
 	return &exitError{Code: 2, Err: fmt.Errorf(format, args...)}
@@ -71,7 +54,7 @@ func runRulesLint(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	featuresPath := fs.String("features", defaultFeatures, "feature definitions the rules read (riskd's rules.features)")
 	asJSON := fs.Bool("json", false, "print the problems as a JSON array")
-	pos, err := parseFlags(fs, args)
+	pos, err := parseInterleaved(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
 	}

@@ -37,7 +37,7 @@ func runRulesTest(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	featuresPath := fs.String("features", defaultFeatures, "feature definitions the rules read (riskd's rules.features)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	allFeatures := fs.Bool("all-features", false, "list every feature the rules that ran read, not only those of the rules that matched and the values given")
-	pos, err := parseFlags(fs, args)
+	pos, err := parseInterleaved(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
 	}

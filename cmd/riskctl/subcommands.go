@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 )
@@ -62,4 +63,25 @@ func dispatch(ctx context.Context, group string, cmds []subcommand, args []strin
 	}
 	usage(stderr)
 	return fmt.Errorf("unknown %s command %q", group, args[0])
+}
+
+// parseInterleaved parses fs's flags wherever they stand among args (flags
+// before the positionals, as the examples write them, or after) and
+// returns the positionals.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		if rest[0] == "--" {
+			return append(pos, rest[1:]...), nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
 }

@@ -22,27 +22,6 @@ import (
 // most one version may carry on the rule topic (rulesync's default).
 const maxPushBytes = 8 << 20
 
-// parseInterleaved parses fs's flags wherever they stand among args (flags
-// before the positionals, as the examples write them, or after) and
-// returns the positionals.
-func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		rest := fs.Args()
-		if len(rest) == 0 {
-			return pos, nil
-		}
-		if rest[0] == "--" {
-			return append(pos, rest[1:]...), nil
-		}
-		pos = append(pos, rest[0])
-		args = rest[1:]
-	}
-}
-
 // readRuleDir reads a rule directory the way riskd does (rules.ReadFiles),
 // refusing more than maxPushBytes.
 func readRuleDir(dir string) (map[string][]byte, error) {
