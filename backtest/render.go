@@ -121,8 +121,8 @@ func money(minor int64) string {
 	return fmt.Sprintf("%s%d.%02d", sign, minor/100, minor%100)
 }
 
-// ProgressLine formats a progress report for a terminal: events done,
-// events per second and the time left (from the stored total).
+// ProgressLine formats a progress report for a terminal: a bar, events
+// done, events per second and the time left (from the stored total).
 func ProgressLine(p Progress) string {
 	rate := 0.0
 	if s := p.Elapsed.Seconds(); s > 0 {
@@ -136,7 +136,10 @@ func ProgressLine(p Progress) string {
 	if p.Total > 0 {
 		pct = min(100, float64(p.Done)*100/float64(p.Total))
 	}
-	return fmt.Sprintf("%d/%d events (%.0f%%), %.0f events/s, %s left", p.Done, p.Total, pct, rate, left)
+	const width = 24
+	filled := int(pct * width / 100)
+	bar := strings.Repeat("#", filled) + strings.Repeat(".", width-filled)
+	return fmt.Sprintf("[%s] %d/%d events (%.0f%%), %.0f events/s, %s left", bar, p.Done, p.Total, pct, rate, left)
 }
 
 // ParseTime reads a period bound as riskctl and the API take it: RFC 3339

@@ -55,7 +55,7 @@ func TestRenderingsEscapeAndShowTheNumbers(t *testing.T) {
 
 func TestProgressLine(t *testing.T) {
 	got := backtest.ProgressLine(backtest.Progress{Done: 250_000, Total: 1_000_000, Elapsed: 2 * time.Second})
-	if want := "250000/1000000 events (25%), 125000 events/s, 6s left"; got != want {
+	if want := "[######..................] 250000/1000000 events (25%), 125000 events/s, 6s left"; got != want {
 		t.Errorf("got %q, want %q", got, want)
 	}
 }
