@@ -8,6 +8,9 @@
 //	riskctl rules history | diff A B | rollback VERSION
 //	riskctl rules stats                 hits, precision and silent rules from ClickHouse
 //	riskctl labels import FILE          record confirmed fraud and false positives
+//	riskctl account show ID             an account's timeline: events, decisions, locks, labels
+//	riskctl cases [list|take|close]     the review queue
+//	riskctl decide FILE|-               decide events as the payment hook does
 //
 // Commands that talk to a running riskd read its address from RISKCTL_URL
 // (default http://127.0.0.1:8080) and the API token from RISKCTL_TOKEN.
@@ -46,6 +49,9 @@ commands:
   gen       produce synthetic wallet traffic (with labelled fraud scenarios) to Kafka
   rules     lint, test, backtest, push, history, diff, rollback, stats (riskctl rules -h)
   labels    import labels: confirmed fraud and false positives (riskctl labels -h)
+  account   show an account's timeline (riskctl account -h)
+  cases     the review queue: list, take, close (riskctl cases -h)
+  decide    decide events from a file or stdin as the payment hook does
 
 Commands that call riskd use RISKCTL_URL (default http://127.0.0.1:8080) and
 RISKCTL_TOKEN (an API token: analyst for changes, viewer to read).
@@ -63,6 +69,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runRules(ctx, args[1:], stdout, stderr)
 	case "labels":
 		return runLabels(ctx, args[1:], stdout, stderr)
+	case "account":
+		return runAccount(ctx, args[1:], stdout, stderr)
+	case "cases":
+		return runCases(ctx, args[1:], stdout, stderr)
+	case "decide":
+		return runDecide(ctx, args[1:], stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -32,6 +32,14 @@ var labelsCommands = []subcommand{
 	{"import", "import labels from CSV or JSON lines into riskd", runLabelsImport},
 }
 
+var accountCommands = []subcommand{
+	{"show", "an account's timeline: events, decisions with rules and features, alerts, locks, labels", runAccountShow},
+}
+
+func runAccount(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return dispatch(ctx, "account", accountCommands, args, stdout, stderr)
+}
+
 func runRules(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return dispatch(ctx, "rules", rulesCommands, args, stdout, stderr)
 }
