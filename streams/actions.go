@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"riskd/internal/backoff"
 )
 
 // ReadActions returns the lock and unlock commands on the actions topic
@@ -20,7 +22,26 @@ import (
 // cmd/riskd), and a lock made a moment before a kill -9 is still enforced
 // after it. Locks run on the wall clock, so a command applied again ends
 // when it always would have.
+//
+// A failed read is tried again a few times: it runs once, at start, and a
+// broker that has only just (re)started can answer a time query with a
+// transient error (an embedded one was seen answering UNKNOWN_SERVER_ERROR).
 func ReadActions(ctx context.Context, brokers []string, topic string, since time.Time) ([]ActionRecord, error) {
+	const attempts = 5
+	for attempt := 1; ; attempt++ {
+		recs, err := readActionsOnce(ctx, brokers, topic, since)
+		if err == nil || attempt == attempts || ctx.Err() != nil {
+			return recs, err
+		}
+		select {
+		case <-time.After(backoff.Delay(200*time.Millisecond, 2*time.Second, attempt)):
+		case <-ctx.Done():
+			return nil, err
+		}
+	}
+}
+
+func readActionsOnce(ctx context.Context, brokers []string, topic string, since time.Time) ([]ActionRecord, error) {
 	transport := &kafka.Transport{}
 	defer transport.CloseIdleConnections()
 	client := &kafka.Client{Addr: kafka.TCP(brokers...), Transport: transport}
