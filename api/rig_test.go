@@ -101,6 +101,9 @@ func newRig(t *testing.T, decide api.DecideConfig) *rig {
 	}
 
 	r.srv = api.NewServer(apitest.Tokens(t), log, r.reg)
+	if decide.Rules == nil {
+		decide.Rules = r.holder // the wallet fields of the rules that decided
+	}
 	r.srv.Handle(api.DecideRoute(pipe, decide, r.reg))
 	r.srv.Handle(api.AccountRoutes(api.NewLockService(r.eng, r.store, pipe, time.Now))...)
 	r.srv.Handle(rulesAPI.Routes()...)

@@ -436,7 +436,8 @@ var typeChains = map[string]string{"type event.Event": "event", "type event.Devi
 	"type event.Geo": "event.geo", "type rules.AccountInfo": "account"}
 
 // ruleKeys are the keys of a rule.
-var ruleKeys = []string{"id", "when", "action", "score", "lock_for", "alert", "description", "mode", "examples"}
+var ruleKeys = []string{"id", "when", "action", "score", "lock_for", "alert", "description", "mode", "examples",
+	"code", "user_message", "category", "step_up"}
 
 // suggest adds "; did you mean X?" to a message about an unknown name
 // when one known name is close enough.

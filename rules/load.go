@@ -10,9 +10,11 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
@@ -189,6 +191,70 @@ type parsedRule struct {
 	node     *yaml.Node
 	idNode   *yaml.Node
 	whenNode *yaml.Node
+	// the wallet keys, when the rule declares them
+	codeNode, messageNode, categoryNode, stepUpNode *yaml.Node
+}
+
+// resolveWallet checks the wallet keys against the rule's action and
+// fills the ones left out with the action's defaults (WalletDefault).
+func (p *parsedRule) resolveWallet() error {
+	r := p.rule
+	allowed := CategoriesFor(r.Action)
+	if p.categoryNode != nil && !slices.Contains(allowed, r.Wallet.Category) {
+		return p.errAt(p.categoryNode, "category %s does not go with action %s: want one of %s",
+			r.Wallet.Category, r.Action, strings.Join(allowed, ", "))
+	}
+	if p.stepUpNode != nil && r.Action != Challenge {
+		return p.errAt(p.stepUpNode, "step_up is only for action challenge, not %s", r.Action)
+	}
+	def := WalletDefault(r.Action)
+	if p.codeNode == nil {
+		r.Wallet.Code = def.Code
+	}
+	if p.categoryNode == nil {
+		r.Wallet.Category = def.Category
+	}
+	if p.stepUpNode == nil {
+		r.Wallet.StepUp = def.StepUp
+	}
+	if p.messageNode == nil {
+		r.Wallet.UserMessage = def.UserMessage
+	}
+	return nil
+}
+
+// validCode reports whether s is a reason code: 1 to MaxCodeLen bytes of
+// a-z, 0-9, _, . and -.
+func validCode(s string) bool {
+	if s == "" || len(s) > MaxCodeLen {
+		return false
+	}
+	for i := range len(s) {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '_' || c == '.' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// checkUserMessage returns what is wrong with a user message, or "".
+func checkUserMessage(s string) string {
+	if strings.TrimSpace(s) == "" {
+		return "user_message must not be empty (leave it out for the action's default)"
+	}
+	if n := utf8.RuneCountInString(s); n > MaxUserMessage {
+		return fmt.Sprintf("user_message has %d characters, limit is %d", n, MaxUserMessage)
+	}
+	if !utf8.ValidString(s) {
+		return "user_message is not valid UTF-8"
+	}
+	for _, c := range s {
+		if unicode.IsControl(c) {
+			return fmt.Sprintf("user_message must be one line of text without control characters (found %U)", c)
+		}
+	}
+	return ""
 }
 
 func (p *parsedRule) errAt(n *yaml.Node, format string, args ...any) *CompileError {
@@ -272,6 +338,26 @@ func (c *compiler) parseRule(n *yaml.Node, file string) (*parsedRule, error) {
 			r.LockFor = d
 		case "alert":
 			r.Alert = v.Value
+		case "code":
+			if !validCode(v.Value) {
+				return nil, p.errAt(v, "code must be 1 to %d characters of a-z, 0-9, _, . and -, not %q", MaxCodeLen, v.Value)
+			}
+			r.Wallet.Code, p.codeNode = v.Value, v
+		case "user_message":
+			if msg := checkUserMessage(v.Value); msg != "" {
+				return nil, p.errAt(v, "%s", msg)
+			}
+			r.Wallet.UserMessage, p.messageNode = v.Value, v
+		case "category":
+			if !slices.Contains(Categories, v.Value) {
+				return nil, p.errAt(v, "unknown category %q: want one of %s", v.Value, strings.Join(Categories, ", "))
+			}
+			r.Wallet.Category, p.categoryNode = v.Value, v
+		case "step_up":
+			if !slices.Contains(StepUps, v.Value) {
+				return nil, p.errAt(v, "unknown step_up %q: want one of %s", v.Value, strings.Join(StepUps, ", "))
+			}
+			r.Wallet.StepUp, p.stepUpNode = v.Value, v
 		case "description":
 			r.Description = v.Value
 		case "mode":
@@ -304,6 +390,9 @@ func (c *compiler) parseRule(n *yaml.Node, file string) (*parsedRule, error) {
 	}
 	if r.Action == Lock && r.LockFor == 0 {
 		return nil, p.errAt(n, "action lock needs lock_for")
+	}
+	if err := p.resolveWallet(); err != nil {
+		return nil, err
 	}
 	if err := c.compileRule(p); err != nil {
 		return nil, err

@@ -102,8 +102,16 @@ type Rule struct {
 	Score int
 	// LockFor is how long a lock action locks the account.
 	LockFor time.Duration
-	// Alert is the message shown to the user on a match.
+	// Alert is the notification sent to the user out of band on a match
+	// (alerts topic, webhooks, live stream), subject to the alert
+	// throttle. It is not what the wallet shows on its own screen: that is
+	// Wallet.UserMessage.
 	Alert string
+	// Wallet is what the decide answer tells the wallet about a match: the
+	// rule's code, user_message, category and step_up, each the default
+	// of the rule's action (WalletDefault) when the rule does not declare
+	// it. Strings of the compiled set: reading them allocates nothing.
+	Wallet Wallet
 	// Mode is Active or Shadow.
 	Mode Mode
 	// Description is free text for people.
@@ -140,6 +148,112 @@ func (rs *RuleSet) ErrorCounts() map[string]uint64 {
 		m[r.ID] = r.Errors()
 	}
 	return m
+}
+
+// Wallet is the part of a decision the wallet app maps to a screen and
+// a text for its user. It is a contract with the wallet's developers
+// (docs/WALLET.md, docs/decide-response.v1.schema.json): codes are stable
+// names analysts choose, categories and step-ups are closed sets.
+type Wallet struct {
+	// Code is a stable reason code ([a-z0-9_.-], at most MaxCodeLen
+	// bytes). Several rules may share one: a code names a reason the
+	// wallet handles, not a rule (the answer carries the rule id too).
+	Code string
+	// Category is one of Categories: which screen the wallet shows.
+	Category string
+	// StepUp is one of StepUps for a challenge, empty otherwise.
+	StepUp string
+	// UserMessage is the short text the wallet shows its user on that
+	// screen (at most MaxUserMessage characters, one line); empty for
+	// answers that let the event through without a word.
+	UserMessage string
+}
+
+// Bounds of a rule's wallet fields.
+const (
+	// MaxCodeLen bounds a code in bytes.
+	MaxCodeLen = 64
+	// MaxUserMessage bounds a user message in characters (runes): one
+	// line on a phone screen, two at most.
+	MaxUserMessage = 200
+)
+
+// Categories, the closed set the wallet maps to screens. Adding one is a
+// new version of the decide answer's schema.
+const (
+	// CategoryAllowed: nothing to show. Review rules default to it too,
+	// so that a fraudster is not told a case was opened.
+	CategoryAllowed = "allowed"
+	// CategorySecurityNotice: the event goes through; show a warning.
+	CategorySecurityNotice = "security_notice"
+	// CategoryVerifyIdentity: ask for the step-up in StepUp first.
+	CategoryVerifyIdentity = "verify_identity"
+	// CategorySuspectedScam: the payee or the pattern looks like a scam.
+	CategorySuspectedScam = "suspected_scam"
+	// CategoryLimitExceeded: a velocity or amount limit was reached.
+	CategoryLimitExceeded = "limit_exceeded"
+	// CategoryDeclined: refused (a payment, a sign-in, a payee), with no more
+	// specific reason told.
+	CategoryDeclined = "declined"
+	// CategoryAccountLocked: the account is locked (until lock_until).
+	CategoryAccountLocked = "account_locked"
+)
+
+// Categories lists every category, in the order of the docs.
+var Categories = []string{CategoryAllowed, CategorySecurityNotice, CategoryVerifyIdentity,
+	CategorySuspectedScam, CategoryLimitExceeded, CategoryDeclined, CategoryAccountLocked}
+
+// Step-ups a challenge may ask for.
+const (
+	StepUpMFA             = "mfa"              // a one-time code or the app's second factor
+	StepUpReenterPassword = "reenter_password" // the wallet password again
+	StepUpCallSupport     = "call_support"     // the user must call support
+)
+
+// StepUps lists every step-up.
+var StepUps = []string{StepUpMFA, StepUpReenterPassword, StepUpCallSupport}
+
+// categoriesFor says which categories a rule of each action may declare,
+// so that a refused payment never reads "allowed" and a lock always reads
+// account_locked. The first is the action's default.
+var categoriesFor = [...][]string{
+	Allow:     {CategoryAllowed},
+	Alert:     {CategorySecurityNotice, CategorySuspectedScam},
+	Review:    {CategoryAllowed, CategorySecurityNotice},
+	Challenge: {CategoryVerifyIdentity, CategorySuspectedScam, CategoryLimitExceeded},
+	Block:     {CategoryDeclined, CategorySuspectedScam, CategoryLimitExceeded},
+	Lock:      {CategoryAccountLocked},
+}
+
+// CategoriesFor returns the categories a rule with action a may declare,
+// its default first.
+func CategoriesFor(a Action) []string {
+	if int(a) < len(categoriesFor) {
+		return categoriesFor[a]
+	}
+	return nil
+}
+
+var walletDefaults = [...]Wallet{
+	Allow: {Code: "risk_signal", Category: CategoryAllowed},
+	Alert: {Code: "unusual_activity", Category: CategorySecurityNotice,
+		UserMessage: "We noticed unusual activity on your wallet. If it wasn't you, change your password."},
+	Review:    {Code: "under_review", Category: CategoryAllowed},
+	Challenge: {Code: "verification_required", Category: CategoryVerifyIdentity, StepUp: StepUpMFA, UserMessage: "Please confirm it's you to continue."},
+	Block:     {Code: "declined", Category: CategoryDeclined, UserMessage: "We stopped this to protect your wallet. Contact support if you need help."},
+	Lock: {Code: "account_locked", Category: CategoryAccountLocked,
+		UserMessage: "Your wallet is locked to protect it. Contact support to unlock it."},
+}
+
+// WalletDefault is what a rule of action a tells the wallet when it
+// declares none of code, category, step_up and user_message. It is also
+// the decision-level answer when no rule of the decision's action decided
+// it (a score threshold, a duplicate, a timeout fallback).
+func WalletDefault(a Action) Wallet {
+	if int(a) < len(walletDefaults) {
+		return walletDefaults[a]
+	}
+	return Wallet{}
 }
 
 // Threshold raises a decision to Action when its score reaches Score.
