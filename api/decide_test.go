@@ -145,7 +145,9 @@ func header(m kafka.Message, key string) string {
 // answer's code, category, message and step-up, and validates every raw
 // answer against docs/decide-response.v1.schema.json.
 func TestDecideAnswersTheWalletContract(t *testing.T) {
-	env := newRig(t, api.DecideConfig{})
+	// A deadline far above any wait: this test is about the answer's
+	// content, and a fallback under -race on a loaded machine is not it.
+	env := newRig(t, api.DecideConfig{Deadline: 10 * time.Second})
 	schema := loadSchema(t)
 	seen := map[string]bool{}
 	decide := func(body string) api.DecideResponse {

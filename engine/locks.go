@@ -1,5 +1,11 @@
 package engine
 
+import (
+	"time"
+
+	"riskd/internal/keyhash"
+)
+
 // lockTable holds the accounts a shard has locked. Expiry runs on the wall
 // clock (the Scorer's Config.Now), for support's locks and rules' locks
 // alike: a rule lock lasts lock_for from when it was decided. On event time
@@ -48,4 +54,25 @@ func (t *lockTable) unlock(account uint64) bool {
 	_, ok := t.byAccount[account]
 	delete(t.byAccount, account)
 	return ok
+}
+
+// LockState is an account's lock in force, as the engine enforces it: what
+// support sees as "locked now" beside the stored history.
+type LockState struct {
+	// Until is when the lock ends, on the wall clock.
+	Until time.Time
+	// By is the rule id that locked, or "support:<token name>".
+	By string
+}
+
+// LockState reports the lock in force on accountID now (the Scorer's wall
+// clock); false when there is none. Like Lock it runs on the owning shard
+// (Engine.Do), and drops the lock if it has expired.
+func (s *Scorer) LockState(accountID string) (LockState, bool) {
+	h := keyhash.String(accountID)
+	until, ok := s.locks.lockedUntil(h, s.now().UnixMilli())
+	if !ok {
+		return LockState{}, false
+	}
+	return LockState{Until: time.UnixMilli(until).UTC(), By: s.locks.byAccount[h].ruleID}, true
 }

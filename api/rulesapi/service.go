@@ -532,15 +532,18 @@ func writeCompileError(w http.ResponseWriter, err error) {
 // Routes returns the routes to register on the API server.
 func (s *Service) Routes() []api.Route {
 	read := []api.Role{api.RoleViewer, api.RoleAnalyst}
+	// Support reads the rules too: the rule that locked an account, its
+	// versions and what changed (issue 14). Lists stay the analysts'.
+	readRules := []api.Role{api.RoleViewer, api.RoleAnalyst, api.RoleSupport}
 	write := []api.Role{api.RoleAnalyst}
 	big := s.cfg.MaxBody
 	small := int64(64 << 10)
 	routes := []api.Route{
-		{Pattern: "GET /v1/rules", Roles: read, Handler: http.HandlerFunc(s.listRules)},
-		{Pattern: "GET /v1/rules/{id}", Roles: read, Handler: http.HandlerFunc(s.getRule)},
-		{Pattern: "GET /v1/rules/versions", Roles: read, Handler: http.HandlerFunc(s.listVersions)},
-		{Pattern: "GET /v1/rules/versions/{seq}", Roles: read, Handler: http.HandlerFunc(s.getVersion)},
-		{Pattern: "GET /v1/rules/versions/{a}/diff/{b}", Roles: read, Handler: http.HandlerFunc(s.diffVersions)},
+		{Pattern: "GET /v1/rules", Roles: readRules, Handler: http.HandlerFunc(s.listRules)},
+		{Pattern: "GET /v1/rules/{id}", Roles: readRules, Handler: http.HandlerFunc(s.getRule)},
+		{Pattern: "GET /v1/rules/versions", Roles: readRules, Handler: http.HandlerFunc(s.listVersions)},
+		{Pattern: "GET /v1/rules/versions/{seq}", Roles: readRules, Handler: http.HandlerFunc(s.getVersion)},
+		{Pattern: "GET /v1/rules/versions/{a}/diff/{b}", Roles: readRules, Handler: http.HandlerFunc(s.diffVersions)},
 		{Pattern: "POST /v1/rules/validate", Roles: write, MaxBody: big, Handler: http.HandlerFunc(s.validate)},
 		{Pattern: "POST /v1/rules/test", Roles: write, MaxBody: big, Handler: http.HandlerFunc(s.test)},
 		{Pattern: "POST /v1/rules/publish", Roles: write, MaxBody: big, Handler: http.HandlerFunc(s.publishRules)},

@@ -432,8 +432,10 @@ func (d *daemon) prepareHTTP() error {
 	})
 	d.api = api.NewServer(d.tokens, d.log, d.reg)
 	d.api.Handle(api.DecideRoute(d.pipe, api.DecideConfig{Deadline: d.cfg.Decide.Deadline,
-		OnTimeout: d.onTimeout, MaxBody: int64(d.cfg.Engine.MaxEventBytes)}, d.reg))
+		OnTimeout: d.onTimeout, MaxBody: int64(d.cfg.Engine.MaxEventBytes), Rules: d.holder}, d.reg))
 	d.api.Handle(api.AccountRoutes(api.NewLockService(d.eng, d.store, d.pipe, time.Now))...)
+	d.api.Handle(api.TimelineRoutes(d.store, api.NewLockService(d.eng, d.store, d.pipe, time.Now), time.Now)...)
+	d.api.Handle(api.CaseRoutes(d.store, time.Now)...)
 	d.api.Handle(d.rulesAPI.Routes()...)
 	d.api.Handle(api.AlertStreamRoute(d.notifier.StreamHandler()))
 	if d.cfg.HTTP.Pprof {

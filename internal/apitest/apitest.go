@@ -138,16 +138,18 @@ func authorize(req *http.Request, role api.Role) {
 // role, and cmd/riskd checks that every route the daemon serves has a row,
 // so a route added anywhere without a row here fails a test.
 var RouteRoles = map[string][]api.Role{
-	"POST /v1/decide":               {api.RoleHook},
-	"POST /v1/accounts/{id}/lock":   {api.RoleSupport},
-	"POST /v1/accounts/{id}/unlock": {api.RoleSupport},
-	"GET /v1/accounts/{id}/locks":   {api.RoleSupport, api.RoleViewer},
+	"POST /v1/decide":                {api.RoleHook},
+	"POST /v1/accounts/{id}/lock":    {api.RoleSupport},
+	"POST /v1/accounts/{id}/unlock":  {api.RoleSupport},
+	"GET /v1/accounts/{id}/locks":    {api.RoleSupport, api.RoleViewer},
+	"GET /v1/accounts/{id}/timeline": {api.RoleAnalyst, api.RoleSupport, api.RoleViewer},
+	"GET /v1/decisions":              {api.RoleAnalyst, api.RoleSupport, api.RoleViewer},
 
-	"GET /v1/rules":                           {api.RoleAnalyst, api.RoleViewer},
-	"GET /v1/rules/{id}":                      {api.RoleAnalyst, api.RoleViewer},
-	"GET /v1/rules/versions":                  {api.RoleAnalyst, api.RoleViewer},
-	"GET /v1/rules/versions/{seq}":            {api.RoleAnalyst, api.RoleViewer},
-	"GET /v1/rules/versions/{a}/diff/{b}":     {api.RoleAnalyst, api.RoleViewer},
+	"GET /v1/rules":                           {api.RoleAnalyst, api.RoleSupport, api.RoleViewer},
+	"GET /v1/rules/{id}":                      {api.RoleAnalyst, api.RoleSupport, api.RoleViewer},
+	"GET /v1/rules/versions":                  {api.RoleAnalyst, api.RoleSupport, api.RoleViewer},
+	"GET /v1/rules/versions/{seq}":            {api.RoleAnalyst, api.RoleSupport, api.RoleViewer},
+	"GET /v1/rules/versions/{a}/diff/{b}":     {api.RoleAnalyst, api.RoleSupport, api.RoleViewer},
 	"GET /v1/lists":                           {api.RoleAnalyst, api.RoleViewer},
 	"GET /v1/lists/{name}":                    {api.RoleAnalyst, api.RoleViewer},
 	"POST /v1/rules/validate":                 {api.RoleAnalyst},
@@ -166,4 +168,9 @@ var RouteRoles = map[string][]api.Role{
 	"DELETE /v1/lists/{name}":                 {api.RoleAnalyst},
 
 	"GET /v1/alerts/stream": {api.RoleViewer, api.RoleSupport, api.RoleAnalyst},
+
+	"GET /v1/cases":             {api.RoleSupport, api.RoleAnalyst},
+	"GET /v1/cases/{id}":        {api.RoleSupport, api.RoleAnalyst},
+	"POST /v1/cases/{id}/take":  {api.RoleSupport, api.RoleAnalyst},
+	"POST /v1/cases/{id}/close": {api.RoleSupport, api.RoleAnalyst},
 }

@@ -21,6 +21,9 @@ const (
 	alertColumns = "event_id, account_id, event_time, event_ts_ms, rule_id, message, action, decided_at, ruleset_version"
 	lockColumns  = "account_id, time, ts_ms, action, reason, until, actor, event_id, ruleset_version"
 	labelColumns = "event_id, account_id, event_time, event_ts_ms, label, source, labelled_at"
+	caseColumns  = "case_id, event_id, account_id, event_type, event_time, event_ts_ms, opened_at_ms, " +
+		"score, reason, matched_rules, ruleset_version, status, assignee, taken_at_ms, outcome, note, " +
+		"closed_by, closed_at_ms, version"
 )
 
 // Actor and label source recorded for rows the engine produces itself.
@@ -34,9 +37,11 @@ const (
 // (d.Alerts; an alert its throttle held back, in d.ThrottledAlerts, gets
 // no row: the table holds what the user was sent), a row in
 // account_locks when the decision newly locked the account (action lock,
-// not a refusal of an already locked account), and a row in labels when the
-// decision carries a label. Each table gets one batch insert; the five are
-// sent concurrently, and the call returns once all are stored.
+// not a refusal of an already locked account), a row in labels when the
+// decision carries a label, and an open case in cases when the action is
+// review (not for a duplicate: its original opened the case). Each table
+// gets one batch insert; the six are sent concurrently, and the call
+// returns once all are stored.
 //
 // While the store is recovering (Recovering: from Open until
 // Config.RecoveryWindow consecutive decisions were found not stored yet),
@@ -47,7 +52,10 @@ const (
 // still to send, in or out of the window (unless RecoveryWindow is
 // negative): the failed attempt may have stored them before its
 // connection broke. A look-up the server refuses is not waited on: that
-// table's rows are sent unchecked, with a warning (see skipStored).
+// table's rows are sent unchecked, with a warning (see skipStored). Cases
+// are not looked up (they are not among DecisionTables): a case's open
+// row sent again has version 1, so it collapses with its first copy and
+// never undoes a later change.
 //
 // It retries until everything is stored or ctx ends, then returns ctx's
 // error wrapped: an unreachable ClickHouse slows the caller but never drops
@@ -69,7 +77,8 @@ func (s *Store) WriteDecisions(ctx context.Context, ds []*engine.Decision) error
 	return s.retry(ctx, "write decisions", func(ctx context.Context) error {
 		attempts++
 		if recovering || attempts > 1 && s.rec.window >= 0 {
-			refused, err := s.skipStored(ctx, ds, ins, done, stored)
+			n := len(decisionTables) // the looked-up inserts lead ins
+			refused, err := s.skipStored(ctx, ds, ins[:n], done[:n], stored)
 			unchecked = unchecked || refused
 			if err != nil {
 				return err
@@ -90,6 +99,7 @@ func decisionInserts(ds []*engine.Decision) []insert {
 	alerts := insert{table: "alerts", columns: alertColumns}
 	locks := insert{table: "account_locks", columns: lockColumns}
 	labels := insert{table: "labels", columns: labelColumns}
+	cases := insert{table: "cases", columns: caseColumns}
 	for i, d := range ds {
 		if d == nil {
 			continue
@@ -123,8 +133,13 @@ func decisionInserts(ds []*engine.Decision) []insert {
 				d.EventID, d.AccountID, evTime, d.EventTS, d.Label, decisionLabelFrom, decided,
 			})
 		}
+		if d.Action == rules.Review && !d.Duplicate {
+			cases.src = append(cases.src, i)
+			cases.rows = append(cases.rows, caseRow(openCase(d)))
+		}
 	}
-	return []insert{events, decisions, alerts, locks, labels} // the order of decisionTables
+	// The order of decisionTables, then cases (not looked up).
+	return []insert{events, decisions, alerts, locks, labels, cases}
 }
 
 // eventTime is a decision's event time as its rows store it.

@@ -166,6 +166,7 @@ var migrations = []migration{
 	{8, "add decisions.late_for", migrationDecisionsLateFor},
 	{9, "add labels.labelled_by and note", migrationLabelsByNote},
 	{10, "add decisions.candidate_*", migrationDecisionsCandidate},
+	{11, "create cases", migrationCases},
 }
 
 // migrationDone holds, by version, for each migration whose statement
@@ -228,3 +229,37 @@ const migrationLabelsByNote = `ALTER TABLE {db}.labels ADD COLUMN labelled_by St
 const migrationDecisionsCandidate = `ALTER TABLE {db}.decisions ADD COLUMN candidate_version String AFTER late_for, ` +
 	`ADD COLUMN candidate_action String AFTER candidate_version, ADD COLUMN candidate_score Int32 AFTER candidate_action, ` +
 	`ADD COLUMN candidate_rules Array(String) AFTER candidate_score`
+
+// migrationCases: cases is the review queue, one case per decision with
+// action review (opened by WriteDecisions with the decision), and each
+// change of its state (taken, closed) as a new row of the whole case with
+// a higher version. ReplacingMergeTree(version) keeps the latest state
+// under FINAL, and a replayed decision's open row (version 1) never undoes
+// a later change. Keyed like decisions, so the open row and its changes
+// collapse (they carry the event's account and time) and a case lands next
+// to its decision; case_id (derived from account and event id, CaseID) is
+// not in the key: reads by id scan the table, which holds reviews only.
+// The *_ms times are 0 until set; status is open, taken or closed.
+const migrationCases = `CREATE TABLE IF NOT EXISTS {db}.cases (
+	case_id         String,
+	event_id        String,
+	account_id      String,
+	event_type      String,
+	event_time      DateTime,
+	event_ts_ms     Int64,
+	opened_at_ms    Int64,
+	score           Int32,
+	reason          String,
+	matched_rules   Array(String),
+	ruleset_version String,
+	status          String,
+	assignee        String,
+	taken_at_ms     Int64,
+	outcome         String,
+	note            String,
+	closed_by       String,
+	closed_at_ms    Int64,
+	version         UInt64
+) ENGINE = ReplacingMergeTree(version)
+PARTITION BY toYYYYMM(event_time)
+ORDER BY (account_id, event_time, event_id)`

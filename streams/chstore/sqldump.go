@@ -186,7 +186,28 @@ var sampleWrites = []struct {
 			"ev-1", "acct-1", sampleEventTS, sampleEventTS.UnixMilli(), LabelFraud, "chargeback", sampleUnlock,
 			"alice", "card holder disputed"}}})
 	}},
+	// The review case ev-2 opened (WriteDecisions): taken by bob, then
+	// closed inconclusive, which writes no label (a fraud or not_fraud
+	// close adds the label row WriteLabels' insert shows).
+	{"TakeCase", func(ctx context.Context, s *Store) error { return s.writeCase(ctx, sampleCase(2)) }},
+	{"CloseCase", func(ctx context.Context, s *Store) error { return s.writeCase(ctx, sampleCase(3)) }},
 }
+
+// sampleCase is ev-2's review case at version 2 (taken) or 3 (closed).
+func sampleCase(version uint64) Case {
+	c := openCase(sampleHonestDecision())
+	c.Status, c.Assignee, c.TakenAt, c.Version = CaseTaken, "bob", sampleUnlock, version
+	if version > 2 {
+		c.Status, c.Outcome, c.Note, c.ClosedBy, c.ClosedAt = CaseClosed, CaseInconclusive, "owner not reachable", "bob", sampleUnlock.Add(time.Minute)
+	}
+	return c
+}
+
+// sampleStoredCase is sampleCase(3) as the case reads return it.
+var sampleStoredCase = strings.Join([]string{
+	CaseID("acct-2", "ev-2"), "ev-2", "acct-2", "payment", "1795521600000", "1795521601500", "40", "score_threshold", "[]",
+	"3-abcdef12", "closed", "bob", "1795522200000", "inconclusive", "owner not reachable", "bob", "1795522260000", "3",
+}, "\t")
 
 // sampleReads are the read paths with the rows the sample implies.
 var sampleReads = []struct {
@@ -301,6 +322,24 @@ var sampleReads = []struct {
 			_, err := s.LabelsByEvent(ctx, []string{"ev-1", "ev-2"})
 			return err
 		}},
+	// The review queue (cases.go): ev-2's case, closed at version 3, so
+	// no open case is left (FINAL keeps the latest row only).
+	{name: "Cases open", ordered: true, expect: []string{},
+		read: func(ctx context.Context, s *Store) error {
+			_, err := s.Cases(ctx, CaseFilter{Status: CaseOpen})
+			return err
+		}},
+	{name: "Cases closed of an account after a cursor", ordered: true, expect: []string{sampleStoredCase},
+		read: func(ctx context.Context, s *Store) error {
+			_, err := s.Cases(ctx, CaseFilter{Status: CaseClosed, AccountID: "acct-2", Limit: 10,
+				Before: CaseCursor{EventTS: sampleEventTS.UnixMilli() + 1, ID: CaseID("acct-9", "ev-9")}})
+			return err
+		}},
+	{name: "Case", ordered: true, expect: []string{sampleStoredCase},
+		read: func(ctx context.Context, s *Store) error {
+			_, _, err := s.Case(ctx, CaseID("acct-2", "ev-2"))
+			return err
+		}},
 	// Rule statistics (stats.go) over the hour either side of the sample,
 	// in 30-minute buckets: ev-1 (labelled fraud) is in bucket 2.
 	{name: "RuleHitBuckets", ordered: true, expect: []string{
@@ -333,6 +372,63 @@ var sampleReads = []struct {
 			_, err := s.ShadowHitMixes(ctx, sampleStatsPeriod)
 			return err
 		}},
+	// The account timeline and decision search (timeline.go), over the
+	// hour either side of the sample: acct-1's decision, alert, the
+	// engine's lock and support's unlock, and the analyst's label.
+	{name: "Timeline decisions", ordered: true, expect: []string{sampleStoredDecision},
+		read: func(ctx context.Context, s *Store) error {
+			_, err := s.searchDecisions(ctx, DecisionQuery{AccountID: "acct-1", From: sampleSpanStart, To: sampleSpanEnd}, 11)
+			return err
+		}},
+	{name: "Timeline alerts", ordered: true, expect: []string{"ev-1\t1795521600000\tscam-payee\tIt\\'s a scam: don\\'t pay.\tlock"},
+		read: func(ctx context.Context, s *Store) error {
+			_, err := s.timelineAlerts(ctx, sampleTimeline(Cursor{}), 11)
+			return err
+		}},
+	{name: "Timeline locks", ordered: true, expect: []string{
+		"unlock\treq-9\t1795522200000\towner verified\t1970-01-01 00:00:00\tsupport:agent-17",
+		"lock\tev-1\t1795521600000\trule:brute-force-lock\t2026-11-24 12:30:00\tengine"},
+		read: func(ctx context.Context, s *Store) error {
+			_, err := s.timelineLocks(ctx, sampleTimeline(Cursor{}), 11)
+			return err
+		}},
+	{name: "Timeline locks after the unlock", ordered: true, expect: []string{
+		"lock\tev-1\t1795521600000\trule:brute-force-lock\t2026-11-24 12:30:00\tengine"},
+		read: func(ctx context.Context, s *Store) error {
+			_, err := s.timelineLocks(ctx, sampleTimeline(Cursor{TS: sampleUnlock.UnixMilli(), Kind: KindUnlock, A: "req-9"}), 11)
+			return err
+		}},
+	{name: "Timeline labels", ordered: true, expect: []string{
+		"ev-1\t1795521600000\tfraud\tchargeback\talice\tcard holder disputed\t2026-11-24 12:10:00"},
+		read: func(ctx context.Context, s *Store) error {
+			_, err := s.timelineLabels(ctx, sampleTimeline(Cursor{}), 11)
+			return err
+		}},
+	// ev-1 is the lock that a shadow rule also matched.
+	{name: "SearchDecisions by rule and action", ordered: true, expect: []string{sampleStoredDecision},
+		read: func(ctx context.Context, s *Store) error {
+			_, err := s.SearchDecisions(ctx, DecisionQuery{Rule: "new-device", Action: "lock", From: sampleSpanStart, To: sampleSpanEnd, Limit: 10})
+			return err
+		}},
+	// ev-1 and ev-2 share a millisecond; acct-2's comes first, so after it, ev-1.
+	{name: "SearchDecisions after a cursor", ordered: true, expect: []string{sampleStoredDecision},
+		read: func(ctx context.Context, s *Store) error {
+			_, err := s.SearchDecisions(ctx, DecisionQuery{From: sampleSpanStart, To: sampleSpanEnd, Limit: 10,
+				Before: Cursor{TS: sampleEventTS.UnixMilli(), Kind: KindDecision, A: "acct-2", B: "ev-2"}})
+			return err
+		}},
+	// One decision and one lock row of acct-1, each read by key, one row at most.
+	{name: "AccountKnown", expect: []string{"2"},
+		read: func(ctx context.Context, s *Store) error { _, err := s.AccountKnown(ctx, "acct-1"); return err }},
+}
+
+// sampleSpanStart and sampleSpanEnd bound the timeline reads: the hour
+// either side of the sample events.
+var sampleSpanStart, sampleSpanEnd = sampleEventTS.Add(-time.Hour), sampleEventTS.Add(time.Hour)
+
+// sampleTimeline is acct-1's timeline over the sample span, after c.
+func sampleTimeline(c Cursor) TimelineQuery {
+	return TimelineQuery{AccountID: "acct-1", From: sampleSpanStart, To: sampleSpanEnd, Before: c}
 }
 
 // sampleStatsPeriod is the hour either side of the sample events, in
