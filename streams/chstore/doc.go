@@ -1,7 +1,8 @@
-// Package chstore is riskd's ClickHouse writer: it stores every decision,
-// the raw event behind it, alerts, account locks, rule-set versions and
-// ground-truth labels, and answers the few read queries the demo summary and
-// the tests need.
+// Package chstore is riskd's ClickHouse store: it writes every decision,
+// the raw event behind it, alerts, account locks, review cases, rule-set
+// versions and ground-truth labels, and answers the reads of the analysts'
+// and support's tools (backtest, rule statistics, account timeline,
+// decision search, review queue, candidate report) and of the demo summary.
 //
 // It speaks ClickHouse's native protocol (port 9000) through
 // github.com/ClickHouse/clickhouse-go/v2, and its SQL runs on ClickHouse 18.16
