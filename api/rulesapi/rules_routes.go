@@ -86,6 +86,17 @@ type ruleView struct {
 	Alert       string   `json:"alert,omitempty"`
 	Features    []string `json:"features,omitempty"`
 	Errors      uint64   `json:"runtime_errors"`
+	// Wallet is what the decide answer tells the wallet when the rule
+	// matches (declared, or its action's defaults).
+	Wallet *walletView `json:"wallet,omitempty"`
+}
+
+// walletView is a rule's rules.Wallet as the API shows it.
+type walletView struct {
+	Code        string `json:"code"`
+	Category    string `json:"category"`
+	StepUp      string `json:"step_up,omitempty"`
+	UserMessage string `json:"user_message,omitempty"`
 }
 
 func viewRule(r *rules.Rule, full bool) ruleView {
@@ -93,6 +104,8 @@ func viewRule(r *rules.Rule, full bool) ruleView {
 		Description: r.Description, File: r.File, Line: r.Line, Errors: r.Errors()}
 	if full {
 		v.When, v.Alert, v.Features = r.When, r.Alert, r.Features
+		w := r.Wallet
+		v.Wallet = &walletView{Code: w.Code, Category: w.Category, StepUp: w.StepUp, UserMessage: w.UserMessage}
 		if r.LockFor > 0 {
 			v.LockFor = r.LockFor.String()
 		}

@@ -615,6 +615,11 @@ func TestRefusals(t *testing.T) {
 	if r := out["rule"].(map[string]any); r["action"] != "block" || r["file"] == "" {
 		t.Errorf("rule = %v", r)
 	}
+	// What the decide answer tells the wallet when it matches: declared or
+	// the action's defaults (block: declined).
+	if w, _ := out["rule"].(map[string]any)["wallet"].(map[string]any); w == nil || w["code"] == "" || w["category"] == "" {
+		t.Errorf("rule's wallet = %v", out["rule"])
+	}
 	entries, err := os.ReadDir(filepath.Dir(in.dir))
 	if err != nil {
 		t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -92,7 +93,8 @@ func writeCandidateReport(w io.Writer, rep candidateReport) {
 		rep.InstalledSince.UTC().Format("2006-01-02 15:04:05"), oneLine(rep.Message))
 	pct := 0.0
 	if rep.Compared > 0 {
-		pct = 100 * float64(rep.Agreed) / float64(rep.Compared)
+		// Rounded down: 19,984 of 19,990 is not 100.0%.
+		pct = math.Floor(1000*float64(rep.Agreed)/float64(rep.Compared)) / 10
 	}
 	fmt.Fprintf(w, "live %s; %d decisions compared, %d agree (%.1f%%)\n", rep.Live, rep.Compared, rep.Agreed, pct)
 	if rep.Compared == 0 {

@@ -9,7 +9,7 @@
 //	riskctl rules stats                 hits, precision and silent rules from ClickHouse
 //	riskctl labels import FILE          record confirmed fraud and false positives
 //	riskctl account show ID             an account's timeline: events, decisions, locks, labels
-//	riskctl cases [list|take|close]     the review queue
+//	riskctl cases [list|show|take|close] the review queue
 //	riskctl decide FILE|-               decide events as the payment hook does
 //
 // Commands that talk to a running riskd read its address from RISKCTL_URL
@@ -50,7 +50,7 @@ commands:
   rules     lint, test, backtest, push, history, diff, rollback, stats (riskctl rules -h)
   labels    import labels: confirmed fraud and false positives (riskctl labels -h)
   account   show an account's timeline (riskctl account -h)
-  cases     the review queue: list, take, close (riskctl cases -h)
+  cases     the review queue: list, show, take, close (riskctl cases -h)
   decide    decide events from a file or stdin as the payment hook does
 
 Commands that call riskd use RISKCTL_URL (default http://127.0.0.1:8080) and
