@@ -10,7 +10,7 @@
 // (api/rulesapi) adds its own routes to the same Server.
 //
 //	srv := api.NewServer(tokens, log, reg)
-//	srv.Handle(api.DecideRoute(pipe, api.DecideConfig{OnTimeout: rules.Allow}, reg))
+//	srv.Handle(api.DecideRoute(pipe, api.DecideConfig{OnTimeout: rules.Allow, Rules: holder}, reg))
 //	srv.Handle(api.AccountRoutes(api.NewLockService(eng, store, pipe, time.Now))...)
 //	mux.Handle("/v1/", srv)
 package api

@@ -11,6 +11,8 @@
 //	  action: lock
 //	  lock_for: 30m
 //	  alert: "Your wallet was locked after repeated failed sign-ins."
+//	  code: auth.too_many_failed_logins     # what the decide answer tells
+//	  user_message: "Too many wrong passwords. Call us to unlock your wallet."
 //	  examples:
 //	    - event: {type: login_failed}
 //	      f: {failed_logins_15m: 6}
@@ -31,7 +33,17 @@
 // the rules simple enough) and its expr program all come from that tree.
 // Misspelt names, type errors, unknown lists and schema mistakes are
 // reported as *CompileError with the file, line and column. Rule examples
-// run at load time; a failing example rejects the whole set.
+// run at load time, reading the features they do not give at their values
+// on an account's first event; a failing example rejects the whole set.
+// Lint reports every problem of a set instead of the first, and Diff
+// compares two sets of files.
+//
+// code, category, step_up and user_message (Rule.Wallet) are what the
+// decide answer tells the wallet when the rule decides: a stable reason
+// code, the screen to show (one of Categories, allowed for the rule's
+// action), for a challenge the step-up to ask (StepUps), and the text for
+// the user; absent ones take the action's defaults (WalletDefault). alert
+// is a different text: the notification sent out of band.
 //
 // Rules come from analysts through the API, so a rule's cost is bounded
 // before it runs. Compiling refuses, each with a *CompileError that names
