@@ -6,7 +6,8 @@
 // A Server routes; each group of routes comes from a constructor that
 // takes what it consumes: DecideRoute a Decider (the stream pipeline),
 // AccountRoutes an Accounts (LockService: engine, audit table, actions
-// topic), AlertStreamRoute the notifier's stream. The rules API
+// topic), TimelineRoutes the store and the engine's lock state, CaseRoutes
+// the store, AlertStreamRoute the notifier's stream. The rules API
 // (api/rulesapi) adds its own routes to the same Server.
 //
 //	srv := api.NewServer(tokens, log, reg)
