@@ -10,11 +10,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"riskd/api"
 	"riskd/engine"
 	"riskd/features"
 	"riskd/internal/chtest"
+	"riskd/internal/kafkatest"
 	"riskd/rules"
+	"riskd/streams"
 	"riskd/streams/chstore"
 )
 
@@ -77,7 +81,16 @@ func accountTestRiskd(t *testing.T, lockedUntil time.Time) {
 	}
 	srv := api.NewServer(tokens, slog.New(slog.NewTextHandler(t.Output(), nil)), nil)
 	now := func() time.Time { return accountTestBase.Add(time.Hour) }
-	srv.Handle(api.TimelineRoutes(store, api.NewLockService(eng, store, nil, time.Now), now)...)
+	// Support's locks are published on the actions topic, as in riskd.
+	brokers := []string{kafkatest.Embedded(t).Addr()}
+	topics := streams.DefaultTopics()
+	if err := streams.EnsureTopics(t.Context(), brokers, 1, topics.All()...); err != nil {
+		t.Fatal(err)
+	}
+	pipe := streams.New(streams.Config{Brokers: brokers, Group: "riskd", Topics: topics}, eng, store, streams.NewMetrics(prometheus.NewRegistry()))
+	locks := api.NewLockService(eng, store, pipe, time.Now)
+	srv.Handle(api.TimelineRoutes(store, locks, now)...)
+	srv.Handle(api.AccountRoutes(locks)...)
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)
 	t.Setenv(envURL, hs.URL)
@@ -161,5 +174,44 @@ func TestAccountShowRefusesBadArguments(t *testing.T) {
 	}
 	if first, _, _ := strings.Cut(out.String(), "\n"); first != "account acct-bf: not locked now" {
 		t.Errorf("first line %q", first)
+	}
+}
+
+// Support's lock and unlock through riskctl reach the engine: account show
+// reads the lock back from it, then no lock after the unlock.
+func TestAccountLockAndUnlockReachTheEngine(t *testing.T) {
+	accountTestRiskd(t, time.Time{})
+	var out, errOut bytes.Buffer
+	if err := runAccount(t.Context(), []string{"lock", "--for", "2h", "--reason", "caller could not answer the questions", "acct-x"}, &out, &errOut); err != nil {
+		t.Fatalf("account lock: %v\n%s", err, errOut.String())
+	}
+	if !strings.HasPrefix(out.String(), "acct-x locked until ") || !strings.HasSuffix(out.String(), " UTC by api:carla: caller could not answer the questions\n") {
+		t.Errorf("lock printed %q", out.String())
+	}
+	out.Reset()
+	if err := runAccount(t.Context(), []string{"show", "acct-x"}, &out, &errOut); err != nil {
+		t.Fatalf("account show: %v\n%s", err, errOut.String())
+	}
+	if !strings.Contains(out.String(), "account acct-x: LOCKED now") {
+		t.Errorf("after the lock, show printed:\n%s", out.String())
+	}
+	out.Reset()
+	if err := runAccount(t.Context(), []string{"unlock", "acct-x", "--reason", "owner verified by video call"}, &out, &errOut); err != nil {
+		t.Fatalf("account unlock: %v\n%s", err, errOut.String())
+	}
+	if want := "acct-x unlocked by api:carla: owner verified by video call\n"; out.String() != want {
+		t.Errorf("unlock printed %q, want %q", out.String(), want)
+	}
+	out.Reset()
+	if err := runAccount(t.Context(), []string{"show", "acct-x"}, &out, &errOut); err != nil {
+		t.Fatalf("account show: %v\n%s", err, errOut.String())
+	}
+	if strings.Contains(out.String(), "LOCKED now") {
+		t.Errorf("after the unlock, show printed:\n%s", out.String())
+	}
+	for _, args := range [][]string{{"lock", "--reason", "r", "acct-x"}, {"lock", "--for", "2h", "acct-x"}, {"unlock", "--reason", "r"}} {
+		if err := runAccount(t.Context(), args, &out, &errOut); codeOf(err) != 2 {
+			t.Errorf("%v: %v, want exit 2", args, err)
+		}
 	}
 }

@@ -8,7 +8,7 @@
 //	riskctl rules history | diff A B | rollback VERSION
 //	riskctl rules stats                 hits, precision and silent rules from ClickHouse
 //	riskctl labels import FILE          record confirmed fraud and false positives
-//	riskctl account show ID             an account's timeline: events, decisions, locks, labels
+//	riskctl account show|lock|unlock ID an account's timeline; support's lock and unlock
 //	riskctl cases [list|show|take|close] the review queue
 //	riskctl decide FILE|-               decide events as the payment hook does
 //
@@ -49,7 +49,7 @@ commands:
   gen       produce synthetic wallet traffic (with labelled fraud scenarios) to Kafka
   rules     lint, test, backtest, push, history, diff, rollback, stats (riskctl rules -h)
   labels    import labels: confirmed fraud and false positives (riskctl labels -h)
-  account   show an account's timeline (riskctl account -h)
+  account   show an account's timeline; lock, unlock (riskctl account -h)
   cases     the review queue: list, show, take, close (riskctl cases -h)
   decide    decide events from a file or stdin as the payment hook does
 

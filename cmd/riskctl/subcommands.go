@@ -34,6 +34,8 @@ var labelsCommands = []subcommand{
 
 var accountCommands = []subcommand{
 	{"show", "an account's timeline: events, decisions with rules and features, alerts, locks, labels", runAccountShow},
+	{"lock", "lock an account for a while, with the reason (support)", runAccountLock},
+	{"unlock", "unlock an account once its owner is verified, with the reason (support)", runAccountUnlock},
 }
 
 func runAccount(ctx context.Context, args []string, stdout, stderr io.Writer) error {
