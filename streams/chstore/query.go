@@ -220,37 +220,9 @@ func (s *Store) readDecision(ctx context.Context, q string, args ...any) (Stored
 	if !rows.Next() {
 		return StoredDecision{}, false, rows.Err()
 	}
-	var (
-		d                  StoredDecision
-		decidedMS          int64
-		score, partition   int32
-		latency            uint64
-		late, original     uint8
-		names              []string
-		values             []float64
-		eventTime, lockEnd time.Time
-	)
-	err = rows.Scan(&d.EventID, &d.AccountID, &d.EventType, &eventTime, &d.EventTS, &decidedMS, &d.Action, &score, &d.Reason,
-		&d.MatchedRules, &d.ShadowRules, &d.ErroredRules, &d.RuleErrors, &d.RuleSetVersion, &names, &values,
-		&latency, &lockEnd, &late, &d.LateFor, &original, &d.Source.Topic, &partition, &d.Source.Offset)
+	d, err := scanDecision(rows)
 	if err != nil {
 		return StoredDecision{}, false, err
-	}
-	d.EventTime = eventTime.UTC()
-	d.DecidedAt = time.UnixMilli(decidedMS).UTC()
-	d.Score = int(score)
-	d.Latency = time.Duration(latency) * time.Microsecond
-	if t := fromDateTime(lockEnd); !t.IsZero() {
-		d.LockUntil = t.UTC()
-	}
-	d.Late = late != 0
-	d.Duplicate = original == 0
-	d.Source.Partition = int(partition)
-	if len(names) == len(values) {
-		d.Features = make([]engine.FeatureValue, len(names))
-		for i := range names {
-			d.Features[i] = engine.FeatureValue{Name: names[i], Value: values[i]}
-		}
 	}
 	return d, true, nil
 }
