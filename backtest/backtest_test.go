@@ -195,6 +195,46 @@ func TestOneRuleRemovedChangesExactlyItsDecisions(t *testing.T) {
 	}
 }
 
+// A candidate without the lock rules parts from the baseline at the first
+// event of an account only the baseline has locked: the replay then
+// splits its one feature state in two, and the baseline, going on alone
+// from a copy of the state, still reproduces every recorded decision.
+func TestTheBaselineStaysExactAfterTheReplaysPart(t *testing.T) {
+	set, rs := referenceSet(t)
+	st, first, last := storeGenerated(t, set, rs, 20_000)
+	from, to := first, last.Add(time.Second)
+	files := readReferenceFiles(t)
+	var removed []string
+	for _, r := range rs.Rules {
+		if r.Action == rules.Lock {
+			files = ruleFilesWithout(files, r.ID)
+			removed = append(removed, r.ID)
+		}
+	}
+	if len(removed) == 0 {
+		t.Fatal("the reference rules have no lock rule")
+	}
+	candidate, err := rules.Compile(files, set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := backtest.Run(t.Context(), backtest.Config{Store: st, Features: set, Rules: candidate, From: from, To: to})
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := rep.EventsWarmup + rep.EventsPeriod
+	if rep.SharedState == 0 || rep.SharedState >= all {
+		t.Fatalf("shared state for %d of %d events: want the replays to part somewhere inside the stream", rep.SharedState, all)
+	}
+	if p := rep.Reproduction; !p.Exact || p.Compared != rep.EventsPeriod || p.Identical != p.Compared {
+		t.Errorf("after parting at event %d: reproduction %+v, want exact over all %d events", rep.SharedState, p, rep.EventsPeriod)
+	}
+	if rep.Totals.Changed == 0 {
+		t.Errorf("removing %v changed no decision", removed)
+	}
+	t.Logf("removing %v: parted after %d of %d events, %d decisions changed", removed, rep.SharedState, all, rep.Totals.Changed)
+}
+
 // Bad requests are refused before anything is read, naming what is wrong.
 func TestBadRequestsAreRefused(t *testing.T) {
 	set, rs := referenceSet(t)
@@ -247,6 +287,18 @@ func readReferenceFiles(t testing.TB) map[string][]byte {
 // compileWithout compiles files less the rule id (its YAML item removed).
 func compileWithout(t *testing.T, files map[string][]byte, id string, set rules.FeatureIndex) *rules.RuleSet {
 	t.Helper()
+	rs, err := rules.Compile(ruleFilesWithout(files, id), set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rs.Rule(id) != nil {
+		t.Fatalf("rule %s still in the set", id)
+	}
+	return rs
+}
+
+// ruleFilesWithout returns the rule files less rule id's entry.
+func ruleFilesWithout(files map[string][]byte, id string) map[string][]byte {
 	out := maps.Clone(files)
 	for name, b := range files {
 		lines := strings.Split(string(b), "\n")
@@ -260,14 +312,7 @@ func compileWithout(t *testing.T, files map[string][]byte, id string, set rules.
 		}
 		out[name] = []byte(strings.Join(slices.Delete(lines, start, end), "\n"))
 	}
-	rs, err := rules.Compile(out, set)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rs.Rule(id) != nil {
-		t.Fatalf("rule %s still in the set", id)
-	}
-	return rs
+	return out
 }
 
 // Label statistics on a small hand-checked case: per rule, per event,

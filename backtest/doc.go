@@ -33,10 +33,20 @@
 // existed, and a warning says so. The baseline keeps running the set it
 // had over those events, so that its state goes on.
 //
-// The two Scorers run on goroutines of their own, beside the reader that
-// joins events to decisions, labels and locks, and an accumulator that
-// counts each event once both have scored it (see pipeline.go): on two
-// cores the wall time stays close to that of one replay.
+// The two replays share one feature state as long as they can: the
+// features of an event depend on the events alone, except that an event
+// of a locked account is not observed. So one twin Scorer
+// (engine.NewTwinScorer) observes each event once and runs both sets on
+// its features, each set with its own locks, alert throttle and decided
+// ids; while both sets have the same content (a backtest of the live set)
+// the baseline's decision is a copy. The first time one set has the
+// event's account locked and the other not, the Scorer is split in two
+// (a copy of the state) and each replay goes on alone, on a goroutine of
+// its own; Report.SharedState says how many events were decided on one
+// state. Beside the scorer run the reader, which joins events to
+// decisions, labels and locks and decodes each event (off the scorer's
+// goroutine, the replay's bottleneck), and an accumulator that counts
+// each event once both replays have decided it (see pipeline.go).
 //
 // # How the replay matches the live engine
 //

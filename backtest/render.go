@@ -16,6 +16,10 @@ func WriteText(w io.Writer, r *Report) error {
 	fmt.Fprintf(&b, "backtest of %s from %s to %s\n", r.Candidate, stamp(r.From), stamp(r.To))
 	fmt.Fprintf(&b, "replayed %d events (%d warm-up from %s, %s; %d in the period) in %.1fs, %.0f events/s\n",
 		r.EventsWarmup+r.EventsPeriod, r.EventsWarmup, stamp(r.WarmupFrom), r.Warmup, r.EventsPeriod, r.Seconds, r.EventsPerSecond)
+	if all := r.EventsWarmup + r.EventsPeriod + r.Refused; r.SharedState < all {
+		fmt.Fprintf(&b, "candidate and baseline shared one feature state for %d events, until their locks parted; "+
+			"then each replayed on its own\n", r.SharedState)
+	}
 	if len(r.Recorded) > 0 {
 		var vs []string
 		for _, v := range r.Recorded {

@@ -31,6 +31,11 @@ type Report struct {
 	// events replayed (warm-up included) per second of it.
 	Seconds         float64 `json:"seconds"`
 	EventsPerSecond float64 `json:"events_per_second"`
+	// SharedState counts the events decided for candidate and baseline
+	// on one feature state: all of them unless the candidate locked an
+	// account the baseline did not (or the other way round), from which
+	// event on each keeps its own state, and the replay is slower.
+	SharedState int64 `json:"shared_state_events"`
 	// BucketStart and BucketWidth place RuleStats.Series in time: bucket i
 	// covers [BucketStart + i*BucketWidth, + BucketWidth).
 	BucketStart time.Time `json:"bucket_start"`

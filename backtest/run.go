@@ -222,6 +222,15 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	ecfg.DedupeCapacity = max(ecfg.DedupeCapacity, engine.DefaultDedupeCapacity) * shards
 	ecfg.Shards = 1
 
+	// Room for every account up front: growing the state's account table
+	// step by step copies it each time (a second of the lead's time on a
+	// million events).
+	accounts, err := cfg.Store.CountAccounts(ctx, warmFrom, toMs)
+	if err != nil {
+		return nil, fmt.Errorf("backtest: %w", err)
+	}
+	accounts = min(accounts+accounts/16, total) // uniq is an estimate
+
 	a := newAccumulator(cfg, fromMs, toMs)
 	a.rep.WarmupFrom, a.rep.Warmup = time.UnixMilli(warmFrom).UTC(), warmup
 
@@ -280,7 +289,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	} else {
 		baseHolder.Install(cfg.Rules, cfg.Rules.Version.Seq)
 	}
-	pl = startPipeline(rctx, ecfg, cfg.Features, candHolder, baseHolder, base, a)
+	pl = startPipeline(rctx, ecfg, cfg.Features, candHolder, baseHolder, base, int(accounts), a)
 
 	var done int64
 	nextLock := 0
@@ -294,6 +303,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		it := b.next()
 		it.ev = *ev
+		it.decErr = it.decoded.Decode(ev.Raw)
 		rec, hasRec, err := decs.take(ev.TS, ev.EventID)
 		if err != nil {
 			return err
@@ -353,9 +363,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, fmt.Errorf("backtest: %w", err)
 	}
 	pl.send(b)
-	pl.stop() // every event is scored twice and accumulated
+	pl.stop() // every event is scored for both worlds and accumulated
 	if err = ctx.Err(); err != nil {
 		return nil, fmt.Errorf("backtest: %w", err)
+	}
+	if pl.err != nil {
+		return nil, fmt.Errorf("backtest: %w", pl.err)
 	}
 	decs.finish()
 	labels.finish()
@@ -367,6 +380,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		cfg.Progress(Progress{Done: done, Total: int64(total), Elapsed: now().Sub(start)})
 	}
 	rep := a.finish(warnings, vers.order)
+	rep.SharedState = pl.shared
 	rep.Seconds = now().Sub(start).Seconds()
 	if rep.Seconds > 0 {
 		rep.EventsPerSecond = float64(rep.EventsWarmup+rep.EventsPeriod+rep.Refused) / rep.Seconds

@@ -3,6 +3,7 @@ package engine
 import (
 	"iter"
 	"math/bits"
+	"slices"
 
 	"riskd/rules"
 )
@@ -53,6 +54,12 @@ func newDedupe(capacity int) *dedupe {
 		sums:     make([]uint32, 2*slots),
 		shift:    uint(64 - bits.TrailingZeros(uint(slots))),
 	}
+}
+
+func (d *dedupe) clone() *dedupe {
+	c := *d
+	c.keys, c.acts, c.sums = slices.Clone(d.keys), slices.Clone(d.acts), slices.Clone(d.sums)
+	return &c
 }
 
 // slot is where id's probe sequence starts. The ids are FNV-1a hashes whose

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"maps"
 	"time"
 
 	"riskd/internal/keyhash"
@@ -24,6 +25,8 @@ type lockEntry struct {
 }
 
 func newLockTable() *lockTable { return &lockTable{byAccount: make(map[uint64]lockEntry)} }
+
+func (t *lockTable) clone() *lockTable { return &lockTable{byAccount: maps.Clone(t.byAccount)} }
 
 // lockedUntil reports the end of an account's lock if it is in force at
 // nowMs (wall clock), and drops an expired one.

@@ -19,29 +19,37 @@ var ErrNoRules = errors.New("no rule set loaded")
 // check, de-duplication, features, rules, alert throttle, policy. One
 // goroutine owns it; nothing in it is safe for concurrent use.
 type Scorer struct {
-	rules       *rules.Holder
+	// world is what the live rule set decides with; twin, set only on a
+	// backtest's Scorer (see twin.go), is a second rule set's, deciding
+	// every event on the same feature state.
+	world
+	twin *world
+	// mirrored is set while the twin world's state is the live world's:
+	// both have run rule sets of one content, so every decision was the
+	// same; the twin's is then a copy, and its state is not kept until
+	// the sets first differ (see unmirror).
+	mirrored bool
+
 	store       *features.Store
 	set         *features.Set
 	eval        *rules.Evaluator
 	dec         event.Decoder
-	locks       *lockTable
-	throttle    *alertThrottle
-	dedupe      *dedupe
 	fingerprint fingerprinter
 	now         func() time.Time
 	maxSkew     time.Duration // Config.MaxFutureSkew; negative: no check
 
-	versionOf *rules.RuleSet
-	version   string
 	// candOf and candVersion cache the candidate's version string, as
-	// versionOf does the live one's; candOutcome is its reused outcome.
+	// world.versionOf does the live one's; candOutcome is its reused
+	// outcome.
 	candOf      *rules.RuleSet
 	candVersion string
 	candOutcome rules.Outcome
 
 	values   features.Values
-	outcome  rules.Outcome
 	observed uint64
+	// borrowed is set while the Evaluator's event is a copy of one the
+	// caller decoded (ScoreDecoded), whose slices must not be decoded into.
+	borrowed bool
 
 	// turns orders the shards' use of the shared entity windows; seq is
 	// the current message's number in it, 0 once used (or for a message
@@ -56,6 +64,40 @@ type Scorer struct {
 	trial *trialOverride
 }
 
+// world is the state one rule set decides with beside the feature state:
+// the locks its rules set, the alerts it sent, the event ids it decided
+// and what it decided them. Everything else about an event (its features
+// above all) is a function of the events alone, as long as both worlds
+// let the same events through their locks.
+type world struct {
+	rules    *rules.Holder
+	locks    *lockTable
+	throttle *alertThrottle
+	dedupe   *dedupe
+	// versionOf caches the formatted version of the set last loaded.
+	versionOf *rules.RuleSet
+	version   string
+	outcome   rules.Outcome
+}
+
+func newWorld(cfg Config, holder *rules.Holder) world {
+	return world{
+		rules:    holder,
+		locks:    newLockTable(),
+		throttle: newAlertThrottle(cfg.AlertThrottle),
+		dedupe:   newDedupe(cfg.DedupeCapacity),
+	}
+}
+
+// load returns the world's rule set and its formatted version.
+func (w *world) load() (*rules.RuleSet, string) {
+	rs := w.rules.Load()
+	if rs != nil && rs != w.versionOf { // format the version once per rule set, not per event
+		w.versionOf, w.version = rs, rs.Version.String()
+	}
+	return rs, w.version
+}
+
 // expireEvery is how many events a shard scores between sweeps of idle
 // feature state. A sweep walks the whole store, so it runs rarely; entities
 // outlive their windows by at most this many events.
@@ -68,16 +110,13 @@ func newScorer(cfg Config, set *features.Set, holder *rules.Holder, store *featu
 		store = set.NewStore()
 	}
 	return &Scorer{
-		rules:    holder,
-		store:    store,
-		set:      set,
-		eval:     rules.NewEvaluator(),
-		dec:      event.Decoder{MaxBytes: cfg.MaxEventBytes},
-		locks:    newLockTable(),
-		throttle: newAlertThrottle(cfg.AlertThrottle),
-		dedupe:   newDedupe(cfg.DedupeCapacity),
-		now:      cfg.Now,
-		maxSkew:  cfg.MaxFutureSkew,
+		world:   newWorld(cfg, holder),
+		store:   store,
+		set:     set,
+		eval:    rules.NewEvaluator(),
+		dec:     event.Decoder{MaxBytes: cfg.MaxEventBytes},
+		now:     cfg.Now,
+		maxSkew: cfg.MaxFutureSkew,
 	}
 }
 
@@ -94,14 +133,50 @@ func NewScorer(cfg Config, set *features.Set, holder *rules.Holder) *Scorer {
 // more than Config.MaxFutureSkew ahead of the wall clock an
 // *ErrFutureEvent (which unwraps to one); both leave the state untouched.
 func (s *Scorer) Score(raw []byte, src Source, d *Decision) error {
+	return s.score(raw, nil, src, d, nil)
+}
+
+// score is Score, deciding the event for the twin world too into td when
+// td is not nil (see ScoreTwin), and taking the event decoded already
+// from pre when it is not nil (see ScoreDecoded).
+func (s *Scorer) score(raw []byte, pre *Decoded, src Source, d, td *Decision) error {
 	start := s.now()
-	rs := s.rules.Load() // once per event: a swap lands between two events
+	rs, version := s.load() // once per event: a swap lands between two events
 	if rs == nil {
 		return ErrNoRules
 	}
+	var trs *rules.RuleSet
+	var tversion string
+	if td != nil {
+		if trs, tversion = s.twin.load(); trs == nil {
+			return ErrNoRules
+		}
+		if s.mirrored {
+			if trs.Version.Hash == rs.Version.Hash {
+				err := s.score(raw, pre, src, d, nil)
+				if err == nil {
+					td.mirror(d, tversion)
+				}
+				return err
+			}
+			s.unmirror()
+		}
+	}
 	env := s.eval.Env()
-	if err := s.dec.Decode(raw, &env.Event); err != nil {
-		return err
+	var account, eventKey uint64
+	var sum uint32
+	if pre != nil {
+		env.Event, s.borrowed = pre.Event, true
+		account, eventKey, sum = pre.account, pre.key, pre.sum
+	} else {
+		if s.borrowed { // its slices are the caller's: decode into fresh ones
+			env.Event, s.borrowed = event.Event{}, false
+		}
+		if err := s.dec.Decode(raw, &env.Event); err != nil {
+			return err
+		}
+		ev := &env.Event
+		account, eventKey, sum = keyhash.String(ev.AccountID), keyhash.String(ev.ID), s.fingerprint.sum(ev)
 	}
 	ev := &env.Event
 	// Before de-duplication, locks and features: a refused event leaves
@@ -109,32 +184,41 @@ func (s *Scorer) Score(raw []byte, src Source, d *Decision) error {
 	if err := checkFutureSkew(ev.TS, start, s.maxSkew); err != nil {
 		return err
 	}
-	d.reset()
-	d.EventID, d.AccountID, d.EventType, d.EventTS = ev.ID, ev.AccountID, ev.Type, ev.TS
-	d.Label, d.Raw, d.Source = ev.Label, raw, src
-	if rs != s.versionOf { // format the version once per rule set, not per event
-		s.versionOf, s.version = rs, rs.Version.String()
-	}
-	d.RuleSetVersion = s.version
-	d.DecidedAt = start
+	d.begin(ev, raw, src, version, start)
 	defer func() { d.Latency = s.now().Sub(start) }()
+	if td != nil {
+		td.begin(ev, raw, src, tversion, start)
+		defer func() { td.Latency = d.Latency }()
+	}
 
-	account := keyhash.String(ev.AccountID)
-	eventKey := keyhash.String(ev.ID)
-	sum := s.fingerprint.sum(ev)
+	nowMs := start.UnixMilli()
+	// Both worlds saw the same ids with the same bodies, so they agree on
+	// whether this one is a repeat; they may differ on what it was decided.
 	if action, was, dup := s.dedupe.seen(eventKey); dup {
 		if was != 0 && was != sum {
 			return &ErrEventIDConflict{EventID: strings.Clone(ev.ID)} // ev.ID aliases the decoder buffer, reused for the next event
 		}
 		d.Action, d.Reason, d.Duplicate = action, ReasonDuplicate, true
+		if td != nil {
+			td.Action, _, _ = s.twin.dedupe.seen(eventKey)
+			td.Reason, td.Duplicate = ReasonDuplicate, true
+		}
 		return nil
 	}
 	// Locks run on the wall clock, not on ts: an event dated ahead must
 	// not lift one (see lockTable).
-	if until, locked := s.locks.lockedUntil(account, start.UnixMilli()); locked {
-		d.Action, d.Reason = rules.Lock, ReasonAccountLocked
-		d.LockUntil = time.UnixMilli(until).UTC()
-		s.dedupe.record(eventKey, rules.Lock, sum)
+	until, locked := s.locks.lockedUntil(account, nowMs)
+	if td != nil {
+		if _, tlocked := s.twin.locks.lockedUntil(account, nowMs); tlocked != locked {
+			return ErrTwinsDiverge
+		}
+	}
+	if locked {
+		s.refuseLocked(d, until, eventKey, sum)
+		if td != nil {
+			tuntil, _ := s.twin.locks.lockedUntil(account, nowMs)
+			s.twin.refuseLocked(td, tuntil, eventKey, sum)
+		}
 		return nil
 	}
 
@@ -144,19 +228,53 @@ func (s *Scorer) Score(raw []byte, src Source, d *Decision) error {
 	}
 	env.F = s.values.Profile
 	env.W = s.values.Windows
-	s.eval.Eval(rs, &s.outcome)
 	warming := s.store.WarmingMask(ev.TS) // 0 unless a restore left features warming
+	s.decide(&s.world, rs, d, account, eventKey, sum, start, warming)
+	// The candidate reads the env the live set just read (same event,
+	// features and state) and decides only on paper: it locks nothing,
+	// alerts nothing and changes no state.
+	if cand := s.rules.LoadCandidate(); cand != nil {
+		s.decideCandidate(cand, d)
+	}
+	if td != nil {
+		td.Late, td.LateFor = d.Late, append(td.LateFor, d.LateFor...)
+		s.decide(s.twin, trs, td, account, eventKey, sum, start, warming)
+	}
+	return nil
+}
 
-	for _, r := range s.outcome.Matched {
+// begin resets d for the event ev about to be decided.
+func (d *Decision) begin(ev *event.Event, raw []byte, src Source, version string, start time.Time) {
+	d.reset()
+	d.EventID, d.AccountID, d.EventType, d.EventTS = ev.ID, ev.AccountID, ev.Type, ev.TS
+	d.Label, d.Raw, d.Source = ev.Label, raw, src
+	d.RuleSetVersion = version
+	d.DecidedAt = start
+}
+
+// refuseLocked decides an event of an account locked until untilMs.
+func (w *world) refuseLocked(d *Decision, untilMs int64, eventKey uint64, sum uint32) {
+	d.Action, d.Reason = rules.Lock, ReasonAccountLocked
+	d.LockUntil = time.UnixMilli(untilMs).UTC()
+	w.dedupe.record(eventKey, rules.Lock, sum)
+}
+
+// decide runs w's rule set rs on the Evaluator's env (the event and its
+// features, observed already) and records the outcome in d and in w's
+// state: the alerts sent, a lock, the event id.
+func (s *Scorer) decide(w *world, rs *rules.RuleSet, d *Decision, account, eventKey uint64, sum uint32, start time.Time, warming uint64) {
+	ts := d.EventTS
+	s.eval.Eval(rs, &w.outcome)
+	for _, r := range w.outcome.Matched {
 		d.Matched = append(d.Matched, RuleHit{RuleID: r.ID, Action: r.Action, Score: r.Score})
 		if r.Alert != "" {
 			// Decided here, on the account's shard and on event time, so
 			// every output sends the same alerts (see alertThrottle).
-			if sent, ok := s.throttle.allow(account, keyhash.String(r.ID), ev.TS); ok {
+			if sent, ok := w.throttle.allow(account, keyhash.String(r.ID), ts); ok {
 				d.Alerts = append(d.Alerts, AlertMessage{RuleID: r.ID, Message: r.Alert})
 			} else {
 				d.ThrottledAlerts = append(d.ThrottledAlerts, ThrottledAlert{RuleID: r.ID, Message: r.Alert,
-					SentTS: sent, UntilTS: s.throttle.end(sent)})
+					SentTS: sent, UntilTS: w.throttle.end(sent)})
 			}
 		}
 		d.Features = s.appendReads(d.Features, r)
@@ -164,27 +282,21 @@ func (s *Scorer) Score(raw []byte, src Source, d *Decision) error {
 			d.Warming = s.appendWarming(d.Warming, r, warming)
 		}
 	}
-	for _, r := range s.outcome.Shadow {
+	for _, r := range w.outcome.Shadow {
 		d.Shadow = append(d.Shadow, RuleHit{RuleID: r.ID, Action: r.Action, Score: r.Score})
 		d.Features = s.appendReads(d.Features, r)
 		if warming != 0 {
 			d.Warming = s.appendWarming(d.Warming, r, warming)
 		}
 	}
-	for i, r := range s.outcome.Errored {
+	for i, r := range w.outcome.Errored {
 		hit := RuleHit{RuleID: r.ID, Action: r.Action}
-		if i < len(s.outcome.ErrorTexts) {
-			hit.Error = s.outcome.ErrorTexts[i]
+		if i < len(w.outcome.ErrorTexts) {
+			hit.Error = w.outcome.ErrorTexts[i]
 		}
 		d.Errored = append(d.Errored, hit)
 	}
-	// The candidate reads the env the live set just read (same event,
-	// features and state) and decides only on paper: it locks nothing,
-	// alerts nothing and changes no state.
-	if cand := s.rules.LoadCandidate(); cand != nil {
-		s.decideCandidate(cand, d)
-	}
-	v := rules.Decide(s.outcome.Matched, rs.Thresholds)
+	v := rules.Decide(w.outcome.Matched, rs.Thresholds)
 	d.Action, d.Score = v.Action, v.Score
 	if v.Raised {
 		d.Reason = ReasonScoreThreshold
@@ -194,11 +306,10 @@ func (s *Scorer) Score(raw []byte, src Source, d *Decision) error {
 		if lockFor <= 0 {
 			lockFor = DefaultLockFor
 		}
-		until := s.locks.lock(account, start.Add(lockFor).UnixMilli(), v.LockRule) // wall clock
+		until := w.locks.lock(account, start.Add(lockFor).UnixMilli(), v.LockRule) // wall clock
 		d.LockUntil = time.UnixMilli(until).UTC()
 	}
-	s.dedupe.record(eventKey, d.Action, sum)
-	return nil
+	w.dedupe.record(eventKey, d.Action, sum)
 }
 
 // decideCandidate evaluates the candidate set on the Evaluator's current
@@ -229,6 +340,9 @@ func (s *Scorer) observe(ev *event.Event, d *Decision) {
 	if s.observed++; s.observed%expireEvery == 0 {
 		s.store.Expire(ev.TS) // drop idle entities on event time; amortised
 		s.throttle.expire(ev.TS)
+		if s.twin != nil && !s.mirrored {
+			s.twin.throttle.expire(ev.TS)
+		}
 	}
 	if seq != 0 {
 		s.seq = 0
@@ -271,14 +385,25 @@ func (s *Scorer) appendWarming(dst []string, r *rules.Rule, warming uint64) []st
 }
 
 // Lock locks an account until untilMs (wall-clock Unix milliseconds, on
-// the clock of Config.Now), as support or an external system asks.
+// the clock of Config.Now), as support or an external system asks. On a
+// Scorer with a twin it locks in both worlds: support acts on the account,
+// whatever rule set decides it.
 func (s *Scorer) Lock(accountID string, untilMs int64, by string) {
-	s.locks.lock(keyhash.String(accountID), untilMs, by)
+	h := keyhash.String(accountID)
+	s.locks.lock(h, untilMs, by)
+	if s.twin != nil && !s.mirrored {
+		s.twin.locks.lock(h, untilMs, by)
+	}
 }
 
-// Unlock lifts an account's lock and reports whether there was one.
+// Unlock lifts an account's lock (in both worlds, like Lock) and reports
+// whether there was one in the live world.
 func (s *Scorer) Unlock(accountID string) bool {
-	return s.locks.unlock(keyhash.String(accountID))
+	h := keyhash.String(accountID)
+	if s.twin != nil && !s.mirrored {
+		s.twin.locks.unlock(h)
+	}
+	return s.locks.unlock(h)
 }
 
 func (d *Decision) reset() {

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"maps"
 	"math"
 	"time"
 )
@@ -53,6 +54,10 @@ type alertThrottle struct {
 // alertKey is an account and a rule, both as keyhash values.
 type alertKey struct {
 	account, rule uint64
+}
+
+func (t *alertThrottle) clone() *alertThrottle {
+	return &alertThrottle{windowMs: t.windowMs, sent: maps.Clone(t.sent)}
 }
 
 func newAlertThrottle(window time.Duration) *alertThrottle {

@@ -180,6 +180,14 @@ func (s *Set) newStore(sh *Shared) *Store {
 	}
 }
 
+// Reserve makes room for n accounts in all: a tool that knows how many
+// accounts it is about to replay (a backtest) saves growing the account
+// table step by step, each step a copy of every account. n is a hint, to
+// be bounded by the caller: the room is taken at once.
+func (st *Store) Reserve(accounts int) {
+	st.accounts.reserve(accounts)
+}
+
 // Set returns the Set the Store was made from.
 func (st *Store) Set() *Set { return st.set }
 

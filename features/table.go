@@ -109,6 +109,19 @@ func (t *table[V, P]) upsert(h uint64) (v *V, fresh bool) {
 	return &t.vals[len(t.vals)-1], true
 }
 
+// reserve makes room for n values in all, so that inserting up to n
+// moves no value and rehashes no slot.
+func (t *table[V, P]) reserve(n int) {
+	if n > cap(t.vals) {
+		vals := make([]V, len(t.vals), n)
+		copy(vals, t.vals)
+		t.vals = vals
+	}
+	for (n+1)*4 > len(t.slots)*3 {
+		t.grow()
+	}
+}
+
 func (t *table[V, P]) grow() {
 	n := max(tableMinSlots, 2*len(t.slots))
 	bits := uint32(0)

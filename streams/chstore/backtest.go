@@ -110,6 +110,18 @@ func (s *Store) CountEvents(ctx context.Context, fromMs, toMs, stepMs int64) ([]
 	return out, nil
 }
 
+// CountAccounts estimates how many accounts have stored events in
+// [fromMs, toMs) (uniq: within a few percent), for a replay that sizes its
+// state up front.
+func (s *Store) CountAccounts(ctx context.Context, fromMs, toMs int64) (uint64, error) {
+	var n uint64
+	q := "SELECT uniq(account_id) FROM " + s.table("events") + spanFilter
+	if err := s.conn.QueryRow(ctx, q, spanArgs(fromMs, toMs)...).Scan(&n); err != nil {
+		return 0, fmt.Errorf("chstore: count accounts: %w", err)
+	}
+	return n, nil
+}
+
 // EarliestEvent returns the event time (Unix ms) of the oldest stored
 // event; false when the table is empty.
 func (s *Store) EarliestEvent(ctx context.Context) (int64, bool, error) {

@@ -272,6 +272,11 @@ var sampleReads = []struct {
 			_, err := s.CountEvents(ctx, sampleSpanFrom, sampleSpanTo, 60_000)
 			return err
 		}},
+	{name: "CountAccounts", expect: []string{"2"},
+		read: func(ctx context.Context, s *Store) error {
+			_, err := s.CountAccounts(ctx, sampleSpanFrom, sampleSpanTo)
+			return err
+		}},
 	{name: "EarliestEvent", expect: []string{"2\t1795521600000"},
 		read: func(ctx context.Context, s *Store) error { _, _, err := s.EarliestEvent(ctx); return err }},
 	{name: "DecisionTimes", expect: []string{"2\t1795521601500\t1795521601500"},
