@@ -77,6 +77,11 @@ type DecideResponse struct {
 	// configured fail-open or fail-closed action, not a decision.
 	Fallback  bool `json:"fallback"`
 	Duplicate bool `json:"duplicate,omitempty"`
+	// Suppressed are the ids of rules that matched but that support
+	// suppressed for the account for a while: they did not count (no
+	// action, score, reason). Absent almost always; for support's
+	// records, not a reason to show the user.
+	Suppressed []string `json:"suppressed,omitempty"`
 }
 
 // Reason is one matched rule, with its wallet fields as the rule
@@ -197,6 +202,7 @@ func decideResponse(d *engine.Decision, rs *rules.RuleSet, took time.Duration) D
 	resp := DecideResponse{
 		SchemaVersion: SchemaVersion, EventID: d.EventID, Action: d.Action, Score: d.Score, Reason: d.Reason,
 		Reasons: make([]Reason, 0, len(d.Matched)), RuleSetVersion: d.RuleSetVersion, LatencyMS: millis(took), Duplicate: d.Duplicate,
+		Suppressed: d.Suppressed,
 	}
 	deciding := -1 // index in Reasons of the deciding rule
 	for _, h := range d.Matched {
@@ -216,7 +222,16 @@ func decideResponse(d *engine.Decision, rs *rules.RuleSet, took time.Duration) D
 	case d.Duplicate:
 		resp.setWallet(CodeDuplicate, rules.WalletDefault(d.Action))
 	case d.Reason == engine.ReasonAccountLocked:
-		resp.setWallet(CodeAccountLocked, rules.WalletDefault(rules.Lock))
+		// The locking rule's message says why ("locked for 30 minutes after
+		// several wrong passwords"); a support lock, or a rule gone since,
+		// gets lock's default.
+		wallet := rules.WalletDefault(rules.Lock)
+		if rs != nil {
+			if r := rs.Rule(d.LockedBy); r != nil && r.Action == rules.Lock && r.Wallet.Category == wallet.Category {
+				wallet.UserMessage = r.Wallet.UserMessage
+			}
+		}
+		resp.setWallet(CodeAccountLocked, wallet)
 	case deciding >= 0 && d.Reason != engine.ReasonScoreThreshold:
 		r := resp.Reasons[deciding]
 		resp.Code, resp.Category, resp.Message, resp.StepUp = r.Code, r.Category, r.Message, r.StepUp

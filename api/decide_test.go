@@ -216,7 +216,9 @@ func TestDecideAnswersTheWalletContract(t *testing.T) {
 	check("the fifth wrong password", last, want{"lock", "login.brute_force", "account_locked",
 		"Your wallet is locked for 30 minutes after several wrong passwords. Support can unlock it sooner.", ""})
 	got = decide(payment("w-bf-pay", "acct-w-bf", baseTS+10_000, `,"amount":4000,"channel":"online"`))
-	check("a payment while locked", got, want{"lock", "account_locked", "account_locked", def(rules.Lock).UserMessage, ""})
+	// The locking rule's message, which says why and for how long.
+	check("a payment while locked", got, want{"lock", "account_locked", "account_locked",
+		"Your wallet is locked for 30 minutes after several wrong passwords. Support can unlock it sooner.", ""})
 	if !got.Locked || got.LockUntil == nil || got.Reason != "account_locked" || len(got.Reasons) != 0 {
 		t.Fatalf("payment while locked: %+v, want locked with lock_until and no reasons", got)
 	}

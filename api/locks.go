@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -32,45 +33,94 @@ func NewLockService(eng *engine.Engine, store *chstore.Store, pipe *streams.Pipe
 	return &LockService{eng: eng, store: store, pipe: pipe, now: now}
 }
 
-// Lock locks req.AccountID for req.For, then records it (see record).
+// Lock locks req.AccountID for req.For (or indefinitely), then records
+// it (see record).
 func (a *LockService) Lock(ctx context.Context, req LockRequest) (LockEvent, error) {
 	at := a.now().UTC()
-	until := at.Add(req.For)
+	untilMs, until := engine.IndefiniteMs, time.Time{} // indefinite: no until stored or sent
+	if !req.Indefinite {
+		until = at.Add(req.For)
+		untilMs = until.UnixMilli()
+	}
 	err := a.eng.Do(ctx, req.AccountID, func(s *engine.Scorer) {
-		s.Lock(req.AccountID, until.UnixMilli(), "support:"+req.Actor.Name)
+		s.Lock(req.AccountID, untilMs, "support:"+req.Actor.Name)
 	})
 	if err != nil {
 		return LockEvent{}, fmt.Errorf("lock %s: %w", req.AccountID, err)
 	}
-	return a.record(ctx, req, "lock", at, until)
+	return a.record(ctx, req, LockEvent{Action: "lock", At: at, Until: until, Indefinite: req.Indefinite})
 }
 
-// Unlock lifts any lock on req.AccountID, then records it (see record).
+// Unlock lifts the lock in force on req.AccountID and resets what its
+// rule declares (engine.Scorer.UnlockAccount), then records it (see
+// record). Without a lock in force it changes nothing and returns
+// ErrAccountUnknown or ErrNotLocked.
 func (a *LockService) Unlock(ctx context.Context, req LockRequest) (LockEvent, error) {
 	at := a.now().UTC()
-	err := a.eng.Do(ctx, req.AccountID, func(s *engine.Scorer) { s.Unlock(req.AccountID) })
+	var u engine.Unlocked
+	var locked bool
+	err := a.eng.Do(ctx, req.AccountID, func(s *engine.Scorer) { u, locked = s.UnlockAccount(req.AccountID) })
 	if err != nil {
 		return LockEvent{}, fmt.Errorf("unlock %s: %w", req.AccountID, err)
 	}
-	return a.record(ctx, req, "unlock", at, time.Time{})
+	if !locked {
+		known, err := a.store.AccountKnown(ctx, req.AccountID)
+		if err != nil {
+			return LockEvent{}, fmt.Errorf("unlock %s: %w", req.AccountID, err)
+		}
+		if !known {
+			return LockEvent{}, ErrAccountUnknown
+		}
+		return LockEvent{}, ErrNotLocked
+	}
+	cleared := u.Cleared
+	if cleared == nil {
+		cleared = []string{} // the answer says "none" rather than leaving it out
+	}
+	return a.record(ctx, req, LockEvent{Action: "unlock", At: at, Verification: req.Verification,
+		LockedBy: u.Was.By, Cleared: cleared})
 }
 
-// record audits the change and tells the account service; both are
-// retried by their writers until ctx ends.
-func (a *LockService) record(ctx context.Context, req LockRequest, action string, at, until time.Time) (LockEvent, error) {
-	id := requestID(action)
+// auditDetail is the detail of an account.lock or account.unlock row in
+// audit_log, as JSON.
+type auditDetail struct {
+	Reason       string    `json:"reason"`
+	Verification string    `json:"verification,omitempty"`
+	Until        time.Time `json:"until,omitzero"`
+	Indefinite   bool      `json:"indefinite,omitempty"`
+	LockedBy     string    `json:"locked_by,omitempty"`
+	Cleared      []string  `json:"cleared,omitempty"`
+	RequestID    string    `json:"request_id"`
+}
+
+// record stores the change in account_locks and audit_log and tells the
+// account service and webhook subscribers (actions topic); each is
+// retried by its writer until ctx ends. ev holds the action's own fields.
+func (a *LockService) record(ctx context.Context, req LockRequest, ev LockEvent) (LockEvent, error) {
+	id := requestID(ev.Action)
 	actor := "api:" + req.Actor.Name
-	row := chstore.LockRow{AccountID: req.AccountID, Action: action, Reason: req.Reason, Until: until,
-		Actor: actor, At: at, RequestID: id}
+	ev.AccountID, ev.Reason, ev.Actor, ev.EventID = req.AccountID, req.Reason, actor, id
+	row := chstore.LockRow{AccountID: req.AccountID, Action: ev.Action, Reason: req.Reason, Until: ev.Until,
+		Actor: actor, At: ev.At, RequestID: id}
 	if err := a.store.WriteLock(ctx, row); err != nil {
-		return LockEvent{}, fmt.Errorf("%s %s: audit: %w", action, req.AccountID, err)
+		return LockEvent{}, fmt.Errorf("%s %s: audit: %w", ev.Action, req.AccountID, err)
 	}
-	rec := streams.ActionRecord{Type: action, AccountID: req.AccountID, Until: until, Reason: req.Reason, At: at}
+	detail, err := json.Marshal(auditDetail{Reason: req.Reason, Verification: ev.Verification, Until: ev.Until,
+		Indefinite: ev.Indefinite, LockedBy: ev.LockedBy, Cleared: ev.Cleared, RequestID: id})
+	if err != nil {
+		return LockEvent{}, fmt.Errorf("%s %s: audit detail: %w", ev.Action, req.AccountID, err)
+	}
+	audit := chstore.AuditRow{At: ev.At, Actor: req.Actor.Name, Role: string(req.Actor.Role), Action: "account." + ev.Action,
+		Object: req.AccountID, Detail: string(detail)}
+	if err := a.store.WriteAudit(ctx, audit); err != nil {
+		return LockEvent{}, fmt.Errorf("%s %s: audit: %w", ev.Action, req.AccountID, err)
+	}
+	rec := streams.ActionRecord{Type: ev.Action, AccountID: req.AccountID, Until: ev.Until, Reason: req.Reason, At: ev.At,
+		Indefinite: ev.Indefinite, Actor: actor, Verification: ev.Verification, Cleared: ev.Cleared}
 	if err := a.pipe.PublishAction(ctx, rec, id); err != nil {
-		return LockEvent{}, fmt.Errorf("%s %s: publish: %w", action, req.AccountID, err)
+		return LockEvent{}, fmt.Errorf("%s %s: publish: %w", ev.Action, req.AccountID, err)
 	}
-	return LockEvent{AccountID: req.AccountID, Action: action, Reason: req.Reason, Until: until,
-		Actor: actor, At: at, EventID: id}, nil
+	return ev, nil
 }
 
 // LockHistory returns up to limit of the account's locks and unlocks from
@@ -83,7 +133,7 @@ func (a *LockService) LockHistory(ctx context.Context, accountID string, limit i
 	out := make([]LockEvent, 0, len(rows))
 	for _, r := range rows {
 		out = append(out, LockEvent{AccountID: r.AccountID, Action: r.Action, Reason: r.Reason,
-			Until: r.Until, Actor: r.Actor, At: r.At, EventID: r.RequestID})
+			Until: r.Until, Indefinite: r.Action == "lock" && r.Until.IsZero(), Actor: r.Actor, At: r.At, EventID: r.RequestID})
 	}
 	return out, nil
 }

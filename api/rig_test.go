@@ -106,6 +106,7 @@ func newRig(t *testing.T, decide api.DecideConfig) *rig {
 	}
 	r.srv.Handle(api.DecideRoute(pipe, decide, r.reg))
 	r.srv.Handle(api.AccountRoutes(api.NewLockService(r.eng, r.store, pipe, time.Now))...)
+	r.srv.Handle(api.SuppressionRoutes(api.NewSuppressionService(r.eng, r.store, pipe, r.holder, time.Now))...)
 	r.srv.Handle(rulesAPI.Routes()...)
 	r.srv.Handle(api.AlertStreamRoute(notifier.StreamHandler()))
 

@@ -23,7 +23,7 @@ func TestRoleMatrix(t *testing.T) {
 			continue
 		}
 		method, path, _ := strings.Cut(pattern, " ")
-		path = strings.NewReplacer("{id}", "acct-matrix", "{name}", "scam_payees", "{seq}", "1", "{entry}", "x").Replace(path)
+		path = strings.NewReplacer("{id}", "acct-matrix", "{name}", "scam_payees", "{seq}", "1", "{entry}", "x", "{rule}", "r").Replace(path)
 		body := `{}`
 		if method == "GET" {
 			body = ""

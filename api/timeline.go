@@ -20,10 +20,12 @@ import (
 // account locked, by which rule, on which feature values), and the
 // decision search behind it.
 
-// LiveLocks tells whether an account is locked now, as the engine enforces
-// it (stored history can lag, or miss a lock the engine still holds).
+// LiveLocks tells whether an account is locked now, and which rules are
+// suppressed for it, as the engine enforces them (stored history can lag,
+// or miss a lock the engine still holds).
 type LiveLocks interface {
 	LockState(ctx context.Context, accountID string) (engine.LockState, bool, error)
+	Suppressions(ctx context.Context, accountID string) ([]engine.Suppression, error)
 }
 
 // LockState asks the account's shard for its lock in force, the same
@@ -38,6 +40,16 @@ func (a *LockService) LockState(ctx context.Context, accountID string) (engine.L
 	return st, locked, nil
 }
 
+// Suppressions asks the account's shard for the rules suppressed for it
+// now, the state SuppressionService changes.
+func (a *LockService) Suppressions(ctx context.Context, accountID string) ([]engine.Suppression, error) {
+	var es []engine.Suppression
+	if err := a.eng.Do(ctx, accountID, func(s *engine.Scorer) { es = s.Suppressions(accountID) }); err != nil {
+		return nil, fmt.Errorf("suppressions of %s: %w", accountID, err)
+	}
+	return es, nil
+}
+
 // DefaultViewPeriod is the period of a timeline or search that names no
 // from: the 30 days before to (or now).
 const DefaultViewPeriod = 30 * 24 * time.Hour
@@ -48,25 +60,30 @@ const maxRuleIDBytes = 256
 // TimelineEntry is one item of an account's timeline or one found
 // decision, as the API shows it. Kind says which fields are set.
 type TimelineEntry struct {
-	// Kind is "decision", "alert", "lock", "unlock" or "label".
+	// Kind is "decision", "alert", "lock", "unlock", "label", or
+	// "suppress" or "lift" (a rule suppressed for the account, and its
+	// early lift).
 	Kind string `json:"kind"`
 	// Time is the event's time (decisions, alerts, labels, the engine's
-	// locks) or when support acted (support's locks and unlocks).
+	// locks) or when support acted (support's locks and unlocks,
+	// suppressions and lifts).
 	Time      time.Time `json:"time"`
 	AccountID string    `json:"account_id"`
 	// EventID is the event the entry is about; for support's locks and
-	// unlocks, the request id.
+	// unlocks and for suppressions and lifts, the request id.
 	EventID string `json:"event_id,omitempty"`
 	// Action is the decision's action (decisions, alerts).
 	Action string `json:"action,omitempty"`
 	// Reason is why: the decision's reason ("rule", "score_threshold",
 	// "account_locked"...), or the lock's ("rule:ID" or what support typed).
 	Reason string `json:"reason,omitempty"`
-	// RuleID and Message are an alert's rule and the text the user got.
+	// RuleID and Message are an alert's rule and the text the user got;
+	// RuleID is also the rule suppressed or lifted.
 	RuleID  string `json:"rule_id,omitempty"`
 	Message string `json:"message,omitempty"`
-	// Until and Actor describe a lock or unlock: Until is absent for an
-	// unlock; Actor is "engine" or "api:<token name>".
+	// Until and Actor describe a lock or unlock, a suppression or lift:
+	// Until is absent for an unlock or a lift; Actor is "engine" or
+	// "api:<token name>".
 	Until time.Time `json:"until,omitzero"`
 	Actor string    `json:"actor,omitempty"`
 	// Label, Source, LabelledBy, Note and LabelledAt describe a label.
@@ -110,17 +127,23 @@ type FeatureValue struct {
 type LiveLock struct {
 	Locked bool      `json:"locked"`
 	Until  time.Time `json:"until,omitzero"`
+	// Indefinite marks a lock without an end (no until): only an
+	// unlock lifts it.
+	Indefinite bool `json:"indefinite,omitempty"`
 	// By is the rule id that locked, or "support:<token name>".
 	By string `json:"by,omitempty"`
 }
 
 // TimelineResponse is GET /v1/accounts/{id}/timeline's answer.
 type TimelineResponse struct {
-	AccountID string          `json:"account_id"`
-	From      time.Time       `json:"from"`
-	To        time.Time       `json:"to"`
-	Live      LiveLock        `json:"live"`
-	Entries   []TimelineEntry `json:"entries"`
+	AccountID string    `json:"account_id"`
+	From      time.Time `json:"from"`
+	To        time.Time `json:"to"`
+	Live      LiveLock  `json:"live"`
+	// Suppressions are the rules suppressed for the account now, as the
+	// engine enforces them, by rule id; absent when there are none.
+	Suppressions []ActiveSuppression `json:"suppressions,omitempty"`
+	Entries      []TimelineEntry     `json:"entries"`
 	// Next, when present, is the before of the next page.
 	Next string `json:"next,omitempty"`
 }
@@ -135,7 +158,7 @@ type DecisionsResponse struct {
 
 // TimelineRoutes serve the account view to support, analysts and viewers:
 // GET /v1/accounts/{id}/timeline (stored history plus the engine's live
-// lock) and GET /v1/decisions (search). now is the wall clock that
+// lock and suppressions) and GET /v1/decisions (search). now is the wall clock that
 // defaults the period's end.
 func TimelineRoutes(store *chstore.Store, live LiveLocks, now func() time.Time) []Route {
 	timeline := func(w http.ResponseWriter, r *http.Request) {
@@ -159,7 +182,12 @@ func TimelineRoutes(store *chstore.Store, live LiveLocks, now func() time.Time) 
 			WriteError(w, http.StatusServiceUnavailable, err.Error())
 			return
 		}
-		if len(page.Entries) == 0 && p.before.IsZero() && !locked {
+		sup, err := live.Suppressions(r.Context(), id)
+		if err != nil {
+			WriteError(w, http.StatusServiceUnavailable, err.Error())
+			return
+		}
+		if len(page.Entries) == 0 && p.before.IsZero() && !locked && len(sup) == 0 {
 			known, err := store.AccountKnown(r.Context(), id)
 			if writeStoreError(w, err) {
 				return
@@ -171,7 +199,10 @@ func TimelineRoutes(store *chstore.Store, live LiveLocks, now func() time.Time) 
 		}
 		resp := TimelineResponse{AccountID: id, From: p.from, To: p.to, Entries: entries(page.Entries), Next: page.Next.String()}
 		if locked {
-			resp.Live = LiveLock{Locked: true, Until: st.Until, By: st.By}
+			resp.Live = LiveLock{Locked: true, Until: st.Until, Indefinite: st.Indefinite, By: st.By}
+		}
+		if len(sup) > 0 {
+			resp.Suppressions = activeSuppressions(sup)
 		}
 		WriteJSON(w, http.StatusOK, resp)
 	}

@@ -54,6 +54,10 @@ type item struct {
 	period bool // in [From, To): counted, not warm-up
 	label  string
 
+	// suppressions are support's rule suppressions and lifts to apply
+	// before the event, after its locks.
+	suppressions []chstore.SuppressionRow
+
 	// cand and baseD are the two scorers' decisions. Strings in them that
 	// come from the event alias a decoder buffer since reused: the
 	// accumulator reads only actions, rule ids and feature values.
@@ -172,6 +176,9 @@ func (p *pipeline) lead(ctx context.Context, ecfg engine.Config, feats *features
 			for _, l := range it.locks {
 				applyLock(sc, l)
 			}
+			for _, r := range it.suppressions {
+				applySuppression(sc, r)
+			}
 			if twinned {
 				// Switch where the record switched; the baseline's
 				// goroutine takes this over at the split.
@@ -239,6 +246,9 @@ func (p *pipeline) baseline(ctx context.Context) {
 			if b.split == nil || i > b.baseFrom { // the lead applied the split event's locks to both worlds
 				for _, l := range it.locks {
 					applyLock(sc, l)
+				}
+				for _, r := range it.suppressions {
+					applySuppression(sc, r)
 				}
 			}
 			if it.base != nil && it.base.rs != nil && it.base != cur {

@@ -23,6 +23,8 @@ const (
 	DefaultMaxEvents = 50_000_000
 	// MaxSupportLocks bounds the support locks and unlocks applied.
 	MaxSupportLocks = 100_000
+	// MaxSuppressions bounds support's rule suppressions and lifts applied.
+	MaxSuppressions = 100_000
 	// MaxRowsPerMs bounds the recorded decisions (or labels) of one
 	// millisecond held while joining them to the events.
 	MaxRowsPerMs = 100_000
@@ -210,6 +212,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("backtest: %w", err)
 	}
+	// Support's rule suppressions, on the wall clock like its locks.
+	sups, err := cfg.Store.SupportSuppressions(ctx, lockFrom, lockTo, MaxSuppressions)
+	if err != nil {
+		return nil, fmt.Errorf("backtest: %w", err)
+	}
 
 	// Live, each shard remembers DedupeCapacity ids of its own accounts;
 	// the one scorer here remembers as many as all shards together.
@@ -292,7 +299,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	pl = startPipeline(rctx, ecfg, cfg.Features, candHolder, baseHolder, base, int(accounts), a)
 
 	var done int64
-	nextLock := 0
+	nextLock, nextSup := 0, 0
 	b := pl.get()
 	read := func(ev *chstore.ReplayEvent) error {
 		if done++; done > lim.MaxEvents {
@@ -325,6 +332,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			nextLock++
 		}
 		it.locks = locks[lo:nextLock]
+		lo = nextSup
+		for nextSup < len(sups) && sups[nextSup].At.UnixMilli() <= it.clock {
+			nextSup++
+		}
+		it.suppressions = sups[lo:nextSup]
 		it.period = ev.TS >= fromMs
 		it.label = ""
 		if it.period {
@@ -400,6 +412,19 @@ func applyLock(s *engine.Scorer, l chstore.LockRow) {
 		s.Lock(l.AccountID, until, "support:"+l.Actor)
 	case "unlock":
 		s.Unlock(l.AccountID)
+	}
+}
+
+// applySuppression does what support did to the account's rule, as the
+// live SuppressionService did it through the account's shard. A row the
+// engine refuses (its per-account bound, which live refused too) changes
+// nothing.
+func applySuppression(s *engine.Scorer, r chstore.SuppressionRow) {
+	switch r.Action {
+	case chstore.SuppressionSuppress:
+		_ = s.Suppress(r.AccountID, r.RuleID, r.Until.UnixMilli(), "support:"+r.Actor)
+	case chstore.SuppressionLift:
+		s.Unsuppress(r.AccountID, r.RuleID)
 	}
 }
 

@@ -17,7 +17,7 @@ import (
 // whenever the layout below does, and Restore refuses other versions.
 const (
 	checkpointMagic   = "RISKDENG"
-	checkpointVersion = uint16(6)
+	checkpointVersion = uint16(7)
 )
 
 // ErrCheckpointFormat is wrapped when a checkpoint is not one this build can read.
@@ -35,11 +35,15 @@ var ErrCheckpointFormat = errors.New("unreadable engine checkpoint")
 // length + bytes), locks (u32 count, then hash u64, until i64 in wall-clock
 // Unix ms, rule id u16 length + bytes), event ids (u32 count, then hash
 // u64, action u8, content fingerprint u32), alert throttle (u32 count, then account hash
-// u64, rule id hash u64, event time of the last alert sent i64). Version 1
+// u64, rule id hash u64, event time of the last alert sent i64),
+// suppressions (u32 account count, then per account: hash u64, u16 entry
+// count, then per entry: until i64 in wall-clock Unix ms, rule id and
+// who suppressed it, each u16 length + bytes). Version 1
 // had no shared part: each shard's snapshot held its own entities; version
 // 2 had no fingerprints; version 3 had no alert throttle; version 4 had
 // rule locks' until on event time; version 5 held feature snapshots of
-// version 3, which only the same feature definitions could restore.
+// version 3, which only the same feature definitions could restore;
+// version 6 had no suppressions.
 //
 // The feature snapshots record the window features' definitions, so a
 // Set with other definitions restores the checkpoint: see Restore.
@@ -105,6 +109,18 @@ func (s *Scorer) writeState(w *bytes.Buffer) error {
 		le.PutUint64(tr[8:16], k.rule)
 		le.PutUint64(tr[16:], uint64(sent))
 		w.Write(tr[:])
+	}
+	w.Write(le.AppendUint32(nil, uint32(len(s.suppressed.byAccount))))
+	for h, es := range s.suppressed.byAccount {
+		w.Write(le.AppendUint64(nil, h))
+		w.Write(le.AppendUint16(nil, uint16(len(es)))) // at most MaxSuppressionsPerAccount
+		for _, e := range es {
+			w.Write(le.AppendUint64(nil, uint64(e.untilMs)))
+			w.Write(le.AppendUint16(nil, uint16(len(e.rule)))) // at most MaxSuppressionRuleBytes
+			w.WriteString(e.rule)
+			w.Write(le.AppendUint16(nil, uint16(len(e.by)))) // Suppress refuses longer
+			w.WriteString(e.by)
+		}
 	}
 	return nil
 }
@@ -199,7 +215,59 @@ func readShard(r *bufio.Reader, cfg Config, set *features.Set, holder *rules.Hol
 	if err := s.readThrottle(r); err != nil {
 		return nil, fmt.Errorf("alert throttle: %w", err)
 	}
+	if err := s.readSuppressions(r); err != nil {
+		return nil, fmt.Errorf("suppressions: %w", err)
+	}
 	return s, nil
+}
+
+// readSuppressions reads the suppression table written by writeState,
+// expired entries included (the first decision of the account drops them).
+func (s *Scorer) readSuppressions(r *bufio.Reader) error {
+	le := binary.LittleEndian
+	var n uint32
+	if err := binary.Read(r, le, &n); err != nil {
+		return err
+	}
+	str := func() (string, error) {
+		var l uint16
+		if err := binary.Read(r, le, &l); err != nil {
+			return "", err
+		}
+		b := make([]byte, l)
+		_, err := io.ReadFull(r, b)
+		return string(b), err
+	}
+	for range n {
+		var head struct {
+			Hash  uint64
+			Count uint16
+		}
+		if err := binary.Read(r, le, &head); err != nil {
+			return err
+		}
+		if head.Count == 0 || head.Count > MaxSuppressionsPerAccount {
+			return fmt.Errorf("%d entries for one account: want 1 to %d", head.Count, MaxSuppressionsPerAccount)
+		}
+		es := make([]suppression, head.Count)
+		for i := range es {
+			var until int64
+			if err := binary.Read(r, le, &until); err != nil {
+				return err
+			}
+			rule, err := str()
+			if err != nil {
+				return err
+			}
+			by, err := str()
+			if err != nil {
+				return err
+			}
+			es[i] = suppression{rule: rule, untilMs: until, by: by}
+		}
+		s.suppressed.byAccount[head.Hash] = es
+	}
+	return nil
 }
 
 // readThrottle reads the alert throttle's entries written by writeState.

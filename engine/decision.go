@@ -59,6 +59,11 @@ type Decision struct {
 	// LockUntil is set when the account is (now) locked: by this decision's
 	// lock action or by an earlier lock that refused this event.
 	LockUntil time.Time
+	// LockedBy, on an event refused because its account was locked
+	// (ReasonAccountLocked), is who set that lock: a rule id, or
+	// "support:<name>"; the decide answer tells the user the locking
+	// rule's message.
+	LockedBy string
 	// Alerts are the user-facing messages of matched active rules that carry
 	// one and that the alert throttle let through: the alerts every output
 	// sends (alerts topic and table, webhooks, live stream).
@@ -83,6 +88,12 @@ type Decision struct {
 	// features.Shared.Warming), so they count fewer events than the rule
 	// expects. In the order the rules read them; empty almost always.
 	Warming []string
+	// Suppressed are the ids of matched active or shadow rules that
+	// support suppressed for the account (Scorer.Suppress) and that
+	// therefore did not count: they are in neither Matched nor Shadow and
+	// gave no action, score, alert or lock. Active ones first, in rule
+	// order; empty almost always.
+	Suppressed []string
 	// Duplicate marks an event_id seen before; outputs for it were already made.
 	Duplicate bool
 	// Label is the generator's ground-truth label, carried for scoring

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"maps"
+	"math"
 	"time"
 
 	"riskd/internal/keyhash"
@@ -18,10 +19,32 @@ type lockTable struct {
 }
 
 type lockEntry struct {
-	// untilMs is the wall-clock time (Unix ms) at which the lock ends.
+	// untilMs is the wall-clock time (Unix ms) at which the lock ends;
+	// IndefiniteMs for a lock that lasts until support unlocks.
 	untilMs int64
 	// ruleID is the rule (or "support") that set the lock.
 	ruleID string
+}
+
+// IndefiniteMs is the untilMs of a lock without an end (a rule's
+// lock_for: indefinite, support's "indefinite": true): no wall clock
+// reaches it, so only an unlock lifts it, and it outlasts any other lock.
+// The checkpoint stores it like any other until.
+const IndefiniteMs = int64(math.MaxInt64)
+
+// IndefiniteUntil is what a Decision's LockUntil holds for an indefinite
+// lock: the last millisecond of year 9999, the latest time JSON (RFC 3339)
+// can carry, so the decide answer and the stored decision stay readable.
+// LockState.Indefinite says it exactly.
+var IndefiniteUntil = time.Date(9999, 12, 31, 23, 59, 59, 999e6, time.UTC)
+
+// lockTime is the wall-clock time of a lock's untilMs, IndefiniteUntil for
+// an indefinite one.
+func lockTime(untilMs int64) time.Time {
+	if untilMs == IndefiniteMs {
+		return IndefiniteUntil
+	}
+	return time.UnixMilli(untilMs).UTC()
 }
 
 func newLockTable() *lockTable { return &lockTable{byAccount: make(map[uint64]lockEntry)} }
@@ -54,18 +77,36 @@ func (t *lockTable) lock(account uint64, untilMs int64, ruleID string) int64 {
 // unlock removes a lock (support verified the owner) and reports whether
 // there was one.
 func (t *lockTable) unlock(account uint64) bool {
-	_, ok := t.byAccount[account]
-	delete(t.byAccount, account)
+	_, ok := t.take(account)
 	return ok
+}
+
+// take removes a lock and returns it, expired or not; false when there
+// was none.
+func (t *lockTable) take(account uint64) (lockEntry, bool) {
+	e, ok := t.byAccount[account]
+	delete(t.byAccount, account)
+	return e, ok
 }
 
 // LockState is an account's lock in force, as the engine enforces it: what
 // support sees as "locked now" beside the stored history.
 type LockState struct {
-	// Until is when the lock ends, on the wall clock.
-	Until time.Time
+	// Until is when the lock ends, on the wall clock; zero for an
+	// indefinite lock.
+	Until time.Time `json:"until,omitzero"`
+	// Indefinite marks a lock without an end: only an unlock lifts it.
+	Indefinite bool `json:"indefinite,omitempty"`
 	// By is the rule id that locked, or "support:<token name>".
-	By string
+	By string `json:"by"`
+}
+
+// stateOf is the LockState of a lock entry.
+func stateOf(e lockEntry) LockState {
+	if e.untilMs == IndefiniteMs {
+		return LockState{Indefinite: true, By: e.ruleID}
+	}
+	return LockState{Until: time.UnixMilli(e.untilMs).UTC(), By: e.ruleID}
 }
 
 // LockState reports the lock in force on accountID now (the Scorer's wall
@@ -73,9 +114,8 @@ type LockState struct {
 // (Engine.Do), and drops the lock if it has expired.
 func (s *Scorer) LockState(accountID string) (LockState, bool) {
 	h := keyhash.String(accountID)
-	until, ok := s.locks.lockedUntil(h, s.now().UnixMilli())
-	if !ok {
+	if _, ok := s.locks.lockedUntil(h, s.now().UnixMilli()); !ok {
 		return LockState{}, false
 	}
-	return LockState{Until: time.UnixMilli(until).UTC(), By: s.locks.byAccount[h].ruleID}, true
+	return stateOf(s.locks.byAccount[h]), true
 }

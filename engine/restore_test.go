@@ -155,8 +155,8 @@ func TestRestoreAcrossAFeatureChange(t *testing.T) {
 		old := bytes.Clone(res.Data)
 		binary.LittleEndian.PutUint16(old[len(checkpointMagic):], checkpointVersion-1)
 		_, err := Restore(cfg, after, holderAfter, bytes.NewReader(old))
-		if !errors.Is(err, ErrCheckpointFormat) || !strings.Contains(err.Error(), "version 5, this build reads 6") {
-			t.Fatalf("restore of a version 5 checkpoint: %v", err)
+		if !errors.Is(err, ErrCheckpointFormat) || !strings.Contains(err.Error(), "version 6, this build reads 7") {
+			t.Fatalf("restore of a version 6 checkpoint: %v", err)
 		}
 	})
 

@@ -62,6 +62,10 @@ type Scorer struct {
 	// trial is set only on a Trial's Scorer: the feature values and
 	// account given with the test event being scored (see trial.go).
 	trial *trialOverride
+
+	// suppressed holds the rules support suppressed per account (see
+	// suppress.go): support's command, so one table for both worlds.
+	suppressed *suppressTable
 }
 
 // world is the state one rule set decides with beside the feature state:
@@ -110,13 +114,14 @@ func newScorer(cfg Config, set *features.Set, holder *rules.Holder, store *featu
 		store = set.NewStore()
 	}
 	return &Scorer{
-		world:   newWorld(cfg, holder),
-		store:   store,
-		set:     set,
-		eval:    rules.NewEvaluator(),
-		dec:     event.Decoder{MaxBytes: cfg.MaxEventBytes},
-		now:     cfg.Now,
-		maxSkew: cfg.MaxFutureSkew,
+		world:      newWorld(cfg, holder),
+		store:      store,
+		set:        set,
+		eval:       rules.NewEvaluator(),
+		dec:        event.Decoder{MaxBytes: cfg.MaxEventBytes},
+		now:        cfg.Now,
+		maxSkew:    cfg.MaxFutureSkew,
+		suppressed: newSuppressTable(),
 	}
 }
 
@@ -214,10 +219,10 @@ func (s *Scorer) score(raw []byte, pre *Decoded, src Source, d, td *Decision) er
 		}
 	}
 	if locked {
-		s.refuseLocked(d, until, eventKey, sum)
+		s.refuseLocked(d, account, until, eventKey, sum)
 		if td != nil {
 			tuntil, _ := s.twin.locks.lockedUntil(account, nowMs)
-			s.twin.refuseLocked(td, tuntil, eventKey, sum)
+			s.twin.refuseLocked(td, account, tuntil, eventKey, sum)
 		}
 		return nil
 	}
@@ -234,7 +239,7 @@ func (s *Scorer) score(raw []byte, pre *Decoded, src Source, d, td *Decision) er
 	// features and state) and decides only on paper: it locks nothing,
 	// alerts nothing and changes no state.
 	if cand := s.rules.LoadCandidate(); cand != nil {
-		s.decideCandidate(cand, d)
+		s.decideCandidate(cand, d, account, start)
 	}
 	if td != nil {
 		td.Late, td.LateFor = d.Late, append(td.LateFor, d.LateFor...)
@@ -253,9 +258,10 @@ func (d *Decision) begin(ev *event.Event, raw []byte, src Source, version string
 }
 
 // refuseLocked decides an event of an account locked until untilMs.
-func (w *world) refuseLocked(d *Decision, untilMs int64, eventKey uint64, sum uint32) {
+func (w *world) refuseLocked(d *Decision, account uint64, untilMs int64, eventKey uint64, sum uint32) {
 	d.Action, d.Reason = rules.Lock, ReasonAccountLocked
-	d.LockUntil = time.UnixMilli(untilMs).UTC()
+	d.LockUntil = lockTime(untilMs)
+	d.LockedBy = w.locks.byAccount[account].ruleID
 	w.dedupe.record(eventKey, rules.Lock, sum)
 }
 
@@ -265,6 +271,9 @@ func (w *world) refuseLocked(d *Decision, untilMs int64, eventKey uint64, sum ui
 func (s *Scorer) decide(w *world, rs *rules.RuleSet, d *Decision, account, eventKey uint64, sum uint32, start time.Time, warming uint64) {
 	ts := d.EventTS
 	s.eval.Eval(rs, &w.outcome)
+	// Rules support suppressed for the account do not count (wall clock,
+	// like locks): recorded in d.Suppressed, nothing more.
+	s.suppressed.filter(&w.outcome, account, start.UnixMilli(), &d.Suppressed)
 	for _, r := range w.outcome.Matched {
 		d.Matched = append(d.Matched, RuleHit{RuleID: r.ID, Action: r.Action, Score: r.Score})
 		if r.Alert != "" {
@@ -306,19 +315,25 @@ func (s *Scorer) decide(w *world, rs *rules.RuleSet, d *Decision, account, event
 		if lockFor <= 0 {
 			lockFor = DefaultLockFor
 		}
-		until := w.locks.lock(account, start.Add(lockFor).UnixMilli(), v.LockRule) // wall clock
-		d.LockUntil = time.UnixMilli(until).UTC()
+		untilMs := IndefiniteMs // lock_for: indefinite, until support unlocks
+		if lockFor != rules.LockIndefinite {
+			untilMs = start.Add(lockFor).UnixMilli() // wall clock
+		}
+		d.LockUntil = lockTime(w.locks.lock(account, untilMs, v.LockRule))
 	}
 	w.dedupe.record(eventKey, d.Action, sum)
 }
 
 // decideCandidate evaluates the candidate set on the Evaluator's current
-// env and records its verdict in d.Candidate.
-func (s *Scorer) decideCandidate(cand *rules.RuleSet, d *Decision) {
+// env and records its verdict in d.Candidate. The account's suppressed
+// rules do not count for the candidate either: it is compared with the
+// live decision on the same state.
+func (s *Scorer) decideCandidate(cand *rules.RuleSet, d *Decision, account uint64, start time.Time) {
 	if cand != s.candOf {
 		s.candOf, s.candVersion = cand, cand.Version.String()
 	}
 	s.eval.Eval(cand, &s.candOutcome)
+	s.suppressed.filter(&s.candOutcome, account, start.UnixMilli(), nil)
 	v := rules.Decide(s.candOutcome.Matched, cand.Thresholds)
 	d.Candidate.Version, d.Candidate.Action, d.Candidate.Score = s.candVersion, v.Action, v.Score
 	for _, r := range s.candOutcome.Matched {
@@ -385,7 +400,8 @@ func (s *Scorer) appendWarming(dst []string, r *rules.Rule, warming uint64) []st
 }
 
 // Lock locks an account until untilMs (wall-clock Unix milliseconds, on
-// the clock of Config.Now), as support or an external system asks. On a
+// the clock of Config.Now; IndefiniteMs for a lock only an unlock lifts),
+// as support or an external system asks. On a
 // Scorer with a twin it locks in both worlds: support acts on the account,
 // whatever rule set decides it.
 func (s *Scorer) Lock(accountID string, untilMs int64, by string) {
@@ -396,14 +412,74 @@ func (s *Scorer) Lock(accountID string, untilMs int64, by string) {
 	}
 }
 
-// Unlock lifts an account's lock (in both worlds, like Lock) and reports
-// whether there was one in the live world.
+// Unlock lifts an account's lock as UnlockAccount does and reports
+// whether there was one in force in the live world.
 func (s *Scorer) Unlock(accountID string) bool {
+	_, ok := s.UnlockAccount(accountID)
+	return ok
+}
+
+// Unlocked is what an unlock did.
+type Unlocked struct {
+	// Was is the lock lifted.
+	Was LockState
+	// Cleared lists the window features reset for the account: the
+	// locking rule's unlock_clears, in the rule's order; none for a
+	// support lock, a threshold's lock or a rule no longer loaded.
+	Cleared []string
+}
+
+// UnlockAccount lifts an account's lock (in both worlds, like Lock) and
+// undoes what made it: it resets the account's window features the
+// locking rule's unlock_clears names (in the live rule set), so that the
+// next event does not lock again on the old counts, and forgets the
+// locking rule's last alert to the account, so that the message of a
+// later lock is not throttled away. false when no lock was in force in
+// the live world; an expired entry is dropped then, and nothing reset.
+//
+// Feature state is one for both worlds, so it is reset as the live
+// world's lock says; each world forgets its own locking rule's alert.
+// Like Lock it runs on the owning shard (Engine.Do), between two events,
+// so a replay that unlocks at the same place decides the same.
+func (s *Scorer) UnlockAccount(accountID string) (Unlocked, bool) {
 	h := keyhash.String(accountID)
+	nowMs := s.now().UnixMilli()
 	if s.twin != nil && !s.mirrored {
-		s.twin.locks.unlock(h)
+		if e, ok := s.twin.locks.take(h); ok && nowMs < e.untilMs {
+			s.twin.forgetAlert(h, e.ruleID)
+		}
 	}
-	return s.locks.unlock(h)
+	e, ok := s.locks.take(h)
+	if !ok || nowMs >= e.untilMs {
+		return Unlocked{}, false
+	}
+	s.forgetAlert(h, e.ruleID)
+	out := Unlocked{Was: stateOf(e)}
+	rs := s.rules.Load()
+	if rs == nil {
+		return out, true
+	}
+	r := rs.Rule(e.ruleID)
+	if r == nil || r.Action != rules.Lock || len(r.UnlockClears) == 0 {
+		return out, true
+	}
+	idx := make([]int, 0, len(r.UnlockClears))
+	for _, name := range r.UnlockClears {
+		if i, ok := s.set.Index(name); ok {
+			idx = append(idx, i)
+			out.Cleared = append(out.Cleared, name)
+		}
+	}
+	s.store.ResetAccount(accountID, idx)
+	return out, true
+}
+
+// forgetAlert drops the alert throttle's entry of rule for account, so
+// that the rule's next alert to it goes out.
+func (w *world) forgetAlert(account uint64, ruleID string) {
+	if ruleID != "" {
+		delete(w.throttle.sent, alertKey{account, keyhash.String(ruleID)})
+	}
 }
 
 func (d *Decision) reset() {
@@ -416,6 +492,7 @@ func (d *Decision) reset() {
 		ThrottledAlerts: d.ThrottledAlerts[:0],
 		LateFor:         d.LateFor[:0],
 		Warming:         d.Warming[:0],
+		Suppressed:      d.Suppressed[:0],
 		Candidate:       CandidateOutcome{Matched: d.Candidate.Matched[:0]},
 	}
 }
@@ -436,6 +513,7 @@ func (d *Decision) Clone() *Decision {
 	c.ThrottledAlerts = append([]ThrottledAlert(nil), d.ThrottledAlerts...)
 	c.LateFor = append([]string(nil), d.LateFor...)                     // the Set's names, not the Scorer's buffers
 	c.Warming = append([]string(nil), d.Warming...)                     // likewise
+	c.Suppressed = append([]string(nil), d.Suppressed...)               // rule ids of a rule set, which may be dropped
 	c.Candidate.Matched = append([]string(nil), d.Candidate.Matched...) // rule ids of a candidate set, which may be dropped
 	return &c
 }

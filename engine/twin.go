@@ -51,6 +51,7 @@ func (s *Scorer) unmirror() {
 func (d *Decision) mirror(src *Decision, version string) {
 	m, sh, er, f, al, th, lf, w, cm := d.Matched[:0], d.Shadow[:0], d.Errored[:0], d.Features[:0], d.Alerts[:0],
 		d.ThrottledAlerts[:0], d.LateFor[:0], d.Warming[:0], d.Candidate.Matched[:0]
+	sup := d.Suppressed[:0]
 	*d = *src
 	d.Matched = append(m, src.Matched...)
 	d.Shadow = append(sh, src.Shadow...)
@@ -60,6 +61,7 @@ func (d *Decision) mirror(src *Decision, version string) {
 	d.ThrottledAlerts = append(th, src.ThrottledAlerts...)
 	d.LateFor = append(lf, src.LateFor...)
 	d.Warming = append(w, src.Warming...)
+	d.Suppressed = append(sup, src.Suppressed...)
 	d.RuleSetVersion = version
 	d.Candidate = CandidateOutcome{Matched: cm} // a draft beside the live set is the live world's alone
 }
@@ -146,6 +148,9 @@ func (s *Scorer) Split(now func() time.Time) (*Scorer, error) {
 		now:      now,
 		maxSkew:  s.maxSkew,
 		observed: s.observed, // so both sweep idle state at the same events
+		// Support's suppressions hold for both halves, as they did for
+		// both worlds.
+		suppressed: s.suppressed.clone(),
 	}
 	s.twin = nil
 	return o, nil

@@ -9,7 +9,8 @@
 //	- id: brute-force-lock
 //	  when: event.type == "login_failed" && f.failed_logins_15m >= 5
 //	  action: lock
-//	  lock_for: 30m
+//	  lock_for: 30m                          # or indefinite: until support unlocks
+//	  unlock_clears: [failed_logins_15m]     # reset by support's unlock
 //	  alert: "Your wallet was locked after repeated failed sign-ins."
 //	  code: auth.too_many_failed_logins     # what the decide answer tells
 //	  user_message: "Too many wrong passwords. Call us to unlock your wallet."
@@ -35,6 +36,10 @@
 // reported as *CompileError with the file, line and column. Rule examples
 // run at load time, reading the features they do not give at their values
 // on an account's first event; a failing example rejects the whole set.
+// A lock rule's unlock_clears names the window features grouped by
+// account that an unlock of its lock resets for the account (default: the
+// ones its when reads; [] for none); it may not name features of shared
+// entities (device, IP, payee), nor appear on other rules.
 // Lint reports every problem of a set instead of the first, and Diff
 // compares two sets of files.
 //

@@ -437,7 +437,7 @@ var typeChains = map[string]string{"type event.Event": "event", "type event.Devi
 
 // ruleKeys are the keys of a rule.
 var ruleKeys = []string{"id", "when", "action", "score", "lock_for", "alert", "description", "mode", "examples",
-	"code", "user_message", "category", "step_up"}
+	"code", "user_message", "category", "step_up", "unlock_clears"}
 
 // suggest adds "; did you mean X?" to a message about an unknown name
 // when one known name is close enough.

@@ -75,7 +75,7 @@ func TestLintReportsEveryProblemWhereItIs(t *testing.T) {
 auth.yaml:6:17: scam: unknown list "scam_payee" (want a file lists/scam_payee.txt); did you mean scam_payees?
 auth.yaml:6:56: scam: event has no field amout; did you mean amount?
 auth.yaml:7:11: scam: unknown action "blok": want one of allow, alert, review, challenge, block, lock
-auth.yaml:8:13: scam: lock_for must be a positive duration like 30m, not "soon"
+auth.yaml:8:13: scam: lock_for must be a positive duration like 30m, or indefinite, not "soon"
 auth.yaml:9:7: brute: duplicate id, first defined at auth.yaml:1
 auth.yaml:18:7: quiet: example 2: expected match, got no_match
 auth.yaml:20:7: quiet: example 3: expected match, got no_match

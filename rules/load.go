@@ -193,6 +193,8 @@ type parsedRule struct {
 	whenNode *yaml.Node
 	// the wallet keys, when the rule declares them
 	codeNode, messageNode, categoryNode, stepUpNode *yaml.Node
+	// unlockNode is the unlock_clears list, when the rule declares it.
+	unlockNode *yaml.Node
 }
 
 // resolveWallet checks the wallet keys against the rule's action and
@@ -312,7 +314,7 @@ func (c *compiler) parseRule(n *yaml.Node, file string) (*parsedRule, error) {
 	r := p.rule
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
-		if k.Value != "examples" && v.Kind != yaml.ScalarNode {
+		if k.Value != "examples" && k.Value != "unlock_clears" && v.Kind != yaml.ScalarNode {
 			return nil, p.errAt(v, "%s must be a single value", k.Value)
 		}
 		switch k.Value {
@@ -331,11 +333,20 @@ func (c *compiler) parseRule(n *yaml.Node, file string) (*parsedRule, error) {
 				return nil, p.errAt(v, "score must be an integer, not %q", v.Value)
 			}
 		case "lock_for":
+			if v.Value == "indefinite" {
+				r.LockFor = LockIndefinite
+				continue
+			}
 			d, err := time.ParseDuration(v.Value)
 			if err != nil || d <= 0 {
-				return nil, p.errAt(v, "lock_for must be a positive duration like 30m, not %q", v.Value)
+				return nil, p.errAt(v, "lock_for must be a positive duration like 30m, or indefinite, not %q", v.Value)
 			}
 			r.LockFor = d
+		case "unlock_clears":
+			if v.Kind != yaml.SequenceNode {
+				return nil, p.errAt(v, "unlock_clears must be a list of window features, e.g. [failed_logins_15m]")
+			}
+			p.unlockNode = v
 		case "alert":
 			r.Alert = v.Value
 		case "code":
@@ -397,7 +408,59 @@ func (c *compiler) parseRule(n *yaml.Node, file string) (*parsedRule, error) {
 	if err := c.compileRule(p); err != nil {
 		return nil, err
 	}
+	if err := c.unlockClears(p); err != nil {
+		return nil, err
+	}
 	return p, nil
+}
+
+// MaxUnlockClears bounds the features one rule's unlock_clears names (an
+// account has at most features.MaxWindows window features anyway).
+const MaxUnlockClears = 64
+
+// unlockClears checks a lock rule's unlock_clears, or works out its
+// default: the window features grouped by account that its when reads.
+// It runs after compileRule, which lists the features the rule reads.
+func (c *compiler) unlockClears(p *parsedRule) error {
+	r := p.rule
+	byAccount := func(name string) bool {
+		af, ok := c.feats.(AccountFeatures)
+		return ok && af.ByAccount(name)
+	}
+	if p.unlockNode == nil {
+		if r.Action != Lock {
+			return nil
+		}
+		for _, name := range r.Features {
+			if _, ok := c.feats.Index(name); ok && byAccount(name) {
+				r.UnlockClears = append(r.UnlockClears, name)
+			}
+		}
+		return nil
+	}
+	if r.Action != Lock {
+		return p.errAt(p.unlockNode, "unlock_clears is only for action lock, not %s", r.Action)
+	}
+	if len(p.unlockNode.Content) > MaxUnlockClears {
+		return p.errAt(p.unlockNode, "unlock_clears names %d features, at most %d", len(p.unlockNode.Content), MaxUnlockClears)
+	}
+	r.UnlockClears = make([]string, 0, len(p.unlockNode.Content))
+	for _, n := range p.unlockNode.Content {
+		if n.Kind != yaml.ScalarNode {
+			return p.errAt(n, "unlock_clears must be a list of window feature names")
+		}
+		if _, ok := c.feats.Index(n.Value); !ok {
+			return p.errAt(n, "unlock_clears: unknown feature f.%s (only window features can be reset)", n.Value)
+		}
+		if !byAccount(n.Value) {
+			return p.errAt(n, "unlock_clears: feature %s is not grouped by account; only the account's own window features can be reset (device, IP and payee ones are shared with other accounts)", n.Value)
+		}
+		if slices.Contains(r.UnlockClears, n.Value) {
+			return p.errAt(n, "unlock_clears names %s twice", n.Value)
+		}
+		r.UnlockClears = append(r.UnlockClears, n.Value)
+	}
+	return nil
 }
 
 // exprPos translates a rune offset inside the when string into a file line

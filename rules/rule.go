@@ -2,6 +2,7 @@ package rules
 
 import (
 	"fmt"
+	"math"
 	"sync/atomic"
 	"time"
 
@@ -100,8 +101,16 @@ type Rule struct {
 	Action Action
 	// Score is added to the decision's score on a match.
 	Score int
-	// LockFor is how long a lock action locks the account.
+	// LockFor is how long a lock action locks the account; LockIndefinite
+	// (lock_for: indefinite) when the lock lasts until support unlocks.
 	LockFor time.Duration
+	// UnlockClears lists the window features grouped by account that an
+	// unlock of this rule's lock resets (unlock_clears), so that the
+	// account is not locked again by the next event that the old counts
+	// would push over the line. When the rule does not declare it: the
+	// window features grouped by account its when reads. Empty for rules
+	// other than lock rules, and when declared as [].
+	UnlockClears []string
 	// Alert is the notification sent to the user out of band on a match
 	// (alerts topic, webhooks, live stream), subject to the alert
 	// throttle. It is not what the wallet shows on its own screen: that is
@@ -296,6 +305,19 @@ type RuleSet struct {
 	// inListFn caches the in_list func bound to this set; evaluators on
 	// several shards may form it at once, hence atomic.
 	inListFn atomic.Pointer[func(string, string) bool]
+}
+
+// LockIndefinite is the LockFor of a rule with lock_for: indefinite: its
+// lock has no end; support's unlock lifts it. It is the longest duration,
+// so the policy's longest-lock choice prefers it to any other.
+const LockIndefinite = time.Duration(math.MaxInt64)
+
+// AccountFeatures is what a FeatureIndex also implements when it can tell
+// which window features are grouped by account (*features.Set does): the
+// only ones unlock_clears may name, since the others (by device, IP,
+// payee) are shared with other accounts.
+type AccountFeatures interface {
+	ByAccount(name string) bool
 }
 
 // Rule returns the rule with the given id, or nil.

@@ -11,8 +11,9 @@ import (
 	"riskd/internal/backoff"
 )
 
-// ReadActions returns the lock and unlock commands on the actions topic
-// since a time (by the records' Kafka timestamps), in each account's order.
+// ReadActions returns the lock and unlock commands, and support's
+// suppress and unsuppress commands, on the actions topic since a time (by
+// the records' Kafka timestamps), in each account's order.
 //
 // Why: support's locks and unlocks are made on the owning shard and
 // published here at once, but reach the engine's saved state only with the
@@ -114,11 +115,37 @@ func readRange(ctx context.Context, brokers []string, topic string, partition in
 			return nil, fmt.Errorf("actions topic %s/%d at %d: %w", topic, partition, from, err)
 		}
 		var a ActionRecord
-		if json.Unmarshal(m.Value, &a) == nil && a.AccountID != "" && (a.Type == "lock" || a.Type == "unlock") {
+		if json.Unmarshal(m.Value, &a) == nil && a.AccountID != "" && (a.Type == "lock" || a.Type == "unlock" ||
+			(a.RuleID != "" && (a.Type == ActionSuppress || a.Type == ActionUnsuppress))) {
 			out = append(out, a)
 		}
 		if m.Offset+1 >= end {
 			return out, nil
 		}
 	}
+}
+
+// Types of support's suppression commands on the actions topic.
+const (
+	ActionSuppress   = "suppress"
+	ActionUnsuppress = "unsuppress"
+)
+
+// PublishSuppression publishes support's suppress or unsuppress command
+// (a.Type ActionSuppress or ActionUnsuppress, a.RuleID set) on the actions
+// topic, keyed by account like every command there, with id as its
+// de-duplication key. Unlike PublishAction it notifies no webhook
+// subscriber: a suppression changes what riskd decides, not the account's
+// state, and subscribers take alerts, locks and unlocks only. It is on the
+// topic so that a restart applies it again (ReadActions), like a lock.
+func (p *Pipeline) PublishSuppression(ctx context.Context, a ActionRecord, id string) error {
+	if (a.Type != ActionSuppress && a.Type != ActionUnsuppress) || a.RuleID == "" || a.AccountID == "" {
+		return fmt.Errorf("streams: publish suppression: type %q, account %q, rule %q: want suppress or unsuppress of a rule for an account",
+			a.Type, a.AccountID, a.RuleID)
+	}
+	msg, err := p.cfg.Topics.actionMessage(a, id)
+	if err != nil {
+		return err
+	}
+	return p.publish(ctx, []kafka.Message{msg})
 }

@@ -114,7 +114,9 @@ type AlertRecord struct {
 }
 
 // ActionRecord is a command for the wallet's account service on the
-// actions topic: lock (until a time) or unlock.
+// actions topic: lock (until a time) or unlock; or support's suppress
+// (a rule for the account, until a time) or unsuppress, which riskd
+// re-applies at a restart (ReadActions).
 type ActionRecord struct {
 	Type      string    `json:"type"` // "lock" or "unlock"
 	AccountID string    `json:"account_id"`
@@ -122,6 +124,21 @@ type ActionRecord struct {
 	Reason    string    `json:"reason"`
 	EventID   string    `json:"event_id,omitempty"`
 	At        time.Time `json:"at"`
+	// Indefinite marks a lock without an end (Until is then absent):
+	// only an unlock lifts it.
+	Indefinite bool `json:"indefinite,omitempty"`
+	// Actor is who locked or unlocked through the API ("api:<token
+	// name>"); empty for a rule's lock.
+	Actor string `json:"actor,omitempty"`
+	// Verification is how support verified the owner's identity before
+	// an unlock (api.VerificationMethods).
+	Verification string `json:"verification,omitempty"`
+	// Cleared lists the account's window features an unlock reset.
+	Cleared []string `json:"cleared,omitempty"`
+	// RuleID is the rule of a "suppress" or "unsuppress" command: support
+	// suppressed it for the account (until Until) or lifted that early.
+	// Consumers that act on locks only ignore these two types.
+	RuleID string `json:"rule_id,omitempty"`
 }
 
 func ruleIDs(hits []engine.RuleHit) []string {

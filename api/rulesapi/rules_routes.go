@@ -106,7 +106,9 @@ func viewRule(r *rules.Rule, full bool) ruleView {
 		v.When, v.Alert, v.Features = r.When, r.Alert, r.Features
 		w := r.Wallet
 		v.Wallet = &walletView{Code: w.Code, Category: w.Category, StepUp: w.StepUp, UserMessage: w.UserMessage}
-		if r.LockFor > 0 {
+		if r.LockFor == rules.LockIndefinite {
+			v.LockFor = "indefinite"
+		} else if r.LockFor > 0 {
 			v.LockFor = r.LockFor.String()
 		}
 	}

@@ -19,7 +19,8 @@ import (
 const maxPage = 1000
 
 // runAccountShow prints an account's timeline: the engine's live lock
-// state on top, then one row per entry, newest first.
+// state and the rules suppressed for the account on top, then one row per
+// entry, newest first.
 func runAccountShow(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("riskctl account show", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -85,6 +86,10 @@ func writeTimeline(w io.Writer, id string, tl *api.TimelineResponse) error {
 	} else {
 		fmt.Fprintf(w, "account %s: not locked now\n", id)
 	}
+	for _, sup := range tl.Suppressions {
+		fmt.Fprintf(w, "rule %s SUPPRESSED for this account until %s UTC, by %s\n", sup.RuleID,
+			sup.Until.UTC().Format(time.DateTime), sup.By)
+	}
 	fmt.Fprintf(w, "period %s to %s UTC, %d entries, newest first\n\n", tl.From.UTC().Format(time.DateTime),
 		tl.To.UTC().Format(time.DateTime), len(tl.Entries))
 	if len(tl.Entries) > 0 {
@@ -142,6 +147,14 @@ func summary(e api.TimelineEntry) string {
 		return fmt.Sprintf("%s by %s: %s", until, e.Actor, oneLine(e.Reason))
 	case "unlock":
 		return fmt.Sprintf("by %s: %s", e.Actor, oneLine(e.Reason))
+	case "suppress":
+		return fmt.Sprintf("rule %s suppressed until %s by %s: %s", e.RuleID, e.Until.UTC().Format(time.DateTime), e.Actor, oneLine(e.Reason))
+	case "lift":
+		s := fmt.Sprintf("rule %s suppression lifted by %s", e.RuleID, e.Actor)
+		if e.Reason != "" {
+			s += ": " + oneLine(e.Reason)
+		}
+		return s
 	case "label":
 		s := e.Label + " (" + e.Source
 		if e.LabelledBy != "" {

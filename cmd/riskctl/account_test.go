@@ -196,10 +196,10 @@ func TestAccountLockAndUnlockReachTheEngine(t *testing.T) {
 		t.Errorf("after the lock, show printed:\n%s", out.String())
 	}
 	out.Reset()
-	if err := runAccount(t.Context(), []string{"unlock", "acct-x", "--reason", "owner verified by video call"}, &out, &errOut); err != nil {
+	if err := runAccount(t.Context(), []string{"unlock", "acct-x", "--reason", "owner verified by video call", "--verified-by", "video_call"}, &out, &errOut); err != nil {
 		t.Fatalf("account unlock: %v\n%s", err, errOut.String())
 	}
-	if want := "acct-x unlocked by api:carla: owner verified by video call\n"; out.String() != want {
+	if want := "acct-x unlocked by api:carla (verified: video_call; lock by support:carla; nothing reset): owner verified by video call\n"; out.String() != want {
 		t.Errorf("unlock printed %q, want %q", out.String(), want)
 	}
 	out.Reset()
@@ -209,9 +209,41 @@ func TestAccountLockAndUnlockReachTheEngine(t *testing.T) {
 	if strings.Contains(out.String(), "LOCKED now") {
 		t.Errorf("after the unlock, show printed:\n%s", out.String())
 	}
-	for _, args := range [][]string{{"lock", "--reason", "r", "acct-x"}, {"lock", "--for", "2h", "acct-x"}, {"unlock", "--reason", "r"}} {
+	for _, args := range [][]string{{"lock", "--reason", "r", "acct-x"}, {"lock", "--for", "2h", "acct-x"}, {"unlock", "--reason", "r"},
+		{"unlock", "--reason", "r", "acct-x"}, {"lock", "--for", "2h", "--indefinite", "--reason", "r", "acct-x"}} {
 		if err := runAccount(t.Context(), args, &out, &errOut); codeOf(err) != 2 {
 			t.Errorf("%v: %v, want exit 2", args, err)
 		}
+	}
+	// Not locked any more: exit 4; never seen: exit 3; a method riskd
+	// does not know: its 400, exit 1.
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"unlock", "--reason", "r", "--verified-by", "video_call", "acct-x"}, 4, "account unlock acct-x: not locked now, nothing to unlock: riskd answered 409 Conflict: account acct-x: account is not locked"},
+		{[]string{"unlock", "--reason", "r", "--verified-by", "video_call", "acct-nobody"}, 3, "account unlock acct-nobody: no such account (riskd has stored nothing of it): riskd answered 404 Not Found: account acct-nobody: unknown account: nothing stored and not locked"},
+		{[]string{"unlock", "--reason", "r", "--verified-by", "a_hunch", "acct-x"}, 1, "account unlock acct-x: riskd answered 400 Bad Request: verification: required, how the owner's identity was verified: one of id_document, video_call, security_questions, in_branch, sms_otp"},
+	} {
+		err := runAccount(t.Context(), c.args, &out, &errOut)
+		if codeOf(err) != c.code || err.Error() != c.want {
+			t.Errorf("%v: %v (exit %d)\nwant %s (exit %d)", c.args, err, codeOf(err), c.want, c.code)
+		}
+	}
+	// An indefinite lock: no end, shown as such.
+	out.Reset()
+	if err := runAccount(t.Context(), []string{"lock", "--indefinite", "--reason", "account takeover under investigation", "acct-x"}, &out, &errOut); err != nil {
+		t.Fatalf("account lock --indefinite: %v\n%s", err, errOut.String())
+	}
+	if want := "acct-x locked until unlocked (no end) by api:carla: account takeover under investigation\n"; out.String() != want {
+		t.Errorf("indefinite lock printed %q, want %q", out.String(), want)
+	}
+	out.Reset()
+	if err := runAccount(t.Context(), []string{"show", "acct-x"}, &out, &errOut); err != nil {
+		t.Fatalf("account show: %v\n%s", err, errOut.String())
+	}
+	if !strings.Contains(out.String(), "account acct-x: LOCKED now, without end, by support:carla") {
+		t.Errorf("after the indefinite lock, show printed:\n%s", out.String())
 	}
 }

@@ -36,6 +36,8 @@ var accountCommands = []subcommand{
 	{"show", "an account's timeline: events, decisions with rules and features, alerts, locks, labels", runAccountShow},
 	{"lock", "lock an account for a while, with the reason (support)", runAccountLock},
 	{"unlock", "unlock an account once its owner is verified, with the reason (support)", runAccountUnlock},
+	{"suppress", "stop one rule from counting for an account for a while, with the reason (support, analyst)", runAccountSuppress},
+	{"unsuppress", "let a suppressed rule count again for an account before the end (support, analyst)", runAccountUnsuppress},
 }
 
 func runAccount(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -57,7 +57,9 @@ type daemon struct {
 	// it: the watcher publishes only a directory that differs from it.
 	rulesDirHash string
 	notifier     *notify.Notifier
-	state        *engine.StateReporter
+	// webhooks manages the alert subscribers added through the API.
+	webhooks *api.WebhookService
+	state    *engine.StateReporter
 	// httpCtx is the base of every request's context; it ends when
 	// shutdown begins, so long-lived alert streams close promptly.
 	httpCtx    context.Context
@@ -167,6 +169,16 @@ func startDaemon(ctx context.Context, cfg Config, log *slog.Logger) (d *daemon, 
 	engCfg := d.engCfg
 	d.notifier, err = d.newNotifier()
 	if err != nil {
+		return d, err
+	}
+	// The subscribers added through the API, stored in ClickHouse, are
+	// added before the notifier runs.
+	var configHooks []string
+	for _, w := range cfg.Notify.Webhooks {
+		configHooks = append(configHooks, w.Name)
+	}
+	d.webhooks = api.NewWebhookService(d.store, d.notifier, configHooks, time.Now, d.log)
+	if err := d.webhooks.Load(ctx); err != nil {
 		return d, err
 	}
 	pipeCfg := streams.Config{
@@ -435,9 +447,11 @@ func (d *daemon) prepareHTTP() error {
 		OnTimeout: d.onTimeout, MaxBody: int64(d.cfg.Engine.MaxEventBytes), Rules: d.holder}, d.reg))
 	d.api.Handle(api.AccountRoutes(api.NewLockService(d.eng, d.store, d.pipe, time.Now))...)
 	d.api.Handle(api.TimelineRoutes(d.store, api.NewLockService(d.eng, d.store, d.pipe, time.Now), time.Now)...)
+	d.api.Handle(api.SuppressionRoutes(api.NewSuppressionService(d.eng, d.store, d.pipe, d.holder, time.Now))...)
 	d.api.Handle(api.CaseRoutes(d.store, time.Now)...)
 	d.api.Handle(d.rulesAPI.Routes()...)
 	d.api.Handle(api.AlertStreamRoute(d.notifier.StreamHandler()))
+	d.api.Handle(d.webhooks.Routes()...)
 	if d.cfg.HTTP.Pprof {
 		// Profiles expose internals and cost CPU: admin tokens only.
 		for _, p := range []struct {

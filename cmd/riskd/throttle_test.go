@@ -136,11 +136,12 @@ func TestAlertFloodIsThrottledOnEveryOutput(t *testing.T) {
 	}
 	kafkatest.Produce(t, e.addr, e.payments, msgs...)
 
-	// Brute force: five failed logins lock acct-bf; support unlocks it; a
-	// sixth failed login a second later locks it again.
+	// Brute force: five failed logins lock acct-bf; support unlocks it,
+	// which resets the failed-login count and the lock rule's alert
+	// throttle; five more lock it again, and the user is told again.
 	const bf = "acct-bf"
 	var logins []kafka.Message
-	for i := range 6 {
+	for i := range 10 {
 		logins = append(logins, ev(fmt.Sprintf("bf-%d", i), "login_failed", bf, baseTS+int64(i)*1000,
 			`,"ip":"198.51.100.9","device":{"id":"dev-bf"}`))
 	}
@@ -149,13 +150,17 @@ func TestAlertFloodIsThrottledOnEveryOutput(t *testing.T) {
 	if d := e.decision(t, "bf-4"); d.Action != "lock" {
 		t.Fatalf("fifth failed login: %+v, want a lock", d)
 	}
-	if code, body := c.Do(api.RoleSupport, "POST", "/v1/accounts/"+bf+"/unlock", map[string]string{"reason": "owner verified by phone"}); code != 200 {
+	if code, body := c.Do(api.RoleSupport, "POST", "/v1/accounts/"+bf+"/unlock",
+		map[string]string{"reason": "owner verified by phone", "verification": "security_questions"}); code != 200 {
 		t.Fatalf("unlock: %d %s", code, body)
 	}
-	kafkatest.Produce(t, e.addr, e.accountEvents, logins[5])
-	e.waitStored(t, flood+2+6)
-	if d := e.decision(t, "bf-5"); d.Action != "lock" || d.Reason == "account_locked" {
-		t.Fatalf("sixth failed login after the unlock: %+v, want a new lock", d)
+	kafkatest.Produce(t, e.addr, e.accountEvents, logins[5:]...)
+	e.waitStored(t, flood+2+10)
+	if d := e.decision(t, "bf-5"); d.Action == "lock" {
+		t.Fatalf("sixth failed login after the unlock: %+v, want no lock (the unlock reset the count)", d)
+	}
+	if d := e.decision(t, "bf-9"); d.Action != "lock" || d.Reason == "account_locked" {
+		t.Fatalf("fifth failed login after the unlock: %+v, want a new lock", d)
 	}
 
 	// The alerts topic.
@@ -172,8 +177,8 @@ func TestAlertFloodIsThrottledOnEveryOutput(t *testing.T) {
 		t.Fatalf("%s: %d scam-payee alerts on %s: %v\nwant one per 10m window: %v", acct, len(got), e.alerts, head(got), wantScam)
 	}
 	checkOnePerWindow(t, e, topic.of(acct, notify.KindAlert))
-	if got := filterRule(topic.of(bf, notify.KindAlert), "brute-force-lock"); len(got) != 1 {
-		t.Errorf("%s: brute-force-lock alerts %v, want one for two locks 1s apart", bf, got)
+	if got := filterRule(topic.of(bf, notify.KindAlert), "brute-force-lock"); len(got) != 2 {
+		t.Errorf("%s: brute-force-lock alerts %v, want one per lock: the unlock opens the throttle again", bf, got)
 	}
 	var locks int
 	for _, m := range kafkatest.ReadAll(t, e.addr, e.actions, 2, waitLong) {
@@ -219,7 +224,7 @@ func TestAlertFloodIsThrottledOnEveryOutput(t *testing.T) {
 	for _, a := range []string{acct, bf} {
 		want[a+"/"+notify.KindAlert] = topic.of(a, notify.KindAlert)
 	}
-	want[bf+"/"+notify.KindLock] = []string{"lock acct-bf bf-4 brute-force-lock", "lock acct-bf bf-5 brute-force-lock"}
+	want[bf+"/"+notify.KindLock] = []string{"lock acct-bf bf-4 brute-force-lock", "lock acct-bf bf-9 brute-force-lock"}
 	for name, got := range map[string]*notes{"webhook": &hooks, "live stream": &stream} {
 		deadline := time.Now().Add(waitLong)
 		for {

@@ -138,12 +138,15 @@ func authorize(req *http.Request, role api.Role) {
 // role, and cmd/riskd checks that every route the daemon serves has a row,
 // so a route added anywhere without a row here fails a test.
 var RouteRoles = map[string][]api.Role{
-	"POST /v1/decide":                {api.RoleHook},
-	"POST /v1/accounts/{id}/lock":    {api.RoleSupport},
-	"POST /v1/accounts/{id}/unlock":  {api.RoleSupport},
-	"GET /v1/accounts/{id}/locks":    {api.RoleSupport, api.RoleViewer},
-	"GET /v1/accounts/{id}/timeline": {api.RoleAnalyst, api.RoleSupport, api.RoleViewer},
-	"GET /v1/decisions":              {api.RoleAnalyst, api.RoleSupport, api.RoleViewer},
+	"POST /v1/decide":                              {api.RoleHook},
+	"POST /v1/accounts/{id}/lock":                  {api.RoleSupport},
+	"POST /v1/accounts/{id}/unlock":                {api.RoleSupport},
+	"GET /v1/accounts/{id}/locks":                  {api.RoleSupport, api.RoleViewer},
+	"POST /v1/accounts/{id}/suppressions":          {api.RoleSupport, api.RoleAnalyst},
+	"GET /v1/accounts/{id}/suppressions":           {api.RoleSupport, api.RoleAnalyst, api.RoleViewer},
+	"DELETE /v1/accounts/{id}/suppressions/{rule}": {api.RoleSupport, api.RoleAnalyst},
+	"GET /v1/accounts/{id}/timeline":               {api.RoleAnalyst, api.RoleSupport, api.RoleViewer},
+	"GET /v1/decisions":                            {api.RoleAnalyst, api.RoleSupport, api.RoleViewer},
 
 	"GET /v1/rules":                           {api.RoleAnalyst, api.RoleSupport, api.RoleViewer},
 	"GET /v1/rules/{id}":                      {api.RoleAnalyst, api.RoleSupport, api.RoleViewer},
@@ -173,4 +176,14 @@ var RouteRoles = map[string][]api.Role{
 	"GET /v1/cases/{id}":        {api.RoleSupport, api.RoleAnalyst},
 	"POST /v1/cases/{id}/take":  {api.RoleSupport, api.RoleAnalyst},
 	"POST /v1/cases/{id}/close": {api.RoleSupport, api.RoleAnalyst},
+
+	// Alert subscribers (api/webhooks.go): admin only.
+	"GET /v1/webhooks":                            {},
+	"POST /v1/webhooks":                           {},
+	"PATCH /v1/webhooks/{name}":                   {},
+	"DELETE /v1/webhooks/{name}":                  {},
+	"POST /v1/webhooks/{name}/rotate-secret":      {},
+	"GET /v1/webhooks/{name}/parked":              {},
+	"POST /v1/webhooks/{name}/parked/{id}/resend": {},
+	"POST /v1/webhooks/{name}/parked/resend":      {},
 }

@@ -167,6 +167,7 @@ var migrations = []migration{
 	{9, "add labels.labelled_by and note", migrationLabelsByNote},
 	{10, "add decisions.candidate_*", migrationDecisionsCandidate},
 	{11, "create cases", migrationCases},
+	{12, "create account_suppressions", migrationAccountSuppressions},
 }
 
 // migrationDone holds, by version, for each migration whose statement
@@ -263,3 +264,25 @@ const migrationCases = `CREATE TABLE IF NOT EXISTS {db}.cases (
 ) ENGINE = ReplacingMergeTree(version)
 PARTITION BY toYYYYMM(event_time)
 ORDER BY (account_id, event_time, event_id)`
+
+// migrationAccountSuppressions: account_suppressions is the audit trail
+// of support's per-account rule suppressions (suppress a rule for one
+// account until a time) and their early lifts. time and ts_ms are when
+// support acted; until and until_ms when a suppression ends (the epoch
+// for a lift). Keyed like account_locks: two actions on one account and
+// rule within a second stay two rows, a retried write (same request id)
+// collapses.
+const migrationAccountSuppressions = `CREATE TABLE IF NOT EXISTS {db}.account_suppressions (
+	account_id String,
+	time       DateTime,
+	ts_ms      Int64,
+	rule_id    String,
+	action     String,
+	until      DateTime,
+	until_ms   Int64,
+	reason     String,
+	actor      String,
+	request_id String
+) ENGINE = ReplacingMergeTree()
+PARTITION BY toYYYYMM(time)
+ORDER BY (account_id, time, ts_ms, rule_id, action, request_id)`

@@ -43,8 +43,30 @@ const migrationAuditLog = `CREATE TABLE IF NOT EXISTS {db}.audit_log (
 PARTITION BY toYYYYMM(at)
 ORDER BY (at, at_ms, actor, action, object, old_version, new_version)`
 
+// migrationWebhookSubscribers: webhook_subscribers holds the alert
+// subscribers managed through the API (those of the config file are not
+// stored), one row per change, the highest version of a name winning; a
+// removal is a row with deleted = 1 (a tombstone), so a restart loads what
+// the API last said. secret is the HMAC key riskd signs with: it has to be
+// readable by riskd, so it is stored as is and protected like the
+// database's other contents; the API never shows it after creation or
+// rotation. Small (at most a few hundred rows), hence no partitions.
+const migrationWebhookSubscribers = `CREATE TABLE IF NOT EXISTS {db}.webhook_subscribers (
+	name       String,
+	url        String,
+	kinds      Array(String),
+	secret     String,
+	paused     UInt8,
+	deleted    UInt8,
+	version    UInt64,
+	updated_at DateTime,
+	updated_by String
+) ENGINE = ReplacingMergeTree(version)
+ORDER BY name`
+
 // adminMigrations run after migrations; Version starts at 101.
 var adminMigrations = []migration{
 	{101, "create ruleset_versions", migrationRuleSetVersions},
 	{102, "create audit_log", migrationAuditLog},
+	{103, "create webhook_subscribers", migrationWebhookSubscribers},
 }

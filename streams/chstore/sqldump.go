@@ -106,6 +106,10 @@ var (
 	sampleDecided = sampleEventTS.Add(1500 * time.Millisecond)     // 12:00:01.5
 	sampleLockEnd = sampleEventTS.Add(30 * time.Minute)
 	sampleUnlock  = sampleEventTS.Add(10 * time.Minute)
+	// sampleSuppress and sampleLift are support's suppression of a rule
+	// for acct-1 and its lift.
+	sampleSuppress = sampleEventTS.Add(15 * time.Minute)
+	sampleLift     = sampleEventTS.Add(20 * time.Minute)
 	// sampleSpanFrom and sampleSpanTo bound the backtest reads: an hour
 	// either side of the sample's event time, in Unix ms.
 	sampleSpanFrom = sampleEventTS.Add(-time.Hour).UnixMilli()
@@ -165,6 +169,16 @@ var sampleWrites = []struct {
 		return s.WriteLock(ctx, LockRow{AccountID: "acct-1", Action: "unlock", Reason: "owner verified",
 			Actor: "support:agent-17", At: sampleUnlock, RequestID: "req-9"})
 	}},
+	// Support suppresses scam-payee for acct-1 for 72h, then lifts it.
+	{"WriteSuppression", func(ctx context.Context, s *Store) error {
+		return s.WriteSuppression(ctx, SuppressionRow{AccountID: "acct-1", RuleID: "scam-payee", Action: SuppressionSuppress,
+			Until: sampleSuppress.Add(72 * time.Hour), Reason: "known payee of the customer", Actor: "api:alice",
+			At: sampleSuppress, RequestID: "suppress-1"})
+	}},
+	{"WriteSuppression lift", func(ctx context.Context, s *Store) error {
+		return s.WriteSuppression(ctx, SuppressionRow{AccountID: "acct-1", RuleID: "scam-payee", Action: SuppressionLift,
+			Reason: "payee reported again", Actor: "api:bob", At: sampleLift, RequestID: "unsuppress-2"})
+	}},
 	{"WriteRuleSetVersion", func(ctx context.Context, s *Store) error {
 		return s.WriteRuleSetVersion(ctx, RuleSetVersionRow{Seq: 3, Hash: "abcdef1234567890",
 			Files: map[string]string{"auth.yaml": "- id: brute-force-lock"}, Author: "alice",
@@ -178,6 +192,28 @@ var sampleWrites = []struct {
 		return s.WriteWebhookDeadLetter(ctx, WebhookDeadLetter{Subscriber: "sms", NotificationID: 7, Kind: "alert",
 			AccountID: "acct-1", EventID: "ev-1", RuleID: "scam-payee", Body: `{"event_id":"ev-1"}`, Attempts: 5,
 			LastError: "HTTP 503: busy", ParkedAt: sampleUnlock})
+	}},
+	// A second parked notification of sms, then resent: the marker row
+	// replaces it, so the dead-letter reads below still find only id 7.
+	{"WriteWebhookDeadLetter to be resent", func(ctx context.Context, s *Store) error {
+		return s.WriteWebhookDeadLetter(ctx, sampleResent)
+	}},
+	{"MarkWebhookDeadLetterResent", func(ctx context.Context, s *Store) error {
+		return s.MarkWebhookDeadLetterResent(ctx, sampleResent, sampleUnlock.Add(time.Minute), "admin-token")
+	}},
+	// The API-managed subscriber crm, paused at version 2 (its version 1
+	// is written after it, and loses), and old, removed.
+	{"WriteWebhookSubscriber", func(ctx context.Context, s *Store) error {
+		return s.WriteWebhookSubscriber(ctx, WebhookSubscriberRow{Name: "crm", URL: "https://crm.internal/riskd",
+			Kinds: []string{"alert", "lock"}, Secret: "00ff", Paused: true, Version: 2, UpdatedAt: sampleUnlock, UpdatedBy: "admin-token"})
+	}},
+	{"WriteWebhookSubscriber older version", func(ctx context.Context, s *Store) error {
+		return s.WriteWebhookSubscriber(ctx, WebhookSubscriberRow{Name: "crm", URL: "https://old.internal/riskd",
+			Secret: "00ff", Version: 1, UpdatedAt: sampleEventTS, UpdatedBy: "admin-token"})
+	}},
+	{"WriteWebhookSubscriber removal", func(ctx context.Context, s *Store) error {
+		return s.WriteWebhookSubscriber(ctx, WebhookSubscriberRow{Name: "old", URL: "https://old.internal/riskd",
+			Secret: "00ff", Deleted: true, Version: 5, UpdatedAt: sampleUnlock, UpdatedBy: "admin-token"})
 	}},
 	// WriteLabels' insert (its look-ups are reads, below): an analyst's
 	// label of ev-1, later than the engine's, so it replaces it.
@@ -208,6 +244,11 @@ var sampleStoredCase = strings.Join([]string{
 	CaseID("acct-2", "ev-2"), "ev-2", "acct-2", "payment", "1795521600000", "1795521601500", "40", "score_threshold", "[]",
 	"3-abcdef12", "closed", "bob", "1795522200000", "inconclusive", "owner not reachable", "bob", "1795522260000", "3",
 }, "\t")
+
+// sampleResent is a parked notification of sms that a resend delivered.
+var sampleResent = WebhookDeadLetter{Subscriber: "sms", NotificationID: 8, Kind: "lock", AccountID: "acct-1",
+	EventID: "ev-1", RuleID: "brute-force-lock", Body: `{"event_id":"ev-1"}`, Attempts: 10,
+	LastError: "HTTP 500", ParkedAt: sampleUnlock}
 
 // sampleReads are the read paths with the rows the sample implies.
 var sampleReads = []struct {
@@ -266,6 +307,14 @@ var sampleReads = []struct {
 	{name: "WebhookDeadLetters", ordered: true, expect: []string{
 		`sms	7	alert	acct-1	ev-1	scam-payee	{"event_id":"ev-1"}	5	HTTP 503: busy	2026-11-24 12:10:00`},
 		read: func(ctx context.Context, s *Store) error { _, err := s.WebhookDeadLetters(ctx, "sms", 10); return err }},
+	{name: "WebhookDeadLetter", expect: []string{
+		`sms	7	alert	acct-1	ev-1	scam-payee	{"event_id":"ev-1"}	5	HTTP 503: busy	2026-11-24 12:10:00`},
+		read: func(ctx context.Context, s *Store) error { _, _, err := s.WebhookDeadLetter(ctx, "sms", 7); return err }},
+	{name: "WebhookDeadLetterCounts", ordered: true, expect: []string{"sms\t1"},
+		read: func(ctx context.Context, s *Store) error { _, err := s.WebhookDeadLetterCounts(ctx); return err }},
+	{name: "WebhookSubscribers", ordered: true, expect: []string{
+		"crm\thttps://crm.internal/riskd\t['alert','lock']\t00ff\t1\t2\t2026-11-24 12:10:00\tadmin-token"},
+		read: func(ctx context.Context, s *Store) error { _, err := s.WebhookSubscribers(ctx); return err }},
 	// Backtest reads (backtest.go), over the hour around the sample.
 	{name: "CountEvents", ordered: true, expect: []string{"60\t2"},
 		read: func(ctx context.Context, s *Store) error {
@@ -305,6 +354,20 @@ var sampleReads = []struct {
 		"acct-1\tunlock\towner verified\t1970-01-01 00:00:00\tsupport:agent-17\t1795522200000\treq-9"},
 		read: func(ctx context.Context, s *Store) error {
 			_, err := s.SupportLocks(ctx, sampleSpanFrom, sampleSpanTo, 10)
+			return err
+		}},
+	{name: "SupportSuppressions", ordered: true, expect: []string{
+		"acct-1\tscam-payee\tsuppress\t1795781700000\tknown payee of the customer\tapi:alice\t1795522500000\tsuppress-1",
+		"acct-1\tscam-payee\tlift\t0\tpayee reported again\tapi:bob\t1795522800000\tunsuppress-2"},
+		read: func(ctx context.Context, s *Store) error {
+			_, err := s.SupportSuppressions(ctx, sampleSpanFrom, sampleSpanTo, 10)
+			return err
+		}},
+	{name: "SuppressionHistory", ordered: true, expect: []string{
+		"scam-payee\tlift\t0\tpayee reported again\tapi:bob\t1795522800000\tunsuppress-2",
+		"scam-payee\tsuppress\t1795781700000\tknown payee of the customer\tapi:alice\t1795522500000\tsuppress-1"},
+		read: func(ctx context.Context, s *Store) error {
+			_, err := s.SuppressionHistory(ctx, "acct-1", 10)
 			return err
 		}},
 	// Labels (labels.go): WriteLabels' look-ups of events by id and by
@@ -407,6 +470,19 @@ var sampleReads = []struct {
 		"ev-1\t1795521600000\tfraud\tchargeback\talice\tcard holder disputed\t2026-11-24 12:10:00"},
 		read: func(ctx context.Context, s *Store) error {
 			_, err := s.timelineLabels(ctx, sampleTimeline(Cursor{}), 11)
+			return err
+		}},
+	{name: "Timeline suppressions", ordered: true, expect: []string{
+		"lift\tunsuppress-2\t1795522800000\tscam-payee\tpayee reported again\t0\tapi:bob",
+		"suppress\tsuppress-1\t1795522500000\tscam-payee\tknown payee of the customer\t1795781700000\tapi:alice"},
+		read: func(ctx context.Context, s *Store) error {
+			_, err := s.timelineSuppressions(ctx, sampleTimeline(Cursor{}), 11)
+			return err
+		}},
+	{name: "Timeline suppressions after the lift", ordered: true, expect: []string{
+		"suppress\tsuppress-1\t1795522500000\tscam-payee\tknown payee of the customer\t1795781700000\tapi:alice"},
+		read: func(ctx context.Context, s *Store) error {
+			_, err := s.timelineSuppressions(ctx, sampleTimeline(Cursor{TS: sampleLift.UnixMilli(), Kind: KindLift, A: "unsuppress-2"}), 11)
 			return err
 		}},
 	// ev-1 is the lock that a shadow rule also matched.

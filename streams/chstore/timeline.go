@@ -38,17 +38,21 @@ const (
 
 // Timeline entry kinds, in the order entries of one millisecond are listed
 // newest first: a label, an unlock or a lock a decision caused are shown
-// above the decision.
+// above the decision; support's suppressions and lifts (account_suppressions)
+// above all.
 const (
 	KindDecision = "decision"
 	KindAlert    = "alert"
 	KindLock     = "lock"
 	KindUnlock   = "unlock"
 	KindLabel    = "label"
+	KindSuppress = SuppressionSuppress
+	KindLift     = SuppressionLift
 )
 
 // kindRank orders kinds within one millisecond (higher first).
-var kindRank = map[string]int{KindDecision: 1, KindAlert: 2, KindLock: 3, KindUnlock: 4, KindLabel: 5}
+var kindRank = map[string]int{KindDecision: 1, KindAlert: 2, KindLock: 3, KindUnlock: 4, KindLabel: 5,
+	KindSuppress: 6, KindLift: 7}
 
 // ErrBadCursor is returned (wrapped) for a Before cursor that no page gave.
 var ErrBadCursor = &QueryError{Msg: "before: not a cursor from a previous page's next"}
@@ -104,7 +108,8 @@ func ParseCursor(s string) (Cursor, error) {
 }
 
 // Entry is one item of a timeline: a decision (with its event), an alert
-// sent, a lock or unlock, or a label. Fields a kind does not use are zero.
+// sent, a lock or unlock, a label, or a suppression or its lift. Fields a
+// kind does not use are zero.
 type Entry struct {
 	Kind string
 	// TS is the entry's time, Unix ms: the event's time for decisions,
@@ -114,16 +119,19 @@ type Entry struct {
 	// Decision is set for KindDecision.
 	Decision *StoredDecision
 	// AccountID and EventID name the account and the event the entry is
-	// about (for support's locks, EventID is the request id).
+	// about (for support's locks and for suppressions, EventID is the
+	// request id).
 	AccountID string
 	EventID   string
-	// RuleID (alerts) is the rule that raised the alert; Message the text
-	// the user was sent; Action the decision's action.
+	// RuleID (alerts) is the rule that raised the alert, (suppressions)
+	// the rule suppressed or lifted; Message the text the user was sent;
+	// Action the decision's action.
 	RuleID  string
 	Message string
 	Action  string
-	// Reason, Until and Actor describe a lock or unlock: Until is zero
-	// when it has no end (and for unlocks); Actor is "engine" or who.
+	// Reason, Until and Actor describe a lock or unlock, or a suppression
+	// or lift: Until is zero when it has no end (and for unlocks and
+	// lifts); Actor is "engine" or who.
 	Reason string
 	Until  time.Time
 	Actor  string
@@ -215,9 +223,10 @@ func checkPeriod(from, to time.Time, bound time.Duration) error {
 }
 
 // Timeline reads one page of an account's timeline: its decisions (each
-// with its event type), the alerts it was sent, its locks and unlocks and
-// its labels, merged newest first. Each kind is one query reading at most
-// Limit+1 rows after the cursor, so a page costs four bounded reads.
+// with its event type), the alerts it was sent, its locks and unlocks, its
+// labels and its rule suppressions and lifts, merged newest first. Each
+// table is one query reading at most Limit+1 rows after the cursor, so a
+// page costs five bounded reads.
 func (s *Store) Timeline(ctx context.Context, q TimelineQuery) (Page, error) {
 	limit, err := pageLimit(q.Limit)
 	if err != nil {
@@ -234,7 +243,7 @@ func (s *Store) Timeline(ctx context.Context, q TimelineQuery) (Page, error) {
 		func(ctx context.Context, q TimelineQuery, n int) ([]Entry, error) {
 			return s.searchDecisions(ctx, DecisionQuery{AccountID: q.AccountID, From: q.From, To: q.To, Before: q.Before}, n)
 		},
-		s.timelineAlerts, s.timelineLocks, s.timelineLabels,
+		s.timelineAlerts, s.timelineLocks, s.timelineLabels, s.timelineSuppressions,
 	}
 	for _, read := range reads {
 		es, err := read(ctx, q, limit+1)
@@ -436,6 +445,39 @@ func (s *Store) timelineLabels(ctx context.Context, q TimelineQuery, n int) ([]E
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("labels: %w", err)
+	}
+	return out, nil
+}
+
+// timelineSuppressions reads up to n of the account's suppressions and
+// lifts after q.Before, at the time support acted. Like timelineLocks,
+// each kind gets its own cursor filter.
+func (s *Store) timelineSuppressions(ctx context.Context, q TimelineQuery, n int) ([]Entry, error) {
+	f, args := timelineSpan("time", "ts_ms", q.From, q.To)
+	sf, sa := afterFilter(KindSuppress, q.Before, "ts_ms", "request_id", "")
+	lf, la := afterFilter(KindLift, q.Before, "ts_ms", "request_id", "")
+	// Lifts rank above suppressions within a millisecond: 'lift' < 'suppress'.
+	sql := "SELECT action, request_id, ts_ms, rule_id, reason, until_ms, actor FROM " + s.table("account_suppressions") +
+		" FINAL WHERE account_id = ?" + f + " AND ((action = 'suppress'" + sf + ") OR (action = 'lift'" + lf + "))" +
+		" ORDER BY ts_ms DESC, action, request_id DESC LIMIT ?"
+	all := append(append(append(append([]any{q.AccountID}, args...), sa...), la...), uint64(n))
+	rows, err := s.conn.Query(ctx, sql, all...)
+	if err != nil {
+		return nil, fmt.Errorf("suppressions: %w", err)
+	}
+	defer rows.Close()
+	var out []Entry
+	for rows.Next() {
+		e := Entry{AccountID: q.AccountID}
+		var untilMs int64
+		if err := rows.Scan(&e.Kind, &e.EventID, &e.TS, &e.RuleID, &e.Reason, &untilMs, &e.Actor); err != nil {
+			return nil, fmt.Errorf("suppressions: %w", err)
+		}
+		e.Until = msTime(untilMs)
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("suppressions: %w", err)
 	}
 	return out, nil
 }

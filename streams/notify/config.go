@@ -97,7 +97,8 @@ type DeadLetters interface {
 
 // Config sets up a Notifier. Zero values take the defaults given per field.
 type Config struct {
-	// Subscribers are the webhook endpoints.
+	// Subscribers are the webhook endpoints known at start (the config
+	// file's); Add and Remove change the set while the Notifier runs.
 	Subscribers []Subscriber
 	// QueueSize bounds the notifications waiting per subscriber (default
 	// 10000), split evenly across its workers. When a worker's share is
@@ -162,23 +163,12 @@ func (c Config) Validate() error {
 	names := map[string]bool{}
 	for i, s := range c.Subscribers {
 		key := fmt.Sprintf("subscribers[%d]", i)
-		switch {
-		case s.Name == "":
-			bad(key+".name", "empty; every subscriber needs a name for metrics and dead letters")
-		case names[s.Name]:
+		if s.Name != "" && names[s.Name] {
 			bad(key+".name", "%q is used twice", s.Name)
 		}
 		names[s.Name] = true
-		if u, err := url.Parse(s.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			bad(key+".url", "%q is not an http(s) URL", s.URL)
-		}
-		for _, k := range s.Kinds {
-			if !slices.Contains(kinds, k) {
-				bad(key+".kinds", "unknown kind %q; want alert, lock or unlock", k)
-			}
-		}
-		if s.Secret == "" {
-			bad(key+".secret", "empty; deliveries are signed, set a shared secret")
+		if err := validateSubscriber(key, s); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	for _, d := range []struct {
@@ -204,6 +194,38 @@ func (c Config) Validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// MaxURLLength bounds a subscriber's URL.
+const MaxURLLength = 2048
+
+// validateSubscriber checks one subscriber, naming keys under key
+// ("subscribers[2]"), as Validate and Add word them.
+func validateSubscriber(key string, s Subscriber) error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("notify.%s.%s: "+format, append([]any{key, field}, args...)...))
+	}
+	if s.Name == "" {
+		bad("name", "empty; every subscriber needs a name for metrics and dead letters")
+	}
+	if len(s.URL) > MaxURLLength {
+		bad("url", "%d characters, over the limit of %d", len(s.URL), MaxURLLength)
+	} else if u, err := url.Parse(s.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		bad("url", "%q is not an http(s) URL", s.URL)
+	}
+	for _, k := range s.Kinds {
+		if !slices.Contains(kinds, k) {
+			bad("kinds", "unknown kind %q; want alert, lock or unlock", k)
+		}
+	}
+	if s.Secret == "" {
+		bad("secret", "empty; deliveries are signed, set a shared secret")
+	}
+	return errors.Join(errs...)
+}
+
+// Kinds lists the notification kinds, for validating subscriptions.
+func Kinds() []string { return slices.Clone(kinds) }
 
 func (c Config) withDefaults() Config {
 	setInt := func(v *int, def int) {

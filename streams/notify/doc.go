@@ -41,6 +41,18 @@
 // the ClickHouse table webhook_dead_letters (through Config.DeadLetters)
 // and the account's next notification proceeds.
 //
+// # Subscribers at run time
+//
+// Add, Update, SetPaused and Remove change the subscribers while the
+// Notifier runs (api.WebhookService stores and audits them). Each
+// subscriber's workers run under a context of their own: Remove cancels
+// it, abandons the attempt in flight and what was queued (counted, not
+// parked), and returns once the workers have ended. Update applies a new
+// URL, kinds or secret from the next attempt. A paused subscriber's
+// notifications are parked (LastError "paused: ...") in order, not held in
+// memory, and Resend delivers a parked one on request with the current
+// secret and its original id.
+//
 // # Verifying a delivery
 //
 // Receivers check every request before acting on it (Verify does this in

@@ -40,6 +40,14 @@ func Sign(secret []byte, t time.Time, body []byte) string {
 	return "t=" + ts + ",v1=" + hex.EncodeToString(mac(secret, ts, body))
 }
 
+// Fingerprint identifies a secret without revealing it: the first 8 hex
+// digits of its SHA-256, shown by the API so an operator can tell which
+// secret a receiver holds.
+func Fingerprint(secret []byte) string {
+	sum := sha256.Sum256(secret)
+	return hex.EncodeToString(sum[:4])
+}
+
 func mac(secret []byte, ts string, body []byte) []byte {
 	h := hmac.New(sha256.New, secret)
 	h.Write([]byte(ts))

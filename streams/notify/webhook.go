@@ -45,6 +45,10 @@ func (n *Notifier) deliver(ctx context.Context, s *subscriber, item queued) {
 			s.count(OutcomeAbandoned, &s.abandoned)
 			return
 		}
+		if s.paused.Load() {
+			n.park(ctx, s, item.n, tries, pausedError)
+			return
+		}
 		tries++
 		last = n.post(ctx, s, item.n)
 		if last.ok {
@@ -82,16 +86,17 @@ func (n *Notifier) deliver(ctx context.Context, s *subscriber, item queued) {
 //     and would hold up the account's later notifications for nothing. It
 //     is parked after this one attempt, for an operator to fix and replay.
 func (n *Notifier) post(ctx context.Context, s *subscriber, note Notification) attempt {
+	conf := s.conf.Load()
 	actx, cancel := context.WithTimeout(ctx, n.cfg.AttemptTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(actx, http.MethodPost, s.URL, bytes.NewReader(note.Body))
+	req, err := http.NewRequestWithContext(actx, http.MethodPost, conf.URL, bytes.NewReader(note.Body))
 	if err != nil {
 		return attempt{permanent: true, err: "build request: " + err.Error()}
 	}
 	h := req.Header
 	h.Set("Content-Type", "application/json")
 	h.Set("User-Agent", "riskd-webhook/1")
-	h.Set(HeaderSignature, Sign(s.secret, n.cfg.Now(), note.Body))
+	h.Set(HeaderSignature, Sign(conf.secret, n.cfg.Now(), note.Body))
 	h.Set(HeaderDelivery, strconv.FormatUint(note.ID, 10))
 	h.Set(HeaderEvent, note.Kind)
 	resp, err := n.client.Do(req)
@@ -130,23 +135,23 @@ func (n *Notifier) park(ctx context.Context, s *subscriber, note Notification, t
 	if n.cfg.DeadLetters == nil {
 		s.count(OutcomeParked, &s.parked)
 		n.log.Warn("notify: webhook gave up; no dead-letter store configured, notification dropped",
-			"subscriber", s.Name, "id", note.ID, "kind", note.Kind, "account", note.AccountID,
+			"subscriber", s.name, "id", note.ID, "kind", note.Kind, "account", note.AccountID,
 			"event_id", note.EventID, "attempts", tries, "last_error", lastErr)
 		return
 	}
 	row := DeadLetter{
-		Subscriber: s.Name, NotificationID: note.ID, Kind: note.Kind, AccountID: note.AccountID,
+		Subscriber: s.name, NotificationID: note.ID, Kind: note.Kind, AccountID: note.AccountID,
 		EventID: note.EventID, RuleID: note.RuleID, Body: string(note.Body), Attempts: uint32(tries),
 		LastError: lastErr, ParkedAt: n.cfg.Now(),
 	}
 	if err := n.cfg.DeadLetters.WriteWebhookDeadLetter(ctx, row); err != nil {
 		s.count(OutcomeAbandoned, &s.abandoned)
 		n.log.Error("notify: could not park a webhook notification; it is lost for this subscriber",
-			"subscriber", s.Name, "id", note.ID, "account", note.AccountID, "event_id", note.EventID, "err", err)
+			"subscriber", s.name, "id", note.ID, "account", note.AccountID, "event_id", note.EventID, "err", err)
 		return
 	}
 	s.count(OutcomeParked, &s.parked)
 	n.log.Warn("notify: webhook gave up; notification parked in webhook_dead_letters",
-		"subscriber", s.Name, "id", note.ID, "kind", note.Kind, "account", note.AccountID,
+		"subscriber", s.name, "id", note.ID, "kind", note.Kind, "account", note.AccountID,
 		"event_id", note.EventID, "attempts", tries, "last_error", lastErr)
 }

@@ -1,0 +1,55 @@
+package features
+
+import "riskd/internal/keyhash"
+
+// ByAccount reports whether name is a window feature grouped by account
+// (by: account_id): the features whose state is the account's own, which
+// an unlock may reset. Features of other groups (device, IP, payee) are
+// shared with other accounts and are never reset for one of them.
+func (s *Set) ByAccount(name string) bool {
+	i, ok := s.index[name]
+	return ok && s.accGroup >= 0 && s.feats[i].group == s.accGroup
+}
+
+// ResetAccount forgets the window state of the given features (slots in
+// Values.Windows) for one account: their next read counts only events
+// observed after the reset. It is what an unlock does to the counters
+// that caused the lock, so that one more failed sign-in does not lock
+// the account again at once. Only features grouped by account are reset;
+// other slots in feats are ignored, since their entities (a device, an
+// IP, a payee) are shared with other accounts. It returns how many items
+// it dropped. The items kept stay in their order, so the state after a
+// reset is a function of the events and the reset alone.
+func (st *Store) ResetAccount(accountID string, feats []int) int {
+	s := st.set
+	if s.accGroup < 0 || accountID == "" {
+		return 0
+	}
+	var mask uint64
+	for _, i := range feats {
+		if i >= 0 && i < len(s.feats) && s.feats[i].group == s.accGroup {
+			mask |= 1 << i
+		}
+	}
+	if mask == 0 {
+		return 0
+	}
+	a := st.accounts.get(keyhash.String(accountID))
+	if a == nil || !a.hasWin {
+		return 0
+	}
+	items := a.win.items
+	k := 0
+	for j := range items {
+		if mask&(1<<(items[j].fn>>24)) != 0 {
+			continue
+		}
+		if k != j {
+			items[k] = items[j]
+		}
+		k++
+	}
+	clear(items[k:])
+	a.win.items = items[:k]
+	return len(items) - k
+}
