@@ -148,10 +148,23 @@ func TestUnlockAnswersAndAudit(t *testing.T) {
 			if d.Reason != "owner verified in branch" || d.Verification != "in_branch" || d.LockedBy != "support:support-token" {
 				t.Errorf("unlock's audit detail: %s", r.Detail)
 			}
+		case "account.unlock_refused":
+			if !strings.Contains(r.Detail, `"refused"`) {
+				t.Errorf("refused unlock's audit detail: %s", r.Detail)
+			}
 		}
 	}
-	if !slices.Equal(audited, []string{"account.lock", "account.unlock"}) {
-		t.Errorf("audit_log for acct-aud: %v, want account.lock then account.unlock (refused calls change nothing)", audited)
+	if !slices.Equal(audited, []string{"account.lock", "account.unlock", "account.unlock_refused"}) {
+		t.Errorf("audit_log for acct-aud: %v, want account.lock, account.unlock, then the refused second unlock", audited)
+	}
+	var refusedUnknown int
+	for _, r := range rows {
+		if r.Object == "acct-never-seen" && r.Action == "account.unlock_refused" && strings.Contains(r.Detail, "in_branch") {
+			refusedUnknown++
+		}
+	}
+	if refusedUnknown != 1 {
+		t.Errorf("the refused unlock of an unknown account is audited %d times, want once", refusedUnknown)
 	}
 
 	// The live stream replays its buffer to a client it does not know;

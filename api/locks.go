@@ -68,10 +68,18 @@ func (a *LockService) Unlock(ctx context.Context, req LockRequest) (LockEvent, e
 		if err != nil {
 			return LockEvent{}, fmt.Errorf("unlock %s: %w", req.AccountID, err)
 		}
+		refusal := ErrNotLocked
 		if !known {
-			return LockEvent{}, ErrAccountUnknown
+			refusal = ErrAccountUnknown
 		}
-		return LockEvent{}, ErrNotLocked
+		// Audited too, as refused rule changes are: an unlock tried on
+		// the wrong account is worth seeing.
+		detail, _ := json.Marshal(auditDetail{Reason: req.Reason, Verification: req.Verification, Refused: refusal.Error()})
+		if err := a.store.WriteAudit(ctx, chstore.AuditRow{At: at, Actor: req.Actor.Name, Role: string(req.Actor.Role),
+			Action: "account.unlock_refused", Object: req.AccountID, Detail: string(detail)}); err != nil {
+			return LockEvent{}, fmt.Errorf("unlock %s: audit: %w", req.AccountID, err)
+		}
+		return LockEvent{}, refusal
 	}
 	cleared := u.Cleared
 	if cleared == nil {
@@ -90,7 +98,9 @@ type auditDetail struct {
 	Indefinite   bool      `json:"indefinite,omitempty"`
 	LockedBy     string    `json:"locked_by,omitempty"`
 	Cleared      []string  `json:"cleared,omitempty"`
-	RequestID    string    `json:"request_id"`
+	RequestID    string    `json:"request_id,omitempty"`
+	// Refused says why an unlock changed nothing (account.unlock_refused).
+	Refused string `json:"refused,omitempty"`
 }
 
 // record stores the change in account_locks and audit_log and tells the
