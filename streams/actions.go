@@ -76,9 +76,7 @@ func readActionsOnce(ctx context.Context, brokers []string, topic string, since 
 	}
 	var out []ActionRecord
 	for _, po := range res.Topics[topic] {
-		if po.Error != nil {
-			return nil, fmt.Errorf("actions topic %s/%d: %w", topic, po.Partition, po.Error)
-		}
+		end := ends[topicPartition{topic, po.Partition}]
 		// A query by time is answered in Offsets (kafka-go leaves First and
 		// LastOffset at -1): the first offset at or after since.
 		from := int64(-1)
@@ -87,11 +85,22 @@ func readActionsOnce(ctx context.Context, brokers []string, topic string, since 
 				from = off
 			}
 		}
-		end := ends[topicPartition{topic, po.Partition}]
+		if po.Error != nil {
+			// A broker that cannot answer the time query (the embedded one
+			// was seen answering UNKNOWN_SERVER_ERROR on every retry): read
+			// the partition from its start and keep the records since then.
+			// The topic holds commands only, so this stays small.
+			recs, err := readAllSince(ctx, brokers, client, topic, po.Partition, end, since)
+			if err != nil {
+				return nil, fmt.Errorf("%w (after the time query failed: %w)", err, po.Error)
+			}
+			out = append(out, recs...)
+			continue
+		}
 		if from < 0 || from >= end {
 			continue // nothing since then
 		}
-		recs, err := readRange(ctx, brokers, topic, po.Partition, from, end)
+		recs, err := readRange(ctx, brokers, topic, po.Partition, from, end, time.Time{}) // from is since's: keep all
 		if err != nil {
 			return nil, err
 		}
@@ -100,8 +109,24 @@ func readActionsOnce(ctx context.Context, brokers []string, topic string, since 
 	return out, nil
 }
 
-// readRange reads the action records at offsets [from, end) of one partition.
-func readRange(ctx context.Context, brokers []string, topic string, partition int, from, end int64) ([]ActionRecord, error) {
+// readAllSince reads a whole partition up to end and keeps the records
+// whose Kafka timestamp is since or later: the time query's answer, found
+// the long way.
+func readAllSince(ctx context.Context, brokers []string, client *kafka.Client, topic string, partition int, end int64, since time.Time) ([]ActionRecord, error) {
+	starts, err := listOffsets(ctx, client, []partitionState{{topic: topic, partition: partition}}, kafka.FirstOffsetOf)
+	if err != nil {
+		return nil, fmt.Errorf("actions topic %s/%d: start: %w", topic, partition, err)
+	}
+	from := starts[topicPartition{topic, partition}]
+	if from < 0 || from >= end {
+		return nil, nil
+	}
+	return readRange(ctx, brokers, topic, partition, from, end, since)
+}
+
+// readRange reads the action records at offsets [from, end) of one
+// partition, keeping those whose Kafka timestamp is not before after.
+func readRange(ctx context.Context, brokers []string, topic string, partition int, from, end int64, after time.Time) ([]ActionRecord, error) {
 	r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: topic, Partition: partition,
 		MinBytes: 1, MaxBytes: 8 << 20, MaxWait: 100 * time.Millisecond})
 	defer r.Close()
@@ -115,7 +140,7 @@ func readRange(ctx context.Context, brokers []string, topic string, partition in
 			return nil, fmt.Errorf("actions topic %s/%d at %d: %w", topic, partition, from, err)
 		}
 		var a ActionRecord
-		if json.Unmarshal(m.Value, &a) == nil && a.AccountID != "" && (a.Type == "lock" || a.Type == "unlock" ||
+		if !m.Time.Before(after) && json.Unmarshal(m.Value, &a) == nil && a.AccountID != "" && (a.Type == "lock" || a.Type == "unlock" ||
 			(a.RuleID != "" && (a.Type == ActionSuppress || a.Type == ActionUnsuppress))) {
 			out = append(out, a)
 		}

@@ -60,7 +60,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("chstore: open %s: %w", cfg.Addr, redact(err, cfg.Password))
 	}
-	s := &Store{conn: conn, cfg: cfg, log: cfg.Logger}
+	s := &Store{conn: reconnecting{conn}, cfg: cfg, log: cfg.Logger}
 	s.rec.window, s.rec.active = cfg.RecoveryWindow, cfg.RecoveryWindow > 0
 	if err := conn.Ping(ctx); err != nil {
 		conn.Close()
