@@ -45,6 +45,10 @@ const (
 	// keep a sort under about a gigabyte.
 	sliceRows      = 2_000_000
 	firstSliceRows = 100_000
+	// maxReservedAccounts bounds the account table sized up front (about
+	// 200 bytes an account, 2 GB at the bound): past it the table grows
+	// as accounts come.
+	maxReservedAccounts = 10_000_000
 	// progressEvery is how many events pass between Progress calls.
 	progressEvery = 8192
 )
@@ -236,7 +240,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("backtest: %w", err)
 	}
-	accounts = min(accounts+accounts/16, total) // uniq is an estimate
+	accounts = min(accounts+accounts/16, total, maxReservedAccounts) // uniq is an estimate
 
 	a := newAccumulator(cfg, fromMs, toMs)
 	a.rep.WarmupFrom, a.rep.Warmup = time.UnixMilli(warmFrom).UTC(), warmup
