@@ -2,12 +2,15 @@ package chstore_test
 
 import (
 	"errors"
+	"fmt"
+	"math"
 	"slices"
 	"testing"
 	"time"
 
 	"riskd/engine"
 	"riskd/internal/chtest"
+	"riskd/rules"
 	"riskd/streams/chstore"
 )
 
@@ -73,6 +76,41 @@ func TestBacktestReads(t *testing.T) {
 		if g.Action != ds[i].Action.String() || g.DecidedAtMs != ds[i].DecidedAt.UnixMilli() || !slices.Equal(g.MatchedRules, ruleIDs(ds[i].Matched)) {
 			t.Errorf("%s: got %s %v at %d, want the original %s %v at %d", g.EventID, g.Action, g.MatchedRules, g.DecidedAtMs,
 				ds[i].Action, ruleIDs(ds[i].Matched), ds[i].DecidedAt.UnixMilli())
+		}
+	}
+
+	// The text and values come through as stored, whatever they hold.
+	odd := []float64{0, math.Copysign(0, -1), 0.1, 1.0 / 3, 1e-300, 5e-324, math.MaxFloat64, math.NaN(), math.Inf(1), math.Inf(-1), 256, 1 << 56}
+	d := ds[5].Clone()
+	d.EventID, d.EventTS, d.Action = "bt-odd", base.Add(2*time.Minute).UnixMilli(), rules.Block // past the span read below
+	d.RuleSetVersion = "v:1,2"
+	d.Matched = []engine.RuleHit{{RuleID: "a:b,c", Action: rules.Block}, {RuleID: "", Action: rules.Alert}, {RuleID: "12:x", Action: rules.Alert}}
+	d.Shadow = nil
+	d.Features = nil
+	for i, v := range odd {
+		d.Features = append(d.Features, engine.FeatureValue{Name: fmt.Sprintf("f%d", i), Value: v})
+	}
+	if err := st.WriteDecisions(t.Context(), []*engine.Decision{d}); err != nil {
+		t.Fatal(err)
+	}
+	var oddGot []chstore.ReplayDecision
+	if err := st.ReplayDecisions(t.Context(), d.EventTS, d.EventTS+1, func(r chstore.ReplayDecision) error { oddGot = append(oddGot, r); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(oddGot) != 1 {
+		t.Fatalf("%d decisions at %d, want 1", len(oddGot), d.EventTS)
+	}
+	g := oddGot[0]
+	if g.Action != "block" || g.RuleSetVersion != d.RuleSetVersion || !slices.Equal(g.MatchedRules, ruleIDs(d.Matched)) || g.ShadowRules != nil {
+		t.Errorf("read back %q %q %q %q, want block %q %q and no shadow rules", g.Action, g.RuleSetVersion, g.MatchedRules, g.ShadowRules, d.RuleSetVersion, ruleIDs(d.Matched))
+	}
+	if len(g.FeatureNames) != len(odd) || len(g.FeatureValues) != len(odd) {
+		t.Fatalf("read back %d names and %d values, want %d", len(g.FeatureNames), len(g.FeatureValues), len(odd))
+	}
+	for i, v := range odd {
+		if g.FeatureNames[i] != d.Features[i].Name || math.Float64bits(g.FeatureValues[i]) != math.Float64bits(v) {
+			t.Errorf("feature %d read back as %s=%v (%#x), want %s=%v (%#x)", i, g.FeatureNames[i], g.FeatureValues[i],
+				math.Float64bits(g.FeatureValues[i]), d.Features[i].Name, v, math.Float64bits(v))
 		}
 	}
 
