@@ -14,9 +14,10 @@ import (
 )
 
 // LockService is the Accounts of a riskd instance: it carries out
-// support's locks and unlocks on the owning shard (so the account's next
-// event sees them), in the audit table, and on the actions topic for the
-// wallet's account service.
+// support's locks and unlocks on the owning shard at a place in the stream
+// (streams.Pipeline.Command: the account's next event sees them, and a
+// restart applies them again there), in the audit table, and on the
+// actions topic for the wallet's account service.
 type LockService struct {
 	eng   *engine.Engine
 	store *chstore.Store
@@ -42,13 +43,13 @@ func (a *LockService) Lock(ctx context.Context, req LockRequest) (LockEvent, err
 		until = at.Add(req.For)
 		untilMs = until.UnixMilli()
 	}
-	err := a.eng.Do(ctx, req.AccountID, func(s *engine.Scorer) {
+	pos, err := a.pipe.Command(ctx, req.AccountID, func(s *engine.Scorer) {
 		s.Lock(req.AccountID, untilMs, "support:"+req.Actor.Name)
 	})
 	if err != nil {
 		return LockEvent{}, fmt.Errorf("lock %s: %w", req.AccountID, err)
 	}
-	return a.record(ctx, req, LockEvent{Action: "lock", At: at, Until: until, Indefinite: req.Indefinite})
+	return a.record(ctx, req, LockEvent{Action: "lock", At: at, Until: until, Indefinite: req.Indefinite}, pos)
 }
 
 // Unlock lifts the lock in force on req.AccountID and resets what its
@@ -59,7 +60,7 @@ func (a *LockService) Unlock(ctx context.Context, req LockRequest) (LockEvent, e
 	at := a.now().UTC()
 	var u engine.Unlocked
 	var locked bool
-	err := a.eng.Do(ctx, req.AccountID, func(s *engine.Scorer) { u, locked = s.UnlockAccount(req.AccountID) })
+	pos, err := a.pipe.Command(ctx, req.AccountID, func(s *engine.Scorer) { u, locked = s.UnlockAccount(req.AccountID) })
 	if err != nil {
 		return LockEvent{}, fmt.Errorf("unlock %s: %w", req.AccountID, err)
 	}
@@ -86,7 +87,7 @@ func (a *LockService) Unlock(ctx context.Context, req LockRequest) (LockEvent, e
 		cleared = []string{} // the answer says "none" rather than leaving it out
 	}
 	return a.record(ctx, req, LockEvent{Action: "unlock", At: at, Verification: req.Verification,
-		LockedBy: u.Was.By, Cleared: cleared})
+		LockedBy: u.Was.By, Cleared: cleared}, pos)
 }
 
 // auditDetail is the detail of an account.lock or account.unlock row in
@@ -105,8 +106,9 @@ type auditDetail struct {
 
 // record stores the change in account_locks and audit_log and tells the
 // account service and webhook subscribers (actions topic); each is
-// retried by its writer until ctx ends. ev holds the action's own fields.
-func (a *LockService) record(ctx context.Context, req LockRequest, ev LockEvent) (LockEvent, error) {
+// retried by its writer until ctx ends. ev holds the action's own fields,
+// pos its place in the stream.
+func (a *LockService) record(ctx context.Context, req LockRequest, ev LockEvent, pos streams.Position) (LockEvent, error) {
 	id := requestID(ev.Action)
 	actor := "api:" + req.Actor.Name
 	ev.AccountID, ev.Reason, ev.Actor, ev.EventID = req.AccountID, req.Reason, actor, id
@@ -126,7 +128,7 @@ func (a *LockService) record(ctx context.Context, req LockRequest, ev LockEvent)
 		return LockEvent{}, fmt.Errorf("%s %s: audit: %w", ev.Action, req.AccountID, err)
 	}
 	rec := streams.ActionRecord{Type: ev.Action, AccountID: req.AccountID, Until: ev.Until, Reason: req.Reason, At: ev.At,
-		Indefinite: ev.Indefinite, Actor: actor, Verification: ev.Verification, Cleared: ev.Cleared}
+		Indefinite: ev.Indefinite, Actor: actor, Verification: ev.Verification, Cleared: ev.Cleared, Position: pos}
 	if err := a.pipe.PublishAction(ctx, rec, id); err != nil {
 		return LockEvent{}, fmt.Errorf("%s %s: publish: %w", ev.Action, req.AccountID, err)
 	}

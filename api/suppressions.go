@@ -99,7 +99,7 @@ func (s *SuppressionService) Suppress(ctx context.Context, req SuppressRequest) 
 	at := s.now().UTC().Truncate(time.Millisecond)
 	until := at.Add(req.For)
 	var serr error
-	err := s.eng.Do(ctx, req.AccountID, func(sc *engine.Scorer) {
+	pos, err := s.pipe.Command(ctx, req.AccountID, func(sc *engine.Scorer) {
 		serr = sc.Suppress(req.AccountID, req.RuleID, until.UnixMilli(), "support:"+req.Actor.Name)
 	})
 	if err != nil {
@@ -108,7 +108,7 @@ func (s *SuppressionService) Suppress(ctx context.Context, req SuppressRequest) 
 	if serr != nil {
 		return SuppressionEvent{}, fmt.Errorf("suppress for %s: %w", req.AccountID, serr)
 	}
-	return s.record(ctx, req, chstore.SuppressionSuppress, at, until)
+	return s.record(ctx, req, chstore.SuppressionSuppress, at, until, pos)
 }
 
 // Unsuppress lifts req.RuleID's suppression for req.AccountID, then
@@ -116,19 +116,20 @@ func (s *SuppressionService) Suppress(ctx context.Context, req SuppressRequest) 
 func (s *SuppressionService) Unsuppress(ctx context.Context, req SuppressRequest) (SuppressionEvent, error) {
 	at := s.now().UTC().Truncate(time.Millisecond)
 	var lifted bool
-	err := s.eng.Do(ctx, req.AccountID, func(sc *engine.Scorer) { lifted = sc.Unsuppress(req.AccountID, req.RuleID) })
+	pos, err := s.pipe.Command(ctx, req.AccountID, func(sc *engine.Scorer) { lifted = sc.Unsuppress(req.AccountID, req.RuleID) })
 	if err != nil {
 		return SuppressionEvent{}, fmt.Errorf("lift %s for %s: %w", req.RuleID, req.AccountID, err)
 	}
 	if !lifted {
 		return SuppressionEvent{}, fmt.Errorf("rule %s for account %s: %w", req.RuleID, req.AccountID, ErrNoSuppression)
 	}
-	return s.record(ctx, req, chstore.SuppressionLift, at, time.Time{})
+	return s.record(ctx, req, chstore.SuppressionLift, at, time.Time{}, pos)
 }
 
 // record audits the change (audit_log and account_suppressions) and
-// publishes it on the actions topic; the writers retry until ctx ends.
-func (s *SuppressionService) record(ctx context.Context, req SuppressRequest, action string, at, until time.Time) (SuppressionEvent, error) {
+// publishes it, with pos, its place in the stream, on the actions topic;
+// the writers retry until ctx ends.
+func (s *SuppressionService) record(ctx context.Context, req SuppressRequest, action string, at, until time.Time, pos streams.Position) (SuppressionEvent, error) {
 	auditAction, topicType := "account.suppress", streams.ActionSuppress
 	if action == chstore.SuppressionLift {
 		auditAction, topicType = "account.unsuppress", streams.ActionUnsuppress
@@ -151,7 +152,7 @@ func (s *SuppressionService) record(ctx context.Context, req SuppressRequest, ac
 		return SuppressionEvent{}, fmt.Errorf("%s %s for %s: store: %w", action, req.RuleID, req.AccountID, err)
 	}
 	rec := streams.ActionRecord{Type: topicType, AccountID: req.AccountID, RuleID: req.RuleID, Until: until,
-		Reason: req.Reason, At: at, Actor: actor}
+		Reason: req.Reason, At: at, Actor: actor, Position: pos}
 	if err := s.pipe.PublishSuppression(ctx, rec, id); err != nil {
 		return SuppressionEvent{}, fmt.Errorf("%s %s for %s: publish: %w", action, req.RuleID, req.AccountID, err)
 	}

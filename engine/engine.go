@@ -98,6 +98,8 @@ type Message struct {
 	seq uint64
 	// cut marks a StartCut marker instead of an event.
 	cut *cut
+	// command is a SubmitCommand's function instead of an event.
+	command func(*Scorer)
 }
 
 // Engine runs N Scorers, each on its own goroutine, and routes every event of
@@ -237,6 +239,11 @@ func (sh *shard) score(m Message, d *Decision) {
 		sh.writeCut(m)
 		return
 	}
+	if m.command != nil {
+		m.command(sh.scorer)
+		m.Done(nil, nil)
+		return
+	}
 	sh.scorer.seq = m.seq
 	err := sh.scorer.Score(m.Value, m.Source, d)
 	if s := sh.scorer.seq; s != 0 { // it never reached the features
@@ -290,6 +297,24 @@ func enqueue(ctx context.Context, q chan<- Message, m Message) error {
 	case <-ctx.Done():
 		return fmt.Errorf("submit: %w", ctx.Err())
 	}
+}
+
+// SubmitCommand queues fn on the shard that owns accountID behind the
+// stream messages submitted before it, as if it were one: it runs after
+// every earlier Submit of that shard and before every later one, so a
+// support command has a place in the stream that a replay can give it
+// again (Do runs between whichever two events the shard is at). done runs
+// on the shard goroutine after fn, or with ErrStopped if the engine stopped
+// first. fn may touch only accountID's own state (locks, suppressions,
+// account features): it takes no turn at the shared entity windows.
+func (e *Engine) SubmitCommand(ctx context.Context, accountID string, fn func(*Scorer), done func(error)) error {
+	sh := e.shards[keyhash.String(accountID)%uint64(len(e.shards))]
+	e.gate.RLock()
+	defer e.gate.RUnlock()
+	if e.stopped {
+		return ErrStopped
+	}
+	return enqueue(ctx, sh.queue, Message{command: fn, Done: func(_ *Decision, err error) { done(err) }})
 }
 
 // Do runs fn on the shard that owns accountID, between two events, and

@@ -70,8 +70,17 @@ func (p *Pipeline) PublishAction(ctx context.Context, a ActionRecord, eventID st
 	if err := p.publish(ctx, []kafka.Message{msg}); err != nil {
 		return err
 	}
+	body := msg.Value
+	if len(a.Position) > 0 {
+		// Where the command fell among the input offsets is riskd's own
+		// (a restart's); subscribers get the record without it.
+		a.Position = nil
+		if without, err := p.cfg.Topics.actionMessage(a, eventID); err == nil {
+			body = without.Value
+		}
+	}
 	p.notify(notify.Notification{Kind: a.Type, AccountID: a.AccountID, EventID: eventID,
-		At: actionAt(a).At, Body: msg.Value})
+		At: actionAt(a).At, Body: body})
 	return nil
 }
 

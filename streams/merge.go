@@ -118,7 +118,25 @@ func (p *Pipeline) merge(ctx, outCtx context.Context, ins []*mergeInput, arrived
 			consumed[in.topic] = p.m.Consumed.WithLabelValues(in.topic)
 		}
 	}
+	gone := make(chan struct{})
+	p.cmdMu.Lock()
+	p.mergerGone = gone
+	p.cmdMu.Unlock()
+	defer func() {
+		p.cmdMu.Lock()
+		p.mergerGone = nil
+		p.cmdMu.Unlock()
+		close(gone)
+	}()
 	for {
+		select { // a support command waits for no more than one message
+		case req := <-p.commands:
+			p.acceptCommand(outCtx, ins, req)
+		default:
+		}
+		if len(p.placed) > 0 && !p.placeDue(outCtx, ins) {
+			return
+		}
 		var pick *mergeInput
 		var wake time.Time // the earliest deadline of an input waited for
 		var now time.Time
@@ -177,6 +195,8 @@ func (p *Pipeline) merge(ctx, outCtx context.Context, ins []*mergeInput, arrived
 			}
 			select {
 			case <-arrived:
+			case req := <-p.commands:
+				p.acceptCommand(outCtx, ins, req)
 			case <-timer.C:
 			case <-ctx.Done():
 				timer.Stop()
@@ -191,18 +211,36 @@ func (p *Pipeline) merge(ctx, outCtx context.Context, ins []*mergeInput, arrived
 			continue
 		}
 		p.cutDue(outCtx, ins, time.Now())
-		select {
-		case p.slots <- struct{}{}:
-		case <-ctx.Done():
+		if !p.takeSlot(ctx, outCtx, ins) {
 			return
 		}
 		m := pick.head
+		if len(p.placed) > 0 && !p.placeBefore(outCtx, pick, m.Offset) {
+			<-p.slots
+			return
+		}
 		pick.hasHead, pick.head = false, kafka.Message{}
 		consumed[pick.topic].Inc()
 		if !p.submit(outCtx, pick.offsets, m, m.Offset < pick.replayUntil) {
 			return
 		}
 		pick.next = m.Offset + 1
+	}
+}
+
+// takeSlot waits for an in-flight slot, serving support commands
+// meanwhile: while the output stage holds intake back (ClickHouse away),
+// a lock still takes effect at once. It reports false when ctx ended.
+func (p *Pipeline) takeSlot(ctx, outCtx context.Context, ins []*mergeInput) bool {
+	for {
+		select {
+		case p.slots <- struct{}{}:
+			return true
+		case req := <-p.commands:
+			p.acceptCommand(outCtx, ins, req)
+		case <-ctx.Done():
+			return false
+		}
 	}
 }
 

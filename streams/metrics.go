@@ -71,6 +71,9 @@ type Metrics struct {
 	RestoreSeconds prometheus.Gauge
 	RestoreBytes   prometheus.Gauge
 	Replayed       prometheus.Counter
+	// PlacedCommands counts support commands applied again at their place
+	// in the replay after a restore (see Pipeline.Place).
+	PlacedCommands prometheus.Counter
 	// ready exports riskd_ready and riskd_ready_condition from the
 	// pipeline's Ready at each scrape.
 	ready *readyCollector
@@ -182,6 +185,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Replayed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "riskd_replayed_events_total", Help: "Events decided again after a restore to rebuild state, their outputs held back (already durable).",
 		}),
+		PlacedCommands: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "riskd_replayed_commands_total", Help: "Support commands (locks, unlocks, suppressions) applied again at their place in the stream after a restore.",
+		}),
 		ready: newReadyCollector(),
 	}
 	for _, outcome := range []string{"saved", "failed", "abandoned"} {
@@ -203,7 +209,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		reg.MustRegister(m.Consumed, m.Decided, m.Duplicates, m.DeadLettered, m.Lag,
 			m.Committed, m.BatchSize, m.SinkSeconds, m.Errors, m.InFlight, m.RuleHits, m.Candidate, m.KafkaToDecision,
 			m.Parked, m.Dropped, m.RuleErrors, m.Late, m.StateBytes, m.StateSaves, m.StateSeconds, m.StateSize,
-			m.RestoreSeconds, m.RestoreBytes, m.Replayed, m.ready)
+			m.RestoreSeconds, m.RestoreBytes, m.Replayed, m.PlacedCommands, m.ready)
 	}
 	return m
 }

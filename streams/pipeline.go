@@ -336,6 +336,15 @@ type Pipeline struct {
 	// Config.Resume); runGeneration reads and updates it between
 	// generations, the merger of one generation reads it for cuts.
 	stateAt map[topicPartition]int64
+
+	// Support commands (commands.go): Command's requests reach the
+	// running merger through commands; mergerGone is closed when that
+	// merger returns (nil while none runs). placed are the commands to
+	// apply again at their places, touched by the merger only.
+	commands   chan commandRequest
+	cmdMu      sync.Mutex
+	mergerGone chan struct{}
+	placed     []PlacedCommand
 }
 
 // result is one message's outcome, on its way to the output stage.
@@ -372,6 +381,7 @@ func New(cfg Config, eng *engine.Engine, store DecisionStore, m *Metrics) *Pipel
 		snapSeq:   cfg.ResumeSeq,
 		committed: map[topicPartition]int64{},
 		stateAt:   map[topicPartition]int64{},
+		commands:  make(chan commandRequest),
 	}
 	for topic, parts := range cfg.Resume {
 		for part, next := range parts {

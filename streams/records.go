@@ -139,6 +139,11 @@ type ActionRecord struct {
 	// suppressed it for the account (until Until) or lifted that early.
 	// Consumers that act on locks only ignore these two types.
 	RuleID string `json:"rule_id,omitempty"`
+	// Position is where in the input stream support's command took effect
+	// (see Pipeline.Command): a restart applies it again at that place.
+	// Absent for a rule's lock and for a command made while no partition
+	// was being read.
+	Position Position `json:"position,omitempty"`
 }
 
 func ruleIDs(hits []engine.RuleHit) []string {

@@ -66,10 +66,12 @@ type daemon struct {
 	cancelHTTP context.CancelFunc
 	srv        *http.Server
 	listener   net.Listener
-	// actionsSince is when the restored state was cut: the lock and unlock
-	// commands published since are applied again before intake starts
-	// (zero: none to apply, state not in Kafka).
+	// actionsSince is when the restored state was cut: the support
+	// commands published since are applied again (zero: none to apply,
+	// state not in Kafka); restoredAt is where that state stands (the
+	// snapshot's offsets), which tells the commands it holds already.
 	actionsSince time.Time
+	restoredAt   map[string]map[int]int64
 }
 
 // checkpointFile is where in state.dir a clean shutdown leaves the

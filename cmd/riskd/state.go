@@ -75,7 +75,7 @@ func (d *daemon) restoreFromKafka(ctx context.Context, cfg engine.Config, pipe *
 	if err != nil {
 		return rebuild(fmt.Sprintf("snapshot %d does not fit this configuration", snap.Seq), err)
 	}
-	pipe.Resume = snap.Offsets
+	pipe.Resume, d.restoredAt = snap.Offsets, snap.Offsets
 	d.actionsSince = snap.CreatedAt.Add(-actionsMargin)
 	took := time.Since(start)
 	d.metrics.RestoreSeconds.Set(took.Seconds())
@@ -123,102 +123,87 @@ func (d *daemon) logFeatureChange(rep features.RestoreReport) {
 	}
 }
 
-// actionsMargin reaches back before a snapshot's cut time when applying
-// lock commands again: the Kafka timestamps of the commands and the cut
-// come from different clocks. Applying one twice changes nothing.
+// actionsMargin reaches back before a snapshot's cut time when reading
+// support's commands again: the Kafka timestamps of the commands and the
+// cut come from different clocks. A command the state already holds is
+// told apart by its position (streams.Position.CoveredBy).
 const actionsMargin = time.Minute
 
-// reapplyActions applies again, on the running engine and before intake
-// starts, support's lock and unlock commands published on the actions
-// topic since the restored state was cut: they are in the state only from
-// the next snapshot on, and are not in the input topics to be replayed.
-// The stream's own locks come back by the replay, at their events' places.
-// Applied before the replay, a support command meets the replayed events
-// in another order than the first time: a support lock refuses the
-// account's replayed events from before it (they then stay out of the
-// windows), and a rule lock that support lifted is made again by the
-// replay (docs/ARCHITECTURE.md, known gaps).
+// reapplyActions hands support's commands (locks, unlocks, suppressions)
+// published on the actions topic since the restored state was cut back to
+// the engine: they are in the state only from the next snapshot on, and
+// are not in the input topics to be replayed. A command with a position
+// is placed (streams.Pipeline.Place): the merger applies it again where it
+// fell among the replayed events, unless the restored state holds it
+// already. One without (made while no partition was read, or published by
+// an older riskd) is applied at once, before the replay: it then meets the
+// account's replayed events from before it as well (docs/ARCHITECTURE.md,
+// known gaps). The stream's own locks come back by the replay, at their
+// events' places. Runs before the pipeline does.
 func (d *daemon) reapplyActions(ctx context.Context) error {
 	if !d.cfg.State.Kafka || d.actionsSince.IsZero() {
 		return nil
 	}
 	recs, err := streams.ReadActions(ctx, d.brokers, d.cfg.Kafka.ActionsTopic, d.actionsSince)
 	if err != nil {
-		return fmt.Errorf("applying the lock commands published since the state was saved: %w", err)
+		return fmt.Errorf("applying the support commands published since the state was saved: %w", err)
 	}
 	now := time.Now()
-	applied := 0
+	var placed []streams.PlacedCommand
+	applied, held := 0, 0
 	for _, a := range recs {
-		if a.Type == streams.ActionSuppress || a.Type == streams.ActionUnsuppress {
-			ok, err := d.reapplySuppression(ctx, a, now)
-			if err != nil {
-				return err
-			}
-			if ok {
-				applied++
-			}
-			continue
-		}
 		if a.EventID != "" {
 			// A rule's lock, made by an event of the stream: the replay
-			// makes it again at the event's place. Applied here, before
-			// the replay, it would refuse the account's earlier events
-			// and keep them out of the windows.
+			// makes it again at the event's place.
 			continue
 		}
-		if a.Type == "lock" && !a.Indefinite && !a.Until.After(now) {
+		if (a.Type == "lock" && !a.Indefinite || a.Type == streams.ActionSuppress) && !a.Until.After(now) {
 			continue // over already
 		}
-		err := d.eng.Do(ctx, a.AccountID, func(s *engine.Scorer) {
-			switch {
-			case a.Type == "lock" && a.Indefinite:
-				s.Lock(a.AccountID, engine.IndefiniteMs, "actions:"+a.Reason)
-			case a.Type == "lock":
-				s.Lock(a.AccountID, a.Until.UnixMilli(), "actions:"+a.Reason)
-			default:
-				// Resets what the lock's rule declares, if the lock is
-				// in the restored state (see the known gap above).
-				s.Unlock(a.AccountID)
-			}
-		})
-		if err != nil {
+		if a.Position.CoveredBy(d.restoredAt) {
+			held++
+			continue
+		}
+		apply := d.commandOf(a)
+		if len(a.Position) > 0 {
+			placed = append(placed, streams.PlacedCommand{AccountID: a.AccountID, At: a.Position, Apply: apply,
+				What: a.Type + " of " + a.AccountID})
+			continue
+		}
+		if err := d.eng.Do(ctx, a.AccountID, apply); err != nil {
 			return fmt.Errorf("applying a %s of %s again: %w", a.Type, a.AccountID, err)
 		}
 		applied++
 	}
-	if applied > 0 {
-		d.log.Info("lock commands published since the state was saved applied again", "commands", applied,
-			"since", d.actionsSince)
+	d.pipe.Place(placed)
+	if applied+len(placed)+held > 0 {
+		d.log.Info("support commands published since the state was saved", "applied_before_replay", applied,
+			"placed_in_replay", len(placed), "already_in_state", held, "since", d.actionsSince)
 	}
 	return nil
 }
 
-// reapplySuppression applies again one of support's suppress or
-// unsuppress commands read from the actions topic (see reapplyActions),
-// and reports whether it did: a suppression already over is skipped, and
-// one the engine refuses (its bound) is logged and skipped.
-// Before the replay, like support's locks: a suppression made after some
-// of the replayed events also holds for them (docs/ARCHITECTURE.md, known
-// gaps).
-func (d *daemon) reapplySuppression(ctx context.Context, a streams.ActionRecord, now time.Time) (bool, error) {
-	if a.Type == streams.ActionSuppress && !a.Until.After(now) {
-		return false, nil
-	}
-	var serr error
-	err := d.eng.Do(ctx, a.AccountID, func(s *engine.Scorer) {
-		if a.Type == streams.ActionSuppress {
-			serr = s.Suppress(a.AccountID, a.RuleID, a.Until.UnixMilli(), "actions:"+a.Actor)
-		} else {
+// commandOf is what applying support's command a again does to the
+// account's state. A suppression the engine refuses (its bound, met in
+// another order than live) is logged and skipped: the restart goes on.
+func (d *daemon) commandOf(a streams.ActionRecord) func(*engine.Scorer) {
+	return func(s *engine.Scorer) {
+		switch a.Type {
+		case "lock":
+			until := a.Until.UnixMilli()
+			if a.Indefinite {
+				until = engine.IndefiniteMs
+			}
+			s.Lock(a.AccountID, until, "actions:"+a.Reason)
+		case "unlock":
+			s.Unlock(a.AccountID) // resets what the lock's rule declares, when that lock is in the state
+		case streams.ActionSuppress:
+			if err := s.Suppress(a.AccountID, a.RuleID, a.Until.UnixMilli(), "actions:"+a.Actor); err != nil {
+				d.log.Warn("a suppression published since the state was saved was not applied again", "account", a.AccountID,
+					"rule", a.RuleID, "err", err)
+			}
+		case streams.ActionUnsuppress:
 			s.Unsuppress(a.AccountID, a.RuleID)
 		}
-	})
-	if err != nil {
-		return false, fmt.Errorf("applying a %s of %s for %s again: %w", a.Type, a.RuleID, a.AccountID, err)
 	}
-	if serr != nil { // the bound, met in another order than live: the restart goes on
-		d.log.Warn("a suppression published since the state was saved was not applied again", "account", a.AccountID,
-			"rule", a.RuleID, "err", serr)
-		return false, nil
-	}
-	return true, nil
 }
