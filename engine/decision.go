@@ -88,6 +88,11 @@ type Decision struct {
 	// features.Shared.Warming), so they count fewer events than the rule
 	// expects. In the order the rules read them; empty almost always.
 	Warming []string
+	// WarmingSkipped are the ids of matched active or shadow rules left
+	// out because they declare when_warming: skip and read a warming
+	// feature (see Warming): they gave no action, score, alert or lock.
+	// Empty almost always.
+	WarmingSkipped []string
 	// Suppressed are the ids of matched active or shadow rules that
 	// support suppressed for the account (Scorer.Suppress) and that
 	// therefore did not count: they are in neither Matched nor Shadow and

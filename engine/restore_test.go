@@ -290,3 +290,61 @@ func TestWarmingCostsNoAllocation(t *testing.T) {
 		}
 	}
 }
+
+// TestWhenWarmingSkip restores a state with a feature added and scores
+// payments while it is warming and after: a rule reading it that declares
+// when_warming: skip gives nothing while it warms (and is listed in
+// WarmingSkipped), one that does not decides with the partial window and
+// marks the decision; both match once the window has filled. A rule that
+// reads no warming feature is never skipped.
+func TestWhenWarmingSkip(t *testing.T) {
+	before, _ := loadInline(t, featuresBefore, rulesBefore)
+	after, holder := loadInline(t, featuresAfter, `
+- id: cautious
+  when: event.type == "payment" && f.merchants_per_card_1h < 5
+  action: review
+  when_warming: skip
+- id: eager
+  when: event.type == "payment" && f.merchants_per_card_1h < 5
+  mode: shadow
+  action: alert
+- id: steady
+  when: event.type == "payment" && f.payments_1h >= 0
+  mode: shadow
+  action: alert
+  when_warming: skip
+`)
+	st := before.NewStore()
+	var v features.Values
+	ev := event.Event{Type: event.TypePayment, AccountID: "a", TS: t0, Amount: 100, Device: event.Device{ID: "d"}}
+	st.Observe(&ev, &v)
+	var buf bytes.Buffer
+	if err := st.Snapshot(&buf); err != nil {
+		t.Fatal(err)
+	}
+	restored, err := after.Restore(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newScorer(Config{DedupeCapacity: 1 << 16, MaxFutureSkew: -1}.withDefaults(), after, holder, restored)
+	var d Decision
+	for i, at := range []int64{t0 + 60_000, t0 + 2*3600_000} { // warming, then warmed
+		raw := msg(event.Event{ID: "p" + strconv.Itoa(i), Type: event.TypePayment, AccountID: "a", TS: at, Amount: 100,
+			Device: event.Device{ID: "d"}, CardID: "c", MerchantID: "m"})
+		if err := s.Score(raw, Source{}, &d); err != nil {
+			t.Fatal(err)
+		}
+		warming := i == 0
+		wantMatched, wantShadow, wantSkipped := []string{"cautious"}, []string{"eager", "steady"}, []string(nil)
+		wantAction, wantWarming := rules.Review, []string(nil)
+		if warming {
+			wantMatched, wantSkipped, wantAction, wantWarming = nil, []string{"cautious"}, rules.Allow, []string{"merchants_per_card_1h"}
+		}
+		if !slices.Equal(ruleIDs(d.Matched), wantMatched) || !slices.Equal(ruleIDs(d.Shadow), wantShadow) ||
+			!slices.Equal(d.WarmingSkipped, wantSkipped) || d.Action != wantAction || !slices.Equal(d.Warming, wantWarming) {
+			t.Errorf("warming %v: matched %v shadow %v skipped %v action %v warming %v; want %v %v %v %v %v", warming,
+				ruleIDs(d.Matched), ruleIDs(d.Shadow), d.WarmingSkipped, d.Action, d.Warming,
+				wantMatched, wantShadow, wantSkipped, wantAction, wantWarming)
+		}
+	}
+}

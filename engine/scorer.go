@@ -239,7 +239,7 @@ func (s *Scorer) score(raw []byte, pre *Decoded, src Source, d, td *Decision) er
 	// features and state) and decides only on paper: it locks nothing,
 	// alerts nothing and changes no state.
 	if cand := s.rules.LoadCandidate(); cand != nil {
-		s.decideCandidate(cand, d, account, start)
+		s.decideCandidate(cand, d, account, start, warming)
 	}
 	if td != nil {
 		td.Late, td.LateFor = d.Late, append(td.LateFor, d.LateFor...)
@@ -274,6 +274,10 @@ func (s *Scorer) decide(w *world, rs *rules.RuleSet, d *Decision, account, event
 	// Rules support suppressed for the account do not count (wall clock,
 	// like locks): recorded in d.Suppressed, nothing more.
 	s.suppressed.filter(&w.outcome, account, start.UnixMilli(), &d.Suppressed)
+	if warming != 0 {
+		w.outcome.Matched = s.skipWarming(w.outcome.Matched, warming, &d.WarmingSkipped)
+		w.outcome.Shadow = s.skipWarming(w.outcome.Shadow, warming, &d.WarmingSkipped)
+	}
 	for _, r := range w.outcome.Matched {
 		d.Matched = append(d.Matched, RuleHit{RuleID: r.ID, Action: r.Action, Score: r.Score})
 		if r.Alert != "" {
@@ -328,12 +332,15 @@ func (s *Scorer) decide(w *world, rs *rules.RuleSet, d *Decision, account, event
 // env and records its verdict in d.Candidate. The account's suppressed
 // rules do not count for the candidate either: it is compared with the
 // live decision on the same state.
-func (s *Scorer) decideCandidate(cand *rules.RuleSet, d *Decision, account uint64, start time.Time) {
+func (s *Scorer) decideCandidate(cand *rules.RuleSet, d *Decision, account uint64, start time.Time, warming uint64) {
 	if cand != s.candOf {
 		s.candOf, s.candVersion = cand, cand.Version.String()
 	}
 	s.eval.Eval(cand, &s.candOutcome)
 	s.suppressed.filter(&s.candOutcome, account, start.UnixMilli(), nil)
+	if warming != 0 {
+		s.candOutcome.Matched = s.skipWarming(s.candOutcome.Matched, warming, nil)
+	}
 	v := rules.Decide(s.candOutcome.Matched, cand.Thresholds)
 	d.Candidate.Version, d.Candidate.Action, d.Candidate.Score = s.candVersion, v.Action, v.Score
 	for _, r := range s.candOutcome.Matched {
@@ -383,6 +390,34 @@ next:
 		dst = append(dst, FeatureValue{Name: name, Value: v})
 	}
 	return dst
+}
+
+// skipWarming keeps the rules of rs that may decide while the window
+// features in the warming mask fill (bit i: window feature i): all but
+// those declaring when_warming: skip that read one. The ids of the others
+// go to *dst (unless nil).
+func (s *Scorer) skipWarming(rs []*rules.Rule, warming uint64, dst *[]string) []*rules.Rule {
+	kept := rs[:0]
+	for _, r := range rs {
+		if r.SkipWhileWarming && s.readsWarming(r, warming) {
+			if dst != nil {
+				*dst = append(*dst, r.ID) // the rule set's string: no allocation
+			}
+			continue
+		}
+		kept = append(kept, r)
+	}
+	clear(rs[len(kept):])
+	return kept
+}
+
+func (s *Scorer) readsWarming(r *rules.Rule, warming uint64) bool {
+	for _, name := range r.Features {
+		if i, ok := s.set.Index(name); ok && warming&(1<<i) != 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // appendWarming records the window features rule r reads that are in
@@ -492,6 +527,7 @@ func (d *Decision) reset() {
 		ThrottledAlerts: d.ThrottledAlerts[:0],
 		LateFor:         d.LateFor[:0],
 		Warming:         d.Warming[:0],
+		WarmingSkipped:  d.WarmingSkipped[:0],
 		Suppressed:      d.Suppressed[:0],
 		Candidate:       CandidateOutcome{Matched: d.Candidate.Matched[:0]},
 	}
@@ -513,6 +549,7 @@ func (d *Decision) Clone() *Decision {
 	c.ThrottledAlerts = append([]ThrottledAlert(nil), d.ThrottledAlerts...)
 	c.LateFor = append([]string(nil), d.LateFor...)                     // the Set's names, not the Scorer's buffers
 	c.Warming = append([]string(nil), d.Warming...)                     // likewise
+	c.WarmingSkipped = append([]string(nil), d.WarmingSkipped...)       // rule ids of a rule set, which may be dropped
 	c.Suppressed = append([]string(nil), d.Suppressed...)               // rule ids of a rule set, which may be dropped
 	c.Candidate.Matched = append([]string(nil), d.Candidate.Matched...) // rule ids of a candidate set, which may be dropped
 	return &c

@@ -51,7 +51,7 @@ func (s *Scorer) unmirror() {
 func (d *Decision) mirror(src *Decision, version string) {
 	m, sh, er, f, al, th, lf, w, cm := d.Matched[:0], d.Shadow[:0], d.Errored[:0], d.Features[:0], d.Alerts[:0],
 		d.ThrottledAlerts[:0], d.LateFor[:0], d.Warming[:0], d.Candidate.Matched[:0]
-	sup := d.Suppressed[:0]
+	sup, ws := d.Suppressed[:0], d.WarmingSkipped[:0]
 	*d = *src
 	d.Matched = append(m, src.Matched...)
 	d.Shadow = append(sh, src.Shadow...)
@@ -62,6 +62,7 @@ func (d *Decision) mirror(src *Decision, version string) {
 	d.LateFor = append(lf, src.LateFor...)
 	d.Warming = append(w, src.Warming...)
 	d.Suppressed = append(sup, src.Suppressed...)
+	d.WarmingSkipped = append(ws, src.WarmingSkipped...)
 	d.RuleSetVersion = version
 	d.Candidate = CandidateOutcome{Matched: cm} // a draft beside the live set is the live world's alone
 }

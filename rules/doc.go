@@ -39,7 +39,10 @@
 // A lock rule's unlock_clears names the window features grouped by
 // account that an unlock of its lock resets for the account (default: the
 // ones its when reads; [] for none); it may not name features of shared
-// entities (device, IP, payee), nor appear on other rules.
+// entities (device, IP, payee), nor appear on other rules. A rule's
+// when_warming (allow, the default, or skip) says whether it decides
+// while a window feature it reads is warming after a change of the
+// feature definitions (Rule.SkipWhileWarming).
 // Lint reports every problem of a set instead of the first, and Diff
 // compares two sets of files.
 //

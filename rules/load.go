@@ -347,6 +347,15 @@ func (c *compiler) parseRule(n *yaml.Node, file string) (*parsedRule, error) {
 				return nil, p.errAt(v, "unlock_clears must be a list of window features, e.g. [failed_logins_15m]")
 			}
 			p.unlockNode = v
+		case "when_warming":
+			switch v.Value {
+			case "allow":
+				r.SkipWhileWarming = false
+			case "skip":
+				r.SkipWhileWarming = true
+			default:
+				return nil, p.errAt(v, "unknown when_warming %q: want allow (decide with the partial window) or skip (leave the rule out while a feature it reads is warming)", v.Value)
+			}
 		case "alert":
 			r.Alert = v.Value
 		case "code":

@@ -111,6 +111,12 @@ type Rule struct {
 	// window features grouped by account its when reads. Empty for rules
 	// other than lock rules, and when declared as [].
 	UnlockClears []string
+	// SkipWhileWarming (when_warming: skip) leaves the rule out of an
+	// event's decision while a window feature its when reads is warming:
+	// it started empty after a change of the feature definitions and its
+	// window has not filled, so it undercounts. The default (when_warming:
+	// allow) decides with the partial counts and marks the decision.
+	SkipWhileWarming bool
 	// Alert is the notification sent to the user out of band on a match
 	// (alerts topic, webhooks, live stream), subject to the alert
 	// throttle. It is not what the wallet shows on its own screen: that is

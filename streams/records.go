@@ -75,8 +75,9 @@ type DecisionRecord struct {
 	LatencyMicros  int64                 `json:"latency_us"`
 	LockUntil      *time.Time            `json:"lock_until,omitempty"`
 	Late           bool                  `json:"late,omitempty"`
-	LateFor        []string              `json:"late_for,omitempty"` // groups whose windows it was too late for: "account", "device.id", ...
-	Warming        []string              `json:"warming,omitempty"`  // features its rules read that started empty at a restore and whose window has not filled
+	LateFor        []string              `json:"late_for,omitempty"`        // groups whose windows it was too late for: "account", "device.id", ...
+	Warming        []string              `json:"warming,omitempty"`         // features its rules read that started empty at a restore and whose window has not filled
+	WarmingSkipped []string              `json:"warming_skipped,omitempty"` // rules left out (when_warming: skip) because a feature they read is warming
 	Alerts         []engine.AlertMessage `json:"-"`
 	// ThrottledAlerts are the alerts the engine's throttle held back: sent
 	// nowhere, recorded here so an analyst sees which and why.
@@ -163,7 +164,7 @@ func newDecisionRecord(d *engine.Decision) DecisionRecord {
 		DecidedAt: d.DecidedAt.UTC(), Action: d.Action, Score: d.Score, Reason: d.Reason,
 		Matched: ruleIDs(d.Matched), Shadow: ruleIDs(d.Shadow), Errored: ruleIDs(d.Errored),
 		RuleSetVersion: d.RuleSetVersion, LatencyMicros: d.Latency.Microseconds(), Late: d.Late,
-		LateFor: d.LateFor, Warming: d.Warming,
+		LateFor: d.LateFor, Warming: d.Warming, WarmingSkipped: d.WarmingSkipped,
 	}
 	if len(d.Features) > 0 {
 		r.Features = make(map[string]float64, len(d.Features))
