@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"runtime"
 	"sync"
@@ -244,6 +245,23 @@ func BenchmarkStateCutAndRestore(b *testing.B) {
 		}
 		restoreSecs = time.Since(start).Seconds()
 	}
+	// A reload of the features file with one feature added: how long the
+	// shards are held while the state is carried over.
+	ref, err := os.ReadFile(filepath.Join(referenceDir, "features.yaml"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	dir := b.TempDir()
+	added := append(ref, "\nswap_probe_1h: {count: payment, by: device.id, window: 1h}\n"...)
+	if err := os.WriteFile(filepath.Join(dir, "features.yaml"), added, 0o644); err != nil {
+		b.Fatal(err)
+	}
+	set2, holder2 := loadWorkload(b, filepath.Join(dir, "features.yaml"), filepath.Join(referenceDir, "rules"))
+	start := time.Now()
+	if _, err := e.SwapFeatures(ctx, set2, func() { holder.Install(holder2.Load(), holder.Load().Version.Seq) }); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(time.Since(start).Seconds(), "swap-s")
 	b.ReportMetric(cutSecs, "cut-s")
 	b.ReportMetric(restoreSecs, "restore-s")
 	b.ReportMetric(float64(size)/1e6, "MB")

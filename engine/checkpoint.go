@@ -48,12 +48,14 @@ var ErrCheckpointFormat = errors.New("unreadable engine checkpoint")
 // The feature snapshots record the window features' definitions, so a
 // Set with other definitions restores the checkpoint: see Restore.
 func (e *Engine) Checkpoint(ctx context.Context, w io.Writer) error {
+	e.swapMu.Lock() // the shared part and the shards' of one feature Set
+	defer e.swapMu.Unlock()
 	bw := bufio.NewWriter(w)
 	bw.WriteString(checkpointMagic)
 	binary.Write(bw, binary.LittleEndian, checkpointVersion)
 	binary.Write(bw, binary.LittleEndian, uint32(len(e.shards)))
 	var ents bytes.Buffer
-	if err := e.ents.Snapshot(&ents); err != nil {
+	if err := e.shared().Snapshot(&ents); err != nil {
 		return fmt.Errorf("checkpoint shared entities: %w", err)
 	}
 	binary.Write(bw, binary.LittleEndian, uint64(ents.Len()))
@@ -170,7 +172,8 @@ func Restore(cfg Config, set *features.Set, holder *rules.Holder, r io.Reader) (
 	if err != nil {
 		return nil, fmt.Errorf("%w: shared entities: %w", ErrCheckpointFormat, err)
 	}
-	e := &Engine{ents: ents, turns: newTurnstile(cfg.Shards, cfg.QueueSize), maxSkew: cfg.MaxFutureSkew, now: cfg.Now}
+	e := &Engine{turns: newTurnstile(cfg.Shards, cfg.QueueSize), maxSkew: cfg.MaxFutureSkew, now: cfg.Now}
+	e.ents.Store(ents)
 	for i := range cfg.Shards {
 		s, err := readShard(br, cfg, set, holder, ents)
 		if err != nil {

@@ -38,7 +38,9 @@ func (e *Engine) StartCut(ctx context.Context) (<-chan CutResult, error) {
 	if e.stopped {
 		return nil, ErrStopped
 	}
-	c := &cut{ents: e.ents, parts: make([][]byte, len(e.shards)), result: make(chan CutResult, 1)}
+	e.swapMu.Lock() // the markers queue behind any swap's, and c.ents is the Set they see
+	defer e.swapMu.Unlock()
+	c := &cut{ents: e.shared(), parts: make([][]byte, len(e.shards)), result: make(chan CutResult, 1)}
 	c.pending.Add(len(e.shards))
 	t := e.turns
 	t.seqMu.Lock()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fastjson"
@@ -100,6 +101,8 @@ type Message struct {
 	cut *cut
 	// command is a SubmitCommand's function instead of an event.
 	command func(*Scorer)
+	// pause marks a SwapFeatures marker instead of an event.
+	pause *pause
 }
 
 // Engine runs N Scorers, each on its own goroutine, and routes every event of
@@ -112,7 +115,10 @@ type Message struct {
 // stripe locks.
 type Engine struct {
 	shards []*shard
-	ents   *features.Shared
+	// ents is replaced by SwapFeatures (under swapMu, with every shard
+	// held); readers on other goroutines load it.
+	ents   atomic.Pointer[features.Shared]
+	swapMu sync.Mutex
 	// turns orders the stream messages' use of ents (see turnstile).
 	turns *turnstile
 	// maxSkew and now are Config.MaxFutureSkew and Config.Now (AheadOfClock).
@@ -138,14 +144,18 @@ type shard struct {
 // New builds an Engine; call Run to start its shards.
 func New(cfg Config, set *features.Set, holder *rules.Holder) *Engine {
 	cfg = cfg.withDefaults()
-	e := &Engine{ents: set.NewShared(), turns: newTurnstile(cfg.Shards, cfg.QueueSize), maxSkew: cfg.MaxFutureSkew, now: cfg.Now}
+	e := &Engine{turns: newTurnstile(cfg.Shards, cfg.QueueSize), maxSkew: cfg.MaxFutureSkew, now: cfg.Now}
+	e.ents.Store(set.NewShared())
 	for range cfg.Shards {
-		e.addShard(cfg, newScorer(cfg, set, holder, e.ents.NewStore()))
+		e.addShard(cfg, newScorer(cfg, set, holder, e.shared().NewStore()))
 	}
 	return e
 }
 
-// addShard adds a shard around s, whose Store must use e.ents.
+// shared returns the entity windows the shards share.
+func (e *Engine) shared() *features.Shared { return e.ents.Load() }
+
+// addShard adds a shard around s, whose Store must use e.shared().
 func (e *Engine) addShard(cfg Config, s *Scorer) {
 	s.turns, s.shard = e.turns, len(e.shards)
 	e.shards = append(e.shards, &shard{
@@ -169,11 +179,11 @@ func (e *Engine) AheadOfClock(tsMs int64) bool {
 // the checkpoint: which kept their state (and under which name they had
 // it), which started empty and are warming until when, and which were
 // dropped. Zero for an Engine made with New.
-func (e *Engine) FeatureRestore() features.RestoreReport { return e.ents.Restored() }
+func (e *Engine) FeatureRestore() features.RestoreReport { return e.shared().Restored() }
 
 // Warming lists the window features warming at event time nowMs (Unix
 // ms): they started empty at Restore and their window has not filled.
-func (e *Engine) Warming(nowMs int64) []features.WarmingFeature { return e.ents.Warming(nowMs) }
+func (e *Engine) Warming(nowMs int64) []features.WarmingFeature { return e.shared().Warming(nowMs) }
 
 // Shards returns the number of shards.
 func (e *Engine) Shards() int { return len(e.shards) }
@@ -242,6 +252,10 @@ func (sh *shard) score(m Message, d *Decision) {
 	if m.command != nil {
 		m.command(sh.scorer)
 		m.Done(nil, nil)
+		return
+	}
+	if m.pause != nil {
+		sh.hold(m.pause)
 		return
 	}
 	sh.scorer.seq = m.seq

@@ -148,8 +148,10 @@ func ruleFileName(name string) bool {
 type Watcher struct {
 	// Dir is the rule directory.
 	Dir string
-	// Features resolves window feature names.
-	Features FeatureIndex
+	// Features resolves window feature names; CurrentFeatures, when set,
+	// is asked at every poll instead (the features change while riskd runs).
+	Features        FeatureIndex
+	CurrentFeatures func() FeatureIndex
 	// Holder is read for the running set, and receives new sets when
 	// Publish is nil.
 	Holder *Holder
@@ -232,7 +234,11 @@ func (w *Watcher) poll() {
 	if err != nil || HashFiles(again) != hash {
 		return
 	}
-	rs, err := compile(files, w.Dir, w.Features)
+	feats := w.Features
+	if w.CurrentFeatures != nil {
+		feats = w.CurrentFeatures()
+	}
+	rs, err := compile(files, w.Dir, feats)
 	if err != nil {
 		w.lastHash = hash // report a bad version once, not every poll
 		w.fail(err)

@@ -86,7 +86,8 @@ func (s *Service) backtest(w http.ResponseWriter, r *http.Request) {
 // backtestConfig turns the request into a backtest.Config, or answers the
 // problem and returns false.
 func (s *Service) backtestConfig(w http.ResponseWriter, req *backtestRequest) (backtest.Config, bool) {
-	if s.cfg.FeatureSet == nil {
+	idx, set := s.features()
+	if set == nil {
 		api.WriteError(w, http.StatusServiceUnavailable, "backtest: this instance has no feature set configured")
 		return backtest.Config{}, false
 	}
@@ -116,7 +117,7 @@ func (s *Service) backtestConfig(w http.ResponseWriter, req *backtestRequest) (b
 	if !ok {
 		return backtest.Config{}, false
 	}
-	rs, err := rules.Compile(files, s.cfg.Features)
+	rs, err := rules.Compile(files, idx)
 	if err != nil {
 		writeCompileError(w, err)
 		return backtest.Config{}, false
@@ -132,7 +133,7 @@ func (s *Service) backtestConfig(w http.ResponseWriter, req *backtestRequest) (b
 	if cur, _, err := s.currentFiles(); err == nil && len(cur) > 0 {
 		known = append(known, cur)
 	}
-	return backtest.Config{Store: s.cfg.Store, Features: s.cfg.FeatureSet, Rules: rs, KnownFiles: known, Engine: s.cfg.Engine,
+	return backtest.Config{Store: s.cfg.Store, Features: set, Rules: rs, KnownFiles: known, Engine: s.cfg.Engine,
 		From: from, To: to, Warmup: warmup,
 		Limits: backtest.Limits{MaxPeriod: BacktestMaxPeriod, MaxEvents: BacktestMaxEvents}}, true
 }

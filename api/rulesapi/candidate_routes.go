@@ -65,7 +65,9 @@ func (s *Service) installCandidate(rec rulesync.Record) error {
 	if h := rules.HashFiles(files); h != rec.Hash {
 		return fmt.Errorf("candidate %d: files hash to %s, the record says %s", rec.Seq, h, rec.Hash)
 	}
-	rs, err := rules.Compile(files, s.cfg.Features)
+	s.featMu.RLock()
+	defer s.featMu.RUnlock()
+	rs, err := rules.Compile(files, s.feats)
 	if err != nil {
 		return fmt.Errorf("candidate %d: %w", rec.Seq, err)
 	}
@@ -116,7 +118,7 @@ func (s *Service) publishCandidate(w http.ResponseWriter, r *http.Request, files
 		s.audit(r.Context(), chstore.AuditRow{Actor: c.Name, Role: string(c.Role), Action: action, Object: "candidate",
 			OldVersion: replaced, NewVersion: version, Detail: joinDetail("message: "+message, detail)})
 	}
-	rs, err := rules.Compile(files, s.cfg.Features)
+	rs, err := rules.Compile(files, s.featureIndex())
 	if err != nil {
 		audit("rules.publish_shadow_refused", "", err.Error())
 		writeCompileError(w, err)

@@ -162,7 +162,7 @@ func (s *Service) compileRequest(w http.ResponseWriter, r *http.Request, require
 	if !ok {
 		return req, nil, nil, false
 	}
-	rs, err := rules.Compile(files, s.cfg.Features)
+	rs, err := rules.Compile(files, s.featureIndex())
 	if err != nil {
 		writeCompileError(w, err)
 		return req, nil, nil, false

@@ -103,6 +103,13 @@ type Service struct {
 	seen    uint64
 	seenErr error
 	changed chan struct{}
+
+	// featMu guards the window features rule sets compile against, which
+	// SwapFeatures replaces: installs hold it for reading from compile to
+	// install, so none compiles against features that are on their way out.
+	featMu  sync.RWMutex
+	feats   rules.FeatureIndex
+	featSet *features.Set
 }
 
 // New checks cfg and returns a Service.
@@ -122,7 +129,7 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Service{cfg: cfg, log: cfg.Logger, changed: make(chan struct{})}, nil
+	return &Service{cfg: cfg, log: cfg.Logger, changed: make(chan struct{}), feats: cfg.Features, featSet: cfg.FeatureSet}, nil
 }
 
 // Started says what Start installed.
@@ -160,7 +167,7 @@ func (s *Service) Start(ctx context.Context) (Started, error) {
 	if s.cfg.Dir == "" {
 		return Started{}, errors.New("rulesapi: start: Config.Dir is empty")
 	}
-	files, dirSet, err := rules.LoadDir(s.cfg.Dir, s.cfg.Features)
+	files, dirSet, err := rules.LoadDir(s.cfg.Dir, s.featureIndex())
 	if err != nil {
 		return Started{}, err
 	}
@@ -305,7 +312,9 @@ func (s *Service) applyRecord(rec rulesync.Record) (*rules.RuleSet, error) {
 	if h := rules.HashFiles(files); h != rec.Hash {
 		return nil, fmt.Errorf("rule set %d: files hash to %s, the record says %s", rec.Seq, h, rec.Hash)
 	}
-	rs, err := rules.Compile(files, s.cfg.Features)
+	s.featMu.RLock()
+	defer s.featMu.RUnlock()
+	rs, err := rules.Compile(files, s.feats)
 	if err != nil {
 		return nil, fmt.Errorf("rule set %d: %w", rec.Seq, err)
 	}
@@ -423,7 +432,7 @@ func (s *Service) publishChange(w http.ResponseWriter, r *http.Request, c change
 			return
 		}
 	}
-	rs, err := rules.Compile(c.files, s.cfg.Features)
+	rs, err := rules.Compile(c.files, s.featureIndex())
 	if err != nil {
 		audit(c.action+"_refused", "", err.Error())
 		writeCompileError(w, err)

@@ -27,7 +27,8 @@ func (s *Service) test(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("%d events: %v", len(req.Events), rules.ErrTooManyTestEvents))
 		return
 	}
-	if s.cfg.FeatureSet == nil {
+	_, set := s.features()
+	if set == nil {
 		res, err := rs.RunTest(req.Events, s.cfg.Now())
 		if err != nil {
 			api.WriteError(w, http.StatusBadRequest, err.Error())
@@ -36,7 +37,7 @@ func (s *Service) test(w http.ResponseWriter, r *http.Request) {
 		api.WriteJSON(w, http.StatusOK, res)
 		return
 	}
-	res, err := engine.RunTrial(s.cfg.Engine, s.cfg.FeatureSet, rs, req.Events, s.cfg.Now())
+	res, err := engine.RunTrial(s.cfg.Engine, set, rs, req.Events, s.cfg.Now())
 	if err != nil {
 		status := http.StatusBadRequest
 		if errors.Is(err, rules.ErrTooManyTestEvents) {

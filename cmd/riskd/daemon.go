@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -41,18 +42,25 @@ type daemon struct {
 	set     *features.Set
 	// engCfg is the engine's configuration, for the rules API's off-line
 	// runs (test, backtest) too.
-	engCfg    engine.Config
-	holder    *rules.Holder
-	eng       *engine.Engine
-	reg       *prometheus.Registry
-	metrics   *streams.Metrics
-	reloads   *prometheus.CounterVec
-	httpAddr  string
-	tokens    []api.Token
-	onTimeout rules.Action
-	pipe      *streams.Pipeline
-	api       *api.Server
-	rulesAPI  *rulesapi.Service
+	engCfg  engine.Config
+	holder  *rules.Holder
+	eng     *engine.Engine
+	reg     *prometheus.Registry
+	metrics *streams.Metrics
+	reloads *prometheus.CounterVec
+	// Features reloads (featurereload.go): the Set the engine runs now
+	// (d.set is the one it started with), the file's hash as last
+	// applied or refused, and the reload metrics.
+	liveFeatures   atomic.Pointer[features.Set]
+	featuresHash   string
+	featureReloads *prometheus.CounterVec
+	featurePause   prometheus.Gauge
+	httpAddr       string
+	tokens         []api.Token
+	onTimeout      rules.Action
+	pipe           *streams.Pipeline
+	api            *api.Server
+	rulesAPI       *rulesapi.Service
 	// rulesDirHash is the rule directory's hash as rulesAPI.Start read
 	// it: the watcher publishes only a directory that differs from it.
 	rulesDirHash string
@@ -93,6 +101,16 @@ func startDaemon(ctx context.Context, cfg Config, log *slog.Logger) (d *daemon, 
 		Name: "riskd_rule_reloads_total", Help: "Rule directory reloads by result (ok, error).",
 	}, []string{"result"})
 	d.reg.MustRegister(d.reloads)
+	d.featureReloads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "riskd_feature_reloads_total", Help: "Changes of the features file applied without a restart, by result (ok, error).",
+	}, []string{"result"})
+	d.featurePause = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "riskd_feature_reload_pause_seconds", Help: "How long the last features reload held the engine's shards (state carried over to the new definitions).",
+	})
+	d.reg.MustRegister(d.featureReloads, d.featurePause)
+	for _, result := range []string{"ok", "error"} {
+		d.featureReloads.WithLabelValues(result)
+	}
 	for _, result := range []string{"ok", "error"} {
 		d.reloads.WithLabelValues(result) // export zeros, so alerts on rate() work from the start
 	}
@@ -126,6 +144,10 @@ func startDaemon(ctx context.Context, cfg Config, log *slog.Logger) (d *daemon, 
 	}
 
 	if d.set, err = features.LoadFile(cfg.Rules.Features, cfg.Features); err != nil {
+		return d, err
+	}
+	d.liveFeatures.Store(d.set)
+	if d.featuresHash, err = fileHash(cfg.Rules.Features); err != nil {
 		return d, err
 	}
 	for g := range d.set.Groups() { // riskd_late_events_total's reasons, exported from 0
@@ -230,7 +252,7 @@ func (d *daemon) restoreEngine(cfg engine.Config) (*engine.Engine, error) {
 		return nil, err
 	case eng != nil:
 		d.log.Info("engine state restored", "path", path)
-		d.logFeatureChange(eng.FeatureRestore())
+		d.logFeatureChange(eng.FeatureRestore(), "since the checkpoint")
 		return eng, nil
 	}
 	return engine.New(cfg, d.set, d.holder), nil
@@ -338,7 +360,7 @@ func (d *daemon) run(ctx context.Context) error {
 	// is a version in the history and every instance installs it (counted
 	// and recorded by OnInstall); the directory as Start found it is Known.
 	watcher := &rules.Watcher{
-		Dir: d.cfg.Rules.Dir, Features: d.set, Holder: d.holder, Interval: d.cfg.Rules.PollInterval,
+		Dir: d.cfg.Rules.Dir, CurrentFeatures: d.currentFeatures, Holder: d.holder, Interval: d.cfg.Rules.PollInterval,
 		Known: d.rulesDirHash,
 		Publish: func(files map[string][]byte, rs *rules.RuleSet) error {
 			seq, err := d.rulesAPI.PublishDir(ctx, files, rs)
@@ -356,6 +378,11 @@ func (d *daemon) run(ctx context.Context) error {
 	go func() {
 		defer wg.Done()
 		watcher.Run(ctx)
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		d.watchFeatures(ctx)
 	}()
 
 	wg.Add(1)

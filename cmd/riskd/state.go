@@ -82,17 +82,17 @@ func (d *daemon) restoreFromKafka(ctx context.Context, cfg engine.Config, pipe *
 	d.metrics.RestoreBytes.Set(float64(len(snap.Data)))
 	d.log.Info("engine state restored from Kafka", "topic", d.cfg.State.Topic, "seq", snap.Seq,
 		"cut_at", snap.CreatedAt, "bytes", len(snap.Data), "took", took)
-	d.logFeatureChange(eng.FeatureRestore())
+	d.logFeatureChange(eng.FeatureRestore(), "since the snapshot")
 	return eng, nil
 }
 
 // logFeatureChange says what a change of the window feature definitions
-// since the snapshot did to the restored state: which features kept their
+// (since the snapshot, or by a reload: since) did to the state: which features kept their
 // state (a renamed one under which name), which start empty and are
 // warming until when (event time: the latest event in the state plus
 // their window), which stored ones were dropped. Silent when the
 // definitions are the snapshot's and nothing is warming.
-func (d *daemon) logFeatureChange(rep features.RestoreReport) {
+func (d *daemon) logFeatureChange(rep features.RestoreReport, since string) {
 	at := func(ms int64) string { return time.UnixMilli(ms).UTC().Format(time.RFC3339) }
 	var kept, fresh, warming []string
 	for _, k := range rep.Kept {
@@ -114,7 +114,7 @@ func (d *daemon) logFeatureChange(rep features.RestoreReport) {
 	}
 	switch {
 	case rep.Changed():
-		d.log.Info("feature definitions changed since the snapshot: unchanged window features keep their state, new ones start empty and are marked warming in decisions until their window has filled",
+		d.log.Info("feature definitions changed "+since+": unchanged window features keep their state, new ones start empty and are marked warming in decisions until their window has filled",
 			"kept", strings.Join(kept, ", "), "new", strings.Join(fresh, ", "), "dropped", strings.Join(rep.Dropped, ", "),
 			"dropped_groups", strings.Join(rep.DroppedGroups, ", "), "still_warming", strings.Join(warming, ", "),
 			"latest_event", at(rep.Watermark))
