@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strconv"
+	"strings"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -99,3 +101,36 @@ func (c *chConn) detection(ctx context.Context, prefix string) (labelCounts, err
 }
 
 func (c *chConn) close() { c.conn.Close() }
+
+// actions reads the action of every decision whose event id is prefix and
+// then a sequence number in [1, n] (the generator's ids), indexed by
+// sequence number - 1; "" where none is stored. FINAL keeps one decision
+// per event when a replay decided it twice.
+func (c *chConn) actions(ctx context.Context, prefix string, n int) ([]string, error) {
+	q := "SELECT event_id, action FROM `" + c.db + "`.decisions FINAL WHERE startsWith(event_id, ?)"
+	rows, err := c.conn.Query(ctx, q, prefix)
+	if err != nil {
+		return nil, fmt.Errorf("actions: %w", err)
+	}
+	defer rows.Close()
+	out := make([]string, n)
+	names := map[string]string{} // one copy of each action name
+	for rows.Next() {
+		var id, action string
+		if err := rows.Scan(&id, &action); err != nil {
+			return nil, fmt.Errorf("actions: %w", err)
+		}
+		seq, err := strconv.Atoi(strings.TrimPrefix(id, prefix))
+		if err != nil || seq < 1 || seq > n {
+			return nil, fmt.Errorf("actions: event id %q is not %s and a number in 1..%d", id, prefix, n)
+		}
+		if _, ok := names[action]; !ok {
+			names[action] = action
+		}
+		out[seq-1] = names[action]
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("actions: %w", err)
+	}
+	return out, nil
+}

@@ -10,6 +10,8 @@ import (
 	"runtime"
 	"strings"
 	"time"
+
+	"riskd/bench/detection"
 )
 
 // results is one run's record. The top-level numeric keys are the
@@ -128,6 +130,9 @@ type detectionResult struct {
 	Precision     float64                   `json:"precision"`
 	Recall        float64                   `json:"recall"`
 	Scenarios     map[string]scenarioResult `json:"scenarios"`
+	// Wallet is the saturation workload scored as a wallet counts it:
+	// attacks stopped before loss, amount kept, honest accounts disturbed.
+	Wallet *detection.Report `json:"wallet,omitempty"`
 }
 
 // target is one goal of issue 5 and how the run compares with it.

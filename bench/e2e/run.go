@@ -124,6 +124,16 @@ func run(ctx context.Context, s settings) error {
 	r.Detection = scoreDetection(counts)
 	r.Precision, r.Recall = r.Detection.Precision, r.Detection.Recall
 	logf("detection: precision %.3f recall %.3f over %d fraud events", r.Precision, r.Recall, r.Detection.FraudEvents)
+	wallet, missing, err := walletDetection(ctx, ch, s, satPrefix, st.Events)
+	if err != nil {
+		return err
+	}
+	r.Detection.Wallet = &wallet
+	if missing > 0 {
+		logf("warning: %d events have no stored decision; the wallet detection report leaves them out", missing)
+	}
+	logf("detection as a wallet counts it: %d of %d attacks stopped before loss, %.1f honest accounts disturbed per 10,000",
+		wallet.Total.StoppedBeforeLoss, wallet.Total.Attacks, wallet.Honest.DisturbedPer10k)
 
 	// The headline latency is at s.LatencyFactor of saturation; lower
 	// rates after it show where the knee is on this machine.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"sort"
 )
 
@@ -40,6 +41,12 @@ func printSummary(r *results, path string) {
 	for _, k := range names {
 		sc := r.Detection.Scenarios[k]
 		fmt.Printf("  %-22s %6d events  %6d flagged  %5.1f%%\n", k, sc.Events, sc.Flagged, 100*sc.Recall)
+	}
+	if w := r.Detection.Wallet; w != nil {
+		fmt.Println("\ndetection as a wallet counts it (stopped = challenge, block or lock; see bench/detection):")
+		if err := w.WriteTable(os.Stdout); err != nil {
+			logf("warning: %v", err)
+		}
 	}
 }
 

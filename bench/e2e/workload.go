@@ -19,9 +19,8 @@ func preProduce(ctx context.Context, s settings, brokers []string, prefix string
 	topics := streams.DefaultTopics()
 	cfg := produce.Config{
 		Brokers: brokers, PaymentsTopic: topics.Inputs[0], AccountTopic: topics.Inputs[1],
-		Events: s.Events,
-		Traffic: traffic.Config{Accounts: s.Accounts, Seed: s.Seed, FraudRate: s.FraudRate,
-			IDPrefix: prefix},
+		Events:  s.Events,
+		Traffic: saturationTraffic(s, prefix),
 	}
 	next := s.Events / 10
 	cfg.Progress = func(n int) {
@@ -40,6 +39,12 @@ func preProduce(ctx context.Context, s settings, brokers []string, prefix string
 		return st, genSetup, fmt.Errorf("pre-produce: %w", err)
 	}
 	return st, genSetup, nil
+}
+
+// saturationTraffic is the generator's configuration for the saturation
+// workload; walletDetection generates the same events again from it.
+func saturationTraffic(s settings, prefix string) traffic.Config {
+	return traffic.Config{Accounts: s.Accounts, Seed: s.Seed, FraudRate: s.FraudRate, IDPrefix: prefix}
 }
 
 // produceTick is how often the paced producer writes. One produce request

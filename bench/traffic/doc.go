@@ -6,16 +6,34 @@
 // typical spend. Normal traffic is what those owners do: QR, NFC, online,
 // transfer and transit payments, sign-ins, top-ups, withdrawals and the
 // occasional password reset or mistyped password. At Config.FraudRate the
-// next event instead comes from a scripted fraud scenario (brute_force,
+// next event instead starts a scripted fraud scenario (brute_force,
 // credential_stuffing, account_takeover, scam_payee, card_testing,
 // device_farm, points_abuse, impossible_travel); its events carry the
-// scenario name in Event.Label, normal events carry "". A scenario starts
-// at random and plays its short script (for example password_reset, login
-// from a new phone abroad, device_bind, payee_add, large transfer) on
-// successive Next calls, so an attack arrives as the burst it is in a real
-// stream whatever the fraud rate. Scenarios that need many accounts
-// (device_farm, points_abuse) use fresh fraudster-owned accounts
-// (acct-farm-N, acct-points-N); the others hit accounts of the table.
+// scenario name in Event.Label, normal events carry "". Scenarios that
+// need many accounts (device_farm, points_abuse) use fresh fraudster-owned
+// accounts (acct-farm-N, acct-points-N); the others hit accounts of the
+// table.
+//
+// One scenario instance is an attack. Its steps are spread over event
+// time by delays drawn per step within the scenario's pace (seconds apart
+// for a brute force, up to 20 minutes between a scam payee's addition and
+// the transfer, up to 90 minutes between the owner's sign-in and the
+// impossible one), so attacks overlap each other and honest traffic comes
+// between their steps. What else varies per attack, from the seed: step
+// counts (1-2 drains in a takeover or a scam), the order of steps where
+// the attack allows it (a takeover binds its device and adds its payee in
+// either order), amounts, and the victim: half the time the account of
+// the latest honest event (an active account with history), otherwise any
+// account of the table (often one with little history).
+//
+// Attack reports, after each Next, the attack id of the event just made
+// (1, 2, ... in the order attacks start; 0 for honest traffic) and its
+// Role: RoleFirst on the attack's first event, RoleLast on its last,
+// RoleLoss on an event that moves money out of the victim (see RoleLoss
+// for which those are; brute_force and credential_stuffing have none), no
+// flag on its other steps. Harnesses record it beside the event id;
+// Event.Label stays the scenario name. Attacks still playing when the
+// stream ends are cut short: they have no RoleLast event.
 //
 // The same Config (including Seed) always yields the same events, byte for
 // byte, so a benchmark or a backtest can be replayed. Event time starts at

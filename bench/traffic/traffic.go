@@ -46,8 +46,10 @@ type Config struct {
 	// Seed makes the stream reproducible.
 	Seed uint64
 	// FraudRate is the fraction of events that come from fraud scenarios
-	// (0.01 = 1%), on average: scenarios start at random and each plays
-	// all its steps back to back. It is clamped to [0, 1].
+	// (0.01 = 1%), on average over a stream much longer than an attack:
+	// scenarios start at random and play their steps over minutes of
+	// event time, so attacks still playing at the end are cut short. It
+	// is clamped to [0, 1].
 	FraudRate float64
 	// Start is the event time of the first event; zero means
 	// 2026-11-24T00:00:00Z.
@@ -140,16 +142,29 @@ type Generator struct {
 	seq     int64
 	idBuf   []byte
 
-	sc        script
-	startProb float64 // chance that an event starts a scenario
-	serial    int64   // numbers attacker ids (devices, cards, payees)
-	jsonEv    event.Event
+	// Attacks in progress: scripts holds them by slot (free lists the
+	// unused slots), queue is a min-heap of slots by the event time of
+	// their next step. Their number is bounded by how many start within
+	// the longest script's duration; slots are reused, so the slices stop
+	// growing once that many are live.
+	scripts    []script
+	free       []int32
+	queue      []int32
+	startProb  float64 // chance that an event starts a scenario
+	serial     int64   // numbers attacker ids (devices, cards, payees)
+	attacks    uint64  // numbers attacks; the last one started
+	lastAttack uint64  // attack of the event just generated, 0 if honest
+	lastRole   Role
+	lastHonest int // account of the latest honest event: a victim with history
+	jsonEv     event.Event
 }
 
-// script is the fraud scenario being played.
+// script is one fraud scenario being played.
 type script struct {
 	kind    string
+	id      uint64 // attack id, from 1
 	step, n int
+	due     int64 // event time of the next step, Unix ms
 	acct    int
 	accts   [16]string // fraudster-owned accounts (farms)
 	dev     device
@@ -158,6 +173,7 @@ type script struct {
 	payee   string
 	card    string
 	amount  int64
+	swap    bool // account_takeover: payee_add before device_bind
 }
 
 // New builds the account table and returns a Generator.
@@ -246,7 +262,8 @@ func round4(x float64) float64 { return math.Round(x*1e4) / 1e4 }
 // Next fills ev with the next event. ev is Reset first (keeping its Attrs
 // map, which a later Next on the same ev refills); the strings it gets stay
 // valid after later calls. It allocates only the event id, plus a few ids
-// when a fraud scenario starts.
+// when a fraud scenario starts (and a slot for it while the number of
+// attacks in progress grows past its peak so far).
 func (g *Generator) Next(ev *event.Event) {
 	ev.Reset()
 	g.seq++
@@ -266,12 +283,21 @@ func (g *Generator) Next(ev *event.Event) {
 	g.lastTS = ts
 	ev.TS = ts
 
-	if g.sc.step < g.sc.n || (g.cfg.FraudRate > 0 && g.rng.Float64() < g.startProb) {
-		g.fraud(ev)
+	g.lastAttack, g.lastRole = 0, 0
+	if len(g.queue) > 0 && g.scripts[g.queue[0]].due <= ts {
+		g.fraud(ev, g.popDue())
+		return
+	}
+	if g.cfg.FraudRate > 0 && g.rng.Float64() < g.startProb {
+		g.fraud(ev, g.start())
 		return
 	}
 	g.normal(ev)
 }
+
+// Attack says which attack the event just generated belongs to (0 for
+// honest traffic) and its role in it. See the package doc.
+func (g *Generator) Attack() (id uint64, role Role) { return g.lastAttack, g.lastRole }
 
 // dailyRhythm scales the event rate by hour of day (UTC, which is close to
 // the euro-area homes' local time): a wallet is quiet at night and busiest
@@ -337,7 +363,8 @@ func (g *Generator) amountAround(typical, spread float64) int64 {
 
 func (g *Generator) normal(ev *event.Event) {
 	r := g.rng
-	a := &g.accounts[r.IntN(len(g.accounts))]
+	g.lastHonest = r.IntN(len(g.accounts))
+	a := &g.accounts[g.lastHonest]
 	g.ownerContext(ev, a)
 	x := r.IntN(1000)
 	switch {
@@ -437,13 +464,53 @@ func (g *Generator) attackerIP() string {
 }
 
 // meanScriptLen is the mean number of events of a scenario, over the
-// uniform choice of scenario in start.
-const meanScriptLen = (8 + 13 + 5 + 2 + 9.5 + 16 + 8 + 3) / 8.0
+// uniform choice of scenario in start: brute_force 6-10, credential_stuffing
+// 11-15, account_takeover 4 + 1-2 transfers, scam_payee 1 + 1-2 transfers,
+// card_testing 7-12, device_farm 2 x 6-10, points_abuse 2 x 3-5,
+// impossible_travel 3.
+const meanScriptLen = (8 + 13 + 5.5 + 2.5 + 9.5 + 16 + 8 + 3) / 8.0
 
-func (g *Generator) start() {
+// Role says what an attack's event is to the attack; it is a set of flags,
+// and an event of an attack with none of them is one of its other steps.
+type Role uint8
+
+const (
+	// RoleFirst marks the attack's first event.
+	RoleFirst Role = 1 << iota
+	// RoleLoss marks an event that moves money out of the victim: the
+	// transfers of account_takeover, scam_payee and impossible_travel, the
+	// cash-out of card_testing (not its probes of a few cents), every
+	// payment of device_farm (on a card stolen from a real owner) and every
+	// redemption of points_abuse (the wallet's points).
+	RoleLoss
+	// RoleLast marks the attack's last event: an attack whose last event
+	// was not generated was cut off by the end of the stream.
+	RoleLast
+)
+
+// Has reports whether r holds every flag of f.
+func (r Role) Has(f Role) bool { return r&f == f }
+
+// start begins a new attack in a free slot and returns the slot. The
+// victim is, half the time, the account of the latest honest event (an
+// active account with history) and otherwise any account of the table
+// (often one with little), so the history before an attack varies.
+func (g *Generator) start() int32 {
 	r := g.rng
-	s := &g.sc
-	*s = script{kind: Scenarios[r.IntN(len(Scenarios))], acct: r.IntN(len(g.accounts))}
+	var slot int32
+	if n := len(g.free); n > 0 {
+		slot = g.free[n-1]
+		g.free = g.free[:n-1]
+	} else {
+		g.scripts = append(g.scripts, script{})
+		slot = int32(len(g.scripts) - 1)
+	}
+	g.attacks++
+	s := &g.scripts[slot]
+	*s = script{kind: Scenarios[r.IntN(len(Scenarios))], id: g.attacks, acct: r.IntN(len(g.accounts))}
+	if r.IntN(2) == 0 {
+		s.acct = g.lastHonest
+	}
 	s.where = &foreign[r.IntN(len(foreign))]
 	s.ip = g.attackerIP()
 	s.dev = device{id: g.attackerID("dev-x-"), os: "android", app: appVersions[len(appVersions)-1]}
@@ -453,13 +520,12 @@ func (g *Generator) start() {
 	case CredentialStuffing:
 		s.n = 11 + r.IntN(5) // failures on distinct accounts, then one success
 	case AccountTakeover:
-		s.n = 5
+		s.n = 4 + 1 + r.IntN(2) // reset, login, bind and payee in either order, 1-2 transfers
+		s.swap = r.IntN(2) == 0
 		s.payee = g.attackerID("payee-ato-")
-		s.amount = 50000 + 1000*int64(r.IntN(250))
 	case ScamPayee:
-		s.n = 2
+		s.n = 1 + 1 + r.IntN(2) // payee_add, 1-2 transfers
 		s.payee = ScamPayees[r.IntN(len(ScamPayees))]
-		s.amount = 20000 + 1000*int64(r.IntN(180))
 	case CardTesting:
 		s.n = 7 + r.IntN(6) // tiny charges, then one cash-out
 		s.card = g.attackerID("card-x-")
@@ -480,25 +546,133 @@ func (g *Generator) start() {
 		s.dev.emulator = r.IntN(3) == 0
 	case ImpossibleTravel:
 		s.n = 3
-		s.amount = 20000 + 1000*int64(r.IntN(100))
 	}
+	return slot
 }
 
-func (g *Generator) fraud(ev *event.Event) {
-	if g.sc.step >= g.sc.n {
-		g.start()
+// between draws a delay in [lo, hi) milliseconds of event time.
+func (g *Generator) between(lo, hi time.Duration) int64 {
+	l, h := lo.Milliseconds(), hi.Milliseconds()
+	return l + g.rng.Int64N(h-l)
+}
+
+// delay is the event time from step (just played) to the next step of s:
+// each scenario's pace, drawn per step so no two attacks share a shape.
+func (g *Generator) delay(s *script, step int) int64 {
+	switch s.kind {
+	case BruteForce:
+		return g.between(time.Second, 15*time.Second)
+	case CredentialStuffing:
+		return g.between(500*time.Millisecond, 5*time.Second)
+	case AccountTakeover:
+		switch step {
+		case 0: // reset mail read, new password set
+			return g.between(20*time.Second, 5*time.Minute)
+		case 1, 2:
+			return g.between(5*time.Second, 3*time.Minute)
+		case 3: // the first drain
+			return g.between(10*time.Second, 8*time.Minute)
+		}
+		return g.between(30*time.Second, 5*time.Minute)
+	case ScamPayee: // the victim on the phone with the scammer
+		if step == 0 {
+			return g.between(time.Minute, 20*time.Minute)
+		}
+		return g.between(time.Minute, 10*time.Minute)
+	case CardTesting:
+		if step == s.n-2 { // the card works: cash out
+			return g.between(30*time.Second, 10*time.Minute)
+		}
+		return g.between(2*time.Second, 40*time.Second)
+	case DeviceFarm, PointsAbuse:
+		if step%2 == 0 { // signed in, now pay
+			return g.between(5*time.Second, 90*time.Second)
+		}
+		return g.between(10*time.Second, 3*time.Minute)
+	case ImpossibleTravel:
+		if step == 0 { // the owner at home, then the attacker abroad
+			return g.between(10*time.Minute, 90*time.Minute)
+		}
+		return g.between(time.Minute, 15*time.Minute)
 	}
-	s := &g.sc
+	return 1000
+}
+
+// ---- the queue of attacks in progress: a binary min-heap of slots by
+// (due, attack id), so ties go to the older attack.
+
+func (g *Generator) before(a, b int32) bool {
+	x, y := &g.scripts[a], &g.scripts[b]
+	return x.due < y.due || x.due == y.due && x.id < y.id
+}
+
+func (g *Generator) push(slot int32) {
+	q := append(g.queue, slot)
+	for i := len(q) - 1; i > 0; {
+		p := (i - 1) / 2
+		if !g.before(q[i], q[p]) {
+			break
+		}
+		q[i], q[p] = q[p], q[i]
+		i = p
+	}
+	g.queue = q
+}
+
+func (g *Generator) popDue() int32 {
+	q := g.queue
+	top := q[0]
+	n := len(q) - 1
+	q[0] = q[n]
+	q = q[:n]
+	for i := 0; ; {
+		l, m := 2*i+1, i
+		if l < n && g.before(q[l], q[m]) {
+			m = l
+		}
+		if l+1 < n && g.before(q[l+1], q[m]) {
+			m = l + 1
+		}
+		if m == i {
+			break
+		}
+		q[i], q[m] = q[m], q[i]
+		i = m
+	}
+	g.queue = q
+	return top
+}
+
+// fraud plays the next step of the attack in slot, then queues its next
+// step or frees the slot.
+func (g *Generator) fraud(ev *event.Event, slot int32) {
+	s := &g.scripts[slot]
 	r := g.rng
 	step := s.step
+	pos := step // step is renamed below where steps may come in either order
 	s.step++
 	ev.Label = s.kind
+	g.lastAttack = s.id
+	if pos == 0 {
+		g.lastRole |= RoleFirst
+	}
+	if s.step == s.n {
+		g.lastRole |= RoleLast
+	}
 	a := &g.accounts[s.acct]
 	attacker := func(acct *account) {
 		ev.AccountID = acct.id
 		ev.Device = event.Device{ID: s.dev.id, OS: s.dev.os, AppVersion: s.dev.app, Emulator: s.dev.emulator}
 		ev.IP = s.ip
 		ev.Geo = event.Geo{Country: s.where.country, Lat: s.where.lat, Lon: s.where.lon, HasPoint: true}
+	}
+	transfer := func(payee string, amount int64) {
+		ev.Type = event.TypePayment
+		ev.Channel = "transfer"
+		ev.PayeeID = payee
+		ev.Amount = amount
+		ev.Currency = a.home.currency
+		g.lastRole |= RoleLoss
 	}
 	switch s.kind {
 	case BruteForce:
@@ -516,6 +690,9 @@ func (g *Generator) fraud(ev *event.Event) {
 		}
 	case AccountTakeover:
 		attacker(a)
+		if s.swap && (step == 2 || step == 3) {
+			step = 5 - step
+		}
 		switch step {
 		case 0:
 			ev.Type = event.TypePasswordReset
@@ -527,11 +704,7 @@ func (g *Generator) fraud(ev *event.Event) {
 			ev.Type = event.TypePayeeAdd
 			ev.PayeeID = s.payee
 		default:
-			ev.Type = event.TypePayment
-			ev.Channel = "transfer"
-			ev.PayeeID = s.payee
-			ev.Amount = s.amount
-			ev.Currency = a.home.currency
+			transfer(s.payee, 30000+1000*int64(r.IntN(220)))
 		}
 	case ScamPayee:
 		// The owner, on their own phone at home, is talked into paying.
@@ -540,10 +713,7 @@ func (g *Generator) fraud(ev *event.Event) {
 		if step == 0 {
 			ev.Type = event.TypePayeeAdd
 		} else {
-			ev.Type = event.TypePayment
-			ev.Channel = "transfer"
-			ev.Amount = s.amount
-			ev.Currency = a.home.currency
+			transfer(s.payee, 20000+1000*int64(r.IntN(180)))
 		}
 	case CardTesting:
 		attacker(a)
@@ -555,6 +725,7 @@ func (g *Generator) fraud(ev *event.Event) {
 		ev.MerchantID, ev.MCC = m.id, m.mcc
 		if step == s.n-1 {
 			ev.Amount = 20000 + 500*int64(r.IntN(120))
+			g.lastRole |= RoleLoss
 		} else {
 			ev.Amount = 50 + 10*int64(r.IntN(30))
 		}
@@ -571,6 +742,7 @@ func (g *Generator) fraud(ev *event.Event) {
 			ev.CardID = a.card // a card stolen from a real owner
 			ev.Amount = 500 + 100*int64(r.IntN(50))
 			ev.Currency = a.home.currency
+			g.lastRole |= RoleLoss
 		}
 	case PointsAbuse:
 		// Farmed accounts redeem their sign-up points from one phone at home.
@@ -582,6 +754,7 @@ func (g *Generator) fraud(ev *event.Event) {
 			ev.Type = event.TypePointsRedeem
 			ev.Amount = 2000 + 500*int64(r.IntN(13))
 			ev.Currency = s.where.currency
+			g.lastRole |= RoleLoss
 		}
 	case ImpossibleTravel:
 		if step == 0 {
@@ -593,11 +766,13 @@ func (g *Generator) fraud(ev *event.Event) {
 		if step == 1 {
 			ev.Type = event.TypeLogin
 		} else {
-			ev.Type = event.TypePayment
-			ev.Channel = "transfer"
-			ev.PayeeID = g.payees[r.IntN(len(g.payees))]
-			ev.Amount = s.amount
-			ev.Currency = a.home.currency
+			transfer(g.payees[r.IntN(len(g.payees))], 20000+1000*int64(r.IntN(100)))
 		}
 	}
+	if s.step < s.n {
+		s.due = ev.TS + g.delay(s, pos)
+		g.push(slot)
+		return
+	}
+	g.free = append(g.free, slot)
 }

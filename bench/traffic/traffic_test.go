@@ -31,6 +31,11 @@ func TestSameSeedSameEvents(t *testing.T) {
 		if !bytes.Equal(ba, bb) {
 			t.Fatalf("event %d differs:\n%s\n%s", i, ba, bb)
 		}
+		ida, ra := a.Attack()
+		idb, rb := b.Attack()
+		if ida != idb || ra != rb {
+			t.Fatalf("event %d: attack %d role %b, then attack %d role %b", i, ida, ra, idb, rb)
+		}
 	}
 	c := New(testConfig(8, 0.05))
 	a = New(testConfig(7, 0.05))
@@ -47,7 +52,12 @@ func TestSameSeedSameEvents(t *testing.T) {
 
 func TestFraudRate(t *testing.T) {
 	for _, rate := range []float64{0, 0.01, 0.05, 0.2} {
-		g := New(testConfig(42, rate))
+		// Attacks last up to about 1h45 of event time, and those still
+		// playing when the stream ends are cut short: at 5 events a second
+		// the 300,000 events span over 16 hours, so the cut is small.
+		cfg := testConfig(42, rate)
+		cfg.EventsPerSecond = 5
+		g := New(cfg)
 		const n = 300000
 		labelled := 0
 		seen := map[string]int{}
@@ -81,33 +91,92 @@ func TestFraudRate(t *testing.T) {
 	}
 }
 
-// TestScenarioScripts checks each scenario plays its whole script on
-// successive events.
+// TestScenarioScripts checks each attack plays its whole script, in an
+// order its scenario allows, with Attack marking its first, last and loss
+// events, and that timings and step orders vary between attacks.
 func TestScenarioScripts(t *testing.T) {
-	g := New(testConfig(4, 0.05))
+	cfg := testConfig(4, 0.05)
+	cfg.EventsPerSecond = 10 // 200,000 events over 5.5 hours: most attacks complete
+	g := New(cfg)
+	type attack struct {
+		label string
+		types []string
+		roles []Role
+		ts    []int64
+	}
+	attacks := map[uint64]*attack{}
 	var ev event.Event
-	var run []string // types of the current burst
-	label := ""
-	check := func() {
-		if label == AccountTakeover && len(run) >= 5 {
-			want := []string{"password_reset", "login", "device_bind", "payee_add", "payment"}
-			for i, w := range want {
-				if run[i] != w {
-					t.Fatalf("account_takeover script %v", run)
-				}
-			}
+	for i := 0; i < 200000; i++ {
+		g.Next(&ev)
+		id, role := g.Attack()
+		if (id == 0) != (ev.Label == "") || (id == 0) != (role == 0) && role != 0 {
+			t.Fatalf("event %s: label %q with attack %d role %b", ev.ID, ev.Label, id, role)
 		}
-		if label == BruteForce && len(run) < 6 {
-			t.Fatalf("brute_force burst of %d login_failed", len(run))
+		if id == 0 {
+			continue
+		}
+		a := attacks[id]
+		if a == nil {
+			if !role.Has(RoleFirst) {
+				t.Fatalf("attack %d starts at %s without RoleFirst", id, ev.ID)
+			}
+			a = &attack{label: ev.Label}
+			attacks[id] = a
+		} else if role.Has(RoleFirst) || a.label != ev.Label {
+			t.Fatalf("attack %d: event %s marked first again or relabelled %q", id, ev.ID, ev.Label)
+		}
+		a.types = append(a.types, ev.Type)
+		a.roles = append(a.roles, role)
+		a.ts = append(a.ts, ev.TS)
+		loss := ev.Type == event.TypePayment && (ev.Channel == "transfer" || ev.Label == DeviceFarm ||
+			ev.Label == CardTesting && ev.Amount >= 20000) || ev.Type == event.TypePointsRedeem
+		if role.Has(RoleLoss) != loss {
+			t.Fatalf("attack %d event %s (%s %s %d): RoleLoss %v", id, ev.ID, ev.Type, ev.Channel, ev.Amount, role.Has(RoleLoss))
 		}
 	}
-	for i := 0; i < 50000; i++ {
-		g.Next(&ev)
-		if ev.Label != label {
-			check()
-			label, run = ev.Label, run[:0]
+	complete := map[string]int{}
+	atoOrders := map[string]bool{}
+	gaps := map[int64]bool{}
+	for id, a := range attacks {
+		n := len(a.types)
+		if !a.roles[n-1].Has(RoleLast) {
+			continue // cut off by the end of the stream
 		}
-		run = append(run, ev.Type)
+		complete[a.label]++
+		for i := 1; i < n; i++ {
+			gaps[a.ts[i]-a.ts[i-1]] = true
+			if a.roles[i-1].Has(RoleLast) {
+				t.Fatalf("attack %d goes on after its last event", id)
+			}
+		}
+		switch a.label {
+		case AccountTakeover:
+			got := strings.Join(a.types, " ")
+			if !strings.HasPrefix(got, "password_reset login ") || n < 5 || n > 6 ||
+				!strings.HasSuffix(got, " payment") || a.types[2] == a.types[3] {
+				t.Fatalf("account_takeover script %v", a.types)
+			}
+			atoOrders[a.types[2]] = true
+		case BruteForce:
+			if n < 6 || n > 10 {
+				t.Fatalf("brute_force attack of %d login_failed", n)
+			}
+		case ScamPayee:
+			if a.types[0] != event.TypePayeeAdd || n < 2 || n > 3 {
+				t.Fatalf("scam_payee script %v", a.types)
+			}
+		}
+	}
+	for _, s := range Scenarios {
+		if complete[s] < 5 {
+			t.Errorf("only %d complete %s attacks", complete[s], s)
+		}
+	}
+	if !atoOrders[event.TypeDeviceBind] || !atoOrders[event.TypePayeeAdd] {
+		t.Errorf("account_takeover always plays device_bind and payee_add in one order: %v", atoOrders)
+	}
+	if len(gaps) < 1000 {
+		t.Errorf("only %d distinct gaps between an attack's steps: timings do not vary", len(gaps))
 	}
 }
 

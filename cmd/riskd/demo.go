@@ -9,12 +9,15 @@ import (
 	"net"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
+	"riskd/bench/detection"
 	"riskd/bench/produce"
 	"riskd/bench/traffic"
 	"riskd/engine"
+	"riskd/event"
 	"riskd/streams/chstore"
 )
 
@@ -132,7 +135,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		stopDaemon()
 		return err
 	}
-	if err := printDetection(ctx, stdout, d, prefix, produced); err != nil {
+	if err := printDetection(ctx, stdout, d, gen.Traffic, produced); err != nil {
 		stopDaemon()
 		return err
 	}
@@ -269,30 +272,28 @@ func reasonText(reason string) string {
 	return reason
 }
 
-// detectionWait bounds how long printDetection waits for the last labels:
-// a batch's labels are written alongside its decisions, so they can land
-// a moment after the decision count said everything was stored.
+// detectionWait bounds how long printDetection waits for the last
+// decisions to be readable: the stored count can run a moment ahead of
+// what a query by event time sees.
 const detectionWait = 10 * time.Second
 
-// printDetection prints, per fraud scenario of this run, how many attacks
-// (accounts) and events there were and how many were flagged (review,
-// challenge, block or lock), a total, and the honest events flagged.
-func printDetection(ctx context.Context, w io.Writer, d *daemon, prefix string, produced produce.Stats) error {
-	var det []chstore.ScenarioDetection
+// printDetection prints, per fraud scenario of this run, the attacks and
+// how many were stopped before money left (bench/detection: challenge,
+// block or lock on or before the attack's first loss event), the events
+// and how many were flagged (any action but allow), a total, and the
+// honest accounts disturbed per 10,000. The generator makes the run's
+// events again (it is deterministic for its configuration) for their
+// attack ids and roles; each is matched with its stored decision.
+func printDetection(ctx context.Context, w io.Writer, d *daemon, cfg traffic.Config, produced produce.Stats) error {
+	actions := make([]string, produced.Events)
+	missing := produced.Events
 	deadline := time.Now().Add(detectionWait)
 	for {
 		var err error
-		if det, err = d.store.Detection(ctx, prefix); err != nil {
+		if missing, err = readActions(ctx, d.store, cfg, actions); err != nil {
 			return fmt.Errorf("demo: summary: %w", err)
 		}
-		var events, labelled uint64
-		for _, s := range det {
-			events += s.Events
-			if s.Label != "" {
-				labelled += s.Events
-			}
-		}
-		if events >= uint64(produced.Events) && labelled >= uint64(produced.Fraud) || time.Now().After(deadline) {
+		if missing == 0 || time.Now().After(deadline) {
 			break
 		}
 		select {
@@ -301,32 +302,73 @@ func printDetection(ctx context.Context, w io.Writer, d *daemon, prefix string, 
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-	fmt.Fprintf(w, "\nDetection by fraud scenario (this run; flagged = review, challenge, block or lock)\n")
-	fmt.Fprintf(w, "    %-22s %7s %12s %7s %12s\n", "scenario", "attacks", "caught", "events", "flagged")
-	row := func(name string, s chstore.ScenarioDetection) {
-		fmt.Fprintf(w, "    %-22s %7d %7d %3.0f%% %7d %7d %3.0f%%\n", name, s.Accounts, s.AccountsFlagged, percent(s.AccountsFlagged, s.Accounts),
-			s.Events, s.EventsFlagged, percent(s.EventsFlagged, s.Events))
-	}
-	var total, honest chstore.ScenarioDetection
-	for _, s := range det {
-		if s.Label == "" {
-			honest = s
+	g := traffic.New(cfg)
+	tally := detection.NewTally()
+	var ev event.Event
+	for _, action := range actions {
+		g.Next(&ev)
+		if action == "" {
 			continue
 		}
-		row(s.Label, s)
-		total.Accounts += s.Accounts
-		total.AccountsFlagged += s.AccountsFlagged
-		total.Events += s.Events
-		total.EventsFlagged += s.EventsFlagged
+		id, role := g.Attack()
+		if err := tally.Add(detection.Event{ID: ev.ID, Account: ev.AccountID, Scenario: ev.Label, Attack: id,
+			Role: role, TS: ev.TS, Amount: ev.Amount, Action: action}); err != nil {
+			return fmt.Errorf("demo: summary: %w", err)
+		}
 	}
-	row("total", total)
+	r := tally.Report()
+	fmt.Fprintf(w, "\nDetection by fraud scenario (this run; stopped = challenge, block or lock on or before the attack's\n"+
+		"first payment, transfer or redemption out of the victim; flagged = any action but allow)\n")
+	fmt.Fprintf(w, "    %-22s %7s %12s %7s %12s\n", "scenario", "attacks", "stopped", "events", "flagged")
+	row := func(s detection.Scenario) {
+		fmt.Fprintf(w, "    %-22s %7d %7d %3.0f%% %7d %7d %3.0f%%\n", s.Name, s.Attacks, s.StoppedBeforeLoss,
+			100*s.StoppedBeforeLossShare, s.Events, s.FlaggedEvents, 100*s.Recall)
+	}
+	for _, s := range r.Scenarios {
+		row(s)
+	}
+	row(r.Total)
+	if r.Total.Incomplete > 0 {
+		fmt.Fprintf(w, "  (%d attacks still playing when the traffic ended are left out of the attack counts)\n", r.Total.Incomplete)
+	}
+	h := r.Honest
+	fmt.Fprintf(w, "  honest accounts disturbed (challenged, blocked or locked): %d of %d = %.1f per 10,000\n",
+		h.Disturbed, h.Accounts, h.DisturbedPer10k)
 	fmt.Fprintf(w, "  honest events flagged (false alarms): %d of %d (%.2f%%)\n",
-		honest.EventsFlagged, honest.Events, percent(honest.EventsFlagged, honest.Events))
-	if total.Events+honest.Events < uint64(produced.Events) || total.Events < uint64(produced.Fraud) {
-		fmt.Fprintf(w, "  (only %d of %d events, %d of %d labelled, were stored after %s)\n",
-			total.Events+honest.Events, produced.Events, total.Events, produced.Fraud, detectionWait)
+		h.FlaggedEvents, h.Events, percent(uint64(h.FlaggedEvents), uint64(h.Events)))
+	if missing > 0 {
+		fmt.Fprintf(w, "  (%d of %d events had no stored decision after %s and are left out)\n", missing, produced.Events, detectionWait)
 	}
 	return nil
+}
+
+// readActions fills actions[i] with the stored action of the run's event
+// number i+1 (ids are cfg.IDPrefix and the number) and returns how many
+// have none yet. Decisions are read by event time from the run's start,
+// and other runs' are skipped by their prefix.
+func readActions(ctx context.Context, store *chstore.Store, cfg traffic.Config, actions []string) (missing int, err error) {
+	clear(actions)
+	from := cfg.Start.UnixMilli()
+	to := time.Now().Add(24 * time.Hour).UnixMilli() // past the last event, whose time ends about now
+	err = store.ReplayDecisions(ctx, from, to, func(rd chstore.ReplayDecision) error {
+		rest, ok := strings.CutPrefix(rd.EventID, cfg.IDPrefix)
+		if !ok {
+			return nil
+		}
+		if n, err := strconv.Atoi(rest); err == nil && n >= 1 && n <= len(actions) {
+			actions[n-1] = rd.Action
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	for _, a := range actions {
+		if a == "" {
+			missing++
+		}
+	}
+	return missing, nil
 }
 
 // percent is n as a percentage of of, 0 when of is 0.

@@ -94,7 +94,8 @@ func TestDemoExplainsADecisionAndCountsCaughtAttacks(t *testing.T) {
 	}
 
 	// The detection table: known scenarios, rows adding up to the total,
-	// the total's events equal to the fraud produced, some attacks caught.
+	// the total's events equal to the fraud produced, some attacks stopped
+	// before their first loss event.
 	detection := demoSection(out, "Detection by fraud scenario", "Look closer")
 	rowRE := regexp.MustCompile(`(?m)^    (\w+) +(\d+) +(\d+) +\d+% +(\d+) +(\d+) +\d+%$`)
 	var sum, total [4]int
@@ -105,7 +106,7 @@ func TestDemoExplainsADecisionAndCountsCaughtAttacks(t *testing.T) {
 			v[i], _ = strconv.Atoi(r[2+i])
 		}
 		if v[1] > v[0] || v[3] > v[2] || v[0] > v[2] {
-			t.Errorf("implausible row %q: more caught than attacks, flagged than events, or attacks than events", r[0])
+			t.Errorf("implausible row %q: more stopped than attacks, flagged than events, or attacks than events", r[0])
 		}
 		if r[1] == "total" {
 			total = v
@@ -129,7 +130,18 @@ func TestDemoExplainsADecisionAndCountsCaughtAttacks(t *testing.T) {
 		t.Errorf("detection table counts %d scenario events; the demo produced %d", total[2], fraud)
 	}
 	if total[1] == 0 {
-		t.Errorf("no attack caught:\n%s", detection)
+		t.Errorf("no attack stopped before loss:\n%s", detection)
+	}
+	disturbed := regexp.MustCompile(`honest accounts disturbed \(challenged, blocked or locked\): (\d+) of (\d+) = ([0-9.]+) per 10,000\n`).
+		FindStringSubmatch(detection)
+	if disturbed == nil {
+		t.Fatalf("no honest accounts disturbed line:\n%s", detection)
+	}
+	if d, _ := strconv.Atoi(disturbed[1]); d > 2000 {
+		t.Errorf("%d honest accounts disturbed of a population of 2000", d)
+	}
+	if n, _ := strconv.Atoi(disturbed[2]); n == 0 || n > 2000 {
+		t.Errorf("%d honest accounts active; want some of the 2000", n)
 	}
 	honest := regexp.MustCompile(`honest events flagged \(false alarms\): (\d+) of (\d+) \(`).FindStringSubmatch(detection)
 	if honest == nil {
