@@ -131,7 +131,7 @@ func (d *Decoder) decodeFull(msg []byte, ev *Event) error {
 			ev.AccountID = d.str("account_id", v)
 		case "ts":
 			seenTS = true
-			ev.TS = d.timestamp(v)
+			ev.TS = d.timestamp("ts", v)
 		case "amount":
 			ev.Amount = d.amount(v)
 		case "currency":
@@ -150,6 +150,22 @@ func (d *Decoder) decodeFull(msg []byte, ev *Event) error {
 			ev.IP = d.str("ip", v)
 		case "label":
 			ev.Label = d.str("label", v)
+		case "balance_before":
+			ev.BalanceBefore, ev.HasBalanceBefore = d.balance("balance_before", v)
+		case "balance_after":
+			ev.BalanceAfter, ev.HasBalanceAfter = d.balance("balance_after", v)
+		case "kyc_level":
+			ev.KYCLevel, ev.HasKYCLevel = d.kycLevel(v)
+		case "mfa_passed":
+			ev.MFAPassed, ev.HasMFAPassed = d.optBoolean("mfa_passed", v)
+		case "account_created_at":
+			ev.AccountCreatedAt, ev.HasAccountCreatedAt = 0, false
+			if v.Type() != fastjson.TypeNull {
+				ev.AccountCreatedAt = d.timestamp("account_created_at", v)
+				ev.HasAccountCreatedAt = ev.AccountCreatedAt != 0
+			}
+		case "tz":
+			ev.TZ = d.str("tz", v)
 		case "device":
 			d.device(v, &ev.Device, ev)
 		case "geo":
@@ -165,6 +181,7 @@ func (d *Decoder) decodeFull(msg []byte, ev *Event) error {
 	d.require(ev.AccountID != "", "account_id")
 	d.require(seenTS, "ts")
 	d.validate(ev)
+	ev.SetDerived()
 	if len(d.errs) > 0 {
 		return &Error{Problems: append([]Problem(nil), d.errs...)}
 	}
@@ -206,29 +223,31 @@ func (d *Decoder) strOrNumber(field string, v *fastjson.Value) string {
 	return d.str(field, v)
 }
 
-func (d *Decoder) timestamp(v *fastjson.Value) int64 {
+// timestamp reads a time field (ts, account_created_at): epoch
+// milliseconds or an RFC 3339 string, within the accepted range.
+func (d *Decoder) timestamp(field string, v *fastjson.Value) int64 {
 	switch v.Type() {
 	case fastjson.TypeNumber:
 		ms, err := v.Int64()
 		if err != nil || ms <= 0 {
-			d.problem("ts", "want epoch milliseconds as a positive integer or an RFC 3339 string, got "+v.String())
+			d.problem(field, "want epoch milliseconds as a positive integer or an RFC 3339 string, got "+v.String())
 			return 0
 		}
 		if ms < minTSMillis { // 1973 in ms, 5138 in seconds: seconds sent by mistake
-			d.problem("ts", fmt.Sprintf("%d looks like epoch seconds; send epoch milliseconds", ms))
+			d.problem(field, fmt.Sprintf("%d looks like epoch seconds; send epoch milliseconds", ms))
 			return 0
 		}
-		return d.inRange(ms, v)
+		return d.inRange(field, ms, v)
 	case fastjson.TypeString:
 		b, _ := v.StringBytes()
 		t, err := time.Parse(time.RFC3339Nano, b2s(b))
 		if err != nil {
-			d.problem("ts", fmt.Sprintf("bad timestamp %q: want RFC 3339 (2026-11-24T16:31:00Z) or epoch milliseconds", b))
+			d.problem(field, fmt.Sprintf("bad timestamp %q: want RFC 3339 (2026-11-24T16:31:00Z) or epoch milliseconds", b))
 			return 0
 		}
-		return d.inRange(t.UnixMilli(), v)
+		return d.inRange(field, t.UnixMilli(), v)
 	default:
-		d.problem("ts", "want epoch milliseconds or an RFC 3339 string, got "+v.Type().String())
+		d.problem(field, "want epoch milliseconds or an RFC 3339 string, got "+v.Type().String())
 		return 0
 	}
 }
@@ -241,9 +260,9 @@ const (
 	maxTSMillis = int64(1e14)
 )
 
-func (d *Decoder) inRange(ms int64, v *fastjson.Value) int64 {
+func (d *Decoder) inRange(field string, ms int64, v *fastjson.Value) int64 {
 	if ms < minTSMillis || ms >= maxTSMillis {
-		d.problem("ts", fmt.Sprintf("%s is outside the accepted range 1973-03-03 to 5138-11-16", v))
+		d.problem(field, fmt.Sprintf("%s is outside the accepted range 1973-03-03 to 5138-11-16", v))
 		return 0
 	}
 	return ms
@@ -272,6 +291,94 @@ func (d *Decoder) amount(v *fastjson.Value) int64 {
 		return 0
 	}
 	return n
+}
+
+// MaxBalance bounds balance_before and balance_after either side of 0:
+// 2^53-1 minor units, the largest integer a float64 holds exactly, so a
+// rule comparing a balance with a float feature compares exact values.
+const MaxBalance = 1<<53 - 1
+
+// MaxKYCLevel is the highest kyc_level.
+const MaxKYCLevel = 9
+
+// integral reads a JSON number that must hold an integer: an integer, or a
+// float with no fraction within ±2^53 (12.00 is 12). ok is false, with
+// nothing recorded, for anything else.
+func integral(v *fastjson.Value) (n int64, ok bool) {
+	if v.Type() != fastjson.TypeNumber {
+		return 0, false
+	}
+	n, err := v.Int64()
+	if err == nil {
+		return n, true
+	}
+	f, err := v.Float64()
+	if err != nil || f != math.Trunc(f) || math.Abs(f) >= 1<<53 {
+		return 0, false
+	}
+	return int64(f), true
+}
+
+// balance reads balance_before or balance_after: null is not sent.
+func (d *Decoder) balance(field string, v *fastjson.Value) (int64, bool) {
+	if v.Type() == fastjson.TypeNull {
+		return 0, false
+	}
+	n, ok := integral(v)
+	if ok && n >= -MaxBalance && n <= MaxBalance {
+		return n, true
+	}
+	if f, err := v.Float64(); err == nil && f == math.Trunc(f) {
+		d.problem(field, fmt.Sprintf("%s is out of range ±%d", describe(v), int64(MaxBalance)))
+	} else {
+		d.problem(field, "want an integer number of minor units (cents), got "+describe(v))
+	}
+	return 0, false
+}
+
+// kycLevel reads kyc_level: null is not sent.
+func (d *Decoder) kycLevel(v *fastjson.Value) (int, bool) {
+	if v.Type() == fastjson.TypeNull {
+		return 0, false
+	}
+	n, ok := integral(v)
+	if !ok {
+		d.problem("kyc_level", fmt.Sprintf("want an integer 0 to %d, got %s", MaxKYCLevel, describe(v)))
+		return 0, false
+	}
+	if n < 0 || n > MaxKYCLevel {
+		d.problem("kyc_level", fmt.Sprintf("%d is out of range 0 to %d", n, MaxKYCLevel))
+		return 0, false
+	}
+	return int(n), true
+}
+
+// optBoolean reads a flag whose absence differs from false: null is not
+// sent.
+func (d *Decoder) optBoolean(field string, v *fastjson.Value) (value, present bool) {
+	switch v.Type() {
+	case fastjson.TypeTrue:
+		return true, true
+	case fastjson.TypeFalse:
+		return false, true
+	case fastjson.TypeNull:
+		return false, false
+	}
+	d.problem(field, "want true or false, got "+v.Type().String())
+	return false, false
+}
+
+// describe names a value for a problem: a number by its text (bounded),
+// anything else by its JSON type.
+func describe(v *fastjson.Value) string {
+	if v.Type() != fastjson.TypeNumber {
+		return v.Type().String()
+	}
+	s := v.String()
+	if len(s) > maxQuoted {
+		return s[:maxQuoted] + fmt.Sprintf("... (%d bytes)", len(s))
+	}
+	return s
 }
 
 func (d *Decoder) device(v *fastjson.Value, dev *Device, ev *Event) {

@@ -245,6 +245,8 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(typicalEvent))
 	f.Add([]byte(`{"event_id":"e","type":"login","ts":"2026-11-24T16:31:00Z","account_id":"a","x":[1,{"y":null}]}`))
 	f.Add([]byte(`{"geo":{"lat":1},"device":null}`))
+	f.Add([]byte(`{"event_id":"e","type":"payment","ts":1795538400000,"account_id":"a","balance_before":0,"balance_after":-12,"kyc_level":9,"mfa_passed":false,"account_created_at":1700000000000,"tz":"Asia/Kathmandu"}`))
+	f.Add([]byte(`{"event_id":"e","type":"payment","ts":1795538400000,"account_id":"a","balance_before":9007199254740992,"kyc_level":10,"mfa_passed":1,"account_created_at":null,"tz":"Local"}`))
 	f.Fuzz(func(t *testing.T, msg []byte) {
 		var d, full Decoder
 		var ev, ref Event

@@ -9,6 +9,10 @@
 //		// send msg to the dead-letter topic with err.Error() as the reason
 //	}
 //
+// Every field, its bounds and the optional facts wallets may send
+// (balances, kyc_level, mfa_passed, account_created_at, tz) are described
+// in docs/EVENTS.md.
+//
 // It has no dependencies on the rest of riskd, so features, rules and engine
 // can all import it.
 package event

@@ -54,6 +54,27 @@ func (e *Event) AppendJSON(b []byte) []byte {
 		}
 		b = append(b, '}')
 	}
+	if e.HasBalanceBefore {
+		b = append(b, `,"balance_before":`...)
+		b = strconv.AppendInt(b, e.BalanceBefore, 10)
+	}
+	if e.HasBalanceAfter {
+		b = append(b, `,"balance_after":`...)
+		b = strconv.AppendInt(b, e.BalanceAfter, 10)
+	}
+	if e.HasKYCLevel {
+		b = append(b, `,"kyc_level":`...)
+		b = strconv.AppendInt(b, int64(e.KYCLevel), 10)
+	}
+	if e.HasMFAPassed {
+		b = append(b, `,"mfa_passed":`...)
+		b = strconv.AppendBool(b, e.MFAPassed)
+	}
+	if e.HasAccountCreatedAt {
+		b = append(b, `,"account_created_at":`...)
+		b = strconv.AppendInt(b, e.AccountCreatedAt, 10)
+	}
+	b = appendField(b, "tz", e.TZ)
 	if len(e.Attrs) > 0 {
 		keys := make([]string, 0, len(e.Attrs))
 		for k := range e.Attrs {

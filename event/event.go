@@ -64,6 +64,36 @@ type Event struct {
 	Device  Device `expr:"device"`
 	IP      string `expr:"ip"`
 	Geo     Geo    `expr:"geo"`
+	// BalanceBefore and BalanceAfter are the account's balance before and
+	// after the event, in minor units of Currency like Amount, within
+	// ±MaxBalance; negative for an overdrawn account. The Has fields tell
+	// a balance of 0 from one not sent.
+	BalanceBefore    int64 `expr:"balance_before"`
+	HasBalanceBefore bool  `expr:"has_balance_before"`
+	BalanceAfter     int64 `expr:"balance_after"`
+	HasBalanceAfter  bool  `expr:"has_balance_after"`
+	// KYCLevel is the identity verification level the wallet gives the
+	// account, 0 (none) to MaxKYCLevel; HasKYCLevel tells 0 from not sent.
+	KYCLevel    int  `expr:"kyc_level"`
+	HasKYCLevel bool `expr:"has_kyc_level"`
+	// MFAPassed says the user passed a second factor for this event;
+	// HasMFAPassed tells false from not sent.
+	MFAPassed    bool `expr:"mfa_passed"`
+	HasMFAPassed bool `expr:"has_mfa_passed"`
+	// AccountCreatedAt is when the wallet opened the account, in Unix
+	// milliseconds like TS; 0 when not sent, which HasAccountCreatedAt
+	// also says.
+	AccountCreatedAt    int64 `expr:"account_created_at"`
+	HasAccountCreatedAt bool  `expr:"has_account_created_at"`
+	// AccountAgeDays is whole days from AccountCreatedAt to TS, 0 when the
+	// account is younger than a day, when AccountCreatedAt is after TS,
+	// or when it was not sent. The Decoder derives it (SetDerived), unlike
+	// f.account_age_days, which counts from the first event riskd saw.
+	AccountAgeDays int64 `expr:"account_age_days"`
+	// TZ is the IANA time zone of the user ("Europe/Berlin"), at most
+	// MaxTZBytes; empty when not sent. local_hour() reads the event's hour
+	// in it, UTC without it.
+	TZ string `expr:"tz"`
 	// Attrs holds the "attrs" object and every unknown top-level field.
 	// Non-string JSON values are kept as their JSON text ("3", "true").
 	Attrs Attrs `expr:"attrs"`
@@ -95,6 +125,22 @@ type Attrs map[string]string
 
 // Time returns TS as a time.Time in UTC.
 func (e *Event) Time() time.Time { return time.UnixMilli(e.TS).UTC() }
+
+// SetDerived computes the fields derived from others (AccountAgeDays). The
+// Decoder calls it; code that builds an Event by hand calls it after
+// setting TS and AccountCreatedAt.
+func (e *Event) SetDerived() {
+	e.AccountAgeDays = 0
+	if e.HasAccountCreatedAt && e.TS > e.AccountCreatedAt {
+		e.AccountAgeDays = (e.TS - e.AccountCreatedAt) / msPerDay
+	}
+}
+
+const msPerDay = 24 * 60 * 60 * 1000
+
+// LocalHour is the hour of day (0..23) of TS in the event's time zone TZ,
+// or in UTC when TZ is empty or not a zone LoadZone knows.
+func (e *Event) LocalHour() int { return LocalHour(e.TS, e.TZ) }
 
 // Field returns the value of an entity field by its rule name ("account",
 // "account_id", "device.id", "ip", "payee_id", "card_id", "merchant_id",
@@ -185,6 +231,7 @@ func (e *Event) Clone() Event {
 	c.Device.AppVersion = strings.Clone(e.Device.AppVersion)
 	c.IP = strings.Clone(e.IP)
 	c.Geo.Country = strings.Clone(e.Geo.Country)
+	c.TZ = strings.Clone(e.TZ)
 	c.Label = strings.Clone(e.Label)
 	if e.Attrs != nil {
 		c.Attrs = make(Attrs, len(e.Attrs))

@@ -66,6 +66,20 @@ func (d *Decoder) fastDecode(msg []byte, ev *Event) bool {
 			ev.IP, i, ok = plainString(s, i)
 		case "label":
 			ev.Label, i, ok = plainString(s, i)
+		case "balance_before":
+			ev.BalanceBefore, ev.HasBalanceBefore, i, ok = optInt(s, i, -MaxBalance, MaxBalance)
+		case "balance_after":
+			ev.BalanceAfter, ev.HasBalanceAfter, i, ok = optInt(s, i, -MaxBalance, MaxBalance)
+		case "kyc_level":
+			var n int64
+			n, ev.HasKYCLevel, i, ok = optInt(s, i, 0, MaxKYCLevel)
+			ev.KYCLevel = int(n)
+		case "mfa_passed":
+			ev.MFAPassed, ev.HasMFAPassed, i, ok = optBoolean(s, i)
+		case "account_created_at":
+			ev.AccountCreatedAt, ev.HasAccountCreatedAt, i, ok = optInt(s, i, minTSMillis, maxTSMillis-1)
+		case "tz":
+			ev.TZ, i, ok = plainString(s, i)
 		case "device":
 			i, ok = d.fastDevice(s, i, ev)
 		case "geo":
@@ -84,6 +98,9 @@ func (d *Decoder) fastDecode(msg []byte, ev *Event) bool {
 	})
 	if !ok || skipSpace(s, i) != len(s) {
 		return false
+	}
+	if ev.HasAccountCreatedAt {
+		ev.SetDerived()
 	}
 	return ev.ID != "" && ev.Type != "" && ev.AccountID != "" && seenTS
 }
@@ -290,6 +307,36 @@ func coordinate(s string, i int, limit float64) (float64, int, bool) {
 		return 0, i, false
 	}
 	return f, j, true
+}
+
+// optInt reads null (not sent) or an integer in [lo, hi] as fastjson's
+// Int64 would; a fraction, an exponent or a value out of range falls back.
+func optInt(s string, i int, lo, hi int64) (n int64, present bool, j int, ok bool) {
+	if j, ok := null(s, i); ok {
+		return 0, false, j, true
+	}
+	raw, j, ok := rawNumber(s, i)
+	if !ok {
+		return 0, false, i, false
+	}
+	n, err := fastfloat.ParseInt64(raw)
+	if err != nil || n < lo || n > hi {
+		return 0, false, i, false
+	}
+	return n, true, j, true
+}
+
+// optBoolean reads true, false or null (not sent).
+func optBoolean(s string, i int) (value, present bool, j int, ok bool) {
+	switch {
+	case strings.HasPrefix(s[i:], "true"):
+		return true, true, i + 4, true
+	case strings.HasPrefix(s[i:], "false"):
+		return false, true, i + 5, true
+	case strings.HasPrefix(s[i:], "null"):
+		return false, false, i + 4, true
+	}
+	return false, false, i, false
 }
 
 func boolean(s string, i int) (bool, int, bool) {

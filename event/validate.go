@@ -77,7 +77,7 @@ func (d *Decoder) valid(ev *Event) bool {
 		(ev.Channel == "" || d.Vocabulary.channelOK(ev.Channel)) &&
 		idOK(ev.ID, limit) && idOK(ev.AccountID, limit) && idOK(ev.Device.ID, limit) &&
 		idOK(ev.PayeeID, limit) && idOK(ev.CardID, limit) && idOK(ev.MerchantID, limit) &&
-		idOK(ev.IP, limit)
+		idOK(ev.IP, limit) && (ev.TZ == "" || zoneOK(ev.TZ))
 }
 
 // validate records a problem for each field of ev that decoded but is not
@@ -101,6 +101,13 @@ func (d *Decoder) validate(ev *Event) {
 		if reason := idProblem(f.value, limit); reason != "" {
 			d.problem(f.name, reason)
 		}
+	}
+	switch {
+	case ev.TZ == "":
+	case len(ev.TZ) > MaxTZBytes:
+		d.problem("tz", fmt.Sprintf("is %d bytes, limit is %d", len(ev.TZ), MaxTZBytes))
+	case !zoneOK(ev.TZ):
+		d.problem("tz", fmt.Sprintf(`unknown time zone %s (want an IANA name such as "Europe/Berlin", or leave tz out for UTC)`, quote(ev.TZ)))
 	}
 }
 

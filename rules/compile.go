@@ -77,16 +77,13 @@ func newCompiler(rs *RuleSet, feats FeatureIndex) *compiler {
 		}
 		return time.UnixMilli(ms).UTC().Hour(), nil
 	}
-	return &compiler{
-		rs:    rs,
-		feats: feats,
-		opts: []expr.Option{
-			expr.Env(Env{}),
-			expr.AsBool(),
-			expr.Function("haversine", haversine, new(func(float64, float64, float64, float64) float64)),
-			expr.Function("hour", hour, new(func(int64) int), new(func(int) int)),
-		},
+	opts := []expr.Option{
+		expr.Env(Env{}),
+		expr.AsBool(),
+		expr.Function("haversine", haversine, new(func(float64, float64, float64, float64) float64)),
+		expr.Function("hour", hour, new(func(int64) int), new(func(int) int)),
 	}
+	return &compiler{rs: rs, feats: feats, opts: append(opts, helperOptions()...)}
 }
 
 type noFeatures struct{}
@@ -188,6 +185,10 @@ func (p *patcher) Visit(node *ast.Node) {
 		ast.Patch(node, &ast.MemberNode{Node: w, Property: idx})
 	case *ast.CallNode:
 		callee, ok := n.Callee.(*ast.IdentifierNode)
+		if ok && (callee.Value == "attr_num" || callee.Value == "attr_str" || callee.Value == "local_hour") {
+			p.patchHelper(n, callee.Value)
+			return
+		}
 		if !ok || callee.Value != "in_list" || len(n.Arguments) == 0 {
 			return
 		}
@@ -278,7 +279,8 @@ func program(tree *parser.Tree, config *conf.Config) (*vm.Program, error) {
 
 func (c *compiler) exprError(pr *parsedRule, fe *file.Error) *CompileError {
 	line, col := exprPos(pr.whenNode, c.src, fe.From)
-	return &CompileError{RuleID: pr.rule.ID, File: pr.rule.File, Line: line, Col: col, Msg: fe.Message}
+	// TrimSpace: some of expr's messages end in a space ("... to call ratio ").
+	return &CompileError{RuleID: pr.rule.ID, File: pr.rule.File, Line: line, Col: col, Msg: strings.TrimSpace(fe.Message)}
 }
 
 // typesOf returns the event types a rule can match if its expression tree

@@ -42,8 +42,9 @@ func (o *Outcome) Reset() {
 // interface value once, and Env returns a pointer to the boxed copy, so
 // passing it to the VM copies nothing per event and expr reads fields from
 // a non-addressable struct. What still allocates in the VM is inside expr:
-// the []any argument slice of a helper call (haversine, hour) and boxing a
-// non-zero float64 result of arithmetic. Run-time errors can only come
+// the []any argument slice of a helper call (haversine; hour, ratio,
+// attr_num and the other helpers when the rule around them cannot run
+// natively) and boxing a non-zero float64 result of arithmetic. Run-time errors can only come
 // from the VM, and are counted on the rule as before; a run that builds
 // more than RunMemoryBudget elements, or loops more than RunStepBudget
 // times, is one of them.

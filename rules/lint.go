@@ -294,9 +294,42 @@ func (l *linter) walkWhen(file, id string, when *yaml.Node) {
 		line, col := exprPos(when, l.c.src, n.Location().From)
 		l.add(Problem{File: file, Line: line, Col: col, RuleID: id, Message: msg})
 	}
-	w := &nameWalk{known: l.known, report: report, local: make(map[string]bool)}
+	w := &nameWalk{known: l.known, report: report, local: make(map[string]bool), guarded: make(map[string]bool)}
 	ast.Walk(&tree.Node, &letNames{w.local})
+	ast.Walk(&tree.Node, &attrGuards{w.guarded})
 	ast.Walk(&tree.Node, w)
+}
+
+// attrGuards gathers the attrs keys an expression tests with
+// "k" in event.attrs, which makes a conversion of event.attrs["k"] safe
+// enough not to flag.
+type attrGuards struct{ keys map[string]bool }
+
+func (v *attrGuards) Visit(node *ast.Node) {
+	if b, ok := (*node).(*ast.BinaryNode); ok && b.Operator == "in" && memberPath(b.Right) == "event.attrs" {
+		if s, ok := b.Left.(*ast.StringNode); ok {
+			v.keys[s.Value] = true
+		}
+	}
+}
+
+// unguardedAttr returns the key of float(event.attrs["k"]) or
+// int(event.attrs["k"]) when the expression does not test "k" in
+// event.attrs: such a rule errors on every event without the key, or
+// with a value that is not a number.
+func (w *nameWalk) unguardedAttr(n *ast.BuiltinNode) (string, bool) {
+	if (n.Name != "float" && n.Name != "int") || len(n.Arguments) != 1 {
+		return "", false
+	}
+	m, ok := n.Arguments[0].(*ast.MemberNode)
+	if !ok || memberPath(m.Node) != "event.attrs" {
+		return "", false
+	}
+	key, ok := m.Property.(*ast.StringNode)
+	if !ok || w.guarded[key.Value] {
+		return "", false
+	}
+	return key.Value, true
 }
 
 // letNames gathers the names an expression declares with let.
@@ -314,6 +347,8 @@ type nameWalk struct {
 	report func(ast.Node, string)
 	// local are the let names, which may be read like top-level names.
 	local map[string]bool
+	// guarded are the attrs keys the expression tests for (attrGuards).
+	guarded map[string]bool
 }
 
 // unknownName reports a top-level name or function no rule can use.
@@ -326,6 +361,11 @@ func (w *nameWalk) unknownName(id *ast.IdentifierNode) {
 
 func (w *nameWalk) Visit(node *ast.Node) {
 	switch n := (*node).(type) {
+	case *ast.BuiltinNode:
+		if key, ok := w.unguardedAttr(n); ok {
+			w.report(n, fmt.Sprintf("%s(event.attrs[%q]) fails on every event without that attribute or with one that is not a number; write attr_num(%q, 0) (0 or another default), or test %q in event.attrs first",
+				n.Name, key, key, key))
+		}
 	case *ast.MemberNode:
 		if id, ok := n.Node.(*ast.IdentifierNode); ok && id.Value != "$env" {
 			w.unknownName(id)
@@ -407,7 +447,8 @@ func knownNames(feats FeatureIndex, lists map[string]map[string]struct{}) known 
 	k.fields["event.device"] = exprFields(reflect.TypeFor[event.Device]())
 	k.fields["event.geo"] = exprFields(reflect.TypeFor[event.Geo]())
 	k.fields["account"] = exprFields(reflect.TypeFor[AccountInfo]())
-	k.names = append([]string{"event", "f", "account", "in_list", "haversine", "hour"}, builtin.Names...)
+	k.names = append([]string{"event", "f", "account", "in_list", "haversine", "hour"}, helperNames...)
+	k.names = append(k.names, builtin.Names...)
 	return k
 }
 
@@ -437,7 +478,7 @@ var typeChains = map[string]string{"type event.Event": "event", "type event.Devi
 
 // ruleKeys are the keys of a rule.
 var ruleKeys = []string{"id", "when", "action", "score", "lock_for", "alert", "description", "mode", "examples",
-	"code", "user_message", "category", "step_up", "unlock_clears"}
+	"code", "user_message", "category", "step_up", "unlock_clears", "when_warming"}
 
 // suggest adds "; did you mean X?" to a message about an unknown name
 // when one known name is close enough.

@@ -8,6 +8,7 @@ import (
 
 	"github.com/expr-lang/expr/ast"
 
+	"riskd/event"
 	"riskd/features"
 )
 
@@ -27,7 +28,8 @@ import (
 // numbers (int compared as int, int with float as float, as expr does) and
 // == and != on strings; +, -, * and / on numbers (/ always float, as in
 // expr); x in ["a", ...] for a string x and constant string elements;
-// in_list("name", string); hour(int); number, string and bool constants;
+// in_list("name", string); hour(int); the helpers attr_num, attr_str,
+// ratio, zscore and local_hour (helpers.go); number, string and bool constants;
 // and reads of bool, int, int64, float64 and string fields of the Env by
 // their expr names, window features included. None of these can fail at
 // run time, so a native rule never errors: an expression that could (a map
@@ -367,18 +369,64 @@ func (nb *nativeBuilder) operand(n ast.Node) (operand, bool) {
 	case *ast.BinaryNode:
 		return nb.arith(n)
 	case *ast.CallNode:
-		callee, ok := n.Callee.(*ast.IdentifierNode)
-		if !ok || callee.Value != "hour" || len(n.Arguments) != 1 {
-			break
+		return nb.call(n)
+	}
+	return operand{}, false
+}
+
+// call compiles hour(int) and the helpers of helpers.go, with the
+// arguments the rule wrote (the patcher has not rewritten them here).
+func (nb *nativeBuilder) call(n *ast.CallNode) (operand, bool) {
+	callee, ok := n.Callee.(*ast.IdentifierNode)
+	if !ok {
+		return operand{}, false
+	}
+	if callee.Value == "local_hour" && isEventArg(n.Arguments) {
+		return operand{kind: kindInt, getInt: func(e *Env) int {
+			return event.LocalHour(e.Event.TS, e.Event.TZ)
+		}}, true
+	}
+	args := make([]operand, len(n.Arguments))
+	for i, a := range n.Arguments {
+		if args[i], ok = nb.operand(a); !ok {
+			return operand{}, false
 		}
-		x, ok := nb.operand(n.Arguments[0])
-		if !ok || x.kind != kindInt {
-			break
+	}
+	numeric := func(from int) bool {
+		for _, a := range args[from:] {
+			if a.kind != kindInt && a.kind != kindFloat {
+				return false
+			}
 		}
-		get := x.intFn()
+		return true
+	}
+	switch {
+	case callee.Value == "hour" && len(args) == 1 && args[0].kind == kindInt:
+		get := args[0].intFn()
 		return operand{kind: kindInt, getInt: func(e *Env) int {
 			return time.UnixMilli(int64(get(e))).UTC().Hour()
 		}}, true
+	case callee.Value == "local_hour" && len(args) == 0:
+		return operand{kind: kindInt, getInt: func(e *Env) int {
+			return event.LocalHour(e.Event.TS, e.Event.TZ)
+		}}, true
+	case callee.Value == "attr_num" && len(args) == 2 && args[0].isConst && args[0].kind == kindString && numeric(1):
+		key, def := args[0].s, args[1].floatFn()
+		return operand{kind: kindFloat, getFloat: func(e *Env) float64 {
+			return AttrNum(e.Event.Attrs, key, def(e))
+		}}, true
+	case callee.Value == "attr_str" && len(args) == 2 && args[0].isConst && args[0].kind == kindString &&
+		args[1].kind == kindString:
+		key, def := args[0].s, args[1].strFn()
+		return operand{kind: kindString, getStr: func(e *Env) string {
+			return AttrStr(e.Event.Attrs, key, def(e))
+		}}, true
+	case callee.Value == "ratio" && len(args) == 2 && numeric(0):
+		a, b := args[0].floatFn(), args[1].floatFn()
+		return operand{kind: kindFloat, getFloat: func(e *Env) float64 { return Ratio(a(e), b(e)) }}, true
+	case callee.Value == "zscore" && len(args) == 3 && numeric(0):
+		x, m, sd := args[0].floatFn(), args[1].floatFn(), args[2].floatFn()
+		return operand{kind: kindFloat, getFloat: func(e *Env) float64 { return ZScore(x(e), m(e), sd(e)) }}, true
 	}
 	return operand{}, false
 }
