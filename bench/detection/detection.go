@@ -78,11 +78,14 @@ const (
 // Tally accumulates events in stream order; it is not safe for concurrent
 // use. The zero value is not ready: use NewTally.
 type Tally struct {
-	names    []string       // scenarios in first-seen order
-	index    map[string]int // scenario name -> index in names
-	events   []eventCounts  // per scenario, by index
-	attacks  map[uint64]*attack
-	honest   map[string]uint8
+	names   []string       // scenarios in first-seen order
+	index   map[string]int // scenario name -> index in names
+	events  []eventCounts  // per scenario, by index
+	attacks map[uint64]*attack
+	honest  map[string]uint8
+	// victims are the accounts attacks acted on (their owners' own events
+	// are counted apart, see Honest).
+	victims  map[string]struct{}
 	honestEv eventCounts
 	// maxAttacks and maxAccounts are MaxAttacks and MaxAccounts; tests
 	// lower them.
@@ -93,7 +96,7 @@ type eventCounts struct{ events, flagged int }
 
 // NewTally returns an empty Tally.
 func NewTally() *Tally {
-	return &Tally{index: map[string]int{}, attacks: map[uint64]*attack{}, honest: map[string]uint8{},
+	return &Tally{index: map[string]int{}, attacks: map[uint64]*attack{}, honest: map[string]uint8{}, victims: map[string]struct{}{},
 		maxAttacks: MaxAttacks, maxAccounts: MaxAccounts}
 }
 
@@ -131,6 +134,12 @@ func (t *Tally) Add(e Event) error {
 	}
 	if e.Attack == 0 {
 		return fmt.Errorf("detection: event %s: scenario %q but no attack id", e.ID, e.Scenario)
+	}
+	if _, seen := t.victims[e.Account]; !seen {
+		if len(t.victims) >= t.maxAccounts {
+			return fmt.Errorf("detection: event %s: more than %d accounts attacked", e.ID, t.maxAccounts)
+		}
+		t.victims[e.Account] = struct{}{}
 	}
 	si, ok := t.index[e.Scenario]
 	a := t.attacks[e.Attack]
@@ -208,16 +217,23 @@ type Scenario struct {
 
 // Honest is the report of honest traffic.
 type Honest struct {
-	// Accounts is the honest accounts active in the tally; Disturbed those
-	// challenged, blocked or locked at least once; Reviewed those with a
-	// review and no stopping decision.
+	// Accounts is the accounts with honest events in the tally that no
+	// attack acted on; Disturbed those challenged, blocked or locked at
+	// least once; Reviewed those with a review and no stopping decision.
 	Accounts  int `json:"accounts"`
 	Disturbed int `json:"disturbed"`
 	Reviewed  int `json:"reviewed"`
 	// DisturbedPer10k is Disturbed per 10,000 Accounts.
 	DisturbedPer10k float64 `json:"disturbed_per_10k"`
-	Events          int     `json:"events"`
-	FlaggedEvents   int     `json:"flagged_events"`
+	// Victims is the accounts with honest events that an attack acted on
+	// too (the owner's own events), VictimsDisturbed those of them whose
+	// owner got a stopping decision: a step-up after a takeover's
+	// password reset is the engine working, not a false alarm, so they
+	// are counted apart.
+	Victims          int `json:"victims"`
+	VictimsDisturbed int `json:"victims_disturbed"`
+	Events           int `json:"events"`
+	FlaggedEvents    int `json:"flagged_events"`
 }
 
 // Report is a Tally summed up.
@@ -301,12 +317,22 @@ func (t *Tally) Report() Report {
 	tot.finish()
 
 	h := &r.Honest
-	h.Accounts = len(t.honest)
-	for _, f := range t.honest {
-		if f&disturbed != 0 {
+	for acct, f := range t.honest {
+		_, victim := t.victims[acct]
+		switch {
+		case victim:
+			h.Victims++
+			if f&disturbed != 0 {
+				h.VictimsDisturbed++
+			}
+		case f&disturbed != 0:
+			h.Accounts++
 			h.Disturbed++
-		} else if f&reviewed != 0 {
+		case f&reviewed != 0:
+			h.Accounts++
 			h.Reviewed++
+		default:
+			h.Accounts++
 		}
 	}
 	h.DisturbedPer10k = 10000 * ratio(float64(h.Disturbed), float64(h.Accounts))
@@ -360,8 +386,8 @@ func (r Report) WriteTable(w io.Writer) error {
 	}
 	row(r.Total)
 	h := r.Honest
-	fmt.Fprintf(&b, "honest accounts disturbed (challenge, block or lock): %d of %d = %.1f per 10,000; reviewed only: %d\n",
-		h.Disturbed, h.Accounts, h.DisturbedPer10k, h.Reviewed)
+	fmt.Fprintf(&b, "honest accounts disturbed (challenge, block or lock): %d of %d = %.1f per 10,000; reviewed only: %d; victims' owners disturbed: %d of %d\n",
+		h.Disturbed, h.Accounts, h.DisturbedPer10k, h.Reviewed, h.VictimsDisturbed, h.Victims)
 	fmt.Fprintf(&b, "per event (flagged = not allow): precision %.3f, recall %.3f; honest events flagged %d of %d\n",
 		r.Precision, r.Recall, h.FlaggedEvents, h.Events)
 	_, err := io.WriteString(w, b.String())

@@ -39,6 +39,10 @@ var handMade = []Event{
 	{ID: "16", Account: "e", Scenario: "brute_force", Attack: 5, Role: first, TS: 40000, Action: "block"},
 	{ID: "17", Account: "h3", TS: 41000, Action: "alert"},
 	{ID: "18", Account: "h4", TS: 42000, Action: "allow"},
+	// The owners of attacked accounts a and d: a's stepped up after the
+	// takeover (counted apart, not as a false alarm), d's let through.
+	{ID: "19", Account: "a", TS: 43000, Action: "challenge"},
+	{ID: "20", Account: "d", TS: 44000, Action: "allow"},
 }
 
 func TestReportArithmetic(t *testing.T) {
@@ -83,12 +87,14 @@ func TestReportArithmetic(t *testing.T) {
 		{"total stopped before loss", r.Total.StoppedBeforeLoss, 2},
 		{"total time to flag p50 over 1000, 1000, 4000", r.Total.FlagP50MS, int64(1000)},
 		{"total time to flag p90", r.Total.FlagP90MS, int64(4000)},
-		{"honest accounts", r.Honest.Accounts, 4},
+		{"honest accounts: the attacked ones apart", r.Honest.Accounts, 4},
+		{"victims with honest events", r.Honest.Victims, 2},
+		{"victims' owners disturbed", r.Honest.VictimsDisturbed, 1},
 		{"honest account challenged then blocked counts once", r.Honest.Disturbed, 1},
 		{"honest reviewed only", r.Honest.Reviewed, 1},
 		{"disturbed per 10k", r.Honest.DisturbedPer10k, 2500.0},
-		{"honest events flagged", r.Honest.FlaggedEvents, 4},
-		{"precision: 7 fraud of 11 flagged", r.Precision, 7.0 / 11},
+		{"honest events flagged", r.Honest.FlaggedEvents, 5},
+		{"precision: 7 fraud of 12 flagged", r.Precision, 7.0 / 12},
 		{"recall: 7 of 13 fraud events", r.Recall, 7.0 / 13},
 	}
 	for _, w := range want {
@@ -104,7 +110,7 @@ func TestReportArithmetic(t *testing.T) {
 		"account_takeover           2        1   50.0%      1      0         75.0%      1.0s      1.0s            5/7\n",
 		"scam_payee                 1        0    0.0%      0      1          0.0%         -         -            0/2\n",
 		"brute_force                1        1  100.0%      0      0             -      4.0s      4.0s            2/4  (+1 cut off)\n",
-		"honest accounts disturbed (challenge, block or lock): 1 of 4 = 2500.0 per 10,000; reviewed only: 1\n",
+		"honest accounts disturbed (challenge, block or lock): 1 of 4 = 2500.0 per 10,000; reviewed only: 1; victims' owners disturbed: 1 of 2\n",
 	} {
 		if !strings.Contains(b.String(), line) {
 			t.Errorf("table lacks %q:\n%s", line, b.String())

@@ -26,11 +26,15 @@
 //     whose own decision stops, over the sum of all loss events' amounts.
 //     A review does not count: the money moved.
 //   - An honest account is active when it has an honest event in the
-//     tally, disturbed when one of its honest events got a stopping
-//     decision; it counts once however often. Disturbed per 10,000 is
-//     disturbed / active × 10,000. Victims of attacks are honest accounts
-//     too: an owner whose account was locked by a stopped attack and whose
-//     own later events were refused counts as disturbed.
+//     tally and no attack acted on it, disturbed when one of its honest
+//     events got a stopping decision; it counts once however often.
+//     Disturbed per 10,000 is disturbed / active × 10,000. The accounts
+//     an attack acted on (victims) are counted apart, with how many of
+//     their owners got a stopping decision: the owner stepped up after a
+//     takeover's password reset, or refused while the account is locked
+//     because of the attack, is the engine protecting them, not a false
+//     alarm. (An owner disturbed before the attack began is counted there
+//     too: the tally does not split an account's history.)
 //   - Time to flag is the event time from an attack's first event to its
 //     first decision other than allow (alert and review count: someone was
 //     told), over the attacks that got one; median and p90 by nearest rank.

@@ -334,6 +334,7 @@ func printDetection(ctx context.Context, w io.Writer, d *daemon, cfg traffic.Con
 	h := r.Honest
 	fmt.Fprintf(w, "  honest accounts disturbed (challenged, blocked or locked): %d of %d = %.1f per 10,000\n",
 		h.Disturbed, h.Accounts, h.DisturbedPer10k)
+	fmt.Fprintf(w, "  owners of attacked accounts challenged, blocked or locked: %d of %d\n", h.VictimsDisturbed, h.Victims)
 	fmt.Fprintf(w, "  honest events flagged (false alarms): %d of %d (%.2f%%)\n",
 		h.FlaggedEvents, h.Events, percent(uint64(h.FlaggedEvents), uint64(h.Events)))
 	if missing > 0 {
