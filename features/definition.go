@@ -29,9 +29,27 @@ const (
 	// KindDistinct counts distinct values of the entity field Of (device.id,
 	// account_id, ...), exactly up to Config.MaxDistinct.
 	KindDistinct Kind = "distinct"
+	// KindStddev is the population standard deviation of the numeric
+	// field Of over the window's matching events; 0 with fewer than two.
+	KindStddev Kind = "stddev"
+	// KindLast is the numeric field Of of the entity's previous matching
+	// event in the window (before this one); 0 when there is none.
+	KindLast Kind = "last"
+	// KindTimeSince is the event-time seconds since the entity's previous
+	// matching event of type Of ("*" for any) in the window (before this
+	// one); NeverSecs when there is none.
+	KindTimeSince Kind = "time_since"
+	// KindFirstSeen is the event-time seconds since the entity's first
+	// matching event of type Of ("*" for any) in the window, this one
+	// included: 0 for the first.
+	KindFirstSeen Kind = "first_seen"
 )
 
-var kinds = []Kind{KindCount, KindSum, KindMin, KindMax, KindDistinct, KindAvg}
+var kinds = []Kind{KindCount, KindSum, KindMin, KindMax, KindDistinct, KindAvg,
+	KindStddev, KindLast, KindTimeSince, KindFirstSeen}
+
+// kindList names the kinds for error messages.
+const kindList = "count, sum, min, max, avg, distinct, stddev, last, time_since, first_seen"
 
 // Definition declares one window feature.
 type Definition struct {
@@ -39,8 +57,9 @@ type Definition struct {
 	Name string
 	// Kind is the aggregate.
 	Kind Kind
-	// Of is the event type for count ("*" for any), the numeric field for
-	// sum/min/max/avg ("amount"), or the entity field for distinct.
+	// Of is the event type for count, time_since and first_seen ("*" for
+	// any), the numeric field for sum/min/max/avg/stddev/last ("amount"),
+	// or the entity field for distinct.
 	Of string
 	// By is the entity field the feature is grouped by ("account",
 	// "device.id", "ip", ...), as accepted by event.FieldGetter.
@@ -52,7 +71,7 @@ type Definition struct {
 	Where string
 }
 
-// numericFields are the fields sum/min/max/avg accept.
+// numericFields are the fields sum/min/max/avg/stddev/last accept.
 var numericFields = map[string]func(*event.Event) float64{
 	"amount":  func(e *event.Event) float64 { return float64(e.Amount) },
 	"geo.lat": func(e *event.Event) float64 { return e.Geo.Lat },
@@ -118,7 +137,7 @@ func parseOne(name string, body *yaml.Node) (Definition, error) {
 			d.Where = v.Value
 		default:
 			if !isKind(Kind(k)) {
-				return d, fmt.Errorf("unknown key %q (kinds: count, sum, min, max, distinct, avg; keys: by, window, where)", k)
+				return d, fmt.Errorf("unknown key %q (kinds: %s; keys: by, window, where)", k, kindList)
 			}
 			if d.Kind != "" {
 				return d, fmt.Errorf("two kinds (%s and %s); declare one", d.Kind, k)
@@ -127,7 +146,7 @@ func parseOne(name string, body *yaml.Node) (Definition, error) {
 		}
 	}
 	if d.Kind == "" {
-		return d, fmt.Errorf("no kind (count, sum, min, max, distinct or avg)")
+		return d, fmt.Errorf("no kind (one of %s)", kindList)
 	}
 	if window == "" {
 		return d, fmt.Errorf("no window")
@@ -171,7 +190,7 @@ func (d Definition) Validate() error {
 		return fmt.Errorf("bad name %q: use lower case letters, digits and _", d.Name)
 	}
 	if !isKind(d.Kind) {
-		return fmt.Errorf("unknown kind %q (want count, sum, min, max, distinct or avg)", d.Kind)
+		return fmt.Errorf("unknown kind %q (want one of %s)", d.Kind, kindList)
 	}
 	if d.Window <= 0 {
 		return fmt.Errorf("bad window %v: must be positive", d.Window)
@@ -183,9 +202,9 @@ func (d Definition) Validate() error {
 		return fmt.Errorf("unknown field %q in by", d.By)
 	}
 	switch d.Kind {
-	case KindCount:
+	case KindCount, KindTimeSince, KindFirstSeen:
 		if d.Of == "" {
-			return fmt.Errorf("count needs an event type or \"*\"")
+			return fmt.Errorf("%s needs an event type or \"*\"", d.Kind)
 		}
 	case KindDistinct:
 		if _, ok := event.FieldGetter(d.Of); !ok {

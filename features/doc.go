@@ -1,9 +1,10 @@
 // Package features computes the per-event feature values rules read:
 // windowed aggregates declared in YAML and built-in account profiles.
 //
-// A Definition declares one window feature (count, sum, min, max, avg or
-// distinct, grouped by an entity field, over a window of event time,
-// optionally filtered by a where clause). ParseDefinitions reads them,
+// A Definition declares one window feature (count, sum, min, max, avg,
+// distinct, stddev, last, time_since or first_seen, grouped by an entity
+// field, over a window of event time, optionally filtered by a where
+// clause; docs/FEATURES.md describes each). ParseDefinitions reads them,
 // Compile checks them against a Config and returns an immutable Set, and
 // each shard owns a Store made with Set.NewStore:
 //
@@ -30,14 +31,18 @@
 // event of an entity land in their own (older) bucket; older ones are
 // late for that entity (its group is set in the LateMask Observe
 // returns) and not added to its windows, but still to those of the
-// event's other entities.
+// event's other entities. last and time_since read at the millisecond,
+// not the bucket: the latest matching event before this one in the
+// stream and dated no later (see kinds.go); first_seen is exact at the
+// millisecond too.
 //
 // State is compact: keys are 64-bit FNV-1a hashes (no strings kept) in
 // open-addressing tables that hold each entity's state inline (an account's
 // profile and its account-grouped windows share one entry, so an event
 // looks each entity up once); counters are sparse items per non-empty
-// bucket, distinct sets hold at most Config.MaxDistinct hashes (exact up to
-// that, then saturating), and first-seen sets at most Config.MaxSeen.
+// bucket (two for stddev), distinct sets hold at most Config.MaxDistinct
+// hashes (exact up to that, then saturating), last and time_since at most
+// 16 records of single events, and first-seen sets at most Config.MaxSeen.
 // Store.Expire drops idle entities; Store.Snapshot and Set.Restore carry
 // the state across restarts, and across a change of the definitions:
 // a snapshot records each window feature's definition (not just its

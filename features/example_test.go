@@ -39,3 +39,35 @@ devices_24h: {distinct: device.id, by: account, window: 24h}
 	// devices_24h=2
 	// new_device: true
 }
+
+// The kinds that look at single events: the previous payment's amount,
+// the time since the device's previous event, when the device was first
+// seen, and the spread of the account's payments.
+func Example_previousEvents() {
+	defs, err := features.ParseDefinitions([]byte(`
+last_payment_24h:   {last: amount, by: account, window: 24h, where: 'type == "payment"'}
+since_device_1h:    {time_since: "*", by: device.id, window: 1h}
+device_seen_24h:    {first_seen: "*", by: device.id, window: 24h}
+amount_sd_24h:      {stddev: amount, by: account, window: 24h, where: 'type == "payment"'}
+`))
+	if err != nil {
+		panic(err)
+	}
+	set, err := features.Compile(defs, features.DefaultConfig())
+	if err != nil {
+		panic(err)
+	}
+	store := set.NewStore()
+	base := int64(1_700_000_000_000)
+	for i, amount := range []int64{1000, 3000, 2000} {
+		ev := event.Event{Type: "payment", AccountID: "acct-1", TS: base + int64(i)*90_000,
+			Amount: amount, Device: event.Device{ID: "phone-1"}}
+		var v features.Values
+		store.Observe(&ev, &v)
+		fmt.Println(v.Windows[0], v.Windows[1], v.Windows[2], v.Windows[3])
+	}
+	// Output:
+	// 0 1e+09 0 0
+	// 1000 90 90 1000
+	// 3000 90 180 816.496580927726
+}

@@ -2,6 +2,8 @@ package features
 
 import (
 	"os"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -51,4 +53,60 @@ func BenchmarkObserveReference(b *testing.B) {
 		b.Fatal("no state")
 	}
 	b.ReportMetric(float64(i)/b.Elapsed().Seconds(), "events/s")
+}
+
+// newKindsYAML adds one feature of each kind added after count..distinct
+// to the reference workload, as BenchmarkMemoryReference measures them.
+const newKindsYAML = `
+amount_sd_24h:        {stddev: amount, by: account, window: 24h, where: 'type == "payment"'}
+last_payment_24h:     {last: amount, by: account, window: 24h, where: 'type == "payment"'}
+since_login_24h:      {time_since: login, by: account, window: 24h}
+device_first_seen_7d: {first_seen: "*", by: device.id, window: 7d}
+`
+
+// BenchmarkMemoryReference reports the live heap per active account of
+// a Store after the warm-up of BenchmarkObserveReference (100k accounts,
+// 400k generated events), for the reference features alone, with one
+// feature of each new kind added, and with each of those alone added.
+func BenchmarkMemoryReference(b *testing.B) {
+	yml, err := os.ReadFile("../bench/reference/features.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	cases := []struct{ name, yml string }{
+		{"reference", string(yml)},
+		{"reference+new-kinds", string(yml) + newKindsYAML},
+	}
+	for _, line := range strings.Split(strings.TrimSpace(newKindsYAML), "\n") {
+		name, _, _ := strings.Cut(line, ":")
+		cases = append(cases, struct{ name, yml string }{"reference+" + name, string(yml) + line + "\n"})
+	}
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			s := mustSet(b, c.yml)
+			const accounts = 100_000
+			g := traffic.New(traffic.Config{Accounts: accounts, Seed: 7, FraudRate: 0.02,
+				Start: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)})
+			evs := make([]event.Event, 4*accounts)
+			for i := range evs {
+				g.Next(&evs[i])
+			}
+			var perAccount float64
+			for b.Loop() {
+				var before, after runtime.MemStats
+				runtime.GC()
+				runtime.ReadMemStats(&before)
+				st := s.NewStore()
+				var v Values
+				for i := range evs {
+					st.Observe(&evs[i], &v)
+				}
+				runtime.GC()
+				runtime.ReadMemStats(&after)
+				perAccount = float64(after.HeapAlloc-before.HeapAlloc) / float64(st.Accounts())
+				runtime.KeepAlive(st)
+			}
+			b.ReportMetric(perAccount, "B/account")
+		})
+	}
 }

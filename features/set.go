@@ -37,6 +37,9 @@ type Set struct {
 	// state lives next to the account profile, so an event looks the
 	// account up once.
 	accGroup int
+	// since lists the time_since features: their value without an entity
+	// (the event has no value in their By field) is NeverSecs, not 0.
+	since []int
 	// ids are the features' identities, by feature index: what a
 	// snapshot records of each so that a Set with other definitions can
 	// tell which stored state is its own (see featureID).
@@ -64,7 +67,9 @@ type feature struct {
 	op     op
 	width  int64 // bucket width, ms
 	ofType string
-	anyTyp bool
+	// typed: only events of type ofType match (count, time_since and
+	// first_seen of a type other than "*").
+	typed  bool
 	num    func(*event.Event) float64
 	of     int // distinct: index of the counted field in Set.fields
 	filter filter
@@ -78,6 +83,16 @@ type group struct {
 	maxWinMs int64
 	// lanes lists the indexes in Set.widths the group's features use.
 	lanes []uint8
+	// final marks the group's features whose value fill works out after
+	// the pass over the items (avg, stddev, last, time_since, first_seen).
+	final uint64
+	// more marks the features of the kinds stddev, first_seen, last and
+	// time_since.
+	more uint64
+	// special marks the features add does not bump as counters (stddev,
+	// last, time_since), records those of them kept as records of single
+	// events (last, time_since).
+	special, records uint64
 }
 
 // op is a Kind as a small integer for the per-item loops.
@@ -90,10 +105,19 @@ const (
 	opMin
 	opMax
 	opDistinct
+	opStddev
+	opFirst
+	opLast
+	opSince
 )
 
 var kindOps = map[Kind]op{KindCount: opCount, KindSum: opSum, KindAvg: opAvg,
-	KindMin: opMin, KindMax: opMax, KindDistinct: opDistinct}
+	KindMin: opMin, KindMax: opMax, KindDistinct: opDistinct,
+	KindStddev: opStddev, KindFirstSeen: opFirst, KindLast: opLast, KindTimeSince: opSince}
+
+// record reports whether op keeps records of single events (last,
+// time_since) rather than one state per bucket; see records.go.
+func (o op) record() bool { return o == opLast || o == opSince }
 
 // filter is a compiled where clause. A conjunction of simple terms
 // (field == "x", field != "x", field in ["a", "b"], amount < N) runs as
@@ -245,13 +269,16 @@ func Compile(defs []Definition, cfg Config) (*Set, error) {
 		id := featureID{kind: d.Kind, of: d.Of, by: event.CanonicalField(d.By), windowMs: ms, widthMs: f.width,
 			where: strings.TrimSpace(d.Where)}
 		switch d.Kind {
-		case KindCount:
-			f.ofType, f.anyTyp = d.Of, d.Of == "*"
+		case KindCount, KindTimeSince, KindFirstSeen:
+			f.ofType, f.typed = d.Of, d.Of != "*"
 		case KindDistinct:
 			f.of = field(d.Of)
 			id.of = event.CanonicalField(d.Of)
 		default:
 			f.num = numericFields[d.Of]
+		}
+		if d.Kind == KindTimeSince || d.Kind == KindFirstSeen {
+			f.num = eventTime // their items hold event times
 		}
 		var err error
 		if f.filter, err = compileWhere(d.Where); err != nil {
@@ -283,6 +310,21 @@ func Compile(defs []Definition, cfg Config) (*Set, error) {
 		s.lanes[i], s.ops[i] = uint8(lane), f.op
 		s.groups[g].feats = append(s.groups[g].feats, i)
 		s.groups[g].maxWinMs = max(s.groups[g].maxWinMs, ms)
+		if f.op == opAvg || f.op >= opStddev {
+			s.groups[g].final |= 1 << i
+		}
+		if f.op >= opStddev {
+			s.groups[g].more |= 1 << i
+		}
+		if f.op == opStddev || f.op.record() {
+			s.groups[g].special |= 1 << i
+		}
+		if f.op.record() {
+			s.groups[g].records |= 1 << i
+		}
+		if f.op == opSince {
+			s.since = append(s.since, i)
+		}
 		s.feats = append(s.feats, f)
 		s.index[d.Name] = i
 		s.ids = append(s.ids, id)
@@ -323,7 +365,7 @@ func (s *Set) Config() Config { return s.cfg }
 
 // match reports whether ev feeds feature f (type and where clause).
 func (f *feature) match(ev *event.Event, m *vm.VM) bool {
-	if f.kind == KindCount && !f.anyTyp && ev.Type != f.ofType {
+	if f.typed && ev.Type != f.ofType {
 		return false
 	}
 	for i := range f.filter.preds {

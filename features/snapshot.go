@@ -476,6 +476,25 @@ type layoutMap struct {
 	// src is the stored feature whose state Set feature i keeps, -1 when
 	// it starts empty.
 	src [MaxWindows]int8
+	// maxItems bounds the items of one stored entity (see itemBound).
+	maxItems uint64
+}
+
+// itemBound is how many items one feature of kind k may hold per entity,
+// loosely (a bucket count and a distinct set for any kind, plus what the
+// kinds with more items per bucket or per record hold): what a snapshot's
+// entity may not exceed.
+func itemBound(k Kind, cfg Config) uint64 {
+	n := uint64(cfg.Buckets) + uint64(cfg.MaxDistinct)
+	switch k {
+	case KindStddev:
+		n += 2 * uint64(cfg.Buckets)
+	case KindLast:
+		n += 2 * (maxRecords + 1)
+	case KindTimeSince:
+		n += maxRecords + 1
+	}
+	return n
 }
 
 func (s *Set) mapLayout(lay *snapLayout) *layoutMap {
@@ -493,6 +512,7 @@ func (s *Set) mapLayout(lay *snapLayout) *layoutMap {
 	}
 	for k := range lay.feats {
 		m.feat[k], m.fgroup[k] = -1, uint8(lay.feats[k].group)
+		m.maxItems += itemBound(lay.feats[k].id.kind, s.cfg)
 	}
 	for i := range s.feats {
 		// The stored feature of the same definition, by the same name if
@@ -647,10 +667,8 @@ func (s *Set) restore(r io.Reader, sh *Shared) (*Store, error) {
 // readEntity reads one entity of stored group g, checking its items'
 // features and moving them to the Set's (see layoutMap.remap).
 func (s *Set) readEntity(sr *snapReader, m *layoutMap, g int) entity {
-	nf := uint64(m.nf)
-	maxItems := nf*uint64(s.cfg.Buckets) + nf*uint64(s.cfg.MaxDistinct)
 	e := entity{key: sr.u(), last: sr.i()}
-	ni := sr.count(maxItems, "item")
+	ni := sr.count(m.maxItems, "item")
 	if ni > 0 {
 		e.items = make([]item, ni)
 	}

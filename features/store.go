@@ -22,9 +22,11 @@ import (
 // inline in open-addressing tables keyed by a 64-bit FNV-1a hash of the
 // key (see table), so no event strings are retained and an event costs
 // one lookup per entity. Window state is sparse: an entity keeps one item
-// per (feature, non-empty bucket) and at most Config.MaxDistinct items per
-// distinct feature, so a quiet account costs little and a busy one is
-// bounded by features × Buckets items plus the distinct sets.
+// per (feature, non-empty bucket), two for stddev, at most
+// Config.MaxDistinct items per distinct feature and maxRecords records
+// per last or time_since feature, so a quiet account costs little and a
+// busy one is bounded by features × Buckets items plus the distinct sets
+// and records.
 type Store struct {
 	set      *Set
 	accounts table[account, *account]
@@ -54,6 +56,19 @@ type Store struct {
 	keep   [MaxWindows]uint32 // last bucket out of the window at the entity's latest time, by lane
 	keepf  [MaxWindows]uint32 // the same by feature
 	cnt    [MaxWindows]float64
+	// Scratch of the kinds whose value fill works out at the end (see
+	// kinds.go): stddev's mean and sum of squared deviations, the time of
+	// the best record or bucket of last, time_since and first_seen, and
+	// last's value read just before its time.
+	mean [MaxWindows]float64
+	m2   [MaxWindows]float64
+	best [MaxWindows]int64
+	pend [MaxWindows]float64
+	// asOf is the event time fill reads as of; rec the record features
+	// (last, time_since) add left for addRecords; recPos its scratch.
+	asOf   int64
+	rec    uint64
+	recPos []recPos
 	keys   []uint64 // per group, hash of the event's By value
 	stripe []uint16 // per group, the Shared stripe of the event's entity
 	held   []uint16 // stripes locked for the event, ascending, no repeats
@@ -89,7 +104,8 @@ type entity struct {
 func (e *entity) hkey() uint64 { return e.key }
 
 // item is one bucket of one feature, or one value of a distinct set,
-// 16 bytes. For count, sum, avg, min and max, x holds the float64 bits of
+// 16 bytes (stddev, first_seen, last and time_since: see kinds.go). For
+// count, sum, avg, min and max, x holds the float64 bits of
 // the sum (sum, avg), minimum or maximum; for distinct it is the value's
 // hash. b is the bucket number (event time / width) truncated to 32 bits,
 // for distinct the latest bucket the value was seen in: live buckets are
@@ -306,7 +322,10 @@ func (s *Set) AppendGroupNames(dst []string, m LateMask) []string {
 // window and seen again after ev's bucket counts even if it was not seen
 // in between. An event in time order (dated no earlier than the latest
 // time of each of its entities) reads exactly the events of its windows
-// (distinct counts up to Config.MaxDistinct).
+// (distinct counts up to Config.MaxDistinct). last and time_since read
+// the latest matching event before ev in the stream dated no later than
+// ev, at the millisecond, not the bucket, and never ev itself (see
+// addRecords for their one bound).
 //
 // The event's non-account entities are read and updated under the locks
 // of their Shared stripes, all held from the late check to the fill, so
@@ -411,6 +430,9 @@ func (st *Store) Observe(ev *event.Event, out *Values) (late LateMask) {
 		st.bucket[l] = st.bucketOf(l, ev.TS)
 	}
 	clear(out.Windows[:len(s.feats)])
+	for _, i := range s.since {
+		out.Windows[i] = NeverSecs // for an event without an entity there
+	}
 	for g := range s.groups {
 		if e := st.scratch[g]; e != nil {
 			if late&(1<<g) == 0 {
@@ -418,6 +440,9 @@ func (st *Store) Observe(ev *event.Event, out *Values) (late LateMask) {
 				e.last = max(e.last, ev.TS)
 			}
 			st.fill(e, &s.groups[g], ev.TS, out)
+			if late&(1<<g) == 0 && st.rec != 0 {
+				st.addRecords(e, ev) // after the read: an event is not its own previous one
+			}
 		}
 	}
 	sh.unlock(held)
@@ -433,6 +458,9 @@ func (st *Store) Observe(ev *event.Event, out *Values) (late LateMask) {
 			ae.last = max(ae.last, ev.TS)
 		}
 		st.fill(ae, g, ev.TS, out)
+		if late&(1<<s.accGroup) == 0 && st.rec != 0 {
+			st.addRecords(ae, ev)
+		}
 	}
 	return late
 }
@@ -458,10 +486,13 @@ func insertStripe(held []uint16, i uint16) []uint16 {
 // matched distinct value seen, in one pass over the entity's items, then
 // appends what it did not find in feature order. A full distinct set
 // forgets the value seen least recently (the first such in item order).
+// Stddev features are added by addStddev; last and time_since are left in
+// st.rec for addRecords, which runs after the read.
 func (st *Store) add(e *entity, g *group, ev *event.Event) {
 	s := st.set
 	var needC, needD uint64 // by feature index: counters and distinct values still to place
 	bk, hd := &st.bk, &st.hd
+	st.rec = 0
 	for _, i := range g.feats {
 		f := &s.feats[i]
 		if !f.match(ev, &st.vm) {
@@ -478,6 +509,13 @@ func (st *Store) add(e *entity, g *group, ev *event.Event) {
 		}
 		hd[i] = h
 		needD |= 1 << i
+	}
+	if sp := needC & g.special; sp != 0 {
+		needC &^= sp
+		st.rec = sp & g.records
+		if sd := sp &^ g.records; sd != 0 {
+			st.addStddev(e, sd, ev)
+		}
 	}
 	if needC|needD == 0 {
 		return
@@ -549,7 +587,7 @@ func (st *Store) bump(c *item, f *feature, ev *event.Event) {
 	switch f.op {
 	case opSum, opAvg:
 		c.setV(c.v() + f.num(ev))
-	case opMin:
+	case opMin, opFirst:
 		c.setV(min(c.v(), f.num(ev)))
 	case opMax:
 		c.setV(max(c.v(), f.num(ev)))
@@ -572,11 +610,15 @@ func (st *Store) fill(e *entity, g *group, ts int64, out *Values) {
 	s := st.set
 	nb := int64(s.cfg.Buckets)
 	lo, lof, cnt := &st.lo, &st.lof, &st.cnt
+	st.asOf = ts
 	for _, l := range g.lanes {
 		lo[l] = uint32(st.bucket[l] - nb)
 	}
 	for _, i := range g.feats {
 		lof[i], cnt[i] = lo[s.lanes[i]], 0
+	}
+	if g.final != 0 {
+		st.startMore(g)
 	}
 	w := &out.Windows
 	items := e.items
@@ -616,7 +658,18 @@ func (st *Store) fill(e *entity, g *group, ts int64, out *Values) {
 	}
 	clear(items[k:])
 	e.items = items[:k]
-	s.averages(g, w, cnt)
+	if g.final != 0 {
+		// The newer kinds in a pass of their own, so that the loop above
+		// makes no call.
+		if g.more != 0 {
+			for j := range e.items {
+				if c := &e.items[j]; g.more&(1<<(c.fn>>24)) != 0 {
+					st.accumulateMore(w, c.fn>>24, c)
+				}
+			}
+		}
+		st.finish(g, w)
+	}
 }
 
 // fillAsOf is fill for an event dated before its entity's latest time:
@@ -631,6 +684,7 @@ func (st *Store) fillAsOf(e *entity, g *group, ts int64, out *Values) {
 	nb := int64(s.cfg.Buckets)
 	lo, lof, cnt := &st.lo, &st.lof, &st.cnt
 	hi, hif, keep, keepf := &st.hi, &st.hif, &st.keep, &st.keepf
+	st.asOf = ts
 	var gone uint64 // lanes where ts's bucket is out of the window as of e.last
 	for _, l := range g.lanes {
 		b, bl := st.bucket[l], floorDiv(e.last, s.widths[l])
@@ -645,6 +699,9 @@ func (st *Store) fillAsOf(e *entity, g *group, ts int64, out *Values) {
 		lof[i], hif[i], keepf[i], cnt[i] = lo[l], hi[l], keep[l], 0
 		skip |= (gone >> l & 1) << i
 	}
+	if g.final != 0 {
+		st.startMore(g)
+	}
 	w := &out.Windows
 	items := e.items
 	k := 0
@@ -656,7 +713,7 @@ func (st *Store) fillAsOf(e *entity, g *group, ts int64, out *Values) {
 			first -= c.fn & cellMaxN
 		}
 		if skip&(1<<i) == 0 && after(c.b, lof[i]) && !after(first, hif[i]) {
-			s.accumulate(w, cnt, i, c)
+			st.accumulate(w, i, c)
 		}
 		if !after(c.b, keepf[i]) {
 			continue
@@ -668,13 +725,16 @@ func (st *Store) fillAsOf(e *entity, g *group, ts int64, out *Values) {
 	}
 	clear(items[k:])
 	e.items = items[:k]
-	s.averages(g, w, cnt)
+	if g.final != 0 {
+		st.finish(g, w)
+	}
 }
 
-// accumulate adds item c of feature i to the window values w; cnt counts
-// what avg, min and max need.
-func (s *Set) accumulate(w *[MaxWindows]float64, cnt *[MaxWindows]float64, i uint32, c *item) {
-	switch s.ops[i] {
+// accumulate adds item c of feature i to the window values w; st.cnt
+// counts what avg, min and max need.
+func (st *Store) accumulate(w *[MaxWindows]float64, i uint32, c *item) {
+	cnt := &st.cnt
+	switch st.set.ops[i] {
 	case opCount:
 		w[i] += float64(c.n())
 	case opSum:
@@ -694,15 +754,8 @@ func (s *Set) accumulate(w *[MaxWindows]float64, cnt *[MaxWindows]float64, i uin
 		cnt[i]++
 	case opDistinct:
 		w[i]++
-	}
-}
-
-// averages turns the sums of group g's avg features into averages.
-func (s *Set) averages(g *group, w *[MaxWindows]float64, cnt *[MaxWindows]float64) {
-	for _, i := range g.feats {
-		if s.ops[i] == opAvg && cnt[i] > 0 {
-			w[i] /= cnt[i]
-		}
+	default:
+		st.accumulateMore(w, i, c)
 	}
 }
 
