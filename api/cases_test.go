@@ -244,7 +244,13 @@ func TestReviewDecisionOpensACaseWhoseOutcomeIsALabel(t *testing.T) {
 		t.Fatalf("decide: %+v, want review", resp)
 	}
 	env.waitStored(t, 1)
-	page := callJSON[casePage](t, env.c, api.RoleSupport, "GET", "/v1/cases?account=acct-new", nil)
+	// The case row is written after the decision's, in the same batch.
+	var page casePage
+	for deadline := time.Now().Add(waitLong); ; time.Sleep(50 * time.Millisecond) {
+		if page = callJSON[casePage](t, env.c, api.RoleSupport, "GET", "/v1/cases?account=acct-new", nil); len(page.Cases) > 0 || time.Now().After(deadline) {
+			break
+		}
+	}
 	if len(page.Cases) != 1 || page.Cases[0].EventID != "topup-1" || page.Cases[0].Status != "open" ||
 		!slices.Equal(page.Cases[0].Rules, []string{"new-account-large-topup"}) {
 		t.Fatalf("cases of acct-new: %+v", page)
