@@ -43,13 +43,17 @@ const (
 	// matching event of type Of ("*" for any) in the window, this one
 	// included: 0 for the first.
 	KindFirstSeen Kind = "first_seen"
+	// KindSequence is 1 when the event completes the sequence of event
+	// types Steps of its entity within Window, 0 otherwise (see
+	// sequence.go).
+	KindSequence Kind = "sequence"
 )
 
 var kinds = []Kind{KindCount, KindSum, KindMin, KindMax, KindDistinct, KindAvg,
-	KindStddev, KindLast, KindTimeSince, KindFirstSeen}
+	KindStddev, KindLast, KindTimeSince, KindFirstSeen, KindSequence}
 
 // kindList names the kinds for error messages.
-const kindList = "count, sum, min, max, avg, distinct, stddev, last, time_since, first_seen"
+const kindList = "count, sum, min, max, avg, distinct, stddev, last, time_since, first_seen, sequence"
 
 // Definition declares one window feature.
 type Definition struct {
@@ -64,12 +68,29 @@ type Definition struct {
 	// By is the entity field the feature is grouped by ("account",
 	// "device.id", "ip", ...), as accepted by event.FieldGetter.
 	By string
-	// Window is how far back the aggregate looks, on event time.
+	// Window is how far back the aggregate looks, on event time; for a
+	// sequence, its within: the longest time from the first step's event
+	// to the last's.
 	Window time.Duration
 	// Where optionally filters events with an expr expression over the
-	// event (type == "payment" && amount > 1000). Empty means all events.
+	// event (type == "payment" && amount > 1000). Empty means all events;
+	// a sequence applies it to every step's event.
 	Where string
+	// Steps are a sequence's event types in order ("*" for any), from
+	// MinSteps to MaxSteps of them; empty for the other kinds.
+	Steps []string
+	// Link is a sequence's optional entity field ("payee_id") on which
+	// the steps' events that carry it must agree.
+	Link string
 }
+
+// The bounds of a sequence's steps, and of each step's type name and of
+// its link field's name, in bytes.
+const (
+	MinSteps    = 2
+	MaxSteps    = 4
+	maxStepName = 100
+)
 
 // numericFields are the fields sum/min/max/avg/stddev/last accept.
 var numericFields = map[string]func(*event.Event) float64{
@@ -122,9 +143,21 @@ func parseOne(name string, body *yaml.Node) (Definition, error) {
 	if body.Kind != yaml.MappingNode {
 		return d, fmt.Errorf("want a mapping like {count: payment, by: account, window: 1h}")
 	}
-	var window string
+	var window, within string
+	var hasWindow, hasWithin, hasLink bool
 	for i := 0; i+1 < len(body.Content); i += 2 {
 		k, v := body.Content[i].Value, body.Content[i+1]
+		if k == string(KindSequence) {
+			if d.Kind != "" {
+				return d, fmt.Errorf("two kinds (%s and %s); declare one", d.Kind, k)
+			}
+			steps, err := parseSteps(v)
+			if err != nil {
+				return d, err
+			}
+			d.Kind, d.Steps = KindSequence, steps
+			continue
+		}
 		if v.Kind != yaml.ScalarNode {
 			return d, fmt.Errorf("%s: want a plain value", k)
 		}
@@ -132,12 +165,16 @@ func parseOne(name string, body *yaml.Node) (Definition, error) {
 		case "by":
 			d.By = v.Value
 		case "window":
-			window = v.Value
+			window, hasWindow = v.Value, true
+		case "within":
+			within, hasWithin = v.Value, true
+		case "link":
+			d.Link, hasLink = v.Value, true
 		case "where":
 			d.Where = v.Value
 		default:
 			if !isKind(Kind(k)) {
-				return d, fmt.Errorf("unknown key %q (kinds: %s; keys: by, window, where)", k, kindList)
+				return d, fmt.Errorf("unknown key %q (kinds: %s; keys: by, window, where; for sequence: by, within, link, where)", k, kindList)
 			}
 			if d.Kind != "" {
 				return d, fmt.Errorf("two kinds (%s and %s); declare one", d.Kind, k)
@@ -148,6 +185,26 @@ func parseOne(name string, body *yaml.Node) (Definition, error) {
 	if d.Kind == "" {
 		return d, fmt.Errorf("no kind (one of %s)", kindList)
 	}
+	if d.Kind == KindSequence {
+		if hasWindow {
+			return d, fmt.Errorf("a sequence takes within (from the first step to the last), not window")
+		}
+		if !hasWithin || within == "" {
+			return d, fmt.Errorf("no within (the longest time from the first step to the last, like 30m)")
+		}
+		if hasLink && d.Link == "" {
+			return d, fmt.Errorf("empty link: name an entity field like payee_id, or leave link out")
+		}
+		w, err := parseWindow(within)
+		if err != nil {
+			return d, fmt.Errorf("within: %w", err)
+		}
+		d.Window = w
+		return d, d.Validate()
+	}
+	if hasWithin || hasLink {
+		return d, fmt.Errorf("within and link are for sequence features; a %s takes a window", d.Kind)
+	}
 	if window == "" {
 		return d, fmt.Errorf("no window")
 	}
@@ -157,6 +214,24 @@ func parseOne(name string, body *yaml.Node) (Definition, error) {
 	}
 	d.Window = w
 	return d, d.Validate()
+}
+
+// parseSteps reads a sequence's steps: a YAML list of event types.
+func parseSteps(v *yaml.Node) ([]string, error) {
+	if v.Kind != yaml.SequenceNode {
+		return nil, fmt.Errorf("sequence: want a list of event types like [password_reset, payee_add, payment]")
+	}
+	if n := len(v.Content); n < MinSteps || n > MaxSteps {
+		return nil, fmt.Errorf("sequence: %d steps, want %d to %d", n, MinSteps, MaxSteps)
+	}
+	steps := make([]string, len(v.Content))
+	for k, x := range v.Content {
+		if x.Kind != yaml.ScalarNode {
+			return nil, fmt.Errorf("sequence: step %d: want an event type", k+1)
+		}
+		steps[k] = x.Value
+	}
+	return steps, nil
 }
 
 func isKind(k Kind) bool {
@@ -201,6 +276,12 @@ func (d Definition) Validate() error {
 	if _, ok := event.FieldGetter(d.By); !ok {
 		return fmt.Errorf("unknown field %q in by", d.By)
 	}
+	if d.Kind == KindSequence {
+		return d.validateSequence()
+	}
+	if len(d.Steps) > 0 || d.Link != "" {
+		return fmt.Errorf("steps and link are for sequence features, not %s", d.Kind)
+	}
 	switch d.Kind {
 	case KindCount, KindTimeSince, KindFirstSeen:
 		if d.Of == "" {
@@ -213,6 +294,34 @@ func (d Definition) Validate() error {
 	default:
 		if _, ok := numericFields[d.Of]; !ok {
 			return fmt.Errorf("unknown field %q in %s (numeric fields: amount, geo.lat, geo.lon)", d.Of, d.Kind)
+		}
+	}
+	return nil
+}
+
+// validateSequence checks a sequence's steps and link. Step types are
+// open, as for count: any non-empty name, or "*".
+func (d Definition) validateSequence() error {
+	if n := len(d.Steps); n < MinSteps || n > MaxSteps {
+		return fmt.Errorf("sequence: %d steps, want %d to %d", n, MinSteps, MaxSteps)
+	}
+	for k, t := range d.Steps {
+		switch {
+		case t == "":
+			return fmt.Errorf("sequence: step %d: empty event type (name one, or \"*\" for any)", k+1)
+		case len(t) > maxStepName:
+			return fmt.Errorf("sequence: step %d: event type of %d bytes, at most %d", k+1, len(t), maxStepName)
+		}
+	}
+	if d.Of != "" {
+		return fmt.Errorf("a sequence takes its event types in Steps, not Of")
+	}
+	if d.Link != "" {
+		if len(d.Link) > maxStepName {
+			return fmt.Errorf("link field name of %d bytes, at most %d", len(d.Link), maxStepName)
+		}
+		if _, ok := event.FieldGetter(d.Link); !ok {
+			return fmt.Errorf("unknown field %q in link (an entity field like payee_id, device.id, ip)", d.Link)
 		}
 	}
 	return nil

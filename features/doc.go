@@ -4,7 +4,10 @@
 // A Definition declares one window feature (count, sum, min, max, avg,
 // distinct, stddev, last, time_since or first_seen, grouped by an entity
 // field, over a window of event time, optionally filtered by a where
-// clause; docs/FEATURES.md describes each). ParseDefinitions reads them,
+// clause; docs/FEATURES.md describes each), or one sequence feature: 1
+// when the event completes a pattern of its entity's event types in order
+// within a time, the steps optionally agreeing on a link field such as
+// payee_id (see sequence.go). ParseDefinitions reads them,
 // Compile checks them against a Config and returns an immutable Set, and
 // each shard owns a Store made with Set.NewStore:
 //
@@ -34,7 +37,8 @@
 // event's other entities. last and time_since read at the millisecond,
 // not the bucket: the latest matching event before this one in the
 // stream and dated no later (see kinds.go); first_seen is exact at the
-// millisecond too.
+// millisecond too, and so are sequences (exact but for a bound on how many
+// occurrences of each step an entity keeps; see sequence.go).
 //
 // State is compact: keys are 64-bit FNV-1a hashes (no strings kept) in
 // open-addressing tables that hold each entity's state inline (an account's

@@ -71,3 +71,50 @@ amount_sd_24h:      {stddev: amount, by: account, window: 24h, where: 'type == "
 	// 1000 90 90 1000
 	// 3000 90 180 816.496580927726
 }
+
+// A sequence: a password reset, then a payee added, then a transfer to
+// that same payee, within 30 minutes: an account takeover draining the
+// wallet. The transfer to another payee does not complete it, the one to
+// the new payee does, and one 31 minutes after the reset is too late.
+func Example_sequence() {
+	defs, err := features.ParseDefinitions([]byte(`
+reset_payee_transfer_30m:
+  sequence: [password_reset, payee_add, payment]
+  by: account
+  within: 30m
+  link: payee_id
+  where: 'type != "payment" || channel == "transfer"'
+`))
+	if err != nil {
+		panic(err)
+	}
+	set, err := features.Compile(defs, features.DefaultConfig())
+	if err != nil {
+		panic(err)
+	}
+	store := set.NewStore()
+	base := int64(1_700_000_000_000)
+	steps := []struct {
+		typ, payee string
+		min        int64
+	}{
+		{"password_reset", "", 0},
+		{"payee_add", "payee-9", 3},
+		{"payment", "payee-1", 4},
+		{"payment", "payee-9", 5},
+		{"payment", "payee-9", 31},
+	}
+	for _, s := range steps {
+		ev := event.Event{Type: s.typ, AccountID: "acct-1", TS: base + s.min*60_000,
+			PayeeID: s.payee, Channel: "transfer", Amount: 50_000}
+		var v features.Values
+		store.Observe(&ev, &v)
+		fmt.Printf("%s %s at %2dm: %v\n", s.typ, s.payee, s.min, v.Windows[0])
+	}
+	// Output:
+	// password_reset  at  0m: 0
+	// payee_add payee-9 at  3m: 0
+	// payment payee-1 at  4m: 0
+	// payment payee-9 at  5m: 1
+	// payment payee-9 at 31m: 0
+}

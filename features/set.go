@@ -73,13 +73,18 @@ type feature struct {
 	num    func(*event.Event) float64
 	of     int // distinct: index of the counted field in Set.fields
 	filter filter
+	seq    *seqSpec // sequence only (see sequence.go)
 }
 
 // group is the features sharing one By field; they share entity state.
 type group struct {
-	by       string
-	field    int // index of the By field in Set.fields
-	feats    []int
+	by    string
+	field int // index of the By field in Set.fields
+	feats []int
+	// adds lists the features add updates: feats but the sequences, which
+	// Store.sequences reads and updates (seq marks them).
+	adds     []int
+	seq      uint64
 	maxWinMs int64
 	// lanes lists the indexes in Set.widths the group's features use.
 	lanes []uint8
@@ -109,11 +114,13 @@ const (
 	opFirst
 	opLast
 	opSince
+	opSeq
 )
 
 var kindOps = map[Kind]op{KindCount: opCount, KindSum: opSum, KindAvg: opAvg,
 	KindMin: opMin, KindMax: opMax, KindDistinct: opDistinct,
-	KindStddev: opStddev, KindFirstSeen: opFirst, KindLast: opLast, KindTimeSince: opSince}
+	KindStddev: opStddev, KindFirstSeen: opFirst, KindLast: opLast, KindTimeSince: opSince,
+	KindSequence: opSeq}
 
 // record reports whether op keeps records of single events (last,
 // time_since) rather than one state per bucket; see records.go.
@@ -239,7 +246,7 @@ func Compile(defs []Definition, cfg Config) (*Set, error) {
 	if len(defs) > MaxWindows {
 		return nil, fmt.Errorf("features: %d features declared, at most %d", len(defs), MaxWindows)
 	}
-	s := &Set{cfg: cfg, defs: append([]Definition(nil), defs...), index: make(map[string]int, len(defs)), accGroup: -1, accField: -1}
+	s := &Set{cfg: cfg, defs: cloneDefs(defs), index: make(map[string]int, len(defs)), accGroup: -1, accField: -1}
 	fieldIdx := map[string]int{}
 	field := func(name string) int {
 		name = event.CanonicalField(name)
@@ -262,13 +269,28 @@ func Compile(defs []Definition, cfg Config) (*Set, error) {
 			return nil, fmt.Errorf("feature %s: declared twice", d.Name)
 		}
 		ms := d.Window.Milliseconds()
-		if ms < int64(cfg.Buckets) || ms%int64(cfg.Buckets) != 0 {
-			return nil, fmt.Errorf("feature %s: bad window %v: must be a whole number of milliseconds per bucket (%d buckets)", d.Name, d.Window, cfg.Buckets)
+		keepMs := ms // how long the feature's state is kept: its window
+		f := feature{kind: d.Kind, op: kindOps[d.Kind]}
+		if d.Kind == KindSequence {
+			sp, width, err := compileSequence(d, cfg)
+			if err != nil {
+				return nil, fmt.Errorf("feature %s: %w", d.Name, err)
+			}
+			f.seq, f.width, keepMs = sp, width, width*int64(cfg.Buckets)
+			if d.Link != "" {
+				sp.link = field(d.Link)
+			}
+		} else {
+			if ms < int64(cfg.Buckets) || ms%int64(cfg.Buckets) != 0 {
+				return nil, fmt.Errorf("feature %s: bad window %v: must be a whole number of milliseconds per bucket (%d buckets)", d.Name, d.Window, cfg.Buckets)
+			}
+			f.width = ms / int64(cfg.Buckets)
 		}
-		f := feature{kind: d.Kind, op: kindOps[d.Kind], width: ms / int64(cfg.Buckets)}
 		id := featureID{kind: d.Kind, of: d.Of, by: event.CanonicalField(d.By), windowMs: ms, widthMs: f.width,
 			where: strings.TrimSpace(d.Where)}
 		switch d.Kind {
+		case KindSequence:
+			id.of = sequenceID(d)
 		case KindCount, KindTimeSince, KindFirstSeen:
 			f.ofType, f.typed = d.Of, d.Of != "*"
 		case KindDistinct:
@@ -309,11 +331,16 @@ func Compile(defs []Definition, cfg Config) (*Set, error) {
 		}
 		s.lanes[i], s.ops[i] = uint8(lane), f.op
 		s.groups[g].feats = append(s.groups[g].feats, i)
-		s.groups[g].maxWinMs = max(s.groups[g].maxWinMs, ms)
-		if f.op == opAvg || f.op >= opStddev {
+		s.groups[g].maxWinMs = max(s.groups[g].maxWinMs, keepMs)
+		if f.op == opSeq {
+			s.groups[g].seq |= 1 << i
+		} else {
+			s.groups[g].adds = append(s.groups[g].adds, i)
+		}
+		if f.op == opAvg || f.op >= opStddev && f.op != opSeq {
 			s.groups[g].final |= 1 << i
 		}
-		if f.op >= opStddev {
+		if f.op >= opStddev && f.op != opSeq {
 			s.groups[g].more |= 1 << i
 		}
 		if f.op == opStddev || f.op.record() {
@@ -358,7 +385,17 @@ func (s *Set) Name(i int) string {
 }
 
 // Definitions returns a copy of the definitions the Set was compiled from.
-func (s *Set) Definitions() []Definition { return append([]Definition(nil), s.defs...) }
+func (s *Set) Definitions() []Definition { return cloneDefs(s.defs) }
+
+// cloneDefs copies defs and their sequences' steps, so that neither the
+// Set nor its callers see the other change them.
+func cloneDefs(defs []Definition) []Definition {
+	out := append([]Definition(nil), defs...)
+	for i := range out {
+		out[i].Steps = slices.Clone(out[i].Steps)
+	}
+	return out
+}
 
 // Config returns the Config the Set was compiled with.
 func (s *Set) Config() Config { return s.cfg }

@@ -493,6 +493,8 @@ func itemBound(k Kind, cfg Config) uint64 {
 		n += 2 * (maxRecords + 1)
 	case KindTimeSince:
 		n += maxRecords + 1
+	case KindSequence:
+		n += 2 * (MaxSteps - 1) * seqKeep
 	}
 	return n
 }

@@ -24,9 +24,10 @@ import (
 // one lookup per entity. Window state is sparse: an entity keeps one item
 // per (feature, non-empty bucket), two for stddev, at most
 // Config.MaxDistinct items per distinct feature and maxRecords records
-// per last or time_since feature, so a quiet account costs little and a
-// busy one is bounded by features × Buckets items plus the distinct sets
-// and records.
+// per last or time_since feature, seqKeep occurrences per earlier step of
+// a sequence (one item each, two with a link value), so a quiet account
+// costs little and a busy one is bounded by features × Buckets items plus
+// the distinct sets, records and step occurrences.
 type Store struct {
 	set      *Set
 	accounts table[account, *account]
@@ -80,6 +81,8 @@ type Store struct {
 	fepoch []uint32
 	fok    []bool
 	epoch  uint32
+	// occ is the scratch of a sequence read (see sequences).
+	occ []seqOcc
 }
 
 // account is one account's profile and the window state of the features
@@ -325,7 +328,8 @@ func (s *Set) AppendGroupNames(dst []string, m LateMask) []string {
 // (distinct counts up to Config.MaxDistinct). last and time_since read
 // the latest matching event before ev in the stream dated no later than
 // ev, at the millisecond, not the bucket, and never ev itself (see
-// addRecords for their one bound).
+// addRecords for their one bound); sequences read the steps dated before
+// ev, at the millisecond too (see sequence.go for their bound).
 //
 // The event's non-account entities are read and updated under the locks
 // of their Shared stripes, all held from the late check to the fill, so
@@ -443,6 +447,9 @@ func (st *Store) Observe(ev *event.Event, out *Values) (late LateMask) {
 			if late&(1<<g) == 0 && st.rec != 0 {
 				st.addRecords(e, ev) // after the read: an event is not its own previous one
 			}
+			if s.groups[g].seq != 0 {
+				st.sequences(e, &s.groups[g], ev, late&(1<<g) == 0, out)
+			}
 		}
 	}
 	sh.unlock(held)
@@ -460,6 +467,9 @@ func (st *Store) Observe(ev *event.Event, out *Values) (late LateMask) {
 		st.fill(ae, g, ev.TS, out)
 		if late&(1<<s.accGroup) == 0 && st.rec != 0 {
 			st.addRecords(ae, ev)
+		}
+		if g.seq != 0 {
+			st.sequences(ae, g, ev, late&(1<<s.accGroup) == 0, out)
 		}
 	}
 	return late
@@ -493,7 +503,7 @@ func (st *Store) add(e *entity, g *group, ev *event.Event) {
 	var needC, needD uint64 // by feature index: counters and distinct values still to place
 	bk, hd := &st.bk, &st.hd
 	st.rec = 0
-	for _, i := range g.feats {
+	for _, i := range g.adds {
 		f := &s.feats[i]
 		if !f.match(ev, &st.vm) {
 			continue
