@@ -285,11 +285,12 @@ func prefixedArray(col string) string {
 	return "toString(length(" + col + ")), ':', arrayStringConcat(arrayMap(x -> concat(toString(length(x)), ':', x), " + col + "))"
 }
 
-// recordedValues is a decision's feature values as the hex of each
-// Float64's little-endian bytes (ClickHouse drops trailing zero bytes),
-// comma-separated: exact, NaN and signed zero included, where a decimal
-// rendering would depend on the server's formatting.
-const recordedValues = "arrayStringConcat(arrayMap(x -> hex(reinterpretAsString(x)), feature_values), ',')"
+// recordedValues is a decision's feature values, "<n>:" and then the hex
+// of each Float64's little-endian bytes, comma-separated: exact, NaN and
+// signed zero included, where a decimal rendering would depend on the
+// server's formatting. ClickHouse drops a value's trailing zero bytes
+// (0 is the empty string), hence the count.
+const recordedValues = "concat(toString(length(feature_values)), ':', arrayStringConcat(arrayMap(x -> hex(reinterpretAsString(x)), feature_values), ','))"
 
 // interned keeps one copy of each action, version, rule id and feature
 // name: a few hundred strings repeated over millions of rows.
@@ -319,11 +320,19 @@ func (d *ReplayDecision) parse(text, values []byte, names interned) error {
 	if len(p.rest) > 0 {
 		return fmt.Errorf("recorded text %q: %d bytes left over", text, len(p.rest))
 	}
-	if len(values) == 0 {
+	vp := prefixedReader{rest: values}
+	n := vp.count()
+	if vp.err != nil {
+		return fmt.Errorf("recorded values %q: %w", values, vp.err)
+	}
+	if n == 0 {
 		return nil
 	}
-	d.FeatureValues = make([]float64, 0, bytes.Count(values, []byte{','})+1)
-	for v := range bytes.SplitSeq(values, []byte{','}) {
+	if got := bytes.Count(vp.rest, []byte{','}) + 1; got != n {
+		return fmt.Errorf("recorded values %q: %d values, the count says %d", values, got, n)
+	}
+	d.FeatureValues = make([]float64, 0, n)
+	for v := range bytes.SplitSeq(vp.rest, []byte{','}) {
 		var le [8]byte
 		if len(v) > 2*len(le) {
 			return fmt.Errorf("feature value %q: more than 8 bytes", v)

@@ -113,6 +113,20 @@ func TestBacktestReads(t *testing.T) {
 				math.Float64bits(g.FeatureValues[i]), d.Features[i].Name, v, math.Float64bits(v))
 		}
 	}
+	// A lone 0 (whose bytes ClickHouse renders as nothing) is still one value.
+	zero := d.Clone()
+	zero.EventID, zero.EventTS = "bt-zero", d.EventTS+1
+	zero.Features = []engine.FeatureValue{{Name: "z", Value: 0}}
+	if err := st.WriteDecisions(t.Context(), []*engine.Decision{zero}); err != nil {
+		t.Fatal(err)
+	}
+	var zeroGot []chstore.ReplayDecision
+	if err := st.ReplayDecisions(t.Context(), zero.EventTS, zero.EventTS+1, func(r chstore.ReplayDecision) error { zeroGot = append(zeroGot, r); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(zeroGot) != 1 || !slices.Equal(zeroGot[0].FeatureNames, []string{"z"}) || !slices.Equal(zeroGot[0].FeatureValues, []float64{0}) {
+		t.Errorf("a lone zero read back as %+v", zeroGot)
+	}
 
 	var labels int
 	if err := st.ReplayLabels(t.Context(), from, to, func(l chstore.ReplayLabel) error {

@@ -339,9 +339,11 @@ var sampleReads = []struct {
 		read: func(ctx context.Context, s *Store) error {
 			return s.ReplayEvents(ctx, sampleSpanFrom, sampleSpanTo, func(*ReplayEvent) error { return nil })
 		}},
+	// The text columns as one length-prefixed string, the values as the
+	// hex of their bytes (see recordedText, recordedValues).
 	{name: "ReplayDecisions", ordered: true, expect: []string{
-		"ev-1\t1795521600000\t1795521601500\tlock\t['scam-payee','brute-force-lock']\t['new-device']\t3-abcdef12\t['payments_1h','amount_24h']\t[2,250.5]",
-		"ev-2\t1795521600000\t1795521601500\treview\t[]\t[]\t3-abcdef12\t['payments_1h']\t[1]"},
+		"ev-1\t1795521600000\t1795521601500\t4:lock10:3-abcdef122:10:scam-payee16:brute-force-lock1:10:new-device2:11:payments_1h10:amount_24h\t2:0000000000000040,0000000000506F40",
+		"ev-2\t1795521600000\t1795521601500\t6:review10:3-abcdef120:0:1:11:payments_1h\t1:000000000000F03F"},
 		read: func(ctx context.Context, s *Store) error {
 			return s.ReplayDecisions(ctx, sampleSpanFrom, sampleSpanTo, func(ReplayDecision) error { return nil })
 		}},
