@@ -66,7 +66,6 @@ func jitteredTraffic(n int, seed uint64) []event.Event {
 // stream order, and for last and time_since a model of the records the
 // Store keeps, which only the reads of late events depend on.
 type oracle struct {
-	last  int64
 	added []oev
 	recs  map[int][]oev // by feature index
 }
@@ -91,43 +90,30 @@ func checkNewKinds(t *testing.T, seed uint64, n int) {
 	evs := jitteredTraffic(n, seed)
 	ents := map[string]*oracle{}
 	stats := map[string]int{}
-	for seq := range evs {
-		ev := &evs[seq]
-		var v Values
-		late := st.Observe(ev, &v)
-		for g := range s.groups {
-			name := s.GroupName(g)
-			get, _ := event.FieldGetter(s.groups[g].by)
-			id := get(ev)
-			if id == "" {
-				continue
-			}
-			o := ents[name+"\x00"+id]
-			isLate := false
-			if o == nil {
-				o = &oracle{last: ev.TS, recs: map[int][]oev{}}
-				ents[name+"\x00"+id] = o
-			} else {
-				isLate = ev.TS < o.last-tol
-			}
-			if late.Has(g) != isLate {
-				t.Fatalf("event %d: late for %s %v, want %v", seq, name, late.Has(g), isLate)
-			}
-			cur := oev{ts: ev.TS, seq: int64(seq), ev: ev}
-			if isLate {
-				stats["late "+name]++
-			} else {
-				o.added = append(o.added, cur)
-				o.last = max(o.last, ev.TS)
-			}
-			if ev.TS < o.last {
-				stats["behind "+name]++
-			}
+	observeEntities(t, s, st, evs, func(e entityVisit) {
+		seq, ev, v, g, name, id, isLate := e.seq, e.ev, e.v, e.g, e.name, e.id, e.late
+		o := ents[e.key()]
+		if o == nil {
+			o = &oracle{recs: map[int][]oev{}}
+			ents[e.key()] = o
+		}
+		cur := oev{ts: ev.TS, seq: int64(seq), ev: ev}
+		last := e.latest // the entity's latest time, this event included unless late
+		if isLate {
+			stats["late "+name]++
+		} else {
+			o.added = append(o.added, cur)
+			last = max(last, ev.TS)
+		}
+		if ev.TS < last {
+			stats["behind "+name]++
+		}
+		{
 			for _, i := range s.groups[g].feats {
 				f := &s.feats[i]
 				width := s.ids[i].widthMs
 				bk := floorDiv(ev.TS, width)
-				keep := floorDiv(o.last, width) - buckets
+				keep := floorDiv(last, width) - buckets
 				inWin := func(x *oev) bool {
 					b := floorDiv(x.ts, width)
 					return b > bk-buckets && b <= bk && b > keep && f.match(x.ev, &st.vm)
@@ -187,18 +173,18 @@ func checkNewKinds(t *testing.T, seed uint64, n int) {
 					}
 					if !isLate && f.match(ev, &st.vm) {
 						cur.val = want
-						o.recs[i] = keepRecords(append(o.recs[i], cur), o.last-tol, floorDiv(o.last, width)-buckets, width)
+						o.recs[i] = keepRecords(append(o.recs[i], cur), last-tol, floorDiv(last, width)-buckets, width)
 					}
 					if best != nil {
 						stats["found "+string(f.kind)]++
 					}
 				}
 				if got != want {
-					t.Fatalf("event %d at %d (%s %s, latest %d, late %v): %s = %v, want %v", seq, ev.TS, name, id, o.last, isLate, s.Name(i), got, want)
+					t.Fatalf("event %d at %d (%s %s, latest %d, late %v): %s = %v, want %v", seq, ev.TS, name, id, last, isLate, s.Name(i), got, want)
 				}
 			}
 		}
-	}
+	})
 	t.Log(stats)
 	for _, k := range []string{"late account", "late device.id", "behind account", "behind device.id", "found last", "found time_since"} {
 		if stats[k] < 20 {
@@ -600,6 +586,55 @@ dev_sd_1h: {stddev: amount, by: device.id, window: 1h}
 		for _, name := range []string{"dev_last_1h", "dev_first_1h", "dev_sd_1h"} {
 			if got := win(t, s, &v, name); got != 0 {
 				t.Fatalf("%s = %v without a device, want 0", name, got)
+			}
+		}
+	}
+}
+
+// entityVisit is one entity of one observed event, as observeEntities
+// hands it to a brute-force test.
+type entityVisit struct {
+	seq      int
+	ev       *event.Event
+	v        *Values
+	g        int    // the entity's group
+	name, id string // the group's name and the entity's value
+	// latest is the entity's latest event time before this event (this
+	// event's own for a new entity); late says the event is more than the
+	// late tolerance behind it.
+	latest int64
+	late   bool
+}
+
+func (e entityVisit) key() string { return e.name + "\x00" + e.id }
+
+// observeEntities observes evs in order on st and calls visit for every
+// entity each event belongs to, after checking Observe's late mask
+// against the definition of lateness.
+func observeEntities(t *testing.T, s *Set, st *Store, evs []event.Event, visit func(entityVisit)) {
+	t.Helper()
+	tol := s.Config().LateTolerance.Milliseconds()
+	latest := map[string]int64{}
+	for seq := range evs {
+		ev := &evs[seq]
+		var v Values
+		late := st.Observe(ev, &v)
+		for g := range s.groups {
+			get, _ := event.FieldGetter(s.groups[g].by)
+			e := entityVisit{seq: seq, ev: ev, v: &v, g: g, name: s.GroupName(g), id: get(ev), latest: ev.TS}
+			if e.id == "" {
+				continue
+			}
+			last, seen := latest[e.key()]
+			if seen {
+				e.latest, e.late = last, ev.TS < last-tol
+			}
+			if late.Has(g) != e.late {
+				t.Fatalf("event %d: late for %s %v, want %v", seq, e.name, late.Has(g), e.late)
+			}
+			visit(e)
+			if !e.late {
+				latest[e.key()] = max(e.latest, ev.TS)
 			}
 		}
 	}

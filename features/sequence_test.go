@@ -27,7 +27,6 @@ acc_n_10m:     {count: "*", by: account, window: 10m}
 // seqOracle is one entity's events as the brute force sees them: those
 // not late for it, in stream order.
 type seqOracle struct {
-	last  int64
 	added []*event.Event
 }
 
@@ -86,32 +85,17 @@ func TestSequenceMatchesBruteForce(t *testing.T) {
 func checkSequences(t *testing.T, seed uint64, n int, mod ...func(*Config)) {
 	s := mustSet(t, seqYAML, mod...)
 	st := s.NewStore()
-	tol := s.Config().LateTolerance.Milliseconds()
 	evs := jitteredTraffic(n, seed)
 	ents := map[string]*seqOracle{}
 	stats := map[string]int{}
-	for seq := range evs {
-		ev := &evs[seq]
-		var v Values
-		late := st.Observe(ev, &v)
-		for g := range s.groups {
-			name := s.GroupName(g)
-			get, _ := event.FieldGetter(s.groups[g].by)
-			id := get(ev)
-			if id == "" {
-				continue
-			}
-			o := ents[name+"\x00"+id]
-			isLate := false
-			if o == nil {
-				o = &seqOracle{last: ev.TS}
-				ents[name+"\x00"+id] = o
-			} else {
-				isLate = ev.TS < o.last-tol
-			}
-			if late.Has(g) != isLate {
-				t.Fatalf("event %d: late for %s %v, want %v", seq, name, late.Has(g), isLate)
-			}
+	observeEntities(t, s, st, evs, func(e entityVisit) {
+		seq, ev, v, g, name, id, isLate := e.seq, e.ev, e.v, e.g, e.name, e.id, e.late
+		o := ents[e.key()]
+		if o == nil {
+			o = &seqOracle{}
+			ents[e.key()] = o
+		}
+		{
 			for m := s.groups[g].seq; m != 0; m &= m - 1 {
 				i := trailingZeros(m)
 				f := &s.feats[i]
@@ -150,7 +134,7 @@ func checkSequences(t *testing.T, seed uint64, n int, mod ...func(*Config)) {
 				}
 				if want == 1 {
 					stats["fired "+s.Name(i)]++
-					if ev.TS < o.last {
+					if ev.TS < e.latest {
 						stats["fired behind"]++
 					}
 				}
@@ -164,10 +148,9 @@ func checkSequences(t *testing.T, seed uint64, n int, mod ...func(*Config)) {
 			}
 			if !isLate {
 				o.added = append(o.added, ev)
-				o.last = max(o.last, ev.TS)
 			}
 		}
-	}
+	})
 	t.Log(stats)
 	for _, k := range []string{"fired ato_30m", "fired login_pay_10m", "fired payee_pay_1h", "fired any4_5m",
 		"fired pay_pay_2m", "fired dev_bind_pay", "fired dev_any_pay", "fired behind", "late reads", "crowded reads"} {
