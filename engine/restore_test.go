@@ -249,21 +249,7 @@ func TestRestoreAcrossAFeatureChange(t *testing.T) {
 // restored with a feature added, while it is warming and after: the
 // decision's Warming reuses its slice, as LateFor does.
 func TestWarmingCostsNoAllocation(t *testing.T) {
-	before, _ := loadInline(t, featuresBefore, rulesBefore)
-	after, holder := loadInline(t, featuresAfter, rulesAfter)
-	st := before.NewStore()
-	var v features.Values
-	ev := event.Event{Type: event.TypePayment, AccountID: "a", TS: t0, Amount: 100, Device: event.Device{ID: "d"}}
-	st.Observe(&ev, &v)
-	var buf bytes.Buffer
-	if err := st.Snapshot(&buf); err != nil {
-		t.Fatal(err)
-	}
-	restored, err := after.Restore(&buf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := newScorer(Config{DedupeCapacity: 1 << 16, MaxFutureSkew: -1}.withDefaults(), after, holder, restored)
+	s := warmingScorer(t, rulesAfter)
 	var d Decision
 	n := 0
 	for _, at := range []int64{t0 + 60_000, t0 + 13*3600_000} { // warming, then warmed
@@ -298,8 +284,7 @@ func TestWarmingCostsNoAllocation(t *testing.T) {
 // marks the decision; both match once the window has filled. A rule that
 // reads no warming feature is never skipped.
 func TestWhenWarmingSkip(t *testing.T) {
-	before, _ := loadInline(t, featuresBefore, rulesBefore)
-	after, holder := loadInline(t, featuresAfter, `
+	s := warmingScorer(t, `
 - id: cautious
   when: event.type == "payment" && f.merchants_per_card_1h < 5
   action: review
@@ -314,19 +299,6 @@ func TestWhenWarmingSkip(t *testing.T) {
   action: alert
   when_warming: skip
 `)
-	st := before.NewStore()
-	var v features.Values
-	ev := event.Event{Type: event.TypePayment, AccountID: "a", TS: t0, Amount: 100, Device: event.Device{ID: "d"}}
-	st.Observe(&ev, &v)
-	var buf bytes.Buffer
-	if err := st.Snapshot(&buf); err != nil {
-		t.Fatal(err)
-	}
-	restored, err := after.Restore(&buf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := newScorer(Config{DedupeCapacity: 1 << 16, MaxFutureSkew: -1}.withDefaults(), after, holder, restored)
 	var d Decision
 	for i, at := range []int64{t0 + 60_000, t0 + 2*3600_000} { // warming, then warmed
 		raw := msg(event.Event{ID: "p" + strconv.Itoa(i), Type: event.TypePayment, AccountID: "a", TS: at, Amount: 100,
@@ -347,4 +319,26 @@ func TestWhenWarmingSkip(t *testing.T) {
 				wantMatched, wantShadow, wantSkipped, wantAction, wantWarming)
 		}
 	}
+}
+
+// warmingScorer is a Scorer whose state, one payment of account "a" on
+// device "d" at t0 under featuresBefore, was restored into featuresAfter
+// with rulesYAML: its new features warm until t0 plus their window.
+func warmingScorer(t *testing.T, rulesYAML string) *Scorer {
+	t.Helper()
+	before, _ := loadInline(t, featuresBefore, rulesBefore)
+	after, holder := loadInline(t, featuresAfter, rulesYAML)
+	st := before.NewStore()
+	var v features.Values
+	ev := event.Event{Type: event.TypePayment, AccountID: "a", TS: t0, Amount: 100, Device: event.Device{ID: "d"}}
+	st.Observe(&ev, &v)
+	var buf bytes.Buffer
+	if err := st.Snapshot(&buf); err != nil {
+		t.Fatal(err)
+	}
+	restored, err := after.Restore(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newScorer(Config{DedupeCapacity: 1 << 16, MaxFutureSkew: -1}.withDefaults(), after, holder, restored)
 }

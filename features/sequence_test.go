@@ -371,14 +371,7 @@ func TestSequenceSharedAndAllocs(t *testing.T) {
 		evs[i].TS += span
 		st.Observe(&evs[i], &v)
 	}
-	i := 0
-	allocs := testing.AllocsPerRun(4000, func() {
-		ev := &evs[i%len(evs)]
-		ev.TS += span
-		st.Observe(ev, &v)
-		i++
-	})
-	if allocs > 0.5 {
+	if allocs := steadyAllocs(st, evs, 4000); allocs > 0.5 {
 		t.Fatalf("%v allocs per Observe in steady state", allocs)
 	}
 }
