@@ -103,8 +103,18 @@ func TestFaultsKillNineMidStream(t *testing.T) {
 		got := r.finish(t, late)
 		compareDecisions(t, e.name, got, want)
 		checkLocks(t, e.name, s, got)
-		if replayed <= 0 {
+		// A kill can fall where the last snapshot stands at the committed
+		// offsets (its cut and the commit that let it be saved met at a
+		// batch's end), and then nothing needs replaying: right, but it
+		// shows nothing of the replay. Over the full set's kills, the last
+		// one right after a rule lock made since the last cut, some must
+		// replay; the short form's single kill only says what it saw.
+		switch {
+		case replayed > 0:
+		case faultsFull():
 			t.Errorf("riskd_replayed_events_total stayed 0 over %d restarts after kill -9", kills)
+		default:
+			t.Logf("riskd_replayed_events_total stayed 0 after the kill: the snapshot stood at the committed offsets (make faults asserts a replay)")
 		}
 		t.Logf("kill -9: %d events, %d kills, %.0f events replayed, %s (reference included)",
 			len(s.ids), kills, replayed, time.Since(began).Round(time.Millisecond))
