@@ -246,6 +246,12 @@ func (st *Store) pruneRecords(e *entity, i uint32, band int64) {
 	if drops == 0 {
 		return
 	}
+	e.removeDropped()
+}
+
+// removeDropped removes the items marked dropped, the others keeping
+// their order.
+func (e *entity) removeDropped() {
 	k := 0
 	for j := range e.items {
 		if e.items[j].fn == dropped {

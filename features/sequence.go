@@ -246,14 +246,5 @@ func (st *Store) addSteps(e *entity, i uint32, mask uint8, b uint32, ts int64, l
 	if drops == 0 {
 		return
 	}
-	k := 0
-	for j := range e.items {
-		if e.items[j].fn == dropped {
-			continue
-		}
-		e.items[k] = e.items[j]
-		k++
-	}
-	clear(e.items[k:])
-	e.items = e.items[:k]
+	e.removeDropped()
 }
