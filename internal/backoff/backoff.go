@@ -3,6 +3,7 @@
 package backoff
 
 import (
+	"context"
 	"math/rand/v2"
 	"time"
 )
@@ -25,4 +26,27 @@ func Delay(lo, hi time.Duration, attempt int) time.Duration {
 		return max(lo, 0)
 	}
 	return lo + rand.N(ceil-lo+1)
+}
+
+// Until calls try until it succeeds, waiting Delay(lo, hi, n) after the
+// n-th failure, and gives up when ctx ends or limit has passed since the
+// first call; it then returns the last failure. It serves the short waits
+// after a start, such as a topic created a moment ago whose partition has
+// no leader yet.
+func Until(ctx context.Context, lo, hi, limit time.Duration, try func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	for attempt := 1; ; attempt++ {
+		err := try(ctx)
+		if err == nil {
+			return nil
+		}
+		t := time.NewTimer(Delay(lo, hi, attempt))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+	}
 }

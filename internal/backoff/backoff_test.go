@@ -1,6 +1,9 @@
 package backoff
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"testing"
 	"time"
 )
@@ -23,5 +26,30 @@ func TestDelayWithZeroOrInvertedBounds(t *testing.T) {
 	}
 	if d := Delay(50*time.Millisecond, time.Millisecond, 5); d != 50*time.Millisecond {
 		t.Errorf("Delay with hi < lo = %v, want lo", d)
+	}
+}
+
+func TestUntilRetriesUntilSuccess(t *testing.T) {
+	calls := 0
+	err := Until(context.Background(), time.Millisecond, time.Millisecond, time.Minute, func(context.Context) error {
+		calls++
+		if calls < 4 {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	if err != nil || calls != 4 {
+		t.Fatalf("Until = %v after %d calls, want nil after 4", err, calls)
+	}
+}
+
+func TestUntilGivesUpWithTheLastError(t *testing.T) {
+	calls := 0
+	err := Until(context.Background(), time.Millisecond, time.Millisecond, 20*time.Millisecond, func(context.Context) error {
+		calls++
+		return fmt.Errorf("attempt %d", calls)
+	})
+	if err == nil || err.Error() != fmt.Sprintf("attempt %d", calls) {
+		t.Fatalf("Until = %v after %d calls, want the last attempt's error", err, calls)
 	}
 }

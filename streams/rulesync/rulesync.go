@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"riskd/internal/backoff"
 )
 
 // DefaultTopic is the rule-set topic.
@@ -153,8 +155,21 @@ func (s *Sync) EnsureTopic(ctx context.Context) error {
 	if err := resp.Errors[s.cfg.Topic]; err != nil && !errors.Is(err, kafka.TopicAlreadyExists) {
 		return fmt.Errorf("rulesync: create topic %s: %w", s.cfg.Topic, err)
 	}
+	// Apache Kafka answers CreateTopics before the partition has a leader
+	// every broker knows; a read right after can be told NOT_LEADER.
+	err = backoff.Until(ctx, 50*time.Millisecond, time.Second, ensureWait, func(ctx context.Context) error {
+		_, err := s.endOffset(ctx)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("rulesync: topic %s has no partition leader yet: %w", s.cfg.Topic, err)
+	}
 	return nil
 }
+
+// ensureWait bounds how long EnsureTopic waits for the topic's partition
+// to have a leader.
+const ensureWait = 15 * time.Second
 
 // Publish writes rec to the topic, acknowledged by all in-sync replicas,
 // and returns the seq the topic assigned it (its offset plus one). It

@@ -279,21 +279,14 @@ func (s *Store) Ensure(ctx context.Context) error {
 
 // awaitLeader asks for the partition's end offset until its leader answers.
 func (s *Store) awaitLeader(ctx context.Context, client *kafka.Client) error {
-	ctx, cancel := context.WithTimeout(ctx, ensureWait)
-	defer cancel()
-	for attempt := 1; ; attempt++ {
+	err := backoff.Until(ctx, 50*time.Millisecond, time.Second, ensureWait, func(ctx context.Context) error {
 		_, err := listOffset(ctx, client, s.cfg.Topic, kafka.LastOffsetOf)
-		if err == nil {
-			return nil
-		}
-		t := time.NewTimer(backoff.Delay(50*time.Millisecond, time.Second, attempt))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("snapshots: topic %s has no partition leader yet: %w", s.cfg.Topic, err)
-		case <-t.C:
-		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("snapshots: topic %s has no partition leader yet: %w", s.cfg.Topic, err)
 	}
+	return nil
 }
 
 // checkExisting warns about an existing topic that cannot keep snapshots
