@@ -21,18 +21,20 @@ const MaxDiffBytes = 32 << 20
 const DiffSample = 20
 
 // SetDiff is what changed from one set of rule files (From) to another
-// (To): rules, lists and settings, each sorted by name.
+// (To): rules, lists, settings and window features (by feature name, from
+// the versions' FeaturesFile), each sorted by name.
 type SetDiff struct {
 	Rules    RulesDiff     `json:"rules"`
 	Lists    ListsDiff     `json:"lists"`
 	Settings []FieldChange `json:"settings"`
+	Features []FieldChange `json:"features"`
 }
 
 // Empty reports whether the two sets decide alike as far as the diff can
 // tell (files may still differ in comments and layout).
 func (d *SetDiff) Empty() bool {
 	return len(d.Rules.Added)+len(d.Rules.Removed)+len(d.Rules.Changed)+
-		len(d.Lists.Added)+len(d.Lists.Removed)+len(d.Lists.Changed)+len(d.Settings) == 0
+		len(d.Lists.Added)+len(d.Lists.Removed)+len(d.Lists.Changed)+len(d.Settings)+len(d.Features) == 0
 }
 
 // RulesDiff is the rules added, removed and changed, by id.
@@ -147,6 +149,7 @@ func Diff(from, to map[string][]byte) (*SetDiff, error) {
 		}
 	}
 	d.Settings = diffFields(a.settings, b.settings)
+	d.Features = diffFields(a.features, b.features)
 	return d, nil
 }
 
@@ -155,6 +158,7 @@ type diffSide struct {
 	rules    map[string]*diffRule
 	lists    map[string]map[string]struct{}
 	settings map[string]string
+	features map[string]string
 }
 
 type diffRule struct {
@@ -175,7 +179,7 @@ func parseForDiff(side string, files map[string][]byte) (*diffSide, error) {
 	if total > MaxDiffBytes {
 		return nil, fmt.Errorf("diff: %s: the files hold %d bytes, more than the %d a diff reads", side, total, MaxDiffBytes)
 	}
-	s := &diffSide{rules: map[string]*diffRule{}, lists: map[string]map[string]struct{}{}, settings: map[string]string{}}
+	s := &diffSide{rules: map[string]*diffRule{}, lists: map[string]map[string]struct{}{}, settings: map[string]string{}, features: map[string]string{}}
 	for _, name := range sortedNames(files) {
 		dir, base := path.Split(name)
 		switch {
@@ -184,7 +188,11 @@ func parseForDiff(side string, files map[string][]byte) (*diffSide, error) {
 		case dir != "" || !(strings.HasSuffix(base, ".yaml") || strings.HasSuffix(base, ".yml")):
 			// not a file Compile reads
 		case name == SettingsFile:
-			if err := s.parseSettings(side, name, files[name]); err != nil {
+			if err := parseMap(side, name, "settings", files[name], s.settings); err != nil {
+				return nil, err
+			}
+		case name == FeaturesFile:
+			if err := parseMap(side, name, "features", files[name], s.features); err != nil {
 				return nil, err
 			}
 		default:
@@ -196,7 +204,9 @@ func parseForDiff(side string, files map[string][]byte) (*diffSide, error) {
 	return s, nil
 }
 
-func (s *diffSide) parseSettings(side, name string, b []byte) error {
+// parseMap reads a file that is one YAML map (settings, features) into
+// into, each value as its text.
+func parseMap(side, name, what string, b []byte, into map[string]string) error {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(b, &doc); err != nil {
 		return fmt.Errorf("diff: %s: %s: %w", side, name, err)
@@ -206,14 +216,14 @@ func (s *diffSide) parseSettings(side, name string, b []byte) error {
 	}
 	root := docRoot(&doc)
 	if root.Kind != yaml.MappingNode {
-		return fmt.Errorf("diff: %s: %s:%d:%d: settings are a map", side, name, root.Line, root.Column)
+		return fmt.Errorf("diff: %s: %s:%d:%d: %s are a map", side, name, root.Line, root.Column, what)
 	}
 	for i := 0; i+1 < len(root.Content); i += 2 {
 		v, err := fieldText(root.Content[i+1])
 		if err != nil {
 			return fmt.Errorf("diff: %s: %s:%d: %w", side, name, root.Content[i].Line, err)
 		}
-		s.settings[root.Content[i].Value] = v
+		into[root.Content[i].Value] = v
 	}
 	return nil
 }

@@ -77,6 +77,9 @@ func Lint(files map[string][]byte, feats FeatureIndex) []Problem {
 		if strings.Contains(name, "/") || !(strings.HasSuffix(name, ".yaml") || strings.HasSuffix(name, ".yml")) {
 			continue
 		}
+		if name == FeaturesFile {
+			continue
+		}
 		if name == SettingsFile {
 			if _, err := parseSettings(files[name], name); err != nil {
 				l.compileError(err)

@@ -23,6 +23,14 @@ import (
 // SettingsFile is the name of the optional settings file in a rule directory.
 const SettingsFile = "settings.yaml"
 
+// FeaturesFile is the name under which a published rule-set version
+// carries the window feature definitions its rules were written against
+// (the daemon's rules.features file, or an analyst's publish). Compile does
+// not read it: the caller compiles the features and passes them, so a
+// version's rules and features change together, fleet-wide. A version
+// without it leaves the features as they are.
+const FeaturesFile = "features.yaml"
+
 // Load reads and compiles the rule directory dir. Errors in files are
 // *CompileError naming the file as dir/name.
 func Load(dir string, feats FeatureIndex) (*RuleSet, error) {
@@ -126,6 +134,9 @@ func compile(files map[string][]byte, dir string, feats FeatureIndex) (*RuleSet,
 	for _, name := range names {
 		if strings.Contains(name, "/") || !(strings.HasSuffix(name, ".yaml") || strings.HasSuffix(name, ".yml")) {
 			continue
+		}
+		if name == FeaturesFile {
+			continue // compiled by the caller into feats
 		}
 		if name == SettingsFile {
 			th, err := parseSettings(files[name], display(name))

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"riskd/api"
+	"riskd/features"
 	"riskd/rules"
 	"riskd/streams/chstore"
 	"riskd/streams/rulesync"
@@ -119,6 +120,15 @@ func (s *Service) publishCandidate(w http.ResponseWriter, r *http.Request, files
 			OldVersion: replaced, NewVersion: version, Detail: joinDetail("message: "+message, detail)})
 	}
 	rs, err := rules.Compile(files, s.featureIndex())
+	if err == nil {
+		// A candidate runs on the live engine's features: other ones
+		// would have to be live first.
+		var set *features.Set
+		if set, err = s.featuresIn(files); err == nil && set != nil {
+			err = fmt.Errorf("the candidate's %s differs from the running features: a candidate runs on them; publish the features first (PUT /v1/features)",
+				rules.FeaturesFile)
+		}
+	}
 	if err != nil {
 		audit("rules.publish_shadow_refused", "", err.Error())
 		writeCompileError(w, err)
@@ -140,7 +150,7 @@ func (s *Service) publishCandidate(w http.ResponseWriter, r *http.Request, files
 	version := rules.Version{Seq: seq, Hash: rs.Version.Hash}.String()
 	out := candidatePublished{Candidate: version, Seq: seq, Hash: rs.Version.Hash, Rules: len(rs.Rules), Live: live,
 		Replaced: replaced, Author: c.Name, Message: message, Published: now.UTC()}
-	if err := s.waitInstalled(r.Context(), seq); err != nil {
+	if err := s.waitInstalled(r.Context(), seq, s.cfg.InstallTimeout); err != nil {
 		audit("rules.publish_shadow", version, "published; "+err.Error())
 		api.WriteJSON(w, http.StatusGatewayTimeout, api.ErrorBody{
 			Error: fmt.Sprintf("candidate %s was published to the fleet but %v", version, err), Details: out})
@@ -161,7 +171,7 @@ func (s *Service) dropCandidate(ctx context.Context, author, message string) err
 	if err != nil {
 		return fmt.Errorf("dropping the candidate: %w", err)
 	}
-	if err := s.waitInstalled(ctx, seq); err != nil {
+	if err := s.waitInstalled(ctx, seq, s.cfg.InstallTimeout); err != nil {
 		return fmt.Errorf("dropping the candidate: %w", err)
 	}
 	return nil

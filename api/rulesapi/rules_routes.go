@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"riskd/api"
+	"riskd/features"
 	"riskd/rules"
 	"riskd/streams/chstore"
 )
@@ -152,26 +153,31 @@ func (s *Service) getRule(w http.ResponseWriter, r *http.Request) {
 }
 
 // compileRequest reads a set request, resolves its files against the
-// running set and compiles them; ok is false when a response was written.
-func (s *Service) compileRequest(w http.ResponseWriter, r *http.Request, requireSome bool) (setRequest, map[string][]byte, *rules.RuleSet, bool) {
+// running set and compiles them, against the window features they carry
+// when those differ from the running ones; set is the features the rules
+// were compiled against. ok is false when a response was written.
+func (s *Service) compileRequest(w http.ResponseWriter, r *http.Request, requireSome bool) (setRequest, map[string][]byte, *rules.RuleSet, *features.Set, bool) {
 	var req setRequest
 	if !api.DecodeJSON(w, r, &req) {
-		return req, nil, nil, false
+		return req, nil, nil, nil, false
 	}
 	files, ok := s.resolveFiles(w, &req, requireSome)
 	if !ok {
-		return req, nil, nil, false
+		return req, nil, nil, nil, false
 	}
-	rs, err := rules.Compile(files, s.featureIndex())
+	rs, set, err := s.compileVersion(files)
 	if err != nil {
 		writeCompileError(w, err)
-		return req, nil, nil, false
+		return req, nil, nil, nil, false
 	}
-	return req, files, rs, true
+	if set == nil {
+		_, set = s.features()
+	}
+	return req, files, rs, set, true
 }
 
 func (s *Service) validate(w http.ResponseWriter, r *http.Request) {
-	_, _, rs, ok := s.compileRequest(w, r, true)
+	_, _, rs, _, ok := s.compileRequest(w, r, true)
 	if !ok {
 		return
 	}

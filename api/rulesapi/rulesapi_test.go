@@ -109,13 +109,24 @@ func (f *fleet) startInstance(t *testing.T) *instance {
 // startInstanceFrom starts an instance from the rule directory dir.
 func (f *fleet) startInstanceFrom(t *testing.T, dir string) *instance {
 	t.Helper()
+	return f.startInstanceWith(t, dir, nil)
+}
+
+// startInstanceWith starts an instance from the rule directory dir with
+// the config edit applies (nil: none).
+func (f *fleet) startInstanceWith(t *testing.T, dir string, edit func(*rulesapi.Config)) *instance {
+	t.Helper()
 	holder := &rules.Holder{}
 	sync, err := rulesync.New(rulesync.Config{Brokers: f.brokers, Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := rulesapi.New(rulesapi.Config{Holder: holder, Features: feats, Dir: dir, Sync: sync, Store: f.store,
-		Logger: slog.New(slog.NewTextHandler(t.Output(), nil)), InstallTimeout: time.Minute})
+	cfg := rulesapi.Config{Holder: holder, Features: feats, Dir: dir, Sync: sync, Store: f.store,
+		Logger: slog.New(slog.NewTextHandler(t.Output(), nil)), InstallTimeout: time.Minute}
+	if edit != nil {
+		edit(&cfg)
+	}
+	svc, err := rulesapi.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -414,7 +425,7 @@ func TestDiffBetweenVersions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `{"lists":{"added":[{"entries":2,"name":"vip","sample":["a1","a2"]}],"changed":[{"added":1,"added_sample":["p-new"],"name":"scam_payees","new_entries":2,"old_entries":1,"removed":0,"removed_sample":[]}],"removed":[]},` +
+	want := `{"features":[],"lists":{"added":[{"entries":2,"name":"vip","sample":["a1","a2"]}],"changed":[{"added":1,"added_sample":["p-new"],"name":"scam_payees","new_entries":2,"old_entries":1,"removed":0,"removed_sample":[]}],"removed":[]},` +
 		`"rules":{"added":[{"action":"alert","file":"auth.yaml","id":"new-device-login","line":1,"mode":"active"}],"changed":[{"fields":[{"field":"action","new":"review","old":"block"},{"field":"score","new":"30","old":"","old_absent":true}],"file":"payments.yaml","id":"scam-payee","line":1}],"removed":[]},` +
 		`"settings":[{"field":"thresholds","new":"","new_absent":true,"old":"[{\"action\":\"review\",\"score\":100}]"}]}`
 	if string(d) != want {

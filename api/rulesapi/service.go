@@ -59,6 +59,15 @@ type Config struct {
 	// Engine is the live engine's configuration, for the routes that run
 	// rules through the engine path off the live state (test, backtest).
 	Engine engine.Config
+	// FeaturesFile is the daemon's feature definitions file (rules.features):
+	// the versions published from the rule directory carry its content as
+	// rules.FeaturesFile. Empty means they carry none.
+	FeaturesFile string
+	// SwapEngine changes the engine's window features to set and calls
+	// install at the same place in the stream (engine.Engine.SwapFeatures),
+	// when a version brings other feature definitions; nil, or before an
+	// engine runs, it only calls install.
+	SwapEngine func(set *features.Set, install func()) error
 }
 
 // Validate checks the config and names the offending key.
@@ -105,7 +114,7 @@ type Service struct {
 	changed chan struct{}
 
 	// featMu guards the window features rule sets compile against, which
-	// SwapFeatures replaces: installs hold it for reading from compile to
+	// a version with other features replaces (swapFeatures): installs hold it for reading from compile to
 	// install, so none compiles against features that are on their way out.
 	featMu  sync.RWMutex
 	feats   rules.FeatureIndex
@@ -172,11 +181,22 @@ func (s *Service) Start(ctx context.Context) (Started, error) {
 		return Started{}, err
 	}
 	st := Started{DirHash: dirSet.Version.Hash}
+	if files, err = s.withFeaturesFile(files); err != nil {
+		return Started{}, fmt.Errorf("rulesapi: start: %w", err)
+	}
+	source := rules.HashFiles(files)
+	if source != st.DirHash {
+		// The same rules, compiled with the features file among the files,
+		// so that the set's hash is the version's.
+		if dirSet, err = rules.Compile(files, s.featureIndex()); err != nil {
+			return Started{}, err
+		}
+	}
 	latest, found, err := s.cfg.Sync.Latest(ctx)
 	if err != nil {
 		return Started{}, fmt.Errorf("rulesapi: start: reading the rule topic %s: %w", s.cfg.Sync.Topic(), err)
 	}
-	if found && (latest.DirHash == st.DirHash || latest.Hash == st.DirHash) {
+	if found && (latest.DirHash == source || latest.Hash == source) {
 		rs, err := s.applyRecord(latest)
 		if err == nil {
 			st.Record, st.Set = latest, rs
@@ -199,8 +219,8 @@ func (s *Service) Start(ctx context.Context) (Started, error) {
 	case st.Reason == "":
 		st.Reason = fmt.Sprintf("the rule directory %s changed while riskd was stopped", s.cfg.Dir)
 	}
-	rec := rulesync.Record{Hash: st.DirHash, Files: toStrings(files), Author: StartAuthor, Message: st.Reason,
-		PublishedAt: s.cfg.Now(), Source: rulesync.SourceDir, DirHash: st.DirHash}
+	rec := rulesync.Record{Hash: source, Files: toStrings(files), Author: StartAuthor, Message: st.Reason,
+		PublishedAt: s.cfg.Now(), Source: rulesync.SourceDir, DirHash: source}
 	got, published, err := s.cfg.Sync.PublishIfChanged(ctx, rec)
 	if err != nil {
 		return Started{}, fmt.Errorf("rulesapi: start: publishing the rule directory %s: %w", s.cfg.Dir, err)
@@ -216,6 +236,28 @@ func (s *Service) Start(ctx context.Context) (Started, error) {
 // StartAuthor is the author of the versions riskd publishes from its rule
 // directory.
 const StartAuthor = "riskd"
+
+// withFeaturesFile returns the rule directory's files with the content of
+// the features file (Config.FeaturesFile) added as rules.FeaturesFile: the
+// files of a version published from the directory, whose hash is the
+// version's DirHash. A rule directory holding a file of that name is an
+// error: the features come from one place.
+func (s *Service) withFeaturesFile(files map[string][]byte) (map[string][]byte, error) {
+	if s.cfg.FeaturesFile == "" {
+		return files, nil
+	}
+	if _, ok := files[rules.FeaturesFile]; ok {
+		return nil, fmt.Errorf("the rule directory %s holds %s; window features come from the features file %s only",
+			s.cfg.Dir, rules.FeaturesFile, s.cfg.FeaturesFile)
+	}
+	b, err := os.ReadFile(s.cfg.FeaturesFile)
+	if err != nil {
+		return nil, fmt.Errorf("features file: %w", err)
+	}
+	files = cloneFiles(files)
+	files[rules.FeaturesFile] = b
+	return files, nil
+}
 
 // started marks rec as handled and running, as Apply does.
 func (s *Service) started(rec rulesync.Record) {
@@ -238,9 +280,17 @@ func (s *Service) PublishDir(ctx context.Context, files map[string][]byte, rs *r
 	}
 	s.publish.Lock()
 	defer s.publish.Unlock()
-	rec := rulesync.Record{Hash: rs.Version.Hash, Files: toStrings(files), Author: StartAuthor,
+	source, err := s.withFeaturesFile(files)
+	if err != nil {
+		return 0, fmt.Errorf("rulesapi: publish %s: %w", s.cfg.Dir, err)
+	}
+	// The directory's rules run with the features running now (an
+	// analyst's publish of features stays); the features file's own
+	// changes are published by PublishFeaturesFile.
+	files = s.withRunningFeatures(files)
+	rec := rulesync.Record{Hash: rules.HashFiles(files), Files: toStrings(files), Author: StartAuthor,
 		Message: "the rule directory " + s.cfg.Dir + " changed", PublishedAt: s.cfg.Now(),
-		Source: rulesync.SourceDir, DirHash: rs.Version.Hash}
+		Source: rulesync.SourceDir, DirHash: rules.HashFiles(source)}
 	got, _, err := s.cfg.Sync.PublishIfChanged(ctx, rec)
 	if err != nil {
 		return 0, err
@@ -312,6 +362,25 @@ func (s *Service) applyRecord(rec rulesync.Record) (*rules.RuleSet, error) {
 	if h := rules.HashFiles(files); h != rec.Hash {
 		return nil, fmt.Errorf("rule set %d: files hash to %s, the record says %s", rec.Seq, h, rec.Hash)
 	}
+	set, err := s.featuresIn(files)
+	if err != nil {
+		return nil, fmt.Errorf("rule set %d: %w", rec.Seq, err)
+	}
+	if set != nil {
+		// Other window features: the engine changes them where the rules
+		// change. Only Run and Start install, one at a time, so the
+		// features compared above are still the running ones.
+		s.featMu.Lock()
+		defer s.featMu.Unlock()
+		rs, err := rules.Compile(files, set)
+		if err != nil {
+			return nil, fmt.Errorf("rule set %d: %w", rec.Seq, err)
+		}
+		if err := s.swapFeatures(set, rs, rec.Seq); err != nil {
+			return nil, fmt.Errorf("rule set %d: %w", rec.Seq, err)
+		}
+		return rs, nil
+	}
 	s.featMu.RLock()
 	defer s.featMu.RUnlock()
 	rs, err := rules.Compile(files, s.feats)
@@ -326,9 +395,38 @@ func (s *Service) applyRecord(rec rulesync.Record) (*rules.RuleSet, error) {
 // refused by this instance or did not arrive in time.
 var errNotInstalled = errors.New("not installed on this instance")
 
-// waitInstalled waits until Run has handled seq or a later record.
-func (s *Service) waitInstalled(ctx context.Context, seq uint64) error {
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.InstallTimeout)
+// featureInstallTimeout is the least a publish that changes the window
+// features waits for this instance to install it: the engine carries its
+// state over to the new features first (about 16 s for a million
+// accounts, bench/RESULTS.md).
+const featureInstallTimeout = 2 * time.Minute
+
+// compileVersion compiles the files of a version to publish, against the
+// features they carry when those differ from the running ones (returned
+// as newFeatures; the installed candidate must compile against them too),
+// or else against the running features (newFeatures nil).
+func (s *Service) compileVersion(files map[string][]byte) (rs *rules.RuleSet, newFeatures *features.Set, err error) {
+	set, err := s.featuresIn(files)
+	if err != nil {
+		return nil, nil, err
+	}
+	if set == nil {
+		rs, err = rules.Compile(files, s.featureIndex())
+		return rs, nil, err
+	}
+	if rs, err = rules.Compile(files, set); err != nil {
+		return nil, nil, err
+	}
+	if _, err := s.candidateAgainst(set); err != nil {
+		return nil, nil, err
+	}
+	return rs, set, nil
+}
+
+// waitInstalled waits up to wait until Run has handled seq or a later
+// record.
+func (s *Service) waitInstalled(ctx context.Context, seq uint64, wait time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	for {
 		s.mu.Lock()
@@ -343,7 +441,7 @@ func (s *Service) waitInstalled(ctx context.Context, seq uint64) error {
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return fmt.Errorf("%w within %v (is the rule-topic follower running?)", errNotInstalled, s.cfg.InstallTimeout)
+			return fmt.Errorf("%w within %v (is the rule-topic follower running?)", errNotInstalled, wait)
 		}
 	}
 }
@@ -432,7 +530,8 @@ func (s *Service) publishChange(w http.ResponseWriter, r *http.Request, c change
 			return
 		}
 	}
-	rs, err := rules.Compile(c.files, s.featureIndex())
+	c.files = s.withRunningFeatures(c.files)
+	rs, newFeatures, err := s.compileVersion(c.files)
 	if err != nil {
 		audit(c.action+"_refused", "", err.Error())
 		writeCompileError(w, err)
@@ -479,7 +578,11 @@ func (s *Service) publishChange(w http.ResponseWriter, r *http.Request, c change
 		s.log.Error("rulesapi: recording the published version failed", "version", version, "err", err)
 		out.Warnings = append(out.Warnings, "the version is live but was not recorded in the history: "+err.Error())
 	}
-	if err := s.waitInstalled(r.Context(), seq); err != nil {
+	wait := s.cfg.InstallTimeout
+	if newFeatures != nil {
+		wait = max(wait, featureInstallTimeout) // the engine is held while it carries its state over
+	}
+	if err := s.waitInstalled(r.Context(), seq, wait); err != nil {
 		audit(c.action, version, "published; "+err.Error())
 		api.WriteJSON(w, http.StatusGatewayTimeout, api.ErrorBody{
 			Error:   fmt.Sprintf("version %s was published to the fleet but %v", version, err),
@@ -564,6 +667,7 @@ func (s *Service) Routes() []api.Route {
 		{Pattern: "DELETE /v1/lists/{name}/entries/{entry}", Roles: write, MaxBody: small, Handler: http.HandlerFunc(s.deleteEntry)},
 		{Pattern: "DELETE /v1/lists/{name}", Roles: write, MaxBody: small, Handler: http.HandlerFunc(s.deleteList)},
 	}
+	routes = append(routes, s.featureRoutes()...)
 	routes = append(routes, s.candidateRoutes()...)
 	routes = append(routes, s.backtestRoutes()...)
 	routes = append(routes, s.labelRoutes()...)

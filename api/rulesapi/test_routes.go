@@ -18,7 +18,7 @@ import (
 // (Config.FeatureSet) features cannot be computed, and the events are
 // decided with the values they give, the others 0 (rules.RuleSet.RunTest).
 func (s *Service) test(w http.ResponseWriter, r *http.Request) {
-	req, _, rs, ok := s.compileRequest(w, r, false)
+	req, _, rs, set, ok := s.compileRequest(w, r, false)
 	if !ok {
 		return
 	}
@@ -27,7 +27,6 @@ func (s *Service) test(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("%d events: %v", len(req.Events), rules.ErrTooManyTestEvents))
 		return
 	}
-	_, set := s.features()
 	if set == nil {
 		res, err := rs.RunTest(req.Events, s.cfg.Now())
 		if err != nil {

@@ -6,6 +6,7 @@
 //	riskctl rules backtest DIR          replay stored history through candidate rules
 //	riskctl rules push DIR -m MSG       publish a rule set to a running riskd
 //	riskctl rules history | diff A B | rollback VERSION
+//	riskctl rules features [FILE]       the running window features; publish new ones
 //	riskctl rules stats                 hits, precision and silent rules from ClickHouse
 //	riskctl labels import FILE          record confirmed fraud and false positives
 //	riskctl account show|lock|unlock ID an account's timeline; support's lock and unlock
@@ -47,7 +48,7 @@ const usage = `usage: riskctl COMMAND [flags]
 
 commands:
   gen       produce synthetic wallet traffic (with labelled fraud scenarios) to Kafka
-  rules     lint, test, backtest, push, history, diff, rollback, stats (riskctl rules -h)
+  rules     lint, test, backtest, push, history, diff, rollback, features, stats (riskctl rules -h)
   labels    import labels: confirmed fraud and false positives (riskctl labels -h)
   account   show an account's timeline; lock, unlock (riskctl account -h)
   cases     the review queue: list, show, take, close (riskctl cases -h)

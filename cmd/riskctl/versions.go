@@ -286,6 +286,7 @@ func runRulesDiff(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		d = out.Diff
 	} else {
 		var sides [2]map[string][]byte
+		var dirSide [2]bool
 		var c *apiClient
 		for i, arg := range pos {
 			seq, err := diffVersionArg(arg)
@@ -293,6 +294,7 @@ func runRulesDiff(ctx context.Context, args []string, stdout, stderr io.Writer) 
 				if sides[i], err = readRuleDir(arg); err != nil {
 					return fmt.Errorf("diff: %s is neither a version number nor a rule directory: %w", arg, err)
 				}
+				dirSide[i] = true
 				continue
 			}
 			if c == nil {
@@ -309,6 +311,13 @@ func runRulesDiff(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			sides[i] = make(map[string][]byte, len(v.Files))
 			for k, s := range v.Files {
 				sides[i][k] = []byte(s)
+			}
+		}
+		// A rule directory without a features file says nothing about
+		// the window features a version carries: compare the rest.
+		for i := range sides {
+			if _, ok := sides[i][rules.FeaturesFile]; !ok && dirSide[i] {
+				delete(sides[1-i], rules.FeaturesFile)
 			}
 		}
 		if d, err = rules.Diff(sides[0], sides[1]); err != nil {
@@ -340,7 +349,7 @@ func diffVersionArg(arg string) (uint64, error) {
 func writeDiff(w io.Writer, a, b string, d *rules.SetDiff) {
 	fmt.Fprintf(w, "diff %s -> %s\n", a, b)
 	if d.Empty() {
-		fmt.Fprintln(w, "no rule, list or setting changed")
+		fmt.Fprintln(w, "no rule, list, setting or window feature changed")
 		return
 	}
 	if n := len(d.Rules.Added) + len(d.Rules.Removed) + len(d.Rules.Changed); n > 0 {
@@ -379,6 +388,12 @@ func writeDiff(w io.Writer, a, b string, d *rules.SetDiff) {
 	if len(d.Settings) > 0 {
 		fmt.Fprintf(w, "\nsettings (%d changed):\n", len(d.Settings))
 		for _, f := range d.Settings {
+			fmt.Fprintf(w, "  ~ %s: %s -> %s\n", f.Field, shown(f.Old, f.OldAbsent), shown(f.New, f.NewAbsent))
+		}
+	}
+	if len(d.Features) > 0 {
+		fmt.Fprintf(w, "\nwindow features (%d changed):\n", len(d.Features))
+		for _, f := range d.Features {
 			fmt.Fprintf(w, "  ~ %s: %s -> %s\n", f.Field, shown(f.Old, f.OldAbsent), shown(f.New, f.NewAbsent))
 		}
 	}

@@ -49,8 +49,8 @@ type daemon struct {
 	metrics *streams.Metrics
 	reloads *prometheus.CounterVec
 	// Features reloads (featurereload.go): the Set the engine runs now
-	// (d.set is the one it started with), the file's hash as last
-	// applied or refused, and the reload metrics.
+	// (d.set is the one it was built with), the file's hash as last
+	// published or refused, and the reload metrics.
 	liveFeatures   atomic.Pointer[features.Set]
 	featuresHash   string
 	featureReloads *prometheus.CounterVec
@@ -146,13 +146,10 @@ func startDaemon(ctx context.Context, cfg Config, log *slog.Logger) (d *daemon, 
 	if d.set, err = features.LoadFile(cfg.Rules.Features, cfg.Features); err != nil {
 		return d, err
 	}
-	d.liveFeatures.Store(d.set)
 	if d.featuresHash, err = fileHash(cfg.Rules.Features); err != nil {
 		return d, err
 	}
-	for g := range d.set.Groups() { // riskd_late_events_total's reasons, exported from 0
-		d.metrics.LateReasons(d.set.GroupName(g))
-	}
+	d.useFeatures(d.set) // riskd_late_events_total's reasons, exported from 0
 	d.holder = &rules.Holder{}
 
 	// After a crash the rows stored past the committed offsets are at most
@@ -277,7 +274,8 @@ func (d *daemon) startRules(ctx context.Context) error {
 	}
 	d.rulesAPI, err = rulesapi.New(rulesapi.Config{
 		Holder: d.holder, Features: d.set, FeatureSet: d.set, Engine: d.engCfg,
-		Dir: d.cfg.Rules.Dir, Sync: rulesTopic, Store: d.store, Logger: d.log,
+		Dir: d.cfg.Rules.Dir, FeaturesFile: d.cfg.Rules.Features, SwapEngine: d.swapEngineFeatures,
+		Sync: rulesTopic, Store: d.store, Logger: d.log,
 		OnInstall: func(rs *rules.RuleSet, rec rulesync.Record) {
 			d.reloads.WithLabelValues("ok").Inc()
 			d.log.Info("rules installed from the rules topic", "version", rs.Version.String(),

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
-	"reflect"
 	"time"
 
 	"riskd/features"
@@ -14,15 +13,17 @@ import (
 )
 
 // Features reloads: riskd polls its features file (rules.features) every
-// rules.poll_interval, and applies a change without a restart. The new
-// definitions are compiled, the running rule set (and a candidate) are
-// compiled against them, and the engine carries its state over at one
-// place in the stream (engine.Engine.SwapFeatures): unchanged features
-// keep their state, new ones start empty and are warming until their
-// window has filled, removed ones are dropped. A file that does not
-// compile, or that drops a feature a running rule reads, is refused with
-// the reason, and the previous features keep running. Each instance
-// reloads its own file, as it reads its own config.
+// rules.poll_interval, and publishes a changed file with the running rules
+// as a new version on the rule topic (rulesapi.PublishFeaturesFile), as
+// PUT /v1/features does for an analyst. Every instance installs it
+// (rulesapi's Run): the engine carries its state over at one place in the
+// stream (engine.Engine.SwapFeatures, through swapEngineFeatures):
+// unchanged features keep their state, new ones start empty and are
+// warming until their window has filled, removed ones are dropped; the
+// rules compiled against the new features are installed at that place. A
+// file that does not compile, or that drops a feature a running rule
+// reads, is refused with the reason, and the previous features keep
+// running.
 
 // currentFeatures is the Set the engine runs now, for compiling rules.
 func (d *daemon) currentFeatures() rules.FeatureIndex { return d.liveFeatures.Load() }
@@ -45,8 +46,8 @@ func (d *daemon) watchFeatures(ctx context.Context) {
 	}
 }
 
-// pollFeatures applies the features file when its content has changed
-// since it was last applied or refused.
+// pollFeatures publishes the features file when its content has changed
+// since it was last seen.
 func (d *daemon) pollFeatures(ctx context.Context) {
 	path := d.cfg.Rules.Features
 	b, err := readSettled(path)
@@ -58,53 +59,52 @@ func (d *daemon) pollFeatures(ctx context.Context) {
 		return
 	}
 	d.featuresHash = h // a refused file is reported once, not every poll
-	err = d.reloadFeatures(ctx, b)
-	if err != nil {
+	seq, published, err := d.rulesAPI.PublishFeaturesFile(ctx, b)
+	switch {
+	case err != nil:
 		d.featureReloads.WithLabelValues("error").Inc()
 		d.log.Error("features reload rejected; the previous features keep running", "file", path, "err", err)
-		return
+	case !published:
+		d.log.Info("features file changed; its definitions did not", "file", path)
+	default:
+		d.log.Info("features file changed; published with the running rules", "file", path, "seq", seq)
 	}
-	d.featureReloads.WithLabelValues("ok").Inc()
 }
 
-// reloadFeatures compiles the definitions in b and, when they differ from
-// the running ones, swaps them in.
-func (d *daemon) reloadFeatures(ctx context.Context, b []byte) error {
-	defs, err := features.ParseDefinitions(b)
-	if err != nil {
-		return fmt.Errorf("features %s: %w", d.cfg.Rules.Features, err)
-	}
-	set, err := features.Compile(defs, d.cfg.Features)
-	if err != nil {
-		return fmt.Errorf("features %s: %w", d.cfg.Rules.Features, err)
-	}
-	old := d.liveFeatures.Load()
-	if reflect.DeepEqual(old.Definitions(), set.Definitions()) {
-		d.log.Info("features file changed; its definitions did not", "file", d.cfg.Rules.Features)
+// swapEngineFeatures is rulesapi's SwapEngine: it changes the engine's
+// window features to set and calls install (the version's rules) at the
+// same place in the stream. Before the engine is built (a version with
+// its own features installed at start) it only installs, and the engine
+// is built with set.
+func (d *daemon) swapEngineFeatures(set *features.Set, install func()) error {
+	if d.eng == nil {
+		install()
+		d.set = set
+		d.useFeatures(set)
 		return nil
 	}
 	start := time.Now()
-	var rep features.RestoreReport
-	var held time.Duration
-	err = d.rulesAPI.SwapFeatures(set, func(install func()) error {
-		pauseStart := time.Now()
-		var err error
-		rep, err = d.eng.SwapFeatures(ctx, set, install)
-		held = time.Since(pauseStart)
-		return err
-	})
+	rep, err := d.eng.SwapFeatures(context.Background(), set, install)
 	if err != nil {
+		d.featureReloads.WithLabelValues("error").Inc()
 		return err
 	}
+	held := time.Since(start)
+	d.useFeatures(set)
+	d.featureReloads.WithLabelValues("ok").Inc()
+	d.featurePause.Set(held.Seconds())
+	d.log.Info("window features changed without a restart", "features", len(set.Names()), "engine_held", held)
+	d.logFeatureChange(rep, "by the new version")
+	return nil
+}
+
+// useFeatures makes set the features rules compile against and exports
+// its entity groups' lateness series.
+func (d *daemon) useFeatures(set *features.Set) {
 	d.liveFeatures.Store(set)
 	for g := range set.Groups() { // a new entity group's lateness series, from 0
 		d.metrics.LateReasons(set.GroupName(g))
 	}
-	d.featurePause.Set(held.Seconds())
-	d.log.Info("features reloaded without a restart", "file", d.cfg.Rules.Features, "features", len(set.Names()),
-		"engine_held", held, "took", time.Since(start))
-	d.logFeatureChange(rep, "by the reload")
-	return nil
 }
 
 // readSettled reads path twice, a moment apart, and returns its content

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -29,8 +30,15 @@ func TestRulesPushDiffRollbackRoundTripWithRiskctl(t *testing.T) {
 	e.cfg.Auth.Tokens = apitest.TokenEntries()
 	d, stop := e.start(t)
 	dirBefore := readRules(t, e.cfg.Rules.Dir)
-	if v := d.holder.Load().Version; v.Seq != 1 || v.Hash != rules.HashFiles(dirBefore) {
-		t.Fatalf("riskd started with %v, want version 1 of the rule directory (%s)", v, rules.HashFiles(dirBefore))
+	// A version from the directory carries the features file too.
+	startUp := maps.Clone(dirBefore)
+	feats, err := os.ReadFile(e.cfg.Rules.Features)
+	if err != nil {
+		t.Fatal(err)
+	}
+	startUp[rules.FeaturesFile] = feats
+	if v := d.holder.Load().Version; v.Seq != 1 || v.Hash != rules.HashFiles(startUp) {
+		t.Fatalf("riskd started with %v, want version 1 of the rule directory and features file (%s)", v, rules.HashFiles(startUp))
 	}
 	ctl := riskctl(t, "http://"+d.httpAddr)
 
@@ -60,7 +68,7 @@ func TestRulesPushDiffRollbackRoundTripWithRiskctl(t *testing.T) {
 		len(jd.Rules.Removed) != 1 || jd.Rules.Removed[0].ID != "roundtrip-marker" || len(jd.Rules.Added) != 0 {
 		t.Errorf("diff --json 2 1: %+v (%v), want roundtrip-marker removed", jd, err)
 	}
-	if out := ctl.ok("rules", "diff", e.cfg.Rules.Dir, "1"); !strings.Contains(out, "no rule, list or setting changed") {
+	if out := ctl.ok("rules", "diff", e.cfg.Rules.Dir, "1"); !strings.Contains(out, "no rule, list, setting or window feature changed") {
 		t.Errorf("diff of the rule directory against version 1 = %q, want no change", out)
 	}
 
@@ -76,8 +84,8 @@ func TestRulesPushDiffRollbackRoundTripWithRiskctl(t *testing.T) {
 	if code, raw := c.Do(api.RoleViewer, "GET", "/v1/rules", nil); code != 200 || json.Unmarshal(raw, &running) != nil {
 		t.Fatalf("GET /v1/rules: %d %s", code, raw)
 	}
-	if running.Seq != 3 || running.Hash != rules.HashFiles(dirBefore) {
-		t.Errorf("after rollback to 1 riskd runs %d-%s, want 3 with the start-up hash %s", running.Seq, running.Hash, rules.HashFiles(dirBefore))
+	if running.Seq != 3 || running.Hash != rules.HashFiles(startUp) {
+		t.Errorf("after rollback to 1 riskd runs %d-%s, want 3 with the start-up hash %s", running.Seq, running.Hash, rules.HashFiles(startUp))
 	}
 	if out := ctl.ok("rules", "rollback", "1"); !strings.HasPrefix(out, "unchanged: ") {
 		t.Errorf("rollback to the running files printed %q, want unchanged", out)
@@ -130,6 +138,30 @@ func TestRulesPushDiffRollbackRoundTripWithRiskctl(t *testing.T) {
 	}
 	if d2.holder.Load().Rule("roundtrip-marker") == nil {
 		t.Error("after a restart the pushed rule does not run")
+	}
+
+	// Window features travel with the rules: riskctl shows the running
+	// ones and publishes a features file as a version; the diff names it.
+	ctl2 := ctlRunner{t: t, bin: ctl.bin, baseURL: "http://" + d2.httpAddr}
+	if out := ctl2.ok("rules", "features"); !strings.HasPrefix(out, "version "+pushed.String()+": ") {
+		t.Errorf("rules features printed %q, want the running version %s first", out, pushed)
+	}
+	edited := filepath.Join(t.TempDir(), "features.yaml")
+	added := "\nroundtrip_spend_7d: {sum: amount, by: account, window: 168h}\n"
+	if err := os.WriteFile(edited, append(feats, added...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out := ctl2.ok("rules", "features", "-m", "a 7-day spend", edited); !strings.HasPrefix(out, "features: version 5-") {
+		t.Errorf("rules features FILE printed %q, want version 5 live", out)
+	}
+	if out := ctl2.ok("rules", "features"); !strings.Contains(out, "roundtrip_spend_7d") {
+		t.Errorf("after the publish, rules features printed %q, want roundtrip_spend_7d", out)
+	}
+	if out := ctl2.ok("rules", "diff", "4", "5"); !strings.Contains(out, "window features (1 changed):\n  ~ roundtrip_spend_7d: ") {
+		t.Errorf("diff 4 5 = %q, want the new feature", out)
+	}
+	if _, ok := d2.liveFeatures.Load().Index("roundtrip_spend_7d"); !ok {
+		t.Error("the engine's features lack roundtrip_spend_7d after the publish")
 	}
 }
 
