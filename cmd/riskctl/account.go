@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -58,12 +57,7 @@ func runAccountShow(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	path := "/v1/accounts/" + url.PathEscape(id) + "/timeline?" + q.Encode()
 	if *asJSON {
-		var raw json.RawMessage
-		if err := c.do(ctx, "GET", path, nil, &raw); err != nil {
-			return fmt.Errorf("account show %s: %w", id, err)
-		}
-		_, err := fmt.Fprintln(stdout, string(raw))
-		return err
+		return c.printJSON(ctx, path, fmt.Sprintf("account show %s", id), stdout)
 	}
 	var tl api.TimelineResponse
 	if err := c.do(ctx, "GET", path, nil, &tl); err != nil {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -71,12 +70,7 @@ func runRulesCandidate(ctx context.Context, args []string, stdout, stderr io.Wri
 		return err
 	}
 	if *asJSON {
-		var raw json.RawMessage
-		if err := c.do(ctx, "GET", "/v1/rules/candidate", nil, &raw); err != nil {
-			return fmt.Errorf("candidate: %w", err)
-		}
-		_, err := fmt.Fprintln(stdout, string(raw))
-		return err
+		return c.printJSON(ctx, "/v1/rules/candidate", "candidate", stdout)
 	}
 	var rep candidateReport
 	if err := c.do(ctx, "GET", "/v1/rules/candidate", nil, &rep); err != nil {

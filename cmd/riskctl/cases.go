@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -69,12 +68,7 @@ func runCasesList(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	path := "/v1/cases?" + q.Encode()
 	if *asJSON {
-		var raw json.RawMessage
-		if err := c.do(ctx, "GET", path, nil, &raw); err != nil {
-			return fmt.Errorf("cases list: %w", err)
-		}
-		_, err := fmt.Fprintln(stdout, string(raw))
-		return err
+		return c.printJSON(ctx, path, "cases list", stdout)
 	}
 	var out struct {
 		Cases []chstore.Case `json:"cases"`
@@ -119,12 +113,7 @@ func runCasesShow(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return err
 	}
 	if *asJSON {
-		var raw json.RawMessage
-		if err := c.do(ctx, "GET", "/v1/cases/"+id, nil, &raw); err != nil {
-			return fmt.Errorf("cases show: %w", err)
-		}
-		_, err := fmt.Fprintln(stdout, string(raw))
-		return err
+		return c.printJSON(ctx, "/v1/cases/"+id, "cases show", stdout)
 	}
 	var cs chstore.Case
 	if err := c.do(ctx, "GET", "/v1/cases/"+id, nil, &cs); err != nil {

@@ -132,3 +132,14 @@ func exitCode(err error) int {
 	}
 	return 1
 }
+
+// printJSON GETs path and prints riskd's JSON answer as it came, for the
+// commands' --json; what names the command in an error.
+func (c *apiClient) printJSON(ctx context.Context, path, what string, stdout io.Writer) error {
+	var raw json.RawMessage
+	if err := c.do(ctx, "GET", path, nil, &raw); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	_, err := fmt.Fprintln(stdout, string(raw))
+	return err
+}

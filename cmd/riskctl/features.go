@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -85,12 +84,7 @@ type featuresAnswer struct {
 
 func showFeatures(ctx context.Context, c *apiClient, asJSON bool, stdout io.Writer) error {
 	if asJSON {
-		var raw json.RawMessage
-		if err := c.do(ctx, "GET", "/v1/features", nil, &raw); err != nil {
-			return fmt.Errorf("features: %w", err)
-		}
-		_, err := fmt.Fprintln(stdout, string(raw))
-		return err
+		return c.printJSON(ctx, "/v1/features", "features", stdout)
 	}
 	var out featuresAnswer
 	if err := c.do(ctx, "GET", "/v1/features", nil, &out); err != nil {

@@ -216,12 +216,7 @@ func runRulesHistory(ctx context.Context, args []string, stdout, stderr io.Write
 	}
 	path := "/v1/rules/versions?limit=" + strconv.Itoa(*limit)
 	if *asJSON {
-		var raw json.RawMessage
-		if err := c.do(ctx, "GET", path, nil, &raw); err != nil {
-			return fmt.Errorf("history: %w", err)
-		}
-		_, err := fmt.Fprintln(stdout, string(raw))
-		return err
+		return c.printJSON(ctx, path, "history", stdout)
 	}
 	var out struct {
 		Versions []historyEntry `json:"versions"`
