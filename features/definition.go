@@ -47,13 +47,17 @@ const (
 	// types Steps of its entity within Window, 0 otherwise (see
 	// sequence.go).
 	KindSequence Kind = "sequence"
+	// KindPercentile estimates the Quantile of the numeric field Of over
+	// the window's matching events, from a log-scale histogram with a
+	// bounded relative error (see quantile.go); 0 when there is none.
+	KindPercentile Kind = "percentile"
 )
 
 var kinds = []Kind{KindCount, KindSum, KindMin, KindMax, KindDistinct, KindAvg,
-	KindStddev, KindLast, KindTimeSince, KindFirstSeen, KindSequence}
+	KindStddev, KindLast, KindTimeSince, KindFirstSeen, KindSequence, KindPercentile}
 
 // kindList names the kinds for error messages.
-const kindList = "count, sum, min, max, avg, distinct, stddev, last, time_since, first_seen, sequence"
+const kindList = "count, sum, min, max, avg, distinct, stddev, last, time_since, first_seen, sequence, percentile"
 
 // Definition declares one window feature.
 type Definition struct {
@@ -82,6 +86,9 @@ type Definition struct {
 	// Link is a sequence's optional entity field ("payee_id") on which
 	// the steps' events that carry it must agree.
 	Link string
+	// Quantile is a percentile's q, 0 < q < 1 (0.95 for the 95th
+	// percentile); zero for the other kinds.
+	Quantile float64
 }
 
 // The bounds of a sequence's steps, and of each step's type name and of
@@ -92,7 +99,8 @@ const (
 	maxStepName = 100
 )
 
-// numericFields are the fields sum/min/max/avg/stddev/last accept.
+// numericFields are the fields sum/min/max/avg/stddev/last/percentile
+// accept.
 var numericFields = map[string]func(*event.Event) float64{
 	"amount":  func(e *event.Event) float64 { return float64(e.Amount) },
 	"geo.lat": func(e *event.Event) float64 { return e.Geo.Lat },
@@ -144,7 +152,7 @@ func parseOne(name string, body *yaml.Node) (Definition, error) {
 		return d, fmt.Errorf("want a mapping like {count: payment, by: account, window: 1h}")
 	}
 	var window, within string
-	var hasWindow, hasWithin, hasLink bool
+	var hasWindow, hasWithin, hasLink, hasQuantile bool
 	for i := 0; i+1 < len(body.Content); i += 2 {
 		k, v := body.Content[i].Value, body.Content[i+1]
 		if k == string(KindSequence) {
@@ -172,9 +180,15 @@ func parseOne(name string, body *yaml.Node) (Definition, error) {
 			d.Link, hasLink = v.Value, true
 		case "where":
 			d.Where = v.Value
+		case "quantile":
+			q, err := strconv.ParseFloat(v.Value, 64)
+			if err != nil || !validQuantile(q) {
+				return d, fmt.Errorf("bad quantile %q: want a number between 0 and 1, both excluded, like 0.95", v.Value)
+			}
+			d.Quantile, hasQuantile = q, true
 		default:
 			if !isKind(Kind(k)) {
-				return d, fmt.Errorf("unknown key %q (kinds: %s; keys: by, window, where; for sequence: by, within, link, where)", k, kindList)
+				return d, fmt.Errorf("unknown key %q (kinds: %s; keys: by, window, where; for sequence: by, within, link, where; for percentile: quantile too)", k, kindList)
 			}
 			if d.Kind != "" {
 				return d, fmt.Errorf("two kinds (%s and %s); declare one", d.Kind, k)
@@ -204,6 +218,12 @@ func parseOne(name string, body *yaml.Node) (Definition, error) {
 	}
 	if hasWithin || hasLink {
 		return d, fmt.Errorf("within and link are for sequence features; a %s takes a window", d.Kind)
+	}
+	switch {
+	case hasQuantile && d.Kind != KindPercentile:
+		return d, fmt.Errorf("quantile is for percentile features, not %s", d.Kind)
+	case !hasQuantile && d.Kind == KindPercentile:
+		return d, fmt.Errorf("no quantile (the q of the percentile, between 0 and 1, like 0.95)")
 	}
 	if window == "" {
 		return d, fmt.Errorf("no window")
@@ -275,6 +295,12 @@ func (d Definition) Validate() error {
 	}
 	if _, ok := event.FieldGetter(d.By); !ok {
 		return fmt.Errorf("unknown field %q in by", d.By)
+	}
+	switch {
+	case d.Kind == KindPercentile && !validQuantile(d.Quantile):
+		return fmt.Errorf("bad quantile %v: want a number between 0 and 1, both excluded, like 0.95", d.Quantile)
+	case d.Kind != KindPercentile && d.Quantile != 0:
+		return fmt.Errorf("quantile is for percentile features, not %s", d.Kind)
 	}
 	if d.Kind == KindSequence {
 		return d.validateSequence()

@@ -2,7 +2,7 @@
 // windowed aggregates declared in YAML and built-in account profiles.
 //
 // A Definition declares one window feature (count, sum, min, max, avg,
-// distinct, stddev, last, time_since or first_seen, grouped by an entity
+// distinct, stddev, last, time_since, first_seen or percentile, grouped by an entity
 // field, over a window of event time, optionally filtered by a where
 // clause; docs/FEATURES.md describes each), or one sequence feature: 1
 // when the event completes a pattern of its entity's event types in order

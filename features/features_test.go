@@ -75,7 +75,7 @@ func TestParseDefinitionsErrors(t *testing.T) {
 		name, yml, want string
 	}{
 		{"an unknown kind is named", `x: {median: amount, by: account, window: 1h}`,
-			`feature x (line 1): unknown key "median" (kinds: count, sum, min, max, avg, distinct, stddev, last, time_since, first_seen, sequence; keys: by, window, where; for sequence: by, within, link, where)`},
+			`feature x (line 1): unknown key "median" (kinds: count, sum, min, max, avg, distinct, stddev, last, time_since, first_seen, sequence, percentile; keys: by, window, where; for sequence: by, within, link, where; for percentile: quantile too)`},
 		{"a bad window is named", `x: {count: payment, by: account, window: 1 hour}`,
 			`feature x (line 1): bad window "1 hour": want a duration like 15m, 1h or 7d`},
 		{"an unknown by field is named", `x: {count: payment, by: wallet, window: 1h}`,

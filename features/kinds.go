@@ -3,6 +3,7 @@ package features
 import (
 	"math"
 	"math/bits"
+	"slices"
 
 	"riskd/event"
 )
@@ -92,6 +93,7 @@ func (st *Store) addStddev(e *entity, mask uint64, ev *event.Event) {
 
 // startMore clears the scratch of group g's final features before a read.
 func (st *Store) startMore(g *group) {
+	st.qs = st.qs[:0]
 	for f := g.final; f != 0; f &= f - 1 {
 		i := bits.TrailingZeros64(f)
 		st.m2[i], st.mean[i], st.pend[i] = 0, 0, 0
@@ -125,6 +127,8 @@ func (st *Store) accumulateMore(w *[MaxWindows]float64, i uint32, c *item) {
 		if ts := int64(c.v()); ts <= st.asOf && (cnt[i] == 0 || ts < st.best[i]) {
 			st.best[i], cnt[i] = ts, 1
 		}
+	case opQuantile:
+		st.qs = append(st.qs, packBin(i, int32(uint32(c.x)), n))
 	case opLast, opSince:
 		if n != 0 {
 			st.pend[i] = c.v() // last's value; its time item follows
@@ -140,10 +144,14 @@ func (st *Store) accumulateMore(w *[MaxWindows]float64, i uint32, c *item) {
 	}
 }
 
-// finish works out the values of group g's avg, stddev, first_seen, last
-// and time_since features from what the items added up to.
+// finish works out the values of group g's avg, stddev, first_seen,
+// last, time_since and percentile features from what the items added up
+// to.
 func (st *Store) finish(g *group, w *[MaxWindows]float64) {
 	s, cnt := st.set, &st.cnt
+	if g.quant != 0 {
+		slices.Sort(st.qs)
+	}
 	for f := g.final; f != 0; f &= f - 1 {
 		i := bits.TrailingZeros64(f)
 		switch s.ops[i] {
@@ -170,6 +178,8 @@ func (st *Store) finish(g *group, w *[MaxWindows]float64) {
 			if cnt[i] > 0 {
 				w[i] = float64(st.asOf-st.best[i]) / 1000
 			}
+		case opQuantile:
+			w[i] = quantileOf(st.qs, uint32(i), s.feats[i].q)
 		}
 	}
 }

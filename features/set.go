@@ -74,6 +74,7 @@ type feature struct {
 	of     int // distinct: index of the counted field in Set.fields
 	filter filter
 	seq    *seqSpec // sequence only (see sequence.go)
+	q      float64  // percentile only: the quantile read
 }
 
 // group is the features sharing one By field; they share entity state.
@@ -89,15 +90,16 @@ type group struct {
 	// lanes lists the indexes in Set.widths the group's features use.
 	lanes []uint8
 	// final marks the group's features whose value fill works out after
-	// the pass over the items (avg, stddev, last, time_since, first_seen).
+	// the pass over the items (avg, stddev, last, time_since, first_seen,
+	// percentile).
 	final uint64
-	// more marks the features of the kinds stddev, first_seen, last and
-	// time_since.
+	// more marks the features of the kinds stddev, first_seen, last,
+	// time_since and percentile.
 	more uint64
 	// special marks the features add does not bump as counters (stddev,
-	// last, time_since), records those of them kept as records of single
-	// events (last, time_since).
-	special, records uint64
+	// last, time_since, percentile), records those of them kept as
+	// records of single events (last, time_since), quant the percentiles.
+	special, records, quant uint64
 }
 
 // op is a Kind as a small integer for the per-item loops.
@@ -115,12 +117,13 @@ const (
 	opLast
 	opSince
 	opSeq
+	opQuantile
 )
 
 var kindOps = map[Kind]op{KindCount: opCount, KindSum: opSum, KindAvg: opAvg,
 	KindMin: opMin, KindMax: opMax, KindDistinct: opDistinct,
 	KindStddev: opStddev, KindFirstSeen: opFirst, KindLast: opLast, KindTimeSince: opSince,
-	KindSequence: opSeq}
+	KindSequence: opSeq, KindPercentile: opQuantile}
 
 // record reports whether op keeps records of single events (last,
 // time_since) rather than one state per bucket; see records.go.
@@ -296,6 +299,12 @@ func Compile(defs []Definition, cfg Config) (*Set, error) {
 		case KindDistinct:
 			f.of = field(d.Of)
 			id.of = event.CanonicalField(d.Of)
+		case KindPercentile:
+			f.num, f.q = numericFields[d.Of], d.Quantile
+			// The quantile is read from the state, not kept in it: a
+			// changed quantile keeps the state. The sketch's parameters
+			// are what its items mean, so they are part of its identity.
+			id.of = d.Of + quantSketchID
 		default:
 			f.num = numericFields[d.Of]
 		}
@@ -343,8 +352,11 @@ func Compile(defs []Definition, cfg Config) (*Set, error) {
 		if f.op >= opStddev && f.op != opSeq {
 			s.groups[g].more |= 1 << i
 		}
-		if f.op == opStddev || f.op.record() {
+		if f.op == opStddev || f.op == opQuantile || f.op.record() {
 			s.groups[g].special |= 1 << i
+		}
+		if f.op == opQuantile {
+			s.groups[g].quant |= 1 << i
 		}
 		if f.op.record() {
 			s.groups[g].records |= 1 << i

@@ -495,6 +495,8 @@ func itemBound(k Kind, cfg Config) uint64 {
 		n += maxRecords + 1
 	case KindSequence:
 		n += 2 * (MaxSteps - 1) * seqKeep
+	case KindPercentile:
+		n += maxQuantileItems
 	}
 	return n
 }

@@ -22,7 +22,8 @@ import (
 // inline in open-addressing tables keyed by a 64-bit FNV-1a hash of the
 // key (see table), so no event strings are retained and an event costs
 // one lookup per entity. Window state is sparse: an entity keeps one item
-// per (feature, non-empty bucket), two for stddev, at most
+// per (feature, non-empty bucket), two for stddev, one per non-empty
+// (bucket, bin) for percentile up to maxQuantileItems, at most
 // Config.MaxDistinct items per distinct feature and maxRecords records
 // per last or time_since feature, seqKeep occurrences per earlier step of
 // a sequence (one item each, two with a link value), so a quiet account
@@ -83,6 +84,11 @@ type Store struct {
 	epoch  uint32
 	// occ is the scratch of a sequence read (see sequences).
 	occ []seqOcc
+	// qs is the scratch of a percentile's read (packBin) and of its
+	// bound on bins (see capQuantile); qb and qk that of the bound.
+	qs []uint64
+	qb []uint32
+	qk []int32
 }
 
 // account is one account's profile and the window state of the features
@@ -523,8 +529,11 @@ func (st *Store) add(e *entity, g *group, ev *event.Event) {
 	if sp := needC & g.special; sp != 0 {
 		needC &^= sp
 		st.rec = sp & g.records
-		if sd := sp &^ g.records; sd != 0 {
+		if sd := sp &^ g.records &^ g.quant; sd != 0 {
 			st.addStddev(e, sd, ev)
+		}
+		if q := sp & g.quant; q != 0 {
+			st.addQuantile(e, q, ev)
 		}
 	}
 	if needC|needD == 0 {
