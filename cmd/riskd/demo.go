@@ -79,15 +79,19 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	// Every event id of this run starts with prefix, which keeps this run's
 	// events apart from earlier runs' in the summary and the queries printed.
 	prefix := fmt.Sprintf("demo-%d-", start.UnixMilli())
-	evRate := float64(gen.Traffic.Accounts) / 7200
-	span := time.Duration(float64(gen.Events) / evRate * float64(time.Second))
+	// Event time ends about now, so locks and windows read naturally, and
+	// never ahead of the clock (engine.max_future_skew refuses such an
+	// event): at a flat rate the events' offsets from Start do not depend
+	// on Start, so a dry run of the generator gives the span exactly. The
+	// daily rhythm would stretch a night-time run past the clock.
+	gen.Traffic.FlatRate = true
+	span := eventSpan(gen.Traffic, gen.Events)
 	prodDone := make(chan error, 1)
 	var produced produce.Stats
 	go func() {
 		var err error
 		gen.Brokers = d.brokers
 		gen.PaymentsTopic, gen.AccountTopic = cfg.Kafka.Inputs[0], inputOr(cfg.Kafka.Inputs, 1)
-		// Event time ends about now, so locks and windows read naturally.
 		gen.Traffic.Start = start.Add(-span)
 		gen.Traffic.IDPrefix = prefix
 		produced, err = produce.Run(ctx, gen)
@@ -419,4 +423,20 @@ func printLookCloser(w io.Writer, cfg Config, configPath, prefix, example string
 	fmt.Fprintf(w, "  go run ./cmd/riskctl gen --brokers %s --events 10000 --id-prefix gen-%d-   # in a second terminal\n",
 		addr, time.Now().Unix())
 	fmt.Fprintf(w, "  kcat -b %s -C -t %s -o beginning -e -c 3\n", addr, cfg.Kafka.DecisionsTopic)
+}
+
+// eventSpan is how far past cfg.Start the latest of the first n events
+// the generator makes with cfg is dated.
+func eventSpan(cfg traffic.Config, n int) time.Duration {
+	if cfg.Start.IsZero() {
+		cfg.Start = time.Unix(0, 0)
+	}
+	g := traffic.New(cfg)
+	var ev event.Event
+	latest := cfg.Start.UnixMilli()
+	for range n {
+		g.Next(&ev)
+		latest = max(latest, ev.TS)
+	}
+	return time.Duration(latest-cfg.Start.UnixMilli()) * time.Millisecond
 }
