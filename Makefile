@@ -29,7 +29,7 @@ clickhouse:
 ## ClickHouse and the embedded broker), then each fuzz target briefly.
 test: lint
 	@scripts/clickhouse-up || echo "no local ClickHouse: its integration tests skip (with CI=true they fail)"
-	$(GO) test -race -count=1 $(PKGS)
+	$(GO) test -race -count=1 -timeout 25m $(PKGS)
 	$(MAKE) fuzz
 
 ## faults: the fault tests in full (cmd/riskd/faults_test.go): the riskd
