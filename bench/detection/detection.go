@@ -23,6 +23,12 @@ type Event struct {
 	ID string
 	// Account is the event's account id.
 	Account string
+	// Victim is, for an attack's event, the account whose owner it harms
+	// when that is not Account (traffic.Generator.Victim: the owner of the
+	// card a device farm pays with); "" otherwise. Victims are counted
+	// apart from honest accounts, so a stop of the owner's own payments
+	// with their stolen card is not counted as a false alarm.
+	Victim string
 	// Scenario is the generator's label: the fraud scenario, "" for honest
 	// traffic.
 	Scenario string
@@ -135,11 +141,13 @@ func (t *Tally) Add(e Event) error {
 	if e.Attack == 0 {
 		return fmt.Errorf("detection: event %s: scenario %q but no attack id", e.ID, e.Scenario)
 	}
-	if _, seen := t.victims[e.Account]; !seen {
-		if len(t.victims) >= t.maxAccounts {
-			return fmt.Errorf("detection: event %s: more than %d accounts attacked", e.ID, t.maxAccounts)
+	for _, acct := range [2]string{e.Account, e.Victim} {
+		if _, seen := t.victims[acct]; !seen && acct != "" {
+			if len(t.victims) >= t.maxAccounts {
+				return fmt.Errorf("detection: event %s: more than %d accounts attacked", e.ID, t.maxAccounts)
+			}
+			t.victims[acct] = struct{}{}
 		}
-		t.victims[e.Account] = struct{}{}
 	}
 	si, ok := t.index[e.Scenario]
 	a := t.attacks[e.Attack]

@@ -191,3 +191,25 @@ func TestBounds(t *testing.T) {
 		t.Errorf("events past a bound were counted: %+v", r)
 	}
 }
+
+// TestCardOwnerIsAVictim: a device farm pays from its own accounts with a
+// card stolen from an honest owner; the owner's payments stopped because
+// of it are the engine protecting a victim, not a false alarm.
+func TestCardOwnerIsAVictim(t *testing.T) {
+	tally := NewTally()
+	for _, e := range []Event{
+		{ID: "1", Account: "owner", TS: 1000, Action: "allow"},
+		{ID: "2", Account: "farm-1", Victim: "owner", Scenario: "device_farm", Attack: 1, Role: first | loss | last,
+			TS: 2000, Amount: 900, Action: "allow"},
+		{ID: "3", Account: "owner", TS: 3000, Action: "block"},
+		{ID: "4", Account: "bystander", TS: 4000, Action: "challenge"},
+	} {
+		if err := tally.Add(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := tally.Report().Honest
+	if h.Accounts != 1 || h.Disturbed != 1 || h.Victims != 1 || h.VictimsDisturbed != 1 {
+		t.Errorf("honest %+v, want the bystander disturbed and the card owner a disturbed victim", h)
+	}
+}

@@ -29,7 +29,9 @@
 //     tally and no attack acted on it, disturbed when one of its honest
 //     events got a stopping decision; it counts once however often.
 //     Disturbed per 10,000 is disturbed / active × 10,000. The accounts
-//     an attack acted on (victims) are counted apart, with how many of
+//     an attack acted on or took money from (victims: the event's account,
+//     and Event.Victim, the owner of a card a device farm pays with) are
+//     counted apart, with how many of
 //     their owners got a stopping decision: the owner stepped up after a
 //     takeover's password reset, or refused while the account is locked
 //     because of the attack, is the engine protecting them, not a false

@@ -30,7 +30,7 @@ func walletDetection(ctx context.Context, ch *chConn, s settings, prefix string,
 		}
 		id, role := g.Attack()
 		if err := tally.Add(detection.Event{ID: ev.ID, Account: ev.AccountID, Scenario: ev.Label, Attack: id,
-			Role: role, TS: ev.TS, Amount: ev.Amount, Action: actions[i]}); err != nil {
+			Role: role, Victim: g.Victim(), TS: ev.TS, Amount: ev.Amount, Action: actions[i]}); err != nil {
 			return r, missing, fmt.Errorf("wallet detection: %w", err)
 		}
 	}

@@ -2,7 +2,10 @@ package reference
 
 import (
 	"fmt"
+	"math"
+	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -16,10 +19,15 @@ import (
 
 // TestDetection runs generated traffic through the reference features and
 // rules and checks that every fraud scenario is caught by some active rule
-// while few normal events are stopped. It is the workload's sanity check,
-// not a benchmark: with -v it logs the report of bench/detection (attacks
-// stopped before loss, amount kept, honest accounts disturbed per 10,000,
-// time to flag) and the rule hits.
+// while few normal events are stopped, and, at the default seed and size,
+// the wallet figures against issue 15's goals (checkGoals). With -v it
+// logs the report of bench/detection (attacks stopped before loss, amount
+// kept, honest accounts disturbed per 10,000, time to flag), the rule
+// hits, what disturbed honest accounts, and per rule the figures quoted
+// in the rule files. RISKD_DETECTION_SEED, RISKD_DETECTION_ACCOUNTS and
+// RISKD_DETECTION_EVENTS change the traffic (defaults 11, 5,000 and 18
+// events per account); RISKD_DETECTION_SHOW=k logs k disturbed honest
+// accounts' stopping events with their profiles.
 func TestDetection(t *testing.T) {
 	if testing.Short() {
 		t.Skip("long")
@@ -29,8 +37,19 @@ func TestDetection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defaults := os.Getenv("RISKD_DETECTION_SEED")+os.Getenv("RISKD_DETECTION_ACCOUNTS")+os.Getenv("RISKD_DETECTION_EVENTS") == ""
+	seed := envInt(t, "RISKD_DETECTION_SEED", 11, 0, math.MaxInt64)
+	accounts := envInt(t, "RISKD_DETECTION_ACCOUNTS", 5000, 16, 1_000_000)
+	// Events scale with accounts: 18 per account, the first third warm-up.
+	n := envInt(t, "RISKD_DETECTION_EVENTS", 18*accounts, 1000, 20_000_000)
+	warmup := n / 3 // profiles start empty: skip their cold start
+	// With RISKD_DETECTION_SHOW=k, the first k disturbed honest accounts'
+	// stopping events are logged with their profile features.
+	show := envInt(t, "RISKD_DETECTION_SHOW", 0, 0, 1000)
+	shown := map[string]string{}
+	t.Logf("seed %d, %d accounts, %d events (warm-up %d)", seed, accounts, n, warmup)
 	g := traffic.New(traffic.Config{
-		Accounts: 5000, Seed: 11, FraudRate: 0.03,
+		Accounts: accounts, Seed: uint64(seed), FraudRate: 0.03, ActivitySpread: 0.9,
 		Start:           time.Date(2026, 11, 24, 8, 0, 0, 0, time.UTC),
 		EventsPerSecond: 0,
 	})
@@ -44,10 +63,26 @@ func TestDetection(t *testing.T) {
 	scen := map[string]*tally2{}
 	caught := map[uint64]bool{} // attacks with a decision of review or worse
 	hits := map[string]int{}
+	// Per rule: the attacks it matched an event of, by scenario, for the
+	// figures in the rule files' comments.
+	type stat struct {
+		attacks   map[uint64]int
+		scenarios map[string]int
+	}
+	stats := map[string]*stat{}
+	ruleStat := func(id string) *stat {
+		if stats[id] == nil {
+			stats[id] = &stat{attacks: map[uint64]int{}, scenarios: map[string]int{}}
+		}
+		return stats[id]
+	}
 	normalHits := map[string]int{}
 	var normal, normalStopped int
+	victims := map[string]bool{}
+	// disturbedBy holds, per honest account, the matched rules of its
+	// first stopping decision; "(score)" when only the thresholds stopped.
+	disturbedBy := map[string][]string{}
 	var e event.Event
-	const n, warmup = 90000, 30000 // profiles start empty: skip their cold start
 	for i := 0; i < n; i++ {
 		g.Next(&e)
 		attack, role := g.Attack()
@@ -64,6 +99,13 @@ func TestDetection(t *testing.T) {
 			if r.Action >= rules.Review {
 				stopped = true
 			}
+			if attack != 0 {
+				st := ruleStat(r.ID)
+				if st.attacks[attack] == 0 {
+					st.scenarios[e.Label]++
+				}
+				st.attacks[attack]++
+			}
 		}
 		if len(out.Errored) > 0 {
 			t.Fatalf("rule %s failed: %s", out.Errored[0].ID, out.ErrorTexts[0])
@@ -75,7 +117,7 @@ func TestDetection(t *testing.T) {
 		// pack's score thresholds. (A lock's hold on the account's later
 		// events is not played here.)
 		action := rules.Decide(out.Matched, rs.Thresholds).Action
-		if err := tally.Add(detection.Event{ID: e.ID, Account: e.AccountID, Scenario: e.Label, Attack: attack,
+		if err := tally.Add(detection.Event{ID: e.ID, Account: e.AccountID, Victim: g.Victim(), Scenario: e.Label, Attack: attack,
 			Role: role, TS: e.TS, Amount: e.Amount, Action: action.String()}); err != nil {
 			t.Fatal(err)
 		}
@@ -87,7 +129,30 @@ func TestDetection(t *testing.T) {
 			if stopped {
 				normalStopped++
 			}
+			if action >= rules.Challenge && disturbedBy[e.AccountID] == nil {
+				var ids []string
+				for _, r := range out.Matched {
+					if r.Action >= rules.Challenge {
+						ids = append(ids, r.ID)
+					}
+				}
+				if ids == nil {
+					ids = append(ids, "(score)")
+					for _, r := range out.Matched {
+						ids = append(ids, r.ID)
+					}
+				}
+				disturbedBy[e.AccountID] = ids
+				if show > 0 {
+					shown[e.AccountID] = fmt.Sprintf("%s %s %s dev=%s ip=%s %s amount=%d payee=%s card=%s: %v profile=%+v",
+						e.ID, e.AccountID, e.Type, e.Device.ID, e.IP, e.Geo.Country, e.Amount, e.PayeeID, e.CardID, ids, vals.Profile)
+				}
+			}
 			continue
+		}
+		victims[e.AccountID] = true
+		if v := g.Victim(); v != "" {
+			victims[v] = true
 		}
 		if role.Has(traffic.RoleFirst) {
 			if scen[e.Label] == nil {
@@ -117,12 +182,112 @@ func TestDetection(t *testing.T) {
 		t.Errorf("%.2f%% of normal events stopped; the reference pack is too noisy", 100*fp)
 	}
 	var table strings.Builder
-	if err := tally.Report().WriteTable(&table); err != nil {
+	report := tally.Report()
+	if err := report.WriteTable(&table); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("as a wallet counts it (honest accounts after warm-up, every attack):\n%s", table.String())
+	if defaults {
+		checkGoals(t, report)
+	}
 	t.Logf("rule hits, all events: %s", formatHits(hits))
 	t.Logf("rule hits, normal events: %s", formatHits(normalHits))
+	// What disturbed honest accounts (victims' owners left out, as in the
+	// report): the stopping rule of each account's first stopping
+	// decision, or "(score)" and the rules whose scores added up.
+	byRule := map[string]int{}
+	for acct, ids := range disturbedBy {
+		if !victims[acct] {
+			byRule[strings.Join(ids, "+")]++
+		}
+	}
+	t.Logf("honest accounts disturbed, by rule: %s", formatHits(byRule))
+	for _, r := range rs.Rules {
+		st := ruleStat(r.ID)
+		t.Logf("rule %s: attacks matched %d %s; honest events matched %d; honest accounts it disturbed %d",
+			r.ID, len(st.attacks), formatHits(st.scenarios), normalHits[r.ID], byRule[r.ID])
+	}
+	lines := make([]string, 0, len(shown))
+	for acct, line := range shown {
+		if !victims[acct] {
+			lines = append(lines, line)
+		}
+	}
+	sort.Strings(lines)
+	for _, line := range lines[:min(show, len(lines))] {
+		t.Logf("disturbed honest account: %s", line)
+	}
+}
+
+// checkGoals holds the default run to issue 15's goals where the pack
+// meets them (at least 90% of attacks stopped before loss, at most 10
+// honest accounts disturbed per 10,000) and, for the two scenarios it
+// does not (see bench/RESULTS.md), to the figures it reached, so a
+// change that loses ground fails here. Other seeds and sizes are only
+// reported: the figures move with them.
+func checkGoals(t *testing.T, r detection.Report) {
+	t.Helper()
+	floor := map[string]float64{traffic.ScamPayee: 0.75, traffic.PointsAbuse: 0.25}
+	for _, s := range r.Scenarios {
+		want, ok := floor[s.Name]
+		if !ok {
+			want = 0.9
+		}
+		if s.StoppedBeforeLossShare < want {
+			t.Errorf("%s: %.1f%% of attacks stopped before loss, want at least %.0f%%", s.Name, 100*s.StoppedBeforeLossShare, 100*want)
+		}
+	}
+	if r.Honest.DisturbedPer10k > 10 {
+		t.Errorf("%.1f honest accounts disturbed per 10,000, want at most 10", r.Honest.DisturbedPer10k)
+	}
+}
+
+// envInt reads a whole number from the environment variable name, def
+// when it is unset; it fails the test when the value is not a number in
+// [lo, hi].
+func envInt(t *testing.T, name string, def, lo, hi int) int {
+	t.Helper()
+	v, err := parseEnvInt(name, os.Getenv(name), def, lo, hi)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func parseEnvInt(name, s string, def, lo, hi int) (int, error) {
+	if s == "" {
+		return def, nil
+	}
+	v, err := strconv.Atoi(s)
+	if err != nil || v < lo || v > hi {
+		return 0, fmt.Errorf("%s=%q: want a whole number from %d to %d", name, s, lo, hi)
+	}
+	return v, nil
+}
+
+// TestDetectionSettingsAreBounded: the sizes the detection test takes from
+// the environment are bounded, and a bad one names the variable.
+func TestDetectionSettingsAreBounded(t *testing.T) {
+	for _, tt := range []struct {
+		in, want string
+		v        int
+	}{
+		{"", "", 5000},
+		{"16", "", 16},
+		{"1000000", "", 1000000},
+		{"1000001", `RISKD_DETECTION_ACCOUNTS="1000001": want a whole number from 16 to 1000000`, 0},
+		{"15", `RISKD_DETECTION_ACCOUNTS="15": want a whole number from 16 to 1000000`, 0},
+		{"5k", `RISKD_DETECTION_ACCOUNTS="5k": want a whole number from 16 to 1000000`, 0},
+	} {
+		v, err := parseEnvInt("RISKD_DETECTION_ACCOUNTS", tt.in, 5000, 16, 1_000_000)
+		got := ""
+		if err != nil {
+			got = err.Error()
+		}
+		if got != tt.want || v != tt.v {
+			t.Errorf("%q: %d, %q; want %d, %q", tt.in, v, got, tt.v, tt.want)
+		}
+	}
 }
 
 func formatHits(hits map[string]int) string {

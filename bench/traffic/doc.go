@@ -2,17 +2,29 @@
 // with labelled fraud mixed in, for benchmarks, demos and detection scoring.
 //
 // A Generator owns a table of synthetic accounts, each with a home city,
-// one or two usual phones, a card, a few usual payees and merchants and a
-// typical spend. Normal traffic is what those owners do: QR, NFC, online,
-// transfer and transit payments, sign-ins, top-ups, withdrawals and the
-// occasional password reset or mistyped password. At Config.FraudRate the
-// next event instead starts a scripted fraud scenario (brute_force,
+// one or two usual phones, a card, a few usual payees and merchants, a
+// typical spend and, with Config.ActivitySpread, an activity level
+// (log-normal: some owners use the wallet a few times a week, some forty
+// times a day). Normal traffic is
+// what those owners do: QR, NFC, online, transfer and transit payments,
+// sign-ins, top-ups, withdrawals, point redemptions and the occasional
+// password reset or mistyped password; and, as real owners do, they
+// travel (to another home city by train or abroad by air, silent on the
+// way, so never faster than an airliner, for one to ten days, on roaming
+// or hotel Wi-Fi), get new phones (signing in, sometimes after a password
+// reset, then binding the phone), pay a payee minutes after adding it
+// (often more than usual), and 3% of accounts open during the first three
+// days of the stream (a sign-up, often redeeming the welcome points at
+// once, as a points farm does). These multi-step habits run as unlabelled
+// scripts through the same queue as attacks. At Config.FraudRate the next
+// event instead starts a scripted fraud scenario (brute_force,
 // credential_stuffing, account_takeover, scam_payee, card_testing,
 // device_farm, points_abuse, impossible_travel); its events carry the
 // scenario name in Event.Label, normal events carry "". Scenarios that
 // need many accounts (device_farm, points_abuse) use fresh fraudster-owned
 // accounts (acct-farm-N, acct-points-N); the others hit accounts of the
-// table.
+// table. Half of scam_payee attacks pay a payee of ScamPayees (already
+// reported), half a fresh mule payee no list knows.
 //
 // One scenario instance is an attack. Its steps are spread over event
 // time by delays drawn per step within the scenario's pace (seconds apart
@@ -22,9 +34,11 @@
 // between their steps. What else varies per attack, from the seed: step
 // counts (1-2 drains in a takeover or a scam), the order of steps where
 // the attack allows it (a takeover binds its device and adds its payee in
-// either order), amounts, and the victim: half the time the account of
-// the latest honest event (an active account with history), otherwise any
-// account of the table (often one with little history).
+// either order), amounts, and the victim's history: 2 in 5 attacks hit
+// the account of the latest honest event (busy accounts, long histories),
+// 1 in 4 a dormant account (no event yet, while draws still find one),
+// the rest any account, so the profile a rule sees for the victim ranges
+// from empty to full.
 //
 // Attack reports, after each Next, the attack id of the event just made
 // (1, 2, ... in the order attacks start; 0 for honest traffic) and its

@@ -68,6 +68,14 @@ type Config struct {
 	// hours and evenings, with the same mean over a whole day. Harnesses
 	// that need event time to track the wall clock set it.
 	FlatRate bool
+	// ActivitySpread sets how unevenly owners use the wallet: the standard
+	// deviation of the log of each account's share of honest events (0.9:
+	// an owner at the 90th percentile about ten times as busy as one at the
+	// 10th; shares capped at 0.05 and 4 times the mean). Zero or less: every
+	// account equally busy, as harnesses that need per-account traffic no
+	// denser than the mean expect. With it, the history an account has
+	// when it is attacked ranges from none to hundreds of events.
+	ActivitySpread float64
 	// IDPrefix starts every event id (then a sequence number); empty means
 	// "e-". Runs that share a store use different prefixes so their event
 	// ids do not collide.
@@ -124,7 +132,33 @@ type account struct {
 	payees    [3]string
 	merchants [6]int
 	typical   float64 // typical payment in cents
+	phones    int     // phones bought since the table was made, numbers new device ids
+
+	// A trip (see travel): away is where the owner is, nil at home. The
+	// owner is in transit, with no events, from departure to arrive and
+	// from leave to back; at away from arrive to leave.
+	away                *place
+	awayLat, awayLon    float64
+	arrive, leave, back int64
+	tripIP              string // the hotel's or café's Wi-Fi abroad
+
+	// joinAt is when the owner opens the account (Unix ms): before the
+	// stream for most, during it for the sign-ups (see signupShare);
+	// joined says the owner's first event was played.
+	joinAt int64
+	joined bool
+	// events counts the owner's events so far (saturating), so attacks
+	// can pick dormant accounts.
+	events uint16
 }
+
+// Honest scripts: what an owner does in a few minutes, played through the
+// same queue as attacks (script.honest) but unlabelled.
+const (
+	honestPhone  = 1 + iota // sign in on a new phone (after a password reset, sometimes), bind it
+	honestPayee             // add a payee and pay them
+	honestSignup            // open the account, often redeem the welcome points, top up
+)
 
 // Generator produces events; it is not safe for concurrent use.
 type Generator struct {
@@ -142,27 +176,39 @@ type Generator struct {
 	seq     int64
 	idBuf   []byte
 
-	// Attacks in progress: scripts holds them by slot (free lists the
-	// unused slots), queue is a min-heap of slots by the event time of
-	// their next step. Their number is bounded by how many start within
+	// Scripts in progress, attacks and owners' habits: scripts holds them
+	// by slot (free lists the unused slots), queue is a min-heap of slots
+	// by the event time of their next step. Their number is bounded by how many start within
 	// the longest script's duration; slots are reused, so the slices stop
 	// growing once that many are live.
-	scripts    []script
-	free       []int32
-	queue      []int32
-	startProb  float64 // chance that an event starts a scenario
-	serial     int64   // numbers attacker ids (devices, cards, payees)
-	attacks    uint64  // numbers attacks; the last one started
-	lastAttack uint64  // attack of the event just generated, 0 if honest
+	scripts   []script
+	free      []int32
+	queue     []int32
+	startProb float64 // chance that an event starts a scenario
+	// pick chooses the account of an honest event by its activity (Vose's
+	// alias method: pickProb[i] is the chance to keep account i, else
+	// pickAlias[i]), so some accounts are busy and have long histories
+	// and many are seldom seen; nil without Config.ActivitySpread.
+	pickProb   []float32
+	pickAlias  []int32
+	tripIPs    []string // Wi-Fi addresses abroad, shared by travellers
+	serial     int64    // numbers attacker ids (devices, cards, payees)
+	order      uint64   // numbers scripts, honest and attacks
+	attacks    uint64   // numbers attacks; the last one started
+	lastAttack uint64   // attack of the event just generated, 0 if honest
 	lastRole   Role
-	lastHonest int // account of the latest honest event: a victim with history
+	lastVictim string // see Victim
+	lastHonest int    // account of the latest honest event: a victim with history
 	jsonEv     event.Event
 }
 
-// script is one fraud scenario being played.
+// script is one fraud scenario being played, or one of an owner's
+// multi-step habits (honest != 0).
 type script struct {
 	kind    string
-	id      uint64 // attack id, from 1
+	id      uint64 // attack id, from 1; 0 for an honest script
+	order   uint64 // start order of every script, for ties in the queue
+	honest  uint8  // honestPhone, ...; 0 for an attack
 	step, n int
 	due     int64 // event time of the next step, Unix ms
 	acct    int
@@ -253,8 +299,77 @@ func New(cfg Config) *Generator {
 			a.merchants[m] = r.IntN(nMerchants)
 		}
 		a.typical = 500 + r.ExpFloat64()*2500
+		a.joinAt = g.startMS - 1
+		if r.Float64() < signupShare {
+			a.joinAt = g.startMS + g.between(0, 3*24*time.Hour)
+		}
+	}
+	if sd := cfg.ActivitySpread; sd > 0 {
+		// Log-normal weights of mean about 1, from a twentieth of the mean
+		// rate to four times it.
+		weights := make([]float64, cfg.Accounts)
+		for i := range weights {
+			weights[i] = math.Min(4, math.Max(0.05, math.Exp(sd*r.NormFloat64()-sd*sd/2)))
+		}
+		g.pickProb, g.pickAlias = aliasTable(weights)
+	}
+	g.tripIPs = make([]string, 256)
+	for i := range g.tripIPs {
+		g.tripIPs[i] = fmt.Sprintf("%d.%d.%d.%d", 31+r.IntN(180), r.IntN(256), r.IntN(256), 1+r.IntN(254))
 	}
 	return g
+}
+
+// aliasTable builds Vose's alias table for drawing i with probability
+// w[i]/sum(w) in constant time.
+func aliasTable(w []float64) ([]float32, []int32) {
+	n := len(w)
+	var sum float64
+	for _, x := range w {
+		sum += x
+	}
+	prob := make([]float32, n)
+	alias := make([]int32, n)
+	scaled := make([]float64, n)
+	var small, large []int32
+	for i, x := range w {
+		scaled[i] = x * float64(n) / sum
+		if scaled[i] < 1 {
+			small = append(small, int32(i))
+		} else {
+			large = append(large, int32(i))
+		}
+	}
+	for len(small) > 0 && len(large) > 0 {
+		s, l := small[len(small)-1], large[len(large)-1]
+		small = small[:len(small)-1]
+		prob[s], alias[s] = float32(scaled[s]), l
+		scaled[l] -= 1 - scaled[s]
+		if scaled[l] < 1 {
+			large = large[:len(large)-1]
+			small = append(small, l)
+		}
+	}
+	for _, i := range large {
+		prob[i], alias[i] = 1, i
+	}
+	for _, i := range small { // rounding leftovers
+		prob[i], alias[i] = 1, i
+	}
+	return prob, alias
+}
+
+// pickAccount draws an account by activity (any account alike without
+// Config.ActivitySpread).
+func (g *Generator) pickAccount() int {
+	if g.pickProb == nil {
+		return g.rng.IntN(len(g.accounts))
+	}
+	i := g.rng.IntN(len(g.pickProb))
+	if g.rng.Float32() < g.pickProb[i] {
+		return i
+	}
+	return int(g.pickAlias[i])
 }
 
 func round4(x float64) float64 { return math.Round(x*1e4) / 1e4 }
@@ -262,8 +377,9 @@ func round4(x float64) float64 { return math.Round(x*1e4) / 1e4 }
 // Next fills ev with the next event. ev is Reset first (keeping its Attrs
 // map, which a later Next on the same ev refills); the strings it gets stay
 // valid after later calls. It allocates only the event id, plus a few ids
-// when a fraud scenario starts (and a slot for it while the number of
-// attacks in progress grows past its peak so far).
+// when a fraud scenario starts or an owner gets a new phone (and a slot
+// while the number of scripts in progress, attacks and owners' habits,
+// grows past its peak so far).
 func (g *Generator) Next(ev *event.Event) {
 	ev.Reset()
 	g.seq++
@@ -283,9 +399,13 @@ func (g *Generator) Next(ev *event.Event) {
 	g.lastTS = ts
 	ev.TS = ts
 
-	g.lastAttack, g.lastRole = 0, 0
+	g.lastAttack, g.lastRole, g.lastVictim = 0, 0, ""
 	if len(g.queue) > 0 && g.scripts[g.queue[0]].due <= ts {
-		g.fraud(ev, g.popDue())
+		if slot := g.popDue(); g.scripts[slot].honest != 0 {
+			g.honestStep(ev, slot)
+		} else {
+			g.fraud(ev, slot)
+		}
 		return
 	}
 	if g.cfg.FraudRate > 0 && g.rng.Float64() < g.startProb {
@@ -298,6 +418,12 @@ func (g *Generator) Next(ev *event.Event) {
 // Attack says which attack the event just generated belongs to (0 for
 // honest traffic) and its role in it. See the package doc.
 func (g *Generator) Attack() (id uint64, role Role) { return g.lastAttack, g.lastRole }
+
+// Victim names the account of the table whose owner the event just
+// generated harms when that is not the event's account: the owner of the
+// card a device_farm pays with. It is "" otherwise (honest traffic, and
+// attacks whose victim is the event's own account).
+func (g *Generator) Victim() string { return g.lastVictim }
 
 // dailyRhythm scales the event rate by hour of day (UTC, which is close to
 // the euro-area homes' local time): a wallet is quiet at night and busiest
@@ -339,17 +465,90 @@ func (g *Generator) pickDevice(a *account) *device {
 	return &a.devices[g.rng.IntN(a.nDevices)]
 }
 
-// ownerContext fills what every event of an owner carries: device, ip, geo.
+// ownerContext fills what every event of an owner carries: device, ip, geo,
+// at home or where the owner travelled to (see travel).
 func (g *Generator) ownerContext(ev *event.Event, a *account) {
 	ev.AccountID = a.id
+	if a.events < math.MaxUint16 {
+		a.events++
+	}
 	d := g.pickDevice(a)
 	ev.Device = event.Device{ID: d.id, OS: d.os, AppVersion: d.app, Rooted: d.rooted}
+	if a.away != nil && ev.TS >= a.back {
+		a.away = nil // home again
+	}
+	if a.away != nil && ev.TS >= a.arrive {
+		// Abroad: the phone roams on its home carrier or joins local Wi-Fi.
+		ev.IP = a.mobileIP
+		if g.rng.IntN(2) == 0 {
+			ev.IP = a.tripIP
+		}
+		ev.Geo = event.Geo{Country: a.away.country, Lat: a.awayLat, Lon: a.awayLon, HasPoint: true}
+		return
+	}
 	if g.rng.IntN(5) == 0 {
 		ev.IP = a.mobileIP
 	} else {
 		ev.IP = a.homeIP
 	}
 	ev.Geo = event.Geo{Country: a.home.country, Lat: a.lat, Lon: a.lon, HasPoint: true}
+}
+
+// Places honest owners travel to beyond the euro-area homes, some of them
+// countries fraud comes from too.
+var destinations = []place{
+	{"GB", "GBP", 51.507, -0.128}, {"US", "USD", 40.713, -74.006},
+	{"US", "USD", 25.762, -80.192}, {"TH", "THB", 13.756, 100.502},
+	{"MA", "MAD", 31.629, -7.981}, {"BR", "BRL", -22.907, -43.173},
+	{"MX", "MXN", 21.162, -86.851}, {"TR", "TRY", 41.008, 28.978},
+	{"JP", "JPY", 35.676, 139.65}, {"CH", "CHF", 47.377, 8.541},
+}
+
+// signupShare is the share of accounts opened during the first three days
+// of the stream rather than before it.
+const signupShare = 0.03
+
+// tripChance is the chance that an owner's event is their last before a
+// trip: with a dozen events a day, a trip every few months.
+const tripChance = 1.0 / 1000
+
+// travel starts a trip for a, which is at home at ts: to another home city
+// or abroad, for a few days. The journey takes as long as a real one
+// (a train near by, a flight far away, with time to reach the airport),
+// and the owner is silent on the way, so honest travel is never faster
+// than an airliner.
+func (g *Generator) travel(a *account, ts int64) {
+	r := g.rng
+	to := &homes[r.IntN(len(homes))]
+	if r.IntN(5) < 2 {
+		to = &destinations[r.IntN(len(destinations))]
+	}
+	lat, lon := round4(to.lat+(r.Float64()-0.5)*0.1), round4(to.lon+(r.Float64()-0.5)*0.1)
+	km := haversineKm(a.lat, a.lon, lat, lon)
+	speed := 700.0
+	if km < 1000 {
+		speed = 150
+	}
+	hours := 1 + km/speed + 3*r.Float64()
+	journey := int64(hours * 3_600_000)
+	a.away, a.awayLat, a.awayLon = to, lat, lon
+	a.arrive = ts + journey
+	a.leave = a.arrive + g.between(24*time.Hour, 10*24*time.Hour)
+	a.back = a.leave + journey
+	a.tripIP = g.tripIPs[r.IntN(len(g.tripIPs))]
+}
+
+// idle reports whether a's owner can do nothing at ts: the account is not
+// opened yet, or the owner is on the way to or back from a trip.
+func (a *account) idle(ts int64) bool {
+	return ts < a.joinAt || a.away != nil && (ts < a.arrive || ts >= a.leave && ts < a.back)
+}
+
+func haversineKm(lat1, lon1, lat2, lon2 float64) float64 {
+	const rad = math.Pi / 180
+	dlat, dlon := (lat2-lat1)*rad, (lon2-lon1)*rad
+	h := math.Sin(dlat/2)*math.Sin(dlat/2) + math.Cos(lat1*rad)*math.Cos(lat2*rad)*math.Sin(dlon/2)*math.Sin(dlon/2)
+	return 2 * 6371 * math.Asin(math.Sqrt(h))
 }
 
 // amountAround draws a log-normal amount around typical cents.
@@ -361,10 +560,33 @@ func (g *Generator) amountAround(typical, spread float64) int64 {
 	return int64(v)
 }
 
+// phoneChance is the chance that an owner's event is their first on a new
+// phone: a new phone every few months.
+const phoneChance = 1.0 / 2000
+
 func (g *Generator) normal(ev *event.Event) {
 	r := g.rng
-	g.lastHonest = r.IntN(len(g.accounts))
+	// An owner on a train or a plane, or whose account is not opened yet,
+	// does nothing: draw another one (a few times; such owners are few).
+	g.lastHonest = g.pickAccount()
+	for try := 0; try < 8 && g.accounts[g.lastHonest].idle(ev.TS); try++ {
+		g.lastHonest = g.pickAccount()
+	}
 	a := &g.accounts[g.lastHonest]
+	switch {
+	case !a.joined:
+		a.joined = true
+		if a.joinAt > g.startMS { // opened during the stream: a sign-up
+			g.honestScript(ev, honestSignup)
+			return
+		}
+	case a.away == nil && r.Float64() < tripChance:
+		g.travel(a, ev.TS)
+	case r.Float64() < phoneChance:
+		g.newPhone(a)
+		g.honestScript(ev, honestPhone)
+		return
+	}
 	g.ownerContext(ev, a)
 	x := r.IntN(1000)
 	switch {
@@ -399,6 +621,12 @@ func (g *Generator) normal(ev *event.Event) {
 	case x < 990:
 		ev.Type = event.TypePayeeAdd
 		ev.PayeeID = g.payees[r.IntN(len(g.payees))]
+		// The new payee joins the usual ones, and half the time the owner
+		// pays them minutes later.
+		a.payees[r.IntN(len(a.payees))] = ev.PayeeID
+		if r.IntN(2) == 0 {
+			g.honestScript(ev, honestPayee)
+		}
 	case x < 994:
 		ev.Type = event.TypePasswordReset
 	case x < 997:
@@ -407,6 +635,99 @@ func (g *Generator) normal(ev *event.Event) {
 	default:
 		ev.Type = event.TypeDeviceBind
 	}
+}
+
+// newPhone replaces a's first phone with a new one.
+func (g *Generator) newPhone(a *account) {
+	r := g.rng
+	a.phones++
+	d := &a.devices[0]
+	d.id = "dev-" + a.id[len("acct-"):] + "-n" + strconv.Itoa(a.phones)
+	d.os, d.rooted = "ios", false
+	if r.IntN(10) < 6 {
+		d.os = "android"
+	}
+	d.app = appVersions[len(appVersions)-1]
+}
+
+// honestScript plays the first step of an honest script of kind for the
+// account of the latest honest event and queues the rest.
+func (g *Generator) honestScript(ev *event.Event, kind uint8) {
+	r := g.rng
+	slot := g.newScript()
+	s := &g.scripts[slot]
+	s.honest, s.acct = kind, g.lastHonest
+	switch kind {
+	case honestPhone: // (password_reset) login device_bind
+		s.n = 2
+		if r.IntN(10) < 3 {
+			s.n = 3 // forgot the password on the new phone
+		}
+	case honestPayee: // payee_add (already played) payment
+		s.n, s.step = 2, 1
+		s.payee = ev.PayeeID
+		s.due = ev.TS + g.between(30*time.Second, 30*time.Minute)
+		g.push(slot)
+		return
+	case honestSignup: // login, points_redeem, topup
+		s.n = 1 + r.IntN(3)
+	}
+	g.honestStep(ev, slot)
+}
+
+// honestStep plays the next step of the honest script in slot, then
+// queues its next step or frees the slot.
+func (g *Generator) honestStep(ev *event.Event, slot int32) {
+	s := &g.scripts[slot]
+	r := g.rng
+	step := s.step
+	s.step++
+	g.lastHonest = s.acct
+	a := &g.accounts[s.acct]
+	g.ownerContext(ev, a)
+	switch s.honest {
+	case honestPhone:
+		d := &a.devices[0]
+		ev.Device = event.Device{ID: d.id, OS: d.os, AppVersion: d.app, Rooted: d.rooted}
+		switch {
+		case step == s.n-1:
+			ev.Type = event.TypeDeviceBind
+		case step == 0 && s.n == 3:
+			ev.Type = event.TypePasswordReset
+		default:
+			ev.Type = event.TypeLogin
+		}
+	case honestPayee:
+		ev.Type = event.TypePayment
+		ev.Channel = "transfer"
+		ev.PayeeID = s.payee
+		ev.Currency = a.home.currency
+		// A first payment to someone new is often a larger one: a deposit,
+		// a shared bill, a second-hand purchase.
+		ev.Amount = g.amountAround(a.typical*3, 1.0)
+	case honestSignup:
+		d := &a.devices[0]
+		ev.Device = event.Device{ID: d.id, OS: d.os, AppVersion: d.app, Rooted: d.rooted}
+		switch step {
+		case 0:
+			ev.Type = event.TypeLogin
+		case 1: // the welcome points, as much as a farm redeems per account
+			ev.Type = event.TypePointsRedeem
+			ev.Amount = 2000 + 500*int64(r.IntN(13))
+			ev.Currency = a.home.currency
+		default:
+			ev.Type = event.TypeTopup
+			ev.Amount = 1000 * int64(1+r.IntN(20))
+			ev.Currency = a.home.currency
+			ev.CardID = a.card
+		}
+	}
+	if s.step < s.n {
+		s.due = ev.TS + g.between(20*time.Second, 10*time.Minute)
+		g.push(slot)
+		return
+	}
+	g.free = append(g.free, slot)
 }
 
 func setAttr(m event.Attrs, k, v string) event.Attrs {
@@ -492,24 +813,31 @@ const (
 func (r Role) Has(f Role) bool { return r&f == f }
 
 // start begins a new attack in a free slot and returns the slot. The
-// victim is, half the time, the account of the latest honest event (an
-// active account with history) and otherwise any account of the table
-// (often one with little), so the history before an attack varies.
+// victim (see the comment below) may have a long history, a short one or
+// none, so rules cannot count on the account's profile being full.
 func (g *Generator) start() int32 {
 	r := g.rng
-	var slot int32
-	if n := len(g.free); n > 0 {
-		slot = g.free[n-1]
-		g.free = g.free[:n-1]
-	} else {
-		g.scripts = append(g.scripts, script{})
-		slot = int32(len(g.scripts) - 1)
-	}
+	slot := g.newScript()
 	g.attacks++
 	s := &g.scripts[slot]
-	*s = script{kind: Scenarios[r.IntN(len(Scenarios))], id: g.attacks, acct: r.IntN(len(g.accounts))}
-	if r.IntN(2) == 0 {
+	s.kind, s.id, s.acct = Scenarios[r.IntN(len(Scenarios))], g.attacks, r.IntN(len(g.accounts))
+	// The victim's history before the attack varies: 2 in 5 attacks hit
+	// the account of the latest honest event (busy accounts, long
+	// histories), 1 in 4 a dormant account (no event in the stream yet,
+	// if one is found in a few draws), the rest any opened account.
+	switch x := r.IntN(20); {
+	case x < 8:
 		s.acct = g.lastHonest
+	case x < 13:
+		for try := 0; try < 16 && (g.accounts[s.acct].events > 0 || g.accounts[s.acct].joinAt > g.lastTS); try++ {
+			s.acct = r.IntN(len(g.accounts))
+		}
+	default:
+		// An account not opened yet cannot be attacked: draw again (a few
+		// times; sign-ups are few).
+		for try := 0; try < 8 && g.accounts[s.acct].joinAt > g.lastTS; try++ {
+			s.acct = r.IntN(len(g.accounts))
+		}
 	}
 	s.where = &foreign[r.IntN(len(foreign))]
 	s.ip = g.attackerIP()
@@ -525,7 +853,12 @@ func (g *Generator) start() int32 {
 		s.payee = g.attackerID("payee-ato-")
 	case ScamPayee:
 		s.n = 1 + 1 + r.IntN(2) // payee_add, 1-2 transfers
+		// Half the scammers use a payee others already reported, half a
+		// fresh mule account no list knows yet.
 		s.payee = ScamPayees[r.IntN(len(ScamPayees))]
+		if r.IntN(2) == 0 {
+			s.payee = g.attackerID("payee-mule-")
+		}
 	case CardTesting:
 		s.n = 7 + r.IntN(6) // tiny charges, then one cash-out
 		s.card = g.attackerID("card-x-")
@@ -547,6 +880,21 @@ func (g *Generator) start() int32 {
 	case ImpossibleTravel:
 		s.n = 3
 	}
+	return slot
+}
+
+// newScript takes a free slot, zeroed, and returns it.
+func (g *Generator) newScript() int32 {
+	var slot int32
+	if n := len(g.free); n > 0 {
+		slot = g.free[n-1]
+		g.free = g.free[:n-1]
+	} else {
+		g.scripts = append(g.scripts, script{})
+		slot = int32(len(g.scripts) - 1)
+	}
+	g.order++
+	g.scripts[slot] = script{order: g.order}
 	return slot
 }
 
@@ -599,11 +947,11 @@ func (g *Generator) delay(s *script, step int) int64 {
 }
 
 // ---- the queue of attacks in progress: a binary min-heap of slots by
-// (due, attack id), so ties go to the older attack.
+// (due, start order), so ties go to the older script.
 
 func (g *Generator) before(a, b int32) bool {
 	x, y := &g.scripts[a], &g.scripts[b]
-	return x.due < y.due || x.due == y.due && x.id < y.id
+	return x.due < y.due || x.due == y.due && x.order < y.order
 }
 
 func (g *Generator) push(slot int32) {
@@ -740,6 +1088,7 @@ func (g *Generator) fraud(ev *event.Event, slot int32) {
 			m := &g.merchants[g.online[r.IntN(len(g.online))]]
 			ev.MerchantID, ev.MCC = m.id, m.mcc
 			ev.CardID = a.card // a card stolen from a real owner
+			g.lastVictim = a.id
 			ev.Amount = 500 + 100*int64(r.IntN(50))
 			ev.Currency = a.home.currency
 			g.lastRole |= RoleLoss

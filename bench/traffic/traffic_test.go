@@ -316,3 +316,103 @@ func TestDailyRhythm(t *testing.T) {
 		t.Errorf("events at 03h %d, at 12h %d: want the night far quieter", night, lunch)
 	}
 }
+
+// TestVictimHistoryVaries: accounts differ in how busy they are and
+// attacks pick busy, dormant and any accounts, so the honest history an
+// attacked account has before the attack ranges from none to dozens of
+// events, and rules cannot count on either.
+func TestVictimHistoryVaries(t *testing.T) {
+	g := New(Config{Accounts: 2000, Seed: 5, FraudRate: 0.03, ActivitySpread: 0.9, Start: time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC)})
+	seen := map[string]int{} // honest events so far per account
+	var history []int        // per attack on an account of the table
+	var ev event.Event
+	for i := 0; i < 100000; i++ {
+		g.Next(&ev)
+		id, role := g.Attack()
+		switch {
+		case id == 0:
+			seen[ev.AccountID]++
+		case role.Has(RoleFirst) && ev.Label != DeviceFarm && ev.Label != PointsAbuse && ev.Label != CredentialStuffing:
+			history = append(history, seen[ev.AccountID])
+		}
+	}
+	var none, few, many int
+	for _, h := range history {
+		switch {
+		case h == 0:
+			none++
+		case h <= 5:
+			few++
+		case h >= 50:
+			many++
+		}
+	}
+	t.Logf("%d attacks: %d on accounts with no history, %d with 1-5 events, %d with 50 or more", len(history), none, few, many)
+	n := len(history)
+	if none*20 < n || few*10 < n || many*10 < n {
+		t.Errorf("history before attacks does not vary enough: %d none, %d 1-5, %d 50+ of %d", none, few, many, n)
+	}
+}
+
+// TestHonestOwnersLiveTheirLives: owners travel (never faster than an
+// airliner between two of their own events), get new phones (sometimes
+// resetting the password on them), sign up during the stream, and pay a
+// payee minutes after adding it.
+func TestHonestOwnersLiveTheirLives(t *testing.T) {
+	g := New(Config{Accounts: 2000, Seed: 8, Start: time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC)})
+	type last struct {
+		ts       int64
+		lat, lon float64
+		country  string
+		payee    string
+		payeeTS  int64
+	}
+	home := map[string]string{}
+	prev := map[string]*last{}
+	var abroad, newPhones, resetsOnNewPhone, signups, welcome, paidNewPayee int
+	var ev event.Event
+	for i := 0; i < 300000; i++ {
+		g.Next(&ev)
+		if id, _ := g.Attack(); id != 0 {
+			t.Fatalf("attack %d with FraudRate 0", id)
+		}
+		p := prev[ev.AccountID]
+		if p == nil {
+			p = &last{}
+			prev[ev.AccountID] = p
+			home[ev.AccountID] = ev.Geo.Country
+			if ev.Type == event.TypeLogin && g.accounts[g.lastHonest].joinAt > g.startMS {
+				signups++
+			}
+		} else {
+			hours := float64(ev.TS-p.ts) / 3.6e6
+			if km := haversineKm(p.lat, p.lon, ev.Geo.Lat, ev.Geo.Lon); km > 500 && km/hours > 900 {
+				t.Fatalf("event %s: %s moved %.0f km in %.2f h", ev.ID, ev.AccountID, km, hours)
+			}
+		}
+		if ev.Geo.Country != home[ev.AccountID] && p.country == home[ev.AccountID] {
+			abroad++
+		}
+		if ev.Type == event.TypePasswordReset && strings.Contains(ev.Device.ID, "-n") {
+			resetsOnNewPhone++
+		}
+		if ev.Type == event.TypeDeviceBind && strings.Contains(ev.Device.ID, "-n") {
+			newPhones++
+		}
+		if ev.Type == event.TypePointsRedeem && ev.Amount >= 2000 {
+			welcome++
+		}
+		if ev.Type == event.TypePayeeAdd {
+			p.payee, p.payeeTS = ev.PayeeID, ev.TS
+		}
+		if ev.Type == event.TypePayment && ev.PayeeID != "" && ev.PayeeID == p.payee && ev.TS-p.payeeTS <= 30*60*1000 {
+			paidNewPayee++
+		}
+		p.ts, p.lat, p.lon, p.country = ev.TS, ev.Geo.Lat, ev.Geo.Lon, ev.Geo.Country
+	}
+	t.Logf("trips abroad %d, new phones bound %d (%d password resets on them), sign-ups %d, welcome redemptions %d, new payees paid within 30m %d",
+		abroad, newPhones, resetsOnNewPhone, signups, welcome, paidNewPayee)
+	if abroad < 20 || newPhones < 20 || resetsOnNewPhone < 3 || signups < 20 || welcome < 10 || paidNewPayee < 100 {
+		t.Error("honest owners do too little of what real ones do")
+	}
+}

@@ -316,7 +316,7 @@ func printDetection(ctx context.Context, w io.Writer, d *daemon, cfg traffic.Con
 		}
 		id, role := g.Attack()
 		if err := tally.Add(detection.Event{ID: ev.ID, Account: ev.AccountID, Scenario: ev.Label, Attack: id,
-			Role: role, TS: ev.TS, Amount: ev.Amount, Action: action}); err != nil {
+			Role: role, Victim: g.Victim(), TS: ev.TS, Amount: ev.Amount, Action: action}); err != nil {
 			return fmt.Errorf("demo: summary: %w", err)
 		}
 	}

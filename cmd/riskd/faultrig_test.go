@@ -74,7 +74,7 @@ func faultSizeNow() faultSize {
 // right after the lock (TestFaultsKillNineMidStream) has the restart
 // replay them. Each locked account has two events after the fault
 // (afterFault). Then probeCount failed logins from lateIP, one per probe
-// account, read the IP's windows (accounts_per_ip_1h, failed_logins_ip_15m)
+// account, read the IP's window (accounts_per_ip_1h)
 // that bruteForceLate's logins filled: the probes are decided as the
 // reference run decides them only if the replay rebuilt those windows.
 const (
