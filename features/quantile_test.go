@@ -431,35 +431,7 @@ func TestPercentileSharedMatchOneStore(t *testing.T) {
 // shards) to the same bytes, and reads what the original does for every
 // later event.
 func TestPercentileSnapshotRoundTrip(t *testing.T) {
-	s := mustSet(t, percentileYAML+busyYAML)
-	evs := jitteredTraffic(8000, 6)
-	for _, shards := range []int{0, 3} {
-		t.Run(fmt.Sprint(shards, " shards"), func(t *testing.T) {
-			r := newRig(s, shards)
-			var v Values
-			for i := range evs[:5000] {
-				r.observe(&evs[i], &v)
-			}
-			shared, stores := r.snapshot(t)
-			r2 := restoreRig(t, s, shared, stores)
-			shared2, stores2 := r2.snapshot(t)
-			if !bytes.Equal(shared, shared2) || len(stores) != len(stores2) {
-				t.Fatal("the restored Shared's snapshot differs")
-			}
-			for i := range stores {
-				if !bytes.Equal(stores[i], stores2[i]) {
-					t.Fatalf("the restored Store %d's snapshot differs", i)
-				}
-			}
-			for i := 5000; i < len(evs); i++ {
-				var v1, v2 Values
-				l1, l2 := r.observe(&evs[i], &v1), r2.observe(&evs[i], &v2)
-				if v1 != v2 || l1 != l2 {
-					t.Fatalf("event %d: values differ after restore\n%v\n%v", i, v1.Windows, v2.Windows)
-				}
-			}
-		})
-	}
+	checkRoundTrip(t, mustSet(t, percentileYAML+busyYAML), jitteredTraffic(8000, 6), 5000)
 }
 
 // A restore into changed definitions (what a hot reload does) keeps a

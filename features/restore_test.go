@@ -107,6 +107,45 @@ func (r *storeRig) snapshot(t *testing.T) (shared []byte, stores [][]byte) {
 	return shared, stores
 }
 
+// roundTrip observes evs[:cut] in a rig of set (one Store, or a Shared
+// and shards Stores), snapshots it, restores the snapshot into a second
+// rig, and fails unless that one snapshots to the same bytes. It returns
+// both rigs and the snapshot.
+func roundTrip(t *testing.T, set *Set, shards int, evs []event.Event, cut int) (r, r2 *storeRig, shared []byte, stores [][]byte) {
+	t.Helper()
+	r = newRig(set, shards)
+	var v Values
+	for i := range evs[:cut] {
+		r.observe(&evs[i], &v)
+	}
+	shared, stores = r.snapshot(t)
+	r2 = restoreRig(t, set, shared, stores)
+	shared2, stores2 := r2.snapshot(t)
+	if !bytes.Equal(shared, shared2) || len(stores) != len(stores2) || !bytes.Equal(bytes.Join(stores, nil), bytes.Join(stores2, nil)) {
+		t.Fatal("the restored state's snapshot differs")
+	}
+	return r, r2, shared, stores
+}
+
+// checkRoundTrip runs roundTrip with one Store and with a Shared and
+// three Stores, and checks that the restored rig reads what the original
+// does for every event after the cut.
+func checkRoundTrip(t *testing.T, set *Set, evs []event.Event, cut int) {
+	t.Helper()
+	for _, shards := range []int{0, 3} {
+		t.Run(fmt.Sprint(shards, " shards"), func(t *testing.T) {
+			r, r2, _, _ := roundTrip(t, set, shards, evs, cut)
+			for i := cut; i < len(evs); i++ {
+				var v1, v2 Values
+				l1, l2 := r.observe(&evs[i], &v1), r2.observe(&evs[i], &v2)
+				if v1 != v2 || l1 != l2 {
+					t.Fatalf("event %d: values differ after restore\n%v\n%v", i, v1.Windows, v2.Windows)
+				}
+			}
+		})
+	}
+}
+
 func restoreRig(t *testing.T, set *Set, shared []byte, stores [][]byte) *storeRig {
 	t.Helper()
 	if shared == nil {

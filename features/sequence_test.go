@@ -392,17 +392,7 @@ payee_pay_1h:  {sequence: [payee_add, payment], by: account, within: 1h}
 	keptAs := map[string]string{"takeover": "ato_30m", "dev_any_pay": "dev_any_pay"}
 	for _, shards := range []int{0, 3} {
 		t.Run(fmt.Sprint(shards, " shards"), func(t *testing.T) {
-			r := newRig(before, shards)
-			var v Values
-			for i := range evs[:5000] {
-				r.observe(&evs[i], &v)
-			}
-			shared, stores := r.snapshot(t)
-			r2 := restoreRig(t, before, shared, stores)
-			shared2, stores2 := r2.snapshot(t)
-			if !bytes.Equal(shared, shared2) || len(stores) != len(stores2) || !bytes.Equal(bytes.Join(stores, nil), bytes.Join(stores2, nil)) {
-				t.Fatal("the restored state's snapshot differs")
-			}
+			r, r2, shared, stores := roundTrip(t, before, shards, evs, 5000)
 			r3 := restoreRig(t, changed, shared, stores)
 			now := evs[5000].TS
 			warm := r3.sh.Warming(now)
