@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -86,14 +87,18 @@ func runBacktest(ctx context.Context, args []string, getenv func(string) string,
 		}
 		from = t
 	}
-	set, err := features.LoadFile(*featFile, fcfg)
-	if err != nil {
-		return &exitError{Code: 2, Err: fmt.Errorf("backtest: features: %w", err)}
-	}
 	if st, err := os.Stat(pos[0]); err != nil || !st.IsDir() {
 		return &exitError{Code: 2, Err: fmt.Errorf("backtest: %s is not a rule directory", pos[0])}
 	}
-	files, rs, err := rules.LoadDir(pos[0], set)
+	featPath, err := backtestFeatures(fs, pos[0], *featFile)
+	if err != nil {
+		return &exitError{Code: 2, Err: fmt.Errorf("backtest: %w", err)}
+	}
+	set, err := features.LoadFile(featPath, fcfg)
+	if err != nil {
+		return &exitError{Code: 2, Err: fmt.Errorf("backtest: features: %w", err)}
+	}
+	files, rs, err := loadCandidate(pos[0], featPath, set)
 	if err != nil {
 		return &exitError{Code: 2, Err: fmt.Errorf("backtest: %w", err)}
 	}
@@ -188,4 +193,40 @@ func progressPrinter(w io.Writer, term bool) func(backtest.Progress) {
 			fmt.Fprintln(w, strings.TrimSpace(line))
 		}
 	}
+}
+
+// backtestFeatures is the features file a backtest of dir runs with: the
+// dir's own features.yaml when it carries one (a version exported with
+// its features), unless --features names another file; else --features.
+func backtestFeatures(fs *flag.FlagSet, dir, flagValue string) (string, error) {
+	own := filepath.Join(dir, rules.FeaturesFile)
+	if _, err := os.Stat(own); err != nil {
+		return flagValue, nil
+	}
+	given := false
+	fs.Visit(func(f *flag.Flag) { given = given || f.Name == "features" })
+	if given && filepath.Clean(flagValue) != filepath.Clean(own) {
+		return "", fmt.Errorf("%s carries its own %s; --features %s names another: give one", dir, rules.FeaturesFile, flagValue)
+	}
+	return own, nil
+}
+
+// loadCandidate reads and compiles the rule directory dir with the
+// features file featPath among its files, as riskd publishes a version:
+// so the candidate's hash is that of the version with the same rules and
+// features, and its replay reuses the recorded decisions of that version.
+func loadCandidate(dir, featPath string, set *features.Set) (map[string][]byte, *rules.RuleSet, error) {
+	files, _, err := rules.LoadDir(dir, set)
+	if err != nil {
+		return nil, nil, err
+	}
+	if _, own := files[rules.FeaturesFile]; !own {
+		b, err := os.ReadFile(featPath)
+		if err != nil {
+			return nil, nil, fmt.Errorf("features: %w", err)
+		}
+		files[rules.FeaturesFile] = b
+	}
+	rs, err := rules.Compile(files, set)
+	return files, rs, err
 }

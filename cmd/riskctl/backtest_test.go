@@ -102,6 +102,33 @@ func TestRulesBacktest(t *testing.T) {
 		t.Errorf("HTML refers to an external asset")
 	}
 
+	// A rule directory with its own features.yaml runs with it; --features
+	// naming another file as well is refused.
+	own := t.TempDir()
+	for _, name := range []string{"auth.yaml", "settings.yaml"} {
+		b, err := os.ReadFile(filepath.Join("../../bench/reference/rules", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(own, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	feats, err := os.ReadFile("../../bench/reference/features.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(own, rules.FeaturesFile), feats, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := run("--clickhouse", cfg.Addr, "--database", cfg.Database, "--from", "2026-11-24", "--to", "2026-11-26", own); err != nil {
+		t.Errorf("a directory with its own features.yaml: %v", err)
+	}
+	if _, _, err := run(append(append([]string{}, common...), own)...); err == nil ||
+		!strings.Contains(err.Error(), "carries its own features.yaml; --features ../../bench/reference/features.yaml names another") {
+		t.Errorf("its own features.yaml and --features: %v, want refused", err)
+	}
+
 	// Bad input: exit code 2 and the reason.
 	for _, c := range []struct {
 		args []string
