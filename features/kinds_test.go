@@ -526,23 +526,7 @@ func TestRestoreBoundsItemsOfNewKinds(t *testing.T) {
 	if bound != 10+4+maxRecords+1 {
 		t.Fatalf("itemBound %d", bound)
 	}
-	for _, n := range []uint64{bound, bound + 1} {
-		st := s.NewStore()
-		ev := pay("a", t0, 1)
-		var v Values
-		st.Observe(&ev, &v)
-		a := st.accounts.get(keyhash.String("a"))
-		a.win.items = make([]item, n)
-		var buf bytes.Buffer
-		if err := st.Snapshot(&buf); err != nil {
-			t.Fatal(err)
-		}
-		_, err := s.Restore(&buf)
-		want := fmt.Sprintf("features snapshot: item count %d exceeds %d", n, bound)
-		if n == bound && err != nil || n > bound && (err == nil || err.Error() != want) {
-			t.Fatalf("%d items: %v", n, err)
-		}
-	}
+	checkRestoreBound(t, s, bound)
 }
 
 // An event with no value in a feature's By field has no entity there: its
@@ -615,6 +599,30 @@ func observeEntities(t *testing.T, s *Set, st *Store, evs []event.Event, visit f
 			if !e.late {
 				latest[e.key()] = max(e.latest, ev.TS)
 			}
+		}
+	}
+}
+
+// checkRestoreBound gives an account of a Store of s bound items, then
+// bound+1, and checks that Restore takes the first snapshot and refuses
+// the second, naming the bound.
+func checkRestoreBound(t *testing.T, s *Set, bound uint64) {
+	t.Helper()
+	for _, n := range []uint64{bound, bound + 1} {
+		st := s.NewStore()
+		ev := pay("a", t0, 1)
+		var v Values
+		st.Observe(&ev, &v)
+		a := st.accounts.get(keyhash.String("a"))
+		a.win.items = make([]item, n)
+		var buf bytes.Buffer
+		if err := st.Snapshot(&buf); err != nil {
+			t.Fatal(err)
+		}
+		_, err := s.Restore(&buf)
+		want := fmt.Sprintf("features snapshot: item count %d exceeds %d", n, bound)
+		if n == bound && err != nil || n > bound && (err == nil || err.Error() != want) {
+			t.Fatalf("%d items: %v", n, err)
 		}
 	}
 }

@@ -1,7 +1,6 @@
 package features
 
 import (
-	"bytes"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -11,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"riskd/bench/traffic"
 	"riskd/event"
 	"riskd/internal/keyhash"
 )
@@ -516,23 +514,7 @@ func TestRestoreBoundsItemsOfPercentiles(t *testing.T) {
 	if bound != 10+4+maxQuantileItems {
 		t.Fatalf("itemBound %d", bound)
 	}
-	for _, n := range []uint64{bound, bound + 1} {
-		st := s.NewStore()
-		ev := pay("a", t0, 1)
-		var v Values
-		st.Observe(&ev, &v)
-		a := st.accounts.get(keyhash.String("a"))
-		a.win.items = make([]item, n)
-		var buf bytes.Buffer
-		if err := st.Snapshot(&buf); err != nil {
-			t.Fatal(err)
-		}
-		_, err := s.Restore(&buf)
-		want := fmt.Sprintf("features snapshot: item count %d exceeds %d", n, bound)
-		if n == bound && err != nil || n > bound && (err == nil || err.Error() != want) {
-			t.Fatalf("%d items: %v", n, err)
-		}
-	}
+	checkRestoreBound(t, s, bound)
 }
 
 // Observe allocates nothing in steady state with percentiles, their
@@ -590,27 +572,12 @@ func BenchmarkMemoryPercentile(b *testing.B) {
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			s := mustSet(b, c.yml)
-			const accounts = 100_000
-			g := traffic.New(traffic.Config{Accounts: accounts, Seed: 7, FraudRate: 0.02,
-				Start: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)})
-			evs := make([]event.Event, 4*accounts)
-			for i := range evs {
-				g.Next(&evs[i])
-			}
+			evs := memoryTraffic()
 			var perAccount float64
 			var items, ents int
 			for b.Loop() {
-				var before, after runtime.MemStats
-				runtime.GC()
-				runtime.ReadMemStats(&before)
-				st := s.NewStore()
-				var v Values
-				for i := range evs {
-					st.Observe(&evs[i], &v)
-				}
-				runtime.GC()
-				runtime.ReadMemStats(&after)
-				perAccount = float64(after.HeapAlloc-before.HeapAlloc) / float64(st.Accounts())
+				var st *Store
+				perAccount, st = heapPerAccount(s, evs)
 				items, ents = 0, 0
 				if i, ok := s.Index("amount_p95_24h"); ok {
 					for j := range st.accounts.vals {

@@ -95,29 +95,41 @@ func BenchmarkMemoryReference(b *testing.B) {
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {
 			s := mustSet(b, c.yml)
-			const accounts = 100_000
-			g := traffic.New(traffic.Config{Accounts: accounts, Seed: 7, FraudRate: 0.02,
-				Start: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)})
-			evs := make([]event.Event, 4*accounts)
-			for i := range evs {
-				g.Next(&evs[i])
-			}
+			evs := memoryTraffic()
 			var perAccount float64
 			for b.Loop() {
-				var before, after runtime.MemStats
-				runtime.GC()
-				runtime.ReadMemStats(&before)
-				st := s.NewStore()
-				var v Values
-				for i := range evs {
-					st.Observe(&evs[i], &v)
-				}
-				runtime.GC()
-				runtime.ReadMemStats(&after)
-				perAccount = float64(after.HeapAlloc-before.HeapAlloc) / float64(st.Accounts())
-				runtime.KeepAlive(st)
+				perAccount, _ = heapPerAccount(s, evs)
 			}
 			b.ReportMetric(perAccount, "B/account")
 		})
 	}
+}
+
+// memoryTraffic is the generated stream the memory benchmarks observe:
+// four events for each of 100,000 accounts.
+func memoryTraffic() []event.Event {
+	const accounts = 100_000
+	g := traffic.New(traffic.Config{Accounts: accounts, Seed: 7, FraudRate: 0.02,
+		Start: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)})
+	evs := make([]event.Event, 4*accounts)
+	for i := range evs {
+		g.Next(&evs[i])
+	}
+	return evs
+}
+
+// heapPerAccount observes evs in a fresh Store of s and returns the live
+// heap it grew by, per account, with the Store.
+func heapPerAccount(s *Set, evs []event.Event) (float64, *Store) {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	st := s.NewStore()
+	var v Values
+	for i := range evs {
+		st.Observe(&evs[i], &v)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	return float64(after.HeapAlloc-before.HeapAlloc) / float64(st.Accounts()), st
 }
