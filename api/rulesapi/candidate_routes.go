@@ -212,8 +212,7 @@ func (s *Service) promoteCandidate(w http.ResponseWriter, r *http.Request) {
 	if !api.DecodeJSON(w, r, &req) {
 		return
 	}
-	if req.Message == "" {
-		api.WriteError(w, http.StatusBadRequest, "message: say why the candidate goes live (it goes into the history and audit log)")
+	if !hasMessage(w, req.Message, "why the candidate goes live") {
 		return
 	}
 	s.publish.Lock()

@@ -77,8 +77,7 @@ func (s *Service) putFeatures(w http.ResponseWriter, r *http.Request) {
 	if !api.DecodeJSON(w, r, &req) {
 		return
 	}
-	if req.Message == "" {
-		api.WriteError(w, http.StatusBadRequest, "message: say what the change does (it goes into the history and audit log)")
+	if !hasMessage(w, req.Message, "what the change does") {
 		return
 	}
 	if req.Features == "" {

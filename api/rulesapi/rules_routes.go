@@ -193,8 +193,7 @@ func (s *Service) publishRules(w http.ResponseWriter, r *http.Request) {
 		api.WriteError(w, http.StatusBadRequest, "events belong to /v1/rules/test, not publish")
 		return
 	}
-	if req.Message == "" {
-		api.WriteError(w, http.StatusBadRequest, "message: say what the change does (it goes into the history and audit log)")
+	if !hasMessage(w, req.Message, "what the change does") {
 		return
 	}
 	s.publish.Lock()

@@ -599,6 +599,17 @@ func (s *Service) publishChange(w http.ResponseWriter, r *http.Request, c change
 	api.WriteJSON(w, http.StatusOK, out)
 }
 
+// hasMessage answers 400 unless a change request says asks ("what the
+// change does"): the message goes into the version history and the audit
+// log.
+func hasMessage(w http.ResponseWriter, message, asks string) bool {
+	if message == "" {
+		api.WriteError(w, http.StatusBadRequest, "message: say "+asks+" (it goes into the history and audit log)")
+		return false
+	}
+	return true
+}
+
 func joinDetail(a, b string) string {
 	switch {
 	case a == "":

@@ -33,9 +33,9 @@ func runAccountShow(ctx context.Context, args []string, stdout, stderr io.Writer
 	limit := fs.Int("limit", 100, "entries to show, 1 to 1000")
 	before := fs.String("before", "", "continue after a previous page (the cursor it printed)")
 	asJSON := fs.Bool("json", false, "print riskd's JSON answer")
-	pos, err := parseInterleaved(fs, args)
+	pos, err := parseArgs(fs, args)
 	if err != nil {
-		return &exitError{Code: 2, Err: err}
+		return err
 	}
 	if len(pos) != 1 {
 		fs.Usage()

@@ -60,12 +60,9 @@ func accountLockCommand(ctx context.Context, action string, args []string, stdou
 		fmt.Fprintln(stderr, usage+"\n\nCalls riskd at $RISKCTL_URL with a support token ($RISKCTL_TOKEN).")
 		fs.PrintDefaults()
 	}
-	pos, err := parseInterleaved(fs, args)
-	if errors.Is(err, flag.ErrHelp) {
-		return nil
-	}
+	pos, err := parseArgs(fs, args)
 	if err != nil {
-		return &exitError{Code: 2, Err: err}
+		return err
 	}
 	switch {
 	case len(pos) != 1:

@@ -40,12 +40,9 @@ func accountSuppressCommand(ctx context.Context, action string, args []string, s
 		fmt.Fprintln(stderr, usage+"\n\nCalls riskd at $RISKCTL_URL with a support or analyst token ($RISKCTL_TOKEN).")
 		fs.PrintDefaults()
 	}
-	pos, err := parseInterleaved(fs, args)
-	if errors.Is(err, flag.ErrHelp) {
-		return nil
-	}
+	pos, err := parseArgs(fs, args)
 	if err != nil {
-		return &exitError{Code: 2, Err: err}
+		return err
 	}
 	switch {
 	case len(pos) != 1:

@@ -58,9 +58,9 @@ func runRulesCandidate(ctx context.Context, args []string, stdout, stderr io.Wri
 	fs := flag.NewFlagSet("riskctl rules candidate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	asJSON := fs.Bool("json", false, "print riskd's JSON answer")
-	pos, err := parseInterleaved(fs, args)
+	pos, err := parseArgs(fs, args)
 	if err != nil {
-		return &exitError{Code: 2, Err: err}
+		return err
 	}
 	if len(pos) != 0 {
 		return &exitError{Code: 2, Err: fmt.Errorf("candidate: unexpected argument %q", pos[0])}
@@ -144,9 +144,9 @@ func runRulesPromote(ctx context.Context, args []string, stdout, stderr io.Write
 	fs := flag.NewFlagSet("riskctl rules promote", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	msg := fs.String("m", "", "why the candidate goes live, for the history (required)")
-	pos, err := parseInterleaved(fs, args)
+	pos, err := parseArgs(fs, args)
 	if err != nil {
-		return &exitError{Code: 2, Err: err}
+		return err
 	}
 	if len(pos) != 0 {
 		return &exitError{Code: 2, Err: fmt.Errorf("promote: unexpected argument %q", pos[0])}
@@ -166,9 +166,9 @@ func runRulesPromote(ctx context.Context, args []string, stdout, stderr io.Write
 func runRulesDrop(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("riskctl rules drop", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	pos, err := parseInterleaved(fs, args)
+	pos, err := parseArgs(fs, args)
 	if err != nil {
-		return &exitError{Code: 2, Err: err}
+		return err
 	}
 	if len(pos) != 0 {
 		return &exitError{Code: 2, Err: fmt.Errorf("drop: unexpected argument %q", pos[0])}

@@ -37,9 +37,9 @@ func runCasesList(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	limit := fs.Int("limit", chstore.DefaultCaseList, fmt.Sprintf("cases per page, 1 to %d", chstore.MaxCaseList))
 	before := fs.String("before", "", "the next page: the cursor the previous page printed")
 	asJSON := fs.Bool("json", false, "print riskd's JSON answer")
-	pos, err := parseInterleaved(fs, args)
+	pos, err := parseArgs(fs, args)
 	if err != nil {
-		return &exitError{Code: 2, Err: err}
+		return err
 	}
 	if len(pos) != 0 {
 		return &exitError{Code: 2, Err: fmt.Errorf("cases list: unexpected argument %q", pos[0])}

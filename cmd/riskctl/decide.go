@@ -44,12 +44,9 @@ func runDecide(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.SetOutput(stderr)
 	asJSON := fs.Bool("json", false, "print riskd's answers as JSON lines")
 	fs.Usage = func() { fmt.Fprint(fs.Output(), decideUsage); fs.PrintDefaults() }
-	pos, err := parseInterleaved(fs, args)
-	if errors.Is(err, flag.ErrHelp) {
-		return nil
-	}
+	pos, err := parseArgs(fs, args)
 	if err != nil {
-		return &exitError{Code: 2, Err: err}
+		return err
 	}
 	if len(pos) != 1 {
 		fs.Usage()

@@ -29,12 +29,9 @@ func runRulesFeatures(ctx context.Context, args []string, stdout, stderr io.Writ
 			"file, as riskd's rules.features), publishes it with the running rules as a new version.")
 		fs.PrintDefaults()
 	}
-	pos, err := parseInterleaved(fs, args)
-	if errors.Is(err, flag.ErrHelp) {
-		return nil
-	}
+	pos, err := parseArgs(fs, args)
 	if err != nil {
-		return &exitError{Code: 2, Err: err}
+		return err
 	}
 	if len(pos) > 1 {
 		fs.Usage()

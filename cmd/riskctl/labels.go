@@ -58,12 +58,9 @@ func runLabelsImport(ctx context.Context, args []string, stdout, stderr io.Write
 	source := fs.String("source", "", "source for rows that give none (chargeback, support, analyst, ...)")
 	batch := fs.Int("batch", labelsDefaultBatch, fmt.Sprintf("items per request, at most %d", chstore.MaxLabelItems))
 	fs.Usage = func() { fmt.Fprint(fs.Output(), labelsImportUsage); fs.PrintDefaults() }
-	pos, err := parseInterleaved(fs, args)
-	if errors.Is(err, flag.ErrHelp) {
-		return nil
-	}
+	pos, err := parseArgs(fs, args)
 	if err != nil {
-		return &exitError{Code: 2, Err: err}
+		return err
 	}
 	if len(pos) != 1 {
 		fs.Usage()
@@ -404,12 +401,9 @@ func runRulesStats(ctx context.Context, args []string, stdout, stderr io.Writer)
 	bucket := fs.String("bucket", "", "width of a time bucket (default: at most 48 buckets)")
 	asJSON := fs.Bool("json", false, "print the API's JSON answer")
 	fs.Usage = func() { fmt.Fprint(fs.Output(), rulesStatsUsage); fs.PrintDefaults() }
-	pos, err := parseInterleaved(fs, args)
-	if errors.Is(err, flag.ErrHelp) {
-		return nil
-	}
+	pos, err := parseArgs(fs, args)
 	if err != nil {
-		return &exitError{Code: 2, Err: err}
+		return err
 	}
 	if len(pos) > 0 {
 		fs.Usage()

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -54,12 +53,9 @@ func runRulesLint(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	featuresPath := fs.String("features", defaultFeatures, "feature definitions the rules read (riskd's rules.features)")
 	asJSON := fs.Bool("json", false, "print the problems as a JSON array")
-	pos, err := parseInterleaved(fs, args)
-	if errors.Is(err, flag.ErrHelp) {
-		return nil
-	}
+	pos, err := parseArgs(fs, args)
 	if err != nil {
-		return &exitError{Code: 2, Err: err}
+		return err
 	}
 	if len(pos) != 1 {
 		fs.Usage()

@@ -58,7 +58,16 @@ Commands that call riskd use RISKCTL_URL (default http://127.0.0.1:8080) and
 RISKCTL_TOKEN (an API token: analyst for changes, viewer to read).
 `
 
+// run runs the command args name; a usage printed for -h is success.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	err := runCommand(ctx, args, stdout, stderr)
+	if errors.Is(err, errHelped) {
+		return nil
+	}
+	return err
+}
+
+func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return errors.New("no command")

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -37,12 +36,9 @@ func runRulesTest(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	featuresPath := fs.String("features", defaultFeatures, "feature definitions the rules read (riskd's rules.features)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	allFeatures := fs.Bool("all-features", false, "list every feature the rules that ran read, not only those of the rules that matched and the values given")
-	pos, err := parseInterleaved(fs, args)
-	if errors.Is(err, flag.ErrHelp) {
-		return nil
-	}
+	pos, err := parseArgs(fs, args)
 	if err != nil {
-		return &exitError{Code: 2, Err: err}
+		return err
 	}
 	if len(pos) < 1 || len(pos) > 2 {
 		fs.Usage()

@@ -78,6 +78,23 @@ func dispatch(ctx context.Context, group string, cmds []subcommand, args []strin
 	return fmt.Errorf("unknown %s command %q", group, args[0])
 }
 
+// errHelped ends a command that printed its usage for -h: not a failure.
+var errHelped = errors.New("usage shown")
+
+// parseArgs is parseInterleaved with the answers every command gives: -h
+// prints the usage and ends the command (errHelped, exit 0), a bad flag
+// exits 2.
+func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	pos, err := parseInterleaved(fs, args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		return nil, errHelped
+	case err != nil:
+		return nil, &exitError{Code: 2, Err: err}
+	}
+	return pos, nil
+}
+
 // parseInterleaved parses fs's flags wherever they stand among args (flags
 // before the positionals, as the examples write them, or after) and
 // returns the positionals.

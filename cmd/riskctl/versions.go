@@ -113,9 +113,9 @@ func runRulesPush(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		fmt.Fprintln(stderr, "usage: riskctl rules push [--shadow] [-m MSG] DIR\n\nPublishes the rule files of DIR to the riskd at $RISKCTL_URL as a new version, or with --shadow as the candidate.")
 		fs.PrintDefaults()
 	}
-	pos, err := parseInterleaved(fs, args)
+	pos, err := parseArgs(fs, args)
 	if err != nil {
-		return &exitError{Code: 2, Err: err}
+		return err
 	}
 	if len(pos) != 1 {
 		fs.Usage()
@@ -150,9 +150,9 @@ func runRulesRollback(ctx context.Context, args []string, stdout, stderr io.Writ
 		fmt.Fprintln(stderr, "usage: riskctl rules rollback [-m MSG] VERSION\n\nMakes version VERSION (a number from riskctl rules history) run again, as a new version.")
 		fs.PrintDefaults()
 	}
-	pos, err := parseInterleaved(fs, args)
+	pos, err := parseArgs(fs, args)
 	if err != nil {
-		return &exitError{Code: 2, Err: err}
+		return err
 	}
 	if len(pos) != 1 {
 		fs.Usage()
@@ -200,9 +200,9 @@ func runRulesHistory(ctx context.Context, args []string, stdout, stderr io.Write
 	fs.SetOutput(stderr)
 	asJSON := fs.Bool("json", false, "print riskd's JSON answer")
 	limit := fs.Int("limit", 20, "newest versions to list, 1 to 10000")
-	pos, err := parseInterleaved(fs, args)
+	pos, err := parseArgs(fs, args)
 	if err != nil {
-		return &exitError{Code: 2, Err: err}
+		return err
 	}
 	if len(pos) != 0 {
 		return &exitError{Code: 2, Err: fmt.Errorf("history: unexpected argument %q", pos[0])}
@@ -256,9 +256,9 @@ func runRulesDiff(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		fmt.Fprintln(stderr, "usage: riskctl rules diff [--json] A B\n\nA and B are version numbers at riskd ($RISKCTL_URL) or rule directories.")
 		fs.PrintDefaults()
 	}
-	pos, err := parseInterleaved(fs, args)
+	pos, err := parseArgs(fs, args)
 	if err != nil {
-		return &exitError{Code: 2, Err: err}
+		return err
 	}
 	if len(pos) != 2 {
 		fs.Usage()
