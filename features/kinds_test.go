@@ -277,15 +277,7 @@ func TestNewKindsParseErrors(t *testing.T) {
 // The new kinds give the same values on one Store as on four sharing a
 // Shared.
 func TestNewKindsSharedMatchOneStore(t *testing.T) {
-	s := mustSet(t, kindsYAMLNew)
-	one, four := newRig(s, 0), newRig(s, 4)
-	for i, ev := range jitteredTraffic(8000, 5) {
-		var want, got Values
-		wl, gl := one.observe(&ev, &want), four.observe(&ev, &got)
-		if want != got || wl != gl {
-			t.Fatalf("event %d: one Store gave late=%v %v\nfour sharing a Shared gave late=%v %v", i, wl, want.Windows, gl, got.Windows)
-		}
-	}
+	checkSharedMatchesOneStore(t, mustSet(t, kindsYAMLNew), jitteredTraffic(8000, 5))
 }
 
 // A snapshot taken mid-stream restores (one Store, or a Shared and three

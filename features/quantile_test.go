@@ -414,15 +414,7 @@ p_dev: {percentile: amount, quantile: 0.5, by: device.id, window: 1h}
 // The percentiles give the same values on one Store as on four sharing a
 // Shared.
 func TestPercentileSharedMatchOneStore(t *testing.T) {
-	s := mustSet(t, percentileYAML)
-	one, four := newRig(s, 0), newRig(s, 4)
-	for i, ev := range jitteredTraffic(8000, 5) {
-		var want, got Values
-		wl, gl := one.observe(&ev, &want), four.observe(&ev, &got)
-		if want != got || wl != gl {
-			t.Fatalf("event %d: one Store gave late=%v %v\nfour sharing a Shared gave late=%v %v", i, wl, want.Windows, gl, got.Windows)
-		}
-	}
+	checkSharedMatchesOneStore(t, mustSet(t, percentileYAML), jitteredTraffic(8000, 5))
 }
 
 // A snapshot taken mid-stream restores (one Store, or a Shared and three

@@ -107,6 +107,21 @@ func (r *storeRig) snapshot(t *testing.T) (shared []byte, stores [][]byte) {
 	return shared, stores
 }
 
+// checkSharedMatchesOneStore checks that every event of evs reads the
+// same values, and is late alike, on one Store of set as on four Stores
+// sharing a Shared.
+func checkSharedMatchesOneStore(t *testing.T, set *Set, evs []event.Event) {
+	t.Helper()
+	one, four := newRig(set, 0), newRig(set, 4)
+	for i := range evs {
+		var want, got Values
+		wl, gl := one.observe(&evs[i], &want), four.observe(&evs[i], &got)
+		if want != got || wl != gl {
+			t.Fatalf("event %d: one Store gave late=%v %v\nfour sharing a Shared gave late=%v %v", i, wl, want.Windows, gl, got.Windows)
+		}
+	}
+}
+
 // roundTrip observes evs[:cut] in a rig of set (one Store, or a Shared
 // and shards Stores), snapshots it, restores the snapshot into a second
 // rig, and fails unless that one snapshots to the same bytes. It returns
