@@ -516,17 +516,8 @@ func BenchmarkMemoryPerAccount(b *testing.B) {
 	b.ReportAllocs()
 	var perAccount float64
 	for i := 0; i < b.N; i++ {
-		var before, after runtime.MemStats
-		runtime.GC()
-		runtime.ReadMemStats(&before)
-		st := s.NewStore()
-		var v Values
-		for j := range evs {
-			st.Observe(&evs[j], &v)
-		}
-		runtime.GC()
-		runtime.ReadMemStats(&after)
-		perAccount = float64(after.HeapAlloc-before.HeapAlloc) / float64(st.Accounts())
+		var st *Store
+		perAccount, st = heapPerAccount(s, evs)
 		runtime.KeepAlive(st)
 	}
 	b.ReportMetric(perAccount, "B/account")
