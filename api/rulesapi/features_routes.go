@@ -2,7 +2,6 @@ package rulesapi
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -87,7 +86,7 @@ func (s *Service) putFeatures(w http.ResponseWriter, r *http.Request) {
 	s.publish.Lock()
 	defer s.publish.Unlock()
 	files, _, err := s.currentFiles()
-	if errors.Is(err, errUnknownFiles) {
+	if err != nil { // the running set's files are unknown: nothing to carry over
 		api.WriteError(w, http.StatusConflict, err.Error())
 		return
 	}
