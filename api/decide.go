@@ -37,6 +37,9 @@ type DecideConfig struct {
 	// category, step_up, user_message). Nil answers every reason with
 	// its action's defaults.
 	Rules RuleSets
+	// Instance names this riskd in the fleet; every answer carries it, so
+	// the caller knows which instance decided.
+	Instance string
 }
 
 // RuleSets gives the rule set installed now.
@@ -82,6 +85,8 @@ type DecideResponse struct {
 	// action, score, reason). Absent almost always; for support's
 	// records, not a reason to show the user.
 	Suppressed []string `json:"suppressed,omitempty"`
+	// Instance is the riskd instance that decided (its state.instance).
+	Instance string `json:"instance,omitempty"`
 }
 
 // Reason is one matched rule, with its wallet fields as the rule
@@ -164,7 +169,7 @@ func DecideRoute(d Decider, cfg DecideConfig, reg prometheus.Registerer) Route {
 			latency.WithLabelValues("fallback").Observe(time.Since(start).Seconds())
 			resp := DecideResponse{
 				SchemaVersion: SchemaVersion, EventID: eventID(raw), Action: cfg.OnTimeout, Reason: ReasonTimeout, Reasons: []Reason{},
-				Fallback: true, LatencyMS: millis(time.Since(start)),
+				Fallback: true, LatencyMS: millis(time.Since(start)), Instance: cfg.Instance,
 			}
 			resp.setWallet(CodeTimeout, rules.WalletDefault(cfg.OnTimeout))
 			WriteJSON(w, http.StatusOK, resp)
@@ -173,7 +178,9 @@ func DecideRoute(d Decider, cfg DecideConfig, reg prometheus.Registerer) Route {
 			WriteError(w, http.StatusServiceUnavailable, err.Error())
 		default:
 			latency.WithLabelValues("decided").Observe(time.Since(start).Seconds())
-			WriteJSON(w, http.StatusOK, decideResponse(dec, ruleSetOf(dec, before, cfg.Rules), time.Since(start)))
+			resp := decideResponse(dec, ruleSetOf(dec, before, cfg.Rules), time.Since(start))
+			resp.Instance = cfg.Instance
+			WriteJSON(w, http.StatusOK, resp)
 		}
 	}
 	return Route{Pattern: "POST /v1/decide", Roles: []Role{RoleHook}, MaxBody: cfg.MaxBody, Handler: http.HandlerFunc(h)}

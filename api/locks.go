@@ -43,6 +43,7 @@ func (a *LockService) Lock(ctx context.Context, req LockRequest) (LockEvent, err
 		until = at.Add(req.For)
 		untilMs = until.UnixMilli()
 	}
+	a.pipe.NoteOwnCommand(streams.ActionRecord{Type: "lock", AccountID: req.AccountID, At: at})
 	pos, err := a.pipe.Command(ctx, req.AccountID, func(s *engine.Scorer) {
 		s.Lock(req.AccountID, untilMs, "support:"+req.Actor.Name)
 	})
@@ -63,6 +64,9 @@ func (a *LockService) Unlock(ctx context.Context, req LockRequest) (LockEvent, e
 	pos, err := a.pipe.Command(ctx, req.AccountID, func(s *engine.Scorer) { u, locked = s.UnlockAccount(req.AccountID) })
 	if err != nil {
 		return LockEvent{}, fmt.Errorf("unlock %s: %w", req.AccountID, err)
+	}
+	if locked {
+		a.pipe.NoteOwnCommand(streams.ActionRecord{Type: "unlock", AccountID: req.AccountID, At: at})
 	}
 	if !locked {
 		known, err := a.store.AccountKnown(ctx, req.AccountID)

@@ -108,6 +108,7 @@ func (s *SuppressionService) Suppress(ctx context.Context, req SuppressRequest) 
 	if serr != nil {
 		return SuppressionEvent{}, fmt.Errorf("suppress for %s: %w", req.AccountID, serr)
 	}
+	s.pipe.NoteOwnCommand(streams.ActionRecord{Type: streams.ActionSuppress, AccountID: req.AccountID, RuleID: req.RuleID, At: at})
 	return s.record(ctx, req, chstore.SuppressionSuppress, at, until, pos)
 }
 
@@ -123,6 +124,7 @@ func (s *SuppressionService) Unsuppress(ctx context.Context, req SuppressRequest
 	if !lifted {
 		return SuppressionEvent{}, fmt.Errorf("rule %s for account %s: %w", req.RuleID, req.AccountID, ErrNoSuppression)
 	}
+	s.pipe.NoteOwnCommand(streams.ActionRecord{Type: streams.ActionUnsuppress, AccountID: req.AccountID, RuleID: req.RuleID, At: at})
 	return s.record(ctx, req, chstore.SuppressionLift, at, time.Time{}, pos)
 }
 

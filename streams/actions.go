@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -11,9 +12,10 @@ import (
 	"riskd/internal/backoff"
 )
 
-// ReadActions returns the lock and unlock commands, and support's
-// suppress and unsuppress commands, on the actions topic since a time (by
-// the records' Kafka timestamps), in each account's order.
+// ReadActions returns the lock and unlock commands, support's suppress and
+// unsuppress commands, and the placements of commands one instance took
+// from another (ActionPlaced), on the actions topic since a time (by the
+// records' Kafka timestamps), in each account's order.
 //
 // Why: support's locks and unlocks are made on the owning shard and
 // published here at once, but reach the engine's saved state only with the
@@ -27,44 +29,30 @@ import (
 // A failed read is tried again a few times: it runs once, at start, and a
 // broker that has only just (re)started can answer a time query with a
 // transient error (an embedded one was seen answering UNKNOWN_SERVER_ERROR).
-func ReadActions(ctx context.Context, brokers []string, topic string, since time.Time) ([]ActionRecord, error) {
+// The offsets it read up to, per partition, are where FollowActions goes on
+// from, so no command falls between the two.
+func ReadActions(ctx context.Context, brokers []string, topic string, since time.Time) ([]ActionRecord, map[int]int64, error) {
 	const attempts = 5
 	for attempt := 1; ; attempt++ {
-		recs, err := readActionsOnce(ctx, brokers, topic, since)
+		recs, ends, err := readActionsOnce(ctx, brokers, topic, since)
 		if err == nil || attempt == attempts || ctx.Err() != nil {
-			return recs, err
+			return recs, ends, err
 		}
 		select {
 		case <-time.After(backoff.Delay(200*time.Millisecond, 2*time.Second, attempt)):
 		case <-ctx.Done():
-			return nil, err
+			return nil, nil, err
 		}
 	}
 }
 
-func readActionsOnce(ctx context.Context, brokers []string, topic string, since time.Time) ([]ActionRecord, error) {
+func readActionsOnce(ctx context.Context, brokers []string, topic string, since time.Time) ([]ActionRecord, map[int]int64, error) {
 	transport := &kafka.Transport{}
 	defer transport.CloseIdleConnections()
 	client := &kafka.Client{Addr: kafka.TCP(brokers...), Transport: transport}
-	meta, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
-	if err != nil {
-		return nil, fmt.Errorf("actions topic %s: %w", topic, err)
-	}
-	var parts []partitionState
-	for _, t := range meta.Topics {
-		if t.Error != nil {
-			return nil, fmt.Errorf("actions topic %s: %w", topic, t.Error)
-		}
-		for _, p := range t.Partitions {
-			parts = append(parts, partitionState{topic: topic, partition: p.ID})
-		}
-	}
-	if len(parts) == 0 {
-		return nil, nil
-	}
-	ends, err := listOffsets(ctx, client, parts, kafka.LastOffsetOf)
-	if err != nil {
-		return nil, err
+	parts, ends, err := actionPartitions(ctx, client, topic)
+	if err != nil || len(parts) == 0 {
+		return nil, nil, err
 	}
 	req := map[string][]kafka.OffsetRequest{}
 	for _, ps := range parts {
@@ -72,7 +60,7 @@ func readActionsOnce(ctx context.Context, brokers []string, topic string, since 
 	}
 	res, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: req})
 	if err != nil {
-		return nil, fmt.Errorf("actions topic %s: offsets since %s: %w", topic, since.Format(time.RFC3339), err)
+		return nil, nil, fmt.Errorf("actions topic %s: offsets since %s: %w", topic, since.Format(time.RFC3339), err)
 	}
 	var out []ActionRecord
 	for _, po := range res.Topics[topic] {
@@ -92,7 +80,7 @@ func readActionsOnce(ctx context.Context, brokers []string, topic string, since 
 			// The topic holds commands only, so this stays small.
 			recs, err := readAllSince(ctx, brokers, client, topic, po.Partition, end, since)
 			if err != nil {
-				return nil, fmt.Errorf("%w (after the time query failed: %w)", err, po.Error)
+				return nil, nil, fmt.Errorf("%w (after the time query failed: %w)", err, po.Error)
 			}
 			out = append(out, recs...)
 			continue
@@ -102,11 +90,15 @@ func readActionsOnce(ctx context.Context, brokers []string, topic string, since 
 		}
 		recs, err := readRange(ctx, brokers, topic, po.Partition, from, end, time.Time{}) // from is since's: keep all
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		out = append(out, recs...)
 	}
-	return out, nil
+	at := make(map[int]int64, len(ends))
+	for tp, end := range ends {
+		at[tp.partition] = end
+	}
+	return out, at, nil
 }
 
 // readAllSince reads a whole partition up to end and keeps the records
@@ -139,9 +131,7 @@ func readRange(ctx context.Context, brokers []string, topic string, partition in
 		if err != nil {
 			return nil, fmt.Errorf("actions topic %s/%d at %d: %w", topic, partition, from, err)
 		}
-		var a ActionRecord
-		if !m.Time.Before(after) && json.Unmarshal(m.Value, &a) == nil && a.AccountID != "" && (a.Type == "lock" || a.Type == "unlock" ||
-			(a.RuleID != "" && (a.Type == ActionSuppress || a.Type == ActionUnsuppress))) {
+		if a, ok := actionOf(m); ok && !m.Time.Before(after) {
 			out = append(out, a)
 		}
 		if m.Offset+1 >= end {
@@ -168,9 +158,208 @@ func (p *Pipeline) PublishSuppression(ctx context.Context, a ActionRecord, id st
 		return fmt.Errorf("streams: publish suppression: type %q, account %q, rule %q: want suppress or unsuppress of a rule for an account",
 			a.Type, a.AccountID, a.RuleID)
 	}
+	if a.Instance == "" {
+		a.Instance = p.cfg.Instance
+	}
 	msg, err := p.cfg.Topics.actionMessage(a, id)
 	if err != nil {
 		return err
 	}
 	return p.publish(ctx, []kafka.Message{msg})
+}
+
+// PublishPlacement records on the actions topic that this instance applied
+// another instance's support command cmd at pos in its own stream (a
+// record of type ActionPlaced, keyed by the account like the command), so
+// that a restart of this instance applies it again there; or, superseded,
+// that it did not apply it at all (OwnCommandAfter). Subscribers are
+// not told: the command itself was announced by the instance that took it.
+func (p *Pipeline) PublishPlacement(ctx context.Context, cmd ActionRecord, pos Position, superseded bool) error {
+	if cmd.ID == "" || cmd.AccountID == "" {
+		return fmt.Errorf("streams: publish placement: command %q of account %q: want an id and an account", cmd.ID, cmd.AccountID)
+	}
+	rec := ActionRecord{Type: ActionPlaced, AccountID: cmd.AccountID, Ref: cmd.ID, Instance: p.cfg.Instance,
+		Position: pos, Superseded: superseded, At: time.Now().UTC()}
+	msg, err := p.cfg.Topics.actionMessage(rec, ActionPlaced+"-"+p.cfg.Instance+"-"+cmd.ID)
+	if err != nil {
+		return err
+	}
+	return p.publish(ctx, []kafka.Message{msg})
+}
+
+// ownCommandMemory is how long the pipeline remembers when this instance
+// applied its own support command to an account (NoteOwnCommand), and
+// ownCommandsMax how many such notes it keeps at most. Another instance's
+// command reaches this one within a second or so (FollowActions); older
+// notes only matter when the topic was unreadable for that long.
+const (
+	ownCommandMemory = 10 * time.Minute
+	ownCommandsMax   = 100_000
+)
+
+// NoteOwnCommand remembers that this instance's API applies support's
+// command a (its type, account, rule and At are read) now. Another
+// instance's command on the same aspect (CommandAspect) made before a.At,
+// read from the topic later, is then skipped (OwnCommandAfter): both
+// instances end with the later command, whichever order the topic brought
+// them in.
+func (p *Pipeline) NoteOwnCommand(a ActionRecord) {
+	accountID, aspect, at := a.AccountID, CommandAspect(a), a.At
+	p.ownMu.Lock()
+	defer p.ownMu.Unlock()
+	if p.own == nil {
+		p.own = map[string]time.Time{}
+	}
+	if len(p.own) >= ownCommandsMax {
+		for k, t := range p.own {
+			if at.Sub(t) > ownCommandMemory {
+				delete(p.own, k)
+			}
+		}
+		for k := range p.own { // still full: forget arbitrary ones
+			if len(p.own) < ownCommandsMax {
+				break
+			}
+			delete(p.own, k)
+		}
+	}
+	p.own[accountID+"\x00"+aspect] = at
+}
+
+// OwnCommandAfter reports whether this instance's API applied its own
+// support command on the aspect of another instance's command a after a
+// was made (see NoteOwnCommand).
+func (p *Pipeline) OwnCommandAfter(a ActionRecord) bool {
+	p.ownMu.Lock()
+	defer p.ownMu.Unlock()
+	t, ok := p.own[a.AccountID+"\x00"+CommandAspect(a)]
+	return ok && t.After(a.At) && t.Sub(a.At) <= ownCommandMemory
+}
+
+// CommandAspect is what a support command sets: the account's lock
+// ("lock", for locks and unlocks) or its suppression of one rule (the rule
+// id). Two commands on one aspect replace each other; on two they do not.
+func CommandAspect(a ActionRecord) string {
+	if a.Type == ActionSuppress || a.Type == ActionUnsuppress {
+		return "rule:" + a.RuleID
+	}
+	return "lock"
+}
+
+// actionOf decodes an actions topic message into a record of one of the
+// kinds riskd acts on (a lock, an unlock, a suppression or its lifting, a
+// placement), with its id from the header; ok is false for anything else.
+func actionOf(m kafka.Message) (a ActionRecord, ok bool) {
+	if json.Unmarshal(m.Value, &a) != nil || a.AccountID == "" {
+		return ActionRecord{}, false
+	}
+	for _, h := range m.Headers {
+		if h.Key == HeaderEventID {
+			a.ID = string(h.Value)
+		}
+	}
+	switch a.Type {
+	case "lock", "unlock":
+		return a, true
+	case ActionSuppress, ActionUnsuppress:
+		return a, a.RuleID != ""
+	case ActionPlaced:
+		return a, a.Ref != "" && a.Instance != ""
+	}
+	return ActionRecord{}, false
+}
+
+// FollowActions reads the actions topic from from (per partition, the
+// offsets ReadActions stopped at; a partition missing there starts at its
+// end as of now) until ctx ends, and calls fn with every record actionOf
+// accepts, in each partition's order: every command of one account, which
+// is the record's key, comes in the order it was published. fn runs on
+// the partition's reader goroutine. Until the topic's partitions are
+// known it retries with backoff, telling onRetry (may be nil) why. It
+// returns ctx's error when ctx ends and every reader has stopped.
+//
+// Why: a support command taken by one instance's API is applied there at
+// once, but the owner of the account's partition, and every instance whose
+// decide API may be asked about the account, learn it here (cmd/riskd).
+func FollowActions(ctx context.Context, brokers []string, topic string, from map[int]int64, fn func(ActionRecord), onRetry func(error)) error {
+	transport := &kafka.Transport{}
+	defer transport.CloseIdleConnections()
+	client := &kafka.Client{Addr: kafka.TCP(brokers...), Transport: transport}
+	var parts []partitionState
+	var ends map[topicPartition]int64
+	for attempt := 1; ; attempt++ {
+		var err error
+		parts, ends, err = actionPartitions(ctx, client, topic)
+		if err == nil && len(parts) == 0 {
+			err = fmt.Errorf("actions topic %s: no partitions", topic)
+		}
+		if err == nil {
+			break
+		}
+		if onRetry != nil {
+			onRetry(err)
+		}
+		select {
+		case <-time.After(backoff.Delay(200*time.Millisecond, 5*time.Second, attempt)):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	var wg sync.WaitGroup
+	for _, ps := range parts {
+		start, ok := from[ps.partition]
+		if !ok {
+			start = ends[topicPartition{topic, ps.partition}]
+		}
+		wg.Go(func() { followPartition(ctx, brokers, topic, ps.partition, start, fn) })
+	}
+	wg.Wait()
+	return ctx.Err()
+}
+
+// followPartition is FollowActions' reader of one partition. A failed
+// fetch is retried by kafka-go's reader itself; FetchMessage returns an
+// error only when ctx ends or the reader is closed.
+func followPartition(ctx context.Context, brokers []string, topic string, partition int, from int64, fn func(ActionRecord)) {
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: topic, Partition: partition,
+		MinBytes: 1, MaxBytes: 8 << 20, MaxWait: 100 * time.Millisecond})
+	defer r.Close()
+	if err := r.SetOffset(from); err != nil {
+		return // only a group's reader refuses an offset
+	}
+	for {
+		m, err := r.FetchMessage(ctx)
+		if err != nil {
+			return
+		}
+		if a, ok := actionOf(m); ok {
+			fn(a)
+		}
+	}
+}
+
+// actionPartitions lists the actions topic's partitions and their end
+// offsets (none when the topic has no partitions).
+func actionPartitions(ctx context.Context, client *kafka.Client, topic string) ([]partitionState, map[topicPartition]int64, error) {
+	meta, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+	if err != nil {
+		return nil, nil, fmt.Errorf("actions topic %s: %w", topic, err)
+	}
+	var parts []partitionState
+	for _, t := range meta.Topics {
+		if t.Error != nil {
+			return nil, nil, fmt.Errorf("actions topic %s: %w", topic, t.Error)
+		}
+		for _, p := range t.Partitions {
+			parts = append(parts, partitionState{topic: topic, partition: p.ID})
+		}
+	}
+	if len(parts) == 0 {
+		return nil, nil, nil
+	}
+	ends, err := listOffsets(ctx, client, parts, kafka.LastOffsetOf)
+	if err != nil {
+		return nil, nil, err
+	}
+	return parts, ends, nil
 }

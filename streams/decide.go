@@ -63,6 +63,9 @@ func (p *Pipeline) Decide(ctx context.Context, raw []byte) (*engine.Decision, er
 // PublishAction writes a lock or unlock command to the actions topic,
 // retrying until it is acknowledged or ctx ends.
 func (p *Pipeline) PublishAction(ctx context.Context, a ActionRecord, eventID string) error {
+	if a.Instance == "" {
+		a.Instance = p.cfg.Instance
+	}
 	msg, err := p.cfg.Topics.actionMessage(a, eventID)
 	if err != nil {
 		return err

@@ -50,6 +50,10 @@ type Config struct {
 	// Group is the consumer group id.
 	Group  string
 	Topics Topics
+	// Instance names this riskd in the fleet (state.instance): it stamps
+	// the support commands this instance's API publishes, so the others
+	// apply them and this one skips them (ActionRecord.Instance).
+	Instance string
 	// BatchSize and FlushInterval bound an output batch: it is written when
 	// it has BatchSize results or is FlushInterval old, whichever is first.
 	BatchSize     int
@@ -345,7 +349,14 @@ type Pipeline struct {
 	cmdMu      sync.Mutex
 	mergerGone chan struct{}
 	placed     []PlacedCommand
+	// own is when this instance's API last applied a support command, by
+	// account and aspect (NoteOwnCommand), guarded by ownMu.
+	ownMu sync.Mutex
+	own   map[string]time.Time
 }
+
+// Instance is the name of this riskd in the fleet (Config.Instance).
+func (p *Pipeline) Instance() string { return p.cfg.Instance }
 
 // result is one message's outcome, on its way to the output stage.
 type result struct {

@@ -145,7 +145,28 @@ type ActionRecord struct {
 	// Absent for a rule's lock and for a command made while no partition
 	// was being read.
 	Position Position `json:"position,omitempty"`
+	// Instance is the riskd instance whose API took a support command
+	// (state.instance, or the host name). Every other instance applies
+	// the command when it reads it here (FollowActions); a placed record
+	// names the instance that applied it.
+	Instance string `json:"instance,omitempty"`
+	// Ref is, on a "placed" record (ActionPlaced), the id of the support
+	// command that Instance applied at Position in its own stream.
+	Ref string `json:"ref,omitempty"`
+	// Superseded marks a placed record for a command Instance did not
+	// apply: its own API had changed the same thing later (see
+	// Pipeline.NoteOwnCommand), so a restart does not apply it either.
+	Superseded bool `json:"superseded,omitempty"`
+	// ID is the record's riskd-event-id header: a support command's
+	// request id, which a placed record's Ref names. Not in the body.
+	ID string `json:"-"`
 }
+
+// ActionPlaced is the type of riskd's own bookkeeping record on the
+// actions topic: an instance applied another instance's support command
+// (Ref) at Position in its stream, so its restart applies it again there.
+// Consumers that act on locks ignore it, as they ignore suppressions.
+const ActionPlaced = "placed"
 
 func ruleIDs(hits []engine.RuleHit) []string {
 	if len(hits) == 0 {

@@ -55,12 +55,15 @@ type daemon struct {
 	featuresHash   string
 	featureReloads *prometheus.CounterVec
 	featurePause   prometheus.Gauge
-	httpAddr       string
-	tokens         []api.Token
-	onTimeout      rules.Action
-	pipe           *streams.Pipeline
-	api            *api.Server
-	rulesAPI       *rulesapi.Service
+	// fleetCommands counts other instances' support commands by what
+	// this one did with them (fleetcommands.go).
+	fleetCommands *prometheus.CounterVec
+	httpAddr      string
+	tokens        []api.Token
+	onTimeout     rules.Action
+	pipe          *streams.Pipeline
+	api           *api.Server
+	rulesAPI      *rulesapi.Service
 	// rulesDirHash is the rule directory's hash as rulesAPI.Start read
 	// it: the watcher publishes only a directory that differs from it.
 	rulesDirHash string
@@ -80,6 +83,12 @@ type daemon struct {
 	// snapshot's offsets), which tells the commands it holds already.
 	actionsSince time.Time
 	restoredAt   map[string]map[int]int64
+	// actionsRead is where, per partition of the actions topic,
+	// reapplyActions stopped reading: followActions goes on from there.
+	actionsRead map[int]int64
+	// instance names this riskd in its group (state.instance, or the
+	// host name): its snapshots, and the support commands its API takes.
+	instance string
 }
 
 // checkpointFile is where in state.dir a clean shutdown leaves the
@@ -113,6 +122,14 @@ func startDaemon(ctx context.Context, cfg Config, log *slog.Logger) (d *daemon, 
 	}
 	for _, result := range []string{"ok", "error"} {
 		d.reloads.WithLabelValues(result) // export zeros, so alerts on rate() work from the start
+	}
+	d.fleetCommands = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "riskd_fleet_commands_total",
+		Help: "Support commands other instances took, read from the actions topic, by outcome (applied; over: ended before read; superseded: by a later one of this instance; failed), and retries to follow the topic (retry).",
+	}, []string{"outcome"})
+	d.reg.MustRegister(d.fleetCommands)
+	for _, outcome := range []string{"applied", "over", "superseded", "failed", "retry"} {
+		d.fleetCommands.WithLabelValues(outcome)
 	}
 
 	if d.tokens, err = api.ParseTokens(cfg.Auth.Tokens); err != nil {
@@ -202,8 +219,11 @@ func startDaemon(ctx context.Context, cfg Config, log *slog.Logger) (d *daemon, 
 	if err := d.webhooks.Load(ctx); err != nil {
 		return d, err
 	}
+	if d.instance, err = instanceName(cfg.State); err != nil {
+		return d, err
+	}
 	pipeCfg := streams.Config{
-		Brokers: d.brokers, Group: d.cfg.Kafka.Group, Topics: d.topics(),
+		Brokers: d.brokers, Group: d.cfg.Kafka.Group, Topics: d.topics(), Instance: d.instance,
 		BatchSize: d.cfg.Output.BatchSize, FlushInterval: d.cfg.Output.FlushInterval,
 		CommitInterval: d.cfg.Output.CommitInterval, DrainTimeout: d.cfg.Output.DrainTimeout,
 		MaxInFlight: d.cfg.Output.MaxInFlight, StoreParallelism: d.cfg.Output.StoreParallelism,
@@ -335,6 +355,11 @@ func (d *daemon) run(ctx context.Context) error {
 	if err := d.reapplyActions(ctx); err != nil {
 		return err
 	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		d.followActions(ctx)
+	}()
 
 	p := d.pipe
 	// Published rule sets: follow the fleet's topic before serving, so a
@@ -471,7 +496,7 @@ func (d *daemon) prepareHTTP() error {
 	})
 	d.api = api.NewServer(d.tokens, d.log, d.reg)
 	d.api.Handle(api.DecideRoute(d.pipe, api.DecideConfig{Deadline: d.cfg.Decide.Deadline,
-		OnTimeout: d.onTimeout, MaxBody: int64(d.cfg.Engine.MaxEventBytes), Rules: d.holder}, d.reg))
+		OnTimeout: d.onTimeout, MaxBody: int64(d.cfg.Engine.MaxEventBytes), Rules: d.holder, Instance: d.instance}, d.reg))
 	d.api.Handle(api.AccountRoutes(api.NewLockService(d.eng, d.store, d.pipe, time.Now))...)
 	d.api.Handle(api.TimelineRoutes(d.store, api.NewLockService(d.eng, d.store, d.pipe, time.Now), time.Now)...)
 	d.api.Handle(api.SuppressionRoutes(api.NewSuppressionService(d.eng, d.store, d.pipe, d.holder, time.Now))...)

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"time"
 
@@ -26,16 +25,8 @@ import (
 // committed messages again without making their outputs; every such case
 // is logged with the reason, never silent.
 func (d *daemon) restoreFromKafka(ctx context.Context, cfg engine.Config, pipe *streams.Config) (*engine.Engine, error) {
-	instance := d.cfg.State.Instance
-	if instance == "" {
-		host, err := os.Hostname()
-		if err != nil {
-			return nil, fmt.Errorf("state.instance is empty and the host name is unknown: %w", err)
-		}
-		instance = host
-	}
 	store, err := snapshots.New(snapshots.Config{Brokers: d.brokers, Topic: d.cfg.State.Topic,
-		Name: d.cfg.Kafka.Group + "/" + instance, Logger: d.log})
+		Name: d.cfg.Kafka.Group + "/" + d.instance, Logger: d.log})
 	if err != nil {
 		return nil, fmt.Errorf("config: state: %w", err)
 	}
@@ -138,35 +129,57 @@ const actionsMargin = time.Minute
 // already. One without (made while no partition was read, or published by
 // an older riskd) is applied at once, before the replay: it then meets the
 // account's replayed events from before it as well (docs/ARCHITECTURE.md,
-// known gaps). The stream's own locks come back by the replay, at their
-// events' places. Runs before the pipeline does.
+// known gaps). Another instance's command that this one applied live is
+// placed where this one applied it (its placed record, see
+// fleetcommands.go). The stream's own locks come back by the replay, at
+// their events' places. Runs before the pipeline does.
 func (d *daemon) reapplyActions(ctx context.Context) error {
 	if !d.cfg.State.Kafka || d.actionsSince.IsZero() {
 		return nil
 	}
-	recs, err := streams.ReadActions(ctx, d.brokers, d.cfg.Kafka.ActionsTopic, d.actionsSince)
+	recs, read, err := streams.ReadActions(ctx, d.brokers, d.cfg.Kafka.ActionsTopic, d.actionsSince)
 	if err != nil {
 		return fmt.Errorf("applying the support commands published since the state was saved: %w", err)
+	}
+	d.actionsRead = read
+	// Where this instance applied other instances' commands (or that it
+	// skipped one, superseded by its own).
+	placedHere := map[string]streams.ActionRecord{}
+	for _, a := range recs {
+		if a.Type == streams.ActionPlaced && a.Instance == d.instance {
+			placedHere[a.Ref] = a
+		}
 	}
 	now := time.Now()
 	var placed []streams.PlacedCommand
 	applied, held := 0, 0
 	for _, a := range recs {
-		if a.EventID != "" {
-			// A rule's lock, made by an event of the stream: the replay
-			// makes it again at the event's place.
+		if a.Type == streams.ActionPlaced || a.EventID != "" {
+			// Bookkeeping, or a rule's lock, made by an event of the
+			// stream: the replay makes it again at the event's place.
 			continue
 		}
-		if (a.Type == "lock" && !a.Indefinite || a.Type == streams.ActionSuppress) && !a.Until.After(now) {
-			continue // over already
+		if commandOver(a, now) {
+			continue
 		}
-		if a.Position.CoveredBy(d.restoredAt) {
+		at := a.Position
+		if p, ok := placedHere[a.ID]; ok && a.Instance != d.instance {
+			// Another instance's command that this one applied live: its
+			// place here. One it never applied (it was down, or not yet
+			// following) goes where the other instance applied it: the
+			// offsets of a partition are the same on every instance.
+			if p.Superseded {
+				continue
+			}
+			at = p.Position
+		}
+		if at.CoveredBy(d.restoredAt) {
 			held++
 			continue
 		}
 		apply := d.commandOf(a)
-		if len(a.Position) > 0 {
-			placed = append(placed, streams.PlacedCommand{AccountID: a.AccountID, At: a.Position, Apply: apply,
+		if len(at) > 0 {
+			placed = append(placed, streams.PlacedCommand{AccountID: a.AccountID, At: at, Apply: apply,
 				What: a.Type + " of " + a.AccountID})
 			continue
 		}

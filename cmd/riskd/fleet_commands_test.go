@@ -1,0 +1,146 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"riskd/api"
+	"riskd/internal/apitest"
+	"riskd/internal/kafkatest"
+	"riskd/rules"
+)
+
+// TestSupportCommandsReachEveryInstance runs two instances in one group
+// and database, as a fleet does, and takes every support command through
+// instance a's API only:
+//   - a lock refuses the account's next payment on b's decide API (which
+//     names b as the decider), and the account's next payment from the
+//     stream, whichever instance owns its partition;
+//   - a suppression shows on b; a lift and an unlock reach b the same way;
+//   - b restarted keeps a lock it applied from a, and applies one a made
+//     while b was down.
+//
+// On both brokers (kafkatest.Run).
+func TestSupportCommandsReachEveryInstance(t *testing.T) {
+	kafkatest.Run(t, testSupportCommandsReachEveryInstance)
+}
+
+func testSupportCommandsReachEveryInstance(t *testing.T, b kafkatest.Broker) {
+	e := newBrokerEnv(t, b)
+	e.cfg.Auth.Tokens = apitest.TokenEntries()
+	e.cfg.State.Instance = "a"
+	first, stopFirst := e.start(t)
+	defer mustStop(t, stopFirst)
+	second := *e
+	second.cfg.State.Dir = t.TempDir()
+	second.cfg.State.Instance = "b"
+	other, stopOther := second.start(t)
+	waitReady(t, first)
+	waitReady(t, other)
+	onA := apitest.Client{T: t, Base: "http://" + first.httpAddr}
+	onB := func(d *daemon) apitest.Client { return apitest.Client{T: t, Base: "http://" + d.httpAddr} }
+
+	const account = "acct-fleet"
+	n := 0
+	pay := func(c apitest.Client, account string) api.DecideResponse {
+		n++
+		return c.Decide(fmt.Sprintf(`{"event_id":"fleet-pay-%d","type":"payment","ts":%d,"account_id":%q,"amount":1500,"currency":"EUR","channel":"online","merchant_id":"m-fleet"}`,
+			n, time.Now().UnixMilli(), account))
+	}
+	lock := func(account string) {
+		t.Helper()
+		if code, body := onA.Do(api.RoleSupport, "POST", "/v1/accounts/"+account+"/lock",
+			map[string]string{"reason": "fleet test", "duration": "2h"}); code != 200 {
+			t.Fatalf("lock %s through a: %d %s", account, code, body)
+		}
+	}
+	// waitLocked polls b's decide API until its answer for account says
+	// locked (or not), and checks that b decided.
+	waitLocked := func(d *daemon, account string, want bool) {
+		t.Helper()
+		waitFor(t, waitLong, fmt.Sprintf("b deciding %s as locked=%v", account, want), func() (bool, string) {
+			r := pay(onB(d), account)
+			if r.Instance != "b" {
+				t.Fatalf("b's decide answered for instance %q, want b", r.Instance)
+			}
+			return r.Locked == want, fmt.Sprintf("%s, locked=%v", r.Action, r.Locked)
+		})
+	}
+
+	if r := pay(onB(other), account); r.Locked || r.Action == rules.Lock {
+		t.Fatalf("payment before any lock: %+v", r)
+	}
+	asked := time.Now()
+	lock(account)
+	waitLocked(other, account, true)
+	t.Logf("a's lock reached b's decide API within %s", time.Since(asked).Round(time.Millisecond))
+	if got := metricSum(t, other, "riskd_fleet_commands_total", "applied"); got < 1 {
+		t.Errorf("b's riskd_fleet_commands_total{outcome=\"applied\"} = %v, want at least 1", got)
+	}
+	if got := metricSum(t, first, "riskd_fleet_commands_total", "applied"); got != 0 {
+		t.Errorf("a applied %v commands from the topic; its own are applied once, by its API", got)
+	}
+
+	// The stream: the account's next payment is refused by the owner of
+	// its partition, whichever instance that is.
+	kafkatest.Produce(t, e.addr, e.payments, kafka.Message{Key: []byte(account), Value: []byte(fmt.Sprintf(
+		`{"event_id":"fleet-stream-1","type":"payment","ts":%d,"account_id":%q,"amount":1500,"currency":"EUR","channel":"online","merchant_id":"m-fleet"}`,
+		time.Now().UnixMilli(), account))})
+	waitFor(t, waitLong, "the stream's payment decided", func() (bool, string) {
+		_, ok, err := e.store.DecisionByEvent(t.Context(), "fleet-stream-1")
+		return ok, fmt.Sprint("not stored; ", err)
+	})
+	if d := e.decision(t, "fleet-stream-1"); d.Action != "lock" || d.Reason != "account_locked" {
+		t.Fatalf("the stream's payment of the locked account: %s (%s), want lock (account_locked)", d.Action, d.Reason)
+	}
+
+	// A suppression, and its lift.
+	const rule = "brute-force-lock"
+	suppressed := func(d *daemon) bool {
+		code, body := onB(d).Do(api.RoleSupport, "GET", "/v1/accounts/"+account+"/suppressions", nil)
+		var resp api.SuppressionsResponse
+		if code != 200 || json.Unmarshal(body, &resp) != nil {
+			t.Fatalf("suppressions on b: %d %s", code, body)
+		}
+		for _, s := range resp.Active {
+			if s.RuleID == rule {
+				return true
+			}
+		}
+		return false
+	}
+	if code, body := onA.Do(api.RoleSupport, "POST", "/v1/accounts/"+account+"/suppressions",
+		map[string]string{"rule": rule, "duration": "1h", "reason": "fleet test"}); code != 201 {
+		t.Fatalf("suppress through a: %d %s", code, body)
+	}
+	waitFor(t, waitLong, "a's suppression on b", func() (bool, string) { return suppressed(other), "not active" })
+	if code, body := onA.Do(api.RoleSupport, "DELETE", "/v1/accounts/"+account+"/suppressions/"+rule, nil); code != 200 {
+		t.Fatalf("lift through a: %d %s", code, body)
+	}
+	waitFor(t, waitLong, "a's lift on b", func() (bool, string) { return !suppressed(other), "still active" })
+
+	// b restarted keeps the lock it applied from a, and applies one a
+	// made while it was down.
+	const whileDown = "acct-fleet-down"
+	mustStop(t, stopOther)
+	lock(whileDown)
+	other, stopOther = second.start(t)
+	defer mustStop(t, stopOther)
+	waitReady(t, other)
+	waitLocked(other, account, true)
+	waitLocked(other, whileDown, true)
+
+	// The unlock, through a, reaches b.
+	if code, body := onA.Do(api.RoleSupport, "POST", "/v1/accounts/"+account+"/unlock",
+		map[string]string{"reason": "owner verified", "verification": "id_document"}); code != 200 {
+		t.Fatalf("unlock through a: %d %s", code, body)
+	}
+	waitLocked(other, account, false)
+	if r := pay(onB(other), account); r.Action != rules.Allow {
+		t.Fatalf("b's payment after a's unlock: %+v, want allow", r)
+	}
+}
