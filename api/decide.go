@@ -40,6 +40,10 @@ type DecideConfig struct {
 	// Instance names this riskd in the fleet; every answer carries it, so
 	// the caller knows which instance decided.
 	Instance string
+	// Router, when set, finds the instance that owns an event's account:
+	// a call for an account another instance owns is forwarded there
+	// (forward.go), whose state has the account's windows and profile.
+	Router Router
 }
 
 // RuleSets gives the rule set installed now.
@@ -132,11 +136,15 @@ func DecideRoute(d Decider, cfg DecideConfig, reg prometheus.Registerer) Route {
 	}
 	latency := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "riskd_decide_seconds",
-		Help:    "POST /v1/decide latency by outcome (decided, fallback, invalid).",
+		Help:    "POST /v1/decide latency by outcome (decided, fallback, invalid, forwarded: answered by the instance that owns the account).",
 		Buckets: prometheus.ExponentialBuckets(0.00005, 2, 14), // 50µs .. 0.4s
 	}, []string{"outcome"})
 	if reg != nil {
 		reg.MustRegister(latency)
+	}
+	var fwd *forwarder
+	if cfg.Router != nil {
+		fwd = newForwarder(cfg.Router, cfg.Instance, reg)
 	}
 	h := func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -153,6 +161,10 @@ func DecideRoute(d Decider, cfg DecideConfig, reg prometheus.Registerer) Route {
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), cfg.Deadline)
 		defer cancel()
+		if fwd != nil && fwd.forward(ctx, w, r, raw) {
+			latency.WithLabelValues("forwarded").Observe(time.Since(start).Seconds())
+			return
+		}
 		dec, err := d.Decide(ctx, raw)
 		var bad *event.Error
 		switch {

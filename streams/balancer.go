@@ -18,11 +18,16 @@ import (
 // purpose. Partition numbers are dealt in ranges over the members sorted
 // by id, so every member computes the same answer, and a topic with fewer
 // partitions than another simply has no partition for the highest numbers.
-type coPartitioned struct{}
+//
+// Its user data is the member's memberData (fleet.go): the other instances
+// read it back from the broker to find an account's owner.
+type coPartitioned struct {
+	userData []byte
+}
 
 func (coPartitioned) ProtocolName() string { return "riskd-copartitioned" }
 
-func (coPartitioned) UserData() ([]byte, error) { return nil, nil }
+func (b coPartitioned) UserData() ([]byte, error) { return b.userData, nil }
 
 func (coPartitioned) AssignGroups(members []kafka.GroupMember, partitions []kafka.Partition) kafka.GroupMemberAssignments {
 	out := kafka.GroupMemberAssignments{}

@@ -218,6 +218,9 @@ func TestConfigValidate(t *testing.T) {
 			"output.max_output_bytes: 1000 is too small to hold a dead letter's headers; want at least 16384"},
 		{"a negative bound", Config{MaxOutputBytes: -1}, "output.max_output_bytes: -1 is negative; 0 means 900000"},
 		{"negative attempts", Config{MaxPublishAttempts: -2}, "output.max_publish_attempts: -2 is negative; 0 means 3"},
+		{"the Java client's partitioner", Config{Partitioner: PartitionerMurmur2}, ""},
+		{"an unknown partitioner", Config{Partitioner: "crc32"},
+			`kafka.partitioner: "crc32" is not one of fnv1a (kafka-go's Hash, Sarama's default) or murmur2 (the Java client's)`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

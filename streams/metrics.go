@@ -97,11 +97,13 @@ type Metrics struct {
 //   - merge: the event-time merge went on without a partition that had
 //     unread records (Config.MergeWait), or could not ask where the
 //     partitions end;
-//   - state: cutting or saving an engine state snapshot failed.
+//   - state: cutting or saving an engine state snapshot failed;
+//   - fleet: describing the consumer group (who owns which partition, for
+//     the decide API's forwarding) failed.
 //
 // Undecodable input is not an error stage: it is counted in
 // riskd_dlq_total. Webhook failures are counted by streams/notify.
-var ErrorStages = []string{"group", "fetch", "commit", "lag", "kafka_out", "clickhouse", "rules", "merge", "state"}
+var ErrorStages = []string{"group", "fetch", "commit", "lag", "kafka_out", "clickhouse", "rules", "merge", "state", "fleet"}
 
 // NewMetrics creates the series and registers them on reg (nil: not registered,
 // for tests that run several pipelines in one process).

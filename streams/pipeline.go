@@ -107,6 +107,13 @@ type Config struct {
 	// LagInterval is how often riskd_consumer_lag is asked of the broker;
 	// 0 means 5s.
 	LagInterval time.Duration
+	// FleetInterval is how often the consumer group's members and their
+	// partitions are asked of the broker, for Owner (fleet.go); 0 means 1s.
+	FleetInterval time.Duration
+	// Partitioner is how the wallet's producers map an account key to a
+	// partition (PartitionerFNV1a, the default, or PartitionerMurmur2):
+	// Owner computes an account's partition the same way.
+	Partitioner string
 	// StoreCheckInterval is how often the store is pinged when no write
 	// has succeeded for that long; the clickhouse readiness condition fails
 	// after a failed ping (until a write or ping succeeds) or after three
@@ -217,6 +224,12 @@ func (c Config) Validate() error {
 	if c.MaxIdle < 0 {
 		errs = append(errs, fmt.Errorf("kafka.max_idle: %v is negative; 0 means not to wait", c.MaxIdle))
 	}
+	switch c.Partitioner {
+	case "", PartitionerFNV1a, PartitionerMurmur2:
+	default:
+		errs = append(errs, fmt.Errorf("kafka.partitioner: %q is not one of %s (kafka-go's Hash, Sarama's default) or %s (the Java client's)",
+			c.Partitioner, PartitionerFNV1a, PartitionerMurmur2))
+	}
 	return errors.Join(errs...)
 }
 
@@ -279,6 +292,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.LagInterval <= 0 {
 		c.LagInterval = 5 * time.Second
+	}
+	if c.FleetInterval <= 0 {
+		c.FleetInterval = time.Second
+	}
+	if c.Partitioner == "" {
+		c.Partitioner = PartitionerFNV1a
 	}
 	if c.StoreCheckInterval <= 0 {
 		c.StoreCheckInterval = 5 * time.Second
@@ -353,6 +372,10 @@ type Pipeline struct {
 	// account and aspect (NoteOwnCommand), guarded by ownMu.
 	ownMu sync.Mutex
 	own   map[string]time.Time
+	// apiURL is where this instance's API answers (SetAPI); fleet is the
+	// group as runFleet last described it (fleet.go).
+	apiURL string
+	fleet  atomic.Pointer[fleetView]
 }
 
 // Instance is the name of this riskd in the fleet (Config.Instance).
@@ -453,6 +476,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	}()
 	monitors.Go(func() { p.runLag(monCtx) })
 	monitors.Go(func() { p.runStoreCheck(monCtx) })
+	monitors.Go(func() { p.runFleet(monCtx) })
 	// Periodic snapshots stop before the last one is saved (or abandoned).
 	snapCtx, stopSnapshots := context.WithCancel(context.WithoutCancel(ctx))
 	var snapshotter sync.WaitGroup
@@ -492,7 +516,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		RebalanceTimeout:  p.cfg.DrainTimeout,
 		// Same partition numbers of every input on one member (see
 		// coPartitioned); range only while an older riskd is in the group.
-		GroupBalancers: []kafka.GroupBalancer{coPartitioned{}, kafka.RangeGroupBalancer{}},
+		GroupBalancers: []kafka.GroupBalancer{coPartitioned{userData: p.memberUserData()}, kafka.RangeGroupBalancer{}},
 		Logger:         kafka.LoggerFunc(func(string, ...any) {}),
 		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
 			p.log.Warn("kafka consumer group", "detail", fmt.Sprintf(msg, args...))

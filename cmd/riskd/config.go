@@ -101,6 +101,12 @@ type KafkaConfig struct {
 	// wait for a partition with unread records, and for a caught-up one.
 	MergeWait time.Duration `yaml:"merge_wait"`
 	MaxIdle   time.Duration `yaml:"max_idle"`
+	// Partitioner is how the wallet's producers map an account id (the
+	// key) to a partition: "fnv1a" (kafka-go's Hash, Sarama's default;
+	// riskctl gen and the demo) or "murmur2" (the Java client's default).
+	// The decide API forwards a call to the instance that reads the
+	// account's partition, computed this way.
+	Partitioner string `yaml:"partitioner"`
 }
 
 type ClickHouseConfig struct {
@@ -179,6 +185,11 @@ type HTTPConfig struct {
 	TLSKey  string `yaml:"tls_key"`
 	// Pprof serves Go's profiler at /debug/pprof/ to admin tokens only.
 	Pprof bool `yaml:"pprof"`
+	// Advertise is where the other instances of the group reach this
+	// one's API ("http://10.0.0.5:8080"), for forwarded decide calls;
+	// empty means the listen address, with the host name when it listens
+	// on every interface.
+	Advertise string `yaml:"advertise"`
 }
 
 type StateConfig struct {

@@ -1,6 +1,9 @@
 package main
 
 import (
+	"cmp"
+	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -145,6 +148,34 @@ func TestMaxFutureSkewConfigKey(t *testing.T) {
 			t.Errorf("%s: %v", c.name, err)
 		case cfg.Engine.MaxFutureSkew != c.want:
 			t.Errorf("%s: engine.max_future_skew = %v, want %v", c.name, cfg.Engine.MaxFutureSkew, c.want)
+		}
+	}
+}
+
+// The API address other instances forward decide calls to: http.advertise
+// when set (and well formed), else the listen address, with the host name
+// for an unspecified IP and https when TLS is on.
+func TestAdvertisedAPI(t *testing.T) {
+	host, err := os.Hostname()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		cfg       HTTPConfig
+		addr      string
+		want, err string
+	}{
+		{HTTPConfig{}, "127.0.0.1:8080", "http://127.0.0.1:8080", ""},
+		{HTTPConfig{}, "[::]:8080", "http://" + net.JoinHostPort(host, "8080"), ""},
+		{HTTPConfig{}, "0.0.0.0:9000", "http://" + net.JoinHostPort(host, "9000"), ""},
+		{HTTPConfig{TLSCert: "c", TLSKey: "k"}, "10.0.0.5:8443", "https://10.0.0.5:8443", ""},
+		{HTTPConfig{Advertise: "http://riskd-2.internal:8080/"}, "0.0.0.0:8080", "http://riskd-2.internal:8080", ""},
+		{HTTPConfig{Advertise: "riskd-2:8080"}, "0.0.0.0:8080", "", `config: http.advertise: "riskd-2:8080": want http(s)://host:port`},
+		{HTTPConfig{Advertise: "http://riskd-2:8080/v1"}, "0.0.0.0:8080", "", `config: http.advertise: "http://riskd-2:8080/v1": want http(s)://host:port`},
+	} {
+		got, err := advertisedAPI(c.cfg, c.addr)
+		if got != c.want || fmt.Sprint(err) != cmp.Or(c.err, "<nil>") {
+			t.Errorf("advertisedAPI(%+v, %s) = %q, %v; want %q, %s", c.cfg, c.addr, got, err, c.want, cmp.Or(c.err, "no error"))
 		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -230,7 +231,7 @@ func startDaemon(ctx context.Context, cfg Config, log *slog.Logger) (d *daemon, 
 		MaxOutputBytes: d.cfg.Output.MaxOutputBytes, MaxPublishAttempts: d.cfg.Output.MaxPublishAttempts,
 		LagInterval: d.cfg.Output.LagInterval, StoreCheckInterval: d.cfg.Output.StoreCheckInterval,
 		StallTimeout: d.cfg.Output.StallTimeout,
-		MergeWait:    d.cfg.Kafka.MergeWait, MaxIdle: d.cfg.Kafka.MaxIdle,
+		MergeWait:    d.cfg.Kafka.MergeWait, MaxIdle: d.cfg.Kafka.MaxIdle, Partitioner: d.cfg.Kafka.Partitioner,
 		Logger: d.log, Notify: d.notifier, Rules: d.holder,
 	}
 	if err := pipeCfg.Validate(); err != nil {
@@ -496,7 +497,8 @@ func (d *daemon) prepareHTTP() error {
 	})
 	d.api = api.NewServer(d.tokens, d.log, d.reg)
 	d.api.Handle(api.DecideRoute(d.pipe, api.DecideConfig{Deadline: d.cfg.Decide.Deadline,
-		OnTimeout: d.onTimeout, MaxBody: int64(d.cfg.Engine.MaxEventBytes), Rules: d.holder, Instance: d.instance}, d.reg))
+		OnTimeout: d.onTimeout, MaxBody: int64(d.cfg.Engine.MaxEventBytes), Rules: d.holder, Instance: d.instance,
+		Router: d.pipe}, d.reg))
 	d.api.Handle(api.AccountRoutes(api.NewLockService(d.eng, d.store, d.pipe, time.Now))...)
 	d.api.Handle(api.TimelineRoutes(d.store, api.NewLockService(d.eng, d.store, d.pipe, time.Now), time.Now)...)
 	d.api.Handle(api.SuppressionRoutes(api.NewSuppressionService(d.eng, d.store, d.pipe, d.holder, time.Now))...)
@@ -529,7 +531,39 @@ func (d *daemon) prepareHTTP() error {
 		return fmt.Errorf("http: %w", err)
 	}
 	d.listener, d.httpAddr = l, l.Addr().String()
+	advertised, err := advertisedAPI(d.cfg.HTTP, d.httpAddr)
+	if err != nil {
+		return err
+	}
+	d.pipe.SetAPI(advertised)
 	return nil
+}
+
+// advertisedAPI is where the other instances reach this one's API:
+// http.advertise, or the listen address (listening on addr) with the host
+// name standing in for an unspecified IP.
+func advertisedAPI(cfg HTTPConfig, addr string) (string, error) {
+	if cfg.Advertise != "" {
+		u, err := url.Parse(cfg.Advertise)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			return "", fmt.Errorf("config: http.advertise: %q: want http(s)://host:port", cfg.Advertise)
+		}
+		return strings.TrimSuffix(cfg.Advertise, "/"), nil
+	}
+	scheme := "http"
+	if cfg.TLSCert != "" && cfg.TLSKey != "" {
+		scheme = "https"
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", fmt.Errorf("http: listen address %s: %w", addr, err)
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		if host, err = os.Hostname(); err != nil {
+			return "", fmt.Errorf("http: the host name for http.advertise: %w", err)
+		}
+	}
+	return scheme + "://" + net.JoinHostPort(host, port), nil
 }
 
 // serveHTTP serves the prepared listener until the server is shut down.

@@ -29,18 +29,34 @@ func TestSupportCommandsReachEveryInstance(t *testing.T) {
 	kafkatest.Run(t, testSupportCommandsReachEveryInstance)
 }
 
-func testSupportCommandsReachEveryInstance(t *testing.T, b kafkatest.Broker) {
-	e := newBrokerEnv(t, b)
-	e.cfg.Auth.Tokens = apitest.TokenEntries()
-	e.cfg.State.Instance = "a"
-	first, stopFirst := e.start(t)
-	defer mustStop(t, stopFirst)
-	second := *e
+// fleetPair is two instances of one group and database, named a and b,
+// each with its own state and API, both ready, as a fleet runs them.
+type fleetPair struct {
+	e, second    *testEnv // a's and b's settings
+	a, b         *daemon
+	stopA, stopB func() error
+}
+
+func startPair(t *testing.T, broker kafkatest.Broker) *fleetPair {
+	t.Helper()
+	p := &fleetPair{e: newBrokerEnv(t, broker)}
+	p.e.cfg.Auth.Tokens = apitest.TokenEntries()
+	p.e.cfg.State.Instance = "a"
+	p.a, p.stopA = p.e.start(t)
+	second := *p.e
 	second.cfg.State.Dir = t.TempDir()
 	second.cfg.State.Instance = "b"
-	other, stopOther := second.start(t)
-	waitReady(t, first)
-	waitReady(t, other)
+	p.second = &second
+	p.b, p.stopB = second.start(t)
+	waitReady(t, p.a)
+	waitReady(t, p.b)
+	return p
+}
+
+func testSupportCommandsReachEveryInstance(t *testing.T, b kafkatest.Broker) {
+	p := startPair(t, b)
+	e, second, first, other, stopOther := p.e, p.second, p.a, p.b, p.stopB
+	defer mustStop(t, p.stopA)
 	onA := apitest.Client{T: t, Base: "http://" + first.httpAddr}
 	onB := func(d *daemon) apitest.Client { return apitest.Client{T: t, Base: "http://" + d.httpAddr} }
 
