@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -84,5 +85,22 @@ func testDecideIsForwardedToTheAccountsOwner(t *testing.T, b kafkatest.Broker) {
 	e.waitStored(t, 7)
 	if d := e.decision(t, "fwd-pay-a"); d.Action != "lock" || d.Reason != "account_locked" {
 		t.Fatalf("stored decision of the forwarded payment: %s (%s), want lock (account_locked)", d.Action, d.Reason)
+	}
+
+	// What forwarding costs the hook, for bench/RESULTS.md (logged, not
+	// checked): round trips to b's API, answered by b or forwarded to a.
+	const calls = 300
+	took := map[string][]time.Duration{}
+	for i := range calls {
+		for _, c := range []struct{ name, account string }{{"decided by b", ofB}, {"forwarded to a", ofA}} {
+			start := time.Now()
+			onB.Decide(pay(fmt.Sprintf("fwd-lat-%s-%d", c.account, i), c.account))
+			took[c.name] = append(took[c.name], time.Since(start))
+		}
+	}
+	for name, d := range took {
+		slices.Sort(d)
+		t.Logf("decide on b, %s: median %s, p99 %s over %d calls (client round trip, loopback)",
+			name, d[len(d)/2].Round(time.Microsecond), d[len(d)*99/100].Round(time.Microsecond), len(d))
 	}
 }
