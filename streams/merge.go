@@ -56,6 +56,8 @@ type mergeInput struct {
 	// replayUntil: messages below it are decided again only to rebuild the
 	// restored state (see Config.Resume); -1 when there are none.
 	replayUntil int64
+	// progress mirrors next for Ready, which runs on other goroutines.
+	progress *partitionProgress
 
 	// The merger's own: the head message, its event time, and since when
 	// the partition has had no head.
@@ -225,6 +227,7 @@ func (p *Pipeline) merge(ctx, outCtx context.Context, ins []*mergeInput, arrived
 			return
 		}
 		pick.next = m.Offset + 1
+		pick.progress.next.Store(pick.next)
 	}
 }
 

@@ -281,9 +281,15 @@ func (m *Metrics) readyFrom(ready func() Readiness) { m.ready.src.Store(&ready) 
 // and riskd_ready_condition{condition} (1 or 0 per condition, every one
 // of Conditions from the start). Before a pipeline is attached every
 // value is 0.
+//
+// It also exports the assignment /readyz lists: riskd_assigned_partitions,
+// riskd_restoring_partitions and riskd_restore_remaining_messages (the
+// messages left to decide again, over the restoring partitions whose
+// first message was read).
 type readyCollector struct {
-	src        atomic.Pointer[func() Readiness]
-	ready, per *prometheus.Desc
+	src                              atomic.Pointer[func() Readiness]
+	ready, per                       *prometheus.Desc
+	assigned, restoring, restoreLeft *prometheus.Desc
 }
 
 func newReadyCollector() *readyCollector {
@@ -292,12 +298,21 @@ func newReadyCollector() *readyCollector {
 		per: prometheus.NewDesc("riskd_ready_condition",
 			"1 while the readiness condition holds (kafka, engine, clickhouse, output, rules); /readyz says why one does not.",
 			[]string{"condition"}, nil),
+		assigned: prometheus.NewDesc("riskd_assigned_partitions",
+			"Input partitions assigned to this instance in the running consumer group generation (/readyz lists them).", nil, nil),
+		restoring: prometheus.NewDesc("riskd_restoring_partitions",
+			"Assigned partitions whose already decided messages are being decided again, without outputs, to rebuild the state (after a restart or a move).", nil, nil),
+		restoreLeft: prometheus.NewDesc("riskd_restore_remaining_messages",
+			"Messages the restoring partitions have left to decide again before they decide new ones.", nil, nil),
 	}
 }
 
 func (c *readyCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.ready
 	ch <- c.per
+	ch <- c.assigned
+	ch <- c.restoring
+	ch <- c.restoreLeft
 }
 
 func (c *readyCollector) Collect(ch chan<- prometheus.Metric) {
@@ -313,6 +328,16 @@ func (c *readyCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, name := range Conditions {
 		ch <- prometheus.MustNewConstMetric(c.per, prometheus.GaugeValue, b2f(ok[name]), name)
 	}
+	var restoring, left float64
+	for _, ps := range r.Partitions {
+		if ps.Restoring {
+			restoring++
+			left += float64(max(ps.RestoreLeft, 0))
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(c.assigned, prometheus.GaugeValue, float64(len(r.Partitions)))
+	ch <- prometheus.MustNewConstMetric(c.restoring, prometheus.GaugeValue, restoring)
+	ch <- prometheus.MustNewConstMetric(c.restoreLeft, prometheus.GaugeValue, left)
 }
 
 func b2f(b bool) float64 {

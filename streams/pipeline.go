@@ -598,8 +598,10 @@ func (p *Pipeline) runGeneration(ctx, outCtx context.Context, gen *kafka.Generat
 			if err := r.SetOffset(start); err != nil {
 				p.log.Error("set offset", "topic", topic, "partition", a.ID, "err", err)
 			}
+			progress := &partitionProgress{until: replayUntil}
+			progress.next.Store(start)
 			parts = append(parts, &mergeInput{topic: topic, partition: a.ID, offsets: newPartitionOffsets(), reader: r,
-				buf: make(chan kafka.Message, mergeBuffer), next: start, replayUntil: replayUntil})
+				buf: make(chan kafka.Message, mergeBuffer), next: start, replayUntil: replayUntil, progress: progress})
 			if replayUntil >= 0 {
 				p.log.Info("replaying to rebuild the engine state; outputs held back up to the committed offset",
 					"topic", topic, "partition", a.ID, "from", start, "until", replayUntil)
@@ -616,7 +618,7 @@ func (p *Pipeline) runGeneration(ctx, outCtx context.Context, gen *kafka.Generat
 	p.log.Info("consumer group generation", "generation", gen.ID, "member", gen.MemberID, "partitions", len(parts))
 	states := make([]partitionState, len(parts))
 	for i, a := range parts {
-		states[i] = partitionState{topic: a.topic, partition: a.partition}
+		states[i] = partitionState{topic: a.topic, partition: a.partition, progress: a.progress}
 	}
 	p.markBehind(ctx, parts)
 	p.health.startGeneration(gen.ID, states)

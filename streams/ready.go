@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"riskd/rules"
@@ -53,6 +54,10 @@ type Readiness struct {
 	// (not null) when ready.
 	Failing    []string    `json:"failing"`
 	Conditions []Condition `json:"conditions"`
+	// Partitions are the input partitions assigned in the running
+	// generation, with where each stands and its restore progress; empty
+	// (not null) between generations.
+	Partitions []PartitionStatus `json:"partitions"`
 }
 
 // Ready reports whether the pipeline is consuming with its partitions
@@ -102,7 +107,48 @@ type generation struct {
 type partitionState struct {
 	topic     string
 	partition int
-	reading   bool // its reader goroutine runs
+	reading   bool               // its reader goroutine runs
+	progress  *partitionProgress // where the merge stands; nil outside a generation's inputs
+}
+
+// partitionProgress is where an assigned partition's merge input stands:
+// the merger stores next after each message it submits, Ready reads it.
+type partitionProgress struct {
+	next  atomic.Int64 // the offset of the next message to submit (kafka.FirstOffset: the log start)
+	until int64        // messages below it are decided again to rebuild the state; -1: none
+}
+
+// PartitionStatus is one assigned partition as /readyz shows it.
+type PartitionStatus struct {
+	Topic     string `json:"topic"`
+	Partition int    `json:"partition"`
+	// Next is the offset of the next message to decide (-2: the start
+	// of the log, nothing read yet).
+	Next int64 `json:"next"`
+	// Restoring is set while the messages before RestoreUntil, decided
+	// before a restart or by the partition's previous owner, are decided
+	// again without outputs to rebuild the state (Config.Resume), and
+	// RestoreLeft says how many are left (-1: unknown until the first is
+	// read).
+	Restoring    bool  `json:"restoring"`
+	RestoreUntil int64 `json:"restore_until,omitempty"`
+	RestoreLeft  int64 `json:"restore_left,omitempty"`
+}
+
+// status is ps as /readyz shows it.
+func (ps partitionState) status() PartitionStatus {
+	st := PartitionStatus{Topic: ps.topic, Partition: ps.partition, Next: -2}
+	if ps.progress == nil {
+		return st
+	}
+	st.Next = ps.progress.next.Load()
+	if until := ps.progress.until; until >= 0 && st.Next < until {
+		st.Restoring, st.RestoreUntil, st.RestoreLeft = true, until, -1
+		if st.Next >= 0 {
+			st.RestoreLeft = until - st.Next
+		}
+	}
+	return st
 }
 
 func (ps partitionState) String() string { return ps.topic + "/" + itoa(ps.partition) }
@@ -304,7 +350,12 @@ func storeStale(cfg Config) time.Duration { return 3 * cfg.StoreCheckInterval }
 // evaluate judges every condition.
 func (s readySnapshot) evaluate() Readiness {
 	conds := []Condition{s.kafka(), s.engineCond(), s.clickhouse(), s.output(), s.rulesCond()}
-	r := Readiness{Ready: true, Failing: []string{}, Conditions: conds}
+	r := Readiness{Ready: true, Failing: []string{}, Conditions: conds, Partitions: []PartitionStatus{}}
+	if s.gen != nil {
+		for _, ps := range s.gen.parts {
+			r.Partitions = append(r.Partitions, ps.status())
+		}
+	}
 	for _, c := range conds {
 		if !c.OK {
 			r.Ready = false
@@ -341,6 +392,16 @@ func (s readySnapshot) kafka() Condition {
 		}
 		c.OK = true
 		c.Detail = fmt.Sprintf("consuming %d partitions (group %q, generation %d)", len(s.gen.parts), s.group, s.gen.id)
+		restoring, left := 0, int64(0)
+		for _, ps := range s.gen.parts {
+			if st := ps.status(); st.Restoring {
+				restoring++
+				left += max(st.RestoreLeft, 0)
+			}
+		}
+		if restoring > 0 {
+			c.Detail += fmt.Sprintf("; restoring %d of them, %d messages left to decide again", restoring, left)
+		}
 	}
 	return c
 }

@@ -106,6 +106,34 @@ func TestReadinessNamesEveryFailingCondition(t *testing.T) {
 	if got, want := healthy().evaluate().Conditions[0].Detail, `consuming 2 partitions (group "riskd", generation 4)`; got != want {
 		t.Errorf("kafka detail when ready: %q, want %q", got, want)
 	}
+
+	// Restoring partitions: named in the detail and listed with what is
+	// left to decide again; still ready.
+	s := healthy()
+	replaying, unread, done := &partitionProgress{until: 900}, &partitionProgress{until: 40}, &partitionProgress{until: 10}
+	replaying.next.Store(300)
+	unread.next.Store(-2) // nothing read yet: how much is left is unknown
+	done.next.Store(10)
+	s.gen.parts = []partitionState{
+		{topic: "payments", partition: 0, reading: true, progress: replaying},
+		{topic: "payments", partition: 1, reading: true, progress: unread},
+		{topic: "account-events", partition: 0, reading: true, progress: done},
+	}
+	r := s.evaluate()
+	if want := `consuming 3 partitions (group "riskd", generation 4); restoring 2 of them, 600 messages left to decide again`; !r.Ready || r.Conditions[0].Detail != want {
+		t.Errorf("while restoring: ready %v, kafka detail %q; want ready, %q", r.Ready, r.Conditions[0].Detail, want)
+	}
+	wantParts := []PartitionStatus{
+		{Topic: "payments", Partition: 0, Next: 300, Restoring: true, RestoreUntil: 900, RestoreLeft: 600},
+		{Topic: "payments", Partition: 1, Next: -2, Restoring: true, RestoreUntil: 40, RestoreLeft: -1},
+		{Topic: "account-events", Partition: 0, Next: 10},
+	}
+	if !slices.Equal(r.Partitions, wantParts) {
+		t.Errorf("partitions: %+v\nwant %+v", r.Partitions, wantParts)
+	}
+	if r := (readySnapshot{}).evaluate(); r.Partitions == nil || len(r.Partitions) != 0 {
+		t.Errorf("partitions between generations: %#v, want empty, not null", r.Partitions)
+	}
 }
 
 func TestEverySeriesIsExportedFromTheStart(t *testing.T) {
@@ -115,11 +143,13 @@ func TestEverySeriesIsExportedFromTheStart(t *testing.T) {
 	m.LateReasons("account", "device.id") // the daemon's, from its features
 	New(Config{Topics: Topics{Inputs: []string{"payments", "account-events"}}, Rules: holder}, nil, nil, m)
 	want := []string{
+		`riskd_assigned_partitions 0`,
 		`riskd_dlq_total{topic="account-events"} 0`,
 		`riskd_dlq_total{topic="payments"} 0`,
 		`riskd_errors_total{stage="clickhouse"} 0`,
 		`riskd_errors_total{stage="commit"} 0`,
 		`riskd_errors_total{stage="fetch"} 0`,
+		`riskd_errors_total{stage="fleet"} 0`,
 		`riskd_errors_total{stage="group"} 0`,
 		`riskd_errors_total{stage="kafka_out"} 0`,
 		`riskd_errors_total{stage="lag"} 0`,
@@ -138,12 +168,14 @@ func TestEverySeriesIsExportedFromTheStart(t *testing.T) {
 		`riskd_ready_condition{condition="kafka"} 0`,
 		`riskd_ready_condition{condition="output"} 1`,
 		`riskd_ready_condition{condition="rules"} 1`,
+		`riskd_restore_remaining_messages 0`,
+		`riskd_restoring_partitions 0`,
 		`riskd_state_snapshots_total{outcome="abandoned"} 0`,
 		`riskd_state_snapshots_total{outcome="failed"} 0`,
 		`riskd_state_snapshots_total{outcome="saved"} 0`,
 	}
 	got := series(t, reg, "riskd_dlq_total", "riskd_errors_total", "riskd_late_events_total", "riskd_ready", "riskd_ready_condition",
-		"riskd_state_snapshots_total")
+		"riskd_state_snapshots_total", "riskd_assigned_partitions", "riskd_restoring_partitions", "riskd_restore_remaining_messages")
 	if !slices.Equal(got, want) {
 		t.Fatalf("series at start:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
@@ -291,6 +323,9 @@ func testReadinessAndLagFollowTheGroupAndTheOutputStage(t *testing.T, b kafkates
 	t.Cleanup(stop)
 
 	waitFor(t, "ready", func() (bool, string) { r := p.Ready(); return r.Ready, fmt.Sprint(r.Failing) })
+	if r := p.Ready(); len(r.Partitions) == 0 || r.Partitions[0].Restoring {
+		t.Fatalf("ready with partitions %+v, want the assigned ones, none restoring", r.Partitions)
+	}
 	payments := rig.topics.Inputs[0]
 	msgs := make([]kafka.Message, 0, 12)
 	for i := range 12 {
