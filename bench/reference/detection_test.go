@@ -24,10 +24,15 @@ import (
 // logs the report of bench/detection (attacks stopped before loss, amount
 // kept, honest accounts disturbed per 10,000, time to flag), the rule
 // hits, what disturbed honest accounts, and per rule the figures quoted
-// in the rule files. RISKD_DETECTION_SEED, RISKD_DETECTION_ACCOUNTS and
-// RISKD_DETECTION_EVENTS change the traffic (defaults 11, 5,000 and 18
-// events per account); RISKD_DETECTION_SHOW=k logs k disturbed honest
-// accounts' stopping events with their profiles.
+// in the rule files. RISKD_DETECTION_SEED, RISKD_DETECTION_ACCOUNTS,
+// RISKD_DETECTION_EVENTS and RISKD_DETECTION_FRAUD_PCT change the traffic
+// (defaults 11, 5,000, 18 events per account and 3% fraud);
+// RISKD_DETECTION_BENCH=1 gives it the benchmark's shape instead (owners
+// equally busy, start at midnight, honest accounts counted from the first
+// event, as bench/e2e counts them), so that with 1,000,000 accounts and
+// events, 2% fraud and seed 1 it is the traffic of `make bench`;
+// RISKD_DETECTION_SHOW=k logs k disturbed honest accounts' stopping events
+// with their profiles.
 func TestDetection(t *testing.T) {
 	if testing.Short() {
 		t.Skip("long")
@@ -37,22 +42,28 @@ func TestDetection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defaults := os.Getenv("RISKD_DETECTION_SEED")+os.Getenv("RISKD_DETECTION_ACCOUNTS")+os.Getenv("RISKD_DETECTION_EVENTS") == ""
+	defaults := os.Getenv("RISKD_DETECTION_SEED")+os.Getenv("RISKD_DETECTION_ACCOUNTS")+os.Getenv("RISKD_DETECTION_EVENTS")+
+		os.Getenv("RISKD_DETECTION_FRAUD_PCT")+os.Getenv("RISKD_DETECTION_BENCH") == ""
 	seed := envInt(t, "RISKD_DETECTION_SEED", 11, 0, math.MaxInt64)
 	accounts := envInt(t, "RISKD_DETECTION_ACCOUNTS", 5000, 16, 1_000_000)
 	// Events scale with accounts: 18 per account, the first third warm-up.
 	n := envInt(t, "RISKD_DETECTION_EVENTS", 18*accounts, 1000, 20_000_000)
+	fraudPct := envInt(t, "RISKD_DETECTION_FRAUD_PCT", 3, 1, 20)
+	bench := envInt(t, "RISKD_DETECTION_BENCH", 0, 0, 1) == 1
 	warmup := n / 3 // profiles start empty: skip their cold start
+	cfg := traffic.Config{
+		Accounts: accounts, Seed: uint64(seed), FraudRate: float64(fraudPct) / 100, ActivitySpread: 0.9,
+		Start: time.Date(2026, 11, 24, 8, 0, 0, 0, time.UTC),
+	}
+	if bench { // bench/e2e's saturationTraffic, counted as bench/e2e counts
+		cfg.ActivitySpread, cfg.Start, warmup = 0, time.Time{}, 0
+	}
 	// With RISKD_DETECTION_SHOW=k, the first k disturbed honest accounts'
 	// stopping events are logged with their profile features.
 	show := envInt(t, "RISKD_DETECTION_SHOW", 0, 0, 1000)
 	shown := map[string]string{}
-	t.Logf("seed %d, %d accounts, %d events (warm-up %d)", seed, accounts, n, warmup)
-	g := traffic.New(traffic.Config{
-		Accounts: accounts, Seed: uint64(seed), FraudRate: 0.03, ActivitySpread: 0.9,
-		Start:           time.Date(2026, 11, 24, 8, 0, 0, 0, time.UTC),
-		EventsPerSecond: 0,
-	})
+	t.Logf("seed %d, %d accounts, %d events (warm-up %d), %d%% fraud, benchmark shape %v", seed, accounts, n, warmup, fraudPct, bench)
+	g := traffic.New(cfg)
 	store := set.NewStore()
 	ev := rules.NewEvaluator()
 	var vals features.Values
@@ -186,7 +197,7 @@ func TestDetection(t *testing.T) {
 	if err := report.WriteTable(&table); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("as a wallet counts it (honest accounts after warm-up, every attack):\n%s", table.String())
+	t.Logf("as a wallet counts it (honest accounts after a warm-up of %d events, every attack):\n%s", warmup, table.String())
 	if defaults {
 		checkGoals(t, report)
 	}
@@ -219,22 +230,15 @@ func TestDetection(t *testing.T) {
 	}
 }
 
-// checkGoals holds the default run to issue 15's goals where the pack
-// meets them (at least 90% of attacks stopped before loss, at most 10
-// honest accounts disturbed per 10,000) and, for the two scenarios it
-// does not (see bench/RESULTS.md), to the figures it reached, so a
-// change that loses ground fails here. Other seeds and sizes are only
-// reported: the figures move with them.
+// checkGoals holds the default run to issue 15's goals: at least 90% of
+// the attacks of every scenario stopped before loss, at most 10 honest
+// accounts disturbed per 10,000. Other seeds and sizes are only reported:
+// the figures move with them (see bench/RESULTS.md).
 func checkGoals(t *testing.T, r detection.Report) {
 	t.Helper()
-	floor := map[string]float64{traffic.ScamPayee: 0.75, traffic.PointsAbuse: 0.25}
 	for _, s := range r.Scenarios {
-		want, ok := floor[s.Name]
-		if !ok {
-			want = 0.9
-		}
-		if s.StoppedBeforeLossShare < want {
-			t.Errorf("%s: %.1f%% of attacks stopped before loss, want at least %.0f%%", s.Name, 100*s.StoppedBeforeLossShare, 100*want)
+		if s.StoppedBeforeLossShare < 0.9 {
+			t.Errorf("%s: %.1f%% of attacks stopped before loss, want at least 90%%", s.Name, 100*s.StoppedBeforeLossShare)
 		}
 	}
 	if r.Honest.DisturbedPer10k > 10 {
@@ -268,24 +272,32 @@ func parseEnvInt(name, s string, def, lo, hi int) (int, error) {
 // TestDetectionSettingsAreBounded: the sizes the detection test takes from
 // the environment are bounded, and a bad one names the variable.
 func TestDetectionSettingsAreBounded(t *testing.T) {
+	const fraud, accounts = "RISKD_DETECTION_FRAUD_PCT", "RISKD_DETECTION_ACCOUNTS"
 	for _, tt := range []struct {
-		in, want string
-		v        int
+		name, in       string
+		def, lo, hi, v int
+		want           string
 	}{
-		{"", "", 5000},
-		{"16", "", 16},
-		{"1000000", "", 1000000},
-		{"1000001", `RISKD_DETECTION_ACCOUNTS="1000001": want a whole number from 16 to 1000000`, 0},
-		{"15", `RISKD_DETECTION_ACCOUNTS="15": want a whole number from 16 to 1000000`, 0},
-		{"5k", `RISKD_DETECTION_ACCOUNTS="5k": want a whole number from 16 to 1000000`, 0},
+		{fraud, "", 3, 1, 20, 3, ""},
+		{fraud, "1", 3, 1, 20, 1, ""},
+		{fraud, "20", 3, 1, 20, 20, ""},
+		{fraud, "0", 3, 1, 20, 0, `RISKD_DETECTION_FRAUD_PCT="0": want a whole number from 1 to 20`},
+		{fraud, "21", 3, 1, 20, 0, `RISKD_DETECTION_FRAUD_PCT="21": want a whole number from 1 to 20`},
+		{fraud, "2.5", 3, 1, 20, 0, `RISKD_DETECTION_FRAUD_PCT="2.5": want a whole number from 1 to 20`},
+		{accounts, "", 5000, 16, 1_000_000, 5000, ""},
+		{accounts, "16", 5000, 16, 1_000_000, 16, ""},
+		{accounts, "1000000", 5000, 16, 1_000_000, 1000000, ""},
+		{accounts, "1000001", 5000, 16, 1_000_000, 0, `RISKD_DETECTION_ACCOUNTS="1000001": want a whole number from 16 to 1000000`},
+		{accounts, "15", 5000, 16, 1_000_000, 0, `RISKD_DETECTION_ACCOUNTS="15": want a whole number from 16 to 1000000`},
+		{accounts, "5k", 5000, 16, 1_000_000, 0, `RISKD_DETECTION_ACCOUNTS="5k": want a whole number from 16 to 1000000`},
 	} {
-		v, err := parseEnvInt("RISKD_DETECTION_ACCOUNTS", tt.in, 5000, 16, 1_000_000)
+		v, err := parseEnvInt(tt.name, tt.in, tt.def, tt.lo, tt.hi)
 		got := ""
 		if err != nil {
 			got = err.Error()
 		}
 		if got != tt.want || v != tt.v {
-			t.Errorf("%q: %d, %q; want %d, %q", tt.in, v, got, tt.v, tt.want)
+			t.Errorf("%s=%q: %d, %q; want %d, %q", tt.name, tt.in, v, got, tt.v, tt.want)
 		}
 	}
 }

@@ -16,7 +16,15 @@
 // (often more than usual), and 3% of accounts open during the first three
 // days of the stream (a sign-up, often redeeming the welcome points at
 // once, as a points farm does). These multi-step habits run as unlabelled
-// scripts through the same queue as attacks. At Config.FraudRate the next
+// scripts through the same queue as attacks. Families share phones: 3% of
+// owners also use another owner's phone (a partner's phone, a family
+// tablet; a quarter of those phones serve three owners) and a fifth of the
+// sign-ups open the account on a family member's phone, so an honest phone
+// can carry two or three accounts and an honest sign-up can come from a
+// phone another account uses. One payee addition in twenty is of a payee
+// many owners add (a landlord, a club's treasurer, a seller taking
+// transfers: the first Accounts/2000 payees, at least 10), so honest
+// payees have fan-in too. At Config.FraudRate the next
 // event instead starts a scripted fraud scenario (brute_force,
 // credential_stuffing, account_takeover, scam_payee, card_testing,
 // device_farm, points_abuse, impossible_travel); its events carry the
@@ -24,7 +32,31 @@
 // need many accounts (device_farm, points_abuse) use fresh fraudster-owned
 // accounts (acct-farm-N, acct-points-N); the others hit accounts of the
 // table. Half of scam_payee attacks pay a payee of ScamPayees (already
-// reported), half a fresh mule payee no list knows.
+// reported), half a mule payee no list knows.
+//
+// Fraud rings outlive one attack, as they do in real wallets, where a
+// phone that already opened several accounts is the strongest farm signal
+// and a payee paid by unrelated victims the strongest mule signal:
+//
+//   - A points_abuse attack is one batch of 3-5 fresh accounts of a points
+//     farm. A farm owns a pool of 1-4 phones (each an emulator one time in
+//     four) behind 1-3 addresses of one proxy range in one home city, and
+//     runs 2-20 batches; a batch comes from a new farm one time in ten (or
+//     when no farm is live), else from a live one, on its pool's phones in
+//     turn from a random one. Half the batches sign up and redeem account
+//     by account, half sign every account up first (a burst of sign-ups)
+//     and then redeem. So the first batch of a new farm on real phones
+//     redeems before anything links it to a farm, and it cannot be
+//     stopped honestly; later batches come from phones that redeemed
+//     welcome points for other fresh accounts before.
+//   - An unlisted scam_payee attack pays a mule. A mule takes money from
+//     1-10 unrelated victims, each of whom adds it as a new payee; a
+//     victim is sent to a new mule one time in five (or when none is
+//     live), else to a live one. So a mule's first victims show no fan-in.
+//
+// Farms and mules are chosen per attack, not per hour: how far apart one
+// ring's attacks fall in event time follows the attack rate, hours at the
+// detection test's density, minutes in the benchmark's dense two hours.
 //
 // One scenario instance is an attack. Its steps are spread over event
 // time by delays drawn per step within the scenario's pace (seconds apart

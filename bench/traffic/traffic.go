@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"time"
 
 	"riskd/event"
@@ -200,6 +201,33 @@ type Generator struct {
 	lastVictim string // see Victim
 	lastHonest int    // account of the latest honest event: a victim with history
 	jsonEv     event.Event
+
+	// Fraud rings that outlive one attack: points farms (their phones and
+	// addresses serve batch after batch of fresh accounts) and money mules
+	// (one payee paid by victim after victim). live* index the ones still
+	// in use; farms and mules are never removed, only retired.
+	farms     []farm
+	liveFarms []int32
+	mules     []mule
+	liveMules []int32
+	// popular is how many of the first payees are shared ones (a landlord,
+	// a club, a seller taking transfers) that many owners add.
+	popular int
+}
+
+// farm is a points farm: a small pool of phones (some of them emulators)
+// and addresses it runs its batches of fresh accounts from.
+type farm struct {
+	devs    []device
+	ips     []string
+	where   *place
+	batches int // batches still to run before the farm is dropped
+}
+
+// mule is a money mule's payee that scam victims are told to pay.
+type mule struct {
+	payee   string
+	victims int // victims still to pay it before it is burned
 }
 
 // script is one fraud scenario being played, or one of an owner's
@@ -219,7 +247,9 @@ type script struct {
 	payee   string
 	card    string
 	amount  int64
-	swap    bool // account_takeover: payee_add before device_bind
+	swap    bool  // account_takeover: payee_add before device_bind; points_abuse: every sign-up before the redemptions
+	farm    int32 // points_abuse: index in Generator.farms
+	off     int   // points_abuse: first phone and address of the batch in the farm's pools
 }
 
 // New builds the account table and returns a Generator.
@@ -317,7 +347,41 @@ func New(cfg Config) *Generator {
 	for i := range g.tripIPs {
 		g.tripIPs[i] = fmt.Sprintf("%d.%d.%d.%d", 31+r.IntN(180), r.IntN(256), r.IntN(256), 1+r.IntN(254))
 	}
+	g.shareFamilyPhones()
+	g.popular = max(10, cfg.Accounts/2000)
 	return g
+}
+
+// shareFamilyPhones lets families share phones, as they do: 3% of owners
+// also use the phone of another owner (a partner's phone, a family
+// tablet), a quarter of those phones serve a third owner too, and a fifth
+// of the owners who sign up during the stream do it on a family member's
+// phone. So honest phones with two or three accounts exist, and an
+// honest sign-up can come from a phone other accounts use, as a farm's do.
+func (g *Generator) shareFamilyPhones() {
+	r := g.rng
+	n := len(g.accounts)
+	for i := range g.accounts {
+		a := &g.accounts[i]
+		if a.joinAt > g.startMS {
+			if r.IntN(5) == 0 {
+				a.devices[0], a.nDevices = g.accounts[r.IntN(n)].devices[0], 1
+			}
+			continue
+		}
+		if r.IntN(100) >= 3 {
+			continue
+		}
+		shared := a.devices[0]
+		members := 1 + r.IntN(4)/3 // one other owner, or two for a quarter
+		for m := 0; m < members; m++ {
+			b := &g.accounts[r.IntN(n)]
+			if b == a || b.joinAt > g.startMS {
+				continue
+			}
+			b.devices[1], b.nDevices = shared, 2
+		}
+	}
 }
 
 // aliasTable builds Vose's alias table for drawing i with probability
@@ -621,6 +685,11 @@ func (g *Generator) normal(ev *event.Event) {
 	case x < 990:
 		ev.Type = event.TypePayeeAdd
 		ev.PayeeID = g.payees[r.IntN(len(g.payees))]
+		if r.IntN(20) == 0 {
+			// A payee many owners add: a landlord, a club's treasurer, a
+			// seller taking transfers; fan-in that is no mule's.
+			ev.PayeeID = g.payees[r.IntN(g.popular)]
+		}
 		// The new payee joins the usual ones, and half the time the owner
 		// pays them minutes later.
 		a.payees[r.IntN(len(a.payees))] = ev.PayeeID
@@ -854,10 +923,10 @@ func (g *Generator) start() int32 {
 	case ScamPayee:
 		s.n = 1 + 1 + r.IntN(2) // payee_add, 1-2 transfers
 		// Half the scammers use a payee others already reported, half a
-		// fresh mule account no list knows yet.
+		// mule account no list knows yet (see pickMule).
 		s.payee = ScamPayees[r.IntN(len(ScamPayees))]
 		if r.IntN(2) == 0 {
-			s.payee = g.attackerID("payee-mule-")
+			s.payee = g.pickMule()
 		}
 	case CardTesting:
 		s.n = 7 + r.IntN(6) // tiny charges, then one cash-out
@@ -870,17 +939,88 @@ func (g *Generator) start() int32 {
 			s.accts[i] = g.attackerID("acct-farm-")
 		}
 	case PointsAbuse:
-		s.n = 2 * (3 + r.IntN(3)) // login and redeem per account
-		s.dev.id = g.attackerID("dev-points-")
-		s.where = &homes[r.IntN(len(homes))]
+		s.n = 2 * (3 + r.IntN(3)) // sign-up (login) and redeem per account
+		s.farm = g.pickFarm()
+		f := &g.farms[s.farm]
+		s.where = f.where
+		s.off = r.IntN(len(f.devs) * len(f.ips))
+		s.swap = r.IntN(2) == 0 // every sign-up first, then every redemption
 		for i := 0; i < s.n/2; i++ {
 			s.accts[i] = g.attackerID("acct-points-")
 		}
-		s.dev.emulator = r.IntN(3) == 0
 	case ImpossibleTravel:
 		s.n = 3
 	}
 	return slot
+}
+
+// pickFarm returns the farm that runs the next points_abuse batch. A farm
+// lives for 2 to 20 batches of fresh accounts, and a batch comes from a
+// new farm one time in ten (or when none is live), so most batches come
+// from phones and addresses that earlier batches used. Batches of one farm
+// are as far apart as attacks are in the stream: hours apart at a dozen
+// events per account a day, minutes apart in a short dense benchmark.
+func (g *Generator) pickFarm() int32 {
+	r := g.rng
+	if i, ok := g.reuseRing(&g.liveFarms, func(i int32) *int { return &g.farms[i].batches }, 10); ok {
+		return i
+	}
+	// A pool of 1 to 4 phones (each an emulator one time in four) behind 1
+	// to 3 addresses of one proxy range, in one city the wallet serves.
+	f := farm{where: &homes[r.IntN(len(homes))], batches: 1 + r.IntN(19)} // after this one
+	f.devs = make([]device, 1+r.IntN(4))
+	for d := range f.devs {
+		f.devs[d] = device{id: g.attackerID("dev-points-"), os: "android", app: appVersions[len(appVersions)-1],
+			emulator: r.IntN(4) == 0}
+	}
+	f.ips = make([]string, 1+r.IntN(3))
+	base := g.attackerIP()
+	for k := range f.ips {
+		f.ips[k] = base[:strings.LastIndexByte(base, '.')+1] + strconv.Itoa(1+r.IntN(254))
+	}
+	g.farms = append(g.farms, f)
+	i := int32(len(g.farms) - 1)
+	g.liveFarms = append(g.liveFarms, i)
+	return i
+}
+
+// pickMule returns the unlisted mule payee the next scam victim pays. A
+// mule takes money from 1 to 10 unrelated victims before it is burned,
+// and a victim is sent to a new mule one time in five (or when none is
+// live), so most mules were paid by another victim before, hours or days
+// earlier in a wallet's time.
+func (g *Generator) pickMule() string {
+	r := g.rng
+	if i, ok := g.reuseRing(&g.liveMules, func(i int32) *int { return &g.mules[i].victims }, 5); ok {
+		return g.mules[i].payee
+	}
+	m := mule{payee: g.attackerID("payee-mule-"), victims: r.IntN(10)}
+	g.mules = append(g.mules, m)
+	if m.victims > 0 {
+		g.liveMules = append(g.liveMules, int32(len(g.mules)-1))
+	}
+	return m.payee
+}
+
+// reuseRing picks a live fraud ring (a farm or a mule, by index in live)
+// for the next attack, unless a new ring is due: one time in newOneIn, or
+// when none is live. uses points at a ring's attacks left; a ring whose
+// last one this is leaves live.
+func (g *Generator) reuseRing(live *[]int32, uses func(int32) *int, newOneIn int) (int32, bool) {
+	r := g.rng
+	if len(*live) == 0 || r.IntN(newOneIn) == 0 {
+		return 0, false
+	}
+	k := r.IntN(len(*live))
+	i := (*live)[k]
+	if n := uses(i); *n > 1 {
+		*n--
+	} else {
+		*n = 0
+		(*live)[k] = (*live)[len(*live)-1]
+		*live = (*live)[:len(*live)-1]
+	}
+	return i, true
 }
 
 // newScript takes a free slot, zeroed, and returns it.
@@ -932,7 +1072,15 @@ func (g *Generator) delay(s *script, step int) int64 {
 			return g.between(30*time.Second, 10*time.Minute)
 		}
 		return g.between(2*time.Second, 40*time.Second)
-	case DeviceFarm, PointsAbuse:
+	case PointsAbuse:
+		if s.swap { // a burst of sign-ups, then the redemptions
+			return g.between(10*time.Second, 2*time.Minute)
+		}
+		if step%2 == 0 { // signed in, now redeem
+			return g.between(5*time.Second, 90*time.Second)
+		}
+		return g.between(10*time.Second, 3*time.Minute)
+	case DeviceFarm:
 		if step%2 == 0 { // signed in, now pay
 			return g.between(5*time.Second, 90*time.Second)
 		}
@@ -1094,10 +1242,20 @@ func (g *Generator) fraud(ev *event.Event, slot int32) {
 			g.lastRole |= RoleLoss
 		}
 	case PointsAbuse:
-		// Farmed accounts redeem their sign-up points from one phone at home.
+		// Fresh accounts sign up and redeem their welcome points on the
+		// farm's phones, at home, either one after the other or all the
+		// sign-ups first.
 		attacker(a)
-		ev.AccountID = s.accts[step/2]
-		if step%2 == 0 {
+		k, redeem := step/2, step%2 == 1
+		if s.swap {
+			k, redeem = step%(s.n/2), step >= s.n/2
+		}
+		f := &g.farms[s.farm]
+		d := &f.devs[(s.off+k)%len(f.devs)]
+		ev.Device = event.Device{ID: d.id, OS: d.os, AppVersion: d.app, Emulator: d.emulator}
+		ev.IP = f.ips[(s.off+k)%len(f.ips)]
+		ev.AccountID = s.accts[k]
+		if !redeem {
 			ev.Type = event.TypeLogin
 		} else {
 			ev.Type = event.TypePointsRedeem

@@ -416,3 +416,66 @@ func TestHonestOwnersLiveTheirLives(t *testing.T) {
 		t.Error("honest owners do too little of what real ones do")
 	}
 }
+
+// TestRingsOutliveAttacks: points farms run later batches on phones earlier
+// batches used, in both orders of steps; unlisted scam payees are mules paid
+// by several victims; and honest phones shared by two or three owners
+// exist, so a shared phone alone is no farm.
+func TestRingsOutliveAttacks(t *testing.T) {
+	cfg := testConfig(5, 0.05)
+	cfg.EventsPerSecond = 10
+	g := New(cfg)
+	phoneAttacks := map[string]map[uint64]bool{} // points farm phone: its batches
+	firstTypes := map[uint64]string{}            // points batch: its steps so far
+	burst := 0                                   // batches whose first two steps are sign-ups
+	muleVictims := map[string]map[string]bool{}
+	honestPhone := map[string]map[string]bool{}
+	var ev event.Event
+	for i := 0; i < 200000; i++ {
+		g.Next(&ev)
+		id, _ := g.Attack()
+		switch {
+		case ev.Label == PointsAbuse:
+			if phoneAttacks[ev.Device.ID] == nil {
+				phoneAttacks[ev.Device.ID] = map[uint64]bool{}
+			}
+			phoneAttacks[ev.Device.ID][id] = true
+			if len(firstTypes[id]) < len("login login") {
+				if firstTypes[id] = strings.TrimSpace(firstTypes[id] + " " + ev.Type); firstTypes[id] == "login login" {
+					burst++
+				}
+			}
+		case ev.Label == ScamPayee && strings.HasPrefix(ev.PayeeID, "payee-mule-"):
+			if muleVictims[ev.PayeeID] == nil {
+				muleVictims[ev.PayeeID] = map[string]bool{}
+			}
+			muleVictims[ev.PayeeID][ev.AccountID] = true
+		case ev.Label == "":
+			if honestPhone[ev.Device.ID] == nil {
+				honestPhone[ev.Device.ID] = map[string]bool{}
+			}
+			honestPhone[ev.Device.ID][ev.AccountID] = true
+		}
+	}
+	reused, shared, repeatMules := 0, 0, 0
+	for _, batches := range phoneAttacks {
+		if len(batches) >= 2 {
+			reused++
+		}
+	}
+	for _, accts := range honestPhone {
+		if len(accts) >= 2 {
+			shared++
+		}
+	}
+	for _, victims := range muleVictims {
+		if len(victims) >= 2 {
+			repeatMules++
+		}
+	}
+	t.Logf("farm phones %d (%d used by several batches), batches with a sign-up burst %d, mules %d (%d paid by several victims), honest phones shared %d",
+		len(phoneAttacks), reused, burst, len(muleVictims), repeatMules, shared)
+	if reused*2 < len(phoneAttacks) || burst < 10 || repeatMules*3 < len(muleVictims) || shared < 10 {
+		t.Error("farms, mules or families do not outlive one attack as real ones do")
+	}
+}
