@@ -338,6 +338,24 @@ func followPartition(ctx context.Context, brokers []string, topic string, partit
 	}
 }
 
+// ActionEnds returns where each partition of the actions topic ends now:
+// FollowActions started from there misses nothing published after this
+// call.
+func ActionEnds(ctx context.Context, brokers []string, topic string) (map[int]int64, error) {
+	transport := &kafka.Transport{}
+	defer transport.CloseIdleConnections()
+	client := &kafka.Client{Addr: kafka.TCP(brokers...), Transport: transport}
+	_, ends, err := actionPartitions(ctx, client, topic)
+	if err != nil {
+		return nil, err
+	}
+	at := make(map[int]int64, len(ends))
+	for tp, end := range ends {
+		at[tp.partition] = end
+	}
+	return at, nil
+}
+
 // actionPartitions lists the actions topic's partitions and their end
 // offsets (none when the topic has no partitions).
 func actionPartitions(ctx context.Context, client *kafka.Client, topic string) ([]partitionState, map[topicPartition]int64, error) {

@@ -135,6 +135,14 @@ const actionsMargin = time.Minute
 // their events' places. Runs before the pipeline does.
 func (d *daemon) reapplyActions(ctx context.Context) error {
 	if !d.cfg.State.Kafka || d.actionsSince.IsZero() {
+		// Nothing to apply again; followActions starts where the topic
+		// ends now, so no command made from here on is missed.
+		ends, err := streams.ActionEnds(ctx, d.brokers, d.cfg.Kafka.ActionsTopic)
+		if err != nil {
+			// followActions then starts at the ends it finds itself.
+			d.log.Warn("actions topic: where it ends is unknown; following it from when that is known", "err", err)
+		}
+		d.actionsRead = ends
 		return nil
 	}
 	recs, read, err := streams.ReadActions(ctx, d.brokers, d.cfg.Kafka.ActionsTopic, d.actionsSince)
