@@ -3,6 +3,10 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -60,13 +64,16 @@ func testSupportCommandsReachEveryInstance(t *testing.T, b kafkatest.Broker) {
 	onA := apitest.Client{T: t, Base: "http://" + first.httpAddr}
 	onB := func(d *daemon) apitest.Client { return apitest.Client{T: t, Base: "http://" + d.httpAddr} }
 
-	const account = "acct-fleet"
+	// An account b reads: b decides it, from the stream and on its decide
+	// API, with no forwarding.
+	account := accountOwnedBy(t, p, "b", "acct-fleet-")
 	n := 0
-	pay := func(c apitest.Client, account string) api.DecideResponse {
+	payment := func(account string) string {
 		n++
-		return c.Decide(fmt.Sprintf(`{"event_id":"fleet-pay-%d","type":"payment","ts":%d,"account_id":%q,"amount":1500,"currency":"EUR","channel":"online","merchant_id":"m-fleet"}`,
-			n, time.Now().UnixMilli(), account))
+		return fmt.Sprintf(`{"event_id":"fleet-pay-%d","type":"payment","ts":%d,"account_id":%q,"amount":1500,"currency":"EUR","channel":"online","merchant_id":"m-fleet"}`,
+			n, time.Now().UnixMilli(), account)
 	}
+	pay := func(c apitest.Client, account string) api.DecideResponse { return c.Decide(payment(account)) }
 	lock := func(account string) {
 		t.Helper()
 		if code, body := onA.Do(api.RoleSupport, "POST", "/v1/accounts/"+account+"/lock",
@@ -74,12 +81,13 @@ func testSupportCommandsReachEveryInstance(t *testing.T, b kafkatest.Broker) {
 			t.Fatalf("lock %s through a: %d %s", account, code, body)
 		}
 	}
-	// waitLocked polls b's decide API until its answer for account says
-	// locked (or not), and checks that b decided.
+	// waitLocked polls b's decide API until b's own answer for account
+	// says locked (or not). The call is marked as forwarded already, so b
+	// decides it whichever instance reads the account after a restart.
 	waitLocked := func(d *daemon, account string, want bool) {
 		t.Helper()
 		waitFor(t, waitLong, fmt.Sprintf("b deciding %s as locked=%v", account, want), func() (bool, string) {
-			r := pay(onB(d), account)
+			r := decideHere(t, d, payment(account))
 			if r.Instance != "b" {
 				t.Fatalf("b's decide answered for instance %q, want b", r.Instance)
 			}
@@ -92,7 +100,13 @@ func testSupportCommandsReachEveryInstance(t *testing.T, b kafkatest.Broker) {
 	}
 	asked := time.Now()
 	lock(account)
-	waitLocked(other, account, true)
+	waitFor(t, waitLong, "b refusing the payment of "+account, func() (bool, string) {
+		r := pay(onB(other), account)
+		if r.Instance != "b" {
+			t.Fatalf("b's decide for %s, which b reads, answered for instance %q", account, r.Instance)
+		}
+		return r.Locked && r.Action == rules.Lock, fmt.Sprintf("%s, locked=%v", r.Action, r.Locked)
+	})
 	t.Logf("a's lock reached b's decide API within %s", time.Since(asked).Round(time.Millisecond))
 	if got := metricSum(t, other, "riskd_fleet_commands_total", "applied"); got < 1 {
 		t.Errorf("b's riskd_fleet_commands_total{outcome=\"applied\"} = %v, want at least 1", got)
@@ -101,8 +115,8 @@ func testSupportCommandsReachEveryInstance(t *testing.T, b kafkatest.Broker) {
 		t.Errorf("a applied %v commands from the topic; its own are applied once, by its API", got)
 	}
 
-	// The stream: the account's next payment is refused by the owner of
-	// its partition, whichever instance that is.
+	// The stream: the account's next payment is refused by b, which reads
+	// its partition.
 	kafkatest.Produce(t, e.addr, e.payments, kafka.Message{Key: []byte(account), Value: []byte(fmt.Sprintf(
 		`{"event_id":"fleet-stream-1","type":"payment","ts":%d,"account_id":%q,"amount":1500,"currency":"EUR","channel":"online","merchant_id":"m-fleet"}`,
 		time.Now().UnixMilli(), account))})
@@ -112,6 +126,9 @@ func testSupportCommandsReachEveryInstance(t *testing.T, b kafkatest.Broker) {
 	})
 	if d := e.decision(t, "fleet-stream-1"); d.Action != "lock" || d.Reason != "account_locked" {
 		t.Fatalf("the stream's payment of the locked account: %s (%s), want lock (account_locked)", d.Action, d.Reason)
+	}
+	if m := metricSum(t, other, "riskd_decisions_total", ""); m == 0 {
+		t.Fatalf("b decided nothing from the stream, though it reads %s's partition", account)
 	}
 
 	// A suppression, and its lift.
@@ -156,7 +173,52 @@ func testSupportCommandsReachEveryInstance(t *testing.T, b kafkatest.Broker) {
 		t.Fatalf("unlock through a: %d %s", code, body)
 	}
 	waitLocked(other, account, false)
-	if r := pay(onB(other), account); r.Action != rules.Allow {
+	if r := decideHere(t, other, payment(account)); r.Action != rules.Allow {
 		t.Fatalf("b's payment after a's unlock: %+v, want allow", r)
 	}
+}
+
+// accountOwnedBy returns the first account "<prefix>N" whose partition
+// instance reads, once both instances of p see the same owner for it.
+func accountOwnedBy(t *testing.T, p *fleetPair, instance, prefix string) string {
+	t.Helper()
+	var found string
+	waitFor(t, waitLong, "both instances seeing "+instance+" own an account", func() (bool, string) {
+		for i := range 64 {
+			account := prefix + strconv.Itoa(i)
+			ma, okA := p.a.pipe.Owner(account)
+			mb, okB := p.b.pipe.Owner(account)
+			if !okA || !okB || ma.Instance != mb.Instance || ma.API == "" {
+				return false, fmt.Sprintf("%s: a sees %+v (%v), b sees %+v (%v)", account, ma, okA, mb, okB)
+			}
+			if ma.Instance == instance {
+				found = account
+				return true, ""
+			}
+		}
+		return false, "none of 64 accounts is " + instance + "'s"
+	})
+	return found
+}
+
+// decideHere posts raw to d's decide API as the hook, marked as forwarded
+// already (api.HeaderForwardedBy), so that d decides it itself.
+func decideHere(t *testing.T, d *daemon, raw string) api.DecideResponse {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, "http://"+d.httpAddr+"/v1/decide", strings.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+apitest.Secrets[api.RoleHook])
+	req.Header.Set(api.HeaderForwardedBy, "test")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var r api.DecideResponse
+	if body, _ := io.ReadAll(resp.Body); resp.StatusCode != 200 || json.Unmarshal(body, &r) != nil {
+		t.Fatalf("decide on %s: %d %s", d.httpAddr, resp.StatusCode, body)
+	}
+	return r
 }

@@ -31,25 +31,7 @@ func testDecideIsForwardedToTheAccountsOwner(t *testing.T, b kafkatest.Broker) {
 	e, first, other := p.e, p.a, p.b
 
 	// An account a reads and one b reads, as both instances see the group.
-	var ofA, ofB string
-	waitFor(t, waitLong, "both instances seeing both owners", func() (bool, string) {
-		ofA, ofB = "", ""
-		for i := 0; i < 64 && (ofA == "" || ofB == ""); i++ {
-			account := fmt.Sprintf("acct-fwd-%d", i)
-			ma, okA := first.pipe.Owner(account)
-			mb, okB := other.pipe.Owner(account)
-			if !okA || !okB || ma.Instance != mb.Instance || ma.API == "" {
-				return false, fmt.Sprintf("%s: a sees %+v (%v), b sees %+v (%v)", account, ma, okA, mb, okB)
-			}
-			switch {
-			case ma.Instance == "a" && ofA == "":
-				ofA = account
-			case ma.Instance == "b" && ofB == "":
-				ofB = account
-			}
-		}
-		return ofA != "" && ofB != "", fmt.Sprintf("owned by a: %q, by b: %q", ofA, ofB)
-	})
+	ofA, ofB := accountOwnedBy(t, p, "a", "acct-fwd-"), accountOwnedBy(t, p, "b", "acct-fwd-")
 
 	// a locks ofA by rule: five wrong passwords on the stream.
 	ts := time.Now().Add(-time.Hour).UnixMilli()
