@@ -80,13 +80,16 @@ func (e *Engine) Checkpoint(ctx context.Context, w io.Writer) error {
 }
 
 func (s *Scorer) writeState(w *bytes.Buffer) error {
-	var fs bytes.Buffer
-	if err := s.store.Snapshot(&fs); err != nil {
+	// The features' length goes before them: written straight into w
+	// behind a placeholder, then patched, rather than into a buffer of
+	// their own copied over (hundreds of megabytes for a large state).
+	le := binary.LittleEndian
+	at := w.Len()
+	w.Write(make([]byte, 8))
+	if err := s.store.Snapshot(w); err != nil {
 		return fmt.Errorf("features: %w", err)
 	}
-	le := binary.LittleEndian
-	w.Write(le.AppendUint64(nil, uint64(fs.Len())))
-	w.Write(fs.Bytes())
+	le.PutUint64(w.Bytes()[at:], uint64(w.Len()-at-8))
 	w.Write(le.AppendUint32(nil, uint32(len(s.locks.byAccount))))
 	for h, l := range s.locks.byAccount {
 		w.Write(le.AppendUint64(nil, h))

@@ -104,15 +104,21 @@ func (c *cut) shardDone(i int, part []byte, err error) {
 // shared entity windows in that turn.
 func (sh *shard) writeCut(m Message) {
 	c := m.cut
+	// Sized as the last cut's part, so that a large state is not grown
+	// (copied and cleared) step by step while the shard is paused.
 	var buf bytes.Buffer
+	buf.Grow(sh.lastCut + sh.lastCut/8)
 	err := sh.scorer.writeState(&buf)
+	sh.lastCut = buf.Len()
 	if m.seq != 0 {
 		sh.scorer.turns.enter(m.seq, sh.index)
 		var ents bytes.Buffer
+		ents.Grow(sh.lastShared + sh.lastShared/8)
 		if serr := c.ents.Snapshot(&ents); serr != nil && err == nil {
 			err = fmt.Errorf("shared entities: %w", serr)
 		}
 		sh.scorer.turns.leave(m.seq)
+		sh.lastShared = ents.Len()
 		c.mu.Lock()
 		c.shared = ents.Bytes()
 		c.mu.Unlock()
@@ -129,6 +135,11 @@ func (c *cut) assemble() CutResult {
 		return CutResult{Err: fmt.Errorf("engine cut: %w", c.err)}
 	}
 	var b bytes.Buffer
+	size := len(checkpointMagic) + 14 + len(c.shared)
+	for _, p := range c.parts {
+		size += len(p)
+	}
+	b.Grow(size)
 	b.WriteString(checkpointMagic)
 	le := binary.LittleEndian
 	b.Write(le.AppendUint16(nil, checkpointVersion))

@@ -139,6 +139,9 @@ type shard struct {
 	queue  chan Message
 	urgent chan Message
 	cmds   chan func(*Scorer)
+	// lastCut and lastShared are the sizes of this shard's part and of
+	// the shared windows at the last cut (writeCut), its goroutine's own.
+	lastCut, lastShared int
 }
 
 // New builds an Engine; call Run to start its shards.

@@ -68,11 +68,6 @@ func (s *snapWriter) u(x uint64) {
 	n := binary.PutUvarint(s.buf[:], x)
 	s.w.Write(s.buf[:n])
 }
-func (s *snapWriter) i(x int64) {
-	n := binary.PutVarint(s.buf[:], x)
-	s.w.Write(s.buf[:n])
-}
-func (s *snapWriter) f(x float64) { s.u(math.Float64bits(x)) }
 
 // Snapshot writes the Store's state to w: its accounts and, when it owns
 // its Shared (Set.NewStore), the other groups' entities too. The Stores of
@@ -83,34 +78,41 @@ func (st *Store) Snapshot(w io.Writer) error {
 	sw.w.Write(st.set.appendLayout(binary.AppendUvarint(nil, snapVersion), st.shared))
 
 	accs := st.accounts.vals
-	order := make([]int, 0, len(accs))
+	// Profiles in key order, sorted by the keys beside the positions (see
+	// sortEntities), encoded in pieces (see writeEntities).
+	order := make([]keyedPos, 0, len(accs))
 	for j := range accs {
 		if accs[j].hasProfile {
-			order = append(order, j)
+			order = append(order, keyedPos{accs[j].win.key, j})
 		}
 	}
-	slices.SortFunc(order, func(a, b int) int { return cmp.Compare(accs[a].win.key, accs[b].win.key) })
-	sw.u(uint64(len(order)))
-	for _, j := range order {
-		p := &accs[j].p
-		sw.u(accs[j].win.key)
-		sw.i(p.first)
-		sw.i(p.last)
-		sw.u(uint64(p.events))
+	slices.SortFunc(order, func(a, b keyedPos) int { return cmp.Compare(a.key, b.key) })
+	buf := binary.AppendUvarint(nil, uint64(len(order)))
+	for _, o := range order {
+		p := &accs[o.pos].p
+		buf = binary.AppendUvarint(buf, o.key)
+		buf = binary.AppendVarint(buf, p.first)
+		buf = binary.AppendVarint(buf, p.last)
+		buf = binary.AppendUvarint(buf, uint64(p.events))
 		for _, at := range p.lastAt {
-			sw.i(at)
+			buf = binary.AppendVarint(buf, at)
 		}
-		sw.f(p.paySum)
-		sw.f(p.payCnt)
-		sw.i(p.payTS)
-		sw.f(p.lat)
-		sw.f(p.lon)
-		sw.i(p.geoTS)
-		sw.u(uint64(len(p.seen)))
+		buf = binary.AppendUvarint(buf, math.Float64bits(p.paySum))
+		buf = binary.AppendUvarint(buf, math.Float64bits(p.payCnt))
+		buf = binary.AppendVarint(buf, p.payTS)
+		buf = binary.AppendUvarint(buf, math.Float64bits(p.lat))
+		buf = binary.AppendUvarint(buf, math.Float64bits(p.lon))
+		buf = binary.AppendVarint(buf, p.geoTS)
+		buf = binary.AppendUvarint(buf, uint64(len(p.seen)))
 		for _, h := range p.seen {
-			sw.u(h)
+			buf = binary.AppendUvarint(buf, h)
+		}
+		if len(buf) >= entityChunk {
+			sw.w.Write(buf)
+			buf = buf[:0]
 		}
 	}
+	sw.w.Write(buf)
 
 	var ents []*entity
 	for j := range accs {
@@ -118,8 +120,10 @@ func (st *Store) Snapshot(w io.Writer) error {
 			ents = append(ents, &accs[j].win)
 		}
 	}
-	buf := appendEntities(nil, ents)
-	sw.w.Write(buf)
+	buf, err := writeEntities(sw.w, buf[:0], ents)
+	if err != nil {
+		return fmt.Errorf("features snapshot: %w", err)
+	}
 	if st.ownShared {
 		sw.u(1)
 		if err := st.shared.writeParts(sw.w, buf[:0]); err != nil {
@@ -181,19 +185,76 @@ func (sh *Shared) writeParts(w *bufio.Writer, buf []byte) error {
 // appendEntities appends the count of ents and each entity in ascending
 // key order (it sorts ents).
 func appendEntities(b []byte, ents []*entity) []byte {
-	slices.SortFunc(ents, func(a, b *entity) int { return cmp.Compare(a.key, b.key) })
+	sortEntities(ents)
 	b = binary.AppendUvarint(b, uint64(len(ents)))
 	for _, e := range ents {
-		b = binary.AppendUvarint(b, e.key)
-		b = binary.AppendVarint(b, e.last)
-		b = binary.AppendUvarint(b, uint64(len(e.items)))
-		for _, c := range e.items {
-			b = binary.AppendUvarint(b, c.x)
-			b = binary.AppendUvarint(b, uint64(c.b))
-			b = binary.AppendUvarint(b, uint64(c.fn))
-		}
+		b = appendEntity(b, e)
 	}
 	return b
+}
+
+// writeEntities writes what appendEntities appends, through buf in pieces
+// of about entityChunk bytes: the accounts' windows of a large Store would
+// otherwise be one buffer of hundreds of megabytes, grown (copied and
+// cleared) a dozen times while the shard is paused for a cut. It returns
+// buf for reuse.
+func writeEntities(w *bufio.Writer, buf []byte, ents []*entity) ([]byte, error) {
+	sortEntities(ents)
+	buf = binary.AppendUvarint(buf[:0], uint64(len(ents)))
+	for _, e := range ents {
+		buf = appendEntity(buf, e)
+		if len(buf) >= entityChunk {
+			if _, err := w.Write(buf); err != nil {
+				return buf, err
+			}
+			buf = buf[:0]
+		}
+	}
+	_, err := w.Write(buf)
+	return buf[:0], err
+}
+
+const entityChunk = 64 << 10
+
+func appendEntity(b []byte, e *entity) []byte {
+	b = binary.AppendUvarint(b, e.key)
+	b = binary.AppendVarint(b, e.last)
+	b = binary.AppendUvarint(b, uint64(len(e.items)))
+	for _, c := range e.items {
+		b = binary.AppendUvarint(b, c.x)
+		b = binary.AppendUvarint(b, uint64(c.b))
+		b = binary.AppendUvarint(b, uint64(c.fn))
+	}
+	return b
+}
+
+// sortEntities puts ents in ascending key order (a snapshot is the same
+// bytes for the same state). It sorts the keys beside the pointers, in one
+// contiguous slice, rather than comparing through the pointers: with a
+// million entities spread over a large table, each comparison through a
+// pointer is a cache miss.
+func sortEntities(ents []*entity) {
+	if len(ents) < 2 {
+		return
+	}
+	ks := make([]keyedEntity, len(ents))
+	for i, e := range ents {
+		ks[i] = keyedEntity{e.key, e}
+	}
+	slices.SortFunc(ks, func(a, b keyedEntity) int { return cmp.Compare(a.key, b.key) })
+	for i := range ks {
+		ents[i] = ks[i].e
+	}
+}
+
+type keyedEntity struct {
+	key uint64
+	e   *entity
+}
+
+type keyedPos struct {
+	key uint64
+	pos int
 }
 
 // appendLayout appends the layout of the Set (see the formats above), with
