@@ -6,7 +6,8 @@
 // measured saturation rate, the detection quality of the reference rules,
 // HTTP load on /healthz and /v1/decide, and profiles the same pipeline
 // in-process. It writes bench/results/<stamp>.json, latest.json,
-// latest.png and the profiles.
+// latest.png and the profiles. With -fleet it measures fleets of riskd
+// instead, each held to a CPU quota, and a partition move (fleet.go).
 //
 // The broker runs in the harness process, not in riskd: the workload must
 // exist before riskd starts (so the timed window is consume, decide and
@@ -71,11 +72,18 @@ func main() {
 	flag.StringVar(&s.OutDir, "out", "bench/results", "results directory")
 	flag.DurationVar(&s.Timeout, "timeout", 9*time.Minute, "give up after this long")
 	flag.DurationVar(&s.SampleEvery, "sample", 500*time.Millisecond, "metrics sampling interval")
+	var f fleetFlags
+	f.register()
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	ctx, cancel := context.WithTimeout(ctx, s.Timeout)
-	err := run(ctx, s)
+	var err error
+	if f.Sizes != "" {
+		err = runFleet(ctx, s, f)
+	} else {
+		err = run(ctx, s)
+	}
 	cancel()
 	stop()
 	if err != nil {

@@ -34,6 +34,15 @@ type riskdOptions struct {
 	// every SnapshotInterval.
 	StateKafka       bool
 	SnapshotInterval time.Duration
+	// Instance is state.instance; empty leaves it to the host name, which
+	// would make the members of a fleet on one host share one name.
+	Instance string
+	// Env is added to the child's environment (the fleet sets GOMAXPROCS).
+	Env []string
+	// Started, when set, runs as soon as the process exists and before
+	// it is ready (the fleet moves it into its cgroup there); an error
+	// kills the process.
+	Started func(pid int) error
 }
 
 // buildRiskd compiles cmd/riskd into dir, so the measured process is the
@@ -72,6 +81,9 @@ func writeConfig(o riskdOptions, httpAddr string) (string, error) {
 		filepath.Join(wd, "bench/reference/rules"), filepath.Join(wd, "bench/reference/features.yaml"))
 	fmt.Fprintf(&b, "http:\n  listen: %q\n", httpAddr)
 	fmt.Fprintf(&b, "state:\n  kafka: %v\n  snapshot_interval: %s\n  topic: %q\n  dir: \"\"\n", o.StateKafka, o.SnapshotInterval, "riskd.state-"+o.Group)
+	if o.Instance != "" {
+		fmt.Fprintf(&b, "  instance: %q\n", o.Instance)
+	}
 	b.WriteString("log:\n  level: warn\n")
 	if len(o.AuthTokens) > 0 {
 		b.WriteString("auth:\n  tokens:\n")
@@ -114,6 +126,7 @@ func startRiskd(ctx context.Context, o riskdOptions) (*riskdProc, error) {
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
+	cmd.Env = append(cmd.Env, o.Env...)
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
 		return nil, fmt.Errorf("start riskd: %w", err)
@@ -123,6 +136,13 @@ func startRiskd(ctx context.Context, o riskdOptions) (*riskdProc, error) {
 		p.exited <- cmd.Wait()
 		logFile.Close()
 	}()
+	if o.Started != nil {
+		if err := o.Started(cmd.Process.Pid); err != nil {
+			p.cmd.Process.Kill()
+			<-p.exited
+			return nil, err
+		}
+	}
 	if err := p.waitReady(ctx, 60*time.Second); err != nil {
 		p.stop(5 * time.Second)
 		return nil, err

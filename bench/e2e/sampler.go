@@ -42,11 +42,14 @@ func newSampler(url string, pid int, interval time.Duration) *sampler {
 }
 
 // run samples until ctx ends; a failed scrape skips that point.
-func (s *sampler) run(ctx context.Context) {
-	tick := time.NewTicker(s.interval)
+func (s *sampler) run(ctx context.Context) { everyTick(ctx, s.interval, s.once) }
+
+// everyTick calls fn now and then every interval until ctx ends.
+func everyTick(ctx context.Context, interval time.Duration, fn func(context.Context)) {
+	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for {
-		s.once(ctx)
+		fn(ctx)
 		select {
 		case <-ctx.Done():
 			return

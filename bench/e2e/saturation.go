@@ -75,18 +75,24 @@ func saturation(ctx context.Context, r *results, smp *sampler, proc *riskdProc, 
 // interpolating linearly between the two samples around it; the last
 // sample's time when it never does.
 func crossing(tl []sample, v func(sample) float64, level float64) float64 {
+	return crossingAt(tl, func(x sample) float64 { return x.T }, v, level)
+}
+
+// crossingAt is crossing over any timeline whose samples say their time
+// (t) and value (v): a single riskd's or a fleet's.
+func crossingAt[S any](tl []S, t, v func(S) float64, level float64) float64 {
 	for i, x := range tl {
 		if v(x) < level {
 			continue
 		}
 		if i == 0 {
-			return x.T
+			return t(x)
 		}
 		a := tl[i-1]
-		return a.T + (x.T-a.T)*(level-v(a))/(v(x)-v(a))
+		return t(a) + (t(x)-t(a))*(level-v(a))/(v(x)-v(a))
 	}
 	if len(tl) == 0 {
 		return 0
 	}
-	return tl[len(tl)-1].T
+	return t(tl[len(tl)-1])
 }
