@@ -35,13 +35,18 @@ func ReadActions(ctx context.Context, brokers []string, topic string, since time
 	const attempts = 5
 	for attempt := 1; ; attempt++ {
 		recs, ends, err := readActionsOnce(ctx, brokers, topic, since)
-		if err == nil || attempt == attempts || ctx.Err() != nil {
+		switch {
+		case err == nil || attempt == attempts:
 			return recs, ends, err
+		case ctx.Err() != nil:
+			// Stopped while retrying: say so first, so callers tell a
+			// shutdown from a broker that would not answer.
+			return nil, nil, fmt.Errorf("%w (while retrying: %w)", ctx.Err(), err)
 		}
 		select {
 		case <-time.After(backoff.Delay(200*time.Millisecond, 2*time.Second, attempt)):
 		case <-ctx.Done():
-			return nil, nil, err
+			return nil, nil, fmt.Errorf("%w (while retrying: %w)", ctx.Err(), err)
 		}
 	}
 }
