@@ -101,6 +101,30 @@ func BenchmarkScoreReference(b *testing.B) {
 		perEvent := float64(scoring) / float64(n)
 		b.ReportMetric(perEvent/jsonNsPerEvent(b, pool, 20_000), "x-encoding_json")
 	})
+	// What an instance of a fleet spends on an event another instance
+	// decides: decode it and add it to the shared entity windows
+	// (PartShared), rules and account state left alone.
+	b.Run("shared_only", func(b *testing.B) {
+		b.ReportAllocs()
+		s.part = PartShared
+		defer func() { s.part = PartAll }()
+		fresh.fill()
+		for b.Loop() {
+			raw, ok := fresh.next()
+			if !ok {
+				b.StopTimer()
+				fresh.fill()
+				b.StartTimer()
+				raw, _ = fresh.next()
+			}
+			if err := s.Score(raw, Source{}, &d); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if !d.SharedOnly {
+			b.Fatal("the last event was decided, not added to the shared windows only")
+		}
+	})
 	b.Run("encoding_json_unmarshal", func(b *testing.B) {
 		b.ReportAllocs()
 		var ev jsonyardstick.Event

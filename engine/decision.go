@@ -101,6 +101,9 @@ type Decision struct {
 	Suppressed []string
 	// Duplicate marks an event_id seen before; outputs for it were already made.
 	Duplicate bool
+	// SharedOnly marks a message of Part PartShared: added to the shared
+	// entity windows (unless Duplicate), not decided.
+	SharedOnly bool
 	// Label is the generator's ground-truth label, carried for scoring
 	// detection only.
 	Label string

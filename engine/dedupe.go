@@ -144,6 +144,10 @@ func (d *dedupe) drop(g int) {
 // again after a rotation counts twice until the older copy is dropped).
 func (d *dedupe) len() int { return d.n[0] + d.n[1] }
 
+// observedOnly is the action remembered for an event added to the shared
+// entity windows only (Part PartShared): seen, not decided here.
+const observedOnly rules.Action = 0xff
+
 // remembered is one entry of the table, as the checkpoint stores it.
 type remembered struct {
 	id     uint64

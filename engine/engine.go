@@ -90,6 +90,8 @@ type Message struct {
 	// behind thousands of Kafka events. Per-account order across the two
 	// lanes is by arrival at the shard.
 	Urgent bool
+	// Part is what the message updates: PartAll (the default) decides it.
+	Part Part
 	// Done receives the decision (owned by the callee) or the error: an
 	// *event.Error for a message that cannot be decoded, ErrStopped on
 	// shutdown. It runs on the shard goroutine, so it must be quick.
@@ -104,6 +106,27 @@ type Message struct {
 	// pause marks a SwapFeatures marker instead of an event.
 	pause *pause
 }
+
+// Part is what a stream message updates. An instance of a fleet reads
+// every partition of the inputs: it decides the events of the partitions
+// the consumer group assigns it (PartAll) and adds every other event to
+// the windows of the shared entities only (PartShared), so each instance's
+// device, IP and payee windows count the whole stream, as one instance's
+// would. When a partition moves here, its events that the shared windows
+// hold already are decided with PartAccount.
+type Part uint8
+
+const (
+	// PartAll decides the event: its account's state and the shared
+	// entity windows are updated, the rules run.
+	PartAll Part = iota
+	// PartShared adds the event to the shared entity windows only. Its
+	// Done receives a Decision with SharedOnly set, valid during the call.
+	PartShared
+	// PartAccount decides the event without adding it to the shared
+	// entity windows, which hold it already; they are read as of it.
+	PartAccount
+)
 
 // Engine runs N Scorers, each on its own goroutine, and routes every event of
 // an account to the same shard so per-account order holds.
@@ -261,14 +284,19 @@ func (sh *shard) score(m Message, d *Decision) {
 		sh.hold(m.pause)
 		return
 	}
-	sh.scorer.seq = m.seq
+	sh.scorer.seq, sh.scorer.part = m.seq, m.Part
 	err := sh.scorer.Score(m.Value, m.Source, d)
+	sh.scorer.part = PartAll
 	if s := sh.scorer.seq; s != 0 { // it never reached the features
 		sh.scorer.seq = 0
 		sh.scorer.turns.leave(s)
 	}
 	if err != nil {
 		m.Done(nil, err)
+		return
+	}
+	if d.SharedOnly { // nothing decided: nothing for the receiver to keep
+		m.Done(d, nil)
 		return
 	}
 	// The clone is the one allocation per decision the engine makes:

@@ -58,6 +58,8 @@ type Scorer struct {
 	turns *turnstile
 	seq   uint64
 	shard int
+	// part is the Part of the message being scored (set by the shard).
+	part Part
 
 	// trial is set only on a Trial's Scorer: the feature values and
 	// account given with the test event being scored (see trial.go).
@@ -197,9 +199,26 @@ func (s *Scorer) score(raw []byte, pre *Decoded, src Source, d, td *Decision) er
 	}
 
 	nowMs := start.UnixMilli()
+	if s.part == PartShared {
+		s.observeShared(ev, d, eventKey, sum)
+		return nil
+	}
+	// scope is what observing the event updates: all of it, or only the
+	// account's state when the shared entities hold the event already.
+	scope := features.ScopeAll
+	if s.part == PartAccount {
+		scope = features.ScopeAccount
+	}
 	// Both worlds saw the same ids with the same bodies, so they agree on
 	// whether this one is a repeat; they may differ on what it was decided.
-	if action, was, dup := s.dedupe.seen(eventKey); dup {
+	if action, was, dup := s.dedupe.seen(eventKey); dup && action == observedOnly {
+		// Added to the shared entities as another instance's event (see
+		// PartShared); its account's part is still to do.
+		if was != 0 && was != sum {
+			return &ErrEventIDConflict{EventID: strings.Clone(ev.ID)}
+		}
+		scope = features.ScopeAccount
+	} else if dup {
 		if was != 0 && was != sum {
 			return &ErrEventIDConflict{EventID: strings.Clone(ev.ID)} // ev.ID aliases the decoder buffer, reused for the next event
 		}
@@ -219,6 +238,15 @@ func (s *Scorer) score(raw []byte, pre *Decoded, src Source, d, td *Decision) er
 		}
 	}
 	if locked {
+		// The account's state does not learn from a locked account's
+		// events (its attempts must not make a thief's device familiar),
+		// but its devices, IPs and payees count them: that keeps the
+		// shared entity windows a function of the stream alone, which
+		// an instance that does not hold the account's locks can build
+		// as well (PartShared).
+		if scope == features.ScopeAll {
+			s.observe(ev, d, features.ScopeShared)
+		}
 		s.refuseLocked(d, account, until, eventKey, sum)
 		if td != nil {
 			tuntil, _ := s.twin.locks.lockedUntil(account, nowMs)
@@ -227,7 +255,7 @@ func (s *Scorer) score(raw []byte, pre *Decoded, src Source, d, td *Decision) er
 		return nil
 	}
 
-	s.observe(ev, d)
+	s.observe(ev, d, scope)
 	if s.trial != nil { // a test run only: one predictable compare live
 		s.trial.apply(&s.values, env)
 	}
@@ -351,12 +379,12 @@ func (s *Scorer) decideCandidate(cand *rules.RuleSet, d *Decision, account uint6
 // observe adds ev to the feature state and reads its values, in the
 // message's turn when it has one (see turnstile), so the shared entity
 // windows change in the order the stream was submitted.
-func (s *Scorer) observe(ev *event.Event, d *Decision) {
+func (s *Scorer) observe(ev *event.Event, d *Decision, scope features.Scope) {
 	seq := s.seq
 	if seq != 0 {
 		s.turns.enter(seq, s.shard)
 	}
-	late := s.store.Observe(ev, &s.values)
+	late := s.store.ObserveIn(ev, &s.values, scope)
 	d.Late = late != 0
 	d.LateFor = s.set.AppendGroupNames(d.LateFor, late) // the Set's strings: no allocation
 	if s.observed++; s.observed%expireEvery == 0 {
@@ -370,6 +398,22 @@ func (s *Scorer) observe(ev *event.Event, d *Decision) {
 		s.seq = 0
 		s.turns.leave(seq)
 	}
+}
+
+// observeShared adds an event of an account another instance decides to
+// the shared entity windows (PartShared): no rule runs, the account's own
+// state is not touched, and the event id is remembered as observed only,
+// so the same event decided here later (its partition moved here) adds
+// its account's part alone. A repeated id changes nothing: where the
+// event is decided it is a duplicate too, or refused for another body.
+func (s *Scorer) observeShared(ev *event.Event, d *Decision, eventKey uint64, sum uint32) {
+	d.SharedOnly = true
+	if _, _, dup := s.dedupe.seen(eventKey); dup {
+		d.Duplicate = true
+		return
+	}
+	s.observe(ev, d, features.ScopeShared)
+	s.dedupe.record(eventKey, observedOnly, sum)
 }
 
 // DefaultLockFor is how long a lock lasts when the locking rule (or a score

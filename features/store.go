@@ -342,6 +342,32 @@ func (s *Set) AppendGroupNames(dst []string, m LateMask) []string {
 // the event sees and changes them as one step, as if the engine had one
 // shard.
 func (st *Store) Observe(ev *event.Event, out *Values) (late LateMask) {
+	return st.ObserveIn(ev, out, ScopeAll)
+}
+
+// Scope says which of an event's entities an observation updates. A fleet
+// of instances splits an event in two (see streams' entity table): the
+// instance that reads its account's partition owns the account's state,
+// and every instance keeps the windows of the shared entities (devices,
+// IPs, payees...) of every event, so that each reads them whole.
+type Scope uint8
+
+const (
+	// ScopeAll updates the account and every shared entity: Observe.
+	ScopeAll Scope = iota
+	// ScopeShared updates the shared entities only: the account's profile
+	// and windows are not touched (nor created). The values filled in are
+	// the shared groups' only, of no use but to a caller that wants them.
+	ScopeShared
+	// ScopeAccount updates the account only, for an event already added to
+	// the shared entities (by ScopeShared): their windows are read as of
+	// the event, which they hold, and not changed, and the event is late
+	// for none of them.
+	ScopeAccount
+)
+
+// ObserveIn is Observe limited to scope's entities.
+func (st *Store) ObserveIn(ev *event.Event, out *Values, scope Scope) (late LateMask) {
 	s := st.set
 	sh := st.shared
 	tol := s.cfg.LateTolerance.Milliseconds()
@@ -374,23 +400,30 @@ func (st *Store) Observe(ev *event.Event, out *Values) (late LateMask) {
 	// up: the tables are much larger than the cache, and touching them
 	// back to back lets the misses overlap.
 	sh.lock(held)
-	sink := st.accounts.touch(acc)
+	var sink uint64
+	if scope != ScopeShared {
+		sink = st.accounts.touch(acc)
+	}
 	for g := range s.groups {
 		if keyed&(1<<g) != 0 {
 			sink += sh.stripes[st.stripe[g]].groups[g].touch(st.keys[g])
 		}
 	}
 
-	a, fresh := st.accounts.upsert(acc)
-	if fresh {
-		a.win.key = acc
-	}
-	if !a.hasProfile {
-		a.p, a.hasProfile = newProfile(ev.TS), true
-		st.nProf++
+	var a *account
+	if scope != ScopeShared {
+		var fresh bool
+		a, fresh = st.accounts.upsert(acc)
+		if fresh {
+			a.win.key = acc
+		}
+		if !a.hasProfile {
+			a.p, a.hasProfile = newProfile(ev.TS), true
+			st.nProf++
+		}
 	}
 	var ae *entity // the account's window state, if a group is by account
-	if g := s.accGroup; g >= 0 && ev.AccountID != "" {
+	if g := s.accGroup; g >= 0 && ev.AccountID != "" && a != nil {
 		ae = &a.win
 		switch {
 		case !a.hasWin:
@@ -411,6 +444,10 @@ func (st *Store) Observe(ev *event.Event, out *Values) (late LateMask) {
 			continue
 		}
 		h := st.keys[g]
+		if scope == ScopeAccount { // read what is there; add nothing
+			st.scratch[g] = sh.stripes[st.stripe[g]].groups[g].get(h)
+			continue
+		}
 		e, fresh := sh.stripes[st.stripe[g]].groups[g].upsert(h)
 		if fresh {
 			e.key, e.last = h, ev.TS
@@ -431,7 +468,7 @@ func (st *Store) Observe(ev *event.Event, out *Values) (late LateMask) {
 	if ae != nil && len(ae.items) > 0 {
 		sink += ae.items[0].x
 	}
-	if len(a.p.seen) > 0 {
+	if a != nil && len(a.p.seen) > 0 {
 		sink += a.p.seen[0]
 	}
 	st.sink = sink
@@ -443,22 +480,26 @@ func (st *Store) Observe(ev *event.Event, out *Values) (late LateMask) {
 	for _, i := range s.since {
 		out.Windows[i] = NeverSecs // for an event without an entity there
 	}
+	adds := scope != ScopeAccount
 	for g := range s.groups {
 		if e := st.scratch[g]; e != nil {
-			if late&(1<<g) == 0 {
+			if adds && late&(1<<g) == 0 {
 				st.add(e, &s.groups[g], ev)
 				e.last = max(e.last, ev.TS)
 			}
 			st.fill(e, &s.groups[g], ev.TS, out)
-			if late&(1<<g) == 0 && st.rec != 0 {
+			if adds && late&(1<<g) == 0 && st.rec != 0 {
 				st.addRecords(e, ev) // after the read: an event is not its own previous one
 			}
 			if s.groups[g].seq != 0 {
-				st.sequences(e, &s.groups[g], ev, late&(1<<g) == 0, out)
+				st.sequences(e, &s.groups[g], ev, adds && late&(1<<g) == 0, out)
 			}
 		}
 	}
 	sh.unlock(held)
+	if a == nil {
+		return late
+	}
 
 	// The account's own state needs no lock.
 	sk := seenKeysOf(ev)

@@ -1,0 +1,149 @@
+package engine
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/valyala/fastjson"
+
+	"riskd/bench/traffic"
+	"riskd/internal/keyhash"
+	"riskd/rules"
+)
+
+// submitPart submits raw as a stream message of the given part and waits
+// for it; for PartShared it returns nil (nothing is decided).
+func submitPart(t *testing.T, ctx context.Context, e *Engine, raw []byte, part Part) *Decision {
+	t.Helper()
+	type answer struct {
+		d   *Decision
+		err error
+	}
+	got := make(chan answer, 1)
+	err := e.Submit(ctx, Message{Value: raw, Part: part, Done: func(d *Decision, err error) {
+		if d != nil && d.SharedOnly {
+			d = nil
+		}
+		got <- answer{d, err}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := <-got
+	if a.err != nil {
+		t.Fatal(a.err)
+	}
+	if part != PartShared && a.d == nil {
+		t.Fatal("a decided part answered without a decision")
+	}
+	return a.d
+}
+
+// TestFleetPartsDecideAsOneEngine splits a stream the way a fleet of three
+// instances does: each event is decided (PartAll) by the instance that
+// owns its account's partition and added to the shared entity windows
+// only (PartShared) by the other two. Every decision must equal a single
+// engine's, entity windows included. Halfway, one partition moves: its
+// new owner rebuilds the accounts' state by deciding the partition's
+// earlier events again with PartAccount (its shared windows hold them
+// already), and goes on deciding them as the single engine does.
+func TestFleetPartsDecideAsOneEngine(t *testing.T) {
+	set, holder := loadReferenceProbed(t)
+	g := traffic.New(traffic.Config{Accounts: 300, Seed: 11, FraudRate: 0.4,
+		Start: time.Date(2026, 11, 24, 8, 0, 0, 0, time.UTC)})
+	evs := generate(g, 6000)
+	cfg := Config{Shards: 2, Now: fixedClock(), MaxFutureSkew: -1}
+	one := New(cfg, set, holder)
+	oneCtx := startEngine(t, one)
+	const instances = 3
+	fleet := make([]*Engine, instances)
+	ctxs := make([]context.Context, instances)
+	for i := range fleet {
+		fleet[i] = New(cfg, set, holder)
+		ctxs[i] = startEngine(t, fleet[i])
+	}
+	partitionOf := func(raw []byte) int {
+		return int(keyhash.String(fastjson.GetString(raw, "account_id")) % instances)
+	}
+	owner := []int{0, 1, 2} // by partition
+	moveAt := len(evs) / 2
+	var compared, crowded, locked int
+	for n, raw := range evs {
+		if n == moveAt {
+			// Partition 2 moves to instance 0, which decides its history
+			// again, account state only, outputs dropped.
+			owner[2] = 0
+			for _, old := range evs[:n] {
+				if partitionOf(old) == 2 {
+					submitPart(t, ctxs[0], fleet[0], old, PartAccount)
+				}
+			}
+		}
+		want := mustDecideStream(t, oneCtx, one, raw)
+		p := partitionOf(raw)
+		var got *Decision
+		for i, e := range fleet {
+			if i == owner[p] {
+				got = submitPart(t, ctxs[i], e, raw, PartAll)
+				continue
+			}
+			// After the move the old owner reads partition 2 as any other
+			// instance does; its accounts' state stays, unused.
+			submitPart(t, ctxs[i], e, raw, PartShared)
+		}
+		if !slices.Equal(want.Features, got.Features) {
+			t.Fatalf("event %d (%s, partition %d): features differ\none engine: %v\nfleet:      %v",
+				n, want.EventID, p, want.Features, got.Features)
+		}
+		if want.Action != got.Action || want.Score != got.Score || want.Reason != got.Reason || want.Late != got.Late ||
+			!slices.Equal(ruleIDs(want.Matched), ruleIDs(got.Matched)) {
+			t.Fatalf("event %d (%s, partition %d): one engine %v %d %q %v, fleet %v %d %q %v", n, want.EventID, p,
+				want.Action, want.Score, want.Reason, ruleIDs(want.Matched), got.Action, got.Score, got.Reason, ruleIDs(got.Matched))
+		}
+		compared++
+		if want.Reason == "" && feature(t, want, "accounts_per_device_1h") >= 5 {
+			crowded++
+		}
+		if want.Reason == ReasonAccountLocked {
+			locked++
+		}
+	}
+	if crowded == 0 {
+		t.Fatal("no event saw five accounts on a device: the traffic does not test entity windows")
+	}
+	if locked == 0 {
+		t.Fatal("no event met a locked account: the traffic does not test that locked accounts' events count for their entities")
+	}
+	t.Logf("%d decisions equal; %d read a device of five accounts or more; %d met a locked account", compared, crowded, locked)
+}
+
+// mustDecideStream decides raw as a stream message (PartAll).
+func mustDecideStream(t *testing.T, ctx context.Context, e *Engine, raw []byte) *Decision {
+	t.Helper()
+	return submitPart(t, ctx, e, raw, PartAll)
+}
+
+// TestLockedAccountsEventsCountForTheirEntities: a locked account's event
+// is refused and leaves its account's state alone, but its device counts
+// it, as an instance that does not hold the lock would.
+func TestLockedAccountsEventsCountForTheirEntities(t *testing.T) {
+	set, holder := loadReferenceProbed(t)
+	e := New(Config{Shards: 2, Now: fixedClock()}, set, holder)
+	ctx := startEngine(t, e)
+	logins := farmLogins("lk", 6, t0)
+	if err := e.Do(ctx, "lk-acct-2", func(s *Scorer) { s.Lock("lk-acct-2", IndefiniteMs, "test") }); err != nil {
+		t.Fatal(err)
+	}
+	var d *Decision
+	for i, raw := range logins {
+		d = mustDecideStream(t, ctx, e, raw)
+		if i == 2 && d.Action != rules.Lock {
+			t.Fatalf("the locked account's login was decided %v, want lock", d.Action)
+		}
+	}
+	if got := feature(t, d, "accounts_per_device_1h"); got != 6 {
+		t.Errorf("accounts_per_device_1h = %v after 6 accounts (one locked) on one device, want 6", got)
+	}
+}
