@@ -140,7 +140,9 @@ func (p *Pipeline) Place(cmds []PlacedCommand) {
 func (p *Pipeline) acceptCommand(outCtx context.Context, ins []*mergeInput, req commandRequest) {
 	at := make(Position, len(ins))
 	for _, in := range ins {
-		at[positionKey(in.topic, in.partition)] = in.next
+		if in.owned {
+			at[positionKey(in.topic, in.partition)] = in.next
+		}
 	}
 	err := p.eng.SubmitCommand(outCtx, req.accountID, req.fn, func(err error) { req.reply <- commandReply{at: at, err: err} })
 	if err != nil {
@@ -171,6 +173,9 @@ func (p *Pipeline) placeDue(outCtx context.Context, ins []*mergeInput) bool {
 	for i := 0; i < len(p.placed); i++ {
 		due := true
 		for _, in := range ins {
+			if !in.owned {
+				continue
+			}
 			off, ok := p.placed[i].At[positionKey(in.topic, in.partition)]
 			if ok && in.next < off && (in.hasHead || len(in.buf) > 0 || in.behind.Load()) {
 				due = false

@@ -56,6 +56,13 @@ type mergeInput struct {
 	// replayUntil: messages below it are decided again only to rebuild the
 	// restored state (see Config.Resume); -1 when there are none.
 	replayUntil int64
+	// owned marks a partition the group assigned to this instance; the
+	// others are read for the shared entity windows only (shared.go).
+	// accountFrom and sharedFrom are the offsets from which a message
+	// updates the account state (math.MaxInt64: never, not owned) and the
+	// shared entity windows; kafka.FirstOffset: from the first.
+	owned                   bool
+	accountFrom, sharedFrom int64
 	// progress mirrors next for Ready, which runs on other goroutines.
 	progress *partitionProgress
 
@@ -72,7 +79,7 @@ type mergeInput struct {
 func (p *Pipeline) fetch(ctx context.Context, in *mergeInput, arrived chan<- struct{}) {
 	for {
 		if p.beforeFetch != nil {
-			p.beforeFetch(in.topic, in.partition)
+			p.beforeFetch(ctx, in.topic, in.partition)
 		}
 		m, err := in.reader.FetchMessage(ctx)
 		if err != nil {
@@ -217,13 +224,13 @@ func (p *Pipeline) merge(ctx, outCtx context.Context, ins []*mergeInput, arrived
 			return
 		}
 		m := pick.head
-		if len(p.placed) > 0 && !p.placeBefore(outCtx, pick, m.Offset) {
+		if pick.owned && len(p.placed) > 0 && !p.placeBefore(outCtx, pick, m.Offset) {
 			<-p.slots
 			return
 		}
 		pick.hasHead, pick.head = false, kafka.Message{}
 		consumed[pick.topic].Inc()
-		if !p.submit(outCtx, pick.offsets, m, m.Offset < pick.replayUntil) {
+		if !p.submit(outCtx, pick.offsets, m, pick.partOf(m.Offset), m.Offset < pick.replayUntil) {
 			return
 		}
 		pick.next = m.Offset + 1
@@ -254,7 +261,7 @@ type prometheusCounter interface{ Inc() }
 // for a replayed message (decided again to rebuild the restored state; its
 // outputs are durable from the first time), nowhere. It reports false when
 // the engine refused it (shutting down).
-func (p *Pipeline) submit(outCtx context.Context, offsets *partitionOffsets, m kafka.Message, replay bool) bool {
+func (p *Pipeline) submit(outCtx context.Context, offsets *partitionOffsets, m kafka.Message, part engine.Part, replay bool) bool {
 	p.m.InFlight.Inc()
 	ticket := offsets.add(m.Offset)
 	done := func(d *engine.Decision, err error) {
@@ -266,7 +273,22 @@ func (p *Pipeline) submit(outCtx context.Context, offsets *partitionOffsets, m k
 		case <-outCtx.Done():
 		}
 	}
-	if replay {
+	switch {
+	case part == engine.PartAccount && !replay:
+		p.m.DecidedAhead.Inc()
+	case part == engine.PartShared:
+		// Another instance decides it (or decided it: a partition that
+		// moved here); errors are its to report.
+		done = func(*engine.Decision, error) {
+			offsets.finish(ticket)
+			<-p.slots
+			p.m.InFlight.Dec()
+			p.m.SharedOnly.Inc()
+			if !m.Time.IsZero() && !replay {
+				p.m.SharedDelay.Observe(time.Since(m.Time).Seconds())
+			}
+		}
+	case replay:
 		done = func(*engine.Decision, error) {
 			offsets.finish(ticket)
 			<-p.slots
@@ -280,6 +302,7 @@ func (p *Pipeline) submit(outCtx context.Context, offsets *partitionOffsets, m k
 		Value:  m.Value,
 		Key:    m.Key,
 		Source: engine.Source{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset},
+		Part:   part,
 		Done:   done,
 	})
 	if err != nil {

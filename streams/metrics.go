@@ -71,6 +71,18 @@ type Metrics struct {
 	RestoreSeconds prometheus.Gauge
 	RestoreBytes   prometheus.Gauge
 	Replayed       prometheus.Counter
+	// SharedOnly counts the events of partitions this instance does not
+	// decide, added to its shared entity windows only (shared.go), and
+	// SharedDelay is the time from such an event's Kafka timestamp to
+	// that moment: how far this instance's entity windows lag behind the
+	// rest of the fleet's traffic.
+	SharedOnly  prometheus.Counter
+	SharedDelay prometheus.Histogram
+	// DecidedAhead counts events decided here, outputs made, whose shared
+	// entity windows held them already and later events too: a partition
+	// that moved here from an instance that stood behind this one's
+	// shared windows (the rebalance bound, shared.go).
+	DecidedAhead prometheus.Counter
 	// PlacedCommands counts support commands applied again at their place
 	// in the replay after a restore (see Pipeline.Place).
 	PlacedCommands prometheus.Counter
@@ -187,6 +199,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Replayed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "riskd_replayed_events_total", Help: "Events decided again after a restore to rebuild state, their outputs held back (already durable).",
 		}),
+		SharedOnly: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "riskd_shared_window_events_total", Help: "Events of partitions other instances decide, added to this instance's device, IP, payee and other shared entity windows only.",
+		}),
+		SharedDelay: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "riskd_shared_window_delay_seconds", Help: "Time from the Kafka timestamp of an event another instance decides to its addition to this instance's shared entity windows.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 18), // as riskd_kafka_to_decision_seconds
+		}),
+		DecidedAhead: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "riskd_decided_with_windows_ahead_total", Help: "Events decided, outputs made, with shared entity windows that already held them and later events (a partition taken over from an instance that stood behind this one).",
+		}),
 		PlacedCommands: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "riskd_replayed_commands_total", Help: "Support commands (locks, unlocks, suppressions) applied again at their place in the stream after a restore.",
 		}),
@@ -211,7 +233,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		reg.MustRegister(m.Consumed, m.Decided, m.Duplicates, m.DeadLettered, m.Lag,
 			m.Committed, m.BatchSize, m.SinkSeconds, m.Errors, m.InFlight, m.RuleHits, m.Candidate, m.KafkaToDecision,
 			m.Parked, m.Dropped, m.RuleErrors, m.Late, m.StateBytes, m.StateSaves, m.StateSeconds, m.StateSize,
-			m.RestoreSeconds, m.RestoreBytes, m.Replayed, m.PlacedCommands, m.ready)
+			m.RestoreSeconds, m.RestoreBytes, m.Replayed, m.SharedOnly, m.SharedDelay, m.DecidedAhead, m.PlacedCommands, m.ready)
 	}
 	return m
 }

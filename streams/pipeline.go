@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -154,7 +155,14 @@ type Config struct {
 	// a clean stop), unknown partitions start at the committed offset.
 	// ResumeSeq is the restored snapshot's Seq, so the next one saved
 	// follows it.
-	Resume         map[string]map[int]int64
+	Resume map[string]map[int]int64
+	// ResumeShared is where the restored shared entity windows (devices,
+	// IPs, payees...) stand, for every partition of the inputs: they
+	// count the events of partitions other instances decide too (see
+	// shared.go). nil: where Resume says (a state saved before they had
+	// positions of their own). A partition in neither is read from the
+	// start of its log.
+	ResumeShared   map[string]map[int]int64
 	RebuildUnknown bool
 	ResumeSeq      uint64
 	// StallTimeout is how long an output batch may wait, from the moment
@@ -345,7 +353,7 @@ type Pipeline struct {
 	rulesSeen *rules.RuleSet
 	// beforeFetch, when set (tests only), runs before every fetch of a
 	// partition: a test holds one partition's reader back with it.
-	beforeFetch func(topic string, partition int)
+	beforeFetch func(ctx context.Context, topic string, partition int)
 
 	// State snapshots (statesave.go): cuts waiting to be saved (one at a
 	// time), when the merger cuts next, the Seq of the last one saved and
@@ -359,6 +367,9 @@ type Pipeline struct {
 	// Config.Resume); runGeneration reads and updates it between
 	// generations, the merger of one generation reads it for cuts.
 	stateAt map[topicPartition]int64
+	// sharedAt is where the shared entity windows stand per partition of
+	// the inputs, assigned or not (see Config.ResumeShared), kept alike.
+	sharedAt map[topicPartition]int64
 
 	// Support commands (commands.go): Command's requests reach the
 	// running merger through commands; mergerGone is closed when that
@@ -415,11 +426,21 @@ func New(cfg Config, eng *engine.Engine, store DecisionStore, m *Metrics) *Pipel
 		snapSeq:   cfg.ResumeSeq,
 		committed: map[topicPartition]int64{},
 		stateAt:   map[topicPartition]int64{},
+		sharedAt:  map[topicPartition]int64{},
 		commands:  make(chan commandRequest),
 	}
 	for topic, parts := range cfg.Resume {
 		for part, next := range parts {
 			p.stateAt[topicPartition{topic, part}] = next
+		}
+	}
+	shared := cfg.ResumeShared
+	if shared == nil { // a state saved before the shared windows had positions of their own
+		shared = cfg.Resume
+	}
+	for topic, parts := range shared {
+		for part, next := range parts {
+			p.sharedAt[topicPartition{topic, part}] = next
 		}
 	}
 	p.nextCut = time.Now().Add(cfg.SnapshotInterval)
@@ -570,8 +591,11 @@ var ErrNotDrained = errors.New("streams: shutdown drain incomplete")
 // ends (a rebalance) or ctx ends, then drains and commits its partitions.
 func (p *Pipeline) runGeneration(ctx, outCtx context.Context, gen *kafka.Generation) {
 	var parts []*mergeInput
+	owned := map[topicPartition]bool{}
 	for topic, as := range gen.Assignments {
 		for _, a := range as {
+			tp := topicPartition{topic, a.ID}
+			owned[tp] = true
 			start := a.Offset
 			if start < 0 {
 				start = kafka.FirstOffset
@@ -579,45 +603,52 @@ func (p *Pipeline) runGeneration(ctx, outCtx context.Context, gen *kafka.Generat
 			// Where the restored state stands, when it stands behind the
 			// committed offset: read from there, outputs held back.
 			replayUntil := int64(-1)
-			at, known := p.stateAt[topicPartition{topic, a.ID}]
+			at, known := p.stateAt[tp]
 			if !known && p.cfg.RebuildUnknown {
 				at, known = kafka.FirstOffset, true
 			}
 			if known && (at < start || (at < 0 && a.Offset > 0)) {
 				start, replayUntil = at, a.Offset
 			}
-			r := kafka.NewReader(kafka.ReaderConfig{
-				Brokers:     p.cfg.Brokers,
-				Topic:       topic,
-				Partition:   a.ID,
-				MinBytes:    1,
-				MaxBytes:    8 << 20,
-				MaxWait:     100 * time.Millisecond,
-				ErrorLogger: p.fetchErrors(topic, a.ID),
-			})
-			if err := r.SetOffset(start); err != nil {
-				p.log.Error("set offset", "topic", topic, "partition", a.ID, "err", err)
-			}
-			progress := &partitionProgress{until: replayUntil}
-			progress.next.Store(start)
-			parts = append(parts, &mergeInput{topic: topic, partition: a.ID, offsets: newPartitionOffsets(), reader: r,
-				buf: make(chan kafka.Message, mergeBuffer), next: start, replayUntil: replayUntil, progress: progress})
+			in := p.newInput(tp, start, p.sharedFrom(tp, start))
+			in.owned, in.accountFrom, in.replayUntil = true, start, replayUntil
+			in.progress.until = replayUntil
+			parts = append(parts, in)
 			if replayUntil >= 0 {
 				p.log.Info("replaying to rebuild the engine state; outputs held back up to the committed offset",
 					"topic", topic, "partition", a.ID, "from", start, "until", replayUntil)
 			}
+			if committed := max(a.Offset, 0); in.sharedFrom > committed {
+				p.log.Info("the shared entity windows stand ahead of the committed offset; the events between are decided with windows that hold later events",
+					"topic", topic, "partition", a.ID, "committed", committed, "shared_windows_at", in.sharedFrom)
+			}
 		}
 	}
-	// A fixed order, so that ties in event time are broken alike on every run.
+	// Every other partition of the inputs, for the shared entity windows.
+	for _, tp := range p.otherPartitions(ctx, owned) {
+		from := p.sharedFrom(tp, kafka.FirstOffset)
+		in := p.newInput(tp, from, from)
+		in.accountFrom = math.MaxInt64
+		parts = append(parts, in)
+	}
+	// A fixed order, so that ties in event time are broken alike on every
+	// run and on every instance.
 	slices.SortFunc(parts, func(a, b *mergeInput) int {
 		if c := strings.Compare(a.topic, b.topic); c != 0 {
 			return c
 		}
 		return a.partition - b.partition
 	})
-	p.log.Info("consumer group generation", "generation", gen.ID, "member", gen.MemberID, "partitions", len(parts))
-	states := make([]partitionState, len(parts))
-	for i, a := range parts {
+	var assigned []*mergeInput // the partitions this instance decides
+	for _, in := range parts {
+		if in.owned {
+			assigned = append(assigned, in)
+		}
+	}
+	p.log.Info("consumer group generation", "generation", gen.ID, "member", gen.MemberID, "partitions", len(assigned),
+		"shared_only", len(parts)-len(assigned))
+	states := make([]partitionState, len(assigned))
+	for i, a := range assigned {
 		states[i] = partitionState{topic: a.topic, partition: a.partition, progress: a.progress}
 	}
 	p.markBehind(ctx, parts)
@@ -648,7 +679,12 @@ func (p *Pipeline) runGeneration(ctx, outCtx context.Context, gen *kafka.Generat
 	}()
 	var readers sync.WaitGroup
 	arrived := make(chan struct{}, 1)
-	for i, a := range parts {
+	for _, a := range parts {
+		if !a.owned {
+			readers.Go(func() { p.fetch(readCtx, a, arrived) })
+		}
+	}
+	for i, a := range assigned {
 		readers.Go(func() {
 			p.health.setReading(gen.ID, i, true)
 			defer p.health.setReading(gen.ID, i, false)
@@ -661,7 +697,7 @@ func (p *Pipeline) runGeneration(ctx, outCtx context.Context, gen *kafka.Generat
 	var failed int
 	commit := func() {
 		offsets := map[string]map[int]int64{}
-		for _, a := range parts {
+		for _, a := range assigned {
 			next, _ := a.offsets.committable()
 			if next < 0 {
 				continue
@@ -684,7 +720,7 @@ func (p *Pipeline) runGeneration(ctx, outCtx context.Context, gen *kafka.Generat
 			}
 			return
 		}
-		for _, a := range parts {
+		for _, a := range assigned {
 			if next, ok := offsets[a.topic][a.partition]; ok {
 				p.m.Committed.WithLabelValues(a.topic, itoa(a.partition)).Set(float64(next))
 			}
@@ -714,7 +750,11 @@ func (p *Pipeline) runGeneration(ctx, outCtx context.Context, gen *kafka.Generat
 	commit()
 	for _, a := range parts {
 		a.reader.Close()
-		p.stateAt[topicPartition{a.topic, a.partition}] = a.next
+		tp := topicPartition{a.topic, a.partition}
+		p.sharedAt[tp] = a.next
+		if a.owned {
+			p.stateAt[tp] = a.accountAt()
+		}
 	}
 }
 

@@ -45,10 +45,11 @@ const DefaultSnapshotInterval = 2 * time.Minute
 type pendingCut struct {
 	state <-chan engine.CutResult
 	// offsets is where the state stands for every partition it holds,
-	// live those of the partitions assigned at the cut, which must be
-	// committed before it is saved.
-	offsets, live map[string]map[int]int64
-	at            time.Time
+	// shared where its shared entity windows stand, live those of the
+	// partitions assigned at the cut, which must be committed before it
+	// is saved.
+	offsets, shared, live map[string]map[int]int64
+	at                    time.Time
 }
 
 func byTopic(m map[topicPartition]int64) map[string]map[int]int64 {
@@ -70,12 +71,17 @@ func (p *Pipeline) cutDue(ctx context.Context, ins []*mergeInput, now time.Time)
 	}
 	p.nextCut = now.Add(p.cfg.SnapshotInterval)
 	// Every partition whose accounts the state holds: the assigned ones
-	// where the merger stands, the others where they were left.
-	at := maps.Clone(p.stateAt)
+	// where the merger stands, the others where they were left; and where
+	// the shared entity windows stand for every partition read.
+	at, shared := maps.Clone(p.stateAt), maps.Clone(p.sharedAt)
 	live := map[string]map[int]int64{}
 	for _, in := range ins {
 		tp := topicPartition{in.topic, in.partition}
-		at[tp] = in.next
+		shared[tp] = in.next
+		if !in.owned {
+			continue
+		}
+		at[tp] = in.accountAt()
 		if live[in.topic] == nil {
 			live[in.topic] = map[int]int64{}
 		}
@@ -85,7 +91,7 @@ func (p *Pipeline) cutDue(ctx context.Context, ins []*mergeInput, now time.Time)
 	if err != nil {
 		return // the engine is stopping
 	}
-	p.cuts <- pendingCut{state: state, offsets: byTopic(at), live: live, at: now}
+	p.cuts <- pendingCut{state: state, offsets: byTopic(at), shared: byTopic(shared), live: live, at: now}
 }
 
 // runSnapshots saves the cuts the merger takes, one at a time, until ctx
@@ -129,15 +135,15 @@ func (p *Pipeline) saveCut(ctx context.Context, c pendingCut) {
 			return
 		}
 	}
-	p.save(ctx, c.offsets, res.Data, c.at)
+	p.save(ctx, c.offsets, c.shared, res.Data, c.at)
 }
 
 // cutCommitWait bounds how long a cut waits for its offsets to be committed.
 const cutCommitWait = 2 * time.Minute
 
 // save writes one snapshot and counts it.
-func (p *Pipeline) save(ctx context.Context, offsets map[string]map[int]int64, data []byte, cutAt time.Time) bool {
-	snap := snapshots.Snapshot{Seq: p.snapSeq + 1, Offsets: offsets, Data: data, CreatedAt: cutAt.UTC(),
+func (p *Pipeline) save(ctx context.Context, offsets, shared map[string]map[int]int64, data []byte, cutAt time.Time) bool {
+	snap := snapshots.Snapshot{Seq: p.snapSeq + 1, Offsets: offsets, SharedOffsets: shared, Data: data, CreatedAt: cutAt.UTC(),
 		Meta: map[string]string{"group": p.cfg.Group, "bytes": strconv.Itoa(len(data))}}
 	stats, err := p.cfg.Snapshots.Save(ctx, snap)
 	if err != nil {
@@ -209,7 +215,7 @@ func (p *Pipeline) saveFinal(ctx context.Context) error {
 	if res.Err != nil {
 		return fmt.Errorf("final state snapshot: %w", res.Err)
 	}
-	if !p.save(ctx, byTopic(p.stateAt), res.Data, at) {
+	if !p.save(ctx, byTopic(p.stateAt), byTopic(p.sharedAt), res.Data, at) {
 		return errors.New("final state snapshot not saved")
 	}
 	p.log.Info("engine state saved at the committed offsets", "seq", p.snapSeq, "bytes", len(res.Data))

@@ -1093,11 +1093,10 @@ func faultSeed(t *testing.T) uint64 {
 }
 
 // accountOnlyFeatures writes the reference features with every window
-// grouped by account (by: account), for runs with more than one instance:
-// entity windows (device, IP, payee, card) span the partitions of every
-// instance, and each instance sees only its own (issue #16), so two
-// instances cannot decide them as one does. The names stay, so the
-// reference rules compile unchanged.
+// grouped by account (by: account), for runs whose partitions move back
+// to an instance whose shared entity windows stand ahead of the moved
+// partitions' last commit (see TestFaultsSecondInstanceJoinsAndLeaves).
+// The names stay, so the reference rules compile unchanged.
 func accountOnlyFeatures(t *testing.T) string {
 	t.Helper()
 	b, err := os.ReadFile("../../bench/reference/features.yaml")

@@ -66,7 +66,7 @@ func (d *daemon) restoreFromKafka(ctx context.Context, cfg engine.Config, pipe *
 	if err != nil {
 		return rebuild(fmt.Sprintf("snapshot %d does not fit this configuration", snap.Seq), err)
 	}
-	pipe.Resume, d.restoredAt = snap.Offsets, snap.Offsets
+	pipe.Resume, pipe.ResumeShared, d.restoredAt = snap.Offsets, snap.SharedOffsets, snap.Offsets
 	d.actionsSince = snap.CreatedAt.Add(-actionsMargin)
 	took := time.Since(start)
 	d.metrics.RestoreSeconds.Set(took.Seconds())

@@ -138,10 +138,11 @@ type manifest struct {
 	ChunkBytes int    `json:"chunk_bytes"`
 	Length     int64  `json:"length"`
 	SHA256     string `json:"sha256"` // of Data, hex
-	// Offsets and Meta are the snapshot's, as given.
-	Offsets   map[string]map[int]int64 `json:"offsets"`
-	Meta      map[string]string        `json:"meta"`
-	CreatedAt time.Time                `json:"created_at"`
+	// Offsets, SharedOffsets and Meta are the snapshot's, as given.
+	Offsets       map[string]map[int]int64 `json:"offsets"`
+	SharedOffsets map[string]map[int]int64 `json:"shared_offsets,omitempty"`
+	Meta          map[string]string        `json:"meta"`
+	CreatedAt     time.Time                `json:"created_at"`
 }
 
 // The manifest record value is {"crc32c":N,"manifest":{...}}: N is the

@@ -490,7 +490,7 @@ func (s *Store) assemble(ctx context.Context, client *kafka.Client, st *LoadStat
 	if want, _ := hex.DecodeString(m.SHA256); !bytes.Equal(sum[:], want) {
 		return Snapshot{}, fmt.Errorf("snapshot %d: SHA-256 of the data does not match the manifest", m.Seq), nil
 	}
-	return Snapshot{Seq: m.Seq, Offsets: m.Offsets, Meta: m.Meta, Data: data, CreatedAt: m.CreatedAt}, nil, nil
+	return Snapshot{Seq: m.Seq, Offsets: m.Offsets, SharedOffsets: m.SharedOffsets, Meta: m.Meta, Data: data, CreatedAt: m.CreatedAt}, nil, nil
 }
 
 // readChunk reads value, chunk i of c, into its place in data, checking it

@@ -67,7 +67,7 @@ func (s *Store) Save(ctx context.Context, snap Snapshot) (SaveStats, error) {
 	m := manifest{
 		Format: formatVersion, Name: s.cfg.Name, Seq: snap.Seq, SaveID: formatSaveID(saveID),
 		Chunks: n, ChunkBytes: chunkBytes, Length: int64(len(snap.Data)), SHA256: hex.EncodeToString(make([]byte, sha256.Size)),
-		Offsets: snap.Offsets, Meta: snap.Meta, CreatedAt: snap.CreatedAt,
+		Offsets: snap.Offsets, SharedOffsets: snap.SharedOffsets, Meta: snap.Meta, CreatedAt: snap.CreatedAt,
 	}
 	// The manifest's size does not depend on the hash: check that it fits
 	// before writing anything.

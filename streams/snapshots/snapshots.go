@@ -67,6 +67,10 @@ type Snapshot struct {
 	// includes every input before it. Values are stored as given,
 	// negative sentinels included.
 	Offsets map[string]map[int]int64
+	// SharedOffsets is the same for the part of the state that every
+	// instance of a fleet keeps for every partition (the shared entity
+	// windows); nil in a snapshot saved without it.
+	SharedOffsets map[string]map[int]int64
 	// Meta holds small facts the engine checks before using the state
 	// (format version, shard count, feature fingerprint...). It travels in
 	// the manifest, which must fit in one record.

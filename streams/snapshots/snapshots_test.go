@@ -51,11 +51,14 @@ func randomData(n int, seed uint64) []byte {
 
 func snapshotOf(seq uint64, data []byte) Snapshot {
 	return Snapshot{
-		Seq:       seq,
-		Offsets:   map[string]map[int]int64{"payments": {0: int64(seq) * 100, 1: 7}},
-		Meta:      map[string]string{"format": "1", "seq": strconv.FormatUint(seq, 10)},
-		Data:      data,
-		CreatedAt: time.Date(2026, 3, 1, 12, 0, int(seq), 0, time.UTC),
+		Seq:     seq,
+		Offsets: map[string]map[int]int64{"payments": {0: int64(seq) * 100, 1: 7}},
+		// Another instance decides partition 2; this state's shared part
+		// stands there too.
+		SharedOffsets: map[string]map[int]int64{"payments": {0: int64(seq) * 100, 1: 7, 2: int64(seq) * 90}},
+		Meta:          map[string]string{"format": "1", "seq": strconv.FormatUint(seq, 10)},
+		Data:          data,
+		CreatedAt:     time.Date(2026, 3, 1, 12, 0, int(seq), 0, time.UTC),
 	}
 }
 
@@ -84,6 +87,9 @@ func sameSnapshot(t *testing.T, got, want Snapshot) {
 	}
 	if !reflect.DeepEqual(got.Offsets, want.Offsets) {
 		t.Errorf("Offsets = %v, want %v", got.Offsets, want.Offsets)
+	}
+	if !reflect.DeepEqual(got.SharedOffsets, want.SharedOffsets) {
+		t.Errorf("SharedOffsets = %v, want %v", got.SharedOffsets, want.SharedOffsets)
 	}
 	if !reflect.DeepEqual(got.Meta, want.Meta) {
 		t.Errorf("Meta = %v, want %v", got.Meta, want.Meta)
