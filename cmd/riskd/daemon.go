@@ -25,6 +25,7 @@ import (
 	"riskd/api/rulesapi"
 	"riskd/engine"
 	"riskd/features"
+	"riskd/internal/backoff"
 	"riskd/rules"
 	"riskd/streams"
 	"riskd/streams/chstore"
@@ -217,7 +218,15 @@ func startDaemon(ctx context.Context, cfg Config, log *slog.Logger) (d *daemon, 
 		configHooks = append(configHooks, w.Name)
 	}
 	d.webhooks = api.NewWebhookService(d.store, d.notifier, configHooks, time.Now, d.log)
-	if err := d.webhooks.Load(ctx); err != nil {
+	// A connection ClickHouse dropped a moment ago fails the first read;
+	// that is no reason to refuse to start.
+	if err := backoff.Until(ctx, 100*time.Millisecond, 2*time.Second, 30*time.Second, func(ctx context.Context) error {
+		err := d.webhooks.Load(ctx)
+		if err != nil && ctx.Err() == nil {
+			d.log.Warn("reading the webhook subscribers failed; retrying", "err", err)
+		}
+		return err
+	}); err != nil {
 		return d, err
 	}
 	if d.instance, err = instanceName(cfg.State); err != nil {
@@ -232,6 +241,7 @@ func startDaemon(ctx context.Context, cfg Config, log *slog.Logger) (d *daemon, 
 		LagInterval: d.cfg.Output.LagInterval, StoreCheckInterval: d.cfg.Output.StoreCheckInterval,
 		StallTimeout: d.cfg.Output.StallTimeout,
 		MergeWait:    d.cfg.Kafka.MergeWait, MaxIdle: d.cfg.Kafka.MaxIdle, Partitioner: d.cfg.Kafka.Partitioner,
+		Standby: d.cfg.Kafka.Standby, StandbyLimit: d.cfg.Kafka.StandbyLimit,
 		Logger: d.log, Notify: d.notifier, Rules: d.holder,
 	}
 	if err := pipeCfg.Validate(); err != nil {
