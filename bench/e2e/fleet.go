@@ -29,6 +29,7 @@ type fleetFlags struct {
 	MoveSize int     `json:"move_fleet_size"`
 	Moves    string  `json:"moves"`
 	MoveAt   float64 `json:"move_at_fraction"`
+	Standby  bool    `json:"standby"`
 }
 
 func (f *fleetFlags) register() {
@@ -37,6 +38,7 @@ func (f *fleetFlags) register() {
 	flag.IntVar(&f.MoveSize, "move-fleet", 2, "fleet mode: fleet size of the partition-move runs")
 	flag.StringVar(&f.Moves, "moves", "term,kill", "fleet mode: partition-move runs, one per signal (term, kill); empty for none")
 	flag.Float64Var(&f.MoveAt, "move-at", 0.4, "fleet mode: stop one instance when this fraction of the backlog is settled")
+	flag.BoolVar(&f.Standby, "standby", false, "fleet mode: run every riskd with kafka.standby (each decides every partition, no replay on a move)")
 }
 
 // fleetResult is a fleet run's record, bench/results/fleet-<stamp>.json.
@@ -321,7 +323,7 @@ func (e *fleetEnv) start(ctx context.Context, name string, k int) (members []*me
 		}
 		opts[i] = riskdOptions{Binary: e.bin, Dir: dir, Brokers: e.broker, Group: "riskd-fleet-" + e.stamp + "-" + name,
 			Partitions: e.s.Partitions, ClickHouse: e.s.ClickHouse, DB: db, StateKafka: e.s.StateKafka,
-			SnapshotInterval: e.s.SnapshotInterval, Instance: m.name, Env: []string{"GOMAXPROCS=1"}}
+			SnapshotInterval: e.s.SnapshotInterval, Instance: m.name, Env: []string{"GOMAXPROCS=1"}, Standby: e.f.Standby}
 		if m.cg != nil {
 			opts[i].Started = m.cg.add
 		}

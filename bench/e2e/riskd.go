@@ -37,6 +37,8 @@ type riskdOptions struct {
 	// Instance is state.instance; empty leaves it to the host name, which
 	// would make the members of a fleet on one host share one name.
 	Instance string
+	// Standby is kafka.standby.
+	Standby bool
 	// Env is added to the child's environment (the fleet sets GOMAXPROCS).
 	Env []string
 	// Started, when set, runs as soon as the process exists and before
@@ -76,6 +78,9 @@ func writeConfig(o riskdOptions, httpAddr string) (string, error) {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "kafka:\n  brokers: [%q]\n  group: %q\n  partitions: %d\n", o.Brokers, o.Group, o.Partitions)
+	if o.Standby {
+		b.WriteString("  standby: true\n")
+	}
 	fmt.Fprintf(&b, "clickhouse:\n  addr: %q\n  database: %q\n", o.ClickHouse, o.DB)
 	fmt.Fprintf(&b, "rules:\n  dir: %q\n  features: %q\n",
 		filepath.Join(wd, "bench/reference/rules"), filepath.Join(wd, "bench/reference/features.yaml"))
