@@ -24,7 +24,7 @@ import (
 )
 
 // TestSameStreamSameDecisions decides one generated stream over both input
-// topics six ways and requires every event's decision to be the same:
+// topics seven ways and requires every event's decision to be the same:
 // action, reason, score, matched, shadow and errored rules, lateness and
 // every window value (a shadow probe rule reads them all):
 //
@@ -39,7 +39,9 @@ import (
 //     whose accounts they rebuild from the log;
 //   - a fleet of three of which one leaves mid-stream: there, decisions
 //     made with shared windows ahead (riskd_decided_with_windows_ahead_total)
-//     may differ, and no others.
+//     may differ, and no others;
+//   - the same with standbys (Config.Standby): the partitions that move are
+//     taken over with the standby's decisions, and every decision is equal.
 //
 // The merge of the partitions in event-time order, the engine's turnstile
 // over the shared entity windows, and every instance reading every
@@ -98,7 +100,7 @@ func testSameStreamSameDecisions(t *testing.T, b kafkatest.Broker) {
 			// moves to them from its log, as the daemon does.
 			p := New(Config{Brokers: []string{b.Addr()}, Group: group, Topics: topics, Instance: fmt.Sprintf("i%d", i),
 				FlushInterval: 20 * time.Millisecond, CommitInterval: 100 * time.Millisecond,
-				RebuildUnknown: instances > 1}, eng, nil, metrics[i])
+				RebuildUnknown: instances > 1, Standby: r.standby}, eng, nil, metrics[i])
 			held := topics.Inputs[0]
 			p.beforeFetch = func(ctx context.Context, topic string, partition int) {
 				select {
@@ -189,22 +191,27 @@ func testSameStreamSameDecisions(t *testing.T, b kafkatest.Broker) {
 				t.Errorf("%s: pipeline: %v", name, err)
 			}
 		}
-		var ahead float64
+		var ahead, handed float64
 		if instances > 1 {
 			// At least two members must have read partitions they did not
 			// decide, or the fleet never split the stream.
 			split := 0
 			for i, m := range metrics {
-				n := testutil.ToFloat64(m.SharedOnly)
+				n := testutil.ToFloat64(m.SharedOnly) + testutil.ToFloat64(m.StandbyDecided)
 				ahead += testutil.ToFloat64(m.DecidedAhead)
-				t.Logf("%s: instance %d added %.0f events of other members' partitions to its shared windows, decided %.0f with them ahead",
-					name, i, n, testutil.ToFloat64(m.DecidedAhead))
+				handed += testutil.ToFloat64(m.StandbyHandedOver)
+				t.Logf("%s: instance %d read %.0f events of other members' partitions (%.0f decided as a standby), decided %.0f with shared windows ahead, handed over %.0f standby decisions",
+					name, i, n, testutil.ToFloat64(m.StandbyDecided), testutil.ToFloat64(m.DecidedAhead), testutil.ToFloat64(m.StandbyHandedOver))
 				if n > 0 {
 					split++
 				}
 			}
 			if split < 2 {
 				t.Fatalf("%s: %d members read other members' partitions; the group never split the stream", name, split)
+			}
+			if r.standby && r.leave && (handed == 0 || ahead > 0) {
+				t.Fatalf("%s: %.0f standby decisions handed over, %.0f decided with shared windows ahead; a leave with standbys must hand over and decide nothing ahead",
+					name, handed, ahead)
 			}
 		}
 		return out, ahead
@@ -223,6 +230,7 @@ func testSameStreamSameDecisions(t *testing.T, b kafkatest.Broker) {
 		{"8 partitions, 3 instances of 2 shards", fleetRun{partitions: 8, shards: 2, instances: 3}},
 		{"8 partitions, 2 instances joining a first mid-stream", fleetRun{partitions: 8, shards: 2, instances: 3, lateJoin: true}},
 		{"8 partitions, 3 instances, one leaving mid-stream", fleetRun{partitions: 8, shards: 2, instances: 3, leave: true}},
+		{"8 partitions, 3 standby instances, one leaving mid-stream", fleetRun{partitions: 8, shards: 2, instances: 3, leave: true, standby: true}},
 	}
 	probed, crowded := 0, 0
 	for _, want := range serial {
@@ -250,7 +258,7 @@ func testSameStreamSameDecisions(t *testing.T, b kafkatest.Broker) {
 			// events between are decided with windows that hold later
 			// events (the bound in docs/ARCHITECTURE.md), and only those
 			// may differ.
-			if differ++; !other.run.leave || float64(differ) > ahead {
+			if differ++; !other.run.leave || other.run.standby || float64(differ) > ahead {
 				t.Fatalf("%s: event %s (%s, account %s) decided otherwise than with 1 partition (%d differ so far, %.0f decided with shared windows ahead): %s",
 					other.name, id, want.EventType, want.AccountID, differ, ahead, diff)
 			}
@@ -275,6 +283,7 @@ func testSameStreamSameDecisions(t *testing.T, b kafkatest.Broker) {
 type fleetRun struct {
 	partitions, shards, instances int
 	holdBack, lateJoin, leave     bool
+	standby                       bool // Config.Standby
 }
 
 // generatedInputs generates n events and routes them as riskd's producers

@@ -63,6 +63,11 @@ type mergeInput struct {
 	// shared entity windows; kafka.FirstOffset: from the first.
 	owned                   bool
 	accountFrom, sharedFrom int64
+	// accountTo ends the account part (math.MaxInt64: no end): where a
+	// standby stopped deciding the partition (standby.go). standby is the
+	// log of a partition this instance decides as a standby, nil if none.
+	accountTo int64
+	standby   *standbyLog
 	// progress mirrors next for Ready, which runs on other goroutines.
 	progress *partitionProgress
 
@@ -230,7 +235,10 @@ func (p *Pipeline) merge(ctx, outCtx context.Context, ins []*mergeInput, arrived
 		}
 		pick.hasHead, pick.head = false, kafka.Message{}
 		consumed[pick.topic].Inc()
-		if !p.submit(outCtx, pick.offsets, m, pick.partOf(m.Offset), m.Offset < pick.replayUntil) {
+		if pick.standby != nil {
+			p.standbyDue(pick, m.Offset)
+		}
+		if !p.submit(outCtx, pick, m) {
 			return
 		}
 		pick.next = m.Offset + 1
@@ -261,7 +269,8 @@ type prometheusCounter interface{ Inc() }
 // for a replayed message (decided again to rebuild the restored state; its
 // outputs are durable from the first time), nowhere. It reports false when
 // the engine refused it (shutting down).
-func (p *Pipeline) submit(outCtx context.Context, offsets *partitionOffsets, m kafka.Message, part engine.Part, replay bool) bool {
+func (p *Pipeline) submit(outCtx context.Context, in *mergeInput, m kafka.Message) bool {
+	part, replay, offsets := in.partOf(m.Offset), m.Offset < in.replayUntil, in.offsets
 	p.m.InFlight.Inc()
 	ticket := offsets.add(m.Offset)
 	done := func(d *engine.Decision, err error) {
@@ -274,6 +283,16 @@ func (p *Pipeline) submit(outCtx context.Context, offsets *partitionOffsets, m k
 		}
 	}
 	switch {
+	case part != engine.PartShared && !in.owned:
+		// Decided as a standby: kept until the owner commits past it.
+		log := in.standby
+		done = func(d *engine.Decision, err error) {
+			log.add(result{d: d, err: err, msg: m})
+			offsets.finish(ticket)
+			<-p.slots
+			p.m.InFlight.Dec()
+			p.m.StandbyDecided.Inc()
+		}
 	case part == engine.PartAccount && !replay:
 		p.m.DecidedAhead.Inc()
 	case part == engine.PartShared:

@@ -83,6 +83,10 @@ type Metrics struct {
 	// that moved here from an instance that stood behind this one's
 	// shared windows (the rebalance bound, shared.go).
 	DecidedAhead prometheus.Counter
+	// StandbyDecided counts the events decided here as a standby (no
+	// outputs), StandbyHandedOver the standby's decisions output when
+	// their partition moved here (standby.go).
+	StandbyDecided, StandbyHandedOver prometheus.Counter
 	// PlacedCommands counts support commands applied again at their place
 	// in the replay after a restore (see Pipeline.Place).
 	PlacedCommands prometheus.Counter
@@ -209,6 +213,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		DecidedAhead: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "riskd_decided_with_windows_ahead_total", Help: "Events decided, outputs made, with shared entity windows that already held them and later events (a partition taken over from an instance that stood behind this one).",
 		}),
+		StandbyDecided: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "riskd_standby_decisions_total", Help: "Events of partitions other instances own, decided here as a standby without outputs.",
+		}),
+		StandbyHandedOver: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "riskd_standby_handed_over_total", Help: "Decisions made here as a standby and output when their partition moved here, past its previous owner's last commit.",
+		}),
 		PlacedCommands: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "riskd_replayed_commands_total", Help: "Support commands (locks, unlocks, suppressions) applied again at their place in the stream after a restore.",
 		}),
@@ -233,7 +243,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		reg.MustRegister(m.Consumed, m.Decided, m.Duplicates, m.DeadLettered, m.Lag,
 			m.Committed, m.BatchSize, m.SinkSeconds, m.Errors, m.InFlight, m.RuleHits, m.Candidate, m.KafkaToDecision,
 			m.Parked, m.Dropped, m.RuleErrors, m.Late, m.StateBytes, m.StateSaves, m.StateSeconds, m.StateSize,
-			m.RestoreSeconds, m.RestoreBytes, m.Replayed, m.SharedOnly, m.SharedDelay, m.DecidedAhead, m.PlacedCommands, m.ready)
+			m.RestoreSeconds, m.RestoreBytes, m.Replayed, m.SharedOnly, m.SharedDelay, m.DecidedAhead, m.StandbyDecided, m.StandbyHandedOver, m.PlacedCommands, m.ready)
 	}
 	return m
 }

@@ -156,6 +156,13 @@ type Config struct {
 	// ResumeSeq is the restored snapshot's Seq, so the next one saved
 	// follows it.
 	Resume map[string]map[int]int64
+	// Standby has every instance decide, without outputs, the partitions
+	// it does not own, keeping each decision until the owner commits past
+	// it, so that a partition moved here goes on at once (standby.go).
+	// StandbyLimit bounds the decisions kept per partition (0:
+	// DefaultStandbyLimit); past it the standby of that partition stops.
+	Standby      bool
+	StandbyLimit int
 	// ResumeShared is where the restored shared entity windows (devices,
 	// IPs, payees...) stand, for every partition of the inputs: they
 	// count the events of partitions other instances decide too (see
@@ -249,6 +256,9 @@ type Notifier interface {
 func (c Config) withDefaults() Config {
 	if c.Group == "" {
 		c.Group = "riskd"
+	}
+	if c.StandbyLimit <= 0 {
+		c.StandbyLimit = DefaultStandbyLimit
 	}
 	def := DefaultTopics()
 	if len(c.Topics.Inputs) == 0 {
@@ -370,6 +380,9 @@ type Pipeline struct {
 	// sharedAt is where the shared entity windows stand per partition of
 	// the inputs, assigned or not (see Config.ResumeShared), kept alike.
 	sharedAt map[topicPartition]int64
+	// standby holds, per partition decided here as a standby, what was
+	// decided past its owner's commits (standby.go); runGeneration's.
+	standby map[topicPartition]*standbyLog
 
 	// Support commands (commands.go): Command's requests reach the
 	// running merger through commands; mergerGone is closed when that
@@ -427,6 +440,7 @@ func New(cfg Config, eng *engine.Engine, store DecisionStore, m *Metrics) *Pipel
 		committed: map[topicPartition]int64{},
 		stateAt:   map[topicPartition]int64{},
 		sharedAt:  map[topicPartition]int64{},
+		standby:   map[topicPartition]*standbyLog{},
 		commands:  make(chan commandRequest),
 	}
 	for topic, parts := range cfg.Resume {
@@ -610,8 +624,27 @@ func (p *Pipeline) runGeneration(ctx, outCtx context.Context, gen *kafka.Generat
 			if known && (at < start || (at < 0 && a.Offset > 0)) {
 				start, replayUntil = at, a.Offset
 			}
+			// Decided here as a standby past the committed offset: the
+			// decisions kept since it are this instance's outputs now, and
+			// reading goes on from where the standby stands.
+			var handed []result
+			tookOver := false
+			if log := p.standby[tp]; log != nil && known && at > start {
+				if handed, tookOver = log.handOver(max(start, 0), at); tookOver {
+					start = at
+				} else {
+					p.log.Warn("the standby's decisions of a partition moved here do not reach back to its committed offset; deciding it from there",
+						"topic", topic, "partition", a.ID, "committed", start, "standby_from", log.from, "standby_at", at)
+				}
+			}
+			delete(p.standby, tp) // a standby's decisions of it are handed over or of no use
 			in := p.newInput(tp, start, p.sharedFrom(tp, start))
 			in.owned, in.accountFrom, in.replayUntil = true, start, replayUntil
+			if tookOver {
+				p.takeOver(outCtx, in, handed)
+				p.log.Info("partition taken over from this instance's standby state; the decisions its previous owner had not committed are output from there",
+					"topic", topic, "partition", a.ID, "committed", a.Offset, "decided_to", at, "outputs", len(handed))
+			}
 			in.progress.until = replayUntil
 			parts = append(parts, in)
 			if replayUntil >= 0 {
@@ -624,11 +657,29 @@ func (p *Pipeline) runGeneration(ctx, outCtx context.Context, gen *kafka.Generat
 			}
 		}
 	}
-	// Every other partition of the inputs, for the shared entity windows.
+	// Every other partition of the inputs, for the shared entity windows,
+	// and decided without outputs by a standby.
 	for _, tp := range p.otherPartitions(ctx, owned) {
-		from := p.sharedFrom(tp, kafka.FirstOffset)
-		in := p.newInput(tp, from, from)
-		in.accountFrom = math.MaxInt64
+		shared := p.sharedFrom(tp, kafka.FirstOffset)
+		if !p.cfg.Standby {
+			in := p.newInput(tp, shared, shared)
+			in.accountFrom = math.MaxInt64
+			parts = append(parts, in)
+			continue
+		}
+		at, known := p.stateAt[tp]
+		if !known {
+			at = shared
+			if p.cfg.RebuildUnknown {
+				at = kafka.FirstOffset
+			}
+		}
+		in := p.newInput(tp, at, shared)
+		in.standby = p.standby[tp]
+		if in.standby == nil {
+			in.standby = newStandbyLog(at)
+			p.standby[tp] = in.standby
+		}
 		parts = append(parts, in)
 	}
 	// A fixed order, so that ties in event time are broken alike on every
@@ -692,6 +743,9 @@ func (p *Pipeline) runGeneration(ctx, outCtx context.Context, gen *kafka.Generat
 		})
 	}
 	readers.Go(func() { p.merge(readCtx, outCtx, parts, arrived) })
+	if p.cfg.Standby {
+		readers.Go(func() { p.pollStandbyCommits(readCtx, parts) })
+	}
 
 	var lastWarn time.Time
 	var failed int
@@ -752,7 +806,7 @@ func (p *Pipeline) runGeneration(ctx, outCtx context.Context, gen *kafka.Generat
 		a.reader.Close()
 		tp := topicPartition{a.topic, a.partition}
 		p.sharedAt[tp] = a.next
-		if a.owned {
+		if a.owned || a.standby != nil {
 			p.stateAt[tp] = a.accountAt()
 		}
 	}

@@ -3,6 +3,7 @@ package streams
 import (
 	"context"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -126,15 +127,17 @@ func (p *Pipeline) newInput(tp topicPartition, accountFrom, sharedFrom int64) *m
 	progress.next.Store(start)
 	return &mergeInput{topic: tp.topic, partition: tp.partition, offsets: newPartitionOffsets(), reader: r,
 		buf: make(chan kafka.Message, mergeBuffer), next: start, replayUntil: -1, progress: progress,
-		accountFrom: accountFrom, sharedFrom: sharedFrom}
+		accountFrom: accountFrom, sharedFrom: sharedFrom, accountTo: math.MaxInt64}
 }
 
 // partOf says what the message at offset updates: the account state from
-// accountFrom on, the shared entity windows from sharedFrom on.
+// accountFrom on (up to accountTo), the shared entity windows from
+// sharedFrom on.
 func (in *mergeInput) partOf(offset int64) engine.Part {
 	shared := offset >= in.sharedFrom // kafka.FirstOffset is below every offset
+	account := offset >= in.accountFrom && offset < in.accountTo
 	switch {
-	case shared && offset >= in.accountFrom:
+	case shared && account:
 		return engine.PartAll
 	case shared:
 		return engine.PartShared
@@ -143,5 +146,5 @@ func (in *mergeInput) partOf(offset int64) engine.Part {
 	}
 }
 
-// accountAt is where the account state of an assigned partition stands.
-func (in *mergeInput) accountAt() int64 { return max(in.next, in.accountFrom) }
+// accountAt is where the account state of the partition stands.
+func (in *mergeInput) accountAt() int64 { return min(max(in.next, in.accountFrom), in.accountTo) }

@@ -14,7 +14,7 @@ import (
 // PartAccount, the rest with PartAll; one this instance does not decide
 // adds everything to the shared windows only; and where the shared
 // windows stand behind the accounts, the messages between are added to
-// them only.
+// them only. A standby that stopped decides up to where it stopped.
 func TestPartOfSplitsAPartitionsMessages(t *testing.T) {
 	const never = int64(1<<63 - 1)
 	for _, c := range []struct {
@@ -28,12 +28,26 @@ func TestPartOfSplitsAPartitionsMessages(t *testing.T) {
 		{"another instance's", never, 7, map[int64]engine.Part{7: engine.PartShared, 1000: engine.PartShared}},
 		{"shared windows behind", 30, 20, map[int64]engine.Part{20: engine.PartShared, 29: engine.PartShared, 30: engine.PartAll}},
 	} {
-		in := &mergeInput{accountFrom: c.accountFrom, sharedFrom: c.sharedFrom}
+		in := &mergeInput{accountFrom: c.accountFrom, sharedFrom: c.sharedFrom, accountTo: never}
 		for off, want := range c.want {
 			if got := in.partOf(off); got != want {
 				t.Errorf("%s: offset %d: part %d, want %d", c.name, off, got, want)
 			}
 		}
+	}
+	// A standby that stopped at 50: the account part ends there.
+	in := &mergeInput{accountFrom: 10, sharedFrom: 10, accountTo: 50}
+	for off, want := range map[int64]engine.Part{10: engine.PartAll, 49: engine.PartAll, 50: engine.PartShared} {
+		if got := in.partOf(off); got != want {
+			t.Errorf("stopped standby: offset %d: part %d, want %d", off, got, want)
+		}
+	}
+	if at := in.accountAt(); at != 10 {
+		t.Errorf("stopped standby read nothing yet: account state at %d, want 10", at)
+	}
+	in.next = 70
+	if at := in.accountAt(); at != 50 {
+		t.Errorf("stopped standby: account state at %d, want 50", at)
 	}
 }
 

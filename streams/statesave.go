@@ -78,14 +78,20 @@ func (p *Pipeline) cutDue(ctx context.Context, ins []*mergeInput, now time.Time)
 	for _, in := range ins {
 		tp := topicPartition{in.topic, in.partition}
 		shared[tp] = in.next
-		if !in.owned {
+		if !in.owned && in.standby == nil {
 			continue
 		}
+		// A standby partition's too: the cut is saved once its owner has
+		// committed past it, so a restart never stands ahead of a commit
+		// with the decisions between lost (standby.go).
 		at[tp] = in.accountAt()
 		if live[in.topic] == nil {
 			live[in.topic] = map[int]int64{}
 		}
 		live[in.topic][in.partition] = in.next
+		if !in.owned {
+			live[in.topic][in.partition] = at[tp]
+		}
 	}
 	state, err := p.eng.StartCut(ctx)
 	if err != nil {

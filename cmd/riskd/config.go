@@ -107,6 +107,12 @@ type KafkaConfig struct {
 	// The decide API forwards a call to the instance that reads the
 	// account's partition, computed this way.
 	Partitioner string `yaml:"partitioner"`
+	// Standby has this instance decide the partitions other instances own
+	// too, without outputs, so one that moves here goes on at once
+	// (streams.Config.Standby); StandbyLimit bounds the decisions it keeps
+	// per partition until the owner commits them.
+	Standby      bool `yaml:"standby"`
+	StandbyLimit int  `yaml:"standby_limit"`
 }
 
 type ClickHouseConfig struct {
@@ -222,7 +228,7 @@ func DefaultConfig() Config {
 			Brokers: []string{"127.0.0.1:9092"}, Listen: "127.0.0.1:9092", Group: "riskd", Partitions: 8,
 			Inputs:         []string{"payments", "account-events"},
 			DecisionsTopic: "risk.decisions", AlertsTopic: "risk.alerts", ActionsTopic: "risk.actions", DLQTopic: "risk.dlq",
-			RulesTopic: "risk.rules", MergeWait: streams.DefaultMergeWait,
+			RulesTopic: "risk.rules", MergeWait: streams.DefaultMergeWait, StandbyLimit: streams.DefaultStandbyLimit,
 		},
 		ClickHouse: ClickHouseConfig{Addr: "127.0.0.1:9000", Database: "riskd", User: "default"},
 		Engine:     EngineConfig{AlertThrottle: engine.DefaultAlertThrottle, MaxFutureSkew: engine.DefaultMaxFutureSkew},
