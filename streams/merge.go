@@ -285,9 +285,9 @@ func (p *Pipeline) submit(outCtx context.Context, in *mergeInput, m kafka.Messag
 	switch {
 	case part != engine.PartShared && !in.owned:
 		// Decided as a standby: kept until the owner commits past it.
-		log := in.standby
+		log, ahead := in.standby, part == engine.PartAccount
 		done = func(d *engine.Decision, err error) {
-			log.add(result{d: d, err: err, msg: m})
+			log.add(result{d: d, err: err, msg: m, ahead: ahead})
 			offsets.finish(ticket)
 			<-p.slots
 			p.m.InFlight.Dec()

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -412,6 +411,9 @@ type result struct {
 	msg    kafka.Message // the input, for the DLQ
 	part   *partitionOffsets
 	ticket uint64
+	// ahead marks a standby's decision made with shared entity windows
+	// that held the event already (engine.PartAccount; standby.go).
+	ahead bool
 }
 
 // New builds a Pipeline over a running engine.
@@ -610,77 +612,13 @@ func (p *Pipeline) runGeneration(ctx, outCtx context.Context, gen *kafka.Generat
 		for _, a := range as {
 			tp := topicPartition{topic, a.ID}
 			owned[tp] = true
-			start := a.Offset
-			if start < 0 {
-				start = kafka.FirstOffset
-			}
-			// Where the restored state stands, when it stands behind the
-			// committed offset: read from there, outputs held back.
-			replayUntil := int64(-1)
-			at, known := p.stateAt[tp]
-			if !known && p.cfg.RebuildUnknown {
-				at, known = kafka.FirstOffset, true
-			}
-			if known && (at < start || (at < 0 && a.Offset > 0)) {
-				start, replayUntil = at, a.Offset
-			}
-			// Decided here as a standby past the committed offset: the
-			// decisions kept since it are this instance's outputs now, and
-			// reading goes on from where the standby stands.
-			var handed []result
-			tookOver := false
-			if log := p.standby[tp]; log != nil && known && at > start {
-				if handed, tookOver = log.handOver(max(start, 0), at); tookOver {
-					start = at
-				} else {
-					p.log.Warn("the standby's decisions of a partition moved here do not reach back to its committed offset; deciding it from there",
-						"topic", topic, "partition", a.ID, "committed", start, "standby_from", log.from, "standby_at", at)
-				}
-			}
-			delete(p.standby, tp) // a standby's decisions of it are handed over or of no use
-			in := p.newInput(tp, start, p.sharedFrom(tp, start))
-			in.owned, in.accountFrom, in.replayUntil = true, start, replayUntil
-			if tookOver {
-				p.takeOver(outCtx, in, handed)
-				p.log.Info("partition taken over from this instance's standby state; the decisions its previous owner had not committed are output from there",
-					"topic", topic, "partition", a.ID, "committed", a.Offset, "decided_to", at, "outputs", len(handed))
-			}
-			in.progress.until = replayUntil
-			parts = append(parts, in)
-			if replayUntil >= 0 {
-				p.log.Info("replaying to rebuild the engine state; outputs held back up to the committed offset",
-					"topic", topic, "partition", a.ID, "from", start, "until", replayUntil)
-			}
-			if committed := max(a.Offset, 0); in.sharedFrom > committed {
-				p.log.Info("the shared entity windows stand ahead of the committed offset; the events between are decided with windows that hold later events",
-					"topic", topic, "partition", a.ID, "committed", committed, "shared_windows_at", in.sharedFrom)
-			}
+			parts = append(parts, p.assignedInput(outCtx, tp, a.Offset))
 		}
 	}
 	// Every other partition of the inputs, for the shared entity windows,
 	// and decided without outputs by a standby.
 	for _, tp := range p.otherPartitions(ctx, owned) {
-		shared := p.sharedFrom(tp, kafka.FirstOffset)
-		if !p.cfg.Standby {
-			in := p.newInput(tp, shared, shared)
-			in.accountFrom = math.MaxInt64
-			parts = append(parts, in)
-			continue
-		}
-		at, known := p.stateAt[tp]
-		if !known {
-			at = shared
-			if p.cfg.RebuildUnknown {
-				at = kafka.FirstOffset
-			}
-		}
-		in := p.newInput(tp, at, shared)
-		in.standby = p.standby[tp]
-		if in.standby == nil {
-			in.standby = newStandbyLog(at)
-			p.standby[tp] = in.standby
-		}
-		parts = append(parts, in)
+		parts = append(parts, p.otherInput(tp))
 	}
 	// A fixed order, so that ties in event time are broken alike on every
 	// run and on every instance.
@@ -810,6 +748,55 @@ func (p *Pipeline) runGeneration(ctx, outCtx context.Context, gen *kafka.Generat
 			p.stateAt[tp] = a.accountAt()
 		}
 	}
+}
+
+// assignedInput makes the merger's input for tp, assigned to this instance
+// with the group's committed offset committed (negative: none): read from
+// the committed offset, or from where this engine's state of it stands when
+// that is behind (its messages up to the commit decided again without
+// outputs), or, after a standby of it that stands past the commit, from
+// there, with the standby's decisions since the commit output first.
+func (p *Pipeline) assignedInput(outCtx context.Context, tp topicPartition, committed int64) *mergeInput {
+	start := committed
+	if start < 0 {
+		start = kafka.FirstOffset
+	}
+	replayUntil := int64(-1)
+	at, known := p.stateAt[tp]
+	if !known && p.cfg.RebuildUnknown {
+		at, known = kafka.FirstOffset, true
+	}
+	if known && (at < start || (at < 0 && committed > 0)) {
+		start, replayUntil = at, committed
+	}
+	var handed []result
+	tookOver := false
+	if log := p.standby[tp]; log != nil && known && at > start {
+		if handed, tookOver = log.handOver(max(start, 0), at); tookOver {
+			start = at
+		} else {
+			p.log.Warn("the standby's decisions of a partition moved here do not reach back to its committed offset; deciding it from there",
+				"topic", tp.topic, "partition", tp.partition, "committed", start, "standby_from", log.from, "standby_at", at)
+		}
+	}
+	delete(p.standby, tp) // a standby's decisions of it are handed over or of no use
+	in := p.newInput(tp, start, p.sharedFrom(tp, start))
+	in.owned, in.accountFrom, in.replayUntil = true, start, replayUntil
+	in.progress.until = replayUntil
+	if tookOver {
+		p.takeOver(outCtx, in, handed)
+		p.log.Info("partition taken over from this instance's standby state; the decisions its previous owner had not committed are output from there",
+			"topic", tp.topic, "partition", tp.partition, "committed", committed, "decided_to", at, "outputs", len(handed))
+	}
+	if replayUntil >= 0 {
+		p.log.Info("replaying to rebuild the engine state; outputs held back up to the committed offset",
+			"topic", tp.topic, "partition", tp.partition, "from", start, "until", replayUntil)
+	}
+	if c := max(committed, 0); in.sharedFrom > c {
+		p.log.Info("the shared entity windows stand ahead of the committed offset; the events between are decided with windows that hold later events",
+			"topic", tp.topic, "partition", tp.partition, "committed", c, "shared_windows_at", in.sharedFrom)
+	}
+	return in
 }
 
 // fetchErrors is a partition reader's ErrorLogger. kafka-go's reader

@@ -30,9 +30,11 @@ import (
 // What the shared windows count is a function of the inputs alone: every
 // event that is decoded and not a repeated event_id, a locked account's
 // too (the engine adds those to its entities, not to its account), so
-// instances that hold different locks agree. Events of the decide API are
-// not on the inputs: they count on the instance that decides them only
-// (docs/ARCHITECTURE.md, streams, "Shared entity windows across a fleet").
+// instances that hold different locks agree. An event of the decide API
+// counts on the other instances through its copy on the inputs, when the
+// wallet publishes one (its decider skips that copy as a repeated
+// event_id), and only on its decider when not (docs/ARCHITECTURE.md,
+// streams, "Shared entity windows across a fleet").
 //
 // Cost: every instance decodes every event and updates its entities (a
 // few µs of CPU each), and holds every entity in memory.
@@ -95,6 +97,32 @@ func inputPartitions(ctx context.Context, client *kafka.Client, topics []string)
 		counts[t.Name] = len(t.Partitions)
 	}
 	return counts, nil
+}
+
+// otherInput makes the merger's input for tp, a partition another instance
+// decides: added to the shared entity windows from where they stand, and
+// with Config.Standby decided too, without outputs, from where this
+// engine's state of it stands (standby.go).
+func (p *Pipeline) otherInput(tp topicPartition) *mergeInput {
+	shared := p.sharedFrom(tp, kafka.FirstOffset)
+	at, known := p.stateAt[tp]
+	if !known && p.cfg.RebuildUnknown {
+		at, known = kafka.FirstOffset, true
+	}
+	if !p.cfg.Standby || !known {
+		// Without a known state of its accounts a standby's would lack
+		// their history: a standby's state always reaches back to a commit.
+		in := p.newInput(tp, shared, shared)
+		in.accountFrom = math.MaxInt64
+		return in
+	}
+	in := p.newInput(tp, at, shared)
+	in.standby = p.standby[tp]
+	if in.standby == nil {
+		in.standby = newStandbyLog(at)
+		p.standby[tp] = in.standby
+	}
+	return in
 }
 
 // sharedFrom is where the shared entity windows stand for tp, or fallback

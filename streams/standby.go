@@ -22,7 +22,12 @@ import (
 // between the owner's last commit and where this instance stands are
 // output as this instance's own, and deciding goes on from there, so the
 // move costs no replay and no event is decided with shared windows that
-// hold later events. The cost is CPU: every instance decides every event,
+// hold later events (unless the standby itself had rebuilt the partition's
+// accounts behind its shared windows, with engine.PartAccount: such kept
+// decisions count in riskd_decided_with_windows_ahead_total when output).
+// A partition whose accounts' history this instance cannot rebuild
+// (Config.RebuildUnknown off and no state of it) gets no standby. The
+// cost is CPU: every instance decides every event,
 // so a fleet of standbys does not spread the scoring work, only the
 // outputs and the ClickHouse writes; it suits a few instances kept for
 // availability. A standby whose owner falls more than Config.StandbyLimit
@@ -122,6 +127,11 @@ func (p *Pipeline) takeOver(ctx context.Context, in *mergeInput, rs []result) {
 		}
 	}
 	p.m.StandbyHandedOver.Add(float64(len(rs)))
+	for _, r := range rs {
+		if r.ahead {
+			p.m.DecidedAhead.Inc()
+		}
+	}
 }
 
 // standbyDue stops deciding in's partition as a standby from offset on

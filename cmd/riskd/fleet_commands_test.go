@@ -182,9 +182,17 @@ func testSupportCommandsReachEveryInstance(t *testing.T, b kafkatest.Broker) {
 // instance reads, once both instances of p see the same owner for it.
 func accountOwnedBy(t *testing.T, p *fleetPair, instance, prefix string) string {
 	t.Helper()
-	var found string
-	waitFor(t, waitLong, "both instances seeing "+instance+" own an account", func() (bool, string) {
-		for i := range 64 {
+	return accountsOwnedBy(t, p, instance, prefix, 1)[0]
+}
+
+// accountsOwnedBy returns the first n accounts "<prefix>N" whose partition
+// instance reads, once both instances of p see the same owner for them.
+func accountsOwnedBy(t *testing.T, p *fleetPair, instance, prefix string, n int) []string {
+	t.Helper()
+	var found []string
+	waitFor(t, waitLong, "both instances seeing "+instance+" own accounts", func() (bool, string) {
+		found = found[:0]
+		for i := range 64 * n {
 			account := prefix + strconv.Itoa(i)
 			ma, okA := p.a.pipe.Owner(account)
 			mb, okB := p.b.pipe.Owner(account)
@@ -192,11 +200,12 @@ func accountOwnedBy(t *testing.T, p *fleetPair, instance, prefix string) string 
 				return false, fmt.Sprintf("%s: a sees %+v (%v), b sees %+v (%v)", account, ma, okA, mb, okB)
 			}
 			if ma.Instance == instance {
-				found = account
-				return true, ""
+				if found = append(found, account); len(found) == n {
+					return true, ""
+				}
 			}
 		}
-		return false, "none of 64 accounts is " + instance + "'s"
+		return false, fmt.Sprintf("%d of %d accounts are %s's", len(found), 64*n, instance)
 	})
 	return found
 }
