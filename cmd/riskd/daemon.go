@@ -85,6 +85,10 @@ type daemon struct {
 	// snapshot's offsets), which tells the commands it holds already.
 	actionsSince time.Time
 	restoredAt   map[string]map[int]int64
+	// stateOf names the instance whose snapshot the state was restored
+	// from: this one, or another member's for a new member (startFromPeer);
+	// its places for other instances' commands are the state's.
+	stateOf string
 	// actionsRead is where, per partition of the actions topic,
 	// reapplyActions stopped reading: followActions goes on from there.
 	actionsRead map[int]int64

@@ -171,9 +171,10 @@ func waitRestored(t *testing.T, p *riskdProc, snapshot bool) restore {
 // TestFaultsSecondInstanceJoinsAndLeaves starts a second riskd in the same
 // group (its own state.instance) while the first decides the backlog, lets
 // it decide a tenth of the backlog, then stops it with SIGTERM: partitions
-// move to the second instance (rebuilt there from the log start, up to the
-// committed offsets) and back (caught up from where the first left them),
-// with decisions in flight both times. The whole stream is a backlog
+// move to the second instance (which started from the first one's latest
+// snapshot and catches them up from there to the committed offsets) and
+// back (caught up from where the first left them), with decisions in
+// flight both times. The whole stream is a backlog
 // before riskd starts, as in the reference run: parts produced later could
 // reach riskd while some partitions are caught up, and then the merge does
 // not wait for them (kafka.max_idle 0, "Cross-topic order when live" in
@@ -205,7 +206,14 @@ func TestFaultsSecondInstanceJoinsAndLeaves(t *testing.T) {
 
 		r := e.begin(t, s)
 		r.main.lock(t, supportLate)
+		waitFor(t, waitLong, r.main.name+": a snapshot saved", func() (bool, string) {
+			v := r.main.metrics(t)[`riskd_state_snapshots_total{outcome="saved"}`]
+			return v > 0, fmt.Sprintf(`riskd_state_snapshots_total{outcome="saved"} %.0f`, v)
+		})
 		second := e.start(t, "b")
+		// A new member starts from the first one's snapshot, not from the
+		// start of the log.
+		second.waitLog(t, regexp.MustCompile(`engine state started from another member's snapshot`))
 		second.waitLog(t, regexp.MustCompile(`consumer group generation.* partitions=[1-9]`))
 		joined := e.stored(t)
 		t.Logf("partitions with both instances: %s", e.checkCoPartitioned(t))

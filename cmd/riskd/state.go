@@ -44,7 +44,7 @@ func (d *daemon) restoreFromKafka(ctx context.Context, cfg engine.Config, pipe *
 	}
 	// Locks and unlocks published since the state was cut are applied
 	// again (reapplyActions); with no usable state, all that are retained.
-	d.actionsSince = time.Unix(0, 0)
+	d.actionsSince, d.stateOf = time.Unix(0, 0), d.instance
 	rebuild := func(why string, err error) (*engine.Engine, error) {
 		d.log.Warn("no usable engine state in Kafka; rebuilding it from the input topics' retention ("+why+")",
 			"topic", d.cfg.State.Topic, "err", err)
@@ -52,9 +52,15 @@ func (d *daemon) restoreFromKafka(ctx context.Context, cfg engine.Config, pipe *
 	}
 	switch {
 	case errors.Is(err, snapshots.ErrNoSnapshot):
+		if eng := d.startFromPeer(ctx, cfg, pipe, store); eng != nil {
+			return eng, nil
+		}
 		d.log.Info("no engine state saved yet", "topic", d.cfg.State.Topic)
 		return engine.New(cfg, d.set, d.holder), nil
 	case errors.Is(err, snapshots.ErrNoUsableSnapshot):
+		if eng := d.startFromPeer(ctx, cfg, pipe, store); eng != nil {
+			return eng, nil
+		}
 		return rebuild("every snapshot was refused", err)
 	case err != nil:
 		return nil, fmt.Errorf("loading engine state from %s: %w", d.cfg.State.Topic, err)
@@ -75,6 +81,55 @@ func (d *daemon) restoreFromKafka(ctx context.Context, cfg engine.Config, pipe *
 		"cut_at", snap.CreatedAt, "bytes", len(snap.Data), "took", took)
 	d.logFeatureChange(eng.FeatureRestore(), "since the snapshot")
 	return eng, nil
+}
+
+// startFromPeer starts an instance that has no usable state of its own
+// (a new member of the group) from the newest usable snapshot another
+// member saved, or returns nil when there is none. Every partition in it
+// is then read from where that state stands, not from the start of its
+// log: the partitions the group assigns here are caught up from there,
+// and the shared entity windows are whole at once. The accounts of the
+// partitions the other member keeps stay here unused, as after a
+// rebalance. The snapshot is only read: this instance saves under its
+// own name.
+func (d *daemon) startFromPeer(ctx context.Context, cfg engine.Config, pipe *streams.Config, own *snapshots.Store) *engine.Engine {
+	start := time.Now()
+	ownName := d.cfg.Kafka.Group + "/" + d.instance
+	saved, err := own.Names(ctx, d.cfg.Kafka.Group+"/")
+	if err != nil {
+		d.log.Warn("could not list the group's snapshots; starting without another member's state", "err", err)
+		return nil
+	}
+	for _, s := range saved {
+		if s.Name == ownName {
+			continue
+		}
+		peer, err := snapshots.New(snapshots.Config{Brokers: d.brokers, Topic: d.cfg.State.Topic, Name: s.Name, Logger: d.log})
+		if err != nil {
+			d.log.Warn("another member's snapshot cannot be read", "member", s.Name, "err", err)
+			continue
+		}
+		snap, _, err := peer.Load(ctx)
+		if err != nil {
+			d.log.Warn("another member's snapshot is not usable", "member", s.Name, "err", err)
+			continue
+		}
+		eng, err := engine.Restore(cfg, d.set, d.holder, bytes.NewReader(snap.Data))
+		if err != nil {
+			d.log.Warn("another member's snapshot does not fit this configuration", "member", s.Name, "seq", snap.Seq, "err", err)
+			continue
+		}
+		pipe.Resume, pipe.ResumeShared, d.restoredAt = snap.Offsets, snap.SharedOffsets, snap.Offsets
+		d.actionsSince, d.stateOf = snap.CreatedAt.Add(-actionsMargin), strings.TrimPrefix(s.Name, d.cfg.Kafka.Group+"/")
+		took := time.Since(start)
+		d.metrics.RestoreSeconds.Set(took.Seconds())
+		d.metrics.RestoreBytes.Set(float64(len(snap.Data)))
+		d.log.Info("engine state started from another member's snapshot", "topic", d.cfg.State.Topic, "member", s.Name,
+			"seq", snap.Seq, "cut_at", snap.CreatedAt, "bytes", len(snap.Data), "took", took)
+		d.logFeatureChange(eng.FeatureRestore(), "since that snapshot")
+		return eng
+	}
+	return nil
 }
 
 // logFeatureChange says what a change of the window feature definitions
@@ -150,11 +205,11 @@ func (d *daemon) reapplyActions(ctx context.Context) error {
 		return fmt.Errorf("applying the support commands published since the state was saved: %w", err)
 	}
 	d.actionsRead = read
-	// Where this instance applied other instances' commands (or that it
-	// skipped one, superseded by its own).
+	// Where the instance whose state this is applied other instances'
+	// commands (or that it skipped one, superseded by its own).
 	placedHere := map[string]streams.ActionRecord{}
 	for _, a := range recs {
-		if a.Type == streams.ActionPlaced && a.Instance == d.instance {
+		if a.Type == streams.ActionPlaced && a.Instance == d.stateOf {
 			placedHere[a.Ref] = a
 		}
 	}
@@ -171,7 +226,7 @@ func (d *daemon) reapplyActions(ctx context.Context) error {
 			continue
 		}
 		at := a.Position
-		if p, ok := placedHere[a.ID]; ok && a.Instance != d.instance {
+		if p, ok := placedHere[a.ID]; ok && a.Instance != d.stateOf {
 			// Another instance's command that this one applied live: its
 			// place here. One it never applied (it was down, or not yet
 			// following) goes where the other instance applied it: the

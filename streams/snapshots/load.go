@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -516,4 +517,67 @@ func (c candidate) readChunk(i int, value kafka.Bytes, data []byte) error {
 		return errChecksum
 	}
 	return c.chunkProblem(i, chunkEntry{hdr: hdr, size: size}, true)
+}
+
+// Saved is one name's newest manifest in the topic, as Names lists it.
+type Saved struct {
+	Name      string
+	Seq       uint64
+	CreatedAt time.Time
+}
+
+// Names lists the names under which snapshots are saved in the topic
+// whose names start with prefix, each with its newest readable manifest,
+// newest first. It reads the topic through but keeps no data: a new member
+// of a group uses it to find another member's snapshot to start from
+// (Config.Name another Store's, then Load).
+func (s *Store) Names(ctx context.Context, prefix string) ([]Saved, error) {
+	where := fmt.Sprintf("snapshots: names in %s", s.cfg.Topic)
+	client, done := s.client()
+	defer done()
+	first, err := listOffset(ctx, client, s.cfg.Topic, kafka.FirstOffsetOf)
+	if errors.Is(err, kafka.UnknownTopicOrPartition) {
+		return nil, nil
+	} else if err != nil {
+		return nil, fmt.Errorf("%s: start offset: %w", where, err)
+	}
+	end, err := listOffset(ctx, client, s.cfg.Topic, kafka.LastOffsetOf)
+	if err != nil {
+		return nil, fmt.Errorf("%s: end offset: %w", where, err)
+	}
+	newest := map[string]Saved{}
+	suffix := "/" + manifestKeyword
+	var st LoadStats
+	err = s.scan(ctx, client, &st, first, end, func(rec *kafka.Record) error {
+		if rec.Key == nil || rec.Value == nil {
+			return nil
+		}
+		key, err := kafka.ReadAll(rec.Key)
+		if err != nil {
+			return fmt.Errorf("read key at offset %d: %w", rec.Offset, err)
+		}
+		k := string(key)
+		if !strings.HasPrefix(k, prefix) || !strings.HasSuffix(k, suffix) || len(k) < len(suffix)+2 {
+			return nil
+		}
+		name := k[:len(k)-len(suffix)-2] // less "/<slot>"
+		value, err := kafka.ReadAll(rec.Value)
+		if err != nil {
+			return fmt.Errorf("read manifest at offset %d: %w", rec.Offset, err)
+		}
+		m, err := decodeManifest(name, value)
+		if err != nil {
+			return nil // a damaged manifest: Load of that name says why
+		}
+		if have, ok := newest[name]; !ok || m.Seq > have.Seq {
+			newest[name] = Saved{Name: name, Seq: m.Seq, CreatedAt: m.CreatedAt}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", where, err)
+	}
+	out := slices.Collect(maps.Values(newest))
+	slices.SortFunc(out, func(a, b Saved) int { return b.CreatedAt.Compare(a.CreatedAt) })
+	return out, nil
 }

@@ -666,3 +666,38 @@ func TestEmptyDataRoundTrips(t *testing.T) {
 		}
 	})
 }
+
+// TestNamesListsTheGroupsSnapshotsNewestFirst: a new member of a group
+// finds the other members' snapshots by the group's prefix, newest first,
+// each with its newest Seq, and not another group's.
+func TestNamesListsTheGroupsSnapshotsNewestFirst(t *testing.T) {
+	kafkatest.Run(t, func(t *testing.T, b kafkatest.Broker) {
+		ctx := testCtx(t)
+		topic := uniqueTopic()
+		save := func(name string, seq uint64, at time.Time) {
+			t.Helper()
+			s := newStore(t, b, topic, name, 0)
+			if err := s.Ensure(ctx); err != nil {
+				t.Fatal(err)
+			}
+			snap := snapshotOf(seq, []byte("state of "+name))
+			snap.CreatedAt = at
+			if _, err := s.Save(ctx, snap); err != nil {
+				t.Fatalf("save %s %d: %v", name, seq, err)
+			}
+		}
+		t0 := time.Date(2026, 11, 30, 5, 0, 0, 0, time.UTC)
+		save("riskd/a", 1, t0)
+		save("riskd/a", 2, t0.Add(2*time.Minute))
+		save("riskd/b", 1, t0.Add(time.Minute))
+		save("riskd-other/c", 1, t0.Add(3*time.Minute))
+		got, err := newStore(t, b, topic, "riskd/new", 0).Names(ctx, "riskd/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []Saved{{"riskd/a", 2, t0.Add(2 * time.Minute)}, {"riskd/b", 1, t0.Add(time.Minute)}}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("Names = %+v, want %+v", got, want)
+		}
+	})
+}
