@@ -230,9 +230,9 @@ type faultEnv struct {
 	chAddr, db string
 	ch         driver.Conn
 	features   string
-	// output is more keys of the config's output section, indented
-	// ("  drain_timeout: 2s\n").
-	output string
+	// output and kafka are more keys of the config's output and kafka
+	// sections, indented ("  drain_timeout: 2s\n").
+	output, kafka string
 	starts int
 	procs  []*riskdProc
 }
@@ -300,7 +300,7 @@ func (e *faultEnv) config(t *testing.T, instance string) string {
   actions_topic: %s
   dlq_topic: %s
   rules_topic: %s
-clickhouse:
+%sclickhouse:
   addr: %s
   database: %s
 engine:
@@ -322,7 +322,7 @@ output:
   instance: %s
   dir: %s
 `, e.broker.Addr(), e.group, e.inputs[0], e.inputs[1], e.outputs[0], e.outputs[1], e.outputs[2], e.outputs[3], e.outputs[4],
-		e.chAddr, e.db, features, e.output, e.state, instance, filepath.Join(e.dir, "state-"+instance))
+		e.kafka, e.chAddr, e.db, features, e.output, e.state, instance, filepath.Join(e.dir, "state-"+instance))
 	path := filepath.Join(e.dir, "riskd-"+instance+".yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

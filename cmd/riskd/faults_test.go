@@ -244,6 +244,69 @@ func TestFaultsSecondInstanceJoinsAndLeaves(t *testing.T) {
 	})
 }
 
+// TestFaultsFleetOfThreeStandbys runs the stream on a fleet that grows and
+// shrinks mid-stream, with the reference features (device, IP, payee and
+// card windows included) and kafka.standby: a second and a third riskd
+// join while the first decides the backlog (each starting from another
+// member's snapshot), and the third leaves (SIGTERM) once it has decided
+// some. Every member reads every partition into its shared entity windows
+// and decides the partitions it does not own as a standby, so the
+// partitions the third leaves are taken over with the decisions a standby
+// kept: every decision must equal the uninterrupted single instance's,
+// entity features included, and every lock made before must hold.
+func TestFaultsFleetOfThreeStandbys(t *testing.T) {
+	if !faultsFull() {
+		t.Skipf("the full fault set runs with make faults (%s=full)", faultsEnv)
+	}
+	t.Parallel()
+	size := faultSizeNow()
+	bin := buildRiskd(t)
+	kafkatest.Run(t, func(t *testing.T, b kafkatest.Broker) {
+		began := time.Now()
+		s := newFaultStream(t, size)
+		want := reference(t, b, bin, s, "")
+		e := newFaultEnv(t, "fleet-standby", b, bin, "")
+		e.kafka = "  standby: true\n"
+		n := uint64(len(s.backlog))
+
+		r := e.begin(t, s)
+		r.main.lock(t, supportLate)
+		waitFor(t, waitLong, r.main.name+": a snapshot saved", func() (bool, string) {
+			v := r.main.metrics(t)[`riskd_state_snapshots_total{outcome="saved"}`]
+			return v > 0, fmt.Sprintf(`riskd_state_snapshots_total{outcome="saved"} %.0f`, v)
+		})
+		second, third := e.start(t, "b"), e.start(t, "c")
+		for _, p := range []*riskdProc{second, third} {
+			p.waitLog(t, regexp.MustCompile(`engine state started from another member's snapshot`))
+		}
+		third.waitLog(t, regexp.MustCompile(`consumer group generation.* partitions=[1-9]`))
+		joined := e.stored(t)
+		waitFor(t, 2*waitLong, third.name+": deciding", func() (bool, string) {
+			d := third.metrics(t)["riskd_decisions_total"]
+			return d >= float64(n)/20, fmt.Sprintf("riskd_decisions_total %.0f", d)
+		})
+		third.mustTerm(t)
+		left := e.stored(t)
+		if left >= n {
+			t.Fatalf("the third instance left after the whole backlog was decided: not mid-stream")
+		}
+		var handed, ahead float64
+		got := r.finish(t, func() {
+			for _, p := range []*riskdProc{r.main, second} {
+				m := p.metrics(t)
+				handed += m["riskd_standby_handed_over_total"]
+				ahead += m["riskd_decided_with_windows_ahead_total"]
+			}
+		})
+		second.mustTerm(t)
+		t.Logf("fleet of three: joined with %d of %d stored, the third left with %d; %.0f standby decisions handed over, %.0f decided with shared windows ahead",
+			joined, n, left, handed, ahead)
+		compareDecisions(t, e.name, got, want)
+		checkLocks(t, e.name, s, got)
+		t.Logf("fleet of three: %d events, %s (reference included)", len(s.ids), time.Since(began).Round(time.Millisecond))
+	})
+}
+
 // TestFaultsSIGTERMWhileClickHouseIsDown puts a TCP proxy between riskd
 // and ClickHouse, cuts it mid-stream, sends SIGTERM (the drain times out:
 // output.drain_timeout is 2s, so no final snapshot), brings ClickHouse
