@@ -233,8 +233,8 @@ type faultEnv struct {
 	// output and kafka are more keys of the config's output and kafka
 	// sections, indented ("  drain_timeout: 2s\n").
 	output, kafka string
-	starts int
-	procs  []*riskdProc
+	starts        int
+	procs         []*riskdProc
 }
 
 // buildRiskd builds the riskd binary once per test, as riskdCommand does.
