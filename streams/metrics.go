@@ -87,6 +87,9 @@ type Metrics struct {
 	// outputs), StandbyHandedOver the standby's decisions output when
 	// their partition moved here (standby.go).
 	StandbyDecided, StandbyHandedOver prometheus.Counter
+	// StandbyKept is how many standby decisions wait for their owners'
+	// commits, as of the last poll: what standbys hold in memory.
+	StandbyKept prometheus.Gauge
 	// PlacedCommands counts support commands applied again at their place
 	// in the replay after a restore (see Pipeline.Place).
 	PlacedCommands prometheus.Counter
@@ -219,6 +222,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		StandbyHandedOver: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "riskd_standby_handed_over_total", Help: "Decisions made here as a standby and output when their partition moved here, past its previous owner's last commit.",
 		}),
+		StandbyKept: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "riskd_standby_kept_decisions", Help: "Decisions made here as a standby that their partitions' owners have not committed yet (kept in memory, at most kafka.standby_limit per partition).",
+		}),
 		PlacedCommands: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "riskd_replayed_commands_total", Help: "Support commands (locks, unlocks, suppressions) applied again at their place in the stream after a restore.",
 		}),
@@ -243,7 +249,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		reg.MustRegister(m.Consumed, m.Decided, m.Duplicates, m.DeadLettered, m.Lag,
 			m.Committed, m.BatchSize, m.SinkSeconds, m.Errors, m.InFlight, m.RuleHits, m.Candidate, m.KafkaToDecision,
 			m.Parked, m.Dropped, m.RuleErrors, m.Late, m.StateBytes, m.StateSaves, m.StateSeconds, m.StateSize,
-			m.RestoreSeconds, m.RestoreBytes, m.Replayed, m.SharedOnly, m.SharedDelay, m.DecidedAhead, m.StandbyDecided, m.StandbyHandedOver, m.PlacedCommands, m.ready)
+			m.RestoreSeconds, m.RestoreBytes, m.Replayed, m.SharedOnly, m.SharedDelay, m.DecidedAhead, m.StandbyDecided, m.StandbyHandedOver, m.StandbyKept, m.PlacedCommands, m.ready)
 	}
 	return m
 }

@@ -167,7 +167,13 @@ func (p *Pipeline) pollStandbyCommits(ctx context.Context, ins []*mergeInput) {
 	defer tick.Stop()
 	var warn warnEvery
 	for {
-		if err := p.standbyCommits(ctx, client, topics, logs); err != nil && ctx.Err() == nil {
+		err := p.standbyCommits(ctx, client, topics, logs)
+		var kept int64
+		for _, l := range logs {
+			kept += l.n.Load()
+		}
+		p.m.StandbyKept.Set(float64(kept))
+		if err != nil && ctx.Err() == nil {
 			p.m.Errors.WithLabelValues("fleet").Inc()
 			if n, ok := warn.due(time.Now()); ok {
 				p.log.Warn("asking the broker where the group committed the standby partitions failed; their decisions are kept meanwhile",
