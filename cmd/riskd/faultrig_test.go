@@ -237,6 +237,24 @@ type faultEnv struct {
 	procs         []*riskdProc
 }
 
+// waitSaved waits until p has saved a state snapshot.
+func (p *riskdProc) waitSaved(t *testing.T) {
+	t.Helper()
+	waitFor(t, waitLong, p.name+": a snapshot saved", func() (bool, string) {
+		v := p.metrics(t)[`riskd_state_snapshots_total{outcome="saved"}`]
+		return v > 0, fmt.Sprintf(`riskd_state_snapshots_total{outcome="saved"} %.0f`, v)
+	})
+}
+
+// waitDecided waits until p has decided at least n events.
+func (p *riskdProc) waitDecided(t *testing.T, n float64) {
+	t.Helper()
+	waitFor(t, 2*waitLong, p.name+": deciding", func() (bool, string) {
+		d := p.metrics(t)["riskd_decisions_total"]
+		return d >= n, fmt.Sprintf("riskd_decisions_total %.0f", d)
+	})
+}
+
 // buildRiskd builds the riskd binary once per test, as riskdCommand does.
 func buildRiskd(t *testing.T) string {
 	t.Helper()

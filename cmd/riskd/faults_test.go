@@ -206,10 +206,7 @@ func TestFaultsSecondInstanceJoinsAndLeaves(t *testing.T) {
 
 		r := e.begin(t, s)
 		r.main.lock(t, supportLate)
-		waitFor(t, waitLong, r.main.name+": a snapshot saved", func() (bool, string) {
-			v := r.main.metrics(t)[`riskd_state_snapshots_total{outcome="saved"}`]
-			return v > 0, fmt.Sprintf(`riskd_state_snapshots_total{outcome="saved"} %.0f`, v)
-		})
+		r.main.waitSaved(t)
 		second := e.start(t, "b")
 		// A new member starts from the first one's snapshot, not from the
 		// start of the log.
@@ -217,10 +214,7 @@ func TestFaultsSecondInstanceJoinsAndLeaves(t *testing.T) {
 		second.waitLog(t, regexp.MustCompile(`consumer group generation.* partitions=[1-9]`))
 		joined := e.stored(t)
 		t.Logf("partitions with both instances: %s", e.checkCoPartitioned(t))
-		waitFor(t, 2*waitLong, second.name+": deciding", func() (bool, string) {
-			d := second.metrics(t)["riskd_decisions_total"]
-			return d >= float64(n)/10, fmt.Sprintf("riskd_decisions_total %.0f", d)
-		})
+		second.waitDecided(t, float64(n)/10)
 		m := second.metrics(t)
 		second.mustTerm(t)
 		left := e.stored(t)
@@ -271,20 +265,14 @@ func TestFaultsFleetOfThreeStandbys(t *testing.T) {
 
 		r := e.begin(t, s)
 		r.main.lock(t, supportLate)
-		waitFor(t, waitLong, r.main.name+": a snapshot saved", func() (bool, string) {
-			v := r.main.metrics(t)[`riskd_state_snapshots_total{outcome="saved"}`]
-			return v > 0, fmt.Sprintf(`riskd_state_snapshots_total{outcome="saved"} %.0f`, v)
-		})
+		r.main.waitSaved(t)
 		second, third := e.start(t, "b"), e.start(t, "c")
 		for _, p := range []*riskdProc{second, third} {
 			p.waitLog(t, regexp.MustCompile(`engine state started from another member's snapshot`))
 		}
 		third.waitLog(t, regexp.MustCompile(`consumer group generation.* partitions=[1-9]`))
 		joined := e.stored(t)
-		waitFor(t, 2*waitLong, third.name+": deciding", func() (bool, string) {
-			d := third.metrics(t)["riskd_decisions_total"]
-			return d >= float64(n)/20, fmt.Sprintf("riskd_decisions_total %.0f", d)
-		})
+		third.waitDecided(t, float64(n)/20)
 		third.mustTerm(t)
 		left := e.stored(t)
 		if left >= n {
