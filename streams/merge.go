@@ -288,9 +288,7 @@ func (p *Pipeline) submit(outCtx context.Context, in *mergeInput, m kafka.Messag
 		log, ahead := in.standby, part == engine.PartAccount
 		done = func(d *engine.Decision, err error) {
 			log.add(result{d: d, err: err, msg: m, ahead: ahead})
-			offsets.finish(ticket)
-			<-p.slots
-			p.m.InFlight.Dec()
+			p.settle(offsets, ticket)
 			p.m.StandbyDecided.Inc()
 		}
 	case part == engine.PartAccount && !replay:
@@ -299,9 +297,7 @@ func (p *Pipeline) submit(outCtx context.Context, in *mergeInput, m kafka.Messag
 		// Another instance decides it (or decided it: a partition that
 		// moved here); errors are its to report.
 		done = func(*engine.Decision, error) {
-			offsets.finish(ticket)
-			<-p.slots
-			p.m.InFlight.Dec()
+			p.settle(offsets, ticket)
 			p.m.SharedOnly.Inc()
 			if !m.Time.IsZero() && !replay {
 				p.m.SharedDelay.Observe(time.Since(m.Time).Seconds())
@@ -309,9 +305,7 @@ func (p *Pipeline) submit(outCtx context.Context, in *mergeInput, m kafka.Messag
 		}
 	case replay:
 		done = func(*engine.Decision, error) {
-			offsets.finish(ticket)
-			<-p.slots
-			p.m.InFlight.Dec()
+			p.settle(offsets, ticket)
 			p.m.Replayed.Inc()
 		}
 	}
@@ -331,6 +325,14 @@ func (p *Pipeline) submit(outCtx context.Context, in *mergeInput, m kafka.Messag
 		return false
 	}
 	return true
+}
+
+// settle frees a message whose decision goes to no output: its offset is
+// done and its slot free as soon as the engine has taken it in.
+func (p *Pipeline) settle(offsets *partitionOffsets, ticket uint64) {
+	offsets.finish(ticket)
+	<-p.slots
+	p.m.InFlight.Dec()
 }
 
 // markBehind asks the broker where each input's log starts and ends, so
