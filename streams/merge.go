@@ -234,7 +234,9 @@ func (p *Pipeline) merge(ctx, outCtx context.Context, ins []*mergeInput, arrived
 			return
 		}
 		pick.hasHead, pick.head = false, kafka.Message{}
-		consumed[pick.topic].Inc()
+		if pick.owned { // the others count in riskd_shared_window_events_total or as a standby's
+			consumed[pick.topic].Inc()
+		}
 		if pick.standby != nil {
 			p.standbyDue(pick, m.Offset)
 		}

@@ -129,7 +129,7 @@ var ErrorStages = []string{"group", "fetch", "commit", "lag", "kafka_out", "clic
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		Consumed: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "riskd_consumed_total", Help: "Messages fetched from input topics.",
+			Name: "riskd_consumed_total", Help: "Messages fetched from the input partitions assigned to this instance (those of other instances count in riskd_shared_window_events_total or riskd_standby_decisions_total).",
 		}, []string{"topic"}),
 		Decided: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "riskd_decisions_total", Help: "Decisions stored and published, by action.",
