@@ -17,7 +17,9 @@ import (
 // whenever the layout below does, and Restore refuses other versions.
 const (
 	checkpointMagic   = "RISKDENG"
-	checkpointVersion = uint16(7)
+	checkpointVersion = uint16(8)
+	// oldestCheckpointVersion is the oldest version Restore reads.
+	oldestCheckpointVersion = uint16(7)
 )
 
 // ErrCheckpointFormat is wrapped when a checkpoint is not one this build can read.
@@ -33,8 +35,9 @@ var ErrCheckpointFormat = errors.New("unreadable engine checkpoint")
 // Layout: magic, version u16, shard count u32, shared entity snapshot (u64
 // length + bytes), then per shard: feature snapshot of its accounts (u64
 // length + bytes), locks (u32 count, then hash u64, until i64 in wall-clock
-// Unix ms, rule id u16 length + bytes), event ids (u32 count, then hash
-// u64, action u8, content fingerprint u32), alert throttle (u32 count, then account hash
+// Unix ms, rule id u16 length + bytes, partition tag u16), event ids (u32
+// count, then hash u64, action u8, content fingerprint u32, partition tag
+// u16), alert throttle (u32 count, then account hash
 // u64, rule id hash u64, event time of the last alert sent i64),
 // suppressions (u32 account count, then per account: hash u64, u16 entry
 // count, then per entry: until i64 in wall-clock Unix ms, rule id and
@@ -43,7 +46,8 @@ var ErrCheckpointFormat = errors.New("unreadable engine checkpoint")
 // 2 had no fingerprints; version 3 had no alert throttle; version 4 had
 // rule locks' until on event time; version 5 held feature snapshots of
 // version 3, which only the same feature definitions could restore;
-// version 6 had no suppressions.
+// version 6 had no suppressions; version 7 had no partition tags (it is
+// still read, its locks and ids of no partition).
 //
 // The feature snapshots record the window features' definitions, so a
 // Set with other definitions restores the checkpoint: see Restore.
@@ -96,15 +100,17 @@ func (s *Scorer) writeState(w *bytes.Buffer) error {
 		w.Write(le.AppendUint64(nil, uint64(l.untilMs)))
 		w.Write(le.AppendUint16(nil, uint16(len(l.ruleID))))
 		w.WriteString(l.ruleID)
+		w.Write(le.AppendUint16(nil, l.tag))
 	}
 	// Older generation first: readState records them in this order, which
 	// rebuilds the same two generations when the capacity is unchanged.
 	w.Write(le.AppendUint32(nil, uint32(s.dedupe.len())))
-	var rec [13]byte
+	var rec [15]byte
 	for e := range s.dedupe.all() {
 		le.PutUint64(rec[:8], e.id)
 		rec[8] = byte(e.action)
 		le.PutUint32(rec[9:], e.sum)
+		le.PutUint16(rec[13:], e.tag)
 		w.Write(rec[:])
 	}
 	w.Write(le.AppendUint32(nil, uint32(s.throttle.len())))
@@ -145,23 +151,9 @@ func (s *Scorer) writeState(w *bytes.Buffer) error {
 func Restore(cfg Config, set *features.Set, holder *rules.Holder, r io.Reader) (*Engine, error) {
 	cfg = cfg.withDefaults()
 	br := bufio.NewReader(r)
-	magic := make([]byte, len(checkpointMagic))
-	if _, err := io.ReadFull(br, magic); err != nil || string(magic) != checkpointMagic {
-		return nil, fmt.Errorf("%w: bad magic", ErrCheckpointFormat)
-	}
-	var version uint16
-	var shards uint32
-	if err := binary.Read(br, binary.LittleEndian, &version); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrCheckpointFormat, err)
-	}
-	if version != checkpointVersion {
-		return nil, fmt.Errorf("%w: version %d, this build reads %d", ErrCheckpointFormat, version, checkpointVersion)
-	}
-	if err := binary.Read(br, binary.LittleEndian, &shards); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrCheckpointFormat, err)
-	}
-	if int(shards) != cfg.Shards {
-		return nil, fmt.Errorf("checkpoint has %d shards but engine.shards is %d: set engine.shards to %d or start without the checkpoint", shards, cfg.Shards, shards)
+	version, err := readCheckpointHeader(br, cfg.Shards)
+	if err != nil {
+		return nil, err
 	}
 	var n64 uint64
 	if err := binary.Read(br, binary.LittleEndian, &n64); err != nil {
@@ -178,13 +170,38 @@ func Restore(cfg Config, set *features.Set, holder *rules.Holder, r io.Reader) (
 	e := &Engine{turns: newTurnstile(cfg.Shards, cfg.QueueSize), maxSkew: cfg.MaxFutureSkew, now: cfg.Now}
 	e.ents.Store(ents)
 	for i := range cfg.Shards {
-		s, err := readShard(br, cfg, set, holder, ents)
+		s, err := readShard(br, version, cfg, set, holder, ents)
 		if err != nil {
 			return nil, fmt.Errorf("%w: shard %d: %w", ErrCheckpointFormat, i, err)
 		}
 		e.addShard(cfg, s)
 	}
 	return e, nil
+}
+
+// readCheckpointHeader reads a checkpoint's magic, version and shard
+// count, refusing a version this build cannot read or a shard count other
+// than shards, and returns the version.
+func readCheckpointHeader(br *bufio.Reader, shards int) (uint16, error) {
+	magic := make([]byte, len(checkpointMagic))
+	if _, err := io.ReadFull(br, magic); err != nil || string(magic) != checkpointMagic {
+		return 0, fmt.Errorf("%w: bad magic", ErrCheckpointFormat)
+	}
+	var version uint16
+	var n uint32
+	if err := binary.Read(br, binary.LittleEndian, &version); err != nil {
+		return 0, fmt.Errorf("%w: %v", ErrCheckpointFormat, err)
+	}
+	if version < oldestCheckpointVersion || version > checkpointVersion {
+		return 0, fmt.Errorf("%w: version %d, this build reads %d to %d", ErrCheckpointFormat, version, oldestCheckpointVersion, checkpointVersion)
+	}
+	if err := binary.Read(br, binary.LittleEndian, &n); err != nil {
+		return 0, fmt.Errorf("%w: %v", ErrCheckpointFormat, err)
+	}
+	if int(n) != shards {
+		return 0, fmt.Errorf("checkpoint has %d shards but engine.shards is %d: set engine.shards to %d or start without the checkpoint", n, shards, n)
+	}
+	return version, nil
 }
 
 // readBlob reads a length-prefixed feature snapshot of n bytes.
@@ -201,7 +218,30 @@ func readBlob(r io.Reader, n uint64) ([]byte, error) {
 
 // readShard reads one shard's state written by writeState into a new
 // Scorer whose Store uses ents.
-func readShard(r *bufio.Reader, cfg Config, set *features.Set, holder *rules.Holder, ents *features.Shared) (*Scorer, error) {
+func readShard(r *bufio.Reader, version uint16, cfg Config, set *features.Set, holder *rules.Holder, ents *features.Shared) (*Scorer, error) {
+	blob, err := readFeatures(r)
+	if err != nil {
+		return nil, err
+	}
+	store, err := ents.Restore(bytes.NewReader(blob))
+	if err != nil {
+		return nil, fmt.Errorf("features: %w", err)
+	}
+	s := newScorer(cfg, set, holder, store)
+	err = readShardTables(r, version, shardTables{
+		lock:     func(h uint64, l lockEntry) { s.locks.byAccount[h] = l },
+		id:       func(e remembered) { s.dedupe.record(e.id, e.action, e.sum, e.tag) },
+		throttle: func(k alertKey, sent int64) { s.throttle.sent[k] = sent },
+		suppress: func(h uint64, es []suppression) { s.suppressed.byAccount[h] = es },
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// readFeatures reads the length-prefixed feature snapshot of a shard.
+func readFeatures(r *bufio.Reader) ([]byte, error) {
 	var n64 uint64
 	if err := binary.Read(r, binary.LittleEndian, &n64); err != nil {
 		return nil, err
@@ -210,26 +250,36 @@ func readShard(r *bufio.Reader, cfg Config, set *features.Set, holder *rules.Hol
 	if err != nil {
 		return nil, fmt.Errorf("features: %w", err)
 	}
-	store, err := ents.Restore(bytes.NewReader(blob))
-	if err != nil {
-		return nil, fmt.Errorf("features: %w", err)
+	return blob, nil
+}
+
+// shardTables receives the entries of a shard's tables as readShardTables
+// reads them.
+type shardTables struct {
+	lock     func(account uint64, l lockEntry)
+	id       func(remembered)
+	throttle func(alertKey, int64)
+	suppress func(account uint64, es []suppression)
+}
+
+// readShardTables reads the tables writeState writes after the features,
+// handing each entry to to.
+func readShardTables(r *bufio.Reader, version uint16, to shardTables) error {
+	if err := readLocksAndIDs(r, version, to); err != nil {
+		return err
 	}
-	s := newScorer(cfg, set, holder, store)
-	if err := s.readLocksAndIDs(r); err != nil {
-		return nil, err
+	if err := readThrottle(r, to.throttle); err != nil {
+		return fmt.Errorf("alert throttle: %w", err)
 	}
-	if err := s.readThrottle(r); err != nil {
-		return nil, fmt.Errorf("alert throttle: %w", err)
+	if err := readSuppressions(r, to.suppress); err != nil {
+		return fmt.Errorf("suppressions: %w", err)
 	}
-	if err := s.readSuppressions(r); err != nil {
-		return nil, fmt.Errorf("suppressions: %w", err)
-	}
-	return s, nil
+	return nil
 }
 
 // readSuppressions reads the suppression table written by writeState,
 // expired entries included (the first decision of the account drops them).
-func (s *Scorer) readSuppressions(r *bufio.Reader) error {
+func readSuppressions(r *bufio.Reader, to func(uint64, []suppression)) error {
 	le := binary.LittleEndian
 	var n uint32
 	if err := binary.Read(r, le, &n); err != nil {
@@ -271,14 +321,14 @@ func (s *Scorer) readSuppressions(r *bufio.Reader) error {
 			}
 			es[i] = suppression{rule: rule, untilMs: until, by: by}
 		}
-		s.suppressed.byAccount[head.Hash] = es
+		to(head.Hash, es)
 	}
 	return nil
 }
 
 // readThrottle reads the alert throttle's entries written by writeState.
 // The window is the one configured now, not the one they were sent under.
-func (s *Scorer) readThrottle(r *bufio.Reader) error {
+func readThrottle(r *bufio.Reader, to func(alertKey, int64)) error {
 	var n uint32
 	if err := binary.Read(r, binary.LittleEndian, &n); err != nil {
 		return err
@@ -291,12 +341,13 @@ func (s *Scorer) readThrottle(r *bufio.Reader) error {
 		if err := binary.Read(r, binary.LittleEndian, &rec); err != nil {
 			return err
 		}
-		s.throttle.sent[alertKey{rec.Account, rec.Rule}] = rec.Sent
+		to(alertKey{rec.Account, rec.Rule}, rec.Sent)
 	}
 	return nil
 }
 
-func (s *Scorer) readLocksAndIDs(r *bufio.Reader) error {
+func readLocksAndIDs(r *bufio.Reader, version uint16, to shardTables) error {
+	le := binary.LittleEndian
 	var n uint32
 	if err := binary.Read(r, binary.LittleEndian, &n); err != nil {
 		return err
@@ -314,7 +365,13 @@ func (s *Scorer) readLocksAndIDs(r *bufio.Reader) error {
 		if _, err := io.ReadFull(r, id); err != nil {
 			return fmt.Errorf("locks: %w", err)
 		}
-		s.locks.byAccount[rec.Hash] = lockEntry{untilMs: rec.Until, ruleID: string(id)}
+		var tag uint16
+		if version >= 8 {
+			if err := binary.Read(r, le, &tag); err != nil {
+				return fmt.Errorf("locks: %w", err)
+			}
+		}
+		to.lock(rec.Hash, lockEntry{untilMs: rec.Until, ruleID: string(id), tag: tag})
 	}
 	if err := binary.Read(r, binary.LittleEndian, &n); err != nil {
 		return fmt.Errorf("event ids: %w", err)
@@ -328,7 +385,13 @@ func (s *Scorer) readLocksAndIDs(r *bufio.Reader) error {
 		if err := binary.Read(r, binary.LittleEndian, &rec); err != nil {
 			return fmt.Errorf("event ids: %w", err)
 		}
-		s.dedupe.record(rec.Hash, rules.Action(rec.Action), rec.Sum)
+		var tag uint16
+		if version >= 8 {
+			if err := binary.Read(r, le, &tag); err != nil {
+				return fmt.Errorf("event ids: %w", err)
+			}
+		}
+		to.id(remembered{rec.Hash, rules.Action(rec.Action), rec.Sum, tag})
 	}
 	return nil
 }

@@ -13,15 +13,15 @@ import (
 
 func TestLockTable(t *testing.T) {
 	lt := newLockTable()
-	lt.lock(1, 1000, "brute-force-lock")
+	lt.lock(1, 1000, "brute-force-lock", 0)
 	if until, ok := lt.lockedUntil(1, 999); !ok || until != 1000 {
 		t.Errorf("one ms before expiry: locked=%v until=%d, want locked until 1000", ok, until)
 	}
 	if _, ok := lt.lockedUntil(1, 1000); ok {
 		t.Error("a lock is still in force at its expiry instant")
 	}
-	lt.lock(2, 5000, "a")
-	if got := lt.lock(2, 3000, "b"); got != 5000 {
+	lt.lock(2, 5000, "a", 0)
+	if got := lt.lock(2, 3000, "b", 0); got != 5000 {
 		t.Errorf("a shorter lock shortened a longer one: until=%d, want 5000", got)
 	}
 	if !lt.unlock(2) {
@@ -38,16 +38,16 @@ func TestLockTable(t *testing.T) {
 func TestDedupeRemembersAtLeastCapacityEvents(t *testing.T) {
 	d := newDedupe(3)
 	for id := uint64(1); id <= 3; id++ {
-		d.record(id, rules.Action(id), uint32(id))
+		d.record(id, rules.Action(id), uint32(id), 0)
 	}
-	d.record(4, rules.Block, 4) // rotates: 1..3 become the previous generation
+	d.record(4, rules.Block, 4, 0) // rotates: 1..3 become the previous generation
 	for id := uint64(1); id <= 3; id++ {
 		if a, sum, ok := d.seen(id); !ok || a != rules.Action(id) || sum != uint32(id) {
 			t.Errorf("id %d after rotation: seen=%v action=%v", id, ok, a)
 		}
 	}
 	for id := uint64(5); id <= 7; id++ {
-		d.record(id, rules.Allow, 1) // 7 rotates again: 1..3 are dropped
+		d.record(id, rules.Allow, 1, 0) // 7 rotates again: 1..3 are dropped
 	}
 	if _, _, ok := d.seen(1); ok {
 		t.Error("id 1 still remembered after two rotations; the set is not bounded")

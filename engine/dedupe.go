@@ -28,6 +28,10 @@ type dedupe struct {
 	keys     []uint64       // 2 per slot; 0 marks an empty entry
 	acts     []rules.Action // the action of keys[j]
 	sums     []uint32       // the content fingerprint of keys[j]; 0 is unknown
+	// tags is the input partition of keys[j]'s event plus one, 0 for none
+	// (the decide API): the entries of a partition that moves to another
+	// instance change there and here (adopt, forget).
+	tags []uint16
 	shift    uint           // 64 - log2(slots): the slot is the top bits of the mixed id
 	cur      int            // the generation record writes to, 0 or 1
 	n        [2]int         // ids held per generation, the zero id included
@@ -35,6 +39,7 @@ type dedupe struct {
 	hasZero [2]bool
 	zeroAct [2]rules.Action
 	zeroSum [2]uint32
+	zeroTag [2]uint16
 }
 
 func newDedupe(capacity int) *dedupe {
@@ -52,13 +57,14 @@ func newDedupe(capacity int) *dedupe {
 		keys:     make([]uint64, 2*slots),
 		acts:     make([]rules.Action, 2*slots),
 		sums:     make([]uint32, 2*slots),
+		tags:     make([]uint16, 2*slots),
 		shift:    uint(64 - bits.TrailingZeros(uint(slots))),
 	}
 }
 
 func (d *dedupe) clone() *dedupe {
 	c := *d
-	c.keys, c.acts, c.sums = slices.Clone(d.keys), slices.Clone(d.acts), slices.Clone(d.sums)
+	c.keys, c.acts, c.sums, c.tags = slices.Clone(d.keys), slices.Clone(d.acts), slices.Clone(d.sums), slices.Clone(d.tags)
 	return &c
 }
 
@@ -104,7 +110,7 @@ func (d *dedupe) seen(id uint64) (rules.Action, uint32, bool) {
 // older generation and making it current if the current one is full.
 // Dropping clears every other word of the arrays, once per capacity events;
 // nothing is allocated after newDedupe.
-func (d *dedupe) record(id uint64, a rules.Action, sum uint32) {
+func (d *dedupe) record(id uint64, a rules.Action, sum uint32, tag uint16) {
 	if d.n[d.cur] >= d.capacity {
 		d.cur = 1 - d.cur
 		d.drop(d.cur)
@@ -114,7 +120,7 @@ func (d *dedupe) record(id uint64, a rules.Action, sum uint32) {
 		if !d.hasZero[g] {
 			d.n[g]++
 		}
-		d.hasZero[g], d.zeroAct[g], d.zeroSum[g] = true, a, sum
+		d.hasZero[g], d.zeroAct[g], d.zeroSum[g], d.zeroTag[g] = true, a, sum, tag
 		return
 	}
 	mask := len(d.keys)/2 - 1
@@ -122,10 +128,10 @@ func (d *dedupe) record(id uint64, a rules.Action, sum uint32) {
 		j := 2*i + g
 		switch d.keys[j] {
 		case id:
-			d.acts[j], d.sums[j] = a, sum
+			d.acts[j], d.sums[j], d.tags[j] = a, sum, tag
 			return
 		case 0: // n < capacity < slots, so an empty entry exists
-			d.keys[j], d.acts[j], d.sums[j] = id, a, sum
+			d.keys[j], d.acts[j], d.sums[j], d.tags[j] = id, a, sum, tag
 			d.n[g]++
 			return
 		}
@@ -135,9 +141,9 @@ func (d *dedupe) record(id uint64, a rules.Action, sum uint32) {
 // drop empties generation g.
 func (d *dedupe) drop(g int) {
 	for j := g; j < len(d.keys); j += 2 {
-		d.keys[j], d.acts[j], d.sums[j] = 0, 0, 0
+		d.keys[j], d.acts[j], d.sums[j], d.tags[j] = 0, 0, 0, 0
 	}
-	d.n[g], d.hasZero[g], d.zeroAct[g], d.zeroSum[g] = 0, false, 0, 0
+	d.n[g], d.hasZero[g], d.zeroAct[g], d.zeroSum[g], d.zeroTag[g] = 0, false, 0, 0, 0
 }
 
 // len returns how many ids are remembered (both generations; an id recorded
@@ -153,6 +159,7 @@ type remembered struct {
 	id     uint64
 	action rules.Action
 	sum    uint32
+	tag    uint16
 }
 
 // all yields every remembered entry, older generation first, so recording
@@ -161,14 +168,58 @@ type remembered struct {
 func (d *dedupe) all() iter.Seq[remembered] {
 	return func(yield func(remembered) bool) {
 		for _, g := range [2]int{1 - d.cur, d.cur} {
-			if d.hasZero[g] && !yield(remembered{0, d.zeroAct[g], d.zeroSum[g]}) {
+			if d.hasZero[g] && !yield(remembered{0, d.zeroAct[g], d.zeroSum[g], d.zeroTag[g]}) {
 				return
 			}
 			for j := g; j < len(d.keys); j += 2 {
-				if d.keys[j] != 0 && !yield(remembered{d.keys[j], d.acts[j], d.sums[j]}) {
+				if d.keys[j] != 0 && !yield(remembered{d.keys[j], d.acts[j], d.sums[j], d.tags[j]}) {
 					return
 				}
 			}
 		}
 	}
+}
+
+// forget turns the decisions of the events of the partitions in parts
+// into observedOnly entries: the partition moved to another instance,
+// this one keeps its events in the shared entity windows only, and should
+// the partition come back its events are decided here again for the
+// account's part (engine.PartAccount). It returns how many it changed.
+func (d *dedupe) forget(parts func(p int) bool) int {
+	n := 0
+	for g := range 2 {
+		if d.hasZero[g] && d.zeroTag[g] != 0 && d.zeroAct[g] != observedOnly && parts(int(d.zeroTag[g])-1) {
+			d.zeroAct[g] = observedOnly
+			n++
+		}
+	}
+	for j, t := range d.tags {
+		if t != 0 && d.keys[j] != 0 && d.acts[j] != observedOnly && parts(int(t)-1) {
+			d.acts[j] = observedOnly
+			n++
+		}
+	}
+	return n
+}
+
+// adopt records the decision another instance made of an event this one
+// holds as observedOnly (its partition moved here with that instance's
+// state): a redelivery of it is then a duplicate, as it was there. An id
+// this one does not hold is not added: the shared entity windows here may
+// not hold its event yet, and an entry would keep them from adding it.
+func (d *dedupe) adopt(r remembered) bool {
+	for g := range 2 {
+		if r.id == 0 {
+			if d.hasZero[g] && d.zeroAct[g] == observedOnly {
+				d.zeroAct[g], d.zeroTag[g] = r.action, r.tag
+				return true
+			}
+			continue
+		}
+		if j := d.find(r.id, g); j >= 0 && d.acts[j] == observedOnly {
+			d.acts[j], d.tags[j] = r.action, r.tag
+			return true
+		}
+	}
+	return false
 }

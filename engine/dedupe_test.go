@@ -27,8 +27,8 @@ func TestDedupeAgreesWithTwoMaps(t *testing.T) {
 			}
 			if !ok {
 				act, sum := rules.Action(r.IntN(6)), r.Uint32()
-				d.record(id, act, sum)
-				ref.record(id, act, sum)
+				d.record(id, act, sum, 0)
+				ref.record(id, act, sum, 0)
 			}
 			if d.len() != len(ref.current)+len(ref.previous) {
 				t.Fatalf("capacity %d step %d: len %d, two maps hold %d", capacity, i, d.len(), len(ref.current)+len(ref.previous))
@@ -40,11 +40,11 @@ func TestDedupeAgreesWithTwoMaps(t *testing.T) {
 func TestDedupeAllRebuildsTheSameGenerations(t *testing.T) {
 	d := newDedupe(5)
 	for id := uint64(0); id < 8; id++ { // 0..4 then rotation: 5..7 current
-		d.record(id, rules.Action(id%6), uint32(id+100))
+		d.record(id, rules.Action(id%6), uint32(id+100), 0)
 	}
 	again := newDedupe(5)
 	for e := range d.all() {
-		again.record(e.id, e.action, e.sum)
+		again.record(e.id, e.action, e.sum, 0)
 	}
 	if again.len() != d.len() || again.n[again.cur] != d.n[d.cur] {
 		t.Fatalf("rebuilt %d ids (%d current), want %d (%d current)", again.len(), again.n[again.cur], d.len(), d.n[d.cur])
@@ -65,7 +65,7 @@ func TestDedupeRecordDoesNotAllocate(t *testing.T) {
 	if n := testing.AllocsPerRun(10_000, func() {
 		id++
 		d.seen(id * 0x9e3779b97f4a7c15)
-		d.record(id*0x9e3779b97f4a7c15, rules.Allow, 1)
+		d.record(id*0x9e3779b97f4a7c15, rules.Allow, 1, 0)
 	}); n != 0 {
 		t.Errorf("%v allocations per record, want 0", n)
 	}
@@ -94,7 +94,7 @@ func (d *mapDedupe) seen(id uint64) (rules.Action, uint32, bool) {
 	return e.action, e.sum, ok
 }
 
-func (d *mapDedupe) record(id uint64, a rules.Action, sum uint32) {
+func (d *mapDedupe) record(id uint64, a rules.Action, sum uint32, _ uint16) {
 	if len(d.current) >= d.capacity {
 		clear(d.previous)
 		d.previous, d.current = d.current, d.previous
@@ -108,7 +108,7 @@ func (d *mapDedupe) record(id uint64, a rules.Action, sum uint32) {
 func BenchmarkDedupe(b *testing.B) {
 	type recorder interface {
 		seen(uint64) (rules.Action, uint32, bool)
-		record(uint64, rules.Action, uint32)
+		record(uint64, rules.Action, uint32, uint16)
 	}
 	for _, tc := range []struct {
 		name string
@@ -120,14 +120,14 @@ func BenchmarkDedupe(b *testing.B) {
 		b.Run(tc.name, func(b *testing.B) {
 			h := uint64(14695981039346656037)
 			for i := range 3 << 20 { // fill both generations
-				tc.d.record(h^uint64(i)*1099511628211, rules.Allow, 1)
+				tc.d.record(h^uint64(i)*1099511628211, rules.Allow, 1, 0)
 			}
 			b.ReportAllocs()
 			i := uint64(3 << 20)
 			for b.Loop() {
 				id := h ^ i*1099511628211
 				if _, _, ok := tc.d.seen(id); !ok {
-					tc.d.record(id, rules.Allow, 1)
+					tc.d.record(id, rules.Allow, 1, 0)
 				}
 				i++
 			}

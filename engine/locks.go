@@ -24,6 +24,11 @@ type lockEntry struct {
 	untilMs int64
 	// ruleID is the rule (or "support") that set the lock.
 	ruleID string
+	// tag is the input partition, plus one, of the event whose decision
+	// set the lock; 0 for a lock support set, which every instance of a
+	// fleet holds already (they all follow risk.actions), so it does not
+	// move with the account's partition.
+	tag uint16
 }
 
 // IndefiniteMs is the untilMs of a lock without an end (a rule's
@@ -66,11 +71,11 @@ func (t *lockTable) lockedUntil(account uint64, nowMs int64) (int64, bool) {
 }
 
 // lock sets or extends a lock; a shorter new lock never shortens a longer one.
-func (t *lockTable) lock(account uint64, untilMs int64, ruleID string) int64 {
+func (t *lockTable) lock(account uint64, untilMs int64, ruleID string, tag uint16) int64 {
 	if e, ok := t.byAccount[account]; ok && e.untilMs >= untilMs {
 		return e.untilMs
 	}
-	t.byAccount[account] = lockEntry{untilMs: untilMs, ruleID: ruleID}
+	t.byAccount[account] = lockEntry{untilMs: untilMs, ruleID: ruleID, tag: tag}
 	return untilMs
 }
 

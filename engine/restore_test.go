@@ -151,11 +151,11 @@ func TestRestoreAcrossAFeatureChange(t *testing.T) {
 			t.Fatalf("restore with 60 buckets: %v", err)
 		}
 	})
-	t.Run("the previous checkpoint version is refused", func(t *testing.T) {
+	t.Run("a checkpoint older than the oldest version read is refused", func(t *testing.T) {
 		old := bytes.Clone(res.Data)
-		binary.LittleEndian.PutUint16(old[len(checkpointMagic):], checkpointVersion-1)
+		binary.LittleEndian.PutUint16(old[len(checkpointMagic):], oldestCheckpointVersion-1)
 		_, err := Restore(cfg, after, holderAfter, bytes.NewReader(old))
-		if !errors.Is(err, ErrCheckpointFormat) || !strings.Contains(err.Error(), "version 6, this build reads 7") {
+		if !errors.Is(err, ErrCheckpointFormat) || !strings.Contains(err.Error(), "version 6, this build reads 7 to 8") {
 			t.Fatalf("restore of a version 6 checkpoint: %v", err)
 		}
 	})

@@ -84,6 +84,9 @@ type world struct {
 	versionOf *rules.RuleSet
 	version   string
 	outcome   rules.Outcome
+	// tag is the input partition of the event being decided, plus one (0:
+	// none), which the dedupe entry and a lock it makes are tagged with.
+	tag uint16
 }
 
 func newWorld(cfg Config, holder *rules.Holder) world {
@@ -198,6 +201,13 @@ func (s *Scorer) score(raw []byte, pre *Decoded, src Source, d, td *Decision) er
 		defer func() { td.Latency = d.Latency }()
 	}
 
+	// The partition the event came from tags what it leaves in the state,
+	// so that the partition's state can move to another instance.
+	s.tag = partitionTag(src.Partition)
+	if td != nil {
+		s.twin.tag = s.tag
+	}
+	s.store.SetPartition(src.Partition)
 	nowMs := start.UnixMilli()
 	if s.part == PartShared {
 		s.observeShared(ev, d, eventKey, sum)
@@ -290,7 +300,7 @@ func (w *world) refuseLocked(d *Decision, account uint64, untilMs int64, eventKe
 	d.Action, d.Reason = rules.Lock, ReasonAccountLocked
 	d.LockUntil = lockTime(untilMs)
 	d.LockedBy = w.locks.byAccount[account].ruleID
-	w.dedupe.record(eventKey, rules.Lock, sum)
+	w.dedupe.record(eventKey, rules.Lock, sum, w.tag)
 }
 
 // decide runs w's rule set rs on the Evaluator's env (the event and its
@@ -351,9 +361,9 @@ func (s *Scorer) decide(w *world, rs *rules.RuleSet, d *Decision, account, event
 		if lockFor != rules.LockIndefinite {
 			untilMs = start.Add(lockFor).UnixMilli() // wall clock
 		}
-		d.LockUntil = lockTime(w.locks.lock(account, untilMs, v.LockRule))
+		d.LockUntil = lockTime(w.locks.lock(account, untilMs, v.LockRule, w.tag))
 	}
-	w.dedupe.record(eventKey, d.Action, sum)
+	w.dedupe.record(eventKey, d.Action, sum, w.tag)
 }
 
 // decideCandidate evaluates the candidate set on the Evaluator's current
@@ -413,7 +423,7 @@ func (s *Scorer) observeShared(ev *event.Event, d *Decision, eventKey uint64, su
 		return
 	}
 	s.observe(ev, d, features.ScopeShared)
-	s.dedupe.record(eventKey, observedOnly, sum)
+	s.dedupe.record(eventKey, observedOnly, sum, s.tag)
 }
 
 // DefaultLockFor is how long a lock lasts when the locking rule (or a score
@@ -485,9 +495,9 @@ func (s *Scorer) appendWarming(dst []string, r *rules.Rule, warming uint64) []st
 // whatever rule set decides it.
 func (s *Scorer) Lock(accountID string, untilMs int64, by string) {
 	h := keyhash.String(accountID)
-	s.locks.lock(h, untilMs, by)
+	s.locks.lock(h, untilMs, by, 0)
 	if s.twin != nil && !s.mirrored {
-		s.twin.locks.lock(h, untilMs, by)
+		s.twin.locks.lock(h, untilMs, by, 0)
 	}
 }
 

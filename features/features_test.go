@@ -390,7 +390,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	t.Run("a newer version is refused", func(t *testing.T) {
 		bad := append([]byte(snapMagic), 9)
 		_, err := s.Restore(bytes.NewReader(bad))
-		if err == nil || err.Error() != "features snapshot: version 9, this build reads version 4" {
+		if err == nil || err.Error() != "features snapshot: version 9, this build reads versions 4 to 5" {
 			t.Fatal(err)
 		}
 	})
@@ -399,7 +399,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 		// the layout: nothing to map its features by.
 		old := append([]byte(snapMagic), 3, 0xAB, 0xCD)
 		_, err := s.Restore(bytes.NewReader(old))
-		if !errors.Is(err, ErrSnapshot) || err.Error() != "features snapshot: version 3, this build reads version 4" {
+		if !errors.Is(err, ErrSnapshot) || err.Error() != "features snapshot: version 3, this build reads versions 4 to 5" {
 			t.Fatal(err)
 		}
 	})

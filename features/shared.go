@@ -91,6 +91,9 @@ func (sh *Shared) NewStore() *Store {
 	return st
 }
 
+// Set returns the Set the Shared was made from.
+func (sh *Shared) Set() *Set { return sh.set }
+
 // stripeOf returns the stripe of the entity whose key hashes to h.
 func (sh *Shared) stripeOf(h uint64) uint16 { return uint16((h * stripeMul) >> sh.shift) }
 

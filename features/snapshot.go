@@ -18,6 +18,8 @@ import (
 //	magic "RSKF" | version | layout
 //	profiles: count, then per profile key and fields
 //	account windows: count, then per account an entity (below)
+//	partitions: count, then per account with one (SetPartition) key and
+//	the partition plus one, in key order
 //	entities: 0, or 1 and an entity part when the Store owns its Shared
 //
 // A Shared (Shared.Snapshot), written once for all the Stores using it:
@@ -44,11 +46,15 @@ import (
 // give equal bytes. Version 2 kept one item list per entity (version 1
 // kept counters and distinct values apart); version 3 split the account
 // state from the other groups, which a Shared may hold for several Stores;
-// version 4 replaced the fingerprint of the whole Set by the layout.
+// version 4 replaced the fingerprint of the whole Set by the layout;
+// version 5 added the accounts' partitions (a Store of version 4 is still
+// read, its accounts of no partition).
 const (
 	snapMagic       = "RSKF"
 	sharedSnapMagic = "RSKS"
-	snapVersion     = 4
+	snapVersion     = 5
+	// oldestSnapVersion is the oldest version restore reads.
+	oldestSnapVersion = 4
 	// profileLayout numbers the fields a profile is written with (see
 	// Store.Snapshot); it changes whenever they do, so that a snapshot of
 	// other profile fields is refused.
@@ -124,6 +130,23 @@ func (st *Store) Snapshot(w io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("features snapshot: %w", err)
 	}
+	order = order[:0]
+	for j := range accs {
+		if accs[j].part != 0 {
+			order = append(order, keyedPos{accs[j].win.key, j})
+		}
+	}
+	slices.SortFunc(order, func(a, b keyedPos) int { return cmp.Compare(a.key, b.key) })
+	buf = binary.AppendUvarint(buf[:0], uint64(len(order)))
+	for _, o := range order {
+		buf = binary.AppendUvarint(buf, o.key)
+		buf = binary.AppendUvarint(buf, uint64(accs[o.pos].part))
+		if len(buf) >= entityChunk {
+			sw.w.Write(buf)
+			buf = buf[:0]
+		}
+	}
+	sw.w.Write(buf)
 	if st.ownShared {
 		sw.u(1)
 		if err := st.shared.writeParts(sw.w, buf[:0]); err != nil {
@@ -409,14 +432,17 @@ func (s *Set) readHeader(sr *snapReader, magicWant string) (*layoutMap, error) {
 		}
 		return nil, fmt.Errorf("%w: bad magic %q, not a %s snapshot", ErrSnapshot, magic[:], what)
 	}
-	if v := sr.u(); sr.err == nil && v != snapVersion {
-		return nil, fmt.Errorf("%w: version %d, this build reads version %d", ErrSnapshot, v, snapVersion)
+	v := sr.u()
+	if sr.err == nil && (v < oldestSnapVersion || v > snapVersion) {
+		return nil, fmt.Errorf("%w: version %d, this build reads versions %d to %d", ErrSnapshot, v, oldestSnapVersion, snapVersion)
 	}
 	lay, err := s.readLayout(sr)
 	if err != nil {
 		return nil, err
 	}
-	return s.mapLayout(lay), nil
+	m := s.mapLayout(lay)
+	m.version = v
+	return m, nil
 }
 
 // snapLayout is a snapshot's layout: its groups' By fields and its window
@@ -519,7 +545,8 @@ func (s *Set) readLayout(sr *snapReader) (*snapLayout, error) {
 
 // layoutMap maps a snapshot's layout onto the Set restoring it.
 type layoutMap struct {
-	lay *snapLayout
+	lay     *snapLayout
+	version uint64 // the snapshot format's
 	// same: the snapshot's groups and features are the Set's, at the same
 	// indexes, so items keep their feature index.
 	same bool
@@ -708,6 +735,19 @@ func (s *Set) restore(r io.Reader, sh *Shared) (*Store, error) {
 			st.nAccWin++
 		}
 		a.win, a.hasWin = e, true
+	}
+	if m.version >= 5 {
+		n = sr.count(1<<40, "account partition")
+		for j := 0; j < n && sr.err == nil; j++ {
+			k, part := sr.u(), sr.u()
+			if part > math.MaxUint16 {
+				sr.err = fmt.Errorf("account partition %d out of range", part)
+				break
+			}
+			if a := st.accounts.get(k); a != nil {
+				a.part = uint16(part) // none when its state was dropped above
+			}
+		}
 	}
 	switch has := sr.u(); {
 	case sr.err != nil:

@@ -40,6 +40,8 @@ type Store struct {
 	countShared bool
 	nProf       int // accounts with a profile
 	nAccWin     int // accounts with window state
+	// part tags the accounts the next observations touch (SetPartition).
+	part uint16
 	vm          vm.VM
 	scratch     []*entity // per group, for the event being observed
 	clocks      []laneClock
@@ -98,7 +100,10 @@ type account struct {
 	win        entity // win.key is the account's key even when !hasWin
 	hasProfile bool
 	hasWin     bool
-	p          profile
+	// part is the input partition the account's events come from, plus
+	// one; 0 while none came from a partition (see SetPartition).
+	part uint16
+	p    profile
 }
 
 func (a *account) hkey() uint64 { return a.win.key }
@@ -420,6 +425,9 @@ func (st *Store) ObserveIn(ev *event.Event, out *Values, scope Scope) (late Late
 		if !a.hasProfile {
 			a.p, a.hasProfile = newProfile(ev.TS), true
 			st.nProf++
+		}
+		if st.part != 0 {
+			a.part = st.part
 		}
 	}
 	var ae *entity // the account's window state, if a group is by account
