@@ -10,9 +10,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/valyala/fastjson"
+
 	"riskd/bench/traffic"
 	"riskd/features"
 	"riskd/internal/jsonyardstick"
+	"riskd/internal/keyhash"
 	"riskd/rules"
 )
 
@@ -243,7 +246,9 @@ func BenchmarkStateCutAndRestore(b *testing.B) {
 	var wg sync.WaitGroup
 	for _, raw := range warm {
 		wg.Add(1)
-		if err := e.Submit(ctx, Message{Value: raw, Done: func(*Decision, error) { wg.Done() }}); err != nil {
+		// Eight input partitions, as the accounts' keys would spread them.
+		src := Source{Topic: "payments", Partition: int(keyhash.String(fastjson.GetString(raw, "account_id")) % 8)}
+		if err := e.Submit(ctx, Message{Value: raw, Source: src, Done: func(*Decision, error) { wg.Done() }}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -251,6 +256,7 @@ func BenchmarkStateCutAndRestore(b *testing.B) {
 	warm = nil
 	var cutSecs, restoreSecs float64
 	var size int
+	var last []byte
 	for b.Loop() {
 		start := time.Now()
 		ch, err := e.StartCut(ctx)
@@ -262,13 +268,31 @@ func BenchmarkStateCutAndRestore(b *testing.B) {
 			b.Fatal(res.Err)
 		}
 		cutSecs = time.Since(start).Seconds()
-		size = len(res.Data)
+		size, last = len(res.Data), res.Data
 		start = time.Now()
 		if _, err := Restore(cfg, set, holder, bytes.NewReader(res.Data)); err != nil {
 			b.Fatal(err)
 		}
 		restoreSecs = time.Since(start).Seconds()
 	}
+	// One partition of eight moving to a running instance: the new owner
+	// reads the whole snapshot and keeps that partition's accounts; the old
+	// one drops them.
+	other := New(cfg, set, holder)
+	otherCtx := startEngine(b, other)
+	start := time.Now()
+	took, err := other.RestorePartitions(otherCtx, bytes.NewReader(last), []int{3})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(time.Since(start).Seconds(), "partition-restore-s")
+	b.ReportMetric(float64(took.Accounts), "partition-accounts")
+	start = time.Now()
+	if _, err := e.DropPartitions(ctx, []int{3}); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(time.Since(start).Seconds(), "partition-drop-s")
+	last = nil
 	// A reload of the features file with one feature added: how long the
 	// shards are held while the state is carried over.
 	ref, err := os.ReadFile(filepath.Join(referenceDir, "features.yaml"))
@@ -281,7 +305,7 @@ func BenchmarkStateCutAndRestore(b *testing.B) {
 		b.Fatal(err)
 	}
 	set2, holder2 := loadWorkload(b, filepath.Join(dir, "features.yaml"), filepath.Join(referenceDir, "rules"))
-	start := time.Now()
+	start = time.Now()
 	if _, err := e.SwapFeatures(ctx, set2, func() { holder.Install(holder2.Load(), holder.Load().Version.Seq) }); err != nil {
 		b.Fatal(err)
 	}

@@ -31,10 +31,10 @@ type dedupe struct {
 	// tags is the input partition of keys[j]'s event plus one, 0 for none
 	// (the decide API): the entries of a partition that moves to another
 	// instance change there and here (adopt, forget).
-	tags []uint16
-	shift    uint           // 64 - log2(slots): the slot is the top bits of the mixed id
-	cur      int            // the generation record writes to, 0 or 1
-	n        [2]int         // ids held per generation, the zero id included
+	tags  []uint16
+	shift uint   // 64 - log2(slots): the slot is the top bits of the mixed id
+	cur   int    // the generation record writes to, 0 or 1
+	n     [2]int // ids held per generation, the zero id included
 	// The id 0 cannot be stored in keys (it marks empty), so it lives here.
 	hasZero [2]bool
 	zeroAct [2]rules.Action

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/valyala/fastjson"
 
 	"riskd/bench/traffic"
+	"riskd/features"
 	"riskd/internal/keyhash"
 	"riskd/rules"
 )
@@ -285,4 +287,64 @@ func TestPartitionStateMovesWithItsPartition(t *testing.T) {
 		}
 	}
 	t.Logf("%d decisions equal; %d events of the moved partition met a locked account after the move", compared, locked)
+}
+
+// TestPartitionStateRefused: a checkpoint that cannot give a partition's
+// accounts to a running engine (damaged, of another shard count, of other
+// window features) is refused with the reason, and the engine's state is
+// what it was.
+func TestPartitionStateRefused(t *testing.T) {
+	before, holderBefore := loadInline(t, featuresBefore, rulesBefore)
+	after, holderAfter := loadInline(t, featuresAfter, rulesAfter)
+	g := traffic.New(traffic.Config{Accounts: 100, Seed: 5, Start: time.Date(2026, 11, 24, 8, 0, 0, 0, time.UTC)})
+	evs := generate(g, 1000)
+	cfg := Config{Shards: 2, Now: fixedClock(), MaxFutureSkew: -1}
+	cut := func(set *features.Set, holder *rules.Holder, shards int) []byte {
+		c := cfg
+		c.Shards = shards
+		e := New(c, set, holder)
+		ctx := startEngine(t, e)
+		for _, raw := range evs {
+			if err := e.Submit(ctx, Message{Value: raw, Source: Source{Topic: "payments", Partition: 1}, Done: func(*Decision, error) {}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var buf bytes.Buffer
+		if err := e.Checkpoint(ctx, &buf); err != nil {
+			t.Fatal(err)
+		}
+		return buf.Bytes()
+	}
+	good := cut(before, holderBefore, 2)
+	live := New(cfg, before, holderBefore)
+	ctx := startEngine(t, live)
+	if _, err := live.RestorePartitions(ctx, bytes.NewReader(good), []int{1}); err != nil {
+		t.Fatal(err)
+	}
+	var want bytes.Buffer
+	if err := live.Checkpoint(ctx, &want); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, data, want string
+	}{
+		{"damaged", string(good[:len(good)/2]), "unreadable engine checkpoint"},
+		{"another shard count", string(cut(before, holderBefore, 3)), "checkpoint has 3 shards but engine.shards is 2"},
+		{"other window features", string(cut(after, holderAfter, 2)), "window features are not this engine's"},
+	} {
+		_, err := live.RestorePartitions(ctx, strings.NewReader(tc.data), []int{1})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: RestorePartitions = %v, want an error saying %q", tc.name, err, tc.want)
+		}
+		if tc.name == "damaged" {
+			continue // shards before the damage took it over: the caller drops the partition
+		}
+		var got bytes.Buffer
+		if err := live.Checkpoint(ctx, &got); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got.Bytes(), want.Bytes()) {
+			t.Errorf("%s: the refused restore changed the engine's state", tc.name)
+		}
+	}
 }

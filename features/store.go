@@ -41,11 +41,11 @@ type Store struct {
 	nProf       int // accounts with a profile
 	nAccWin     int // accounts with window state
 	// part tags the accounts the next observations touch (SetPartition).
-	part uint16
-	vm          vm.VM
-	scratch     []*entity // per group, for the event being observed
-	clocks      []laneClock
-	bucket      []int64 // per lane, bucket of the event being observed
+	part    uint16
+	vm      vm.VM
+	scratch []*entity // per group, for the event being observed
+	clocks  []laneClock
+	bucket  []int64 // per lane, bucket of the event being observed
 	// Scratch of add and fill, by feature index (lo by lane); kept here so
 	// each call does not zero them. Only the entries of the group at hand
 	// are written before they are read.

@@ -21,6 +21,7 @@ import (
 	"riskd/features"
 	"riskd/internal/kafkatest"
 	"riskd/rules"
+	"riskd/streams/snapshots"
 )
 
 // TestSameStreamSameDecisions decides one generated stream over both input
@@ -39,7 +40,12 @@ import (
 //     whose accounts they rebuild from the log;
 //   - a fleet of three of which one leaves mid-stream;
 //   - the same with standbys (Config.Standby): the partitions that move are
-//     taken over with the standby's decisions.
+//     taken over with the standby's decisions;
+//   - two instances joining a first mid-stream, with the members saving
+//     their state to a state topic (Config.Snapshots) and moving it with
+//     the partitions (Config.PartitionStates): the first drops the
+//     accounts of the partitions it gives up, the others restore those of
+//     theirs from its snapshot instead of replaying their logs.
 //
 // In the fleets without standbys, decisions made with shared windows ahead
 // (riskd_decided_with_windows_ahead_total: a partition moved to a member
@@ -72,6 +78,7 @@ func testSameStreamSameDecisions(t *testing.T, b kafkatest.Broker) {
 		kafkatest.Produce(t, b.Addr(), topics.Inputs[1], account...)
 
 		group := "determinism-" + kafkatest.Suffix()
+		stateTopic := "riskd.state-" + kafkatest.Suffix()
 		runCtx, stop := context.WithCancel(context.Background())
 		// The member that leaves (r.leave) runs under a context of its own.
 		lastCtx, stopLast := context.WithCancel(runCtx)
@@ -101,9 +108,21 @@ func testSameStreamSameDecisions(t *testing.T, b kafkatest.Broker) {
 
 			// A fleet's members rebuild the accounts of a partition that
 			// moves to them from its log, as the daemon does.
-			p := New(Config{Brokers: []string{b.Addr()}, Group: group, Topics: topics, Instance: fmt.Sprintf("i%d", i),
+			cfg := Config{Brokers: []string{b.Addr()}, Group: group, Topics: topics, Instance: fmt.Sprintf("i%d", i),
 				FlushInterval: 20 * time.Millisecond, CommitInterval: 100 * time.Millisecond,
-				RebuildUnknown: instances > 1, Standby: r.standby}, eng, nil, metrics[i])
+				RebuildUnknown: instances > 1, Standby: r.standby}
+			if r.states {
+				store, err := snapshots.New(snapshots.Config{Brokers: []string{b.Addr()}, Topic: stateTopic, Name: group + "/" + cfg.Instance})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := store.Ensure(t.Context()); err != nil {
+					t.Fatal(err)
+				}
+				cfg.Snapshots, cfg.SnapshotInterval = store, 100*time.Millisecond
+				cfg.PartitionStates = groupStates{brokers: []string{b.Addr()}, topic: stateTopic, group: group, own: store}
+			}
+			p := New(cfg, eng, nil, metrics[i])
 			held := topics.Inputs[0]
 			p.beforeFetch = func(ctx context.Context, topic string, partition int) {
 				select {
@@ -203,14 +222,28 @@ func testSameStreamSameDecisions(t *testing.T, b kafkatest.Broker) {
 				n := testutil.ToFloat64(m.SharedOnly) + testutil.ToFloat64(m.StandbyDecided)
 				ahead += testutil.ToFloat64(m.DecidedAhead)
 				handed += testutil.ToFloat64(m.StandbyHandedOver)
-				t.Logf("%s: instance %d read %.0f events of other members' partitions (%.0f decided as a standby), decided %.0f with shared windows ahead, handed over %.0f standby decisions",
-					name, i, n, testutil.ToFloat64(m.StandbyDecided), testutil.ToFloat64(m.DecidedAhead), testutil.ToFloat64(m.StandbyHandedOver))
+				t.Logf("%s: instance %d read %.0f events of other members' partitions (%.0f decided as a standby), decided %.0f with shared windows ahead, handed over %.0f standby decisions, decided %.0f again to catch up",
+					name, i, n, testutil.ToFloat64(m.StandbyDecided), testutil.ToFloat64(m.DecidedAhead), testutil.ToFloat64(m.StandbyHandedOver), testutil.ToFloat64(m.Replayed))
 				if n > 0 {
 					split++
 				}
 			}
 			if split < 2 {
 				t.Fatalf("%s: %d members read other members' partitions; the group never split the stream", name, split)
+			}
+			if r.states {
+				var restored, dropped, replayed float64
+				for _, m := range metrics {
+					restored += testutil.ToFloat64(m.PartitionRestores.WithLabelValues("restored"))
+					dropped += testutil.ToFloat64(m.PartitionDropped)
+					replayed += testutil.ToFloat64(m.Replayed)
+				}
+				t.Logf("%s: %.0f partitions restored from a member's snapshot, %.0f accounts' state dropped, %.0f events decided again to catch up",
+					name, restored, dropped, replayed)
+				if restored == 0 || dropped == 0 {
+					t.Fatalf("%s: %.0f partitions restored from a snapshot and %.0f accounts dropped; the partitions that moved did not take their state along",
+						name, restored, dropped)
+				}
 			}
 			if r.standby && r.leave && (handed == 0 || ahead > 0) {
 				t.Fatalf("%s: %.0f standby decisions handed over, %.0f decided with shared windows ahead; a leave with standbys must hand over and decide nothing ahead",
@@ -234,6 +267,7 @@ func testSameStreamSameDecisions(t *testing.T, b kafkatest.Broker) {
 		{"8 partitions, 2 instances joining a first mid-stream", fleetRun{partitions: 8, shards: 2, instances: 3, lateJoin: true}},
 		{"8 partitions, 3 instances, one leaving mid-stream", fleetRun{partitions: 8, shards: 2, instances: 3, leave: true}},
 		{"8 partitions, 3 standby instances, one leaving mid-stream", fleetRun{partitions: 8, shards: 2, instances: 3, leave: true, standby: true}},
+		{"8 partitions, 2 instances joining a first mid-stream, partition state from snapshots", fleetRun{partitions: 8, shards: 2, instances: 3, lateJoin: true, states: true}},
 	}
 	probed, crowded := 0, 0
 	for _, want := range serial {
@@ -288,6 +322,30 @@ type fleetRun struct {
 	partitions, shards, instances int
 	holdBack, lateJoin, leave     bool
 	standby                       bool // Config.Standby
+	// states saves the members' state to a state topic and moves the
+	// state of a partition's accounts with it (Config.PartitionStates).
+	states bool
+}
+
+// groupStates is Config.PartitionStates over a state topic, as the daemon
+// has it: every member's newest snapshot.
+type groupStates struct {
+	brokers      []string
+	topic, group string
+	own          *snapshots.Store
+}
+
+func (g groupStates) Saved(ctx context.Context) ([]snapshots.Saved, error) {
+	return g.own.Names(ctx, g.group+"/")
+}
+
+func (g groupStates) Load(ctx context.Context, name string) (snapshots.Snapshot, error) {
+	st, err := snapshots.New(snapshots.Config{Brokers: g.brokers, Topic: g.topic, Name: name})
+	if err != nil {
+		return snapshots.Snapshot{}, err
+	}
+	snap, _, err := st.Load(ctx)
+	return snap, err
 }
 
 // generatedInputs generates n events and routes them as riskd's producers

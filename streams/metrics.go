@@ -90,6 +90,15 @@ type Metrics struct {
 	// StandbyKept is how many standby decisions wait for their owners'
 	// commits, as of the last poll: what standbys hold in memory.
 	StandbyKept prometheus.Gauge
+	// PartitionRestores counts the partitions moved here whose accounts'
+	// state was restored from a snapshot of the group (restored), that no
+	// snapshot fitted (none) or whose snapshot was refused (refused), the
+	// last two rebuilt from their logs; PartitionRestoreSeconds times a
+	// restore, PartitionDropped counts the accounts whose state was
+	// dropped because their partition moved away (partitionstate.go).
+	PartitionRestores       *prometheus.CounterVec
+	PartitionRestoreSeconds prometheus.Histogram
+	PartitionDropped        prometheus.Counter
 	// PlacedCommands counts support commands applied again at their place
 	// in the replay after a restore (see Pipeline.Place).
 	PlacedCommands prometheus.Counter
@@ -225,6 +234,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		StandbyKept: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "riskd_standby_kept_decisions", Help: "Decisions made here as a standby that their partitions' owners have not committed yet (kept in memory, at most kafka.standby_limit per partition).",
 		}),
+		PartitionRestores: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "riskd_partition_state_restores_total", Help: "Partitions moved here, by how their accounts' state was had: restored from a snapshot of the group, or rebuilt from their logs because none fitted or it was refused.",
+		}, []string{"result"}),
+		PartitionRestoreSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "riskd_partition_state_restore_seconds", Help: "Time to load a snapshot of the group and restore from it the state of the partitions moved here.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 2, 14),
+		}),
+		PartitionDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "riskd_partition_state_dropped_accounts_total", Help: "Accounts whose state this instance dropped because their partition moved to another instance.",
+		}),
 		PlacedCommands: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "riskd_replayed_commands_total", Help: "Support commands (locks, unlocks, suppressions) applied again at their place in the stream after a restore.",
 		}),
@@ -232,6 +251,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	for _, outcome := range []string{"saved", "failed", "abandoned"} {
 		m.StateSaves.WithLabelValues(outcome)
+	}
+	for _, result := range []string{"restored", "none", "refused"} {
+		m.PartitionRestores.WithLabelValues(result)
 	}
 	// Export zeros for the known label values, so dashboards and alerts see
 	// every series from the start.
@@ -249,7 +271,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		reg.MustRegister(m.Consumed, m.Decided, m.Duplicates, m.DeadLettered, m.Lag,
 			m.Committed, m.BatchSize, m.SinkSeconds, m.Errors, m.InFlight, m.RuleHits, m.Candidate, m.KafkaToDecision,
 			m.Parked, m.Dropped, m.RuleErrors, m.Late, m.StateBytes, m.StateSaves, m.StateSeconds, m.StateSize,
-			m.RestoreSeconds, m.RestoreBytes, m.Replayed, m.SharedOnly, m.SharedDelay, m.DecidedAhead, m.StandbyDecided, m.StandbyHandedOver, m.StandbyKept, m.PlacedCommands, m.ready)
+			m.RestoreSeconds, m.RestoreBytes, m.Replayed, m.SharedOnly, m.SharedDelay, m.DecidedAhead, m.StandbyDecided, m.StandbyHandedOver, m.StandbyKept,
+			m.PartitionRestores, m.PartitionRestoreSeconds, m.PartitionDropped, m.PlacedCommands, m.ready)
 	}
 	return m
 }

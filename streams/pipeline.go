@@ -147,7 +147,8 @@ type Config struct {
 	// already, made by an earlier run or another instance), which brings
 	// the state up to the committed offset. The pipeline keeps this map up
 	// to date across rebalances, so a partition that comes back catches
-	// up from where this engine left it. With RebuildUnknown, a partition
+	// up from where this engine left it (or, with PartitionStates, from
+	// the newest snapshot of the group that holds it). With RebuildUnknown, a partition
 	// not in the map is rebuilt the same way from the start of its log
 	// (the input topics' retention): this engine holds none of its
 	// accounts' state. Without it (a state restored from a file written at
@@ -170,7 +171,15 @@ type Config struct {
 	// start of its log.
 	ResumeShared   map[string]map[int]int64
 	RebuildUnknown bool
-	ResumeSeq      uint64
+	// PartitionStates, when set, moves the state of a partition's
+	// accounts with the partition (partitionstate.go): at each generation
+	// the engine drops the accounts of the partitions no longer assigned
+	// here (unless Standby), and restores those of a partition assigned
+	// here whose state stands behind the committed offset from the newest
+	// fitting snapshot of the group, so it is read from there instead of
+	// from the start of its log.
+	PartitionStates PartitionStates
+	ResumeSeq       uint64
 	// StallTimeout is how long an output batch may wait, from the moment
 	// it is cut, to become durable (published and stored) before the
 	// output readiness condition fails. A healthy batch takes tens to
@@ -606,6 +615,7 @@ var ErrNotDrained = errors.New("streams: shutdown drain incomplete")
 // runGeneration reads every partition assigned in gen until the generation
 // ends (a rebalance) or ctx ends, then drains and commits its partitions.
 func (p *Pipeline) runGeneration(ctx, outCtx context.Context, gen *kafka.Generation) {
+	p.takePartitions(ctx, gen.Assignments)
 	var parts []*mergeInput
 	owned := map[topicPartition]bool{}
 	for topic, as := range gen.Assignments {
@@ -780,7 +790,15 @@ func (p *Pipeline) assignedInput(outCtx context.Context, tp topicPartition, comm
 		}
 	}
 	delete(p.standby, tp) // a standby's decisions of it are handed over or of no use
-	in := p.newInput(tp, start, p.sharedFrom(tp, start))
+	// Shared windows that never read the partition read it from where its
+	// accounts would be rebuilt without a state: its log's start, with
+	// RebuildUnknown, even when its accounts' state came from another
+	// member's snapshot (partitionstate.go).
+	sharedFallback := start
+	if p.cfg.RebuildUnknown {
+		sharedFallback = kafka.FirstOffset
+	}
+	in := p.newInput(tp, start, p.sharedFrom(tp, sharedFallback))
 	in.owned, in.accountFrom, in.replayUntil = true, start, replayUntil
 	in.progress.until = replayUntil
 	if tookOver {

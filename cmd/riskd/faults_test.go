@@ -214,9 +214,14 @@ func TestFaultsSecondInstanceJoinsAndLeaves(t *testing.T) {
 		second.waitLog(t, regexp.MustCompile(`consumer group generation.* partitions=[1-9]`))
 		joined := e.stored(t)
 		t.Logf("partitions with both instances: %s", e.checkCoPartitioned(t))
+		// The first gives up the accounts of the partitions the second
+		// takes; when they come back it restores them from a snapshot of
+		// the second's.
+		r.main.waitLog(t, regexp.MustCompile(`state of partitions moved to other instances dropped`))
 		second.waitDecided(t, float64(n)/10)
 		m := second.metrics(t)
 		second.mustTerm(t)
+		r.main.waitLog(t, regexp.MustCompile(`state of partitions moved here restored from a saved snapshot`))
 		left := e.stored(t)
 		t.Logf("second instance: joined with %d of %d stored, left with %d; it decided %.0f (after replaying %.0f to rebuild)",
 			joined, n, left, m["riskd_decisions_total"], m["riskd_replayed_events_total"])
@@ -224,8 +229,10 @@ func TestFaultsSecondInstanceJoinsAndLeaves(t *testing.T) {
 			t.Fatalf("the second instance left after the whole backlog was decided: not mid-stream")
 		}
 		got := r.finish(t, func() {
-			t.Logf("%s: %.0f events decided with shared windows ahead", r.main.name,
-				r.main.metrics(t)["riskd_decided_with_windows_ahead_total"])
+			mm := r.main.metrics(t)
+			t.Logf("%s: %.0f events decided with shared windows ahead; %.0f accounts dropped, %.0f partitions restored from a snapshot, %.0f events decided again to catch up",
+				r.main.name, mm["riskd_decided_with_windows_ahead_total"], mm["riskd_partition_state_dropped_accounts_total"],
+				mm[`riskd_partition_state_restores_total{result="restored"}`], mm["riskd_replayed_events_total"])
 		})
 		compareDecisions(t, e.name, got, want)
 		checkLocks(t, e.name, s, got)

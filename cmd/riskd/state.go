@@ -34,9 +34,11 @@ func (d *daemon) restoreFromKafka(ctx context.Context, cfg engine.Config, pipe *
 		return nil, fmt.Errorf("state topic %s: %w", d.cfg.State.Topic, err)
 	}
 	pipe.Snapshots, pipe.SnapshotInterval = store, d.cfg.State.SnapshotInterval
-	// A partition the restored state does not cover is rebuilt from the
-	// start of its log, up to the committed offset, without outputs.
+	// A partition the restored state does not cover is restored from
+	// another member's snapshot that holds it, or rebuilt from the start
+	// of its log, up to the committed offset, without outputs.
 	pipe.RebuildUnknown = true
+	pipe.PartitionStates = groupSnapshots{d: d, own: store}
 	start := time.Now()
 	snap, stats, err := store.Load(ctx)
 	for _, refused := range stats.Refused {
@@ -130,6 +132,29 @@ func (d *daemon) startFromPeer(ctx context.Context, cfg engine.Config, pipe *str
 		return eng
 	}
 	return nil
+}
+
+// groupSnapshots reads the snapshots the members of the group saved in
+// the state topic (streams.PartitionStates).
+type groupSnapshots struct {
+	d   *daemon
+	own *snapshots.Store
+}
+
+func (g groupSnapshots) Saved(ctx context.Context) ([]snapshots.Saved, error) {
+	return g.own.Names(ctx, g.d.cfg.Kafka.Group+"/")
+}
+
+func (g groupSnapshots) Load(ctx context.Context, name string) (snapshots.Snapshot, error) {
+	st, err := snapshots.New(snapshots.Config{Brokers: g.d.brokers, Topic: g.d.cfg.State.Topic, Name: name, Logger: g.d.log})
+	if err != nil {
+		return snapshots.Snapshot{}, err
+	}
+	snap, stats, err := st.Load(ctx)
+	for _, refused := range stats.Refused {
+		g.d.log.Warn("state snapshot refused; using an older one", "snapshot", name, "reason", refused)
+	}
+	return snap, err
 }
 
 // logFeatureChange says what a change of the window feature definitions

@@ -524,6 +524,9 @@ type Saved struct {
 	Name      string
 	Seq       uint64
 	CreatedAt time.Time
+	// Offsets are the newest manifest's (Snapshot.Offsets): where its
+	// state stands, so a reader can pick a snapshot before loading it.
+	Offsets map[string]map[int]int64
 }
 
 // Names lists the names under which snapshots are saved in the topic
@@ -570,7 +573,7 @@ func (s *Store) Names(ctx context.Context, prefix string) ([]Saved, error) {
 			return nil // a damaged manifest: Load of that name says why
 		}
 		if have, ok := newest[name]; !ok || m.Seq > have.Seq {
-			newest[name] = Saved{Name: name, Seq: m.Seq, CreatedAt: m.CreatedAt}
+			newest[name] = Saved{Name: name, Seq: m.Seq, CreatedAt: m.CreatedAt, Offsets: m.Offsets}
 		}
 		return nil
 	})

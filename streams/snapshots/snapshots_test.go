@@ -695,7 +695,8 @@ func TestNamesListsTheGroupsSnapshotsNewestFirst(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := []Saved{{"riskd/a", 2, t0.Add(2 * time.Minute)}, {"riskd/b", 1, t0.Add(time.Minute)}}
+		want := []Saved{{"riskd/a", 2, t0.Add(2 * time.Minute), snapshotOf(2, nil).Offsets},
+			{"riskd/b", 1, t0.Add(time.Minute), snapshotOf(1, nil).Offsets}}
 		if !reflect.DeepEqual(got, want) {
 			t.Fatalf("Names = %+v, want %+v", got, want)
 		}
