@@ -24,6 +24,17 @@ const (
 	TypePointsRedeem  = "points_redeem"
 )
 
+// MovesMoney reports whether events of type typ move money (payments,
+// top-ups, withdrawals, refunds, points redeemed): they go to the payments
+// topic, the others to account-events.
+func MovesMoney(typ string) bool {
+	switch typ {
+	case TypePayment, TypeTopup, TypeWithdrawal, TypeRefund, TypePointsRedeem:
+		return true
+	}
+	return false
+}
+
 // KnownTypes lists the event types of the wallet, in a stable order.
 var KnownTypes = []string{
 	TypePayment, TypeLogin, TypeLoginFailed, TypePasswordReset, TypeMFA,

@@ -90,6 +90,10 @@ type Metrics struct {
 	// StandbyKept is how many standby decisions wait for their owners'
 	// commits, as of the last poll: what standbys hold in memory.
 	StandbyKept prometheus.Gauge
+	// DecideReadBack counts the events decided through the decide API that
+	// this instance read back from its input topic as repeated event ids
+	// (Config.PublishAPIEvents): not counted in Duplicates.
+	DecideReadBack prometheus.Counter
 	// PartitionRestores counts the partitions moved here whose accounts'
 	// state was restored from a snapshot of the group (restored), that no
 	// snapshot fitted (none) or whose snapshot was refused (refused), the
@@ -234,6 +238,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		StandbyKept: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "riskd_standby_kept_decisions", Help: "Decisions made here as a standby that their partitions' owners have not committed yet (kept in memory, at most kafka.standby_limit per partition).",
 		}),
+		DecideReadBack: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "riskd_decide_events_read_back_total", Help: "Events decided through the decide API that this instance wrote to their input topic and read back as already decided (decide.publish_events).",
+		}),
 		PartitionRestores: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "riskd_partition_state_restores_total", Help: "Partitions moved here, by how their accounts' state was had: restored from a snapshot of the group, or rebuilt from their logs because none fitted or it was refused.",
 		}, []string{"result"}),
@@ -272,7 +279,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			m.Committed, m.BatchSize, m.SinkSeconds, m.Errors, m.InFlight, m.RuleHits, m.Candidate, m.KafkaToDecision,
 			m.Parked, m.Dropped, m.RuleErrors, m.Late, m.StateBytes, m.StateSaves, m.StateSeconds, m.StateSize,
 			m.RestoreSeconds, m.RestoreBytes, m.Replayed, m.SharedOnly, m.SharedDelay, m.DecidedAhead, m.StandbyDecided, m.StandbyHandedOver, m.StandbyKept,
-			m.PartitionRestores, m.PartitionRestoreSeconds, m.PartitionDropped, m.PlacedCommands, m.ready)
+			m.DecideReadBack, m.PartitionRestores, m.PartitionRestoreSeconds, m.PartitionDropped, m.PlacedCommands, m.ready)
 	}
 	return m
 }

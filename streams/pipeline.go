@@ -171,6 +171,14 @@ type Config struct {
 	// start of its log.
 	ResumeShared   map[string]map[int]int64
 	RebuildUnknown bool
+	// PublishAPIEvents appends every event decided through Decide (not a
+	// duplicate) to its input topic (MovesMoney: the first input, others:
+	// the last), keyed by its account, with the HeaderOrigin header: the
+	// other instances of a fleet then add it to their shared entity
+	// windows as they do the stream's, and a restart that restored a
+	// state cut before it replays it. This instance reads it back as a
+	// repeated event_id (no outputs; riskd_decide_events_read_back_total).
+	PublishAPIEvents bool
 	// PartitionStates, when set, moves the state of a partition's
 	// accounts with the partition (partitionstate.go): at each generation
 	// the engine drops the accounts of the partitions no longer assigned
@@ -946,6 +954,9 @@ func (p *Pipeline) publishBatch(ctx context.Context, batch []result) (batchOutpu
 			if p.cfg.Notify != nil {
 				notes = appendNotes(notes, r.d, msgs[first+1:])
 			}
+			if p.cfg.PublishAPIEvents && r.d.Source.Topic == APISource.Topic {
+				msgs = append(msgs, p.cfg.Topics.inputMessage(r.d))
+			}
 		}
 	}
 	start := time.Now()
@@ -982,6 +993,8 @@ func (p *Pipeline) storeBatch(ctx context.Context, batch []result, out batchOutp
 			p.m.DeadLettered.WithLabelValues(r.msg.Topic).Inc()
 			p.log.Info("message sent to the dead-letter topic", "topic", r.msg.Topic,
 				"partition", r.msg.Partition, "offset", r.msg.Offset, "reason", r.err.Error())
+		case r.d.Duplicate && isFromDecide(r.msg):
+			p.m.DecideReadBack.Inc()
 		case r.d.Duplicate:
 			p.m.Duplicates.Inc()
 		default:

@@ -14,6 +14,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"riskd/engine"
+	"riskd/event"
 	"riskd/rules"
 	"riskd/streams/notify"
 )
@@ -259,6 +260,32 @@ func (t Topics) outputMessages(dst []kafka.Message, d *engine.Decision) ([]kafka
 		dst = append(dst, m)
 	}
 	return dst, nil
+}
+
+// HeaderOrigin marks the input messages riskd itself wrote: "decide" for
+// an event decided through the decide API (Config.PublishAPIEvents).
+const HeaderOrigin = "riskd-origin"
+
+// inputMessage is d's event, decided through the decide API, as a message
+// of its input topic.
+func (t Topics) inputMessage(d *engine.Decision) kafka.Message {
+	topic := t.Inputs[len(t.Inputs)-1]
+	if event.MovesMoney(d.EventType) {
+		topic = t.Inputs[0]
+	}
+	return kafka.Message{Topic: topic, Key: []byte(d.AccountID), Value: d.Raw, Headers: []kafka.Header{
+		{Key: HeaderEventID, Value: []byte(d.EventID)}, {Key: HeaderOrigin, Value: []byte("decide")}}}
+}
+
+// isFromDecide reports whether m is an event riskd wrote to its input
+// topic after deciding it through the decide API.
+func isFromDecide(m kafka.Message) bool {
+	for _, h := range m.Headers {
+		if h.Key == HeaderOrigin && string(h.Value) == "decide" {
+			return true
+		}
+	}
+	return false
 }
 
 // actionMessage is a lock or unlock command on the actions topic; id is its

@@ -71,7 +71,7 @@ func Run(ctx context.Context, cfg Config) (Stats, error) {
 		for len(msgs) < batchSize && stats.Events+len(msgs) < cfg.Events {
 			gen.Next(&ev)
 			topic := cfg.AccountTopic
-			if isMoneyMovement(ev.Type) {
+			if event.MovesMoney(ev.Type) {
 				topic = cfg.PaymentsTopic
 			}
 			if ev.Label != "" {
@@ -100,14 +100,6 @@ func Run(ctx context.Context, cfg Config) (Stats, error) {
 	}
 	stats.Duration = time.Since(start)
 	return stats, nil
-}
-
-func isMoneyMovement(typ string) bool {
-	switch typ {
-	case event.TypePayment, event.TypeTopup, event.TypeWithdrawal, event.TypeRefund, event.TypePointsRedeem:
-		return true
-	}
-	return false
 }
 
 // AddFlags binds the traffic flags that riskctl gen and riskd demo share to

@@ -75,6 +75,10 @@ type DecideConfig struct {
 	// OnTimeout is the fallback action: allow fails open, block or
 	// challenge fail closed.
 	OnTimeout string `yaml:"on_timeout"`
+	// PublishEvents appends each event decided through the API to its
+	// input topic, so that every instance's shared entity windows count
+	// it and a restart replays it (streams.Config.PublishAPIEvents).
+	PublishEvents bool `yaml:"publish_events"`
 }
 
 type KafkaConfig struct {
@@ -243,7 +247,7 @@ func DefaultConfig() Config {
 		State: StateConfig{Kafka: true, Topic: snapshots.DefaultTopic, SnapshotInterval: streams.DefaultSnapshotInterval,
 			Dir: "var/state"},
 		Log:    LogConfig{Level: "info", Format: "text"},
-		Decide: DecideConfig{Deadline: 50 * time.Millisecond, OnTimeout: "allow"},
+		Decide: DecideConfig{Deadline: 50 * time.Millisecond, OnTimeout: "allow", PublishEvents: true},
 		Notify: NotifyConfig{MaxAttempts: 10},
 	}
 }

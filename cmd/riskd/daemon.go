@@ -246,7 +246,8 @@ func startDaemon(ctx context.Context, cfg Config, log *slog.Logger) (d *daemon, 
 		StallTimeout: d.cfg.Output.StallTimeout,
 		MergeWait:    d.cfg.Kafka.MergeWait, MaxIdle: d.cfg.Kafka.MaxIdle, Partitioner: d.cfg.Kafka.Partitioner,
 		Standby: d.cfg.Kafka.Standby, StandbyLimit: d.cfg.Kafka.StandbyLimit,
-		Logger: d.log, Notify: d.notifier, Rules: d.holder,
+		PublishAPIEvents: d.cfg.Decide.PublishEvents,
+		Logger:           d.log, Notify: d.notifier, Rules: d.holder,
 	}
 	if err := pipeCfg.Validate(); err != nil {
 		return d, fmt.Errorf("config: %w", err)

@@ -6,8 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/segmentio/kafka-go"
 
+	"riskd/internal/apitest"
 	"riskd/internal/kafkatest"
 )
 
@@ -47,24 +49,7 @@ func testDeviceFarmSpreadOverTheFleet(t *testing.T, b kafkatest.Broker) {
 		time.Sleep(spacing)
 	}
 	e.waitStored(t, 8)
-	for i, id := range ids {
-		d := e.decision(t, id)
-		fired := false
-		for _, r := range d.MatchedRules {
-			fired = fired || r == "device-farm"
-		}
-		if want := i >= 4; fired != want {
-			t.Fatalf("login %d (%s): device-farm matched %v, want %v (matched %v)", i+1, id, fired, want, d.MatchedRules)
-		}
-		if !fired {
-			continue
-		}
-		for _, f := range d.Features {
-			if f.Name == "accounts_per_device_1h" && f.Value != float64(i+1) {
-				t.Fatalf("login %d (%s): accounts_per_device_1h = %v, want %d: the phone's window is not whole", i+1, id, f.Value, i+1)
-			}
-		}
-	}
+	checkFarm(t, e, ids)
 
 	// Live traffic over many accounts, for the delay of the shared windows.
 	const total, perBatch = 2000, 20
@@ -83,6 +68,77 @@ func testDeviceFarmSpreadOverTheFleet(t *testing.T, b kafkatest.Broker) {
 		count, p50, p99 := histogramQuantiles(t, d, "riskd_shared_window_delay_seconds")
 		t.Logf("instance %s: %d events of the other instance's partitions; shared-window delay p50 <= %.1f ms, p99 <= %.1f ms (bucket upper bounds)",
 			d.pipe.Instance(), count, p50*1000, p99*1000)
+	}
+}
+
+// checkFarm checks the stored decisions of the farm's eight logins, ids in
+// order: the device-farm rule fires from the fifth on, each time reading
+// the phone's whole window.
+func checkFarm(t *testing.T, e *testEnv, ids []string) {
+	t.Helper()
+	for i, id := range ids {
+		d := e.decision(t, id)
+		fired := false
+		for _, r := range d.MatchedRules {
+			fired = fired || r == "device-farm"
+		}
+		if want := i >= 4; fired != want {
+			t.Fatalf("login %d (%s): device-farm matched %v, want %v (matched %v)", i+1, id, fired, want, d.MatchedRules)
+		}
+		if !fired {
+			continue
+		}
+		for _, f := range d.Features {
+			if f.Name == "accounts_per_device_1h" && f.Value != float64(i+1) {
+				t.Fatalf("login %d (%s): accounts_per_device_1h = %v, want %d: the phone's window is not whole", i+1, id, f.Value, i+1)
+			}
+		}
+	}
+}
+
+// TestDeviceFarmThroughTheDecideAPI is the same farm with its logins
+// decided through the decide API of instance a, which forwards those of
+// b's accounts to b. Each decided login is appended to its input topic
+// (decide.publish_events), so the instance that did not decide it counts
+// it in its shared windows as it counts the stream's, and the instance
+// that did reads it back as already decided.
+func TestDeviceFarmThroughTheDecideAPI(t *testing.T) {
+	kafkatest.Run(t, testDeviceFarmThroughTheDecideAPI)
+}
+
+func testDeviceFarmThroughTheDecideAPI(t *testing.T, b kafkatest.Broker) {
+	p := startPair(t, b)
+	defer mustStop(t, p.stopA)
+	defer mustStop(t, p.stopB)
+	ofA, ofB := accountsOwnedBy(t, p, "a", "apifarm-", 4), accountsOwnedBy(t, p, "b", "apifarm-", 4)
+	onA := apitest.Client{T: t, Base: "http://" + p.a.httpAddr}
+	var ids []string
+	for i := range 8 {
+		account := ofA[i/2]
+		if i%2 == 1 {
+			account = ofB[i/2]
+		}
+		id := fmt.Sprintf("apifarm-login-%d", i)
+		ids = append(ids, id)
+		onA.Decide(string(ev(id, "login", account, time.Now().UnixMilli(),
+			`,"ip":"203.0.113.51","device":{"id":"api-farm-phone"}`).Value))
+		time.Sleep(time.Second) // longer than the stated staleness bound
+	}
+	p.e.waitStored(t, 8)
+	checkFarm(t, p.e, ids)
+	deadline := time.Now().Add(time.Minute)
+	for {
+		back := 0.0
+		for _, d := range []*daemon{p.a, p.b} {
+			back += testutil.ToFloat64(d.metrics.DecideReadBack)
+		}
+		if back == 8 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%.0f of the 8 decided logins read back from the input topic by their deciders", back)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
