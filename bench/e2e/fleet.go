@@ -127,6 +127,10 @@ type moveRun struct {
 	// Replayed is riskd_replayed_events_total of the survivors from the
 	// signal to the end of the restore.
 	Replayed float64 `json:"replayed_events"`
+	// PartsRestored is the partitions the survivors restored from a
+	// snapshot of the group in that time (the others were rebuilt from
+	// their logs, or held by a standby).
+	PartsRestored float64 `json:"partitions_restored"`
 	// DecidedTwice is the decision records published in the run less
 	// the backlog: events the stopped instance had decided but not
 	// committed, decided again with outputs (ClickHouse keeps one row
@@ -153,6 +157,9 @@ type memberSample struct {
 	Restoring   float64 `json:"restoring"`
 	RestoreLeft float64 `json:"restore_left"`
 	Replayed    float64 `json:"replayed"`
+	// PartsRestored counts the partitions whose accounts' state was
+	// restored from a snapshot of the group (riskd_partition_state_restores_total{result="restored"}).
+	PartsRestored float64 `json:"partitions_restored"`
 	Batches     float64 `json:"output_batches"`
 	BatchEvents float64 `json:"output_batch_events"`
 	Up          bool    `json:"up"`
@@ -376,6 +383,7 @@ func (s *fleetSampler) once(ctx context.Context) fleetSample {
 			ms = memberSample{Settled: met.settled(), Lag: met["riskd_consumer_lag"],
 				Assigned: met["riskd_assigned_partitions"], Restoring: met["riskd_restoring_partitions"],
 				RestoreLeft: met["riskd_restore_remaining_messages"], Replayed: met["riskd_replayed_events_total"],
+				PartsRestored: met[`riskd_partition_state_restores_total{result="restored"}`],
 				Batches: met["riskd_output_batch_size_count"], BatchEvents: met["riskd_output_batch_size_sum"], Up: true}
 			if p, err := readProc(m.proc.pid()); err == nil {
 				ms.CPUSec = p.CPU.Seconds()
@@ -586,9 +594,10 @@ func (e *fleetEnv) move(ctx context.Context, k int, sig string) (moveRun, error)
 		return mr, fmt.Errorf("signal %s: %w", victim.name, err)
 	}
 	total := float64(2 * e.s.Partitions) // both input topics
-	var replayed0 float64
+	var replayed0, parts0 float64
 	for i := range k - 1 {
 		replayed0 += before.Members[i].Replayed
+		parts0 += before.Members[i].PartsRestored
 	}
 	for mr.RestoredS == 0 {
 		if err := sleepCtx(ctx, 50*time.Millisecond); err != nil {
@@ -603,11 +612,12 @@ func (e *fleetEnv) move(ctx context.Context, k int, sig string) (moveRun, error)
 			}
 		}
 		x := smp.latest()
-		var assigned, restoring, replayed float64
+		var assigned, restoring, replayed, parts float64
 		for i := range k - 1 {
 			assigned += x.Members[i].Assigned
 			restoring += x.Members[i].Restoring
 			replayed += x.Members[i].Replayed
+			parts += x.Members[i].PartsRestored
 			mr.MaxRestoreLeft = max(mr.MaxRestoreLeft, x.Members[i].RestoreLeft)
 		}
 		if assigned == total && mr.AssignedS == 0 {
@@ -615,14 +625,14 @@ func (e *fleetEnv) move(ctx context.Context, k int, sig string) (moveRun, error)
 		}
 		if assigned == total && restoring == 0 {
 			mr.RestoredS = time.Since(t0).Seconds()
-			mr.Replayed = replayed - replayed0
+			mr.Replayed, mr.PartsRestored = replayed-replayed0, parts-parts0
 		}
 		if time.Since(t0) > 5*time.Minute {
 			return mr, fmt.Errorf("move %s: survivors hold %.0f of %.0f partitions, %.0f restoring, after 5 min", sig, assigned, total, restoring)
 		}
 	}
-	logf("move %s: victim held %.0f partitions, exited after %.2fs; all assigned after %.2fs, restored after %.2fs, %.0f events replayed (max %.0f left at once)",
-		sig, mr.VictimPartitions, mr.VictimExitS, mr.AssignedS, mr.RestoredS, mr.Replayed, mr.MaxRestoreLeft)
+	logf("move %s: victim held %.0f partitions, exited after %.2fs; all assigned after %.2fs, restored after %.2fs, %.0f partitions' state from a snapshot, %.0f events replayed (max %.0f left at once)",
+		sig, mr.VictimPartitions, mr.VictimExitS, mr.AssignedS, mr.RestoredS, mr.PartsRestored, mr.Replayed, mr.MaxRestoreLeft)
 	// The stopped instance's last scrape may miss what it made durable
 	// while it drained, so the fleet's settled sum can stay below n:
 	// ClickHouse's count says when the backlog is all stored.
@@ -771,8 +781,8 @@ func printFleetSummary(r *fleetResult, path string) {
 	}
 	fmt.Println()
 	for _, m := range r.Moves {
-		fmt.Printf("move SIG%-4s k=%d: victim held %.0f partitions; exit %.2fs, all assigned %.2fs, restored %.2fs; %.0f replayed, %d decided twice; drained %.1fs; %d stored\n",
-			strings.ToUpper(m.Signal), m.Size, m.VictimPartitions, m.VictimExitS, m.AssignedS, m.RestoredS, m.Replayed,
+		fmt.Printf("move SIG%-4s k=%d: victim held %.0f partitions; exit %.2fs, all assigned %.2fs, restored %.2fs; %.0f partitions' state from a snapshot, %.0f replayed, %d decided twice; drained %.1fs; %d stored\n",
+			strings.ToUpper(m.Signal), m.Size, m.VictimPartitions, m.VictimExitS, m.AssignedS, m.RestoredS, m.PartsRestored, m.Replayed,
 			m.DecidedTwice, m.DrainedS, m.StoredInCH)
 	}
 }
