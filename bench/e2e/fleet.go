@@ -160,9 +160,9 @@ type memberSample struct {
 	// PartsRestored counts the partitions whose accounts' state was
 	// restored from a snapshot of the group (riskd_partition_state_restores_total{result="restored"}).
 	PartsRestored float64 `json:"partitions_restored"`
-	Batches     float64 `json:"output_batches"`
-	BatchEvents float64 `json:"output_batch_events"`
-	Up          bool    `json:"up"`
+	Batches       float64 `json:"output_batches"`
+	BatchEvents   float64 `json:"output_batch_events"`
+	Up            bool    `json:"up"`
 }
 
 // fleetEnv is what every fleet run shares: one broker, one backlog.
@@ -384,7 +384,7 @@ func (s *fleetSampler) once(ctx context.Context) fleetSample {
 				Assigned: met["riskd_assigned_partitions"], Restoring: met["riskd_restoring_partitions"],
 				RestoreLeft: met["riskd_restore_remaining_messages"], Replayed: met["riskd_replayed_events_total"],
 				PartsRestored: met[`riskd_partition_state_restores_total{result="restored"}`],
-				Batches: met["riskd_output_batch_size_count"], BatchEvents: met["riskd_output_batch_size_sum"], Up: true}
+				Batches:       met["riskd_output_batch_size_count"], BatchEvents: met["riskd_output_batch_size_sum"], Up: true}
 			if p, err := readProc(m.proc.pid()); err == nil {
 				ms.CPUSec = p.CPU.Seconds()
 			} else {
