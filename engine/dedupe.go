@@ -42,7 +42,13 @@ type dedupe struct {
 	zeroTag [2]uint16
 }
 
+// newDedupe makes a dedupe of capacity ids per generation, or none (nil,
+// which remembers nothing: every method is a no-op) for a negative
+// capacity (NoDedupe).
 func newDedupe(capacity int) *dedupe {
+	if capacity < 0 {
+		return nil
+	}
 	if capacity < 1 {
 		capacity = 1
 	}
@@ -63,6 +69,9 @@ func newDedupe(capacity int) *dedupe {
 }
 
 func (d *dedupe) clone() *dedupe {
+	if d == nil {
+		return nil
+	}
 	c := *d
 	c.keys, c.acts, c.sums, c.tags = slices.Clone(d.keys), slices.Clone(d.acts), slices.Clone(d.sums), slices.Clone(d.tags)
 	return &c
@@ -92,6 +101,9 @@ func (d *dedupe) find(id uint64, g int) int {
 // decided recently. The current generation wins if both hold id (only a
 // restore can do that).
 func (d *dedupe) seen(id uint64) (rules.Action, uint32, bool) {
+	if d == nil {
+		return 0, 0, false
+	}
 	for _, g := range [2]int{d.cur, 1 - d.cur} {
 		if id == 0 {
 			if d.hasZero[g] {
@@ -111,6 +123,9 @@ func (d *dedupe) seen(id uint64) (rules.Action, uint32, bool) {
 // Dropping clears every other word of the arrays, once per capacity events;
 // nothing is allocated after newDedupe.
 func (d *dedupe) record(id uint64, a rules.Action, sum uint32, tag uint16) {
+	if d == nil {
+		return
+	}
 	if d.n[d.cur] >= d.capacity {
 		d.cur = 1 - d.cur
 		d.drop(d.cur)
@@ -148,7 +163,12 @@ func (d *dedupe) drop(g int) {
 
 // len returns how many ids are remembered (both generations; an id recorded
 // again after a rotation counts twice until the older copy is dropped).
-func (d *dedupe) len() int { return d.n[0] + d.n[1] }
+func (d *dedupe) len() int {
+	if d == nil {
+		return 0
+	}
+	return d.n[0] + d.n[1]
+}
 
 // observedOnly is the action remembered for an event added to the shared
 // entity windows only (Part PartShared): seen, not decided here.
@@ -167,6 +187,9 @@ type remembered struct {
 // same two generations.
 func (d *dedupe) all() iter.Seq[remembered] {
 	return func(yield func(remembered) bool) {
+		if d == nil {
+			return
+		}
 		for _, g := range [2]int{1 - d.cur, d.cur} {
 			if d.hasZero[g] && !yield(remembered{0, d.zeroAct[g], d.zeroSum[g], d.zeroTag[g]}) {
 				return
@@ -186,6 +209,9 @@ func (d *dedupe) all() iter.Seq[remembered] {
 // the partition come back its events are decided here again for the
 // account's part (engine.PartAccount). It returns how many it changed.
 func (d *dedupe) forget(parts func(p int) bool) int {
+	if d == nil {
+		return 0
+	}
 	n := 0
 	for g := range 2 {
 		if d.hasZero[g] && d.zeroTag[g] != 0 && d.zeroAct[g] != observedOnly && parts(int(d.zeroTag[g])-1) {
@@ -208,6 +234,9 @@ func (d *dedupe) forget(parts func(p int) bool) int {
 // this one does not hold is not added: the shared entity windows here may
 // not hold its event yet, and an entry would keep them from adding it.
 func (d *dedupe) adopt(r remembered) bool {
+	if d == nil {
+		return false
+	}
 	for g := range 2 {
 		if r.id == 0 {
 			if d.hasZero[g] && d.zeroAct[g] == observedOnly {

@@ -23,6 +23,9 @@ var ErrStopped = errors.New("engine stopped")
 // DefaultDedupeCapacity is Config.DedupeCapacity's default.
 const DefaultDedupeCapacity = 100_000
 
+// NoDedupe as Config.DedupeCapacity turns the duplicate memory off.
+const NoDedupe = -1
+
 // Config sets up an Engine.
 type Config struct {
 	// Shards is the number of shard goroutines; 0 means GOMAXPROCS.
@@ -31,7 +34,9 @@ type Config struct {
 	// blocks, which slows the Kafka fetcher: backpressure, not loss.
 	QueueSize int
 	// DedupeCapacity is how many recent event ids each shard remembers
-	// (at least this many, at most twice).
+	// (at least this many, at most twice); NoDedupe remembers none, for a
+	// replay whose input holds each event id once (a backtest of stored
+	// events), where the memory would be pure cost.
 	DedupeCapacity int
 	// MaxEventBytes is the largest message accepted; 0 means event.DefaultMaxBytes.
 	MaxEventBytes int
@@ -61,7 +66,7 @@ func (c Config) withDefaults() Config {
 	if c.QueueSize <= 0 {
 		c.QueueSize = 1024
 	}
-	if c.DedupeCapacity <= 0 {
+	if c.DedupeCapacity == 0 {
 		c.DedupeCapacity = DefaultDedupeCapacity
 	}
 	if c.AlertThrottle == 0 {
