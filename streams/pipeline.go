@@ -358,6 +358,9 @@ type Pipeline struct {
 	cfg    Config
 	eng    *engine.Engine
 	store  DecisionStore
+	// ownedBefore is what the previous generation assigned here (nil
+	// before the first), to tell the partitions that moved here.
+	ownedBefore map[topicPartition]bool
 	out    *kafka.Writer
 	alone  *kafka.Writer // one message per produce request, for retries of refused ones (see write)
 	m      *Metrics
@@ -633,6 +636,7 @@ func (p *Pipeline) runGeneration(ctx, outCtx context.Context, gen *kafka.Generat
 			parts = append(parts, p.assignedInput(outCtx, tp, a.Offset))
 		}
 	}
+	p.recoverMoved(owned)
 	// Every other partition of the inputs, for the shared entity windows,
 	// and decided without outputs by a standby.
 	for _, tp := range p.otherPartitions(ctx, owned) {
@@ -764,6 +768,35 @@ func (p *Pipeline) runGeneration(ctx, outCtx context.Context, gen *kafka.Generat
 		p.sharedAt[tp] = a.next
 		if a.owned || a.standby != nil {
 			p.stateAt[tp] = a.accountAt()
+		}
+	}
+}
+
+// Recoverer is a DecisionStore that can check again for rows stored
+// already (chstore.Store.Recover).
+type Recoverer interface {
+	Recover()
+}
+
+// recoverMoved opens the store's recovery window again when a partition
+// moved here since the previous generation: its previous owner may have
+// stored decisions whose offsets it never committed (killed), which this
+// instance writes again, so the store leaves out the rows it holds
+// already (the restart's check, for a rebalance).
+func (p *Pipeline) recoverMoved(owned map[topicPartition]bool) {
+	before := p.ownedBefore
+	p.ownedBefore = owned
+	if before == nil {
+		return // the first generation: the store opened in its recovery window
+	}
+	r, ok := p.store.(Recoverer)
+	if !ok {
+		return
+	}
+	for tp := range owned {
+		if !before[tp] {
+			r.Recover()
+			return
 		}
 	}
 }

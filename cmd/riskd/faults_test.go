@@ -170,11 +170,11 @@ func waitRestored(t *testing.T, p *riskdProc, snapshot bool) restore {
 
 // TestFaultsSecondInstanceJoinsAndLeaves starts a second riskd in the same
 // group (its own state.instance) while the first decides the backlog, lets
-// it decide a tenth of the backlog, then stops it with SIGTERM: partitions
-// move to the second instance (which started from the first one's latest
-// snapshot and catches them up from there to the committed offsets) and
-// back (caught up from where the first left them), with decisions in
-// flight both times. The whole stream is a backlog
+// it decide a tenth of the backlog, then stops it, once with SIGTERM and
+// once with SIGKILL: partitions move to the second instance (which started
+// from the first one's latest snapshot and catches them up from there to
+// the committed offsets) and back (restored from the second's snapshot and
+// caught up from its offsets), with decisions in flight both times. The whole stream is a backlog
 // before riskd starts, as in the reference run: parts produced later could
 // reach riskd while some partitions are caught up, and then the merge does
 // not wait for them (kafka.max_idle 0, "Cross-topic order when live" in
@@ -201,48 +201,67 @@ func TestFaultsSecondInstanceJoinsAndLeaves(t *testing.T) {
 		began := time.Now()
 		s := newFaultStream(t, size)
 		want := reference(t, b, bin, s, features)
-		e := newFaultEnv(t, "second-instance", b, bin, features)
-		n := uint64(len(s.backlog))
-
-		r := e.begin(t, s)
-		r.main.lock(t, supportLate)
-		r.main.waitSaved(t)
-		second := e.start(t, "b")
-		// A new member starts from the first one's snapshot, not from the
-		// start of the log.
-		second.waitLog(t, regexp.MustCompile(`engine state started from another member's snapshot`))
-		second.waitLog(t, regexp.MustCompile(`consumer group generation.* partitions=[1-9]`))
-		joined := e.stored(t)
-		t.Logf("partitions with both instances: %s", e.checkCoPartitioned(t))
-		// The first gives up the accounts of the partitions the second
-		// takes; when they come back it restores them from a snapshot of
-		// the second's.
-		r.main.waitLog(t, regexp.MustCompile(`state of partitions moved to other instances dropped`))
-		second.waitDecided(t, float64(n)/10)
-		m := second.metrics(t)
-		second.mustTerm(t)
-		r.main.waitLog(t, regexp.MustCompile(`state of partitions moved here restored from a saved snapshot`))
-		left := e.stored(t)
-		t.Logf("second instance: joined with %d of %d stored, left with %d; it decided %.0f (after replaying %.0f to rebuild)",
-			joined, n, left, m["riskd_decisions_total"], m["riskd_replayed_events_total"])
-		if left >= n {
-			t.Fatalf("the second instance left after the whole backlog was decided: not mid-stream")
-		}
-		got := r.finish(t, func() {
-			mm := r.main.metrics(t)
-			t.Logf("%s: %.0f events decided with shared windows ahead; %.0f accounts dropped, %.0f partitions restored from a snapshot, %.0f events decided again to catch up",
-				r.main.name, mm["riskd_decided_with_windows_ahead_total"], mm["riskd_partition_state_dropped_accounts_total"],
-				mm[`riskd_partition_state_restores_total{result="restored"}`], mm["riskd_replayed_events_total"])
-		})
-		compareDecisions(t, e.name, got, want)
-		checkLocks(t, e.name, s, got)
-		for _, p := range []*riskdProc{r.main, second} {
-			for _, l := range regexp.MustCompile(`.*commit offsets failed.*`).FindAllString(p.logs.String(), -1) {
-				t.Logf("%s logged: %s", p.name, l)
-			}
+		for _, stop := range []string{"term", "kill"} {
+			joinAndLeave(t, b, bin, features, s, want, stop)
 		}
 		t.Logf("second instance: %d events, %s (reference included)", len(s.ids), time.Since(began).Round(time.Millisecond))
 	})
+}
+
+// joinAndLeave is one run of TestFaultsSecondInstanceJoinsAndLeaves, the
+// second instance stopped with SIGTERM (stop "term": it drains, commits
+// and saves its state) or SIGKILL ("kill": the first restores the
+// partitions from the second's last periodic snapshot and decides again
+// what the second decided after it, including what it had stored but
+// not committed, which the store's recovery window keeps from being
+// stored twice).
+func joinAndLeave(t *testing.T, b kafkatest.Broker, bin, features string, s *faultStream, want map[string]decisionRow, stop string) {
+	t.Helper()
+	e := newFaultEnv(t, "second-instance-"+stop, b, bin, features)
+	n := uint64(len(s.backlog))
+
+	r := e.begin(t, s)
+	r.main.lock(t, supportLate)
+	r.main.waitSaved(t)
+	second := e.start(t, "b")
+	// A new member starts from the first one's snapshot, not from the
+	// start of the log.
+	second.waitLog(t, regexp.MustCompile(`engine state started from another member's snapshot`))
+	second.waitLog(t, regexp.MustCompile(`consumer group generation.* partitions=[1-9]`))
+	joined := e.stored(t)
+	t.Logf("%s: partitions with both instances: %s", e.name, e.checkCoPartitioned(t))
+	// The first gives up the accounts of the partitions the second takes;
+	// when they come back it restores them from a snapshot of the second's.
+	r.main.waitLog(t, regexp.MustCompile(`state of partitions moved to other instances dropped`))
+	second.waitDecided(t, float64(n)/10)
+	second.waitSaved(t)
+	m := second.metrics(t)
+	if stop == "kill" {
+		second.kill9(t)
+	} else {
+		second.mustTerm(t)
+	}
+	r.main.waitLog(t, regexp.MustCompile(`state of partitions moved here restored from a saved snapshot`))
+	left := e.stored(t)
+	t.Logf("%s: second instance joined with %d of %d stored, stopped (%s) with %d; it decided %.0f (after replaying %.0f to rebuild)",
+		e.name, joined, n, stop, left, m["riskd_decisions_total"], m["riskd_replayed_events_total"])
+	if left >= n {
+		t.Fatalf("%s: the second instance stopped after the whole backlog was decided: not mid-stream", e.name)
+	}
+	got := r.finish(t, func() {
+		mm := r.main.metrics(t)
+		t.Logf("%s: %.0f events decided with shared windows ahead; %.0f accounts dropped, %.0f partitions restored from a snapshot, %.0f events decided again to catch up, %.0f decision rows left out as stored already",
+			r.main.name, mm["riskd_decided_with_windows_ahead_total"], mm["riskd_partition_state_dropped_accounts_total"],
+			mm[`riskd_partition_state_restores_total{result="restored"}`], mm["riskd_replayed_events_total"],
+			mm[`riskd_store_skipped_rows_total{table="decisions"}`])
+	})
+	compareDecisions(t, e.name, got, want)
+	checkLocks(t, e.name, s, got)
+	for _, p := range []*riskdProc{r.main, second} {
+		for _, l := range regexp.MustCompile(`.*commit offsets failed.*`).FindAllString(p.logs.String(), -1) {
+			t.Logf("%s logged: %s", p.name, l)
+		}
+	}
 }
 
 // TestFaultsFleetOfThreeStandbys runs the stream on a fleet that grows and
