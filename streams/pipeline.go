@@ -355,18 +355,18 @@ func (c Config) withDefaults() Config {
 // therefore loses nothing; a replay re-publishes with the same event ids and
 // the store collapses repeated rows.
 type Pipeline struct {
-	cfg    Config
-	eng    *engine.Engine
-	store  DecisionStore
+	cfg   Config
+	eng   *engine.Engine
+	store DecisionStore
 	// ownedBefore is what the previous generation assigned here (nil
 	// before the first), to tell the partitions that moved here.
 	ownedBefore map[topicPartition]bool
-	out    *kafka.Writer
-	alone  *kafka.Writer // one message per produce request, for retries of refused ones (see write)
-	m      *Metrics
-	log    *slog.Logger
-	slots  chan struct{} // one token per in-flight message
-	result chan result
+	out         *kafka.Writer
+	alone       *kafka.Writer // one message per produce request, for retries of refused ones (see write)
+	m           *Metrics
+	log         *slog.Logger
+	slots       chan struct{} // one token per in-flight message
+	result      chan result
 	// outDone is closed when the output stage has stopped, so callbacks
 	// never block on a stage that is gone.
 	outDone chan struct{}
