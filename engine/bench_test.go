@@ -281,7 +281,7 @@ func BenchmarkStateCutAndRestore(b *testing.B) {
 	other := New(cfg, set, holder)
 	otherCtx := startEngine(b, other)
 	start := time.Now()
-	took, err := other.RestorePartitions(otherCtx, bytes.NewReader(last), []int{3})
+	took, err := other.RestorePartitions(otherCtx, bytes.NewReader(last), []int{3}, time.Now())
 	if err != nil {
 		b.Fatal(err)
 	}

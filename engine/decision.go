@@ -19,7 +19,9 @@ const (
 )
 
 // Source says where a message came from: a Kafka position, or the decide API
-// (Topic "api", Partition -1).
+// (Topic "api", Offset -1, Partition the input partition of the event's
+// account when the caller knows it, else -1). Partition tags the state the
+// message leaves (see partitions.go).
 type Source struct {
 	Topic     string
 	Partition int

@@ -237,18 +237,21 @@ func (d *dedupe) adopt(r remembered) bool {
 	if d == nil {
 		return false
 	}
+	// Every generation that holds it: seen reads the current one first,
+	// and a rotation can leave the id in both.
+	adopted := false
 	for g := range 2 {
 		if r.id == 0 {
 			if d.hasZero[g] && d.zeroAct[g] == observedOnly {
 				d.zeroAct[g], d.zeroTag[g] = r.action, r.tag
-				return true
+				adopted = true
 			}
 			continue
 		}
 		if j := d.find(r.id, g); j >= 0 && d.acts[j] == observedOnly {
 			d.acts[j], d.tags[j] = r.action, r.tag
-			return true
+			adopted = true
 		}
 	}
-	return false
+	return adopted
 }

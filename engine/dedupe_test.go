@@ -134,3 +134,33 @@ func BenchmarkDedupe(b *testing.B) {
 		})
 	}
 }
+
+// TestDedupeAdoptTakesEveryGeneration: an id held in both generations (seen
+// as another instance's, then decided here after a rotation) and forgotten
+// when its partition moved away reads as decided once its partition's
+// state is taken over again, whichever generation seen looks at first.
+func TestDedupeAdoptTakesEveryGeneration(t *testing.T) {
+	d := newDedupe(2)
+	const id, tag = 77, 3 // partition 2
+	d.record(id, observedOnly, 9, tag)
+	d.record(1, rules.Allow, 1, tag)
+	d.record(2, rules.Allow, 1, tag) // rotates: id is in the older generation
+	d.record(id, rules.Block, 9, tag)
+	if n := d.forget(func(p int) bool { return p == 2 }); n == 0 {
+		t.Fatal("forget changed nothing")
+	}
+	if a, _, _ := d.seen(id); a != observedOnly {
+		t.Fatalf("after forget the id reads %v, want observed only", a)
+	}
+	if !d.adopt(remembered{id: id, action: rules.Block, sum: 9, tag: tag}) {
+		t.Fatal("adopt found no observed-only entry")
+	}
+	for g := range 2 {
+		if j := d.find(id, g); j >= 0 && d.acts[j] != rules.Block {
+			t.Fatalf("generation %d still holds the id as %v", g, d.acts[j])
+		}
+	}
+	if a, _, _ := d.seen(id); a != rules.Block {
+		t.Fatalf("after adopt the id reads %v, want block", a)
+	}
+}

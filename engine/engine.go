@@ -66,7 +66,7 @@ func (c Config) withDefaults() Config {
 	if c.QueueSize <= 0 {
 		c.QueueSize = 1024
 	}
-	if c.DedupeCapacity == 0 {
+	if c.DedupeCapacity == 0 || c.DedupeCapacity < 0 && c.DedupeCapacity != NoDedupe {
 		c.DedupeCapacity = DefaultDedupeCapacity
 	}
 	if c.AlertThrottle == 0 {
@@ -152,6 +152,10 @@ type Engine struct {
 	// maxSkew and now are Config.MaxFutureSkew and Config.Now (AheadOfClock).
 	maxSkew time.Duration
 	now     func() time.Time
+
+	// untagged is set when the state was restored from a checkpoint
+	// written before partition tags (version 7): see PartitionTagged.
+	untagged bool
 
 	// gate closes intake on shutdown without losing a message: Submit
 	// holds it for reading while it enqueues, and Run takes it for writing

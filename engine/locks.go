@@ -16,6 +16,38 @@ import (
 // same points as the first run did.
 type lockTable struct {
 	byAccount map[uint64]lockEntry
+	// lifted is when support last unlocked each account (wall clock, Unix
+	// ms), for liftedKeep: a partition's state restored from a snapshot
+	// cut before an unlock must not bring the lock back
+	// (RestorePartitions).
+	lifted map[uint64]int64
+}
+
+// liftedKeep is how long an unlock is remembered against restored locks:
+// longer than any snapshot a restore would still use.
+const liftedKeep = 24 * time.Hour
+
+// noteLifted records that support unlocked account at nowMs, forgetting
+// unlocks older than liftedKeep once the table has grown.
+func (t *lockTable) noteLifted(account uint64, nowMs int64) {
+	if t.lifted == nil {
+		t.lifted = map[uint64]int64{}
+	}
+	if len(t.lifted) >= 4096 {
+		for h, at := range t.lifted {
+			if at < nowMs-liftedKeep.Milliseconds() {
+				delete(t.lifted, h)
+			}
+		}
+	}
+	t.lifted[account] = nowMs
+}
+
+// liftedSince reports whether support unlocked account at or after
+// sinceMs.
+func (t *lockTable) liftedSince(account uint64, sinceMs int64) bool {
+	at, ok := t.lifted[account]
+	return ok && at >= sinceMs
 }
 
 type lockEntry struct {
@@ -54,7 +86,9 @@ func lockTime(untilMs int64) time.Time {
 
 func newLockTable() *lockTable { return &lockTable{byAccount: make(map[uint64]lockEntry)} }
 
-func (t *lockTable) clone() *lockTable { return &lockTable{byAccount: maps.Clone(t.byAccount)} }
+func (t *lockTable) clone() *lockTable {
+	return &lockTable{byAccount: maps.Clone(t.byAccount), lifted: maps.Clone(t.lifted)}
+}
 
 // lockedUntil reports the end of an account's lock if it is in force at
 // nowMs (wall clock), and drops an expired one.

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"time"
 
 	"riskd/features"
 )
@@ -40,6 +41,10 @@ type PartitionStats struct {
 	Locks    int // rule locks
 	EventIDs int // decided event ids forgotten or taken over
 	Alerts   int // alert throttle entries
+	// Partial is set when RestorePartitions failed after some shards had
+	// taken the checkpoint's state over (the engine stopping): the caller
+	// drops the partitions and rebuilds them another way.
+	Partial bool
 }
 
 func (a *PartitionStats) add(b PartitionStats) {
@@ -57,6 +62,14 @@ func partSet(parts []int) func(int) bool {
 	}
 	return func(p int) bool { return in[p] }
 }
+
+// PartitionTagged reports whether every piece of the state is tagged with
+// its partition: false after a Restore of a checkpoint written before the
+// tags (version 7), whose accounts, rule locks and ids belong to no
+// partition, so DropPartitions would leave them and a partition rebuilt
+// from its log would count its events in them twice. A fleet that moves
+// partitions by their state must not start from such a checkpoint.
+func (e *Engine) PartitionTagged() bool { return !e.untagged }
 
 // DropPartitions forgets the state of the accounts of parts, whose
 // partitions another instance decides now. Their decided event ids stay
@@ -116,9 +129,13 @@ func (w *world) dropPartitions(store *features.Store, in func(int) bool) Partiti
 // are not read: this engine's stand where they stand. A decided event id
 // is taken over only where this engine holds the event as seen in its
 // shared windows (see dedupe.adopt). Nothing changes when the checkpoint
-// is refused; a failure on a later shard leaves the earlier ones restored,
-// and the caller rebuilds the partitions another way.
-func (e *Engine) RestorePartitions(ctx context.Context, r io.Reader, parts []int) (PartitionStats, error) {
+// is refused; a failure while the shards take it over (the engine
+// stopping) leaves the earlier ones restored and says so (Partial).
+//
+// cutAt is when the checkpoint was cut (wall clock): a rule lock of an
+// account support unlocked since then is not taken over (and what the
+// unlock clears is cleared), as this engine applied the unlock already.
+func (e *Engine) RestorePartitions(ctx context.Context, r io.Reader, parts []int, cutAt time.Time) (PartitionStats, error) {
 	e.swapMu.Lock() // one feature Set from the read to the adoption
 	defer e.swapMu.Unlock()
 	var total PartitionStats
@@ -134,21 +151,31 @@ func (e *Engine) RestorePartitions(ctx context.Context, r io.Reader, parts []int
 	if _, err := io.CopyN(io.Discard, br, int64(n64)); err != nil {
 		return total, fmt.Errorf("%w: shared entities: %v", ErrCheckpointFormat, err)
 	}
+	// Every shard's part is read before any is taken over, so a refused
+	// checkpoint changes nothing; only what a shard kept of it (the
+	// partitions' accounts) stays in memory meanwhile.
 	set := e.shared().Set()
 	in := partSet(parts)
-	for i, sh := range e.shards {
-		got, err := readPartitionState(br, version, set, in)
+	got := make([]partitionState, len(e.shards))
+	for i := range e.shards {
+		ps, err := readPartitionState(br, version, set, in)
 		if err != nil {
 			return total, fmt.Errorf("%w: shard %d: %w", ErrCheckpointFormat, i, err)
 		}
+		got[i] = ps
+	}
+	for i, sh := range e.shards {
 		var st PartitionStats
 		var aerr error
-		if err := sh.do(ctx, func(s *Scorer) { st, aerr = s.adoptPartitions(got, in) }); err != nil {
+		if err := sh.do(ctx, func(s *Scorer) { st, aerr = s.adoptPartitions(got[i], in, cutAt.UnixMilli()) }); err != nil {
+			total.Partial = i > 0
 			return total, fmt.Errorf("restore partitions on shard %d: %w", i, err)
 		}
 		if aerr != nil {
+			total.Partial = true
 			return total, fmt.Errorf("restore partitions on shard %d: %w", i, aerr)
 		}
+		got[i] = partitionState{}
 		total.add(st)
 	}
 	return total, nil
@@ -170,8 +197,14 @@ func readPartitionState(r *bufio.Reader, version uint16, set *features.Set, in f
 	if err != nil {
 		return partitionState{}, err
 	}
-	store, err := set.RestoreAccounts(bytes.NewReader(blob))
+	all, err := set.RestoreAccounts(bytes.NewReader(blob))
 	if err != nil {
+		return partitionState{}, fmt.Errorf("features: %w", err)
+	}
+	// Keep the partitions' accounts only; the rest of the shard's is
+	// garbage once this returns.
+	store := set.NewShared().NewStore()
+	if _, err := store.AdoptPartitions(all, in); err != nil {
 		return partitionState{}, fmt.Errorf("features: %w", err)
 	}
 	ps := partitionState{store: store, locks: map[uint64]lockEntry{}, throttle: map[alertKey]int64{}}
@@ -197,9 +230,9 @@ func readPartitionState(r *bufio.Reader, version uint16, set *features.Set, in f
 }
 
 // adoptPartitions replaces the live world's state of the partitions of in
-// with got. A backtest's twin world (no fleet runs one) drops its state of
-// them.
-func (s *Scorer) adoptPartitions(got partitionState, in func(int) bool) (PartitionStats, error) {
+// with got, read from a checkpoint cut at cutAtMs. A backtest's twin world
+// (no fleet runs one) drops its state of them.
+func (s *Scorer) adoptPartitions(got partitionState, in func(int) bool, cutAtMs int64) (PartitionStats, error) {
 	s.dropPartitions(in)
 	var st PartitionStats
 	n, err := s.store.AdoptPartitions(got.store, in)
@@ -207,13 +240,17 @@ func (s *Scorer) adoptPartitions(got partitionState, in func(int) bool) (Partiti
 		return st, err
 	}
 	st.Accounts = n
-	for h, l := range got.locks {
-		s.locks.lock(h, l.untilMs, l.ruleID, l.tag) // a longer support lock stays
-		st.Locks++
-	}
 	for k, sent := range got.throttle {
 		s.throttle.sent[k] = sent
 		st.Alerts++
+	}
+	for h, l := range got.locks {
+		if s.locks.liftedSince(h, cutAtMs) {
+			s.clearAfterUnlock(h, l.ruleID) // the unlock applied here found no lock
+			continue
+		}
+		s.locks.lock(h, l.untilMs, l.ruleID, l.tag) // a longer support lock stays
+		st.Locks++
 	}
 	for _, e := range got.ids {
 		if s.dedupe.adopt(e) {

@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -220,7 +221,7 @@ func TestPartitionStateMovesWithItsPartition(t *testing.T) {
 		if dropped.Accounts == 0 || accounts(from) != before-dropped.Accounts {
 			t.Fatalf("the old owner dropped %+v of its %d accounts, now holds %d", dropped, before, accounts(from))
 		}
-		took, err := fleet[to].RestorePartitions(ctxs[to], bytes.NewReader(cut), []int{2})
+		took, err := fleet[to].RestorePartitions(ctxs[to], bytes.NewReader(cut), []int{2}, time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -318,7 +319,7 @@ func TestPartitionStateRefused(t *testing.T) {
 	good := cut(before, holderBefore, 2)
 	live := New(cfg, before, holderBefore)
 	ctx := startEngine(t, live)
-	if _, err := live.RestorePartitions(ctx, bytes.NewReader(good), []int{1}); err != nil {
+	if _, err := live.RestorePartitions(ctx, bytes.NewReader(good), []int{1}, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	var want bytes.Buffer
@@ -332,12 +333,9 @@ func TestPartitionStateRefused(t *testing.T) {
 		{"another shard count", string(cut(before, holderBefore, 3)), "checkpoint has 3 shards but engine.shards is 2"},
 		{"other window features", string(cut(after, holderAfter, 2)), "window features are not this engine's"},
 	} {
-		_, err := live.RestorePartitions(ctx, strings.NewReader(tc.data), []int{1})
+		_, err := live.RestorePartitions(ctx, strings.NewReader(tc.data), []int{1}, time.Now())
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: RestorePartitions = %v, want an error saying %q", tc.name, err, tc.want)
-		}
-		if tc.name == "damaged" {
-			continue // shards before the damage took it over: the caller drops the partition
 		}
 		var got bytes.Buffer
 		if err := live.Checkpoint(ctx, &got); err != nil {
@@ -347,4 +345,69 @@ func TestPartitionStateRefused(t *testing.T) {
 			t.Errorf("%s: the refused restore changed the engine's state", tc.name)
 		}
 	}
+}
+
+// TestRestoredLockLiftedSinceTheCut: support unlocked an account after the
+// checkpoint its partition is restored from was cut. Every instance
+// applied the unlock already (this one found no lock to lift), so the
+// rule lock in the checkpoint must not come back; without the unlock it
+// does.
+func TestRestoredLockLiftedSinceTheCut(t *testing.T) {
+	set, holder := loadInline(t, featuresBefore, rulesBefore)
+	now := fixedClock()
+	cfg := Config{Shards: 2, Now: now, MaxFutureSkew: -1}
+	const account = "lifted-acct"
+	src := Source{Topic: "account-events", Partition: 4}
+	owner := New(cfg, set, holder)
+	ownerCtx := startEngine(t, owner)
+	for i := range 3 {
+		raw := fmt.Appendf(nil, `{"event_id":"lifted-%d","type":"login_failed","ts":%d,"account_id":%q}`, i, now().UnixMilli()-int64(3-i)*1000, account)
+		d := decideFrom(t, ownerCtx, owner, raw, src)
+		if i == 2 && d.Action != rules.Lock {
+			t.Fatalf("the third failed login was decided %v, want lock", d.Action)
+		}
+	}
+	var cut bytes.Buffer
+	if err := owner.Checkpoint(ownerCtx, &cut); err != nil {
+		t.Fatal(err)
+	}
+	cutAt := now().Add(-time.Second)
+	locked := func(e *Engine, ctx context.Context) bool {
+		var ok bool
+		if err := e.Do(ctx, account, func(s *Scorer) { _, ok = s.locks.lockedUntil(keyhash.String(account), now().UnixMilli()) }); err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	for _, unlocked := range []bool{false, true} {
+		taker := New(cfg, set, holder)
+		ctx := startEngine(t, taker)
+		if unlocked {
+			if err := taker.Do(ctx, account, func(s *Scorer) { s.UnlockAccount(account) }); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := taker.RestorePartitions(ctx, bytes.NewReader(cut.Bytes()), []int{4}, cutAt); err != nil {
+			t.Fatal(err)
+		}
+		if got := locked(taker, ctx); got == unlocked {
+			t.Errorf("unlocked by support since the cut: %v; after the restore the account is locked: %v", unlocked, got)
+		}
+	}
+}
+
+// decideFrom submits raw as a stream message from src and waits for its
+// decision.
+func decideFrom(t *testing.T, ctx context.Context, e *Engine, raw []byte, src Source) *Decision {
+	t.Helper()
+	got := make(chan *Decision, 1)
+	if err := e.Submit(ctx, Message{Value: raw, Source: src, Done: func(d *Decision, err error) {
+		if err != nil {
+			t.Error(err)
+		}
+		got <- d
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	return <-got
 }

@@ -534,33 +534,43 @@ func (s *Scorer) UnlockAccount(accountID string) (Unlocked, bool) {
 	h := keyhash.String(accountID)
 	nowMs := s.now().UnixMilli()
 	if s.twin != nil && !s.mirrored {
+		s.twin.locks.noteLifted(h, nowMs)
 		if e, ok := s.twin.locks.take(h); ok && nowMs < e.untilMs {
 			s.twin.forgetAlert(h, e.ruleID)
 		}
 	}
+	s.locks.noteLifted(h, nowMs)
 	e, ok := s.locks.take(h)
 	if !ok || nowMs >= e.untilMs {
 		return Unlocked{}, false
 	}
-	s.forgetAlert(h, e.ruleID)
-	out := Unlocked{Was: stateOf(e)}
+	return Unlocked{Was: stateOf(e), Cleared: s.clearAfterUnlock(h, e.ruleID)}, true
+}
+
+// clearAfterUnlock does what lifting a lock of ruleID does to the
+// account whose id hashes to h besides removing it: the rule's alert may
+// go out again, and the features its unlock_clears names start over. It
+// returns the names of those features.
+func (s *Scorer) clearAfterUnlock(h uint64, ruleID string) []string {
+	s.forgetAlert(h, ruleID)
 	rs := s.rules.Load()
 	if rs == nil {
-		return out, true
+		return nil
 	}
-	r := rs.Rule(e.ruleID)
+	r := rs.Rule(ruleID)
 	if r == nil || r.Action != rules.Lock || len(r.UnlockClears) == 0 {
-		return out, true
+		return nil
 	}
 	idx := make([]int, 0, len(r.UnlockClears))
+	var cleared []string
 	for _, name := range r.UnlockClears {
 		if i, ok := s.set.Index(name); ok {
 			idx = append(idx, i)
-			out.Cleared = append(out.Cleared, name)
+			cleared = append(cleared, name)
 		}
 	}
-	s.store.ResetAccount(accountID, idx)
-	return out, true
+	s.store.ResetAccountKey(h, idx)
+	return cleared
 }
 
 // forgetAlert drops the alert throttle's entry of rule for account, so

@@ -21,8 +21,17 @@ func (s *Set) ByAccount(name string) bool {
 // it dropped. The items kept stay in their order, so the state after a
 // reset is a function of the events and the reset alone.
 func (st *Store) ResetAccount(accountID string, feats []int) int {
+	if accountID == "" {
+		return 0
+	}
+	return st.ResetAccountKey(keyhash.String(accountID), feats)
+}
+
+// ResetAccountKey is ResetAccount for the account whose id hashes to h
+// (keyhash.String).
+func (st *Store) ResetAccountKey(h uint64, feats []int) int {
 	s := st.set
-	if s.accGroup < 0 || accountID == "" {
+	if s.accGroup < 0 {
 		return 0
 	}
 	var mask uint64
@@ -34,7 +43,7 @@ func (st *Store) ResetAccount(accountID string, feats []int) int {
 	if mask == 0 {
 		return 0
 	}
-	a := st.accounts.get(keyhash.String(accountID))
+	a := st.accounts.get(h)
 	if a == nil || !a.hasWin {
 		return 0
 	}

@@ -12,8 +12,26 @@ import (
 	"riskd/streams/notify"
 )
 
-// APISource marks decisions made through the synchronous decide API.
+// APISource marks decisions made through the synchronous decide API. Its
+// Partition is -1; Decide sets it to the input partition of the event's
+// account when the group's description gives the partition count, so the
+// state the decision leaves is tagged with that partition and moves with
+// it (engine.RestorePartitions).
 var APISource = engine.Source{Topic: "api", Partition: -1, Offset: -1}
+
+// apiSource is the Source of a decide call for raw: APISource, with the
+// partition of raw's account_id when it is known.
+func (p *Pipeline) apiSource(raw []byte) engine.Source {
+	src := APISource
+	v := p.fleet.Load()
+	if v == nil || len(v.numbers) == 0 {
+		return src
+	}
+	if account, ok := stringFieldOf(raw, "account_id"); ok {
+		src.Partition = partitionOf(p.cfg.Partitioner, account, v.numbers)
+	}
+	return src
+}
 
 // ErrDecideTimeout is returned by Decide when ctx ended before the shard
 // decided. The event is still decided and recorded when its turn comes.
@@ -34,7 +52,7 @@ func (p *Pipeline) Decide(ctx context.Context, raw []byte) (*engine.Decision, er
 	// the decision still goes to the output stage.
 	err := p.eng.Submit(ctx, engine.Message{
 		Value:  raw,
-		Source: APISource,
+		Source: p.apiSource(raw),
 		Urgent: true,
 		Done: func(d *engine.Decision, err error) {
 			if err == nil {

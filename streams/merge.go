@@ -40,8 +40,13 @@ const mergeBuffer = 64
 type mergeInput struct {
 	topic     string
 	partition int
-	offsets   *partitionOffsets
-	reader    *kafka.Reader
+	// recoverAtOutputs: the partition moved here this generation, so the
+	// store's recovery window is restarted when its first message with
+	// outputs is submitted (after the replay up to the committed offset),
+	// as its previous owner may have stored decisions from there on.
+	recoverAtOutputs bool
+	offsets          *partitionOffsets
+	reader           *kafka.Reader
 	// buf is filled by the partition's fetcher, emptied by the merger.
 	buf chan kafka.Message
 	// behind reports records on the broker that are not in buf yet, as of
@@ -273,6 +278,10 @@ type prometheusCounter interface{ Inc() }
 // the engine refused it (shutting down).
 func (p *Pipeline) submit(outCtx context.Context, in *mergeInput, m kafka.Message) bool {
 	part, replay, offsets := in.partOf(m.Offset), m.Offset < in.replayUntil, in.offsets
+	if in.recoverAtOutputs && !replay && in.owned {
+		in.recoverAtOutputs = false
+		p.recoverStore()
+	}
 	p.m.InFlight.Inc()
 	ticket := offsets.add(m.Offset)
 	done := func(d *engine.Decision, err error) {

@@ -151,11 +151,15 @@ func (p *Pipeline) restoreFrom(ctx context.Context, name string, parts []int, co
 	if len(fit) == 0 {
 		return
 	}
-	st, err := p.eng.RestorePartitions(ctx, bytes.NewReader(snap.Data), fit)
+	st, err := p.eng.RestorePartitions(ctx, bytes.NewReader(snap.Data), fit, snap.CreatedAt)
 	if err != nil {
 		p.m.PartitionRestores.WithLabelValues("refused").Add(float64(len(fit)))
-		p.log.Warn("a saved state for partitions moved here was refused; they are rebuilt from their logs", "snapshot", name, "seq", snap.Seq, "partitions", fit, "err", err)
-		// Some shards may have taken it over: start those partitions clean.
+		p.log.Warn("a saved state for partitions moved here was refused; they are caught up from where this instance's state stands, or rebuilt from their logs",
+			"snapshot", name, "seq", snap.Seq, "partitions", fit, "err", err)
+		if !st.Partial {
+			return // nothing changed
+		}
+		// Some shards took it over: start those partitions clean.
 		if _, derr := p.eng.DropPartitions(ctx, fit); derr != nil {
 			p.log.Error("dropping a partly restored partition state failed", "partitions", fit, "err", derr)
 		}

@@ -151,7 +151,8 @@ type Config struct {
 	// the newest snapshot of the group that holds it). With RebuildUnknown, a partition
 	// not in the map is rebuilt the same way from the start of its log
 	// (the input topics' retention): this engine holds none of its
-	// accounts' state. Without it (a state restored from a file written at
+	// accounts' state (with PartitionStates the engine must be
+	// PartitionTagged for that to hold after a drop). Without it (a state restored from a file written at
 	// a clean stop), unknown partitions start at the committed offset.
 	// ResumeSeq is the restored snapshot's Seq, so the next one saved
 	// follows it.
@@ -447,8 +448,8 @@ func New(cfg Config, eng *engine.Engine, store DecisionStore, m *Metrics) *Pipel
 		cfg:     cfg,
 		eng:     eng,
 		store:   store,
-		out:     newWriter(cfg.Brokers, cfg.BatchSize),
-		alone:   newWriter(cfg.Brokers, 1),
+		out:     newWriter(cfg.Brokers, cfg.BatchSize, newOutputBalancer(cfg)),
+		alone:   newWriter(cfg.Brokers, 1, newOutputBalancer(cfg)),
 		m:       m,
 		log:     cfg.Logger,
 		slots:   make(chan struct{}, cfg.MaxInFlight),
@@ -500,10 +501,10 @@ func (p *Pipeline) noteRules() {
 // newWriter is an output writer: messages carry their topic, and are
 // written in batches of up to batchSize messages and writerBatchBytes per
 // partition.
-func newWriter(brokers []string, batchSize int) *kafka.Writer {
+func newWriter(brokers []string, batchSize int, b kafka.Balancer) *kafka.Writer {
 	return &kafka.Writer{
 		Addr:         kafka.TCP(brokers...),
-		Balancer:     &kafka.Hash{}, // by account: one account's outputs stay in order
+		Balancer:     b,
 		RequiredAcks: kafka.RequireAll,
 		BatchSize:    batchSize,
 		// Brokers refuse a batch over message.max.bytes; see writerBatchBytes.
@@ -511,6 +512,31 @@ func newWriter(brokers []string, batchSize int) *kafka.Writer {
 		BatchTimeout: time.Millisecond, // WriteMessages is called with whole batches
 		MaxAttempts:  3,
 	}
+}
+
+// outputBalancer places the outputs by account (kafka.Hash: one
+// account's outputs stay in order), and the decide API's events appended
+// to an input topic (Config.PublishAPIEvents) as the wallet's producers do
+// (Config.Partitioner), so each lands in its account's partition.
+type outputBalancer struct {
+	inputs map[string]bool
+	murmur bool
+	hash   kafka.Hash
+}
+
+func newOutputBalancer(cfg Config) *outputBalancer {
+	b := &outputBalancer{inputs: map[string]bool{}, murmur: cfg.Partitioner == PartitionerMurmur2}
+	for _, t := range cfg.Topics.Inputs {
+		b.inputs[t] = true
+	}
+	return b
+}
+
+func (b *outputBalancer) Balance(msg kafka.Message, partitions ...int) int {
+	if b.murmur && b.inputs[msg.Topic] {
+		return kafka.Murmur2Balancer{Consistent: true}.Balance(msg, partitions...)
+	}
+	return b.hash.Balance(msg, partitions...)
 }
 
 // Run consumes until ctx ends, then stops fetching, waits (up to
@@ -636,7 +662,7 @@ func (p *Pipeline) runGeneration(ctx, outCtx context.Context, gen *kafka.Generat
 			parts = append(parts, p.assignedInput(outCtx, tp, a.Offset))
 		}
 	}
-	p.recoverMoved(owned)
+	moved := p.movedHere(owned)
 	// Every other partition of the inputs, for the shared entity windows,
 	// and decided without outputs by a standby.
 	for _, tp := range p.otherPartitions(ctx, owned) {
@@ -654,7 +680,11 @@ func (p *Pipeline) runGeneration(ctx, outCtx context.Context, gen *kafka.Generat
 	for _, in := range parts {
 		if in.owned {
 			assigned = append(assigned, in)
+			in.recoverAtOutputs = moved[topicPartition{in.topic, in.partition}]
 		}
+	}
+	if len(moved) > 0 {
+		p.recoverStore() // a standby's handed-over decisions come first
 	}
 	p.log.Info("consumer group generation", "generation", gen.ID, "member", gen.MemberID, "partitions", len(assigned),
 		"shared_only", len(parts)-len(assigned))
@@ -778,26 +808,31 @@ type Recoverer interface {
 	Recover()
 }
 
-// recoverMoved opens the store's recovery window again when a partition
-// moved here since the previous generation: its previous owner may have
+// movedHere returns the partitions assigned in this generation that the
+// previous one did not assign here (none in the first generation, whose
+// store opened in its recovery window). Their previous owner may have
 // stored decisions whose offsets it never committed (killed), which this
-// instance writes again, so the store leaves out the rows it holds
-// already (the restart's check, for a rebalance).
-func (p *Pipeline) recoverMoved(owned map[topicPartition]bool) {
+// instance writes again: the store's recovery window (the restart's check,
+// for a rebalance) is restarted when they are output (recoverStore).
+func (p *Pipeline) movedHere(owned map[topicPartition]bool) map[topicPartition]bool {
 	before := p.ownedBefore
 	p.ownedBefore = owned
 	if before == nil {
-		return // the first generation: the store opened in its recovery window
+		return nil
 	}
-	r, ok := p.store.(Recoverer)
-	if !ok {
-		return
-	}
+	moved := map[topicPartition]bool{}
 	for tp := range owned {
 		if !before[tp] {
-			r.Recover()
-			return
+			moved[tp] = true
 		}
+	}
+	return moved
+}
+
+// recoverStore restarts the store's recovery window, when it has one.
+func (p *Pipeline) recoverStore() {
+	if r, ok := p.store.(Recoverer); ok {
+		r.Recover()
 	}
 }
 

@@ -425,7 +425,10 @@ func boundText(s string, n int) []byte {
 // It reports false when raw does not start as an object, or the field is
 // absent from the scanned prefix, not a string, empty, longer than
 // maxHeaderBytes or not UTF-8. The first of repeated fields wins.
-func eventIDOf(raw []byte) (string, bool) {
+func eventIDOf(raw []byte) (string, bool) { return stringFieldOf(raw, "event_id") }
+
+// stringFieldOf is eventIDOf for the top-level string field name.
+func stringFieldOf(raw []byte, name string) (string, bool) {
 	s := raw[:min(len(raw), eventIDScanBytes)]
 	i := skipSpace(s, 0)
 	if i >= len(s) || s[i] != '{' {
@@ -442,7 +445,7 @@ func eventIDOf(raw []byte) (string, bool) {
 			return "", false
 		}
 		i = skipSpace(s, i+1)
-		if key == "event_id" {
+		if key == name {
 			if i >= len(s) || s[i] != '"' {
 				return "", false
 			}
@@ -460,7 +463,7 @@ func eventIDOf(raw []byte) (string, bool) {
 			return "", false
 		}
 		if i = skipSpace(s, i); i >= len(s) || s[i] != ',' {
-			return "", false // the object ends (or is broken) without an event_id
+			return "", false // the object ends (or is broken) without the field
 		}
 		i = skipSpace(s, i+1)
 	}

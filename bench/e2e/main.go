@@ -50,6 +50,9 @@ type settings struct {
 	// state.snapshot_interval: what keeping the engine state in Kafka costs.
 	StateKafka       bool          `json:"state_kafka"`
 	SnapshotInterval time.Duration `json:"snapshot_interval_ns"`
+	// DecidePublish is riskd's decide.publish_events: each event decided
+	// through the API appended to its input topic and read back.
+	DecidePublish bool `json:"decide_publish_events"`
 }
 
 func main() {
@@ -66,6 +69,7 @@ func main() {
 	flag.IntVar(&s.OutputMaxBytes, "output-max-bytes", 32<<20, "max.message.bytes of riskd's output topics; 0 keeps the 1 MiB default")
 	flag.BoolVar(&s.StateKafka, "state-kafka", true, "riskd's state.kafka: engine state snapshots in Kafka")
 	flag.DurationVar(&s.SnapshotInterval, "snapshot-interval", 30*time.Second, "riskd's state.snapshot_interval")
+	flag.BoolVar(&s.DecidePublish, "decide-publish", true, "riskd's decide.publish_events")
 	flag.BoolVar(&s.SkipProfile, "skip-profile", false, "skip the in-process profile")
 	flag.StringVar(&s.ClickHouse, "clickhouse", "127.0.0.1:9000", "ClickHouse native address")
 	flag.StringVar(&s.Database, "database", "riskd_bench", "ClickHouse database (dropped and recreated)")

@@ -34,6 +34,8 @@ type riskdOptions struct {
 	// every SnapshotInterval.
 	StateKafka       bool
 	SnapshotInterval time.Duration
+	// DecidePublish is decide.publish_events.
+	DecidePublish bool
 	// Instance is state.instance; empty leaves it to the host name, which
 	// would make the members of a fleet on one host share one name.
 	Instance string
@@ -85,6 +87,7 @@ func writeConfig(o riskdOptions, httpAddr string) (string, error) {
 	fmt.Fprintf(&b, "rules:\n  dir: %q\n  features: %q\n",
 		filepath.Join(wd, "bench/reference/rules"), filepath.Join(wd, "bench/reference/features.yaml"))
 	fmt.Fprintf(&b, "http:\n  listen: %q\n", httpAddr)
+	fmt.Fprintf(&b, "decide:\n  publish_events: %v\n", o.DecidePublish)
 	fmt.Fprintf(&b, "state:\n  kafka: %v\n  snapshot_interval: %s\n  topic: %q\n  dir: \"\"\n", o.StateKafka, o.SnapshotInterval, "riskd.state-"+o.Group)
 	if o.Instance != "" {
 		fmt.Fprintf(&b, "  instance: %q\n", o.Instance)

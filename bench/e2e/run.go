@@ -80,7 +80,8 @@ func run(ctx context.Context, s settings) error {
 	token := "bench-" + stamp
 	opts := riskdOptions{Binary: bin, Dir: scratch, Brokers: broker.Addr(), Group: "riskd-bench-" + stamp,
 		Partitions: s.Partitions, ClickHouse: s.ClickHouse, DB: s.Database,
-		AuthTokens: []string{"bench:hook:" + token}, StateKafka: s.StateKafka, SnapshotInterval: s.SnapshotInterval}
+		AuthTokens: []string{"bench:hook:" + token}, StateKafka: s.StateKafka, SnapshotInterval: s.SnapshotInterval,
+		DecidePublish: s.DecidePublish}
 	logf("starting riskd")
 	proc, err := startRiskd(ctx, opts)
 	if errors.Is(err, errConfigRejected) {

@@ -53,8 +53,6 @@ func runBacktest(ctx context.Context, args []string, getenv func(string) string,
 	htmlFile := fs.String("html", "", "also write the report as a self-contained HTML file")
 	progress := fs.Bool("progress", false, "show progress on stderr even when it is not a terminal")
 	throttle := fs.Duration("alert-throttle", engine.DefaultAlertThrottle, "as riskd's engine.alert_throttle")
-	dedupe := fs.Int("dedupe-capacity", engine.DefaultDedupeCapacity, "as riskd's engine.dedupe_capacity")
-	shards := fs.Int("shards", 0, "as riskd's engine.shards (0: this machine's cores), for the duplicate memory")
 	fcfg := features.DefaultConfig()
 	fs.IntVar(&fcfg.Buckets, "buckets", fcfg.Buckets, "as riskd's features.buckets")
 	fs.DurationVar(&fcfg.LateTolerance, "late-tolerance", fcfg.LateTolerance, "as riskd's features.late_tolerance")
@@ -131,7 +129,7 @@ func runBacktest(ctx context.Context, args []string, getenv func(string) string,
 	// the same hash even when the version history lacks it (the set riskd
 	// started with).
 	cfg := backtest.Config{Store: store, Features: set, Rules: rs, KnownFiles: []map[string][]byte{files}, From: from, To: to, Warmup: *warmup,
-		Engine: engine.Config{AlertThrottle: *throttle, DedupeCapacity: *dedupe, Shards: *shards},
+		Engine: engine.Config{AlertThrottle: *throttle},
 		Limits: backtest.Limits{MaxEvents: *maxEvents}}
 	term := isTerminal(stderr)
 	if term || *progress {

@@ -74,6 +74,9 @@ func (d *daemon) restoreFromKafka(ctx context.Context, cfg engine.Config, pipe *
 	if err != nil {
 		return rebuild(fmt.Sprintf("snapshot %d does not fit this configuration", snap.Seq), err)
 	}
+	if !eng.PartitionTagged() {
+		return rebuild(fmt.Sprintf("snapshot %d was written before the state recorded its partitions, which moving partitions needs", snap.Seq), nil)
+	}
 	pipe.Resume, pipe.ResumeShared, d.restoredAt = snap.Offsets, snap.SharedOffsets, snap.Offsets
 	d.actionsSince = snap.CreatedAt.Add(-actionsMargin)
 	took := time.Since(start)
@@ -91,8 +94,8 @@ func (d *daemon) restoreFromKafka(ctx context.Context, cfg engine.Config, pipe *
 // is then read from where that state stands, not from the start of its
 // log: the partitions the group assigns here are caught up from there,
 // and the shared entity windows are whole at once. The accounts of the
-// partitions the other member keeps stay here unused, as after a
-// rebalance. The snapshot is only read: this instance saves under its
+// partitions the other member keeps are dropped at the first generation
+// (streams.PartitionStates). The snapshot is only read: this instance saves under its
 // own name.
 func (d *daemon) startFromPeer(ctx context.Context, cfg engine.Config, pipe *streams.Config, own *snapshots.Store) *engine.Engine {
 	start := time.Now()
@@ -117,6 +120,9 @@ func (d *daemon) startFromPeer(ctx context.Context, cfg engine.Config, pipe *str
 			continue
 		}
 		eng, err := engine.Restore(cfg, d.set, d.holder, bytes.NewReader(snap.Data))
+		if err == nil && !eng.PartitionTagged() {
+			err = errors.New("written before the state recorded its partitions")
+		}
 		if err != nil {
 			d.log.Warn("another member's snapshot does not fit this configuration", "member", s.Name, "seq", snap.Seq, "err", err)
 			continue

@@ -83,20 +83,23 @@ func (s *Store) Recovering() bool {
 	return s.rec.active
 }
 
-// Recover opens the recovery window again, for the decisions of
-// partitions that moved here: their previous owner may have stored
-// decisions whose offsets it had not committed (it was killed), which this
-// instance decides and writes again. A no-op with a negative
-// Config.RecoveryWindow.
+// Recover opens the recovery window again (or restarts its count when it
+// is open), for the decisions of partitions that moved here: their
+// previous owner may have stored decisions whose offsets it had not
+// committed (it was killed), which this instance decides and writes
+// again. A no-op with a negative Config.RecoveryWindow.
 func (s *Store) Recover() {
 	r := &s.rec
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.window < 0 || r.active {
+	if r.window < 0 {
 		return
 	}
-	r.active, r.clean = true, 0
-	s.log.Info("chstore: recovery window opened again for partitions moved here", "database", s.cfg.Database, "recovery_window", r.window)
+	r.clean = 0 // a window still open counts from here
+	if !r.active {
+		r.active = true
+		s.log.Info("chstore: recovery window opened again for partitions moved here", "database", s.cfg.Database, "recovery_window", r.window)
+	}
 }
 
 // SkippedRows counts the rows of table (one of DecisionTables) that
