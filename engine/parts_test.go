@@ -54,23 +54,7 @@ func submitPart(t *testing.T, ctx context.Context, e *Engine, raw []byte, part P
 // earlier events again with PartAccount (its shared windows hold them
 // already), and goes on deciding them as the single engine does.
 func TestFleetPartsDecideAsOneEngine(t *testing.T) {
-	set, holder := loadReferenceProbed(t)
-	g := traffic.New(traffic.Config{Accounts: 300, Seed: 11, FraudRate: 0.4,
-		Start: time.Date(2026, 11, 24, 8, 0, 0, 0, time.UTC)})
-	evs := generate(g, 6000)
-	cfg := Config{Shards: 2, Now: fixedClock(), MaxFutureSkew: -1}
-	one := New(cfg, set, holder)
-	oneCtx := startEngine(t, one)
-	const instances = 3
-	fleet := make([]*Engine, instances)
-	ctxs := make([]context.Context, instances)
-	for i := range fleet {
-		fleet[i] = New(cfg, set, holder)
-		ctxs[i] = startEngine(t, fleet[i])
-	}
-	partitionOf := func(raw []byte) int {
-		return int(keyhash.String(fastjson.GetString(raw, "account_id")) % instances)
-	}
+	evs, one, oneCtx, fleet, ctxs, partitionOf := threeEngineFleet(t, 11)
 	owner := []int{0, 1, 2} // by partition
 	moveAt := len(evs) / 2
 	var compared, crowded, locked int
@@ -123,6 +107,32 @@ func TestFleetPartsDecideAsOneEngine(t *testing.T) {
 	t.Logf("%d decisions equal; %d read a device of five accounts or more; %d met a locked account", compared, crowded, locked)
 }
 
+// threeEngineFleet generates 6,000 events of 300 accounts (traffic seed
+// seed) and starts one engine and a fleet of three on the reference
+// features, with partitionOf splitting the accounts in three partitions.
+func threeEngineFleet(t *testing.T, seed uint64) (evs [][]byte, one *Engine, oneCtx context.Context,
+	fleet []*Engine, ctxs []context.Context, partitionOf func([]byte) int) {
+	t.Helper()
+	set, holder := loadReferenceProbed(t)
+	g := traffic.New(traffic.Config{Accounts: 300, Seed: seed, FraudRate: 0.4,
+		Start: time.Date(2026, 11, 24, 8, 0, 0, 0, time.UTC)})
+	evs = generate(g, 6000)
+	cfg := Config{Shards: 2, Now: fixedClock(), MaxFutureSkew: -1}
+	one = New(cfg, set, holder)
+	oneCtx = startEngine(t, one)
+	const instances = 3
+	fleet = make([]*Engine, instances)
+	ctxs = make([]context.Context, instances)
+	for i := range fleet {
+		fleet[i] = New(cfg, set, holder)
+		ctxs[i] = startEngine(t, fleet[i])
+	}
+	partitionOf = func(raw []byte) int {
+		return int(keyhash.String(fastjson.GetString(raw, "account_id")) % instances)
+	}
+	return evs, one, oneCtx, fleet, ctxs, partitionOf
+}
+
 // mustDecideStream decides raw as a stream message (PartAll).
 func mustDecideStream(t *testing.T, ctx context.Context, e *Engine, raw []byte) *Decision {
 	t.Helper()
@@ -162,23 +172,7 @@ func TestLockedAccountsEventsCountForTheirEntities(t *testing.T) {
 // from a checkpoint cut at the move. Every decision must equal a single
 // engine's.
 func TestPartitionStateMovesWithItsPartition(t *testing.T) {
-	set, holder := loadReferenceProbed(t)
-	g := traffic.New(traffic.Config{Accounts: 300, Seed: 12, FraudRate: 0.4,
-		Start: time.Date(2026, 11, 24, 8, 0, 0, 0, time.UTC)})
-	evs := generate(g, 6000)
-	cfg := Config{Shards: 2, Now: fixedClock(), MaxFutureSkew: -1}
-	one := New(cfg, set, holder)
-	oneCtx := startEngine(t, one)
-	const instances = 3
-	fleet := make([]*Engine, instances)
-	ctxs := make([]context.Context, instances)
-	for i := range fleet {
-		fleet[i] = New(cfg, set, holder)
-		ctxs[i] = startEngine(t, fleet[i])
-	}
-	partitionOf := func(raw []byte) int {
-		return int(keyhash.String(fastjson.GetString(raw, "account_id")) % instances)
-	}
+	evs, one, oneCtx, fleet, ctxs, partitionOf := threeEngineFleet(t, 12)
 	submit := func(i int, raw []byte, part Part) *Decision {
 		t.Helper()
 		got := make(chan *Decision, 1)
