@@ -2,9 +2,12 @@ package streams
 
 import (
 	"encoding/json"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/segmentio/kafka-go"
 
 	"riskd/engine"
 	"riskd/rules"
@@ -62,5 +65,31 @@ func TestThrottledAlertsAreRecordedButNeverSent(t *testing.T) {
 	}
 	if string(notes[1].Body) != string(msgs[2].Value) {
 		t.Errorf("the lock notification's body is %s, want the lock command %s", notes[1].Body, msgs[2].Value)
+	}
+}
+
+// TestOutputBalancerPlacesDecideCopiesByThePartitioner: an event the
+// decide API appends to an input topic lands in the partition the
+// wallet's producers send its account to (Config.Partitioner), so its
+// account's owner reads it; the outputs stay placed by kafka.Hash.
+func TestOutputBalancerPlacesDecideCopiesByThePartitioner(t *testing.T) {
+	numbers := []int{0, 1, 2, 3, 4, 5, 6, 7}
+	for _, partitioner := range []string{PartitionerFNV1a, PartitionerMurmur2} {
+		b := newOutputBalancer(Config{Partitioner: partitioner}.withDefaults())
+		moved := 0
+		for i := range 200 {
+			account := fmt.Sprintf("acct-%d", i)
+			in := kafka.Message{Topic: DefaultTopics().Inputs[0], Key: []byte(account)}
+			if got, want := b.Balance(in, numbers...), partitionOf(partitioner, account, numbers); got != want {
+				t.Fatalf("%s: the decide copy of %s goes to partition %d, its producers' to %d", partitioner, account, got, want)
+			}
+			out := kafka.Message{Topic: DefaultTopics().Decisions, Key: []byte(account)}
+			if b.Balance(out, numbers...) != partitionOf(PartitionerFNV1a, account, numbers) {
+				moved++
+			}
+		}
+		if moved > 0 {
+			t.Fatalf("%s: %d outputs not placed by kafka.Hash", partitioner, moved)
+		}
 	}
 }
