@@ -228,9 +228,10 @@ func liveHeap() uint64 {
 // BenchmarkStateCutAndRestore measures what keeping the engine's state in
 // Kafka costs at the size the README quotes: the reference workload warmed
 // with 1,000,000 accounts (4 events each) on two shards, then one cut
-// (StartCut: every shard writes its state, the shared entity windows in
-// their turn) and one Restore of it. It reports the cut and restore times
-// and the snapshot's size; saving it to and loading it from the state
+// (StartCut: every shard copies its state, the shared entity windows in
+// their turn, and the copies are encoded beside the shards) and one
+// Restore of it. It reports the cut's whole time and how long it held the
+// shards (cut-pause-s), the restore time and the snapshot's size; saving it to and loading it from the state
 // topic adds the broker's transfer (streams/snapshots). Run it alone:
 //
 //	go test -run '^$' -bench '^BenchmarkStateCutAndRestore$' -benchtime 1x ./engine/
@@ -254,7 +255,7 @@ func BenchmarkStateCutAndRestore(b *testing.B) {
 	}
 	wg.Wait()
 	warm = nil
-	var cutSecs, restoreSecs float64
+	var cutSecs, pauseSecs, restoreSecs float64
 	var size int
 	var last []byte
 	for b.Loop() {
@@ -267,7 +268,7 @@ func BenchmarkStateCutAndRestore(b *testing.B) {
 		if res.Err != nil {
 			b.Fatal(res.Err)
 		}
-		cutSecs = time.Since(start).Seconds()
+		cutSecs, pauseSecs = time.Since(start).Seconds(), res.Paused.Seconds()
 		size, last = len(res.Data), res.Data
 		start = time.Now()
 		if _, err := Restore(cfg, set, holder, bytes.NewReader(res.Data)); err != nil {
@@ -311,6 +312,7 @@ func BenchmarkStateCutAndRestore(b *testing.B) {
 	}
 	b.ReportMetric(time.Since(start).Seconds(), "swap-s")
 	b.ReportMetric(cutSecs, "cut-s")
+	b.ReportMetric(pauseSecs, "cut-pause-s")
 	b.ReportMetric(restoreSecs, "restore-s")
 	b.ReportMetric(float64(size)/1e6, "MB")
 	b.ReportMetric(float64(size)/accounts, "B/account")

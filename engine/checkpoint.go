@@ -83,17 +83,35 @@ func (e *Engine) Checkpoint(ctx context.Context, w io.Writer) error {
 	return nil
 }
 
+// writeState writes the shard's part of a checkpoint.
 func (s *Scorer) writeState(w *bytes.Buffer) error {
-	// The features' length goes before them: written straight into w
-	// behind a placeholder, then patched, rather than into a buffer of
-	// their own copied over (hundreds of megabytes for a large state).
+	if err := writeFeatures(w, s.store); err != nil {
+		return err
+	}
+	s.writeRest(w)
+	return nil
+}
+
+// writeFeatures writes a shard's feature snapshot: its length, then st's
+// snapshot. The length goes before them: written straight into w behind a
+// placeholder, then patched, rather than into a buffer of their own copied
+// over (hundreds of megabytes for a large state).
+func writeFeatures(w *bytes.Buffer, st *features.Store) error {
 	le := binary.LittleEndian
 	at := w.Len()
 	w.Write(make([]byte, 8))
-	if err := s.store.Snapshot(w); err != nil {
+	if err := st.Snapshot(w); err != nil {
 		return fmt.Errorf("features: %w", err)
 	}
 	le.PutUint64(w.Bytes()[at:], uint64(w.Len()-at-8))
+	return nil
+}
+
+// writeRest writes what follows the features in a shard's part: locks,
+// decided ids, alert throttle and suppressions. They are small beside the
+// features, so a cut writes them while the shard is paused.
+func (s *Scorer) writeRest(w *bytes.Buffer) {
+	le := binary.LittleEndian
 	w.Write(le.AppendUint32(nil, uint32(len(s.locks.byAccount))))
 	for h, l := range s.locks.byAccount {
 		w.Write(le.AppendUint64(nil, h))
@@ -133,7 +151,6 @@ func (s *Scorer) writeState(w *bytes.Buffer) error {
 			w.WriteString(e.by)
 		}
 	}
-	return nil
 }
 
 // Restore builds an Engine from a checkpoint written by Checkpoint. The

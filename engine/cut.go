@@ -6,6 +6,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"riskd/features"
 )
@@ -19,19 +21,24 @@ import (
 // How: under the submission lock a marker is queued on every shard, behind
 // the shard's earlier messages, and the shared entity windows are given a
 // turn of their own (see turnstile) right after the last message before
-// the cut. Each shard writes its state when it reaches its marker; shard 0
-// also writes the shared windows in the marker's turn, when every earlier
-// message has observed them and no later one has. Intake goes on
-// meanwhile: messages after the cut queue behind the markers, and the
-// shards take them up once their part is written.
+// the cut. Each shard freezes its state (features.Store.Freeze: a copy in
+// memory) when it reaches its marker; shard 0 also freezes the shared
+// windows in the marker's turn, when every earlier message has observed
+// them and no later one has. Intake goes on meanwhile: messages after the
+// cut queue behind the markers, and the shards take them up once their
+// copy is made. The copies are encoded afterwards on a goroutine of the
+// cut's own, while the shards decide: a shard pauses for the copy only
+// (CutResult.Paused), not for the encoding, which costs several times
+// more.
 //
 // Messages of the decide API are not part of the stream's order; the cut
 // holds those that reached a shard before its marker.
 //
-// The returned channel receives one result once every shard has written
-// its part (or the engine stopped first: ErrStopped). The caller must be
-// the only one submitting stream messages while StartCut runs if it needs
-// to know the offsets at the cut (the pipeline's merger is).
+// The returned channel receives one result once every shard has frozen
+// its part and the whole is encoded (or the engine stopped first:
+// ErrStopped). The caller must be the only one submitting stream messages
+// while StartCut runs if it needs to know the offsets at the cut (the
+// pipeline's merger is).
 func (e *Engine) StartCut(ctx context.Context) (<-chan CutResult, error) {
 	e.gate.RLock()
 	defer e.gate.RUnlock()
@@ -40,20 +47,21 @@ func (e *Engine) StartCut(ctx context.Context) (<-chan CutResult, error) {
 	}
 	e.swapMu.Lock() // the markers queue behind any swap's, and c.ents is the Set they see
 	defer e.swapMu.Unlock()
-	c := &cut{ents: e.shared(), parts: make([][]byte, len(e.shards)), result: make(chan CutResult, 1)}
+	c := &cut{ents: e.shared(), parts: make([]frozenShard, len(e.shards)), result: make(chan CutResult, 1),
+		sizeHint: &e.lastCutSize}
 	c.pending.Add(len(e.shards))
 	t := e.turns
 	t.seqMu.Lock()
 	defer t.seqMu.Unlock()
 	for i, sh := range e.shards {
-		m := Message{cut: c, Done: func(_ *Decision, err error) { c.shardDone(i, nil, err) }}
+		m := Message{cut: c, Done: func(_ *Decision, err error) { c.shardDone(i, frozenShard{}, err) }}
 		if i == 0 {
 			m.seq = t.number(0)
 		}
 		if err := enqueue(ctx, sh.queue, m); err != nil {
 			// Markers already queued still run and report; the cut fails.
 			for range len(e.shards) - i {
-				c.shardDone(-1, nil, err)
+				c.shardDone(-1, frozenShard{}, err)
 			}
 			return c.result, nil
 		}
@@ -73,6 +81,10 @@ func (e *Engine) StartCut(ctx context.Context) (<-chan CutResult, error) {
 type CutResult struct {
 	Data []byte
 	Err  error
+	// Paused is the longest time a shard spent on its marker (freezing
+	// its state, and for shard 0 the shared windows): what the cut added
+	// to the wait of the events behind it.
+	Paused time.Duration
 }
 
 // cut collects the parts of one StartCut.
@@ -80,14 +92,25 @@ type cut struct {
 	ents    *features.Shared
 	pending sync.WaitGroup
 	mu      sync.Mutex
-	shared  []byte
-	parts   [][]byte
+	shared  *features.Shared // frozen
+	parts   []frozenShard
+	paused  time.Duration
 	err     error
 	result  chan CutResult
+	// sizeHint is the size of the engine's last cut, to size this one's
+	// buffer once instead of growing (copying) it step by step.
+	sizeHint *atomic.Int64
+}
+
+// frozenShard is one shard's state at a cut: its features frozen, and the
+// rest of its part (writeRest) already encoded.
+type frozenShard struct {
+	store *features.Store
+	rest  []byte
 }
 
 // shardDone records shard i's part (i < 0: a marker never queued).
-func (c *cut) shardDone(i int, part []byte, err error) {
+func (c *cut) shardDone(i int, part frozenShard, err error) {
 	c.mu.Lock()
 	if err != nil && c.err == nil {
 		c.err = err
@@ -100,54 +123,59 @@ func (c *cut) shardDone(i int, part []byte, err error) {
 }
 
 // writeCut runs on shard sh's goroutine when it reaches the marker m of
-// cut c: it writes the shard's state and, for the marker with a turn, the
+// cut c: it freezes the shard's state and, for the marker with a turn, the
 // shared entity windows in that turn.
 func (sh *shard) writeCut(m Message) {
+	start := time.Now()
 	c := m.cut
-	// Sized as the last cut's part, so that a large state is not grown
-	// (copied and cleared) step by step while the shard is paused.
-	var buf bytes.Buffer
-	buf.Grow(sh.lastCut + sh.lastCut/8)
-	err := sh.scorer.writeState(&buf)
-	sh.lastCut = buf.Len()
+	part := frozenShard{store: sh.scorer.store.Freeze()}
+	var rest bytes.Buffer
+	rest.Grow(sh.lastRest + sh.lastRest/8)
+	sh.scorer.writeRest(&rest)
+	part.rest, sh.lastRest = rest.Bytes(), rest.Len()
 	if m.seq != 0 {
 		sh.scorer.turns.enter(m.seq, sh.index)
-		var ents bytes.Buffer
-		ents.Grow(sh.lastShared + sh.lastShared/8)
-		if serr := c.ents.Snapshot(&ents); serr != nil && err == nil {
-			err = fmt.Errorf("shared entities: %w", serr)
-		}
+		ents := c.ents.Freeze()
 		sh.scorer.turns.leave(m.seq)
-		sh.lastShared = ents.Len()
 		c.mu.Lock()
-		c.shared = ents.Bytes()
+		c.shared = ents
 		c.mu.Unlock()
 	}
-	if err != nil {
-		err = fmt.Errorf("shard %d: %w", sh.index, err)
-	}
-	c.shardDone(sh.index, buf.Bytes(), err)
+	paused := time.Since(start)
+	c.mu.Lock()
+	c.paused = max(c.paused, paused)
+	c.mu.Unlock()
+	c.shardDone(sh.index, part, nil)
 }
 
-// assemble lays the parts out as Checkpoint does.
+// assemble encodes the frozen parts as Checkpoint lays them out, each
+// part's copy dropped once written so that the copy and the encoding are
+// not both whole in memory at the end.
 func (c *cut) assemble() CutResult {
 	if c.err != nil {
 		return CutResult{Err: fmt.Errorf("engine cut: %w", c.err)}
 	}
 	var b bytes.Buffer
-	size := len(checkpointMagic) + 14 + len(c.shared)
-	for _, p := range c.parts {
-		size += len(p)
-	}
-	b.Grow(size)
+	hint := c.sizeHint.Load()
+	b.Grow(int(hint + hint/8))
 	b.WriteString(checkpointMagic)
 	le := binary.LittleEndian
 	b.Write(le.AppendUint16(nil, checkpointVersion))
 	b.Write(le.AppendUint32(nil, uint32(len(c.parts))))
-	b.Write(le.AppendUint64(nil, uint64(len(c.shared))))
-	b.Write(c.shared)
-	for _, p := range c.parts {
-		b.Write(p)
+	at := b.Len()
+	b.Write(make([]byte, 8))
+	if err := c.shared.Snapshot(&b); err != nil {
+		return CutResult{Err: fmt.Errorf("engine cut: shared entities: %w", err)}
 	}
-	return CutResult{Data: b.Bytes()}
+	le.PutUint64(b.Bytes()[at:], uint64(b.Len()-at-8))
+	c.shared = nil
+	for i := range c.parts {
+		if err := writeFeatures(&b, c.parts[i].store); err != nil {
+			return CutResult{Err: fmt.Errorf("engine cut: shard %d: %w", i, err)}
+		}
+		b.Write(c.parts[i].rest)
+		c.parts[i] = frozenShard{}
+	}
+	c.sizeHint.Store(int64(b.Len()))
+	return CutResult{Data: b.Bytes(), Paused: c.paused}
 }

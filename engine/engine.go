@@ -147,6 +147,8 @@ type Engine struct {
 	// held); readers on other goroutines load it.
 	ents   atomic.Pointer[features.Shared]
 	swapMu sync.Mutex
+	// lastCutSize is the size of the last cut's data (see cut.sizeHint).
+	lastCutSize atomic.Int64
 	// turns orders the stream messages' use of ents (see turnstile).
 	turns *turnstile
 	// maxSkew and now are Config.MaxFutureSkew and Config.Now (AheadOfClock).
@@ -171,9 +173,9 @@ type shard struct {
 	queue  chan Message
 	urgent chan Message
 	cmds   chan func(*Scorer)
-	// lastCut and lastShared are the sizes of this shard's part and of
-	// the shared windows at the last cut (writeCut), its goroutine's own.
-	lastCut, lastShared int
+	// lastRest is the size of what follows the features in this shard's
+	// part at the last cut (writeCut), its goroutine's own.
+	lastRest int
 }
 
 // New builds an Engine; call Run to start its shards.

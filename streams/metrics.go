@@ -63,7 +63,10 @@ type Metrics struct {
 	StateBytes   prometheus.Counter
 	StateSaves   *prometheus.CounterVec
 	StateSeconds prometheus.Histogram
-	StateSize    prometheus.Gauge
+	// StatePause is how long a cut held the shards (the copy of their
+	// state; the encoding runs beside them): the wait it adds to events.
+	StatePause prometheus.Histogram
+	StateSize  prometheus.Gauge
 	// Restore: how long loading the last snapshot took at start, how big
 	// it was, and the events decided again since (from the snapshot's
 	// offsets to the committed ones) with their outputs held back because
@@ -207,6 +210,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "riskd_state_snapshot_seconds", Help: "Time from an engine state cut to its snapshot being saved in Kafka.",
 			Buckets: prometheus.ExponentialBuckets(0.01, 2, 14),
 		}),
+		StatePause: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "riskd_state_cut_pause_seconds", Help: "Longest time a shard spent copying its state for an engine state cut (the decisions behind the cut wait this long).",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}),
 		StateSize: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "riskd_state_snapshot_size_bytes", Help: "Size of the last engine state snapshot saved.",
 		}),
@@ -277,7 +284,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	if reg != nil {
 		reg.MustRegister(m.Consumed, m.Decided, m.Duplicates, m.DeadLettered, m.Lag,
 			m.Committed, m.BatchSize, m.SinkSeconds, m.Errors, m.InFlight, m.RuleHits, m.Candidate, m.KafkaToDecision,
-			m.Parked, m.Dropped, m.RuleErrors, m.Late, m.StateBytes, m.StateSaves, m.StateSeconds, m.StateSize,
+			m.Parked, m.Dropped, m.RuleErrors, m.Late, m.StateBytes, m.StateSaves, m.StateSeconds, m.StatePause, m.StateSize,
 			m.RestoreSeconds, m.RestoreBytes, m.Replayed, m.SharedOnly, m.SharedDelay, m.DecidedAhead, m.StandbyDecided, m.StandbyHandedOver, m.StandbyKept,
 			m.DecideReadBack, m.PartitionRestores, m.PartitionRestoreSeconds, m.PartitionDropped, m.PlacedCommands, m.ready)
 	}

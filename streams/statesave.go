@@ -128,6 +128,7 @@ func (p *Pipeline) saveCut(ctx context.Context, c pendingCut) {
 		p.stateFailed("cutting the engine state", res.Err)
 		return
 	}
+	p.m.StatePause.Observe(res.Paused.Seconds())
 	deadline := time.Now().Add(cutCommitWait)
 	for !p.committedCovers(c.live) {
 		if time.Now().After(deadline) {
