@@ -238,17 +238,14 @@ func lockingRules(d *engine.Decision) string {
 func (t Topics) outputMessages(dst []kafka.Message, d *engine.Decision) ([]kafka.Message, error) {
 	key := []byte(d.AccountID)
 	hdr := []kafka.Header{{Key: HeaderEventID, Value: []byte(d.EventID)}}
-	v, err := json.Marshal(newDecisionRecord(d))
+	v, err := appendDecisionRecord(make([]byte, 0, 512), d)
 	if err != nil {
 		return dst, err
 	}
 	dst = append(dst, kafka.Message{Topic: t.Decisions, Key: key, Value: v, Headers: hdr})
 	for _, a := range d.Alerts {
-		v, err := json.Marshal(AlertRecord{EventID: d.EventID, AccountID: d.AccountID,
+		v := appendAlertRecord(nil, &AlertRecord{EventID: d.EventID, AccountID: d.AccountID,
 			RuleID: a.RuleID, Action: d.Action, Message: a.Message, EventTS: d.EventTS})
-		if err != nil {
-			return dst, err
-		}
 		dst = append(dst, kafka.Message{Topic: t.Alerts, Key: key, Value: v, Headers: hdr})
 	}
 	if newLock(d) {
