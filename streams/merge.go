@@ -48,7 +48,7 @@ type mergeInput struct {
 	offsets          *partitionOffsets
 	reader           *kafka.Reader
 	// buf is filled by the partition's fetcher, emptied by the merger.
-	buf chan kafka.Message
+	buf chan fetchedMessage
 	// behind reports records on the broker that are not in buf yet, as of
 	// the last fetch (or the end offset asked for when the generation
 	// started).
@@ -79,6 +79,7 @@ type mergeInput struct {
 	// The merger's own: the head message, its event time, and since when
 	// the partition has had no head.
 	head       kafka.Message
+	headAt     time.Time // when the head was fetched (riskd_stage_seconds)
 	hasHead    bool
 	headTS     int64
 	emptySince time.Time
@@ -108,8 +109,12 @@ func (p *Pipeline) fetch(ctx context.Context, in *mergeInput, arrived chan<- str
 		if more {
 			in.behind.Store(true)
 		}
+		at := time.Now()
+		if !m.Time.IsZero() {
+			p.stages[stageFetch].Observe(at.Sub(m.Time).Seconds())
+		}
 		select {
-		case in.buf <- m:
+		case in.buf <- fetchedMessage{m, at}:
 		case <-ctx.Done():
 			return
 		}
@@ -162,8 +167,9 @@ func (p *Pipeline) merge(ctx, outCtx context.Context, ins []*mergeInput, arrived
 		for _, in := range ins {
 			if !in.hasHead {
 				select {
-				case m := <-in.buf:
-					in.head, in.hasHead = m, true
+				case f := <-in.buf:
+					m := f.Message
+					in.head, in.headAt, in.hasHead = m, f.at, true
 					// A message the engine will refuse (undecodable, or
 					// dated too far ahead) goes out at once: it changes no
 					// state, and holding it would hold its partition.
@@ -233,7 +239,7 @@ func (p *Pipeline) merge(ctx, outCtx context.Context, ins []*mergeInput, arrived
 		if !p.takeSlot(ctx, outCtx, ins) {
 			return
 		}
-		m := pick.head
+		m, fetchedAt := pick.head, pick.headAt
 		if pick.owned && len(p.placed) > 0 && !p.placeBefore(outCtx, pick, m.Offset) {
 			<-p.slots
 			return
@@ -245,7 +251,7 @@ func (p *Pipeline) merge(ctx, outCtx context.Context, ins []*mergeInput, arrived
 		if pick.standby != nil {
 			p.standbyDue(pick, m.Offset)
 		}
-		if !p.submit(outCtx, pick, m) {
+		if !p.submit(outCtx, pick, m, fetchedAt) {
 			return
 		}
 		pick.next = m.Offset + 1
@@ -276,7 +282,7 @@ type prometheusCounter interface{ Inc() }
 // for a replayed message (decided again to rebuild the restored state; its
 // outputs are durable from the first time), nowhere. It reports false when
 // the engine refused it (shutting down).
-func (p *Pipeline) submit(outCtx context.Context, in *mergeInput, m kafka.Message) bool {
+func (p *Pipeline) submit(outCtx context.Context, in *mergeInput, m kafka.Message, fetchedAt time.Time) bool {
 	part, replay, offsets := in.partOf(m.Offset), m.Offset < in.replayUntil, in.offsets
 	if in.recoverAtOutputs && !replay && in.owned {
 		in.recoverAtOutputs = false
@@ -284,9 +290,16 @@ func (p *Pipeline) submit(outCtx context.Context, in *mergeInput, m kafka.Messag
 	}
 	p.m.InFlight.Inc()
 	ticket := offsets.add(m.Offset)
+	submitted := time.Now()
+	p.stages[stageMerge].Observe(submitted.Sub(fetchedAt).Seconds())
 	done := func(d *engine.Decision, err error) {
-		if err == nil && !m.Time.IsZero() {
-			p.m.KafkaToDecision.Observe(d.DecidedAt.Sub(m.Time).Seconds())
+		if err == nil {
+			if !m.Time.IsZero() {
+				p.m.KafkaToDecision.Observe(d.DecidedAt.Sub(m.Time).Seconds())
+			}
+			// The shard's wait is what the engine took less its scoring.
+			p.stages[stageQueue].Observe(max(0, time.Since(submitted)-d.Latency).Seconds())
+			p.stages[stageScore].Observe(d.Latency.Seconds())
 		}
 		select {
 		case p.result <- result{d: d, err: err, msg: m, part: offsets, ticket: ticket}:
@@ -400,4 +413,11 @@ func (p *Pipeline) markBehind(ctx context.Context, ins []*mergeInput) {
 		p.log.Warn("could not ask the broker where the input partitions end; reading them in arrival order until each is fetched",
 			"err", err)
 	}
+}
+
+// fetchedMessage is a message in a partition's merge buffer, with when it
+// was fetched (riskd_stage_seconds).
+type fetchedMessage struct {
+	kafka.Message
+	at time.Time
 }

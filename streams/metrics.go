@@ -56,6 +56,10 @@ type Metrics struct {
 	// its producer or the broker) to its decision: queueing in Kafka, fetch,
 	// shard queue and scoring. A consumer that falls behind shows here first.
 	KafkaToDecision prometheus.Histogram
+	// Stage splits an event's way through the stream into the stages it
+	// can wait in (stageNames), so a latency figure can be traced to its
+	// cause: riskd_stage_seconds{stage}.
+	Stage *prometheus.HistogramVec
 	// State snapshots (see Config.Snapshots): bytes written to the state
 	// topic (its traffic), snapshots by outcome (saved, failed,
 	// abandoned), the time from a cut to its save, and the size of the
@@ -181,6 +185,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "riskd_kafka_to_decision_seconds", Help: "Time from a message's Kafka timestamp to its decision.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 18), // 0.5 ms .. about 65 s
 		}),
+		Stage: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "riskd_stage_seconds", Help: "Time a stream event spends in each stage: fetch (Kafka timestamp to fetched), merge (fetched to handed to the engine: the event-time merge and the in-flight bound), queue (handed to the engine to its shard taking it), score (deciding it), output (decided to durable in Kafka and ClickHouse).",
+			Buckets: prometheus.ExponentialBuckets(0.00005, 2, 22), // 50 µs .. about 105 s
+		}, []string{"stage"}),
 		RuleHits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "riskd_rule_hits_total", Help: "Stored decisions each rule matched, by rule, action and mode (active, shadow).",
 		}, []string{"rule", "action", "mode"}),
@@ -283,7 +291,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.noteLate([]string{APISource.Topic}, nil)
 	if reg != nil {
 		reg.MustRegister(m.Consumed, m.Decided, m.Duplicates, m.DeadLettered, m.Lag,
-			m.Committed, m.BatchSize, m.SinkSeconds, m.Errors, m.InFlight, m.RuleHits, m.Candidate, m.KafkaToDecision,
+			m.Committed, m.BatchSize, m.SinkSeconds, m.Errors, m.InFlight, m.RuleHits, m.Candidate, m.KafkaToDecision, m.Stage,
 			m.Parked, m.Dropped, m.RuleErrors, m.Late, m.StateBytes, m.StateSaves, m.StateSeconds, m.StatePause, m.StateSize,
 			m.RestoreSeconds, m.RestoreBytes, m.Replayed, m.SharedOnly, m.SharedDelay, m.DecidedAhead, m.StandbyDecided, m.StandbyHandedOver, m.StandbyKept,
 			m.DecideReadBack, m.PartitionRestores, m.PartitionRestoreSeconds, m.PartitionDropped, m.PlacedCommands, m.ready)
@@ -420,4 +428,26 @@ func b2f(b bool) float64 {
 		return 1
 	}
 	return 0
+}
+
+// The stages of riskd_stage_seconds, in an event's order.
+const (
+	stageFetch = iota
+	stageMerge
+	stageQueue
+	stageScore
+	stageOutput
+	stageCount
+)
+
+var stageNames = [stageCount]string{"fetch", "merge", "queue", "score", "output"}
+
+// stageObservers resolves the stage histogram's series once, so the hot
+// path does no label lookup per event.
+func (m *Metrics) stageObservers() [stageCount]prometheus.Observer {
+	var o [stageCount]prometheus.Observer
+	for i, n := range stageNames {
+		o[i] = m.Stage.WithLabelValues(n)
+	}
+	return o
 }

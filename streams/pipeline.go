@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
 	"riskd/engine"
@@ -365,6 +366,7 @@ type Pipeline struct {
 	out         *kafka.Writer
 	alone       *kafka.Writer // one message per produce request, for retries of refused ones (see write)
 	m           *Metrics
+	stages      [stageCount]prometheus.Observer // m.Stage by stage
 	log         *slog.Logger
 	slots       chan struct{} // one token per in-flight message
 	result      chan result
@@ -451,6 +453,7 @@ func New(cfg Config, eng *engine.Engine, store DecisionStore, m *Metrics) *Pipel
 		out:     newWriter(cfg.Brokers, cfg.BatchSize, newOutputBalancer(cfg)),
 		alone:   newWriter(cfg.Brokers, 1, newOutputBalancer(cfg)),
 		m:       m,
+		stages:  m.stageObservers(),
 		log:     cfg.Logger,
 		slots:   make(chan struct{}, cfg.MaxInFlight),
 		result:  make(chan result, cfg.BatchSize),
@@ -988,6 +991,9 @@ func (p *Pipeline) finish(batch []result) {
 		r.part.finish(r.ticket)
 		<-p.slots
 		p.m.InFlight.Dec()
+		if r.d != nil {
+			p.stages[stageOutput].Observe(time.Since(r.d.DecidedAt).Seconds())
+		}
 	}
 }
 

@@ -154,7 +154,7 @@ func (p *Pipeline) newInput(tp topicPartition, accountFrom, sharedFrom int64) *m
 	progress := &partitionProgress{until: -1}
 	progress.next.Store(start)
 	return &mergeInput{topic: tp.topic, partition: tp.partition, offsets: newPartitionOffsets(), reader: r,
-		buf: make(chan kafka.Message, mergeBuffer), next: start, replayUntil: -1, progress: progress,
+		buf: make(chan fetchedMessage, mergeBuffer), next: start, replayUntil: -1, progress: progress,
 		accountFrom: accountFrom, sharedFrom: sharedFrom, accountTo: math.MaxInt64}
 }
 
