@@ -4,6 +4,9 @@ import (
 	"context"
 	"strings"
 	"time"
+	"unsafe"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"riskd/engine"
 	"riskd/rules"
@@ -94,8 +97,10 @@ func (s *Store) WriteDecisions(ctx context.Context, ds []*engine.Decision) error
 
 // decisionInserts turns a batch of decisions into rows for each table.
 func decisionInserts(ds []*engine.Decision) []insert {
-	events := insert{table: "events", columns: eventColumns, rows: make([][]any, 0, len(ds))}
-	decisions := insert{table: "decisions", columns: decisionColumns, rows: make([][]any, 0, len(ds))}
+	events := insert{table: "events", columns: eventColumns, src: make([]int, 0, len(ds)),
+		appendColumns: func(b driver.Batch, src []int) error { return appendEventColumns(b, ds, src) }}
+	decisions := insert{table: "decisions", columns: decisionColumns, src: make([]int, 0, len(ds)),
+		appendColumns: func(b driver.Batch, src []int) error { return appendDecisionColumns(b, ds, src) }}
 	alerts := insert{table: "alerts", columns: alertColumns}
 	locks := insert{table: "account_locks", columns: lockColumns}
 	labels := insert{table: "labels", columns: labelColumns}
@@ -107,12 +112,7 @@ func decisionInserts(ds []*engine.Decision) []insert {
 		evTime := eventTime(d)
 		decided := dateTime(d.DecidedAt)
 		events.src = append(events.src, i)
-		events.rows = append(events.rows, []any{
-			d.EventID, d.AccountID, d.EventType, evTime, d.EventTS, string(d.Raw),
-			d.Source.Topic, int32(d.Source.Partition), d.Source.Offset,
-		})
 		decisions.src = append(decisions.src, i)
-		decisions.rows = append(decisions.rows, decisionRow(d, evTime, decided))
 		for _, a := range d.Alerts { // never d.ThrottledAlerts
 			alerts.src = append(alerts.src, i)
 			alerts.rows = append(alerts.rows, []any{
@@ -147,35 +147,114 @@ func eventTime(d *engine.Decision) time.Time {
 	return dateTime(time.UnixMilli(d.EventTS))
 }
 
-func decisionRow(d *engine.Decision, evTime, decided time.Time) []any {
-	matched, _ := ruleIDs(d.Matched)
-	shadow, _ := ruleIDs(d.Shadow)
-	errored, errs := ruleIDs(d.Errored)
-	names := make([]string, len(d.Features))
-	values := make([]float64, len(d.Features))
-	for i, f := range d.Features {
-		names[i], values[i] = f.Name, f.Value
+// appendEventColumns appends the events rows of ds[src[j]], in the order
+// of eventColumns.
+func appendEventColumns(b driver.Batch, ds []*engine.Decision, src []int) error {
+	n := len(src)
+	ids, accounts, types, raws, topics := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	times, tss, parts, offsets := make([]time.Time, n), make([]int64, n), make([]int32, n), make([]int64, n)
+	for j, k := range src {
+		d := ds[k]
+		ids[j], accounts[j], types[j], times[j], tss[j] = d.EventID, d.AccountID, d.EventType, eventTime(d), d.EventTS
+		raws[j] = bytesAsString(d.Raw)
+		topics[j], parts[j], offsets[j] = d.Source.Topic, int32(d.Source.Partition), d.Source.Offset
 	}
-	lat := d.Latency.Microseconds()
-	if lat < 0 {
-		lat = 0
+	return appendColumns(b, ids, accounts, types, times, tss, raws, topics, parts, offsets)
+}
+
+// bytesAsString views b as a string without copying it: the column copies
+// it into its own buffer at once, and a decision's Raw is never changed.
+func bytesAsString(b []byte) string {
+	if len(b) == 0 {
+		return ""
 	}
-	lateFor := d.LateFor
-	if lateFor == nil {
-		lateFor = []string{}
+	return unsafe.String(&b[0], len(b))
+}
+
+// appendDecisionColumns appends the decisions rows of ds[src[j]], in the
+// order of decisionColumns. The array columns of all rows share one
+// backing slice each (flat), so a batch allocates per column, not per row.
+func appendDecisionColumns(b driver.Batch, ds []*engine.Decision, src []int) error {
+	n := len(src)
+	var (
+		ids, accounts, types, actions, reasons  = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		versions, candVersions, candActions     = make([]string, n), make([]string, n), make([]string, n)
+		topics                                  = make([]string, n)
+		times, decided, lockUntil               = make([]time.Time, n), make([]time.Time, n), make([]time.Time, n)
+		tss, decidedMs, offsets                 = make([]int64, n), make([]int64, n), make([]int64, n)
+		scores, candScores, parts               = make([]int32, n), make([]int32, n), make([]int32, n)
+		latency                                 = make([]uint64, n)
+		late, original                          = make([]uint8, n), make([]uint8, n)
+		matched, shadow, errored, errs, lateFor = make([][]string, n), make([][]string, n), make([][]string, n), make([][]string, n), make([][]string, n)
+		names, candRules                        = make([][]string, n), make([][]string, n)
+		values                                  = make([][]float64, n)
+		nRules, nFeatures, nLate, nCand         int
+	)
+	for _, k := range src {
+		d := ds[k]
+		nRules += len(d.Matched) + len(d.Shadow) + 2*len(d.Errored)
+		nFeatures += len(d.Features)
+		nLate += len(d.LateFor)
+		if d.Candidate.Version != "" {
+			nCand += len(d.Candidate.Matched)
+		}
 	}
-	candAction, candRules := "", []string{}
-	if d.Candidate.Version != "" {
-		candAction = d.Candidate.Action.String()
-		candRules = append(candRules, d.Candidate.Matched...)
+	strs := make([]string, 0, nRules+nFeatures+nLate+nCand)
+	floats := make([]float64, 0, nFeatures)
+	// take appends ss to the shared backing slice and returns their part
+	// of it ([]string{}, never nil, for none: an empty array).
+	take := func(ss ...string) []string {
+		at := len(strs)
+		strs = append(strs, ss...)
+		return strs[at:len(strs):len(strs)]
 	}
-	return []any{
-		d.EventID, d.AccountID, d.EventType, evTime, d.EventTS, decided, d.DecidedAt.UnixMilli(),
-		d.Action.String(), int32(d.Score), d.Reason, matched, shadow, errored, errs, d.RuleSetVersion,
-		names, values, uint64(lat), dateTime(d.LockUntil), boolU8(d.Late), lateFor,
-		d.Candidate.Version, candAction, int32(d.Candidate.Score), candRules, boolU8(!d.Duplicate),
-		d.Source.Topic, int32(d.Source.Partition), d.Source.Offset,
+	for j, k := range src {
+		d := ds[k]
+		ids[j], accounts[j], types[j], times[j], tss[j] = d.EventID, d.AccountID, d.EventType, eventTime(d), d.EventTS
+		decided[j], decidedMs[j] = dateTime(d.DecidedAt), d.DecidedAt.UnixMilli()
+		actions[j], scores[j], reasons[j] = d.Action.String(), int32(d.Score), d.Reason
+		at := len(strs)
+		for _, h := range d.Matched {
+			strs = append(strs, h.RuleID)
+		}
+		matched[j] = strs[at:len(strs):len(strs)]
+		at = len(strs)
+		for _, h := range d.Shadow {
+			strs = append(strs, h.RuleID)
+		}
+		shadow[j] = strs[at:len(strs):len(strs)]
+		at = len(strs)
+		for _, h := range d.Errored {
+			strs = append(strs, h.RuleID)
+		}
+		errored[j] = strs[at:len(strs):len(strs)]
+		at = len(strs)
+		for _, h := range d.Errored {
+			strs = append(strs, h.Error)
+		}
+		errs[j] = strs[at:len(strs):len(strs)]
+		versions[j] = d.RuleSetVersion
+		at, fat := len(strs), len(floats)
+		for _, f := range d.Features {
+			strs, floats = append(strs, f.Name), append(floats, f.Value)
+		}
+		names[j], values[j] = strs[at:len(strs):len(strs)], floats[fat:len(floats):len(floats)]
+		latency[j] = uint64(max(d.Latency.Microseconds(), 0))
+		lockUntil[j], late[j] = dateTime(d.LockUntil), boolU8(d.Late)
+		lateFor[j] = take(d.LateFor...)
+		candVersions[j], candScores[j], candRules[j] = d.Candidate.Version, int32(d.Candidate.Score), take()
+		if d.Candidate.Version != "" {
+			candActions[j] = d.Candidate.Action.String()
+			candRules[j] = take(d.Candidate.Matched...)
+		}
+		original[j] = boolU8(!d.Duplicate)
+		topics[j], parts[j], offsets[j] = d.Source.Topic, int32(d.Source.Partition), d.Source.Offset
 	}
+	return appendColumns(b, ids, accounts, types, times, tss, decided, decidedMs,
+		actions, scores, reasons, matched, shadow, errored, errs, versions,
+		names, values, latency, lockUntil, late, lateFor,
+		candVersions, candActions, candScores, candRules, original,
+		topics, parts, offsets)
 }
 
 // ruleIDs splits hits into parallel slices of rule ids and error texts.

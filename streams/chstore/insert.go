@@ -6,17 +6,46 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 )
 
 // insert is the rows bound for one table, built once and sent by each
 // attempt. columns lists the names in the order of each row's values. For
 // the tables of WriteDecisions, src[j] is the index in the batch of the
 // decision rows[j] comes from.
+//
+// The two tables every decision writes (events and decisions) are built
+// column by column instead (appendColumns): a row of interfaces cost an
+// allocation per value, a tenth of the stream's CPU. Their inserts hold
+// no rows, only src, and appendColumns appends the rows of src's
+// decisions to the batch.
 type insert struct {
 	table   string
 	columns string
 	rows    [][]any
 	src     []int
+	// appendColumns, when set, appends the rows of the decisions that src
+	// indexes, one whole column at a time, in the order of columns.
+	appendColumns func(b driver.Batch, src []int) error
+}
+
+// len returns how many rows the insert holds.
+func (in *insert) len() int {
+	if in.appendColumns != nil {
+		return len(in.src)
+	}
+	return len(in.rows)
+}
+
+// appendColumns appends one typed slice per column, in order.
+func appendColumns(b driver.Batch, cols ...any) error {
+	for i, c := range cols {
+		if err := b.Column(i).Append(c); err != nil {
+			return fmt.Errorf("column %d: %w", i, err)
+		}
+	}
+	return nil
 }
 
 // send writes one insert as a single native-protocol batch.
@@ -24,6 +53,12 @@ func (s *Store) send(ctx context.Context, in insert) error {
 	b, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+s.table(in.table)+" ("+in.columns+")")
 	if err != nil {
 		return fmt.Errorf("insert %s: prepare: %w", in.table, err)
+	}
+	if in.appendColumns != nil {
+		if err := in.appendColumns(b, in.src); err != nil {
+			_ = b.Abort() // releases the connection
+			return fmt.Errorf("insert %s: %w: %w", in.table, errEncode, err)
+		}
 	}
 	for _, r := range in.rows {
 		// A failed Append releases the batch's connection itself.
@@ -47,7 +82,7 @@ func (s *Store) sendAll(ctx context.Context, ins []insert, done []bool) error {
 	errs := make([]error, len(ins))
 	var wg sync.WaitGroup
 	for i, in := range ins {
-		if done[i] || len(in.rows) == 0 {
+		if done[i] || in.len() == 0 {
 			continue
 		}
 		wg.Go(func() {

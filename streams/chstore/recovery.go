@@ -163,7 +163,7 @@ func (s *Store) skipStored(ctx context.Context, ds []*engine.Decision, ins []ins
 	var refused atomic.Bool
 	var wg sync.WaitGroup
 	for i := range ins {
-		if done[i] || len(ins[i].rows) == 0 {
+		if done[i] || ins[i].len() == 0 {
 			continue
 		}
 		wg.Go(func() {
@@ -176,7 +176,7 @@ func (s *Store) skipStored(ctx context.Context, ds []*engine.Decision, ins []ins
 			if ex := (*clickhouse.Exception)(nil); errors.As(errs[i], &ex) {
 				refused.Store(true)
 				s.log.Warn("chstore: ClickHouse refused the look-up of stored rows; writing them unchecked",
-					"database", s.cfg.Database, "table", in.table, "rows", len(in.rows), "err", redact(errs[i], s.cfg.Password))
+					"database", s.cfg.Database, "table", in.table, "rows", in.len(), "err", redact(errs[i], s.cfg.Password))
 				errs[i] = nil
 				return
 			}
@@ -207,15 +207,21 @@ func (in *insert) drop(ds []*engine.Decision, ids map[string]bool) int {
 		return 0
 	}
 	n := 0
-	for j := range in.rows {
+	for j := range in.src {
 		if ids[ds[in.src[j]].EventID] {
 			continue
 		}
-		in.rows[n], in.src[n] = in.rows[j], in.src[j]
+		if in.appendColumns == nil {
+			in.rows[n] = in.rows[j]
+		}
+		in.src[n] = in.src[j]
 		n++
 	}
-	dropped := len(in.rows) - n
-	in.rows, in.src = in.rows[:n], in.src[:n]
+	dropped := len(in.src) - n
+	in.src = in.src[:n]
+	if in.appendColumns == nil {
+		in.rows = in.rows[:n]
+	}
 	return dropped
 }
 

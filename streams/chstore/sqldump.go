@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -650,12 +651,45 @@ func (z zeroRow) Err() error        { return z.err }
 func (z zeroRow) Scan(...any) error { return z.err }
 
 // recordedBatch collects rows and records one INSERT ... VALUES on Send.
+// Rows come whole (Append) or a column at a time (Column); the columns
+// are turned into rows at Send.
 type recordedBatch struct {
 	driver.Batch
 	rec   *recorder
 	query string
 	rows  []string
+	cols  [][]any
 	sent  bool
+}
+
+func (b *recordedBatch) Column(i int) driver.BatchColumn {
+	for len(b.cols) <= i {
+		b.cols = append(b.cols, nil)
+	}
+	return recordedColumn{b: b, i: i}
+}
+
+// recordedColumn collects one column's values.
+type recordedColumn struct {
+	b *recordedBatch
+	i int
+}
+
+// Append takes a slice of the column's values.
+func (c recordedColumn) Append(v any) error {
+	rv := reflect.ValueOf(v)
+	if rv.Kind() != reflect.Slice {
+		return fmt.Errorf("chstore: sql dump: column %d: want a slice, got %T", c.i, v)
+	}
+	for k := range rv.Len() {
+		c.b.cols[c.i] = append(c.b.cols[c.i], rv.Index(k).Interface())
+	}
+	return nil
+}
+
+func (c recordedColumn) AppendRow(v any) error {
+	c.b.cols[c.i] = append(c.b.cols[c.i], v)
+	return nil
 }
 
 func (b *recordedBatch) Append(v ...any) error {
@@ -672,6 +706,21 @@ func (b *recordedBatch) Append(v ...any) error {
 }
 
 func (b *recordedBatch) Send() error {
+	if len(b.cols) > 0 {
+		for r := range b.cols[0] {
+			row := make([]any, len(b.cols))
+			for i, col := range b.cols {
+				if len(col) != len(b.cols[0]) {
+					return fmt.Errorf("chstore: sql dump: column %d holds %d values, column 0 %d", i, len(col), len(b.cols[0]))
+				}
+				row[i] = col[r]
+			}
+			if err := b.Append(row...); err != nil {
+				return err
+			}
+		}
+		b.cols = nil
+	}
 	b.sent = true
 	b.rec.add(b.query + " VALUES " + strings.Join(b.rows, ", "))
 	return nil
