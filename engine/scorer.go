@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unsafe"
 
 	"riskd/event"
 	"riskd/features"
@@ -600,11 +601,19 @@ func (d *Decision) reset() {
 // Clone returns a copy that shares no memory with the Scorer's buffers.
 func (d *Decision) Clone() *Decision {
 	c := *d
-	c.EventID = cloneString(d.EventID)
-	c.AccountID = cloneString(d.AccountID)
-	c.EventType = cloneString(d.EventType)
-	c.Label = cloneString(d.Label)
-	c.Raw = append([]byte(nil), d.Raw...)
+	// The texts and the raw event share one allocation: they live and die
+	// with the clone, and are never written after.
+	text := make([]byte, 0, len(d.EventID)+len(d.AccountID)+len(d.EventType)+len(d.Label)+len(d.Raw))
+	c.EventID, text = cloneInto(text, d.EventID)
+	c.AccountID, text = cloneInto(text, d.AccountID)
+	c.EventType, text = cloneInto(text, d.EventType)
+	c.Label, text = cloneInto(text, d.Label)
+	c.Raw = nil
+	if len(d.Raw) > 0 {
+		at := len(text)
+		text = append(text, d.Raw...)
+		c.Raw = text[at:len(text):len(text)]
+	}
 	c.Matched = append([]RuleHit(nil), d.Matched...)
 	c.Shadow = append([]RuleHit(nil), d.Shadow...)
 	c.Errored = append([]RuleHit(nil), d.Errored...)
@@ -619,9 +628,13 @@ func (d *Decision) Clone() *Decision {
 	return &c
 }
 
-func cloneString(s string) string {
+// cloneInto copies s to the end of buf, which has room for it, and returns
+// the copy as a string.
+func cloneInto(buf []byte, s string) (string, []byte) {
 	if s == "" {
-		return ""
+		return "", buf
 	}
-	return string([]byte(s))
+	at := len(buf)
+	buf = append(buf, s...)
+	return unsafe.String(&buf[at], len(s)), buf
 }

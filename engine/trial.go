@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 	"time"
 
 	"riskd/features"
@@ -284,7 +285,7 @@ func (t *Trial) Decide(p rules.PreparedEvent) (TrialEvent, error) {
 		return TrialEvent{}, err
 	}
 	// The strings of d alias the Scorer's buffers until the next event.
-	res := TrialEvent{EventID: cloneString(d.EventID), AccountID: cloneString(d.AccountID), Type: cloneString(d.EventType), TS: d.EventTS,
+	res := TrialEvent{EventID: strings.Clone(d.EventID), AccountID: strings.Clone(d.AccountID), Type: strings.Clone(d.EventType), TS: d.EventTS,
 		Action: d.Action, Score: d.Score, Reason: d.Reason, Matched: trialHits(d.Matched),
 		Shadow: trialHits(d.Shadow), Errored: trialHits(d.Errored), Late: d.Late,
 		LateFor: slices.Clone(d.LateFor), Features: []TrialFeature{}, Rules: make([]rules.RuleResult, 0, len(t.rs.Rules))}
