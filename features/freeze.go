@@ -11,7 +11,8 @@ package features
 // (profiles, windows, partitions) and, when the Store owns its Shared
 // (Set.NewStore), a Freeze of that. The copy shares nothing mutable with
 // the Store, so Snapshot may run on it on any goroutine while the Store
-// observes. It is not meant to observe itself: its scratch is empty.
+// observes. It serves Snapshot only: its tables hold their values but no
+// index (Snapshot walks the values), so it can neither look up nor observe.
 // A Store of an engine shard shares its Shared with the other shards;
 // freeze that once with Shared.Freeze, in a turn when no shard observes.
 func (st *Store) Freeze() *Store {
@@ -26,11 +27,11 @@ func (st *Store) Freeze() *Store {
 	return f
 }
 
-// cloneAccounts copies the account table, the accounts' item lists and
-// seen sets into two arenas: one allocation each, not one per account.
+// cloneAccounts copies the account table's values (not its index), the
+// accounts' item lists and seen sets into two arenas: one allocation each,
+// not one per account.
 func cloneAccounts(t *table[account, *account]) table[account, *account] {
-	c := table[account, *account]{slots: append([]uint64(nil), t.slots...), shift: t.shift,
-		vals: append([]account(nil), t.vals...)}
+	c := table[account, *account]{vals: append([]account(nil), t.vals...)}
 	var nItems, nSeen int
 	for i := range c.vals {
 		nItems += len(c.vals[i].win.items)
@@ -78,8 +79,8 @@ func (sh *Shared) frozenLayout() *Shared {
 	return &Shared{set: sh.set, shift: sh.shift, warmUntil: sh.warmUntil, warmEnd: sh.warmEnd}
 }
 
-// cloneEntityTables copies the tables of one stripe and their entities'
-// item lists into one arena.
+// cloneEntityTables copies the values of one stripe's tables (not their
+// index) and their entities' item lists into one arena.
 func cloneEntityTables(groups []table[entity, *entity]) []table[entity, *entity] {
 	out := make([]table[entity, *entity], len(groups))
 	n := 0
@@ -91,8 +92,7 @@ func cloneEntityTables(groups []table[entity, *entity]) []table[entity, *entity]
 	items := make([]item, 0, n)
 	for g := range groups {
 		t := &groups[g]
-		c := table[entity, *entity]{slots: append([]uint64(nil), t.slots...), shift: t.shift,
-			vals: append([]entity(nil), t.vals...)}
+		c := table[entity, *entity]{vals: append([]entity(nil), t.vals...)}
 		for j := range c.vals {
 			e := &c.vals[j]
 			if e.items != nil {
