@@ -44,6 +44,7 @@ func latencyPhase(ctx context.Context, smp *sampler, ch *chConn, s settings, bro
 		return latencyResult{}, err
 	}
 	produced := time.Since(start)
+	load := load1()
 	self1, _ := readProc(os.Getpid())
 	riskd1, _ := readProc(riskdPID)
 	if err := smp.waitSettled(ctx, before+float64(sent)); err != nil {
@@ -63,12 +64,12 @@ func latencyPhase(ctx context.Context, smp *sampler, ch *chConn, s settings, bro
 		P50MS: float64(quantile(lats, 0.5)), P99MS: float64(quantile(lats, 0.99)),
 		P999MS:       float64(quantile(lats, 0.999)),
 		HarnessCores: (self1.CPU - self0.CPU).Seconds() / produced.Seconds(),
-		RiskdCores:   (riskd1.CPU - riskd0.CPU).Seconds() / produced.Seconds()}
+		RiskdCores:   (riskd1.CPU - riskd0.CPU).Seconds() / produced.Seconds(), Load1: load}
 	if len(lats) > 0 {
 		l.MaxMS = float64(lats[len(lats)-1])
 	}
 	logf("latency at %.0f/s over %d events after warm-up: p50 %.0f ms, p99 %.0f ms, p99.9 %.0f ms, max %.0f ms "+
-		"(warm-up p99 %.0f ms); CPU cores: riskd %.2f, harness (producer + broker) %.2f",
-		rate, len(lats), l.P50MS, l.P99MS, l.P999MS, l.MaxMS, l.WarmupP99MS, l.RiskdCores, l.HarnessCores)
+		"(warm-up p99 %.0f ms); CPU cores: riskd %.2f, harness (producer + broker) %.2f; load %.2f",
+		rate, len(lats), l.P50MS, l.P99MS, l.P999MS, l.MaxMS, l.WarmupP99MS, l.RiskdCores, l.HarnessCores, l.Load1)
 	return l, nil
 }

@@ -59,6 +59,7 @@ type produceResult struct {
 	GenSetup     time.Duration `json:"generator_setup_ns"`
 	Duration     time.Duration `json:"duration_ns"`
 	EventsPerSec float64       `json:"events_per_sec"`
+	Load1        float64       `json:"load1"`
 }
 
 type saturationResult struct {
@@ -91,6 +92,8 @@ type saturationResult struct {
 	// ClickHouseCPU is the ClickHouse server's CPU time over the same
 	// window, when its process is visible in /proc (0 otherwise).
 	ClickHouseCPU time.Duration `json:"clickhouse_server_cpu_ns"`
+	// Load1 is the 1-minute load average when all events were stored.
+	Load1 float64 `json:"load1"`
 }
 
 type latencyResult struct {
@@ -113,6 +116,8 @@ type latencyResult struct {
 	RiskdCores   float64 `json:"riskd_cores"`
 	HarnessCores float64 `json:"harness_cores"`
 	Definition   string  `json:"definition"`
+	// Load1 is the 1-minute load average when the producer finished.
+	Load1 float64 `json:"load1"`
 }
 
 type scenarioResult struct {

@@ -62,9 +62,9 @@ func run(ctx context.Context, s settings) error {
 		return err
 	}
 	r.Produce = produceResult{Events: st.Events, Fraud: st.Fraud, GenSetup: genSetup, Duration: st.Duration,
-		EventsPerSec: float64(st.Events) / st.Duration.Seconds()}
-	logf("produced %d events (%d fraud) in %.1fs (generator setup %.1fs)", st.Events, st.Fraud,
-		st.Duration.Seconds(), genSetup.Seconds())
+		EventsPerSec: float64(st.Events) / st.Duration.Seconds(), Load1: load1()}
+	logf("produced %d events (%d fraud) in %.1fs (generator setup %.1fs); load %.2f", st.Events, st.Fraud,
+		st.Duration.Seconds(), genSetup.Seconds(), r.Produce.Load1)
 
 	ends, err := endOffsets(ctx, brokers, topics.Inputs, s.Partitions)
 	if err != nil {
@@ -75,7 +75,8 @@ func run(ctx context.Context, s settings) error {
 		return err
 	}
 	r.BareConsumePerSec = r.Bare.EventsPerSec
-	logf("bare consumer: %d messages in %.2fs = %.0f/s", r.Bare.Messages, r.Bare.Duration.Seconds(), r.Bare.EventsPerSec)
+	logf("bare consumer: %d messages in %.2fs = %.0f/s; load %.2f", r.Bare.Messages, r.Bare.Duration.Seconds(),
+		r.Bare.EventsPerSec, r.Bare.Load1)
 
 	token := "bench-" + stamp
 	opts := riskdOptions{Binary: bin, Dir: scratch, Brokers: broker.Addr(), Group: "riskd-bench-" + stamp,
@@ -183,8 +184,8 @@ func run(ctx context.Context, s settings) error {
 			return err
 		}
 		r.Profile = &pr
-		logf("in-process pipeline: %.0f decisions in %.1fs = %.0f/s while profiled", pr.Decided,
-			pr.Duration.Seconds(), pr.EventsPerSec)
+		logf("in-process pipeline: %.0f decisions in %.1fs = %.0f/s while profiled; load %.2f", pr.Decided,
+			pr.Duration.Seconds(), pr.EventsPerSec, pr.Load1)
 	}
 
 	r.setTargets()

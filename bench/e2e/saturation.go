@@ -41,11 +41,12 @@ func saturation(ctx context.Context, r *results, smp *sampler, proc *riskdProc, 
 	t10 := crossing(tl, func(x sample) float64 { return x.Settled }, sat.SteadyFrom*float64(n))
 	t90 := crossing(tl, func(x sample) float64 { return x.Settled }, sat.SteadyTo*float64(n))
 	r.E2EEventsPerSec = (sat.SteadyTo - sat.SteadyFrom) * float64(n) / (t90 - t10)
+	sat.Load1 = load1()
 	sat.CPU = p1.CPU - p0.CPU
 	sat.CPUCoresUsed = sat.CPU.Seconds() / (sat.AllStoredS - sat.FirstConsumedS)
 	r.CPUMicrosPerEvent = float64(sat.CPU.Microseconds()) / float64(n)
-	logf("all %d stored %.1fs after riskd was ready: steady %.0f/s (10%%..90%%), average %.0f/s, %.1f us CPU per event (%.2f cores)",
-		n, sat.AllStoredS, r.E2EEventsPerSec, sat.AvgEventsPerSec, r.CPUMicrosPerEvent, sat.CPUCoresUsed)
+	logf("all %d stored %.1fs after riskd was ready: steady %.0f/s (10%%..90%%), average %.0f/s, %.1f us CPU per event (%.2f cores); load %.2f",
+		n, sat.AllStoredS, r.E2EEventsPerSec, sat.AvgEventsPerSec, r.CPUMicrosPerEvent, sat.CPUCoresUsed, sat.Load1)
 	logf("%.0f output batches of %.0f on average; mean flush: ClickHouse %.3fs, Kafka %.3fs; ClickHouse server CPU %.1fs",
 		sat.OutputBatches, sat.MeanBatchSize, sat.ClickHouseMeanS, sat.KafkaMeanS, sat.ClickHouseCPU.Seconds())
 
