@@ -23,11 +23,15 @@ type results struct {
 	Machine  machineInfo `json:"machine"`
 	Settings settings    `json:"settings"`
 
-	E2EEventsPerSec     float64  `json:"e2e_events_per_sec"`
-	BareConsumePerSec   float64  `json:"bare_consume_events_per_sec"`
-	E2EP50MS            float64  `json:"e2e_p50_ms"`
-	E2EP99MS            float64  `json:"e2e_p99_ms"`
-	E2EP999MS           float64  `json:"e2e_p999_ms"`
+	E2EEventsPerSec   float64 `json:"e2e_events_per_sec"`
+	BareConsumePerSec float64 `json:"bare_consume_events_per_sec"`
+	E2EP50MS          float64 `json:"e2e_p50_ms"`
+	E2EP99MS          float64 `json:"e2e_p99_ms"`
+	E2EP999MS         float64 `json:"e2e_p999_ms"`
+	// RiskdP50MS and RiskdP99MS are the headline latency phase read from
+	// riskd's riskd_kafka_to_decision_seconds histogram.
+	RiskdP50MS          float64  `json:"riskd_kafka_to_decision_p50_ms"`
+	RiskdP99MS          float64  `json:"riskd_kafka_to_decision_p99_ms"`
 	DecideRPS           *float64 `json:"decide_rps"`
 	DecideP99MS         *float64 `json:"decide_p99_ms"`
 	HealthzRPS          float64  `json:"healthz_rps"`
@@ -116,6 +120,9 @@ type latencyResult struct {
 	RiskdCores   float64 `json:"riskd_cores"`
 	HarnessCores float64 `json:"harness_cores"`
 	Definition   string  `json:"definition"`
+	// Riskd is the same phase read from riskd's own histogram
+	// (riskd_kafka_to_decision_seconds) instead of ClickHouse.
+	Riskd histLatency `json:"riskd_histogram"`
 	// Load1 is the 1-minute load average when the producer finished.
 	Load1 float64 `json:"load1"`
 }

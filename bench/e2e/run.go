@@ -151,6 +151,7 @@ func run(ctx context.Context, s settings) error {
 		if i == 0 {
 			r.Latency = l
 			r.E2EP50MS, r.E2EP99MS, r.E2EP999MS = l.P50MS, l.P99MS, l.P999MS
+			r.RiskdP50MS, r.RiskdP99MS = l.Riskd.P50MS, l.Riskd.P99MS
 		}
 		r.LatencyLadder = append(r.LatencyLadder, l)
 	}

@@ -76,6 +76,13 @@ func (s *sampler) once(ctx context.Context) {
 	})
 }
 
+// scrapeNow scrapes riskd at once, outside the sampling ticks, for figures
+// that need a scrape at a given moment (a histogram before and after a
+// window).
+func (s *sampler) scrapeNow(ctx context.Context) (metrics, error) {
+	return scrape(ctx, s.client, s.url)
+}
+
 // setPhase labels the samples taken from now on.
 func (s *sampler) setPhase(name string) {
 	s.mu.Lock()
