@@ -40,8 +40,12 @@ type results struct {
 	RSSBytes            uint64   `json:"rss_bytes"`
 	PeakRSSBytes        uint64   `json:"peak_rss_bytes"`
 	CPUMicrosPerEvent   float64  `json:"cpu_us_per_event"`
-	Precision           float64  `json:"precision"`
-	Recall              float64  `json:"recall"`
+	// ClickHouseMicrosPerEvent is the ClickHouse server's CPU per event
+	// stored in the saturation phase, the merges in the idle seconds after
+	// it included; null when the server's process is not visible.
+	ClickHouseMicrosPerEvent *float64 `json:"clickhouse_cpu_us_per_event"`
+	Precision                float64  `json:"precision"`
+	Recall                   float64  `json:"recall"`
 
 	Produce       produceResult    `json:"produce"`
 	Bare          bareResult       `json:"bare_consumer"`
@@ -94,8 +98,23 @@ type saturationResult struct {
 	ClickHouseMeanS float64 `json:"clickhouse_flush_mean_s"`
 	KafkaMeanS      float64 `json:"kafka_flush_mean_s"`
 	// ClickHouseCPU is the ClickHouse server's CPU time over the same
-	// window, when its process is visible in /proc (0 otherwise).
-	ClickHouseCPU time.Duration `json:"clickhouse_server_cpu_ns"`
+	// window, when its process is visible in /proc (0 otherwise), and
+	// ClickHouseCPUAfter its CPU time in the idle wait after it
+	// (IdleAfter long; merging the parts the phase wrote).
+	// ClickHouseBackground is the server's CPU rate, in cores, while the
+	// harness produced and the bare consumer read, before riskd started:
+	// what the server spends without riskd (housekeeping, other clients
+	// of a shared server), which the figures above include too.
+	ClickHouseCPU        time.Duration `json:"clickhouse_server_cpu_ns"`
+	ClickHouseCPUAfter   time.Duration `json:"clickhouse_server_cpu_after_ns"`
+	IdleAfter            time.Duration `json:"idle_after_ns"`
+	ClickHouseBackground float64       `json:"clickhouse_background_cores"`
+	ClickHousePID        int           `json:"clickhouse_pid"`
+	ClickHouseFoundBy    string        `json:"clickhouse_found_by"`
+	// ClickHouseOtherClients are the processes other than riskd and the
+	// harness seen connected to the server (checked every second) while
+	// its CPU was read: a shared server's CPU includes their work.
+	ClickHouseOtherClients []string `json:"clickhouse_other_clients"`
 	// Load1 is the 1-minute load average when all events were stored.
 	Load1 float64 `json:"load1"`
 }

@@ -56,6 +56,11 @@ func run(ctx context.Context, s settings) error {
 	}
 	logf("embedded broker on %s; producing %d events over %d accounts", broker.Addr(), s.Events, s.Accounts)
 
+	chPID, chHow := clickHouseServer(s.ClickHouse)
+	logf("ClickHouse server process: pid %d (%s)", chPID, chHow)
+	chIdle0, chIdleErr := readProc(chPID)
+	idleFrom := time.Now()
+
 	satPrefix := "sat-" + stamp + "-"
 	st, genSetup, err := preProduce(ctx, s, brokers, satPrefix)
 	if err != nil {
@@ -77,6 +82,13 @@ func run(ctx context.Context, s settings) error {
 	r.BareConsumePerSec = r.Bare.EventsPerSec
 	logf("bare consumer: %d messages in %.2fs = %.0f/s; load %.2f", r.Bare.Messages, r.Bare.Duration.Seconds(),
 		r.Bare.EventsPerSec, r.Bare.Load1)
+
+	r.Saturation.ClickHousePID, r.Saturation.ClickHouseFoundBy = chPID, chHow
+	if chIdle1, err := readProc(chPID); err == nil && chIdleErr == nil && chPID > 0 {
+		r.Saturation.ClickHouseBackground = (chIdle1.CPU - chIdle0.CPU).Seconds() / time.Since(idleFrom).Seconds()
+		logf("ClickHouse server used %.3f cores while riskd was not running (produce, bare consumer)",
+			r.Saturation.ClickHouseBackground)
+	}
 
 	token := "bench-" + stamp
 	opts := riskdOptions{Binary: bin, Dir: scratch, Brokers: broker.Addr(), Group: "riskd-bench-" + stamp,
