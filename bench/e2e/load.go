@@ -37,6 +37,7 @@ type loadResult struct {
 	Steps      []loadStep `json:"steps"`
 	MaxHeldRPS float64    `json:"max_held_rps"`
 	P99MS      float64    `json:"p99_ms_at_max_held"`
+	Load1      float64    `json:"load1_at_max_held"`
 }
 
 // request builds the i-th request of a load.
@@ -52,9 +53,8 @@ const loadWorkers = 64
 // scheduled time, not from when a worker picked it up, so a server that
 // falls behind shows it in the percentiles (no coordinated omission).
 func ramp(ctx context.Context, rates []float64, step time.Duration, newReq request) (loadResult, error) {
-	tr := &http.Transport{MaxIdleConnsPerHost: loadWorkers, DisableCompression: true}
-	defer tr.CloseIdleConnections()
-	client := &http.Client{Transport: tr, Timeout: 5 * time.Second}
+	client, closeIdle := newLoadClient()
+	defer closeIdle()
 	var res loadResult
 	seq := 0
 	for _, rate := range rates {
@@ -67,9 +67,16 @@ func ramp(ctx context.Context, rates []float64, step time.Duration, newReq reque
 		if !st.Held {
 			break
 		}
-		res.MaxHeldRPS, res.P99MS = st.AchievedRPS, st.P99MS
+		res.MaxHeldRPS, res.P99MS, res.Load1 = st.AchievedRPS, st.P99MS, st.Load1
 	}
 	return res, nil
+}
+
+// newLoadClient is the HTTP client of a load: one idle connection kept per
+// worker, so steps after the first reuse them. The function closes them.
+func newLoadClient() (*http.Client, func()) {
+	tr := &http.Transport{MaxIdleConnsPerHost: loadWorkers, DisableCompression: true}
+	return &http.Client{Transport: tr, Timeout: 5 * time.Second}, tr.CloseIdleConnections
 }
 
 // offer runs one step at rate for d.

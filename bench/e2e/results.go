@@ -30,8 +30,12 @@ type results struct {
 	E2EP999MS         float64 `json:"e2e_p999_ms"`
 	// RiskdP50MS and RiskdP99MS are the headline latency phase read from
 	// riskd's riskd_kafka_to_decision_seconds histogram.
-	RiskdP50MS          float64  `json:"riskd_kafka_to_decision_p50_ms"`
-	RiskdP99MS          float64  `json:"riskd_kafka_to_decision_p99_ms"`
+	RiskdP50MS float64 `json:"riskd_kafka_to_decision_p50_ms"`
+	RiskdP99MS float64 `json:"riskd_kafka_to_decision_p99_ms"`
+	// MixedHealthzP99MS and MixedDecideP99MS are the mixed run's p99s at
+	// 10,000 requests/s while the stream runs (decide null when not served).
+	MixedHealthzP99MS   *float64 `json:"mixed_healthz_p99_ms"`
+	MixedDecideP99MS    *float64 `json:"mixed_decide_p99_ms"`
 	DecideRPS           *float64 `json:"decide_rps"`
 	DecideP99MS         *float64 `json:"decide_p99_ms"`
 	HealthzRPS          float64  `json:"healthz_rps"`
@@ -57,8 +61,11 @@ type results struct {
 	Decide        *loadResult      `json:"decide_load"`
 	DecideNote    string           `json:"decide_note,omitempty"`
 	Profile       *profileResult   `json:"profile,omitempty"`
-	Targets       []target         `json:"targets"`
-	Timeline      []sample         `json:"timeline"`
+	// Mixed is the decide API and /healthz under the stream at half
+	// saturation.
+	Mixed    *mixedResult `json:"mixed"`
+	Targets  []target     `json:"targets"`
+	Timeline []sample     `json:"timeline"`
 }
 
 type produceResult struct {

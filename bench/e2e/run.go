@@ -168,6 +168,17 @@ func run(ctx context.Context, s settings) error {
 		r.LatencyLadder = append(r.LatencyLadder, l)
 	}
 
+	mixed, err := mixedRun(ctx, smp, s, brokers, stamp, s.LatencyFactor, r.E2EEventsPerSec, proc,
+		r.Saturation.DecideEnabled, token)
+	if err != nil {
+		return err
+	}
+	r.Mixed = &mixed
+	r.MixedHealthzP99MS = &mixed.Healthz.P99MS
+	if mixed.Decide != nil {
+		r.MixedDecideP99MS = &mixed.Decide.P99MS
+	}
+
 	smp.setPhase("healthz")
 	logf("HTTP load on GET /healthz")
 	if r.Healthz, err = ramp(ctx, healthRates, s.LoadStep, getReq(proc.httpURL+"/healthz")); err != nil {
