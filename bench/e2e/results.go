@@ -62,10 +62,13 @@ type results struct {
 	DecideNote    string           `json:"decide_note,omitempty"`
 	Profile       *profileResult   `json:"profile,omitempty"`
 	// Mixed is the decide API and /healthz under the stream at half
-	// saturation.
-	Mixed    *mixedResult `json:"mixed"`
-	Targets  []target     `json:"targets"`
-	Timeline []sample     `json:"timeline"`
+	// saturation; ScoreBench the score micro-benchmark run after riskd
+	// stopped. Goals compares the run with issue 17, Targets with issue 5.
+	Mixed      *mixedResult      `json:"mixed"`
+	ScoreBench *scoreBenchResult `json:"score_benchmark"`
+	Goals      []goal            `json:"goals"`
+	Targets    []target          `json:"targets"`
+	Timeline   []sample          `json:"timeline"`
 }
 
 type produceResult struct {

@@ -212,7 +212,13 @@ func run(ctx context.Context, s settings) error {
 			pr.Duration.Seconds(), pr.EventsPerSec, pr.Load1)
 	}
 
+	if s.ScoreBenchtime != "" {
+		sb := runScoreBench(ctx, s.ScoreBenchtime)
+		r.ScoreBench = &sb
+	}
+
 	r.setTargets()
+	r.setGoals()
 	path, err := r.write(s.OutDir)
 	if err != nil {
 		return err
