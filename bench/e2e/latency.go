@@ -20,11 +20,11 @@ const latencyDefinition = "decided_at_ms - event_ts_ms from the decisions table:
 const kafkaToDecision = "riskd_kafka_to_decision_seconds"
 
 const riskdLatencyDefinition = kafkaToDecision + " scraped from riskd's /metrics when the warm-up ended and " +
-	"again once every event of the phase was settled; the difference of the cumulative bucket counts, quantiles " +
-	"interpolated linearly within a bucket (buckets double from 0.5 ms). Each observation runs from the message's " +
-	"Kafka timestamp (set by the producer's client as it encodes the batch, ms resolution) to the shard's decision. " +
-	"It holds every decision made between the two scrapes, so also the warm-up's events still in flight at the " +
-	"first one"
+	"again when the producer stopped; the difference of the cumulative bucket counts, quantiles interpolated " +
+	"linearly within a bucket (buckets double from 0.5 ms). Each observation runs from the message's Kafka " +
+	"timestamp (set by the producer's client as it encodes the batch, ms resolution) to the shard's decision. " +
+	"It holds the decisions riskd made in the measured window, whichever events they were for: warm-up events " +
+	"still queued when it began are in, events still queued when it ended are not"
 
 // latencyLadder are the lower rates (fractions of saturation) measured
 // after the headline one.
@@ -118,15 +118,17 @@ func latencyPhase(ctx context.Context, smp *sampler, ch *chConn, s settings, bro
 	if histErr != nil {
 		return latencyResult{}, fmt.Errorf("latency phase: %w", histErr)
 	}
+	// The measured window ends with the producer: a scrape after the
+	// backlog drained would add the end's queued events to the start's.
+	hist1, err := smp.scrapeNow(ctx)
+	if err != nil {
+		return latencyResult{}, fmt.Errorf("latency phase: %w", err)
+	}
 	produced := time.Since(start)
 	load := load1()
 	self1, _ := readProc(os.Getpid())
 	riskd1, _ := readProc(riskdPID)
 	if err := smp.waitSettled(ctx, before+float64(sent)); err != nil {
-		return latencyResult{}, fmt.Errorf("latency phase: %w", err)
-	}
-	hist1, err := smp.scrapeNow(ctx)
-	if err != nil {
 		return latencyResult{}, fmt.Errorf("latency phase: %w", err)
 	}
 	riskdLat, err := latencyFrom(hist0, hist1, kafkaToDecision, riskdLatencyDefinition)
