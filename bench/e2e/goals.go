@@ -88,10 +88,15 @@ func (r *results) setGoals() {
 
 	l := r.Latency
 	at := fmt.Sprintf("at %.0f%% of saturation (%.0f events/s)", 100*l.Fraction, l.RatePerSec)
-	var halfCaveat string
+	var caveats []string
 	if l.Fraction != 0.5 {
-		halfCaveat = fmt.Sprintf("the latency phase ran at %.0f%% of saturation, not 50%% (-latency-rate)", 100*l.Fraction)
+		caveats = append(caveats, fmt.Sprintf("the latency phase ran at %.0f%% of saturation, not 50%% (-latency-rate)", 100*l.Fraction))
 	}
+	if l.StateSnapshots > 0 {
+		caveats = append(caveats, fmt.Sprintf("%.0f engine state snapshots in the window (-snapshot-interval %v)",
+			l.StateSnapshots, r.Settings.SnapshotInterval))
+	}
+	halfCaveat := strings.Join(caveats, "; ")
 	g3 := goal{Number: 3, Name: "decision_p99_riskd_histogram", Label: "decision p99 at half sat., riskd histogram", Goal: "decision latency p99 <= 50 ms at half saturation (riskd's histogram)",
 		Limit: 50, Unit: "ms", AtMost: true, Load1: []float64{l.Load1}, Caveat: halfCaveat}
 	if l.Riskd.Decisions > 0 {

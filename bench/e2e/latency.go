@@ -135,6 +135,7 @@ func latencyPhase(ctx context.Context, smp *sampler, ch *chConn, s settings, bro
 	if err != nil {
 		return latencyResult{}, fmt.Errorf("latency phase: %w", err)
 	}
+	snapshots := snapshotsBetween(hist0, hist1)
 	measuredFrom := start.Add(warmup).UnixMilli()
 	lats, err := ch.latenciesMS(ctx, prefix, measuredFrom, 1<<62)
 	if err != nil {
@@ -150,15 +151,24 @@ func latencyPhase(ctx context.Context, smp *sampler, ch *chConn, s settings, bro
 		P999MS:       float64(quantile(lats, 0.999)),
 		HarnessCores: (self1.CPU - self0.CPU).Seconds() / produced.Seconds(),
 		RiskdCores:   (riskd1.CPU - riskd0.CPU).Seconds() / produced.Seconds(), Load1: load,
-		Riskd: riskdLat}
+		Riskd: riskdLat, StateSnapshots: snapshots}
 	if len(lats) > 0 {
 		l.MaxMS = float64(lats[len(lats)-1])
 	}
 	logf("latency at %.0f/s over %d events after warm-up: p50 %.0f ms, p99 %.0f ms, p99.9 %.0f ms, max %.0f ms "+
 		"(warm-up p99 %.0f ms); CPU cores: riskd %.2f, harness (producer + broker) %.2f; load %.2f",
 		rate, len(lats), l.P50MS, l.P99MS, l.P999MS, l.MaxMS, l.WarmupP99MS, l.RiskdCores, l.HarnessCores, l.Load1)
-	logf("  riskd's %s over %.0f decisions: p50 %.1f ms, p99 %.1f ms (in its %g..%g ms bucket), p99.9 %.1f ms, mean %.1f ms; load %.2f",
+	logf("  riskd's %s over %.0f decisions: p50 %.1f ms, p99 %.1f ms (in its %g..%g ms bucket), p99.9 %.1f ms, mean %.1f ms; "+
+		"%.0f engine state snapshots in the window; load %.2f",
 		kafkaToDecision, riskdLat.Decisions, riskdLat.P50MS, riskdLat.P99MS, riskdLat.P99BucketMS[0], riskdLat.P99BucketMS[1],
-		riskdLat.P999MS, riskdLat.MeanMS, l.Load1)
+		riskdLat.P999MS, riskdLat.MeanMS, snapshots, l.Load1)
 	return l, nil
+}
+
+// snapshotsBetween is how many engine state snapshots riskd took (saved,
+// failed or abandoned) between two scrapes. The shards pause for each cut
+// (bench/RESULTS.md, "State in Kafka"), so a latency window holding one
+// says where its tail may come from.
+func snapshotsBetween(before, after metrics) float64 {
+	return after["riskd_state_snapshots_total"] - before["riskd_state_snapshots_total"]
 }

@@ -46,6 +46,7 @@ type mixedResult struct {
 	// DecideToHealthzP99 is decide's p99 over healthz's (issue 17: at
 	// most 2).
 	DecideToHealthzP99 float64 `json:"decide_to_healthz_p99"`
+	StateSnapshots     float64 `json:"state_snapshots_in_window"`
 	RiskdCores         float64 `json:"riskd_cores"`
 	HarnessCores       float64 `json:"harness_cores"`
 	Load1              float64 `json:"load1"`
@@ -138,9 +139,10 @@ func mixedRun(ctx context.Context, smp *sampler, s settings, brokers []string, s
 		"stream events and the decide API's events read back"); err != nil {
 		return res, fmt.Errorf("mixed run: %w", err)
 	}
-	logf("mixed run: %d events streamed at %.0f/s; riskd's %s p50 %.1f ms, p99 %.1f ms; CPU cores: riskd %.2f, "+
-		"harness (producer, broker, HTTP client) %.2f; load %.2f", sent, res.StreamRatePerSec, kafkaToDecision,
-		res.Stream.P50MS, res.Stream.P99MS, res.RiskdCores, res.HarnessCores, res.Load1)
+	res.StateSnapshots = snapshotsBetween(m0, m1)
+	logf("mixed run: %d events streamed at %.0f/s; riskd's %s p50 %.1f ms, p99 %.1f ms; %.0f engine state snapshots; "+
+		"CPU cores: riskd %.2f, harness (producer, broker, HTTP client) %.2f; load %.2f", sent, res.StreamRatePerSec,
+		kafkaToDecision, res.Stream.P50MS, res.Stream.P99MS, res.StateSnapshots, res.RiskdCores, res.HarnessCores, res.Load1)
 	if res.Decide != nil {
 		res.DecideToHealthzP99 = ratio(res.Decide.P99MS, res.Healthz.P99MS)
 		logf("mixed run: decide p99 %.2f ms / healthz p99 %.2f ms = %.2fx (at most 2x wanted); load %.2f",

@@ -152,6 +152,9 @@ type latencyResult struct {
 	// Riskd is the same phase read from riskd's own histogram
 	// (riskd_kafka_to_decision_seconds) instead of ClickHouse.
 	Riskd histLatency `json:"riskd_histogram"`
+	// StateSnapshots is how many engine state snapshots riskd took in the
+	// measured window (riskd_state_snapshots_total).
+	StateSnapshots float64 `json:"state_snapshots_in_window"`
 	// Load1 is the 1-minute load average when the producer finished.
 	Load1 float64 `json:"load1"`
 }
