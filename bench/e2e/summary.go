@@ -11,14 +11,18 @@ func printSummary(r *results, path string) {
 	logf("results written to %s (and latest.json, latest.png)", path)
 	fmt.Printf("\n%-32s %14s %7s\n", "figure", "value", "load1")
 	sat, lat := r.Saturation.Load1, r.Latency.Load1
-	var mixedH, mixedD, decide any = "-", "-", "-"
+	// A ramp with no step held has no headline step, so no load for it.
+	var mixedH, mixedD, decide, healthz any = "-", "-", "-", "-"
+	if r.Healthz.MaxHeldRPS > 0 {
+		healthz = r.Healthz.Load1
+	}
 	if r.Mixed != nil {
 		mixedH = r.Mixed.Healthz.Load1
 		if r.Mixed.Decide != nil {
 			mixedD = r.Mixed.Decide.Load1
 		}
 	}
-	if r.Decide != nil {
+	if r.Decide != nil && r.Decide.MaxHeldRPS > 0 {
 		decide = r.Decide.Load1
 	}
 	rows := []struct {
@@ -30,7 +34,7 @@ func printSummary(r *results, path string) {
 		{"riskd_kafka_to_decision_p50_ms", r.RiskdP50MS, lat}, {"riskd_kafka_to_decision_p99_ms", r.RiskdP99MS, lat},
 		{"mixed_healthz_p99_ms", fmtOpt(r.MixedHealthzP99MS), mixedH}, {"mixed_decide_p99_ms", fmtOpt(r.MixedDecideP99MS), mixedD},
 		{"decide_rps", fmtOpt(r.DecideRPS), decide}, {"decide_p99_ms", fmtOpt(r.DecideP99MS), decide},
-		{"healthz_p99_ms", r.HealthzP99MS, r.Healthz.Load1}, {"heap_bytes_per_account", r.HeapBytesPerAccount, sat},
+		{"healthz_p99_ms", r.HealthzP99MS, healthz}, {"heap_bytes_per_account", r.HeapBytesPerAccount, sat},
 		{"rss_bytes", r.RSSBytes, sat}, {"cpu_us_per_event", r.CPUMicrosPerEvent, sat},
 		{"clickhouse_cpu_us_per_event", fmtOpt(r.ClickHouseMicrosPerEvent), sat},
 		{"precision", r.Precision, "-"}, {"recall", r.Recall, "-"},
