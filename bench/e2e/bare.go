@@ -15,6 +15,7 @@ type bareResult struct {
 	Messages     int64         `json:"messages"`
 	Duration     time.Duration `json:"duration_ns"`
 	EventsPerSec float64       `json:"events_per_sec"`
+	Load1        float64       `json:"load1"`
 }
 
 // endOffsets returns the next offset to be written (the high watermark)
@@ -83,5 +84,5 @@ func bareConsume(ctx context.Context, brokers []string, ends map[string][]int64)
 		return bareResult{}, err
 	}
 	n := total.Load()
-	return bareResult{Messages: n, Duration: d, EventsPerSec: float64(n) / d.Seconds()}, nil
+	return bareResult{Messages: n, Duration: d, EventsPerSec: float64(n) / d.Seconds(), Load1: load1()}, nil
 }

@@ -26,15 +26,7 @@ func decidePhase(ctx context.Context, r *results, proc *riskdProc, s settings, t
 		logf("decide: skipped (%s)", r.DecideNote)
 		return nil
 	}
-	gen := traffic.New(traffic.Config{Accounts: s.Accounts, Seed: s.Seed + 2, FraudRate: s.FraudRate,
-		Start: time.Now(), IDPrefix: "dec-" + stamp + "-"})
-	bodies := make([][]byte, decideBodies)
-	var ev event.Event
-	for i := range bodies {
-		gen.Next(&ev)
-		ev.TS = time.Now().UnixMilli()
-		bodies[i] = ev.AppendJSON(nil)
-	}
+	bodies := decideRequests(s, s.Seed+2, "dec-"+stamp+"-", decideBodies)
 	url := proc.httpURL + "/v1/decide"
 	status, answer, err := probe(ctx, url, token, bodies[0])
 	if err != nil {
@@ -53,6 +45,21 @@ func decidePhase(ctx context.Context, r *results, proc *riskdProc, s settings, t
 	r.Decide = &res
 	r.DecideRPS, r.DecideP99MS = &res.MaxHeldRPS, &res.P99MS
 	return nil
+}
+
+// decideRequests generates n decide request bodies, events of the
+// generator with its own seed and id prefix, stamped with the wall clock.
+func decideRequests(s settings, seed uint64, prefix string, n int) [][]byte {
+	gen := traffic.New(traffic.Config{Accounts: s.Accounts, Seed: seed, FraudRate: s.FraudRate,
+		Start: time.Now(), IDPrefix: prefix})
+	bodies := make([][]byte, n)
+	var ev event.Event
+	for i := range bodies {
+		gen.Next(&ev)
+		ev.TS = time.Now().UnixMilli()
+		bodies[i] = ev.AppendJSON(nil)
+	}
+	return bodies
 }
 
 // probe sends one decide request and returns its status and the start of

@@ -244,7 +244,8 @@ func runFleet(ctx context.Context, s settings, f fleetFlags) error {
 	logf("produced %d events in %.1fs", st.Events, st.Duration.Seconds())
 
 	env := &fleetEnv{s: s, f: f, bin: bin, scratch: scratch, broker: broker.Addr(), stamp: stamp, ch: ch,
-		n: st.Events, chPID: findProcess("clickhouse-serv")}
+		n: st.Events}
+	env.chPID, _ = clickHouseServer(s.ClickHouse)
 	for _, k := range sizes {
 		fr, err := env.throughput(ctx, k)
 		if err != nil {

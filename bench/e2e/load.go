@@ -28,6 +28,7 @@ type loadStep struct {
 	P99MS       float64 `json:"p99_ms"`
 	P999MS      float64 `json:"p999_ms"`
 	Held        bool    `json:"held"`
+	Load1       float64 `json:"load1"` // at the end of the step
 }
 
 // loadResult is a whole ramp; the headline figures come from the highest
@@ -36,6 +37,7 @@ type loadResult struct {
 	Steps      []loadStep `json:"steps"`
 	MaxHeldRPS float64    `json:"max_held_rps"`
 	P99MS      float64    `json:"p99_ms_at_max_held"`
+	Load1      float64    `json:"load1_at_max_held"`
 }
 
 // request builds the i-th request of a load.
@@ -51,9 +53,8 @@ const loadWorkers = 64
 // scheduled time, not from when a worker picked it up, so a server that
 // falls behind shows it in the percentiles (no coordinated omission).
 func ramp(ctx context.Context, rates []float64, step time.Duration, newReq request) (loadResult, error) {
-	tr := &http.Transport{MaxIdleConnsPerHost: loadWorkers, DisableCompression: true}
-	defer tr.CloseIdleConnections()
-	client := &http.Client{Transport: tr, Timeout: 5 * time.Second}
+	client, closeIdle := newLoadClient()
+	defer closeIdle()
 	var res loadResult
 	seq := 0
 	for _, rate := range rates {
@@ -62,14 +63,20 @@ func ramp(ctx context.Context, rates []float64, step time.Duration, newReq reque
 			return res, err
 		}
 		res.Steps = append(res.Steps, st)
-		logf("  %6.0f req/s offered: %6.0f answered, p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, errors %d, dropped %d",
-			st.TargetRPS, st.AchievedRPS, st.P50MS, st.P99MS, st.P999MS, st.Errors, st.Dropped)
+		logStep(st)
 		if !st.Held {
 			break
 		}
-		res.MaxHeldRPS, res.P99MS = st.AchievedRPS, st.P99MS
+		res.MaxHeldRPS, res.P99MS, res.Load1 = st.AchievedRPS, st.P99MS, st.Load1
 	}
 	return res, nil
+}
+
+// newLoadClient is the HTTP client of a load: one idle connection kept per
+// worker, so steps after the first reuse them. The function closes them.
+func newLoadClient() (*http.Client, func()) {
+	tr := &http.Transport{MaxIdleConnsPerHost: loadWorkers, DisableCompression: true}
+	return &http.Client{Transport: tr, Timeout: 5 * time.Second}, tr.CloseIdleConnections
 }
 
 // offer runs one step at rate for d.
@@ -139,7 +146,14 @@ func offer(ctx context.Context, client *http.Client, rate float64, d time.Durati
 	st.P50MS, st.P99MS, st.P999MS = ms(quantile(lats, 0.5)), ms(quantile(lats, 0.99)), ms(quantile(lats, 0.999))
 	st.Held = st.Errors == 0 && st.Dropped == 0 && float64(st.OK) >= 0.95*float64(total) &&
 		elapsed < d+d/2
+	st.Load1 = load1()
 	return st, nil
+}
+
+// logStep prints one step of an HTTP load.
+func logStep(st loadStep) {
+	logf("  %6.0f req/s offered: %6.0f answered, p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, errors %d, dropped %d; load %.2f",
+		st.TargetRPS, st.AchievedRPS, st.P50MS, st.P99MS, st.P999MS, st.Errors, st.Dropped, st.Load1)
 }
 
 // do sends one request and reads the whole answer, so connections are

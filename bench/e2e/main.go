@@ -4,10 +4,13 @@
 // child process, so its CPU and memory can be read from /proc) decide it
 // all into ClickHouse, then measures event-to-decision latency at half the
 // measured saturation rate, the detection quality of the reference rules,
-// HTTP load on /healthz and /v1/decide, and profiles the same pipeline
-// in-process. It writes bench/results/<stamp>.json, latest.json,
-// latest.png and the profiles. With -fleet it measures fleets of riskd
-// instead, each held to a CPU quota, and a partition move (fleet.go).
+// HTTP load on /healthz and /v1/decide (alone, and at 10,000 requests/s
+// while the stream runs at half saturation), profiles the same pipeline
+// in-process, and runs the score micro-benchmark, so that issue 17's goals
+// are read as ratios of figures from one run. It writes
+// bench/results/<stamp>.json, latest.json, latest.png and the profiles.
+// With -fleet it measures fleets of riskd instead, each held to a CPU
+// quota, and a partition move (fleet.go).
 //
 // The broker runs in the harness process, not in riskd: the workload must
 // exist before riskd starts (so the timed window is consume, decide and
@@ -53,6 +56,9 @@ type settings struct {
 	// DecidePublish is riskd's decide.publish_events: each event decided
 	// through the API appended to its input topic and read back.
 	DecidePublish bool `json:"decide_publish_events"`
+	// ScoreBenchtime is -benchtime of the score benchmark run at the end
+	// (goal 1 of issue 17); empty skips it.
+	ScoreBenchtime string `json:"score_benchtime"`
 }
 
 func main() {
@@ -71,6 +77,7 @@ func main() {
 	flag.DurationVar(&s.SnapshotInterval, "snapshot-interval", 30*time.Second, "riskd's state.snapshot_interval")
 	flag.BoolVar(&s.DecidePublish, "decide-publish", true, "riskd's decide.publish_events")
 	flag.BoolVar(&s.SkipProfile, "skip-profile", false, "skip the in-process profile")
+	flag.StringVar(&s.ScoreBenchtime, "score-benchtime", "200000x", "-benchtime of BenchmarkScoreReference/score, run after riskd stopped; empty skips it")
 	flag.StringVar(&s.ClickHouse, "clickhouse", "127.0.0.1:9000", "ClickHouse native address")
 	flag.StringVar(&s.Database, "database", "riskd_bench", "ClickHouse database (dropped and recreated)")
 	flag.StringVar(&s.OutDir, "out", "bench/results", "results directory")

@@ -32,6 +32,7 @@ type profileResult struct {
 	CPUTop       string        `json:"cpu_top"`
 	CPUTopCum    string        `json:"cpu_top_cum"`
 	AllocTop     string        `json:"alloc_top"`
+	Load1        float64       `json:"load1"` // when the profiled window ended
 }
 
 // profileLabel tags the pipeline's goroutines in the CPU profile, so its
@@ -93,6 +94,7 @@ func profilePipeline(ctx context.Context, s settings, brokers []string, db, stam
 		runErr = p.Run(ctx) // returns after the drain once runCtx ends
 	})
 	res.Duration = time.Since(start)
+	res.Load1 = load1()
 	pprof.StopCPUProfile()
 	stopEngine()
 	wg.Wait()

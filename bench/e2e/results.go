@@ -23,11 +23,19 @@ type results struct {
 	Machine  machineInfo `json:"machine"`
 	Settings settings    `json:"settings"`
 
-	E2EEventsPerSec     float64  `json:"e2e_events_per_sec"`
-	BareConsumePerSec   float64  `json:"bare_consume_events_per_sec"`
-	E2EP50MS            float64  `json:"e2e_p50_ms"`
-	E2EP99MS            float64  `json:"e2e_p99_ms"`
-	E2EP999MS           float64  `json:"e2e_p999_ms"`
+	E2EEventsPerSec   float64 `json:"e2e_events_per_sec"`
+	BareConsumePerSec float64 `json:"bare_consume_events_per_sec"`
+	E2EP50MS          float64 `json:"e2e_p50_ms"`
+	E2EP99MS          float64 `json:"e2e_p99_ms"`
+	E2EP999MS         float64 `json:"e2e_p999_ms"`
+	// RiskdP50MS and RiskdP99MS are the headline latency phase read from
+	// riskd's riskd_kafka_to_decision_seconds histogram.
+	RiskdP50MS float64 `json:"riskd_kafka_to_decision_p50_ms"`
+	RiskdP99MS float64 `json:"riskd_kafka_to_decision_p99_ms"`
+	// MixedHealthzP99MS and MixedDecideP99MS are the mixed run's p99s at
+	// 10,000 requests/s while the stream runs (decide null when not served).
+	MixedHealthzP99MS   *float64 `json:"mixed_healthz_p99_ms"`
+	MixedDecideP99MS    *float64 `json:"mixed_decide_p99_ms"`
 	DecideRPS           *float64 `json:"decide_rps"`
 	DecideP99MS         *float64 `json:"decide_p99_ms"`
 	HealthzRPS          float64  `json:"healthz_rps"`
@@ -36,8 +44,12 @@ type results struct {
 	RSSBytes            uint64   `json:"rss_bytes"`
 	PeakRSSBytes        uint64   `json:"peak_rss_bytes"`
 	CPUMicrosPerEvent   float64  `json:"cpu_us_per_event"`
-	Precision           float64  `json:"precision"`
-	Recall              float64  `json:"recall"`
+	// ClickHouseMicrosPerEvent is the ClickHouse server's CPU per event
+	// stored in the saturation phase, the merges in the idle seconds after
+	// it included; null when the server's process is not visible.
+	ClickHouseMicrosPerEvent *float64 `json:"clickhouse_cpu_us_per_event"`
+	Precision                float64  `json:"precision"`
+	Recall                   float64  `json:"recall"`
 
 	Produce       produceResult    `json:"produce"`
 	Bare          bareResult       `json:"bare_consumer"`
@@ -49,8 +61,14 @@ type results struct {
 	Decide        *loadResult      `json:"decide_load"`
 	DecideNote    string           `json:"decide_note,omitempty"`
 	Profile       *profileResult   `json:"profile,omitempty"`
-	Targets       []target         `json:"targets"`
-	Timeline      []sample         `json:"timeline"`
+	// Mixed is the decide API and /healthz under the stream at half
+	// saturation; ScoreBench the score micro-benchmark run after riskd
+	// stopped. Goals compares the run with issue 17, Targets with issue 5.
+	Mixed      *mixedResult      `json:"mixed"`
+	ScoreBench *scoreBenchResult `json:"score_benchmark"`
+	Goals      []goal            `json:"goals"`
+	Targets    []target          `json:"targets"`
+	Timeline   []sample          `json:"timeline"`
 }
 
 type produceResult struct {
@@ -59,6 +77,7 @@ type produceResult struct {
 	GenSetup     time.Duration `json:"generator_setup_ns"`
 	Duration     time.Duration `json:"duration_ns"`
 	EventsPerSec float64       `json:"events_per_sec"`
+	Load1        float64       `json:"load1"`
 }
 
 type saturationResult struct {
@@ -89,8 +108,25 @@ type saturationResult struct {
 	ClickHouseMeanS float64 `json:"clickhouse_flush_mean_s"`
 	KafkaMeanS      float64 `json:"kafka_flush_mean_s"`
 	// ClickHouseCPU is the ClickHouse server's CPU time over the same
-	// window, when its process is visible in /proc (0 otherwise).
-	ClickHouseCPU time.Duration `json:"clickhouse_server_cpu_ns"`
+	// window, when its process is visible in /proc (0 otherwise), and
+	// ClickHouseCPUAfter its CPU time in the idle wait after it
+	// (IdleAfter long; merging the parts the phase wrote).
+	// ClickHouseBackground is the server's CPU rate, in cores, while the
+	// harness produced and the bare consumer read, before riskd started:
+	// what the server spends without riskd (housekeeping, other clients
+	// of a shared server), which the figures above include too.
+	ClickHouseCPU        time.Duration `json:"clickhouse_server_cpu_ns"`
+	ClickHouseCPUAfter   time.Duration `json:"clickhouse_server_cpu_after_ns"`
+	IdleAfter            time.Duration `json:"idle_after_ns"`
+	ClickHouseBackground float64       `json:"clickhouse_background_cores"`
+	ClickHousePID        int           `json:"clickhouse_pid"`
+	ClickHouseFoundBy    string        `json:"clickhouse_found_by"`
+	// ClickHouseOtherClients are the processes other than riskd and the
+	// harness seen connected to the server (checked every second) while
+	// its CPU was read: a shared server's CPU includes their work.
+	ClickHouseOtherClients []string `json:"clickhouse_other_clients"`
+	// Load1 is the 1-minute load average when all events were stored.
+	Load1 float64 `json:"load1"`
 }
 
 type latencyResult struct {
@@ -113,6 +149,14 @@ type latencyResult struct {
 	RiskdCores   float64 `json:"riskd_cores"`
 	HarnessCores float64 `json:"harness_cores"`
 	Definition   string  `json:"definition"`
+	// Riskd is the same phase read from riskd's own histogram
+	// (riskd_kafka_to_decision_seconds) instead of ClickHouse.
+	Riskd histLatency `json:"riskd_histogram"`
+	// StateSnapshots is how many engine state snapshots riskd took in the
+	// measured window (riskd_state_snapshots_total).
+	StateSnapshots float64 `json:"state_snapshots_in_window"`
+	// Load1 is the 1-minute load average when the producer finished.
+	Load1 float64 `json:"load1"`
 }
 
 type scenarioResult struct {

@@ -56,15 +56,20 @@ func run(ctx context.Context, s settings) error {
 	}
 	logf("embedded broker on %s; producing %d events over %d accounts", broker.Addr(), s.Events, s.Accounts)
 
+	chPID, chHow := clickHouseServer(s.ClickHouse)
+	logf("ClickHouse server process: pid %d (%s)", chPID, chHow)
+	chIdle0, chIdleErr := readProc(chPID)
+	idleFrom := time.Now()
+
 	satPrefix := "sat-" + stamp + "-"
 	st, genSetup, err := preProduce(ctx, s, brokers, satPrefix)
 	if err != nil {
 		return err
 	}
 	r.Produce = produceResult{Events: st.Events, Fraud: st.Fraud, GenSetup: genSetup, Duration: st.Duration,
-		EventsPerSec: float64(st.Events) / st.Duration.Seconds()}
-	logf("produced %d events (%d fraud) in %.1fs (generator setup %.1fs)", st.Events, st.Fraud,
-		st.Duration.Seconds(), genSetup.Seconds())
+		EventsPerSec: float64(st.Events) / st.Duration.Seconds(), Load1: load1()}
+	logf("produced %d events (%d fraud) in %.1fs (generator setup %.1fs); load %.2f", st.Events, st.Fraud,
+		st.Duration.Seconds(), genSetup.Seconds(), r.Produce.Load1)
 
 	ends, err := endOffsets(ctx, brokers, topics.Inputs, s.Partitions)
 	if err != nil {
@@ -75,7 +80,15 @@ func run(ctx context.Context, s settings) error {
 		return err
 	}
 	r.BareConsumePerSec = r.Bare.EventsPerSec
-	logf("bare consumer: %d messages in %.2fs = %.0f/s", r.Bare.Messages, r.Bare.Duration.Seconds(), r.Bare.EventsPerSec)
+	logf("bare consumer: %d messages in %.2fs = %.0f/s; load %.2f", r.Bare.Messages, r.Bare.Duration.Seconds(),
+		r.Bare.EventsPerSec, r.Bare.Load1)
+
+	r.Saturation.ClickHousePID, r.Saturation.ClickHouseFoundBy = chPID, chHow
+	if chIdle1, err := readProc(chPID); err == nil && chIdleErr == nil && chPID > 0 {
+		r.Saturation.ClickHouseBackground = (chIdle1.CPU - chIdle0.CPU).Seconds() / time.Since(idleFrom).Seconds()
+		logf("ClickHouse server used %.3f cores while riskd was not running (produce, bare consumer)",
+			r.Saturation.ClickHouseBackground)
+	}
 
 	token := "bench-" + stamp
 	opts := riskdOptions{Binary: bin, Dir: scratch, Brokers: broker.Addr(), Group: "riskd-bench-" + stamp,
@@ -150,8 +163,20 @@ func run(ctx context.Context, s settings) error {
 		if i == 0 {
 			r.Latency = l
 			r.E2EP50MS, r.E2EP99MS, r.E2EP999MS = l.P50MS, l.P99MS, l.P999MS
+			r.RiskdP50MS, r.RiskdP99MS = l.Riskd.P50MS, l.Riskd.P99MS
 		}
 		r.LatencyLadder = append(r.LatencyLadder, l)
+	}
+
+	mixed, err := mixedRun(ctx, smp, s, brokers, stamp, s.LatencyFactor, r.E2EEventsPerSec, proc,
+		r.Saturation.DecideEnabled, token)
+	if err != nil {
+		return err
+	}
+	r.Mixed = &mixed
+	r.MixedHealthzP99MS = &mixed.Healthz.P99MS
+	if mixed.Decide != nil {
+		r.MixedDecideP99MS = &mixed.Decide.P99MS
 	}
 
 	smp.setPhase("healthz")
@@ -183,11 +208,17 @@ func run(ctx context.Context, s settings) error {
 			return err
 		}
 		r.Profile = &pr
-		logf("in-process pipeline: %.0f decisions in %.1fs = %.0f/s while profiled", pr.Decided,
-			pr.Duration.Seconds(), pr.EventsPerSec)
+		logf("in-process pipeline: %.0f decisions in %.1fs = %.0f/s while profiled; load %.2f", pr.Decided,
+			pr.Duration.Seconds(), pr.EventsPerSec, pr.Load1)
+	}
+
+	if s.ScoreBenchtime != "" {
+		sb := runScoreBench(ctx, s.ScoreBenchtime)
+		r.ScoreBench = &sb
 	}
 
 	r.setTargets()
+	r.setGoals()
 	path, err := r.write(s.OutDir)
 	if err != nil {
 		return err

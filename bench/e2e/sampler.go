@@ -19,6 +19,7 @@ type sample struct {
 	Accounts float64 `json:"active_accounts"`
 	CPUSec   float64 `json:"cpu_s"`
 	RSS      uint64  `json:"rss_bytes"`
+	Load1    float64 `json:"load1"`
 }
 
 // sampler scrapes riskd every interval until its context ends. The phase
@@ -71,8 +72,15 @@ func (s *sampler) once(ctx context.Context) {
 		T: time.Since(s.t0).Seconds(), Phase: s.phase,
 		Consumed: m["riskd_consumed_total"], Settled: m.settled(), Lag: m["riskd_consumer_lag"],
 		HeapUse: m["go_memstats_heap_inuse_bytes"], Accounts: m["riskd_active_accounts"],
-		CPUSec: p.CPU.Seconds(), RSS: p.RSSBytes,
+		CPUSec: p.CPU.Seconds(), RSS: p.RSSBytes, Load1: load1(),
 	})
+}
+
+// scrapeNow scrapes riskd at once, outside the sampling ticks, for figures
+// that need a scrape at a given moment (a histogram before and after a
+// window).
+func (s *sampler) scrapeNow(ctx context.Context) (metrics, error) {
+	return scrape(ctx, s.client, s.url)
 }
 
 // setPhase labels the samples taken from now on.

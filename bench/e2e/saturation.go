@@ -3,6 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
+	"maps"
+	"os"
+	"slices"
+	"strings"
+	"sync"
 	"time"
 )
 
@@ -13,8 +18,26 @@ func saturation(ctx context.Context, r *results, smp *sampler, proc *riskdProc, 
 	if err != nil {
 		return err
 	}
-	chPID := findProcess("clickhouse-serv")
-	ch0, _ := readProc(chPID)
+	sat := &r.Saturation
+	chPID := sat.ClickHousePID
+	ch0, ch0Err := readProc(chPID)
+	// Other clients of the ClickHouse server while its CPU is read: their
+	// work is in the figure too.
+	others := map[int]string{}
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	var watch sync.WaitGroup
+	if chPID > 0 {
+		ours := map[int]bool{proc.pid(): true, os.Getpid(): true}
+		watch.Go(func() {
+			everyTick(watchCtx, time.Second, func(context.Context) {
+				maps.Copy(others, otherClients(chPID, ours))
+			})
+		})
+	}
+	defer func() {
+		stopWatch()
+		watch.Wait()
+	}()
 	logf("riskd ready (pid %d); waiting for %d decisions to be stored", proc.pid(), n)
 	if err := smp.waitSettled(ctx, float64(n)); err != nil {
 		return fmt.Errorf("saturation: %w", err)
@@ -23,8 +46,9 @@ func saturation(ctx context.Context, r *results, smp *sampler, proc *riskdProc, 
 	if err != nil {
 		return err
 	}
-	sat := &r.Saturation
-	if ch1, err := readProc(chPID); err == nil && chPID > 0 {
+	ch1, ch1Err := readProc(chPID)
+	chSeen := chPID > 0 && ch0Err == nil && ch1Err == nil
+	if chSeen {
 		sat.ClickHouseCPU = ch1.CPU - ch0.CPU
 	}
 	m := smp.latest()
@@ -41,19 +65,43 @@ func saturation(ctx context.Context, r *results, smp *sampler, proc *riskdProc, 
 	t10 := crossing(tl, func(x sample) float64 { return x.Settled }, sat.SteadyFrom*float64(n))
 	t90 := crossing(tl, func(x sample) float64 { return x.Settled }, sat.SteadyTo*float64(n))
 	r.E2EEventsPerSec = (sat.SteadyTo - sat.SteadyFrom) * float64(n) / (t90 - t10)
+	sat.Load1 = load1()
 	sat.CPU = p1.CPU - p0.CPU
 	sat.CPUCoresUsed = sat.CPU.Seconds() / (sat.AllStoredS - sat.FirstConsumedS)
 	r.CPUMicrosPerEvent = float64(sat.CPU.Microseconds()) / float64(n)
-	logf("all %d stored %.1fs after riskd was ready: steady %.0f/s (10%%..90%%), average %.0f/s, %.1f us CPU per event (%.2f cores)",
-		n, sat.AllStoredS, r.E2EEventsPerSec, sat.AvgEventsPerSec, r.CPUMicrosPerEvent, sat.CPUCoresUsed)
+	logf("all %d stored %.1fs after riskd was ready: steady %.0f/s (10%%..90%%), average %.0f/s, %.1f us CPU per event (%.2f cores); load %.2f",
+		n, sat.AllStoredS, r.E2EEventsPerSec, sat.AvgEventsPerSec, r.CPUMicrosPerEvent, sat.CPUCoresUsed, sat.Load1)
 	logf("%.0f output batches of %.0f on average; mean flush: ClickHouse %.3fs, Kafka %.3fs; ClickHouse server CPU %.1fs",
 		sat.OutputBatches, sat.MeanBatchSize, sat.ClickHouseMeanS, sat.KafkaMeanS, sat.ClickHouseCPU.Seconds())
 
 	// riskd_active_accounts is refreshed every 5 s; wait for a value taken
 	// after the last event.
 	smp.setPhase("idle")
+	idleFrom := time.Now()
 	if err := sleepCtx(ctx, 6*time.Second+2*s.SampleEvery); err != nil {
 		return err
+	}
+	sat.IdleAfter = time.Since(idleFrom)
+	stopWatch()
+	watch.Wait()
+	for pid, cmd := range others {
+		sat.ClickHouseOtherClients = append(sat.ClickHouseOtherClients, fmt.Sprintf("pid %d: %s", pid, cmd))
+	}
+	slices.Sort(sat.ClickHouseOtherClients)
+	if len(others) > 0 {
+		logf("warning: %d other processes were connected to the ClickHouse server while its CPU was read; "+
+			"the server figure includes their work: %s", len(others), strings.Join(sat.ClickHouseOtherClients, "; "))
+	}
+	if ch2, err := readProc(chPID); chSeen && err == nil {
+		sat.ClickHouseCPUAfter = ch2.CPU - ch1.CPU
+		us := float64((sat.ClickHouseCPU + sat.ClickHouseCPUAfter).Microseconds()) / float64(n)
+		r.ClickHouseMicrosPerEvent = &us
+		logf("ClickHouse server (pid %d, %s) CPU: %.1fs while storing + %.1fs in the %.1fs after = %.1f us per stored event "+
+			"(riskd %.1f us); it used %.3f cores before riskd started",
+			chPID, sat.ClickHouseFoundBy, sat.ClickHouseCPU.Seconds(), sat.ClickHouseCPUAfter.Seconds(), sat.IdleAfter.Seconds(),
+			us, r.CPUMicrosPerEvent, sat.ClickHouseBackground)
+	} else {
+		logf("warning: ClickHouse server CPU not measured (%s)", sat.ClickHouseFoundBy)
 	}
 	m = smp.latest()
 	sat.HeapInuse, sat.HeapLive, sat.ActiveAccounts, sat.StateEntities =

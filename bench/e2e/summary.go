@@ -9,20 +9,38 @@ import (
 // printSummary prints the headline figures and the targets.
 func printSummary(r *results, path string) {
 	logf("results written to %s (and latest.json, latest.png)", path)
-	fmt.Printf("\n%-32s %14s\n", "figure", "value")
+	fmt.Printf("\n%-32s %14s %7s\n", "figure", "value", "load1")
+	sat, lat := r.Saturation.Load1, r.Latency.Load1
+	// A ramp with no step held has no headline step, so no load for it.
+	var mixedH, mixedD, decide, healthz any = "-", "-", "-", "-"
+	if r.Healthz.MaxHeldRPS > 0 {
+		healthz = r.Healthz.Load1
+	}
+	if r.Mixed != nil {
+		mixedH = r.Mixed.Healthz.Load1
+		if r.Mixed.Decide != nil {
+			mixedD = r.Mixed.Decide.Load1
+		}
+	}
+	if r.Decide != nil && r.Decide.MaxHeldRPS > 0 {
+		decide = r.Decide.Load1
+	}
 	rows := []struct {
-		name string
-		v    any
+		name    string
+		v, load any
 	}{
-		{"e2e_events_per_sec", r.E2EEventsPerSec}, {"bare_consume_events_per_sec", r.BareConsumePerSec},
-		{"e2e_p50_ms", r.E2EP50MS}, {"e2e_p99_ms", r.E2EP99MS}, {"e2e_p999_ms", r.E2EP999MS},
-		{"decide_rps", fmtOpt(r.DecideRPS)}, {"decide_p99_ms", fmtOpt(r.DecideP99MS)},
-		{"healthz_p99_ms", r.HealthzP99MS}, {"heap_bytes_per_account", r.HeapBytesPerAccount},
-		{"rss_bytes", r.RSSBytes}, {"cpu_us_per_event", r.CPUMicrosPerEvent},
-		{"precision", r.Precision}, {"recall", r.Recall},
+		{"e2e_events_per_sec", r.E2EEventsPerSec, sat}, {"bare_consume_events_per_sec", r.BareConsumePerSec, r.Bare.Load1},
+		{"e2e_p50_ms", r.E2EP50MS, lat}, {"e2e_p99_ms", r.E2EP99MS, lat}, {"e2e_p999_ms", r.E2EP999MS, lat},
+		{"riskd_kafka_to_decision_p50_ms", r.RiskdP50MS, lat}, {"riskd_kafka_to_decision_p99_ms", r.RiskdP99MS, lat},
+		{"mixed_healthz_p99_ms", fmtOpt(r.MixedHealthzP99MS), mixedH}, {"mixed_decide_p99_ms", fmtOpt(r.MixedDecideP99MS), mixedD},
+		{"decide_rps", fmtOpt(r.DecideRPS), decide}, {"decide_p99_ms", fmtOpt(r.DecideP99MS), decide},
+		{"healthz_p99_ms", r.HealthzP99MS, healthz}, {"heap_bytes_per_account", r.HeapBytesPerAccount, sat},
+		{"rss_bytes", r.RSSBytes, sat}, {"cpu_us_per_event", r.CPUMicrosPerEvent, sat},
+		{"clickhouse_cpu_us_per_event", fmtOpt(r.ClickHouseMicrosPerEvent), sat},
+		{"precision", r.Precision, "-"}, {"recall", r.Recall, "-"},
 	}
 	for _, row := range rows {
-		fmt.Printf("%-32s %14v\n", row.name, fmtAny(row.v))
+		fmt.Printf("%-32s %14v %7s\n", row.name, fmtAny(row.v), fmtLoad(row.load))
 	}
 	fmt.Println()
 	for _, t := range r.Targets {
@@ -48,6 +66,7 @@ func printSummary(r *results, path string) {
 			logf("warning: %v", err)
 		}
 	}
+	printGoals(os.Stdout, r)
 }
 
 func fmtOpt(p *float64) any {
@@ -55,6 +74,13 @@ func fmtOpt(p *float64) any {
 		return "null"
 	}
 	return *p
+}
+
+func fmtLoad(v any) string {
+	if f, ok := v.(float64); ok {
+		return fmt.Sprintf("%.2f", f)
+	}
+	return fmt.Sprint(v)
 }
 
 func fmtAny(v any) string {

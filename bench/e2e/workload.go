@@ -59,9 +59,12 @@ type pacedProducer struct {
 	rate    float64
 	dur     time.Duration
 	gen     traffic.Config
+	// stop, when closed, ends the run early (the mixed run stops its
+	// stream when its HTTP load is done); nil runs for dur.
+	stop <-chan struct{}
 }
 
-// run writes rate*dur events: every tick it sends the events that are due
+// run writes rate*dur events (fewer if stop closes first): every tick it sends the events that are due
 // (the schedule is start + i/rate), stamping each with the current time in
 // ms just before the write, so the tick adds no latency of its own. A
 // write that takes longer than a tick makes the next batch bigger instead
@@ -85,6 +88,8 @@ func (p pacedProducer) run(ctx context.Context) (int, error) {
 		select {
 		case <-ctx.Done():
 			return sent, ctx.Err()
+		case <-p.stop:
+			return sent, nil
 		case <-tick.C:
 		}
 		now := time.Now()
