@@ -509,13 +509,22 @@ func newWriter(brokers []string, batchSize int, b kafka.Balancer) *kafka.Writer 
 		Addr:         kafka.TCP(brokers...),
 		Balancer:     b,
 		RequiredAcks: kafka.RequireAll,
-		BatchSize:    batchSize,
+		// Per partition: kafka-go allocates room for BatchSize messages
+		// with every partition's batch, so a whole output batch's size
+		// (thousands) cost most of a megabyte per partition per flush.
+		// A partition's share of an output batch is far smaller; a larger
+		// share goes out in several requests, in order.
+		BatchSize: min(batchSize, maxPartitionBatch),
 		// Brokers refuse a batch over message.max.bytes; see writerBatchBytes.
 		BatchBytes:   writerBatchBytes,
 		BatchTimeout: time.Millisecond, // WriteMessages is called with whole batches
 		MaxAttempts:  3,
 	}
 }
+
+// maxPartitionBatch bounds the messages of one produce batch for one
+// partition (see newWriter).
+const maxPartitionBatch = 1024
 
 // outputBalancer places the outputs by account (kafka.Hash: one
 // account's outputs stay in order), and the decide API's events appended

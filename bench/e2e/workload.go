@@ -52,6 +52,10 @@ func saturationTraffic(s settings, prefix string) traffic.Config {
 // of a core; 5 ms keeps the rate smooth at a fifth of the requests.
 const produceTick = 5 * time.Millisecond
 
+// pacedBatchSize bounds one partition's produce batch in the paced
+// producer; a tick with more for a partition sends several.
+const pacedBatchSize = 256
+
 // pacedProducer writes events at a fixed rate with event time equal to
 // the wall clock when each is handed to Kafka, for the latency phase.
 type pacedProducer struct {
@@ -71,9 +75,13 @@ type pacedProducer struct {
 // of shifting the schedule, so the offered rate holds.
 func (p pacedProducer) run(ctx context.Context) (int, error) {
 	topics := streams.DefaultTopics()
+	// BatchSize is per partition and kafka-go allocates room for that many
+	// messages with every batch: 10,000 cost the harness 33 GB of
+	// allocation (and the garbage collector most of a core) in one run,
+	// for batches of about ten messages (a tick's share of one partition).
 	w := &kafka.Writer{
 		Addr: kafka.TCP(p.brokers...), Balancer: &kafka.Hash{}, RequiredAcks: kafka.RequireAll,
-		BatchSize: 10_000, BatchTimeout: time.Millisecond, BatchBytes: 8 << 20,
+		BatchSize: pacedBatchSize, BatchTimeout: time.Millisecond, BatchBytes: 8 << 20,
 	}
 	defer w.Close()
 	gen := traffic.New(p.gen)
