@@ -71,3 +71,23 @@ func TestHistogramOfMissing(t *testing.T) {
 		t.Fatal("histogramOf found a histogram that is not there")
 	}
 }
+
+// A stage of riskd_stage_seconds reads like an unlabelled histogram of
+// its own; the other stages' series stay out.
+func TestStageSeries(t *testing.T) {
+	scrape := func(fetch, merge float64) metrics {
+		return metrics{
+			`riskd_stage_seconds_bucket{stage="fetch",le="0.001"}`: fetch, `riskd_stage_seconds_bucket{stage="fetch",le="+Inf"}`: fetch,
+			`riskd_stage_seconds_sum{stage="fetch"}`: fetch / 2000, `riskd_stage_seconds_count{stage="fetch"}`: fetch,
+			`riskd_stage_seconds_bucket{stage="merge",le="0.001"}`: 0, `riskd_stage_seconds_bucket{stage="merge",le="+Inf"}`: merge,
+			`riskd_stage_seconds_sum{stage="merge"}`: merge, `riskd_stage_seconds_count{stage="merge"}`: merge,
+		}
+	}
+	got := stagesFrom(scrape(10, 10), scrape(110, 30))
+	if f, m := got["fetch"], got["merge"]; f.Decisions != 100 || m.Decisions != 20 || f.P50MS > 1 || m.P50MS < 1 {
+		t.Fatalf("stages: %+v", got)
+	}
+	if _, ok := got["score"]; ok {
+		t.Fatal("a stage missing from the scrape was read")
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -136,6 +137,7 @@ func latencyPhase(ctx context.Context, smp *sampler, ch *chConn, s settings, bro
 		return latencyResult{}, fmt.Errorf("latency phase: %w", err)
 	}
 	snapshots := snapshotsBetween(hist0, hist1)
+	stages := stagesFrom(hist0, hist1)
 	measuredFrom := start.Add(warmup).UnixMilli()
 	lats, err := ch.latenciesMS(ctx, prefix, measuredFrom, 1<<62)
 	if err != nil {
@@ -151,7 +153,7 @@ func latencyPhase(ctx context.Context, smp *sampler, ch *chConn, s settings, bro
 		P999MS:       float64(quantile(lats, 0.999)),
 		HarnessCores: (self1.CPU - self0.CPU).Seconds() / produced.Seconds(),
 		RiskdCores:   (riskd1.CPU - riskd0.CPU).Seconds() / produced.Seconds(), Load1: load,
-		Riskd: riskdLat, StateSnapshots: snapshots}
+		Riskd: riskdLat, StateSnapshots: snapshots, Stages: stages}
 	if len(lats) > 0 {
 		l.MaxMS = float64(lats[len(lats)-1])
 	}
@@ -162,7 +164,57 @@ func latencyPhase(ctx context.Context, smp *sampler, ch *chConn, s settings, bro
 		"%.0f engine state snapshots in the window; load %.2f",
 		kafkaToDecision, riskdLat.Decisions, riskdLat.P50MS, riskdLat.P99MS, riskdLat.P99BucketMS[0], riskdLat.P99BucketMS[1],
 		riskdLat.P999MS, riskdLat.MeanMS, snapshots, l.Load1)
+	if len(stages) > 0 {
+		var b strings.Builder
+		for _, name := range stageNames {
+			if st, ok := stages[name]; ok {
+				fmt.Fprintf(&b, " %s %.1f/%.1f/%.1f", name, st.P50MS, st.P99MS, st.MeanMS)
+			}
+		}
+		logf("  where it went (riskd_stage_seconds, p50/p99/mean ms):%s", b.String())
+	}
 	return l, nil
+}
+
+// stageNames are riskd_stage_seconds' stages in an event's order.
+var stageNames = []string{"fetch", "merge", "queue", "score", "output"}
+
+// stagesFrom reads riskd_stage_seconds between two scrapes, stage by
+// stage; a riskd without the metric gives none.
+func stagesFrom(before, after metrics) map[string]histLatency {
+	out := map[string]histLatency{}
+	for _, name := range stageNames {
+		l, err := latencyFrom(stageSeries(before, name), stageSeries(after, name), "riskd_stage_seconds",
+			"riskd_stage_seconds{stage=\""+name+"\"} over the measured window")
+		if err == nil {
+			out[name] = l
+		}
+	}
+	return out
+}
+
+// stageSeries keeps the series of one stage of riskd_stage_seconds,
+// named as an unlabelled histogram's (histogramOf reads those).
+func stageSeries(m metrics, stage string) metrics {
+	const name = "riskd_stage_seconds"
+	out := metrics{}
+	for series, v := range m {
+		i := strings.IndexByte(series, '{')
+		if i < 0 || !strings.HasPrefix(series, name) {
+			continue
+		}
+		if st, ok := labelValue(series[i:], "stage"); !ok || st != stage {
+			continue
+		}
+		switch base := series[:i]; base {
+		case name + "_bucket":
+			le, _ := labelValue(series[i:], "le")
+			out[base+`{le="`+le+`"}`] = v
+		case name + "_sum", name + "_count":
+			out[base] = v
+		}
+	}
+	return out
 }
 
 // snapshotsBetween is how many engine state snapshots riskd took (saved,

@@ -155,6 +155,10 @@ type latencyResult struct {
 	// StateSnapshots is how many engine state snapshots riskd took in the
 	// measured window (riskd_state_snapshots_total).
 	StateSnapshots float64 `json:"state_snapshots_in_window"`
+	// Stages splits riskd's latency over the same window by stage
+	// (riskd_stage_seconds: fetch, merge, queue, score, output), to say
+	// where an event waited.
+	Stages map[string]histLatency `json:"riskd_stages,omitempty"`
 	// Load1 is the 1-minute load average when the producer finished.
 	Load1 float64 `json:"load1"`
 }
