@@ -1,5 +1,10 @@
 package features
 
+import (
+	"runtime"
+	"sync"
+)
+
 // Freezing copies state in memory so that its snapshot can be encoded
 // later, on another goroutine, while the original goes on observing. An
 // engine cut pauses its shards for as long as it takes to capture their
@@ -60,15 +65,26 @@ func cloneAccounts(t *table[account, *account]) table[account, *account] {
 // Store observes meanwhile (an engine's cut takes it in a turn of its
 // own). The copy shares nothing mutable with the Shared; no Store may be
 // attached to it.
+//
+// The stripes are copied on up to GOMAXPROCS goroutines at once: an
+// engine's cut holds every shard while this runs, and the copy is memory
+// bound, so spreading it over the cores shortens the pause.
 func (sh *Shared) Freeze() *Shared {
 	f := sh.frozenLayout()
 	f.stripes = make([]stripe, len(sh.stripes))
-	for i := range sh.stripes {
-		sp := &sh.stripes[i]
-		sp.mu.Lock()
-		f.stripes[i].groups = cloneEntityTables(sp.groups)
-		sp.mu.Unlock()
+	workers := min(runtime.GOMAXPROCS(0), len(sh.stripes))
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < len(sh.stripes); i += workers {
+				sp := &sh.stripes[i]
+				sp.mu.Lock()
+				f.stripes[i].groups = cloneEntityTables(sp.groups)
+				sp.mu.Unlock()
+			}
+		})
 	}
+	wg.Wait()
 	return f
 }
 
