@@ -233,7 +233,9 @@ const hexDigits = "0123456789abcdef"
 
 // appendJSONString appends s quoted as encoding/json does by default: the
 // HTML characters <, > and & escaped, invalid UTF-8 as \ufffd, and the
-// line and paragraph separators U+2028 and U+2029 escaped.
+// line and paragraph separators U+2028 and U+2029 escaped. The event
+// package's encoder leaves those as they are, so it cannot serve here:
+// the records' consumers have always read encoding/json's bytes.
 func appendJSONString(b []byte, s string) []byte {
 	b = append(b, '"')
 	start := 0

@@ -208,31 +208,23 @@ func appendDecisionColumns(b driver.Batch, ds []*engine.Decision, src []int) err
 		strs = append(strs, ss...)
 		return strs[at:len(strs):len(strs)]
 	}
+	// takeHits does the same with one text of each rule hit.
+	takeHits := func(hs []engine.RuleHit, text func(*engine.RuleHit) string) []string {
+		at := len(strs)
+		for i := range hs {
+			strs = append(strs, text(&hs[i]))
+		}
+		return strs[at:len(strs):len(strs)]
+	}
+	ruleID := func(h *engine.RuleHit) string { return h.RuleID }
+	ruleError := func(h *engine.RuleHit) string { return h.Error }
 	for j, k := range src {
 		d := ds[k]
 		ids[j], accounts[j], types[j], times[j], tss[j] = d.EventID, d.AccountID, d.EventType, eventTime(d), d.EventTS
 		decided[j], decidedMs[j] = dateTime(d.DecidedAt), d.DecidedAt.UnixMilli()
 		actions[j], scores[j], reasons[j] = d.Action.String(), int32(d.Score), d.Reason
-		at := len(strs)
-		for _, h := range d.Matched {
-			strs = append(strs, h.RuleID)
-		}
-		matched[j] = strs[at:len(strs):len(strs)]
-		at = len(strs)
-		for _, h := range d.Shadow {
-			strs = append(strs, h.RuleID)
-		}
-		shadow[j] = strs[at:len(strs):len(strs)]
-		at = len(strs)
-		for _, h := range d.Errored {
-			strs = append(strs, h.RuleID)
-		}
-		errored[j] = strs[at:len(strs):len(strs)]
-		at = len(strs)
-		for _, h := range d.Errored {
-			strs = append(strs, h.Error)
-		}
-		errs[j] = strs[at:len(strs):len(strs)]
+		matched[j], shadow[j] = takeHits(d.Matched, ruleID), takeHits(d.Shadow, ruleID)
+		errored[j], errs[j] = takeHits(d.Errored, ruleID), takeHits(d.Errored, ruleError)
 		versions[j] = d.RuleSetVersion
 		at, fat := len(strs), len(floats)
 		for _, f := range d.Features {
