@@ -92,8 +92,10 @@ type Message struct {
 	Source Source
 	// Urgent messages (the synchronous decide API) go ahead of the shard's
 	// stream backlog, so a payment waiting for an answer is not queued
-	// behind thousands of Kafka events. Per-account order across the two
-	// lanes is by arrival at the shard.
+	// behind thousands of Kafka events, nor behind a stream message waiting
+	// for its turn at the shared windows (see turnstile). Per-account order
+	// across the two lanes is by arrival at the shard's scorer: an urgent
+	// message is decided before the stream messages still waiting there.
 	Urgent bool
 	// Part is what the message updates: PartAll (the default) decides it.
 	Part Part
@@ -173,6 +175,10 @@ type shard struct {
 	queue  chan Message
 	urgent chan Message
 	cmds   chan func(*Scorer)
+	// pre holds the stream message about to wait for its turn, decoded
+	// (see awaitTurn), apart from the Scorer's own decoding buffers, which
+	// the urgent messages decided meanwhile use.
+	pre *Decoded
 	// lastRest is the size of what follows the features in this shard's
 	// part at the last cut (writeCut), its goroutine's own.
 	lastRest int
@@ -201,6 +207,7 @@ func (e *Engine) addShard(cfg Config, s *Scorer) {
 		queue:  make(chan Message, cfg.QueueSize),
 		urgent: make(chan Message, cfg.QueueSize),
 		cmds:   make(chan func(*Scorer)),
+		pre:    cfg.NewDecoded(),
 	})
 }
 
@@ -295,8 +302,22 @@ func (sh *shard) score(m Message, d *Decision) {
 		sh.hold(m.pause)
 		return
 	}
+	var pre *Decoded
+	if m.seq != 0 {
+		// Decoded before the turn, as other shards' turns go on: only
+		// what reads or changes the features waits for it.
+		if err := sh.pre.Decode(m.Value); err != nil {
+			sh.scorer.turns.leave(m.seq) // it never reaches the features
+			m.Done(nil, err)
+			return
+		}
+		pre = sh.pre
+		if !sh.scorer.skipsFeatures(pre, m.Part) {
+			sh.awaitTurn(m.seq, d)
+		}
+	}
 	sh.scorer.seq, sh.scorer.part = m.seq, m.Part
-	err := sh.scorer.Score(m.Value, m.Source, d)
+	err := sh.scorer.score(m.Value, pre, m.Source, d, nil)
 	sh.scorer.part = PartAll
 	if s := sh.scorer.seq; s != 0 { // it never reached the features
 		sh.scorer.seq = 0
@@ -313,6 +334,46 @@ func (sh *shard) score(m Message, d *Decision) {
 	// The clone is the one allocation per decision the engine makes:
 	// the receiver keeps it past the next event (batches, sinks).
 	m.Done(d.Clone(), nil)
+}
+
+// awaitTurn returns once it is stream message s's turn (see turnstile),
+// deciding the shard's urgent messages while it waits: the turn waits for
+// the other shards' earlier stream messages, and a decide call must not
+// wait behind another shard's backlog. s waits decoded (sh.pre) but not
+// yet scored, because the Scorer decides one event at a time; it is
+// scored after the urgent messages decided meanwhile, as if they had come
+// before it.
+func (sh *shard) awaitTurn(s uint64, d *Decision) {
+	t := sh.scorer.turns
+	for t.next.Load() != s {
+		select {
+		case <-t.wake[sh.index]:
+		case u := <-sh.urgent:
+			sh.score(u, d)
+		}
+	}
+}
+
+// skipsFeatures reports whether scoring the stream message decoded in pre
+// (with part) ends before the features, as score's early returns do: dated
+// too far ahead, or an event id seen before (the decide API's events read
+// back, a replay). Such a message passes the turnstile without waiting for
+// its turn, so it never holds the other shards up. It is a hint only: a
+// message that reaches the features after all waits for its turn in
+// observe (turnstile.enter), without deciding urgent messages meanwhile.
+func (s *Scorer) skipsFeatures(pre *Decoded, part Part) bool {
+	if checkFutureSkew(pre.Event.TS, s.now(), s.maxSkew) != nil {
+		return true
+	}
+	action, was, dup := s.dedupe.seen(pre.key)
+	switch {
+	case !dup:
+		return false
+	case part == PartShared || action != observedOnly:
+		return true
+	default: // observed as another instance's event: its account's part is to do, unless its body differs
+		return was != 0 && was != pre.sum
+	}
 }
 
 // Submit queues m on its account's shard, blocking while that queue is

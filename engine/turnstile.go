@@ -21,14 +21,16 @@ import (
 //
 // Each stream message gets a sequence number when it is queued (Submit,
 // under seqMu, so numbers follow queue order on every shard). A shard
-// enters the turnstile for message s only when every message before s has
-// left it; entering, observing the features and leaving cost one atomic
-// load and one short mutex section when the shards keep pace. A message
-// that never reaches the features (undecodable, duplicate, locked account)
-// passes without waiting, so it never holds the others up. Messages of the
-// decide API carry no number: they are answered at once, under the stripe
-// locks alone, since their order against the stream is arrival order
-// anyway.
+// decodes message s and then scores it only when every message before s
+// has left the turnstile; waiting, observing the features and leaving cost
+// one atomic load and one short mutex section when the shards keep pace.
+// While it waits, the shard decides its urgent messages (shard.awaitTurn):
+// a decide call is not held up by another shard's backlog. A message that
+// never reaches the features (undecodable, refused, a repeated event id)
+// passes without waiting, so it never holds the others up. Messages of
+// the decide API carry no number: they are answered at once, under the
+// stripe locks alone, since their order against the stream is arrival
+// order anyway.
 //
 // No shard can wait for ever: the oldest message not yet through is at the
 // head of its shard's queue or being scored, and never waits itself.
