@@ -41,30 +41,39 @@ var ErrDecideTimeout = errors.New("streams: decide: deadline passed before the s
 // backlog, and returns the decision. The decision is recorded like a
 // streamed one (ClickHouse, output topics), so the same event arriving
 // later on Kafka is a duplicate and counts once in the features. It needs
-// Run to be running, which owns the output stage.
+// Run to be running, which owns the output stage. It takes a decide token
+// first (Config.MaxInFlight of them, freed as decisions become durable):
+// while the output stage is that far behind, a call waits for one up to
+// its deadline, and the shard does not wait at all.
 func (p *Pipeline) Decide(ctx context.Context, raw []byte) (*engine.Decision, error) {
+	select {
+	case p.decides <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ErrDecideTimeout
+	}
 	type outcome struct {
 		d   *engine.Decision
 		err error
 	}
 	reply := make(chan outcome, 1)
 	// The callback outlives the caller when the deadline passes first:
-	// the decision still goes to the output stage.
+	// the decision still goes to the output stage, which frees the token
+	// once it is durable.
 	err := p.eng.Submit(ctx, engine.Message{
 		Value:  raw,
 		Source: p.apiSource(raw),
 		Urgent: true,
 		Done: func(d *engine.Decision, err error) {
 			if err == nil {
-				select {
-				case p.result <- result{d: d}:
-				case <-p.outDone:
-				}
+				p.results.put(result{d: d})
+			} else {
+				<-p.decides // nothing to output
 			}
 			reply <- outcome{d, err}
 		},
 	})
 	if err != nil {
+		<-p.decides // not queued: Done will not run
 		if ctx.Err() != nil {
 			return nil, ErrDecideTimeout
 		}

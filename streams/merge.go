@@ -301,10 +301,7 @@ func (p *Pipeline) submit(outCtx context.Context, in *mergeInput, m kafka.Messag
 			p.stages[stageQueue].Observe(max(0, time.Since(submitted)-d.Latency).Seconds())
 			p.stages[stageScore].Observe(d.Latency.Seconds())
 		}
-		select {
-		case p.result <- result{d: d, err: err, msg: m, part: offsets, ticket: ticket}:
-		case <-outCtx.Done():
-		}
+		p.results.put(result{d: d, err: err, msg: m, part: offsets, ticket: ticket})
 	}
 	switch {
 	case part != engine.PartShared && !in.owned:

@@ -64,7 +64,9 @@ type Config struct {
 	// MaxInFlight bounds fetched messages whose outputs are not durable;
 	// a reader waits when it is reached (backpressure on the broker). It
 	// should cover the batches being stored (StoreParallelism) plus one
-	// filling; 0 means 4 batches plus one per parallel store.
+	// filling; 0 means 4 batches plus one per parallel store. It bounds
+	// the decide API's decisions whose outputs are not durable too, apart:
+	// at that many, a decide call waits (up to its deadline) for one.
 	MaxInFlight int
 	// StoreParallelism is how many batches may be writing to the store at
 	// once; 0 means 3.
@@ -369,10 +371,12 @@ type Pipeline struct {
 	stages      [stageCount]prometheus.Observer // m.Stage by stage
 	log         *slog.Logger
 	slots       chan struct{} // one token per in-flight message
-	result      chan result
-	// outDone is closed when the output stage has stopped, so callbacks
-	// never block on a stage that is gone.
-	outDone chan struct{}
+	// decides holds a token per decide API decision whose outputs are not
+	// durable yet (Decide), as slots does per stream message.
+	decides chan struct{}
+	// results takes every decision to the output stage without its sender
+	// waiting; the tokens of slots and decides bound what it holds.
+	results *resultQueue
 	// pubMu serialises notifications from the output stage and the API, so
 	// one account's notifications reach the notifier in order.
 	pubMu sync.Mutex
@@ -456,8 +460,8 @@ func New(cfg Config, eng *engine.Engine, store DecisionStore, m *Metrics) *Pipel
 		stages:  m.stageObservers(),
 		log:     cfg.Logger,
 		slots:   make(chan struct{}, cfg.MaxInFlight),
-		result:  make(chan result, cfg.BatchSize),
-		outDone: make(chan struct{}),
+		decides: make(chan struct{}, cfg.MaxInFlight),
+		results: newResultQueue(),
 		health:  newHealth(store),
 		now:     time.Now,
 
@@ -590,7 +594,6 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	outWG.Add(1)
 	go func() {
 		defer outWG.Done()
-		defer close(p.outDone)
 		p.runOutput(outCtx)
 	}()
 	// Outputs that are still retrying when the drain gives up are abandoned
@@ -945,8 +948,8 @@ func (p *Pipeline) runOutput(ctx context.Context) {
 	defer tick.Stop()
 	for {
 		select {
-		case r := <-p.result:
-			batch = append(batch, r)
+		case <-p.results.ready:
+			batch = p.results.take(batch, p.cfg.BatchSize-len(batch))
 			if len(batch) < p.cfg.BatchSize {
 				continue
 			}
@@ -994,8 +997,9 @@ func (p *Pipeline) runOutput(ctx context.Context) {
 // finish marks a durable batch's messages done and frees their slots.
 func (p *Pipeline) finish(batch []result) {
 	for _, r := range batch {
-		if r.part == nil {
-			continue // decided through the API: no offset, no slot
+		if r.part == nil { // decided through the API: no offset, a decide token
+			<-p.decides
+			continue
 		}
 		r.part.finish(r.ticket)
 		<-p.slots

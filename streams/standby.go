@@ -120,11 +120,7 @@ func (p *Pipeline) takeOver(ctx context.Context, in *mergeInput, rs []result) {
 		}
 		r.part, r.ticket = in.offsets, in.offsets.add(r.msg.Offset)
 		p.m.InFlight.Inc()
-		select {
-		case p.result <- r:
-		case <-ctx.Done():
-			return
-		}
+		p.results.put(r)
 	}
 	p.m.StandbyHandedOver.Add(float64(len(rs)))
 	for _, r := range rs {

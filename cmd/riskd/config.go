@@ -163,7 +163,8 @@ type OutputConfig struct {
 	CommitInterval time.Duration `yaml:"commit_interval"`
 	DrainTimeout   time.Duration `yaml:"drain_timeout"`
 	// MaxInFlight bounds fetched messages whose outputs are not durable
-	// yet; 0 means 4 + StoreParallelism batches.
+	// yet, and apart from them the decide API's decisions; 0 means 4 +
+	// StoreParallelism batches.
 	MaxInFlight int `yaml:"max_in_flight"`
 	// StoreParallelism is how many batches may write to ClickHouse at once.
 	StoreParallelism int `yaml:"store_parallelism"`
