@@ -312,7 +312,9 @@ func (sh *shard) score(m Message, d *Decision) {
 			return
 		}
 		pre = sh.pre
-		if !sh.scorer.skipsFeatures(pre, m.Part) {
+		// Already its turn (the shards keep pace): nothing to wait for,
+		// so no need to look ahead at what scoring will do.
+		if sh.scorer.turns.next.Load() != m.seq && !sh.scorer.skipsFeatures(pre, m.Part) {
 			sh.awaitTurn(m.seq, d)
 		}
 	}
