@@ -334,6 +334,9 @@ var sampleReads = []struct {
 			_, _, _, err := s.DecisionTimes(ctx, sampleSpanFrom, sampleSpanTo)
 			return err
 		}},
+	{name: "RecentEvents", ordered: true, expect: []string{
+		`ev-1	1795521600000	{"event_id":"ev-1","type":"payment","ts":1795521600000,"account_id":"acct-1"}`},
+		read: func(ctx context.Context, s *Store) error { _, err := s.RecentEvents(ctx, "acct-1", 10); return err }},
 	{name: "ReplayEvents", ordered: true, expect: []string{
 		`ev-2	1795521600000	{"event_id":"ev-2","type":"payment","ts":1795521600000,"account_id":"acct-2"}`,
 		`ev-1	1795521600000	{"event_id":"ev-1","type":"payment","ts":1795521600000,"account_id":"acct-1"}`},
