@@ -23,6 +23,7 @@ import (
 
 	"riskd/api"
 	"riskd/api/rulesapi"
+	"riskd/console"
 	"riskd/engine"
 	"riskd/features"
 	"riskd/internal/backoff"
@@ -534,6 +535,15 @@ func (d *daemon) prepareHTTP() error {
 		mux.Handle("/debug/pprof/", d.api)
 	}
 	mux.Handle("/v1/", d.api)
+	if d.api.HasTokens() { // with no token no one could sign in: the console is off
+		con, err := console.New(console.Config{SessionTTL: d.cfg.Console.SessionTTL,
+			Secure: d.cfg.HTTP.TLSCert != "" && d.cfg.HTTP.TLSKey != ""}, d.api, d.log)
+		if err != nil {
+			return fmt.Errorf("config: %w", err)
+		}
+		mux.Handle("/console", con)
+		mux.Handle("/console/", con)
+	}
 	d.httpCtx, d.cancelHTTP = context.WithCancel(context.Background())
 	d.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
 		IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10,
