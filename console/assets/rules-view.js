@@ -12,8 +12,8 @@ const maxDiffCells = 4_000_000;
  * kind "same", "del", "add" or "change" (a removed line beside an added one).
  */
 export function lineDiff(a, b) {
-  const x = a === "" ? [] : a.split("\n");
-  const y = b === "" ? [] : b.split("\n");
+  const x = lines(a);
+  const y = lines(b);
   const n = x.length;
   const m = y.length;
   const ops = [];
@@ -61,6 +61,12 @@ export function lineDiff(a, b) {
   return rows;
 }
 
+// lines splits a text into lines; a final newline ends the last line
+// rather than starting an empty one.
+function lines(s) {
+  return s === "" ? [] : s.replace(/\n$/, "").split("\n");
+}
+
 /**
  * sideBySide renders the files of two versions as a two-column table,
  * changed files only, unchanged stretches folded to 3 lines of context.
@@ -95,8 +101,7 @@ export function sideBySide(oldFiles, newFiles, oldLabel, newLabel) {
   }
   if (!body.length) return h("p", { class: "muted", "data-test": "diff" }, "The two versions have the same files.");
   return h("table", { class: "diff", "data-test": "diff" },
-    h("colgroup", null, h("col", { style: "width:3rem" }), h("col"), h("col", { style: "width:3rem" }), h("col")),
-    h("thead", null, h("tr", null, h("th", { colspan: 2 }, oldLabel), h("th", { colspan: 2 }, newLabel))),
+    h("thead", null, h("tr", null, h("th", { class: "ln" }), h("th", null, oldLabel), h("th", { class: "ln" }), h("th", null, newLabel))),
     h("tbody", null, body));
 }
 

@@ -21,7 +21,7 @@ export default {
     root.append(h("h1", null, "Lists"));
     const side = h("div", { class: "panel" });
     const main = h("div");
-    root.append(h("div", { class: "grid2", style: "grid-template-columns: minmax(0,1fr) minmax(0,3fr)" }, side, main));
+    root.append(h("div", { class: "lists-grid" }, side, main));
     drawLists(side, ctx, name);
     if (name) drawList(main, ctx, name, () => drawLists(side, ctx, name));
     else main.append(h("p", { class: "muted" }, "Pick a list to see its entries."));
@@ -68,6 +68,8 @@ async function drawList(root, ctx, name, changed) {
   const add = h("textarea", { "data-test": "list-add-entries", rows: 3, cols: 40, placeholder: "one value per line" });
   const message = h("input", { "data-test": "list-message", placeholder: "why (for the history)", size: 30 });
 
+  const versionLine = h("p", { class: "muted", "data-test": "list-version" }, isNew ? "A new list: add its first entries." : `In version ${version}`);
+
   function draw() {
     const q = search.value.trim().toLowerCase();
     const found = q ? entries.filter((e) => e.toLowerCase().includes(q)) : entries;
@@ -92,6 +94,7 @@ async function drawList(root, ctx, name, changed) {
         return;
       }
       entries = [...new Set([...entries, ...values])].sort();
+      versionLine.textContent = `In version ${out.version}`;
       add.value = "";
       draw();
       changed();
@@ -105,6 +108,7 @@ async function drawList(root, ctx, name, changed) {
       const out = await ctx.api("DELETE", `/v1/lists/${encodeURIComponent(name)}/entries/${encodeURIComponent(entry)}`, {});
       toast(`Removed ${entry}: version ${out.version}`);
       entries = entries.filter((e) => e !== entry);
+      versionLine.textContent = `In version ${out.version}`;
       draw();
       changed();
     } catch (err) {
@@ -114,7 +118,7 @@ async function drawList(root, ctx, name, changed) {
 
   root.replaceChildren(
     h("h2", null, name, " ", h("code", { class: "muted" }, `lists/${name}.txt`)),
-    isNew ? h("p", { class: "muted" }, "A new list: add its first entries.") : h("p", { class: "muted" }, `In version ${version}`),
+    versionLine,
     h("div", { class: "toolbar" }, search, count),
     list,
     ctx.can("analyst") ? h("form", { class: "panel", onsubmit: (e) => { e.preventDefault(); addEntries(); } },

@@ -320,7 +320,7 @@ function backtestReport(rep) {
   return h("div", { class: "panel" }, h("h2", null, "Backtest of ", h("code", null, rep.candidate)),
     h("p", { "data-test": "backtest-summary" }, `${rep.events_period} events from ${fmtTime(Date.parse(rep.from))} to ${fmtTime(Date.parse(rep.to))} `,
       `(warm-up: ${rep.warmup}, ${rep.events_warmup} events) in ${rep.seconds.toFixed(1)} s; `,
-      h("strong", { "data-test": "backtest-changed" }, `${t.changed || 0} decisions changed`), ` of ${t.compared || 0} compared.`),
+      h("strong", { "data-test": "backtest-changed" }, `${t.changed || 0} ${t.changed === 1 ? "decision" : "decisions"} changed`), ` of ${t.compared || 0} compared.`),
     (rep.warnings || []).length ? h("ul", { class: "muted" }, rep.warnings.map((w) => h("li", null, w))) : null,
     h("h2", null, "Hits over time"),
     hitsChart((rep.rules || []).map((r) => ({ name: r.id, values: r.series || [] })), Date.parse(rep.bucket_start), width),
@@ -329,7 +329,7 @@ function backtestReport(rep) {
       h("thead", null, h("tr", null, h("th", null, "Rule"), h("th", null, "Mode"), h("th", { class: "num" }, "Hits"), h("th", { class: "num" }, "Shadow hits"),
         h("th", { class: "num" }, "Fraud"), h("th", { class: "num" }, "Not fraud"), h("th", { class: "num" }, "Precision (labelled)"),
         h("th", { class: "num" }, "Recorded"), h("th", { class: "num" }, "New"), h("th", { class: "num" }, "Lost"))),
-      h("tbody", null, (rep.rules || []).map((r) => h("tr", { "data-test": "backtest-rule", "data-rule": r.id },
+      h("tbody", null, byImpact(rep.rules || []).map((r) => h("tr", { "data-test": "backtest-rule", "data-rule": r.id },
         h("td", null, r.id), h("td", { class: r.mode === "shadow" ? "mode-shadow" : null }, r.mode),
         h("td", { class: "num" }, r.hits), h("td", { class: "num" }, r.shadow_hits), h("td", { class: "num" }, r.fraud), h("td", { class: "num" }, r.not_fraud),
         h("td", { class: "num" }, pct(r.labelled_precision)), h("td", { class: "num" }, r.recorded_hits),
@@ -341,6 +341,12 @@ function backtestReport(rep) {
         h("td", null, h("span", { class: "badge " + c.to }, c.to)), h("td", { class: "num" }, c.count),
         h("td", { class: "mono" }, (c.examples || []).join(" ")))))) :
       h("p", { class: "muted", "data-test": "backtest-changes" }, "No decision changes action."));
+}
+
+// byImpact orders a backtest's rules by what changed, then by hits: the
+// rules being edited come first.
+function byImpact(rules) {
+  return [...rules].sort((a, b) => b.changed - a.changed || (b.hits + b.shadow_hits) - (a.hits + a.shadow_hits));
 }
 
 // parseDuration reads Go's time.Duration text ("1h0m0s", "5m0s") in ms.

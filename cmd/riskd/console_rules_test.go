@@ -1,0 +1,223 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"riskd/api"
+	"riskd/internal/apitest"
+	"riskd/internal/browsertest"
+	"riskd/internal/kafkatest"
+)
+
+// consoleRuleFile is the rule an analyst writes in the browser tests.
+const consoleRuleFile = "console-test.yaml"
+
+// consoleRule is a review rule on payments over 500.00, with typo in
+// place of its field name.
+func consoleRule(field string) string {
+	return "# Big payments open a case.\n" +
+		"- id: console-big-payment\n" +
+		"  when: event.type == \"payment\" && event." + field + " > 50000\n" +
+		"  action: review\n" +
+		"  score: 10\n"
+}
+
+// setValue replaces the value of the input with data-test id (Fill types
+// after a value the page set rather than over it).
+func setValue(tab *browsertest.Tab, id, value string) {
+	tab.WaitFor(id)
+	browsertest.Eval[bool](tab, fmt.Sprintf(`(() => { const t = document.querySelector(%q); t.value = %q;
+		t.dispatchEvent(new Event("input", {bubbles: true})); return true; })()`, browsertest.Sel(id), value))
+}
+
+// setEditor replaces the editor's text as typing does: the page hears an
+// input event and validates.
+func setEditor(tab *browsertest.Tab, text string) {
+	js := fmt.Sprintf(`(() => { const t = document.querySelector(%q); t.value = %q; t.focus();
+		t.dispatchEvent(new Event("input", {bubbles: true})); return true; })()`, browsertest.Sel("editor-input"), text)
+	browsertest.Eval[bool](tab, js)
+}
+
+// An analyst writes a rule with a typo and sees the error at its line and
+// column as they type, fixes it, backtests it over stored events, publishes
+// it, finds it in the history with its diff, and rolls it back.
+func TestConsoleRuleWriteBacktestPublishRollBack(t *testing.T) {
+	e, d, b := consoleEnv(t)
+	// Payments of the last hour for the backtest to replay: two over 500.00.
+	now := time.Now().Add(-time.Hour).UnixMilli()
+	var msgs []kafka.Message
+	for i, amount := range []int{1200, 90000, 4500, 75000} {
+		msgs = append(msgs, ev(fmt.Sprintf("con-%d", i), "payment", "acct-con", now+int64(i)*60_000,
+			fmt.Sprintf(`,"amount":%d,"currency":"EUR","channel":"nfc","merchant_id":"m-%d"`, amount, i)))
+	}
+	kafkatest.Produce(t, e.addr, e.payments, msgs...)
+	e.waitStored(t, uint64(len(msgs)))
+
+	tab := b.Tab(t, "http://"+d.httpAddr)
+	tab.SignIn(apitest.Secrets[api.RoleAnalyst])
+	tab.Go("#/rules")
+	tab.WaitFor("rule-table")
+	tab.WaitTrue(fmt.Sprintf("document.querySelectorAll(%q).length > 20", browsertest.Sel("rule-row")), "the reference rules listed")
+	tab.Screenshot("rules")
+
+	// A new file with a misspelt field: the error is marked where it is.
+	tab.Click("tab-edit")
+	tab.WaitFor("editor-input")
+	tab.Fill("new-file-name", consoleRuleFile)
+	tab.Click("new-file")
+	tab.WaitTrue(fmt.Sprintf("document.querySelector(%q).value === %q", browsertest.Sel("file-select"), consoleRuleFile), "the new file open")
+	bad := consoleRule("amout")
+	setEditor(tab, bad)
+	tab.WaitFor("editor-error-marker")
+	line := 3
+	col := strings.Index(strings.Split(bad, "\n")[line-1], "amout") + 1
+	where := fmt.Sprintf("rule console-big-payment at %s:%d:%d", consoleRuleFile, line, col)
+	if msg := tab.WaitText("editor-error", where); !strings.Contains(msg, "amout") {
+		t.Errorf("editor error %q does not name the misspelt field", msg)
+	}
+	marked := browsertest.Eval[string](tab, fmt.Sprintf(`(() => { const m = document.querySelector(%q);
+		const line = [...m.closest("code").children].indexOf(m.closest(".ed-line")) + 1;
+		const before = [...m.closest(".ed-line").childNodes].slice(0, [...m.closest(".ed-line").childNodes].indexOf(m)).map(n => n.textContent).join("");
+		return line + ":" + (before.length + 1) + ":" + m.textContent; })()`, browsertest.Sel("editor-error-marker")))
+	if want := fmt.Sprintf("%d:%d:a", line, col); marked != want {
+		t.Errorf("marker at %s, want %s (line:column:character)", marked, want)
+	}
+	tab.Screenshot("rules-editor-error")
+
+	// Fixed: the marker goes and the set compiles.
+	setEditor(tab, consoleRule("amount"))
+	tab.WaitGone("editor-error-marker")
+	tab.WaitText("validate-status", "Compiles")
+
+	// Backtest over the hour of stored payments: the rule hits the two big ones.
+	setValue(tab, "backtest-from", time.UnixMilli(now).Add(-time.Minute).UTC().Format(time.RFC3339))
+	setValue(tab, "backtest-to", time.UnixMilli(now).Add(10*time.Minute).UTC().Format(time.RFC3339))
+	tab.Click("run-backtest")
+	tab.WaitTrue(`!!document.querySelector('[data-test="backtest-rules"], [data-test="backtest-result"] [data-test="error"]')`, "the backtest's answer")
+	if tab.Present("error") {
+		t.Fatalf("backtest: %s", tab.Text("error"))
+	}
+	row := browsertest.Eval[string](tab, `[...document.querySelectorAll('[data-test="backtest-rule"][data-rule="console-big-payment"] td')].map(td => td.innerText).join("|")`)
+	if !strings.HasPrefix(row, "console-big-payment|active|2|") {
+		t.Errorf("backtest row %q, want console-big-payment active with 2 hits", row)
+	}
+	tab.WaitFor("backtest-chart")
+	tab.WaitText("backtest-changes", "review")
+	scrollTo(tab, "backtest-result")
+	tab.Screenshot("rules-backtest")
+
+	// Publish: live on the daemon, first in the history.
+	before := d.holder.Load().Version.Seq
+	tab.Fill("publish-message", "review payments over 500.00")
+	tab.Click("publish")
+	tab.WaitText("toast", "is live")
+	if rs := d.holder.Load(); rs.Rule("console-big-payment") == nil {
+		t.Fatalf("version %s runs without the published rule", rs.Version)
+	}
+	tab.Click("tab-history")
+	tab.WaitText("versions", "review payments over 500.00")
+	seq := browsertest.Eval[string](tab, `document.querySelector('[data-test="version-row"]').dataset.seq`)
+	if running := browsertest.Eval[bool](tab, `!!document.querySelector('[data-test="version-row"] [data-test="running"]')`); !running {
+		t.Error("the newest version is not marked running")
+	}
+
+	// Its diff against the version before: the rule added, side by side.
+	tab.Click("diff-" + seq)
+	tab.WaitText("diff-summary", "rule console-big-payment added")
+	tab.WaitText("diff", consoleRuleFile+" (added)")
+	if added := browsertest.Eval[int](tab, `document.querySelectorAll('[data-test="diff-line-add"]').length`); added != 5 {
+		t.Errorf("%d added lines in the diff, want the file's 5", added)
+	}
+	tab.Screenshot("rules-history-diff")
+
+	// Roll back to the version before: the rule is gone from the daemon.
+	tab.Go("#/rules/history")
+	tab.Click("rollback-" + strconv.FormatUint(before, 10))
+	tab.Click("rollback-confirm")
+	tab.WaitText("toast", "Rolled back")
+	if rs := d.holder.Load(); rs.Rule("console-big-payment") != nil {
+		t.Fatalf("version %s still runs the rolled-back rule", rs.Version)
+	}
+	tab.WaitText("versions", fmt.Sprintf("rollback to version %d", before))
+}
+
+// scrollTo scrolls the element with data-test id to the top of the view.
+func scrollTo(tab *browsertest.Tab, id string) {
+	browsertest.Eval[bool](tab, fmt.Sprintf(`(() => { document.querySelector(%q).scrollIntoView(); return true; })()`, browsertest.Sel(id)))
+}
+
+// A viewer reads the rules and their history but sees no control that
+// changes them, and the API refuses a publish sent with the viewer's
+// session anyway.
+func TestConsoleViewerSeesNoPublishControl(t *testing.T) {
+	_, d, b := consoleEnv(t)
+	tab := b.Tab(t, "http://"+d.httpAddr)
+	tab.SignIn(apitest.Secrets[api.RoleViewer])
+	tab.Go("#/rules")
+	tab.WaitFor("rule-table")
+	if tab.Present("tab-edit") {
+		t.Error("a viewer sees the editor tab")
+	}
+	tab.Go("#/rules/edit")
+	tab.WaitFor("error")
+	for _, id := range []string{"publish", "publish-shadow", "editor-input"} {
+		if tab.Present(id) {
+			t.Errorf("a viewer sees %s on the editor's page", id)
+		}
+	}
+	tab.Go("#/rules/history")
+	tab.WaitFor("versions")
+	if n := browsertest.Eval[int](tab, `document.querySelectorAll('[data-test^="rollback-"]').length`); n != 0 {
+		t.Errorf("a viewer sees %d rollback buttons", n)
+	}
+	status := browsertest.Eval[int](tab, `import("/console/assets/lib.js").then((m) => m.api("POST", "/v1/rules/publish",
+		{patch: {"viewer.yaml": "[]"}, message: "a viewer tries"})).then(() => 200, (err) => err.status)`)
+	if status != http.StatusForbidden {
+		t.Errorf("a viewer's publish through the console: %d, want 403", status)
+	}
+	if d.holder.Load().Rule("viewer") != nil {
+		t.Error("the viewer's publish went through")
+	}
+}
+
+// An analyst finds a list, searches it, adds an entry and removes it; the
+// running set follows each change.
+func TestConsoleListsSearchAddAndRemove(t *testing.T) {
+	_, d, b := consoleEnv(t)
+	tab := b.Tab(t, "http://"+d.httpAddr)
+	tab.SignIn(apitest.Secrets[api.RoleAnalyst])
+	tab.Go("#/lists")
+	tab.WaitFor("lists")
+	tab.WaitText("lists", "scam_payees")
+	tab.Go("#/lists/scam_payees")
+	tab.WaitFor("list-entries")
+	total := len(d.holder.Load().Lists["scam_payees"])
+	tab.WaitText("list-count", fmt.Sprintf("%d entries", total))
+	setValue(tab, "list-search", "0003")
+	tab.WaitText("list-count", fmt.Sprintf("1 of %d entries match", total))
+
+	setValue(tab, "list-add-entries", "payee-console-1")
+	tab.Fill("list-message", "reported by a customer")
+	tab.Click("list-add")
+	tab.WaitText("toast", "Added 1")
+	if _, ok := d.holder.Load().Lists["scam_payees"]["payee-console-1"]; !ok {
+		t.Fatal("the added entry is not in the running set")
+	}
+	setValue(tab, "list-search", "console")
+	tab.WaitText("list-count", fmt.Sprintf("1 of %d entries match", total+1))
+	tab.Screenshot("lists")
+
+	tab.Click("remove-entry")
+	tab.WaitText("toast", "Removed payee-console-1")
+	tab.WaitText("list-count", fmt.Sprintf("0 of %d entries match", total))
+	if _, ok := d.holder.Load().Lists["scam_payees"]["payee-console-1"]; ok {
+		t.Fatal("the removed entry is still in the running set")
+	}
+}
