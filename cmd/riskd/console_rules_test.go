@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -8,6 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/input"
+	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 	"github.com/segmentio/kafka-go"
 
 	"riskd/api"
@@ -95,6 +100,18 @@ func TestConsoleRuleWriteBacktestPublishRollBack(t *testing.T) {
 	setEditor(tab, consoleRule("amount"))
 	tab.WaitGone("editor-error-marker")
 	tab.WaitText("validate-status", "Compiles")
+
+	// Test on an example event and on the account's stored payments: the
+	// rule matches the big example and the account's two big payments.
+	setValue(tab, "test-events", `[{"event": {"event_id": "example-1", "type": "payment", "amount": 60000, "account_id": "a-new"}}]`)
+	setValue(tab, "test-account", "acct-con")
+	tab.Click("run-test")
+	tab.WaitTrue(`document.querySelectorAll('[data-test="test-event"]').length === 5`, "the account's 4 payments and the example decided")
+	matched := browsertest.Eval[string](tab, `[...document.querySelectorAll('[data-test="test-event"]')]
+		.filter((tr) => tr.innerText.includes("console-big-payment")).map((tr) => tr.children[1].innerText).join(" ")`)
+	if matched != "con-1 con-3 example-1" {
+		t.Errorf("test: console-big-payment matched %q, want con-1 con-3 example-1", matched)
+	}
 
 	// Backtest over the hour of stored payments: the rule hits the two big ones.
 	setValue(tab, "backtest-from", time.UnixMilli(now).Add(-time.Minute).UTC().Format(time.RFC3339))
@@ -220,4 +237,123 @@ func TestConsoleListsSearchAddAndRemove(t *testing.T) {
 	if _, ok := d.holder.Load().Lists["scam_payees"]["payee-console-1"]; ok {
 		t.Fatal("the removed entry is still in the running set")
 	}
+}
+
+// The editor completes event fields, features and list names as one types
+// (arrows to choose, Enter or Tab to take, Esc to close) and on Ctrl+Space.
+func TestConsoleEditorCompletes(t *testing.T) {
+	_, d, b := consoleEnv(t)
+	tab := b.Tab(t, "http://"+d.httpAddr)
+	tab.SignIn(apitest.Secrets[api.RoleAnalyst])
+	tab.Go("#/rules/edit")
+	tab.WaitFor("editor-input")
+	tab.Fill("new-file-name", consoleRuleFile)
+	tab.Click("new-file")
+	tab.WaitTrue(fmt.Sprintf("document.querySelector(%q).value === %q", browsertest.Sel("file-select"), consoleRuleFile), "the new file open")
+	setEditor(tab, "- id: typed\n  action: review\n  when: ")
+	editor := browsertest.Sel("editor-input")
+	value := func() string {
+		return browsertest.Eval[string](tab, fmt.Sprintf("document.querySelector(%q).value", editor))
+	}
+	popup := func() string {
+		return browsertest.Eval[string](tab, `(() => { const p = document.querySelector('[data-test="editor-completion"]');
+			return p.hidden ? "" : [...p.children].map((li) => (li.getAttribute("aria-selected") === "true" ? "*" : "") + li.textContent).join(" "); })()`)
+	}
+	waitPopup := func(want string) {
+		t.Helper()
+		tab.WaitTrue(`(() => { const p = document.querySelector('[data-test="editor-completion"]');
+			return !p.hidden && [...p.children].some((li) => li.textContent === `+strconv.Quote(want)+`); })()`, "completion offering "+want)
+	}
+
+	// An event field: typed, offered, taken with Enter.
+	tab.Run(chromedp.SendKeys(editor, "event.amo"))
+	waitPopup("amount")
+	if got := popup(); !strings.HasPrefix(got, "*amount") {
+		t.Errorf("completion for event.amo: %q, want amount first and chosen", got)
+	}
+	press(tab, '\r')
+	if got := value(); !strings.HasSuffix(got, "when: event.amount") {
+		t.Fatalf("after Enter: %q", got)
+	}
+
+	// A profile feature: arrows move the choice, Tab takes it.
+	tab.Run(chromedp.KeyEvent(" > 100 && f.new_"))
+	waitPopup("new_device")
+	tab.Run(chromedp.KeyEvent(kb.Escape))
+	tab.WaitTrue(`document.querySelector('[data-test="editor-completion"]').hidden`, "Esc closes the completion")
+	tab.Run(chromedp.KeyEvent(" ", chromedp.KeyModifiers(chromedp.ModifierCtrl)))
+	waitPopup("new_device")
+	before := popup()
+	tab.Run(chromedp.KeyEvent(kb.ArrowDown))
+	after := popup()
+	if before == after || strings.Count(after, "*") != 1 {
+		t.Errorf("ArrowDown did not move the choice: %q then %q", before, after)
+	}
+	chosen := after[strings.Index(after, "*")+1:]
+	chosen, _, _ = strings.Cut(chosen, " ")
+	press(tab, '\t')
+	if got := value(); !strings.HasSuffix(got, "f."+chosen) {
+		t.Fatalf("after Tab: %q, want it to end in f.%s", got, chosen)
+	}
+
+	// A list name inside in_list's first argument.
+	tab.Run(chromedp.KeyEvent(` && in_list("scam`))
+	waitPopup("scam_payees")
+	press(tab, '\r')
+	if got := value(); !strings.HasSuffix(got, `in_list("scam_payees`) {
+		t.Fatalf("after taking the list: %q", got)
+	}
+	tab.Run(chromedp.KeyEvent(`", event.payee_id)`))
+	tab.WaitText("validate-status", "Compiles")
+}
+
+// press presses the key r as a keyboard does: one keyDown carrying its
+// text, so a handler that prevents the keyDown's default also stops the
+// text (chromedp.KeyEvent sends the text as a separate char event, which
+// a page cannot prevent), then keyUp.
+func press(tab *browsertest.Tab, r rune) {
+	tab.Run(chromedp.Func(func(ctx context.Context, target *chromedp.Target) error {
+		events := kb.Encode(r)
+		down, up := *events[0], *events[len(events)-1]
+		if len(events) == 3 {
+			down.Text, down.UnmodifiedText = events[1].Text, events[1].UnmodifiedText
+		}
+		for _, e := range []*input.DispatchKeyEventParams{&down, &up} {
+			if _, err := cdp.Call(ctx, target, input.DispatchKeyEvent, *e); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+}
+
+// An analyst publishes a change in shadow: it shows as the candidate
+// beside the live set, and promoting it makes it the live version.
+func TestConsoleShadowPublishAndPromote(t *testing.T) {
+	_, d, b := consoleEnv(t)
+	tab := b.Tab(t, "http://"+d.httpAddr)
+	tab.SignIn(apitest.Secrets[api.RoleAnalyst])
+	tab.Go("#/rules/edit")
+	tab.WaitFor("editor-input")
+	tab.Fill("new-file-name", consoleRuleFile)
+	tab.Click("new-file")
+	tab.WaitTrue(fmt.Sprintf("document.querySelector(%q).value === %q", browsertest.Sel("file-select"), consoleRuleFile), "the new file open")
+	setEditor(tab, consoleRule("amount"))
+	tab.WaitText("validate-status", "Compiles")
+	tab.Fill("publish-message", "try big payments in shadow")
+	tab.Click("publish-shadow")
+	tab.WaitText("candidate", "try big payments in shadow")
+	if d.holder.Load().Rule("console-big-payment") != nil {
+		t.Fatal("a shadow publish changed the live set")
+	}
+	if cs := d.holder.LoadCandidate(); cs == nil || cs.Rule("console-big-payment") == nil {
+		t.Fatal("the candidate does not run the rule")
+	}
+	tab.Fill("promote-message", "agrees with the live set")
+	tab.Click("promote")
+	tab.WaitText("toast", "is live")
+	if d.holder.Load().Rule("console-big-payment") == nil {
+		t.Fatal("the promoted rule is not live")
+	}
+	tab.WaitText("versions", "agrees with the live set")
 }
