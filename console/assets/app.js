@@ -66,7 +66,8 @@ function route() {
   const main = document.getElementById("page");
   if (!main || !caller) return;
   if (cleanup) { cleanup(); cleanup = null; }
-  const segs = location.hash.replace(/^#\/?/, "").split("/").filter(Boolean).map(decodeURIComponent);
+  const [path, search] = location.hash.replace(/^#\/?/, "").split("?", 2);
+  const segs = path.split("/").filter(Boolean).map(decodeURIComponent);
   let page = pages.find((p) => p.path === segs[0]);
   if (!page) {
     page = pages.find(visible);
@@ -84,7 +85,9 @@ function route() {
     root.append(h("p", { class: "error", "data-test": "forbidden" }, `Your role (${caller.role}) may not open ${page.title}.`));
     return;
   }
-  const ctx = { params: segs.slice(1), api, caller, can, navigate: (hash) => { location.hash = hash; } };
+  // query holds what follows "?" in the hash (#/decisions?action=block).
+  const ctx = { params: segs.slice(1), query: new URLSearchParams(search || ""), api, caller, can,
+    navigate: (hash) => { location.hash = hash; } };
   try {
     const done = page.render(root, ctx);
     if (typeof done === "function") cleanup = done;
