@@ -280,3 +280,10 @@ func (tab *Tab) Attr(id, name string) string {
 	tab.Run(chromedp.WaitVisible(css(id)))
 	return value(tab, chromedp.Evaluate[string](fmt.Sprintf("document.querySelector(%q).getAttribute(%q) ?? ''", Sel(id), name)))
 }
+
+// ClickCSS clicks the first element matching the CSS selector, once
+// visible: for a control within one row ("[data-event=e1] [data-test=x]").
+func (tab *Tab) ClickCSS(selector string) {
+	tab.t.Helper()
+	tab.Run(chromedp.WaitVisible(chromedp.CSS(selector)), chromedp.Click(chromedp.CSS(selector)))
+}
