@@ -96,6 +96,15 @@ function route() {
   }
 }
 
+// "/" jumps to the account search, unless the user is typing.
+window.addEventListener("keydown", (e) => {
+  if (e.key !== "/" || e.ctrlKey || e.metaKey || e.altKey || !caller) return;
+  if (e.target.closest && e.target.closest("input, textarea, select, [contenteditable]")) return;
+  e.preventDefault();
+  const search = document.querySelector('[data-test="account-search"]');
+  if (search) search.focus();
+  else location.hash = "#/accounts";
+});
 window.addEventListener("hashchange", route);
 window.addEventListener("console:signed-out", () => signIn("Your session ended; sign in again."));
 boot();
