@@ -68,9 +68,12 @@ function cards(ov) {
   const list = (a) => a === "review" && can("support", "analyst") ? "#/review" : "#/decisions?action=" + a;
   const out = ACTIONS.map((a) => card("figure-" + a, a, ov.actions[a] || 0, list(a),
     `${a} decisions in the last ${ov.minutes} minutes`));
-  out.push(card("figure-alerts", "alerts", ov.alerts, can() ? "#/alerts" : "#/decisions?action=block",
-    "alerts raised in the last " + ov.minutes + " minutes"));
-  out.push(card("figure-late", "late events", ov.late_events, "#/decisions", "decisions of events too old for a window"));
+  // Alerts lead to their subscribers (admin); late events, the DLQ and
+  // the lag have no list in the console: their titles say where they are.
+  out.push(card("figure-alerts", "alerts", ov.alerts, can() ? "#/alerts" : null,
+    "alerts raised in the last " + ov.minutes + " minutes; they appear live on the right"));
+  out.push(card("figure-late", "late events", ov.late_events, null,
+    "decisions of events too old for one of their windows (riskd_late_events_total by entity)"));
   out.push(card("figure-dlq", "DLQ (since start)", ov.pipeline.dlq, null,
     "messages this instance sent to the dead-letter topic (riskd_dlq_total)"));
   out.push(card("figure-lag", "consumer lag", ov.pipeline.lag, null,
