@@ -103,9 +103,6 @@ func New(cfg Config, srv *api.Server, log *slog.Logger) (*Console, error) {
 	if err != nil {
 		return nil, fmt.Errorf("console: assets: %w", err)
 	}
-	// Module scripts must be served as JavaScript whatever the host's
-	// mime.types says.
-	mime.AddExtensionType(".js", "text/javascript; charset=utf-8")
 	return &Console{cfg: cfg, api: srv, log: log, index: index,
 		sessions: newSessions(cfg.SessionTTL, cfg.MaxSessions, cfg.Now),
 		assets:   http.StripPrefix("/console/assets/", http.FileServerFS(sub))}, nil
@@ -146,6 +143,9 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		// Assets change with the binary; no-cache revalidates them.
 		hdr.Set("Cache-Control", "no-cache")
+		if path.Ext(p) == ".js" { // modules must be JavaScript, whatever the host's mime.types says
+			hdr.Set("Content-Type", "text/javascript; charset=utf-8")
+		}
 		c.assets.ServeHTTP(w, r)
 	case p == "/console/session":
 		hdr.Set("Cache-Control", "no-store")

@@ -99,6 +99,12 @@ func TestSessionCSRFAndRoles(t *testing.T) {
 	if code, _, _ := b.do("POST", "/console/session", strings.Repeat("x", 5000), nil); code != 413 {
 		t.Fatalf("oversized sign-in: %d, want 413", code)
 	}
+	// The sign-in form's own encoding works too.
+	form := newBrowser(t, hs.URL)
+	if code, body, _ := form.do("POST", "/console/session", "token="+apitest.Secrets[api.RoleSupport],
+		map[string]string{"Content-Type": "application/x-www-form-urlencoded"}); code != 200 || !strings.Contains(body, `"role":"support"`) {
+		t.Fatalf("form sign-in: %d %s", code, body)
+	}
 	b.signIn(api.RoleViewer)
 	code, body, hdr := b.do("GET", "/console/api/v1/who", "", map[string]string{"Authorization": "Bearer " + apitest.Secrets[api.RoleAdmin]})
 	if code != 200 || !strings.Contains(body, `"name":"viewer-token"`) || !strings.Contains(body, `"auth":""`) {

@@ -64,3 +64,19 @@ func TestConsoleSignInShowsTheNavAndSignOutEndsTheSession(t *testing.T) {
 		t.Fatalf("GET /console/session after signing out: %d, want 401", got)
 	}
 }
+
+// With no token configured no one could sign in: the console is off.
+func TestConsoleIsOffWithoutTokens(t *testing.T) {
+	e := newTestEnv(t)
+	e.cfg.Auth.Tokens = nil
+	d, stop := e.start(t)
+	defer mustStop(t, stop)
+	res, err := http.Get("http://" + d.httpAddr + "/console/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusNotFound {
+		t.Fatalf("GET /console/ without tokens: %d, want 404", res.StatusCode)
+	}
+}

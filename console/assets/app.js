@@ -66,7 +66,8 @@ function route() {
   const main = document.getElementById("page");
   if (!main || !caller) return;
   if (cleanup) { cleanup(); cleanup = null; }
-  const segs = location.hash.replace(/^#\/?/, "").split("/").filter(Boolean).map(decodeURIComponent);
+  const [path, search] = location.hash.replace(/^#\/?/, "").split("?", 2);
+  const segs = path.split("/").filter(Boolean).map(decodeURIComponent);
   let page = pages.find((p) => p.path === segs[0]);
   if (!page) {
     page = pages.find(visible);
@@ -84,7 +85,9 @@ function route() {
     root.append(h("p", { class: "error", "data-test": "forbidden" }, `Your role (${caller.role}) may not open ${page.title}.`));
     return;
   }
-  const ctx = { params: segs.slice(1), api, caller, can, navigate: (hash) => { location.hash = hash; } };
+  // query holds what follows "?" in the hash (#/decisions?action=block).
+  const ctx = { params: segs.slice(1), query: new URLSearchParams(search || ""), api, caller, can,
+    navigate: (hash) => { location.hash = hash; } };
   try {
     const done = page.render(root, ctx);
     if (typeof done === "function") cleanup = done;
@@ -93,6 +96,15 @@ function route() {
   }
 }
 
+// "/" jumps to the account search, unless the user is typing.
+window.addEventListener("keydown", (e) => {
+  if (e.key !== "/" || e.ctrlKey || e.metaKey || e.altKey || !caller) return;
+  if (e.target.closest && e.target.closest("input, textarea, select, [contenteditable]")) return;
+  e.preventDefault();
+  const search = document.querySelector('[data-test="account-search"]');
+  if (search) search.focus();
+  else location.hash = "#/accounts";
+});
 window.addEventListener("hashchange", route);
 window.addEventListener("console:signed-out", () => signIn("Your session ended; sign in again."));
 boot();

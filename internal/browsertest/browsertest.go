@@ -273,3 +273,17 @@ func (tab *Tab) Screenshot(name string) {
 		tab.t.Fatalf("screenshot %s: %v", name, err)
 	}
 }
+
+// Attr returns the attribute name of the element with data-test id ("" if absent).
+func (tab *Tab) Attr(id, name string) string {
+	tab.t.Helper()
+	tab.Run(chromedp.WaitVisible(css(id)))
+	return value(tab, chromedp.Evaluate[string](fmt.Sprintf("document.querySelector(%q).getAttribute(%q) ?? ''", Sel(id), name)))
+}
+
+// ClickCSS clicks the first element matching the CSS selector, once
+// visible: for a control within one row ("[data-event=e1] [data-test=x]").
+func (tab *Tab) ClickCSS(selector string) {
+	tab.t.Helper()
+	tab.Run(chromedp.WaitVisible(chromedp.CSS(selector)), chromedp.Click(chromedp.CSS(selector)))
+}
