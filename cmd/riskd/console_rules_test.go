@@ -202,6 +202,16 @@ func TestConsoleViewerSeesNoPublishControl(t *testing.T) {
 	if d.holder.Load().Rule("viewer") != nil {
 		t.Error("the viewer's publish went through")
 	}
+
+	// Support reads the rules too (not the candidate, which is not theirs
+	// to see), without an error on the page.
+	support := b.Tab(t, "http://"+d.httpAddr)
+	support.SignIn(apitest.Secrets[api.RoleSupport])
+	support.Go("#/rules")
+	support.WaitFor("rule-table")
+	if support.Present("error") || support.Present("tab-edit") {
+		t.Errorf("support's rules page: error shown %v, editor tab shown %v", support.Present("error"), support.Present("tab-edit"))
+	}
 }
 
 // An analyst finds a list, searches it, adds an entry and removes it; the
@@ -340,6 +350,12 @@ func TestConsoleShadowPublishAndPromote(t *testing.T) {
 	tab.WaitTrue(fmt.Sprintf("document.querySelector(%q).value === %q", browsertest.Sel("file-select"), consoleRuleFile), "the new file open")
 	setEditor(tab, consoleRule("amount"))
 	tab.WaitText("validate-status", "Compiles")
+	// Unpublished edits survive a look at another tab.
+	tab.Click("tab-history")
+	tab.WaitFor("versions")
+	tab.Go("#/rules/edit/" + consoleRuleFile)
+	tab.WaitTrue(fmt.Sprintf("document.querySelector(%q).value === %q", browsertest.Sel("editor-input"), consoleRule("amount")),
+		"the edit kept while away")
 	tab.Fill("publish-message", "try big payments in shadow")
 	tab.Click("publish-shadow")
 	tab.WaitText("candidate", "try big payments in shadow")

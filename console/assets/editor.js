@@ -168,7 +168,8 @@ export function candidates(ctx, vocab) {
 }
 
 /**
- * createEditor returns {el, value(), setValue(text), setError(err), focus()}:
+ * createEditor returns {el, value(), setValue(text), setError(err, text),
+ * focus(), goToLine(n)}:
  * err is {line, column, message} (1-based, in this file) or null. onInput
  * is called with the text after each change; vocab() returns the
  * vocabulary (or null while it loads).
@@ -344,5 +345,15 @@ export function createEditor({ value = "", onInput = () => {}, vocab = () => nul
       render();
     },
     focus: () => input.focus(),
+    goToLine(line) {
+      // The caret at the line's start, the line a third down the view.
+      const lines = input.value.split("\n");
+      const at = lines.slice(0, Math.max(0, line - 1)).reduce((n, l) => n + l.length + 1, 0);
+      input.focus();
+      input.setSelectionRange(at, at);
+      const lh = parseFloat(getComputedStyle(input).lineHeight) || 18;
+      input.scrollTop = Math.max(0, (line - 1) * lh - input.clientHeight / 3);
+      syncScroll();
+    },
   };
 }

@@ -30,7 +30,7 @@ export default {
     root.append(body);
     switch (view) {
       case "edit":
-        return ctx.can("analyst") ? renderEditor(body, ctx, rest[0]) : body.append(errorBox(new Error("Only analysts edit rules.")));
+        return ctx.can("analyst") ? renderEditor(body, ctx, rest[0], Number(rest[1]) || 0) : body.append(errorBox(new Error("Only analysts edit rules.")));
       case "history":
         return renderHistory(body, ctx);
       case "diff":
@@ -65,8 +65,8 @@ function renderSet(root, ctx) {
     } catch (err) {
       statsErr = err;
     }
-    table.replaceChildren(statsErr ? errorBox(statsErr) : "", ruleTable(set.rules, stats));
-    renderCandidate(candidate, ctx);
+    table.replaceChildren(statsErr ? errorBox(statsErr) : "", ruleTable(set.rules, stats, ctx.can("analyst")));
+    if (ctx.can("analyst", "viewer")) renderCandidate(candidate, ctx); // the candidate route is theirs, not support's
   })();
 }
 
@@ -84,7 +84,7 @@ function ruleStats(stats) {
   return by;
 }
 
-function ruleTable(rules, stats) {
+function ruleTable(rules, stats, canEdit) {
   const by = ruleStats(stats);
   return h("table", { "data-test": "rule-table" },
     h("thead", null, h("tr", null, h("th", null, "Rule"), h("th", null, "Action"), h("th", null, "Mode"), h("th", { class: "num" }, "Score"),
@@ -103,7 +103,7 @@ function ruleTable(rules, stats) {
         h("td", { class: "num" }, labelled ? pct(s.fraud / labelled) : "–"),
         h("td", { class: "num" }, s.hits ? pct(s.fraud / s.hits) : "–"),
         h("td", { class: "num" }, r.runtime_errors || ""),
-        h("td", null, h("a", { href: `#/rules/edit/${encodeURIComponent(r.file)}` }, `${r.file}:${r.line}`)));
+        h("td", null, canEdit ? h("a", { href: `#/rules/edit/${encodeURIComponent(r.file)}/${r.line}` }, `${r.file}:${r.line}`) : `${r.file}:${r.line}`));
     })));
 }
 
@@ -142,9 +142,21 @@ async function renderCandidate(root, ctx) {
 
 // ---- The editor ----
 
-function renderEditor(root, ctx, fileParam) {
+// editsKey keeps the unpublished edits in the tab's sessionStorage, so
+// they survive a look at the history or the rule set.
+const editsKey = "riskd.rules.edits";
+
+function savedEdits() {
+  try {
+    return JSON.parse(sessionStorage.getItem(editsKey) || "{}") || {};
+  } catch {
+    return {};
+  }
+}
+
+function renderEditor(root, ctx, fileParam, lineParam) {
   let files = {}; // the running version's files
-  const edits = {}; // files changed here, by name
+  const edits = savedEdits(); // files changed here, by name
   let current = fileParam ? decodeURIComponent(fileParam) : "";
   let vocab = null;
   let timer = 0;
@@ -153,13 +165,19 @@ function renderEditor(root, ctx, fileParam) {
   const status = h("span", { class: "muted", "data-test": "validate-status" });
   const picker = h("select", { "data-test": "file-select", onchange: () => open(picker.value) });
   const newName = h("input", { "data-test": "new-file-name", placeholder: "new-file.yaml", size: 16 });
-  const editor = createEditor({ onInput: (text) => { edits[current] = text; scheduleValidate(); }, vocab: () => vocab });
+  const editor = createEditor({ onInput: (text) => { edits[current] = text; keep(); scheduleValidate(); }, vocab: () => vocab });
+  const keep = () => sessionStorage.setItem(editsKey, JSON.stringify(edits));
   const changedList = h("span", { class: "muted", "data-test": "changed-files" });
 
   const testPanel = testForm(ctx, () => edits);
   const backtestPanel = backtestForm(ctx, () => edits);
-  const publishPanel = publishForm(ctx, () => edits, async () => {
+  const discard = () => {
     for (const k of Object.keys(edits)) delete edits[k];
+    sessionStorage.removeItem(editsKey);
+    status.textContent = "";
+  };
+  const publishPanel = publishForm(ctx, () => edits, async () => {
+    discard();
     await load();
   });
   root.append(
@@ -175,15 +193,21 @@ function renderEditor(root, ctx, fileParam) {
         newName.value = "";
         open(name);
       } }, newName, h("button", { "data-test": "new-file" }, "New file")),
+      h("button", { type: "button", "data-test": "discard-edits", onclick: () => { discard(); open(current in files ? current : firstFile()); } }, "Discard changes"),
       h("span", { class: "grow" }), status),
     h("div", { class: "rules-editor" },
       h("div", null, editor.el, changedList),
       h("div", null, testPanel.el, backtestPanel.el, publishPanel)),
     h("div", { "data-test": "results" }, testPanel.results, backtestPanel.results));
 
-  function open(name) {
+  function firstFile() {
+    return Object.keys(files).filter((n) => /\.ya?ml$/.test(n) && !n.includes("/") && n !== "settings.yaml" && n !== "features.yaml").sort()[0] || "rules.yaml";
+  }
+
+  function open(name, line = 0) {
     current = name;
     editor.setValue(name in edits ? edits[name] : files[name] || "");
+    if (line) editor.goToLine(line);
     drawPicker();
     if (Object.keys(edits).length) validate();
     history.replaceState(null, "", "#/rules/edit/" + encodeURIComponent(name));
@@ -234,10 +258,9 @@ function renderEditor(root, ctx, fileParam) {
       root.prepend(errorBox(err));
       return;
     }
-    if (!current || !(current in files || current in edits)) {
-      current = Object.keys(files).filter((n) => /\.ya?ml$/.test(n) && !n.includes("/") && n !== "settings.yaml" && n !== "features.yaml").sort()[0] || "rules.yaml";
-    }
-    open(current);
+    if (!current || !(current in files || current in edits)) current = firstFile();
+    open(current, lineParam);
+    lineParam = 0;
     status.textContent = "";
   }
   load();
