@@ -34,6 +34,12 @@ func consoleRule(field string) string {
 		"  score: 10\n"
 }
 
+// waitEditor waits until the editor has the running files and the
+// vocabulary it completes from.
+func waitEditor(tab *browsertest.Tab) {
+	tab.WaitTrue(`!!document.querySelector('[data-test="rules-editor"][data-ready]')`, "the editor loaded")
+}
+
 // setValue replaces the value of the input with data-test id (Fill types
 // after a value the page set rather than over it).
 func setValue(tab *browsertest.Tab, id, value string) {
@@ -74,7 +80,7 @@ func TestConsoleRuleWriteBacktestPublishRollBack(t *testing.T) {
 
 	// A new file with a misspelt field: the error is marked where it is.
 	tab.Click("tab-edit")
-	tab.WaitFor("editor-input")
+	waitEditor(tab)
 	tab.Fill("new-file-name", consoleRuleFile)
 	tab.Click("new-file")
 	tab.WaitTrue(fmt.Sprintf("document.querySelector(%q).value === %q", browsertest.Sel("file-select"), consoleRuleFile), "the new file open")
@@ -247,6 +253,18 @@ func TestConsoleListsSearchAddAndRemove(t *testing.T) {
 	if _, ok := d.holder.Load().Lists["scam_payees"]["payee-console-1"]; ok {
 		t.Fatal("the removed entry is still in the running set")
 	}
+
+	// A new list, created with its first entries.
+	tab.Fill("new-list-name", "console_watch")
+	tab.Click("new-list")
+	tab.WaitFor("list-add-entries")
+	setValue(tab, "list-add-entries", "acct-1\nacct-2")
+	tab.Click("list-add")
+	tab.WaitText("list-count", "2 entries")
+	tab.WaitText("lists", "console_watch")
+	if got := len(d.holder.Load().Lists["console_watch"]); got != 2 {
+		t.Fatalf("the new list runs with %d entries, want 2", got)
+	}
 }
 
 // The editor completes event fields, features and list names as one types
@@ -256,7 +274,7 @@ func TestConsoleEditorCompletes(t *testing.T) {
 	tab := b.Tab(t, "http://"+d.httpAddr)
 	tab.SignIn(apitest.Secrets[api.RoleAnalyst])
 	tab.Go("#/rules/edit")
-	tab.WaitFor("editor-input")
+	waitEditor(tab)
 	tab.Fill("new-file-name", consoleRuleFile)
 	tab.Click("new-file")
 	tab.WaitTrue(fmt.Sprintf("document.querySelector(%q).value === %q", browsertest.Sel("file-select"), consoleRuleFile), "the new file open")
@@ -344,7 +362,7 @@ func TestConsoleShadowPublishAndPromote(t *testing.T) {
 	tab := b.Tab(t, "http://"+d.httpAddr)
 	tab.SignIn(apitest.Secrets[api.RoleAnalyst])
 	tab.Go("#/rules/edit")
-	tab.WaitFor("editor-input")
+	waitEditor(tab)
 	tab.Fill("new-file-name", consoleRuleFile)
 	tab.Click("new-file")
 	tab.WaitTrue(fmt.Sprintf("document.querySelector(%q).value === %q", browsertest.Sel("file-select"), consoleRuleFile), "the new file open")

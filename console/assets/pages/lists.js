@@ -87,7 +87,10 @@ async function drawList(root, ctx, name, changed) {
       return;
     }
     try {
-      const out = await ctx.api("POST", `/v1/lists/${encodeURIComponent(name)}/entries`, { entries: values, message: message.value });
+      // A new list is created whole (PUT); an existing one gets entries added.
+      const out = isNew ?
+        await ctx.api("PUT", `/v1/lists/${encodeURIComponent(name)}`, { entries: values, message: message.value }) :
+        await ctx.api("POST", `/v1/lists/${encodeURIComponent(name)}/entries`, { entries: values, message: message.value });
       toast(`Added ${values.length}: version ${out.version}`);
       if (isNew) {
         ctx.navigate("#/lists/" + encodeURIComponent(name));

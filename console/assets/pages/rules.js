@@ -171,6 +171,7 @@ function renderEditor(root, ctx, fileParam, lineParam) {
 
   const testPanel = testForm(ctx, () => edits);
   const backtestPanel = backtestForm(ctx, () => edits);
+  let grid = null; // the editor and its panels; data-ready once files and vocabulary are in
   const discard = () => {
     for (const k of Object.keys(edits)) delete edits[k];
     sessionStorage.removeItem(editsKey);
@@ -195,7 +196,7 @@ function renderEditor(root, ctx, fileParam, lineParam) {
       } }, newName, h("button", { "data-test": "new-file" }, "New file")),
       h("button", { type: "button", "data-test": "discard-edits", onclick: () => { discard(); open(current in files ? current : firstFile()); } }, "Discard changes"),
       h("span", { class: "grow" }), status),
-    h("div", { class: "rules-editor" },
+    grid = h("div", { class: "rules-editor", "data-test": "rules-editor" },
       h("div", null, editor.el, changedList),
       h("div", null, testPanel.el, backtestPanel.el, publishPanel)),
     h("div", { "data-test": "results" }, testPanel.results, backtestPanel.results));
@@ -261,6 +262,7 @@ function renderEditor(root, ctx, fileParam, lineParam) {
     if (!current || !(current in files || current in edits)) current = firstFile();
     open(current, lineParam);
     lineParam = 0;
+    grid.dataset.ready = "true";
     status.textContent = "";
   }
   load();
