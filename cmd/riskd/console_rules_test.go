@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -390,4 +393,75 @@ func TestConsoleShadowPublishAndPromote(t *testing.T) {
 		t.Fatal("the promoted rule is not live")
 	}
 	tab.WaitText("versions", "agrees with the live set")
+}
+
+// The editor's tokenizer, completion contexts and the diff, run in the
+// browser on the reference rule files: highlighting never changes the
+// text, and each piece classes what it should.
+func TestConsoleRuleScriptsInTheBrowser(t *testing.T) {
+	_, d, b := consoleEnv(t)
+	tab := b.Tab(t, "http://"+d.httpAddr)
+	tab.SignIn(apitest.Secrets[api.RoleAnalyst])
+	files := map[string]string{}
+	entries, err := os.ReadDir("../../bench/reference/rules")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".yaml") {
+			b, err := os.ReadFile(filepath.Join("../../bench/reference/rules", e.Name()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			files[e.Name()] = string(b)
+		}
+	}
+	js, err := json.Marshal(files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every file's tokens join back into the file.
+	broken := browsertest.Eval[[]string](tab, `import("/console/assets/editor.js").then((m) => {
+		const files = `+string(js)+`;
+		return Object.keys(files).filter((n) => m.tokenizeRules(files[n]).map((l) => l.map((t) => t[1]).join("")).join("\n") !== files[n]);
+	})`)
+	if len(broken) > 0 {
+		t.Errorf("highlighting changes the text of %v", broken)
+	}
+	for _, c := range []struct{ line, want string }{
+		{`  when: event.type == "payment" && f.payments_1h > 5 # note`,
+			`key:when var:event field:type op:== str:"payment" op:&& var:f field:payments_1h op:> num:5 comment:# note`},
+		{`  when: in_list("scam_payees", event.payee_id) and not account.locked`,
+			`key:when fn:in_list str:"scam_payees" var:event field:payee_id kw:and kw:not var:account field:locked`},
+		{`  action: block`, `key:action kw: block`},
+		{`  lock_for: 30m`, `key:lock_for num:30m`},
+	} {
+		got := browsertest.Eval[string](tab, `import("/console/assets/editor.js").then((m) =>
+			m.tokenizeRules(`+strconv.Quote(c.line)+`)[0].filter((t) => t[0] && t[1].trim()).map((t) => t[0] + ":" + t[1]).join(" "))`)
+		if got != c.want {
+			t.Errorf("tokens of %q:\n got %s\nwant %s", c.line, got, c.want)
+		}
+	}
+	for _, c := range []struct{ before, want string }{
+		{`  when: event.amo`, `field event amo`},
+		{`  when: event.device.`, `field event.device `},
+		{`  when: in_list("sc`, `list  sc`},
+		{`  acti`, `key  acti`},
+		{`  action: bl`, `action  bl`},
+		{`  when: hav`, `name  hav`},
+		{`  when: event.type == "pay`, `none`},
+		{`  # a comment about event.`, `none`},
+	} {
+		got := browsertest.Eval[string](tab, `import("/console/assets/editor.js").then((m) => {
+			const c = m.completionContext(`+strconv.Quote(c.before)+`);
+			return c ? [c.kind, c.chain || "", c.prefix].join(" ") : "none"; })`)
+		if got != c.want {
+			t.Errorf("completion context of %q: %q, want %q", c.before, got, c.want)
+		}
+	}
+	diff := browsertest.Eval[string](tab, `import("/console/assets/rules-view.js").then((m) =>
+		m.lineDiff("a\nb\nc\n", "a\nB\nc\nd\n").map((r) => r[0] + r[1] + r[3]).join(" "))`)
+	if want := "same11 change22 same33 add4"; diff != want {
+		t.Errorf("line diff: %s, want %s", diff, want)
+	}
 }
