@@ -137,6 +137,8 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		hdr.Set("Content-Type", "text/html; charset=utf-8")
 		hdr.Set("Cache-Control", "no-cache")
 		w.Write(c.index)
+	case strings.HasPrefix(p, "/console/assets/") && strings.HasSuffix(p, "/"):
+		api.WriteError(w, http.StatusNotFound, "not found") // no directory listings
 	case strings.HasPrefix(p, "/console/assets/"):
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			api.WriteError(w, http.StatusMethodNotAllowed, "method not allowed")

@@ -173,6 +173,9 @@ func TestAssetsAreEmbedded(t *testing.T) {
 			t.Errorf("%s: Content-Type %q", path, hdr.Get("Content-Type"))
 		}
 	}
+	if code, _, _ := b.do("GET", "/console/assets/pages/", "", nil); code != 404 {
+		t.Errorf("a directory of the assets: %d, want 404 (no listing)", code)
+	}
 }
 
 func TestConfigBoundsTheSessionTTL(t *testing.T) {
