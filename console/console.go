@@ -11,6 +11,7 @@
 package console
 
 import (
+	"context"
 	"embed"
 	"encoding/json"
 	"errors"
@@ -136,6 +137,8 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		hdr.Set("Content-Type", "text/html; charset=utf-8")
 		hdr.Set("Cache-Control", "no-cache")
 		w.Write(c.index)
+	case strings.HasPrefix(p, "/console/assets/") && strings.HasSuffix(p, "/"):
+		api.WriteError(w, http.StatusNotFound, "not found") // no directory listings
 	case strings.HasPrefix(p, "/console/assets/"):
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			api.WriteError(w, http.StatusMethodNotAllowed, "method not allowed")
@@ -283,7 +286,18 @@ func (c *Console) serveAPI(w http.ResponseWriter, r *http.Request) {
 		api.WriteError(w, http.StatusForbidden, "missing or wrong X-CSRF-Token")
 		return
 	}
-	r2 := r.Clone(r.Context())
+	// The request ends with its session: at its expiry, or when it is
+	// signed out (a live alert stream would otherwise outlive it).
+	ctx, cancel := context.WithDeadline(r.Context(), sess.expires)
+	defer cancel()
+	go func() {
+		select {
+		case <-sess.ended:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	r2 := r.Clone(ctx)
 	r2.URL.Path = strings.TrimPrefix(r.URL.Path, "/console/api")
 	if r.URL.RawPath != "" {
 		r2.URL.RawPath = strings.TrimPrefix(r.URL.RawPath, "/console/api")

@@ -27,6 +27,14 @@ func rig(t *testing.T, now func() time.Time) *httptest.Server {
 		})})
 	srv.Handle(api.Route{Pattern: "POST /v1/change", Roles: []api.Role{api.RoleSupport},
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { api.WriteJSON(w, 200, "changed") })})
+	// wait answers when its request's context ends: a stand-in for the
+	// live alert stream.
+	srv.Handle(api.Route{Pattern: "GET /v1/wait", Roles: []api.Role{api.RoleViewer},
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(200)
+			w.(http.Flusher).Flush()
+			<-r.Context().Done()
+		})})
 	c, err := console.New(console.Config{SessionTTL: time.Hour, Now: now}, srv, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -165,6 +173,9 @@ func TestAssetsAreEmbedded(t *testing.T) {
 			t.Errorf("%s: Content-Type %q", path, hdr.Get("Content-Type"))
 		}
 	}
+	if code, _, _ := b.do("GET", "/console/assets/pages/", "", nil); code != 404 {
+		t.Errorf("a directory of the assets: %d, want 404 (no listing)", code)
+	}
 }
 
 func TestConfigBoundsTheSessionTTL(t *testing.T) {
@@ -172,5 +183,26 @@ func TestConfigBoundsTheSessionTTL(t *testing.T) {
 		if err := (console.Config{SessionTTL: ttl}).Validate(); err == nil || !strings.Contains(err.Error(), "console.session_ttl") {
 			t.Errorf("ttl %s: %v", ttl, err)
 		}
+	}
+}
+
+// Signing out ends the session's requests still running (a live stream).
+func TestSignOutEndsTheSessionsStreams(t *testing.T) {
+	hs := rig(t, time.Now)
+	b := newBrowser(t, hs.URL)
+	b.signIn(api.RoleViewer)
+	res, err := b.http.Get(hs.URL + "/console/api/v1/wait")
+	if err != nil || res.StatusCode != 200 {
+		t.Fatalf("stream: %v %v", res, err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := io.ReadAll(res.Body); done <- err }()
+	if code, _, _ := b.do("DELETE", "/console/session", "", map[string]string{"X-CSRF-Token": b.csrf}); code != 204 {
+		t.Fatalf("sign out: %d", code)
+	}
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the stream outlived its session")
 	}
 }

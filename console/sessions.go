@@ -17,6 +17,9 @@ type session struct {
 	caller  api.Caller
 	csrf    string
 	expires time.Time
+	// ended is closed when the session is signed out or removed after it
+	// expired, so requests still running on it (a live stream) stop.
+	ended chan struct{}
 }
 
 // sessions holds the live sessions in memory, keyed by the SHA-256 of
@@ -39,7 +42,7 @@ func newSessions(ttl time.Duration, limit int, now func() time.Time) *sessions {
 // value) and the session.
 func (s *sessions) create(caller api.Caller) (id string, sess session) {
 	id = randomToken()
-	sess = session{caller: caller, csrf: randomToken(), expires: s.now().Add(s.ttl)}
+	sess = session{caller: caller, csrf: randomToken(), expires: s.now().Add(s.ttl), ended: make(chan struct{})}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.m) >= s.cap {
@@ -53,7 +56,7 @@ func (s *sessions) create(caller api.Caller) (id string, sess session) {
 				oldest, at = k, v.expires
 			}
 		}
-		delete(s.m, oldest)
+		s.removeLocked(oldest)
 	}
 	stored := sess
 	s.m[sha256.Sum256([]byte(id))] = &stored
@@ -73,7 +76,7 @@ func (s *sessions) get(id string) (session, bool) {
 		return session{}, false
 	}
 	if !s.now().Before(sess.expires) {
-		delete(s.m, key)
+		s.removeLocked(key)
 		return session{}, false
 	}
 	return *sess, true
@@ -83,8 +86,17 @@ func (s *sessions) get(id string) (session, bool) {
 func (s *sessions) end(id string) {
 	key := sha256.Sum256([]byte(id))
 	s.mu.Lock()
-	delete(s.m, key)
+	s.removeLocked(key)
 	s.mu.Unlock()
+}
+
+// removeLocked deletes a session and ends its requests; s.mu is held, so
+// a session is removed, and its channel closed, once.
+func (s *sessions) removeLocked(key [32]byte) {
+	if sess, ok := s.m[key]; ok {
+		delete(s.m, key)
+		close(sess.ended)
+	}
 }
 
 // count is the number of sessions held, expired ones included until swept.
@@ -98,7 +110,7 @@ func (s *sessions) sweepLocked() {
 	now := s.now()
 	for k, v := range s.m {
 		if !now.Before(v.expires) {
-			delete(s.m, k)
+			s.removeLocked(k)
 		}
 	}
 }

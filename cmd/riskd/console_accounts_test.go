@@ -34,7 +34,8 @@ func lockByBruteForce(t *testing.T, e *testEnv, account string) {
 // The brute-force flow in the console: an account locked through Kafka
 // events; support looks it up, sees the lock, the rule and the feature
 // value it read and the events that led to it, unlocks with a reason and
-// the identity check done, and sees the unlock in the timeline.
+// the identity check done, and sees the unlock in the timeline; then labels
+// the locking event and suppresses a rule for the account, and lifts it.
 func TestConsoleSupportUnlocksABruteForceLock(t *testing.T) {
 	e, d, b := consoleEnv(t)
 	const account = "acct-console-bf"
@@ -80,6 +81,18 @@ func TestConsoleSupportUnlocksABruteForceLock(t *testing.T) {
 	if got := tab.Text("timeline"); !strings.Contains(got, "not_fraud") {
 		t.Errorf("the label entry does not say not_fraud:\n%s", got)
 	}
+
+	// The owner keeps mistyping: support mutes the warning rule for the
+	// account, then lifts that again.
+	tab.Click("suppress")
+	tab.Fill("suppress-rule", "failed-logins-warning")
+	tab.Select("suppress-duration", "24h")
+	tab.Fill("suppress-reason", "owner warned by phone")
+	tab.Click("suppress-submit")
+	tab.WaitText("suppressions", "failed-logins-warning")
+	tab.Click("lift-failed-logins-warning")
+	tab.WaitGone("lift-failed-logins-warning")
+	tab.WaitTrue(`document.querySelector('[data-test="timeline-entry"][data-kind="lift"]') !== null`, "a lift in the timeline")
 }
 
 // A viewer sees the locked account but no control that changes it, and
