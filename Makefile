@@ -8,7 +8,7 @@ PKGS     := ./...
 FUZZ_DECODE ?= 100000x
 FUZZ_LOAD   ?= 2000x
 
-.PHONY: all build test faults fuzz lint bench demo clickhouse graph
+.PHONY: all build test faults fuzz lint bench demo clickhouse graph screenshots
 
 all: build
 
@@ -26,7 +26,9 @@ clickhouse:
 	scripts/clickhouse-up
 
 ## test: vet, the race-checked suite (integration tests use the local
-## ClickHouse and the embedded broker), then each fuzz target briefly.
+## ClickHouse and the embedded broker; the console's browser tests drive
+## headless Chromium, and fail without it when CI=true), then each fuzz
+## target briefly.
 test: lint
 	@scripts/clickhouse-up || echo "no local ClickHouse: its integration tests skip (with CI=true they fail)"
 	$(GO) test -race -count=1 -timeout 25m $(PKGS)
@@ -43,6 +45,11 @@ test: lint
 ## points.
 faults: clickhouse
 	RISKD_TEST_FAULTS=full $(GO) test -count=1 -timeout 20m -run '^TestFaults' -v ./cmd/riskd/
+
+## screenshots: the console's browser tests, writing a screenshot of each
+## page to docs/console/ (docs/CONSOLE.md).
+screenshots: clickhouse
+	RISKD_CONSOLE_SCREENSHOTS=$(CURDIR)/docs/console $(GO) test -count=1 -run '^TestConsole' ./cmd/riskd/
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZ_DECODE) ./event/

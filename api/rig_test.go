@@ -109,6 +109,7 @@ func newRig(t *testing.T, decide api.DecideConfig) *rig {
 	r.srv.Handle(api.SuppressionRoutes(api.NewSuppressionService(r.eng, r.store, pipe, r.holder, time.Now))...)
 	r.srv.Handle(rulesAPI.Routes()...)
 	r.srv.Handle(api.AlertStreamRoute(notifier.StreamHandler()))
+	r.srv.Handle(api.OverviewRoute(r.store, r.reg, time.Now))
 
 	var wg sync.WaitGroup
 	goRun := func(run func()) {

@@ -91,6 +91,23 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mux.ServeHTTP(w, r.WithContext(WithCaller(r.Context(), caller)))
 }
 
+// Authenticate returns the caller whose token secret is secret, compared
+// as a bearer token is: the console exchanges a token for a session with it.
+func (s *Server) Authenticate(secret string) (Caller, bool) {
+	return matchSecret(s.tokens, secret)
+}
+
+// HasTokens reports whether any token is configured; with none, every
+// request is refused and a sign-in could never succeed.
+func (s *Server) HasTokens() bool { return len(s.tokens) > 0 }
+
+// ServeAs routes r as caller, already authenticated by other means (the
+// console's session cookie): the route's role check and body limit apply
+// as they do to a bearer token.
+func (s *Server) ServeAs(w http.ResponseWriter, r *http.Request, caller Caller) {
+	s.mux.ServeHTTP(w, r.WithContext(WithCaller(r.Context(), caller)))
+}
+
 // guard authorises, limits the body and counts the request.
 func (s *Server) guard(rt Route) http.Handler {
 	limit := rt.MaxBody

@@ -32,6 +32,7 @@
 //	GET    /v1/rules/versions               viewer, analyst
 //	GET    /v1/rules/versions/{seq}         viewer, analyst
 //	GET    /v1/rules/versions/{a}/diff/{b}  viewer, analyst
+//	GET    /v1/rules/vocabulary             viewer, analyst (the names an editor completes)
 //	POST   /v1/rules/validate               analyst
 //	POST   /v1/rules/test                   analyst
 //	POST   /v1/rules/publish                analyst

@@ -161,19 +161,25 @@ func (s *Service) compileRequest(w http.ResponseWriter, r *http.Request, require
 	if !api.DecodeJSON(w, r, &req) {
 		return req, nil, nil, nil, false
 	}
-	files, ok := s.resolveFiles(w, &req, requireSome)
+	files, rs, set, ok := s.compileSet(w, &req, requireSome)
+	return req, files, rs, set, ok
+}
+
+// compileSet is compileRequest for a request already read.
+func (s *Service) compileSet(w http.ResponseWriter, req *setRequest, requireSome bool) (map[string][]byte, *rules.RuleSet, *features.Set, bool) {
+	files, ok := s.resolveFiles(w, req, requireSome)
 	if !ok {
-		return req, nil, nil, nil, false
+		return nil, nil, nil, false
 	}
 	rs, set, err := s.compileVersion(files)
 	if err != nil {
 		writeCompileError(w, err)
-		return req, nil, nil, nil, false
+		return nil, nil, nil, false
 	}
 	if set == nil {
 		_, set = s.features()
 	}
-	return req, files, rs, set, true
+	return files, rs, set, true
 }
 
 func (s *Service) validate(w http.ResponseWriter, r *http.Request) {

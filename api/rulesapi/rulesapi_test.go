@@ -63,6 +63,8 @@ type instance struct {
 	dir    string
 	svc    *rulesapi.Service
 	url    string
+	// store is the instance's ClickHouse store, where trialInstance sets it.
+	store *chstore.Store
 }
 
 // fleet is the shared broker and ClickHouse of the instances of a test.

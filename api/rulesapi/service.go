@@ -683,6 +683,7 @@ func (s *Service) Routes() []api.Route {
 	routes = append(routes, s.backtestRoutes()...)
 	routes = append(routes, s.labelRoutes()...)
 	routes = append(routes, s.statsRoutes()...)
+	routes = append(routes, s.vocabularyRoutes()...)
 	return routes
 }
 

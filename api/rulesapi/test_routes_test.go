@@ -56,7 +56,7 @@ func trialInstance(t *testing.T) *instance {
 	srv.Handle(svc.Routes()...)
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)
-	return &instance{holder: holder, svc: svc, url: hs.URL}
+	return &instance{holder: holder, svc: svc, url: hs.URL, store: store}
 }
 
 var trialFiles = map[string]string{
@@ -139,5 +139,50 @@ func TestRulesTestRefusesTooManyEvents(t *testing.T) {
 		"events": []any{map[string]any{"f": map[string]any{"payments_1": 1}}}})
 	if status != http.StatusBadRequest || out["error"] != "events[0]: unknown feature f.payments_1" {
 		t.Errorf("%d %v, want 400 naming the feature", status, out)
+	}
+}
+
+// An account's stored events are decided ahead of the events given, so
+// features build up over them: from its second payment within the hour
+// the account is busy; another account's event is not among them.
+func TestRulesTestDecidesAnAccountsStoredEvents(t *testing.T) {
+	in := trialInstance(t)
+	base := time.Date(2026, 11, 24, 7, 0, 0, 0, time.UTC)
+	var ds []*engine.Decision
+	for i, acct := range []string{"acct-7", "acct-8", "acct-7"} {
+		id := fmt.Sprintf("stored-%d", i)
+		ts := base.Add(time.Duration(i) * time.Minute).UnixMilli()
+		ds = append(ds, &engine.Decision{EventID: id, AccountID: acct, EventType: "payment", EventTS: ts, DecidedAt: base,
+			Raw: fmt.Appendf(nil, `{"event_id":%q,"type":"payment","ts":%d,"account_id":%q,"amount":100}`, id, ts, acct)})
+	}
+	if err := in.store.WriteDecisions(t.Context(), ds); err != nil {
+		t.Fatal(err)
+	}
+	later := base.Add(10 * time.Minute).UnixMilli()
+	out := in.mustCall(t, "POST", "/v1/rules/test", map[string]any{"files": trialFiles,
+		"account_events": map[string]any{"account_id": "acct-7"},
+		"events":         []any{map[string]any{"event": map[string]any{"event_id": "mine", "account_id": "acct-7", "ts": later}}}})
+	var got []string
+	for _, e := range out["events"].([]any) {
+		e := e.(map[string]any)
+		got = append(got, fmt.Sprint(e["event_id"], " ", e["score"]))
+	}
+	if want := []string{"stored-0 0", "stored-2 20", "mine 20"}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("decided %v, want %v", got, want)
+	}
+
+	for _, c := range []struct {
+		body   map[string]any
+		status int
+		err    string
+	}{
+		{map[string]any{"account_id": "nobody"}, http.StatusNotFound, `no stored events of account "nobody"`},
+		{map[string]any{}, http.StatusBadRequest, "account_events.account_id: name the account whose stored events to decide"},
+		{map[string]any{"account_id": "acct-7", "limit": 5000}, http.StatusBadRequest, "account_events.limit: want 1 to 1000 events"},
+	} {
+		status, out := in.call(t, analystToken, "POST", "/v1/rules/test", map[string]any{"files": trialFiles, "account_events": c.body})
+		if status != c.status || out["error"] != c.err {
+			t.Errorf("%v: %d %v, want %d %q", c.body, status, out["error"], c.status, c.err)
+		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"riskd/console"
 	"riskd/engine"
 	"riskd/features"
 	"riskd/streams"
@@ -33,6 +34,7 @@ type Config struct {
 	Auth       AuthConfig       `yaml:"auth"`
 	Decide     DecideConfig     `yaml:"decide"`
 	Notify     NotifyConfig     `yaml:"notify"`
+	Console    ConsoleConfig    `yaml:"console"`
 
 	// Features tunes the feature windows' state (features.Config:
 	// buckets, late_tolerance, max_distinct, profile_ttl, max_seen);
@@ -67,6 +69,13 @@ type AuthConfig struct {
 	// viewer, admin). Prefer RISKD_AUTH_TOKENS over the file for secrets.
 	// With none, every /v1 request is refused.
 	Tokens []string `yaml:"tokens"`
+}
+
+type ConsoleConfig struct {
+	// SessionTTL is how long a console sign-in lasts (5m to 168h). The
+	// console is served at /console on the HTTP listener whenever
+	// auth.tokens has a token.
+	SessionTTL time.Duration `yaml:"session_ttl"`
 }
 
 type DecideConfig struct {
@@ -247,9 +256,10 @@ func DefaultConfig() Config {
 		HTTP: HTTPConfig{Listen: "127.0.0.1:8080"},
 		State: StateConfig{Kafka: true, Topic: snapshots.DefaultTopic, SnapshotInterval: streams.DefaultSnapshotInterval,
 			Dir: "var/state"},
-		Log:    LogConfig{Level: "info", Format: "text"},
-		Decide: DecideConfig{Deadline: 50 * time.Millisecond, OnTimeout: "allow", PublishEvents: true},
-		Notify: NotifyConfig{MaxAttempts: 10},
+		Log:     LogConfig{Level: "info", Format: "text"},
+		Decide:  DecideConfig{Deadline: 50 * time.Millisecond, OnTimeout: "allow", PublishEvents: true},
+		Notify:  NotifyConfig{MaxAttempts: 10},
+		Console: ConsoleConfig{SessionTTL: console.DefaultSessionTTL},
 	}
 }
 

@@ -23,6 +23,7 @@ import (
 
 	"riskd/api"
 	"riskd/api/rulesapi"
+	"riskd/console"
 	"riskd/engine"
 	"riskd/features"
 	"riskd/internal/backoff"
@@ -518,6 +519,7 @@ func (d *daemon) prepareHTTP() error {
 	d.api.Handle(api.TimelineRoutes(d.store, api.NewLockService(d.eng, d.store, d.pipe, time.Now), time.Now)...)
 	d.api.Handle(api.SuppressionRoutes(api.NewSuppressionService(d.eng, d.store, d.pipe, d.holder, time.Now))...)
 	d.api.Handle(api.CaseRoutes(d.store, time.Now)...)
+	d.api.Handle(api.OverviewRoute(d.store, d.reg, time.Now))
 	d.api.Handle(d.rulesAPI.Routes()...)
 	d.api.Handle(api.AlertStreamRoute(d.notifier.StreamHandler()))
 	d.api.Handle(d.webhooks.Routes()...)
@@ -534,6 +536,15 @@ func (d *daemon) prepareHTTP() error {
 		mux.Handle("/debug/pprof/", d.api)
 	}
 	mux.Handle("/v1/", d.api)
+	if d.api.HasTokens() { // with no token no one could sign in: the console is off
+		con, err := console.New(console.Config{SessionTTL: d.cfg.Console.SessionTTL,
+			Secure: d.cfg.HTTP.TLSCert != "" && d.cfg.HTTP.TLSKey != ""}, d.api, d.log)
+		if err != nil {
+			return fmt.Errorf("config: %w", err)
+		}
+		mux.Handle("/console", con)
+		mux.Handle("/console/", con)
+	}
 	d.httpCtx, d.cancelHTTP = context.WithCancel(context.Background())
 	d.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
 		IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10,

@@ -147,6 +147,7 @@ var RouteRoles = map[string][]api.Role{
 	"DELETE /v1/accounts/{id}/suppressions/{rule}": {api.RoleSupport, api.RoleAnalyst},
 	"GET /v1/accounts/{id}/timeline":               {api.RoleAnalyst, api.RoleSupport, api.RoleViewer},
 	"GET /v1/decisions":                            {api.RoleAnalyst, api.RoleSupport, api.RoleViewer},
+	"GET /v1/overview":                             {api.RoleAnalyst, api.RoleSupport, api.RoleViewer},
 
 	"GET /v1/rules":                           {api.RoleAnalyst, api.RoleSupport, api.RoleViewer},
 	"GET /v1/rules/{id}":                      {api.RoleAnalyst, api.RoleSupport, api.RoleViewer},
@@ -164,6 +165,7 @@ var RouteRoles = map[string][]api.Role{
 	"DELETE /v1/rules/candidate":              {api.RoleAnalyst},
 	"POST /v1/rules/backtest":                 {api.RoleAnalyst},
 	"GET /v1/rules/stats":                     {api.RoleAnalyst, api.RoleSupport, api.RoleViewer},
+	"GET /v1/rules/vocabulary":                {api.RoleAnalyst, api.RoleSupport, api.RoleViewer},
 	"GET /v1/features":                        {api.RoleAnalyst, api.RoleSupport, api.RoleViewer},
 	"PUT /v1/features":                        {api.RoleAnalyst},
 	"POST /v1/labels":                         {api.RoleAnalyst, api.RoleSupport},

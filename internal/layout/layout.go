@@ -63,12 +63,15 @@ var Layers = []Layer{
 	// server, and api's tests serve both.
 	{"riskd/api", 60, false},
 	{"riskd/api/rulesapi", 60, false},
+	// The web console serves its app and hands the app's calls to api.
+	{"riskd/console", 65, false},
 
 	// Test rigs: imported by tests, bench and cmd only.
 	{"riskd/internal/apitest", 70, true},
 	{"riskd/internal/chtest", 70, true},
 	{"riskd/internal/kafkatest", 70, true},
 	{"riskd/internal/jsonyardstick", 70, true},
+	{"riskd/internal/browsertest", 70, true},
 
 	// Harness and tools, beside cmd: they may import anything but cmd.
 	{"riskd/bench/...", RankTools, false},

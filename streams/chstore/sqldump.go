@@ -272,6 +272,18 @@ var sampleReads = []struct {
 		read: func(ctx context.Context, s *Store) error { _, err := s.LateCounts(ctx, time.Time{}); return err }},
 	{name: "TopRules", expect: []string{"brute-force-lock\t1", "scam-payee\t1"}, ordered: true,
 		read: func(ctx context.Context, s *Store) error { _, err := s.TopRules(ctx, time.Time{}, 10); return err }},
+	{name: "DecisionsPerMinute", ordered: true, expect: []string{"1795521600000\tlock\t1\t1", "1795521600000\treview\t1\t0"},
+		read: func(ctx context.Context, s *Store) error {
+			_, err := s.DecisionsPerMinute(ctx, sampleEventTS)
+			return err
+		}},
+	{name: "RecentTopRules", expect: []string{"brute-force-lock\t1", "scam-payee\t1"}, ordered: true,
+		read: func(ctx context.Context, s *Store) error {
+			_, err := s.RecentTopRules(ctx, sampleEventTS, 10)
+			return err
+		}},
+	{name: "RecentAlerts", expect: []string{"1"},
+		read: func(ctx context.Context, s *Store) error { _, err := s.RecentAlerts(ctx, sampleEventTS); return err }},
 	{name: "DecisionByEvent", expect: []string{sampleStoredDecision},
 		read: func(ctx context.Context, s *Store) error { _, _, err := s.DecisionByEvent(ctx, "ev-1"); return err }},
 	// ev-2 is a review with no rule matched, so the lock ev-1 is the example.
@@ -334,6 +346,9 @@ var sampleReads = []struct {
 			_, _, _, err := s.DecisionTimes(ctx, sampleSpanFrom, sampleSpanTo)
 			return err
 		}},
+	{name: "RecentEvents", ordered: true, expect: []string{
+		`ev-1	1795521600000	{"event_id":"ev-1","type":"payment","ts":1795521600000,"account_id":"acct-1"}`},
+		read: func(ctx context.Context, s *Store) error { _, err := s.RecentEvents(ctx, "acct-1", 10); return err }},
 	{name: "ReplayEvents", ordered: true, expect: []string{
 		`ev-2	1795521600000	{"event_id":"ev-2","type":"payment","ts":1795521600000,"account_id":"acct-2"}`,
 		`ev-1	1795521600000	{"event_id":"ev-1","type":"payment","ts":1795521600000,"account_id":"acct-1"}`},
