@@ -4,4 +4,5 @@ package event
 var (
 	DecodeFull = (*Decoder).decodeFull
 	FastDecode = (*Decoder).fastDecode
+	TSFastjson = (*TSPeeker).tsFastjson
 )

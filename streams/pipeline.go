@@ -944,6 +944,7 @@ func (p *Pipeline) runOutput(ctx context.Context) {
 	defer stores.Wait()
 	slots := make(chan struct{}, p.cfg.StoreParallelism)
 	batch := make([]result, 0, p.cfg.BatchSize)
+	var arena outputArena // publishBatch's, batch after batch
 	tick := time.NewTicker(p.cfg.FlushInterval)
 	defer tick.Stop()
 	for {
@@ -962,7 +963,7 @@ func (p *Pipeline) runOutput(ctx context.Context) {
 			return
 		}
 		id := p.health.batchCut(len(batch), p.now())
-		out, err := p.publishBatch(ctx, batch)
+		out, err := p.publishBatch(ctx, batch, &arena)
 		if err != nil {
 			p.health.batchDone(id)
 			return // only when ctx ended: these offsets stay uncommitted
@@ -1017,9 +1018,12 @@ type batchOutputs struct {
 
 // publishBatch writes a batch's Kafka outputs (decisions, alerts, lock
 // commands, dead letters), retried until they succeed or ctx ends, then
-// hands its notifications to the notifier in order.
-func (p *Pipeline) publishBatch(ctx context.Context, batch []result) (batchOutputs, error) {
+// hands its notifications to the notifier in order. The outputs are encoded
+// into arena, reset first: the last batch's publish returned, so nothing
+// holds what it wrote there (see outputArena).
+func (p *Pipeline) publishBatch(ctx context.Context, batch []result, arena *outputArena) (batchOutputs, error) {
 	p.m.BatchSize.Observe(float64(len(batch)))
+	arena.reset()
 	var out batchOutputs
 	msgs := make([]kafka.Message, 0, len(batch)+len(batch)/8)
 	var notes []notify.Notification
@@ -1035,7 +1039,7 @@ func (p *Pipeline) publishBatch(ctx context.Context, batch []result) (batchOutpu
 			out.decisions = append(out.decisions, r.d)
 			first := len(msgs)
 			var err error
-			if msgs, err = p.cfg.Topics.outputMessages(msgs, r.d); err != nil {
+			if msgs, err = p.cfg.Topics.outputMessages(msgs, r.d, arena); err != nil {
 				return out, fmt.Errorf("streams: encode decision %s: %w", r.d.EventID, err)
 			}
 			if p.cfg.Notify != nil {

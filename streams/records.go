@@ -231,20 +231,71 @@ func lockingRules(d *engine.Decision) string {
 	return reason
 }
 
+// outputArena holds the key, the event id header and the decision record
+// of each decision of an output batch, so that a batch's messages cost no
+// allocations of their own once the arena has grown to a batch's size.
+// Each piece is cut with a full slice expression, so later appends never
+// write over it; an append that moves the buffer leaves the pieces already
+// cut in the old one, which stays theirs. The alert and lock messages'
+// values are not in it: notifications hold them after the batch.
+//
+// reset makes it write over the pieces: publishBatch calls it at the start
+// of a batch, when the last batch's publish has returned. By then nothing
+// holds them: kafka-go's synchronous WriteMessages returns once each
+// produce batch that holds a message is done (the writers have no
+// Completion callback), and parked letters and retries live within
+// publish. Only when ctx ends can WriteMessages return with its batches
+// still sending; then publishBatch fails and runOutput, the arena's owner,
+// stops without resetting it.
+type outputArena struct {
+	buf  []byte
+	hdrs []kafka.Header
+}
+
+// maxArenaBytes bounds the buffer kept from one batch for the next: a
+// batch of unusually large records gives its memory back.
+const maxArenaBytes = 8 << 20
+
+func (a *outputArena) reset() {
+	if cap(a.buf) > maxArenaBytes {
+		a.buf = nil
+	}
+	a.buf, a.hdrs = a.buf[:0], a.hdrs[:0]
+}
+
+// text appends s and returns its copy (never nil, as []byte(s) is not).
+func (a *outputArena) text(s string) []byte {
+	if a.buf == nil {
+		a.buf = make([]byte, 0, 64<<10)
+	}
+	n := len(a.buf)
+	a.buf = append(a.buf, s...)
+	return a.buf[n:len(a.buf):len(a.buf)]
+}
+
 // outputMessages appends the Kafka messages a decision produces: one on the
 // decisions topic, one per alert the engine let through (d.Alerts; the
 // throttled ones, d.ThrottledAlerts, appear only in the decision record),
 // and a lock command when it locked. Lock commands are never throttled.
-func (t Topics) outputMessages(dst []kafka.Message, d *engine.Decision) ([]kafka.Message, error) {
-	key := []byte(d.AccountID)
-	hdr := []kafka.Header{{Key: HeaderEventID, Value: []byte(d.EventID)}}
-	v, err := appendDecisionRecord(make([]byte, 0, 512), d)
+// The messages' keys, event ids and the decision record live in arena (see
+// outputArena).
+func (t Topics) outputMessages(dst []kafka.Message, d *engine.Decision, arena *outputArena) ([]kafka.Message, error) {
+	key := arena.text(d.AccountID)
+	arena.hdrs = append(arena.hdrs, kafka.Header{Key: HeaderEventID, Value: arena.text(d.EventID)})
+	hdr := arena.hdrs[len(arena.hdrs)-1 : len(arena.hdrs) : len(arena.hdrs)]
+	n := len(arena.buf)
+	b, err := appendDecisionRecord(arena.buf, d)
 	if err != nil {
 		return dst, err
 	}
+	arena.buf = b
+	v := b[n:len(b):len(b)]
 	dst = append(dst, kafka.Message{Topic: t.Decisions, Key: key, Value: v, Headers: hdr})
 	for _, a := range d.Alerts {
-		v := appendAlertRecord(nil, &AlertRecord{EventID: d.EventID, AccountID: d.AccountID,
+		// Its own buffer (notifications hold it), sized for one allocation
+		// unless escapes lengthen the text.
+		size := 128 + len(d.EventID) + len(d.AccountID) + len(a.RuleID) + len(a.Message)
+		v := appendAlertRecord(make([]byte, 0, size), &AlertRecord{EventID: d.EventID, AccountID: d.AccountID,
 			RuleID: a.RuleID, Action: d.Action, Message: a.Message, EventTS: d.EventTS})
 		dst = append(dst, kafka.Message{Topic: t.Alerts, Key: key, Value: v, Headers: hdr})
 	}
