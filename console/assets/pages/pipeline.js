@@ -20,7 +20,7 @@ export default {
         if (!res.partitions.length) { list.replaceChildren(h("p", { class: "muted" }, "No partition is assigned (between generations, or not started).")); return; }
         list.replaceChildren(h("table", null,
           h("thead", null, h("tr", null, h("th", null, "Topic"), h("th", { class: "num" }, "Partition"),
-            h("th", { class: "num" }, "Next offset"), h("th", { class: "num" }, "Lag"), h("th", null, "State"))),
+            h("th", { class: "num" }, "Next offset"), h("th", { class: "num", title: "messages between the group's committed offset and the partition's end (riskd_consumer_lag, asked of the broker every few seconds)" }, "Lag"), h("th", null, "State"))),
           h("tbody", null, res.partitions.map((p) => h("tr", { "data-test": "pipeline-row" },
             h("td", null, h("code", null, p.topic)),
             h("td", { class: "num" }, String(p.partition)),
