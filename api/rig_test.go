@@ -110,6 +110,7 @@ func newRig(t *testing.T, decide api.DecideConfig) *rig {
 	r.srv.Handle(rulesAPI.Routes()...)
 	r.srv.Handle(api.AlertStreamRoute(notifier.StreamHandler()))
 	r.srv.Handle(api.OverviewRoute(r.store, r.reg, time.Now))
+	r.srv.Handle(api.FigureRoutes(r.store, pipe, pipe, r.reg, time.Now)...)
 
 	var wg sync.WaitGroup
 	goRun := func(run func()) {

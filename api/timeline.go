@@ -208,13 +208,21 @@ func TimelineRoutes(store *chstore.Store, live LiveLocks, now func() time.Time) 
 	}
 	search := func(w http.ResponseWriter, r *http.Request) {
 		qs := r.URL.Query()
-		p, err := viewParams(qs, now(), "account", "rule", "action", "from", "to", "limit", "before")
+		p, err := viewParams(qs, now(), "account", "rule", "action", "late", "from", "to", "limit", "before")
 		if err != nil {
 			WriteError(w, http.StatusBadRequest, err.Error())
 			return
 		}
 		q := chstore.DecisionQuery{AccountID: qs.Get("account"), Rule: qs.Get("rule"), Action: qs.Get("action"),
 			From: p.from, To: p.to, Limit: p.limit, Before: p.before}
+		switch qs.Get("late") {
+		case "", "false":
+		case "true":
+			q.Late = true
+		default:
+			WriteError(w, http.StatusBadRequest, "late: want true or false")
+			return
+		}
 		if q.AccountID != "" && !validAccountID(q.AccountID) {
 			WriteError(w, http.StatusBadRequest, "account: want 1 to 128 printable characters without spaces")
 			return

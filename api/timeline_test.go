@@ -75,6 +75,9 @@ func (r *timelineRig) storeBruteForce(t *testing.T) {
 		d := &engine.Decision{EventID: fmt.Sprintf("bf-%d", i), AccountID: "acct-view", EventType: "login",
 			EventTS: ts.UnixMilli(), DecidedAt: ts.Add(time.Millisecond), Action: rules.Allow, RuleSetVersion: "1-aaaaaaaa",
 			Features: []engine.FeatureValue{{Name: "failed_logins_10m", Value: float64(i + 1)}}}
+		if i == 1 {
+			d.Late, d.LateFor = true, []string{"account_id"}
+		}
 		if i == 3 {
 			d.Action, d.Score, d.Reason, d.LockUntil = rules.Lock, 100, "rule", ts.Add(time.Hour)
 			d.Matched = []engine.RuleHit{{RuleID: "brute-force-lock", Action: rules.Lock, Score: 100}}
@@ -231,6 +234,12 @@ func TestDecisionSearch(t *testing.T) {
 	if got := ids("/v1/decisions?account=acct-view&action=allow"); len(got) != 3 {
 		t.Errorf("allowed of acct-view: %v", got)
 	}
+	if got := ids("/v1/decisions?late=true"); !slices.Equal(got, []string{"acct-view/bf-1"}) {
+		t.Errorf("late: %v, want the one late event", got)
+	}
+	if got := ids("/v1/decisions?late=false&account=acct-view"); len(got) != 4 {
+		t.Errorf("late=false of acct-view: %v, want all four", got)
+	}
 	if got := ids("/v1/decisions?rule=no-such-rule"); len(got) != 0 {
 		t.Errorf("no-such-rule: %v", got)
 	}
@@ -249,6 +258,7 @@ func TestAccountViewRefusesBadParameters(t *testing.T) {
 		{"/v1/accounts/acct-1/timeline?before=bm90LWEtY3Vyc29y", "before: not a cursor from a previous page's next"},
 		{"/v1/decisions?from=2026-01-01&to=2026-02-02", "period: 2026-01-01T00:00:00Z to 2026-02-02T00:00:00Z is longer than 744h"},
 		{"/v1/decisions?action=refund", `action: unknown action "refund": want one of allow, alert, review, challenge, block, lock`},
+		{"/v1/decisions?late=yes", "late: want true or false"},
 		{"/v1/decisions?account=a%20b", "account: want 1 to 128 printable characters without spaces"},
 		{"/v1/decisions?rule=" + strings.Repeat("r", 257), "rule: longer than 256 bytes"},
 		{"/v1/accounts/" + strings.Repeat("a", 129) + "/timeline", "invalid account id: want 1 to 128 printable characters without spaces"},

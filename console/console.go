@@ -19,10 +19,12 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"math"
 	"mime"
 	"net/http"
 	"net/url"
 	"path"
+	"strconv"
 	"strings"
 	"time"
 
@@ -74,6 +76,7 @@ type Console struct {
 	api      *api.Server
 	log      *slog.Logger
 	sessions *sessions
+	throttle *throttle
 	assets   http.Handler
 	index    []byte
 }
@@ -106,6 +109,7 @@ func New(cfg Config, srv *api.Server, log *slog.Logger) (*Console, error) {
 	}
 	return &Console{cfg: cfg, api: srv, log: log, index: index,
 		sessions: newSessions(cfg.SessionTTL, cfg.MaxSessions, cfg.Now),
+		throttle: newThrottle(signInFailures, signInWindow, maxThrottled, cfg.Now),
 		assets:   http.StripPrefix("/console/assets/", http.FileServerFS(sub))}, nil
 }
 
@@ -216,6 +220,15 @@ func (c *Console) serveSession(w http.ResponseWriter, r *http.Request) {
 // signIn exchanges an API token, sent as JSON {"token": ...} or as the
 // form field token, for a session cookie.
 func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
+	addr := clientAddr(r.RemoteAddr)
+	if wait, first, ok := c.throttle.check(addr); !ok {
+		if first {
+			c.log.Warn("console: sign-ins throttled after failures", "remote", addr, "failures", signInFailures, "retry_after", wait)
+		}
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+		api.WriteError(w, http.StatusTooManyRequests, "too many failed sign-ins from this address: try again later")
+		return
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxSignInBody))
 	if err != nil {
 		api.WriteError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("sign-in body over %d bytes", maxSignInBody))
@@ -248,6 +261,7 @@ func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		// The token itself is never logged: it may be a real one mistyped.
 		c.log.Warn("console: sign-in refused", "remote", r.RemoteAddr)
+		c.throttle.fail(addr)
 		api.WriteError(w, http.StatusUnauthorized, "unknown token")
 		return
 	}

@@ -7,6 +7,7 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -205,4 +206,29 @@ func TestSignOutEndsTheSessionsStreams(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the stream outlived its session")
 	}
+}
+
+// Ten failed sign-ins from one address in a minute: the next is answered
+// 429 with Retry-After, even with a right token, until the minute ends;
+// a success does not count.
+func TestFailedSignInsAreThrottled(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	hs := rig(t, clock)
+	b := newBrowser(t, hs.URL)
+	b.signIn(api.RoleViewer) // a success does not count
+	for i := range 10 {
+		if code, _, _ := b.do("POST", "/console/session", `{"token":"wrong-token-0000000000"}`, nil); code != 401 {
+			t.Fatalf("failure %d: %d, want 401", i+1, code)
+		}
+	}
+	code, body, hdr := b.do("POST", "/console/session", `{"token":"`+apitest.Secrets[api.RoleSupport]+`"}`, nil)
+	if code != 429 || hdr.Get("Retry-After") != "60" || !strings.Contains(body, "too many failed sign-ins") {
+		t.Fatalf("the 11th try: %d %q Retry-After %q, want 429 with Retry-After 60", code, body, hdr.Get("Retry-After"))
+	}
+	mu.Lock()
+	now = now.Add(time.Minute)
+	mu.Unlock()
+	b.signIn(api.RoleSupport)
 }

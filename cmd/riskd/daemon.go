@@ -520,6 +520,7 @@ func (d *daemon) prepareHTTP() error {
 	d.api.Handle(api.SuppressionRoutes(api.NewSuppressionService(d.eng, d.store, d.pipe, d.holder, time.Now))...)
 	d.api.Handle(api.CaseRoutes(d.store, time.Now)...)
 	d.api.Handle(api.OverviewRoute(d.store, d.reg, time.Now))
+	d.api.Handle(api.FigureRoutes(d.store, d.pipe, d.pipe, d.reg, time.Now)...)
 	d.api.Handle(d.rulesAPI.Routes()...)
 	d.api.Handle(api.AlertStreamRoute(d.notifier.StreamHandler()))
 	d.api.Handle(d.webhooks.Routes()...)

@@ -148,6 +148,9 @@ var RouteRoles = map[string][]api.Role{
 	"GET /v1/accounts/{id}/timeline":               {api.RoleAnalyst, api.RoleSupport, api.RoleViewer},
 	"GET /v1/decisions":                            {api.RoleAnalyst, api.RoleSupport, api.RoleViewer},
 	"GET /v1/overview":                             {api.RoleAnalyst, api.RoleSupport, api.RoleViewer},
+	"GET /v1/alerts":                               {api.RoleAnalyst, api.RoleSupport, api.RoleViewer},
+	"GET /v1/dlq":                                  {api.RoleAnalyst, api.RoleSupport, api.RoleViewer},
+	"GET /v1/pipeline/partitions":                  {api.RoleAnalyst, api.RoleSupport, api.RoleViewer},
 
 	"GET /v1/rules":                           {api.RoleAnalyst, api.RoleSupport, api.RoleViewer},
 	"GET /v1/rules/{id}":                      {api.RoleAnalyst, api.RoleSupport, api.RoleViewer},

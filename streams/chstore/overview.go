@@ -85,3 +85,45 @@ func (s *Store) RecentAlerts(ctx context.Context, since time.Time) (uint64, erro
 	}
 	return n, nil
 }
+
+// RaisedAlert is one alert as the overview's list shows it.
+type RaisedAlert struct {
+	AccountID, EventID, RuleID, Action, Message string
+	// EventTS is the event's time, Unix milliseconds; DecidedAt the
+	// decision's, to the second.
+	EventTS   int64
+	DecidedAt time.Time
+}
+
+// MaxAlertList bounds AlertList's limit.
+const MaxAlertList = 1000
+
+// AlertList reads the newest alerts raised since a time (by decided_at,
+// as RecentAlerts counts them), at most limit. Unlike the counts it reads
+// with FINAL, so an alert stored twice is listed once; the alerts table is
+// small and the read is bounded by the limit.
+func (s *Store) AlertList(ctx context.Context, since time.Time, limit int) ([]RaisedAlert, error) {
+	if limit < 1 || limit > MaxAlertList {
+		return nil, fmt.Errorf("chstore: alert list: %w", &QueryError{Msg: fmt.Sprintf("limit %d: want 1 to %d", limit, MaxAlertList)})
+	}
+	q := "SELECT account_id, event_id, rule_id, action, message, event_ts_ms, decided_at FROM " + s.table("alerts") +
+		" FINAL WHERE decided_at >= toDateTime(?) ORDER BY decided_at DESC, event_ts_ms DESC, account_id, event_id, rule_id LIMIT ?"
+	rows, err := s.conn.Query(ctx, q, dateTime(since).Unix(), uint64(limit))
+	if err != nil {
+		return nil, fmt.Errorf("chstore: alert list: %w", err)
+	}
+	defer rows.Close()
+	var out []RaisedAlert
+	for rows.Next() {
+		var a RaisedAlert
+		if err := rows.Scan(&a.AccountID, &a.EventID, &a.RuleID, &a.Action, &a.Message, &a.EventTS, &a.DecidedAt); err != nil {
+			return nil, fmt.Errorf("chstore: alert list: %w", err)
+		}
+		a.DecidedAt = a.DecidedAt.UTC()
+		out = append(out, a)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("chstore: alert list: %w", err)
+	}
+	return out, nil
+}

@@ -284,6 +284,8 @@ var sampleReads = []struct {
 		}},
 	{name: "RecentAlerts", expect: []string{"1"},
 		read: func(ctx context.Context, s *Store) error { _, err := s.RecentAlerts(ctx, sampleEventTS); return err }},
+	{name: "AlertList", ordered: true, expect: []string{"acct-1\tev-1\tscam-payee\tlock\tIt\\'s a scam: don\\'t pay.\t1795521600000\t2026-11-24 12:00:01"},
+		read: func(ctx context.Context, s *Store) error { _, err := s.AlertList(ctx, sampleEventTS, 10); return err }},
 	{name: "DecisionByEvent", expect: []string{sampleStoredDecision},
 		read: func(ctx context.Context, s *Store) error { _, _, err := s.DecisionByEvent(ctx, "ev-1"); return err }},
 	// ev-2 is a review with no rule matched, so the lock ev-1 is the example.
@@ -507,6 +509,12 @@ var sampleReads = []struct {
 	{name: "SearchDecisions by rule and action", ordered: true, expect: []string{sampleStoredDecision},
 		read: func(ctx context.Context, s *Store) error {
 			_, err := s.SearchDecisions(ctx, DecisionQuery{Rule: "new-device", Action: "lock", From: sampleSpanStart, To: sampleSpanEnd, Limit: 10})
+			return err
+		}},
+	// ev-1 is late for device.id; ev-2 is not.
+	{name: "SearchDecisions of late events", ordered: true, expect: []string{sampleStoredDecision},
+		read: func(ctx context.Context, s *Store) error {
+			_, err := s.SearchDecisions(ctx, DecisionQuery{Late: true, From: sampleSpanStart, To: sampleSpanEnd, Limit: 10})
 			return err
 		}},
 	// ev-1 and ev-2 share a millisecond; acct-2's comes first, so after it, ev-1.

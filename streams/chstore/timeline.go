@@ -194,9 +194,12 @@ type DecisionQuery struct {
 	AccountID string
 	Rule      string
 	Action    string
-	From, To  time.Time
-	Limit     int
-	Before    Cursor
+	// Late keeps only the decisions of late events (too old for one of
+	// their windows): the list behind the overview's late-events figure.
+	Late     bool
+	From, To time.Time
+	Limit    int
+	Before   Cursor
 }
 
 // pageLimit checks and defaults a page size.
@@ -337,6 +340,9 @@ func (s *Store) searchDecisions(ctx context.Context, q DecisionQuery, n int) ([]
 	}
 	if q.Rule != "" {
 		where, args = where+" AND (has(matched_rules, ?) OR has(shadow_rules, ?))", append(args, q.Rule, q.Rule)
+	}
+	if q.Late {
+		where += " AND late = 1"
 	}
 	f, fa = afterFilter(KindDecision, q.Before, "event_ts_ms", "account_id", "event_id")
 	where, args = where+f, append(args, fa...)

@@ -6,6 +6,9 @@ import rules from "./rules.js";
 import lists from "./lists.js";
 import accounts from "./accounts.js";
 import review from "./review.js";
+import raised from "./raised.js";
+import dlq from "./dlq.js";
+import pipeline from "./pipeline.js";
 import alerts from "./alerts.js";
 
-export default [overview, decisions, rules, lists, accounts, review, alerts];
+export default [overview, decisions, rules, lists, accounts, review, raised, dlq, pipeline, alerts];

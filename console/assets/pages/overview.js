@@ -68,15 +68,15 @@ function cards(ov) {
   const list = (a) => a === "review" && can("support", "analyst") ? "#/review" : "#/decisions?action=" + a;
   const out = ACTIONS.map((a) => card("figure-" + a, a, ov.actions[a] || 0, list(a),
     `${a} decisions in the last ${ov.minutes} minutes`));
-  // Alerts lead to their subscribers (admin); late events, the DLQ and
-  // the lag have no list in the console: their titles say where they are.
-  out.push(card("figure-alerts", "alerts", ov.alerts, can() ? "#/alerts" : null,
+  // Every figure leads to its list, for every role that sees it; the
+  // admin's subscribers stay on the Alerts page, linked from the list.
+  out.push(card("figure-alerts", "alerts", ov.alerts, "#/raised",
     "alerts raised in the last " + ov.minutes + " minutes; they appear live on the right"));
-  out.push(card("figure-late", "late events", ov.late_events, null,
+  out.push(card("figure-late", "late events", ov.late_events, "#/decisions?late=true",
     "decisions of events too old for one of their windows (riskd_late_events_total by entity)"));
-  out.push(card("figure-dlq", "DLQ (since start)", ov.pipeline.dlq, null,
+  out.push(card("figure-dlq", "DLQ (since start)", ov.pipeline.dlq, "#/dlq",
     "messages this instance sent to the dead-letter topic (riskd_dlq_total)"));
-  out.push(card("figure-lag", "consumer lag", ov.pipeline.lag, null,
+  out.push(card("figure-lag", "consumer lag", ov.pipeline.lag, "#/pipeline",
     "messages not yet read on this instance's partitions (riskd_consumer_lag)"));
   return out;
 }
