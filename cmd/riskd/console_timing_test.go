@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"slices"
 	"testing"
@@ -36,22 +37,34 @@ func TestConsoleFirstPageTiming(t *testing.T) {
 	tab := b.Tab(t, "http://"+d.httpAddr)
 	tab.SignIn(apitest.Secrets[api.RoleAnalyst])
 
-	// Resolves with the page's clock (ms since its navigation started)
-	// at the first frame that shows the chart and the top rules.
-	const drawn = `new Promise(done => {
-		const ready = () => document.querySelector('[data-test="chart"]') && document.querySelector('[data-test="top-rule"]');
-		const look = () => ready() ? done(performance.now()) : requestAnimationFrame(look);
-		look();
-	})`
+	// The page draws the chart and the top rules in the task that
+	// receives GET /v1/overview's answer, so the end of that response in
+	// the page's resource timing (ms since its navigation started) is
+	// when the first page is complete, to a few milliseconds. (Polling
+	// the page for the chart would add the polling's interval.)
+	const drawn = `performance.getEntriesByType("resource").find(e => e.name.endsWith("/console/api/v1/overview?minutes=60")).responseEnd`
+	const shell = `performance.getEntriesByType("navigation")[0].domContentLoadedEventEnd`
 	const runs = 9
-	var ms []float64
-	for range runs {
-		tab.Open("#/overview")
+	var ms, shells []float64
+	for i := range runs {
+		// Leave the overview first: chromedp's Navigate does not see the
+		// load end when the page it leaves holds the live stream open.
+		// Then a URL with a query of its own: opening the URL the tab
+		// shows already would only move to its fragment, not load the
+		// console again.
+		tab.Go("#/decisions")
+		tab.WaitFor("page-decisions")
+		tab.Open(fmt.Sprintf("?load=%d#/overview", i))
+		tab.WaitFor("chart")
+		tab.WaitFor("top-rule")
 		ms = append(ms, browsertest.Eval[float64](tab, drawn))
+		shells = append(shells, browsertest.Eval[float64](tab, shell))
 	}
 	slices.Sort(ms)
-	t.Logf("overview drawn on %s, %d loads: median %.0f ms, min %.0f ms, max %.0f ms (ms since navigation start)",
-		db, runs, ms[runs/2], ms[0], ms[runs-1])
+	slices.Sort(shells)
+	t.Logf("%d fresh loads of the overview on %s, ms since the navigation started (median, min, max): "+
+		"the shell's DOMContentLoaded %.0f, %.0f, %.0f; the chart and top rules drawn %.0f, %.0f, %.0f",
+		runs, db, shells[runs/2], shells[0], shells[runs-1], ms[runs/2], ms[0], ms[runs-1])
 
 	// The API call alone, as the page makes it.
 	var api []float64
