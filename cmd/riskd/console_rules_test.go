@@ -43,6 +43,15 @@ func waitEditor(tab *browsertest.Tab) {
 	tab.WaitTrue(`!!document.querySelector('[data-test="rules-editor"][data-ready]')`, "the editor loaded")
 }
 
+// openNewRuleFile waits for the editor and opens consoleRuleFile, empty,
+// in it.
+func openNewRuleFile(tab *browsertest.Tab) {
+	waitEditor(tab)
+	tab.Fill("new-file-name", consoleRuleFile)
+	tab.Click("new-file")
+	tab.WaitTrue(fmt.Sprintf("document.querySelector(%q).value === %q", browsertest.Sel("file-select"), consoleRuleFile), "the new file open")
+}
+
 // setValue replaces the value of the input with data-test id (Fill types
 // after a value the page set rather than over it).
 func setValue(tab *browsertest.Tab, id, value string) {
@@ -83,10 +92,7 @@ func TestConsoleRuleWriteBacktestPublishRollBack(t *testing.T) {
 
 	// A new file with a misspelt field: the error is marked where it is.
 	tab.Click("tab-edit")
-	waitEditor(tab)
-	tab.Fill("new-file-name", consoleRuleFile)
-	tab.Click("new-file")
-	tab.WaitTrue(fmt.Sprintf("document.querySelector(%q).value === %q", browsertest.Sel("file-select"), consoleRuleFile), "the new file open")
+	openNewRuleFile(tab)
 	bad := consoleRule("amout")
 	setEditor(tab, bad)
 	tab.WaitFor("editor-error-marker")
@@ -277,10 +283,7 @@ func TestConsoleEditorCompletes(t *testing.T) {
 	tab := b.Tab(t, "http://"+d.httpAddr)
 	tab.SignIn(apitest.Secrets[api.RoleAnalyst])
 	tab.Go("#/rules/edit")
-	waitEditor(tab)
-	tab.Fill("new-file-name", consoleRuleFile)
-	tab.Click("new-file")
-	tab.WaitTrue(fmt.Sprintf("document.querySelector(%q).value === %q", browsertest.Sel("file-select"), consoleRuleFile), "the new file open")
+	openNewRuleFile(tab)
 	setEditor(tab, "- id: typed\n  action: review\n  when: ")
 	editor := browsertest.Sel("editor-input")
 	value := func() string {
@@ -365,10 +368,7 @@ func TestConsoleShadowPublishAndPromote(t *testing.T) {
 	tab := b.Tab(t, "http://"+d.httpAddr)
 	tab.SignIn(apitest.Secrets[api.RoleAnalyst])
 	tab.Go("#/rules/edit")
-	waitEditor(tab)
-	tab.Fill("new-file-name", consoleRuleFile)
-	tab.Click("new-file")
-	tab.WaitTrue(fmt.Sprintf("document.querySelector(%q).value === %q", browsertest.Sel("file-select"), consoleRuleFile), "the new file open")
+	openNewRuleFile(tab)
 	setEditor(tab, consoleRule("amount"))
 	tab.WaitText("validate-status", "Compiles")
 	// Unpublished edits survive a look at another tab.

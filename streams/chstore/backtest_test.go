@@ -36,14 +36,7 @@ func TestBacktestReads(t *testing.T) {
 	}
 	// The events and decisions stored again, as a replay after a restart
 	// does; the decisions as the duplicates the engine marks them.
-	again := make([]*engine.Decision, 0, len(ds))
-	for _, d := range ds {
-		c := d.Clone()
-		c.Duplicate, c.Action, c.Matched, c.Reason = true, 0, nil, "duplicate"
-		c.Source.Offset += 1_000_000 // read again further on: the copy sorts after the first
-		again = append(again, c)
-	}
-	if err := st.WriteDecisions(t.Context(), again); err != nil {
+	if err := st.WriteDecisions(t.Context(), replayedCopies(ds)); err != nil {
 		t.Fatal(err)
 	}
 	from, to := base.UnixMilli(), base.Add(time.Minute).UnixMilli()

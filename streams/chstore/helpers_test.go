@@ -119,3 +119,17 @@ func checkRows(t testing.TB, conn driver.Conn, db string, w want) {
 		}
 	}
 }
+
+// replayedCopies returns ds as a replay after a restart reads them again:
+// further on in their partitions, decided as the duplicates the engine
+// marks them (no action, no matched rule, reason duplicate).
+func replayedCopies(ds []*engine.Decision) []*engine.Decision {
+	again := make([]*engine.Decision, 0, len(ds))
+	for _, d := range ds {
+		c := d.Clone()
+		c.Duplicate, c.Action, c.Matched, c.Reason = true, 0, nil, "duplicate"
+		c.Source.Offset += 1_000_000 // read again further on: the copy sorts after the first
+		again = append(again, c)
+	}
+	return again
+}

@@ -22,14 +22,7 @@ func TestRecentEventsOfAnAccount(t *testing.T) {
 	defer st.Close()
 	base := time.Date(2026, 5, 2, 0, 0, 0, 0, time.UTC)
 	ds := sampleDecisions("recent", 40, base) // acct-0 .. acct-9, 4 events each
-	again := make([]*engine.Decision, 0, len(ds))
-	for _, d := range ds {
-		c := d.Clone()
-		c.Duplicate = true
-		c.Source.Offset += 1_000_000
-		again = append(again, c)
-	}
-	for _, batch := range [][]*engine.Decision{ds, again} {
+	for _, batch := range [][]*engine.Decision{ds, replayedCopies(ds)} {
 		if err := st.WriteDecisions(t.Context(), batch); err != nil {
 			t.Fatal(err)
 		}
