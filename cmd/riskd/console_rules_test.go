@@ -52,14 +52,6 @@ func openNewRuleFile(tab *browsertest.Tab) {
 	tab.WaitTrue(fmt.Sprintf("document.querySelector(%q).value === %q", browsertest.Sel("file-select"), consoleRuleFile), "the new file open")
 }
 
-// setValue replaces the value of the input with data-test id (Fill types
-// after a value the page set rather than over it).
-func setValue(tab *browsertest.Tab, id, value string) {
-	tab.WaitFor(id)
-	browsertest.Eval[bool](tab, fmt.Sprintf(`(() => { const t = document.querySelector(%q); t.value = %q;
-		t.dispatchEvent(new Event("input", {bubbles: true})); return true; })()`, browsertest.Sel(id), value))
-}
-
 // setEditor replaces the editor's text as typing does: the page hears an
 // input event and validates.
 func setEditor(tab *browsertest.Tab, text string) {
@@ -118,8 +110,8 @@ func TestConsoleRuleWriteBacktestPublishRollBack(t *testing.T) {
 
 	// Test on an example event and on the account's stored payments: the
 	// rule matches the big example and the account's two big payments.
-	setValue(tab, "test-events", `[{"event": {"event_id": "example-1", "type": "payment", "amount": 60000, "account_id": "a-new"}}]`)
-	setValue(tab, "test-account", "acct-con")
+	tab.SetValue("test-events", `[{"event": {"event_id": "example-1", "type": "payment", "amount": 60000, "account_id": "a-new"}}]`)
+	tab.SetValue("test-account", "acct-con")
 	tab.Click("run-test")
 	tab.WaitTrue(`document.querySelectorAll('[data-test="test-event"]').length === 5`, "the account's 4 payments and the example decided")
 	matched := browsertest.Eval[string](tab, `[...document.querySelectorAll('[data-test="test-event"]')]
@@ -129,8 +121,8 @@ func TestConsoleRuleWriteBacktestPublishRollBack(t *testing.T) {
 	}
 
 	// Backtest over the hour of stored payments: the rule hits the two big ones.
-	setValue(tab, "backtest-from", time.UnixMilli(now).Add(-time.Minute).UTC().Format(time.RFC3339))
-	setValue(tab, "backtest-to", time.UnixMilli(now).Add(10*time.Minute).UTC().Format(time.RFC3339))
+	tab.SetValue("backtest-from", time.UnixMilli(now).Add(-time.Minute).UTC().Format(time.RFC3339))
+	tab.SetValue("backtest-to", time.UnixMilli(now).Add(10*time.Minute).UTC().Format(time.RFC3339))
 	tab.Click("run-backtest")
 	tab.WaitTrue(`!!document.querySelector('[data-test="backtest-rules"], [data-test="backtest-result"] [data-test="error"]')`, "the backtest's answer")
 	if tab.Present("error") {
@@ -242,17 +234,17 @@ func TestConsoleListsSearchAddAndRemove(t *testing.T) {
 	tab.WaitFor("list-entries")
 	total := len(d.holder.Load().Lists["scam_payees"])
 	tab.WaitText("list-count", fmt.Sprintf("%d entries", total))
-	setValue(tab, "list-search", "0003")
+	tab.SetValue("list-search", "0003")
 	tab.WaitText("list-count", fmt.Sprintf("1 of %d entries match", total))
 
-	setValue(tab, "list-add-entries", "payee-console-1")
+	tab.SetValue("list-add-entries", "payee-console-1")
 	tab.Fill("list-message", "reported by a customer")
 	tab.Click("list-add")
 	tab.WaitText("toast", "Added 1")
 	if _, ok := d.holder.Load().Lists["scam_payees"]["payee-console-1"]; !ok {
 		t.Fatal("the added entry is not in the running set")
 	}
-	setValue(tab, "list-search", "console")
+	tab.SetValue("list-search", "console")
 	tab.WaitText("list-count", fmt.Sprintf("1 of %d entries match", total+1))
 	tab.Screenshot("lists")
 
@@ -267,7 +259,7 @@ func TestConsoleListsSearchAddAndRemove(t *testing.T) {
 	tab.Fill("new-list-name", "console_watch")
 	tab.Click("new-list")
 	tab.WaitFor("list-add-entries")
-	setValue(tab, "list-add-entries", "acct-1\nacct-2")
+	tab.SetValue("list-add-entries", "acct-1\nacct-2")
 	tab.Click("list-add")
 	tab.WaitText("list-count", "2 entries")
 	tab.WaitText("lists", "console_watch")

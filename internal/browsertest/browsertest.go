@@ -194,12 +194,24 @@ func (tab *Tab) Click(id string) {
 	tab.Run(chromedp.WaitVisible(css(id)), chromedp.Click(css(id)))
 }
 
-// Fill replaces the value of the input with data-test id.
+// Fill replaces the value of the input with data-test id, typing value
+// key by key as a user does. The old value is emptied by script first:
+// chromedp.Clear leaves a value the page's own script set.
 func (tab *Tab) Fill(id, value string) {
 	tab.t.Helper()
-	tab.Run(chromedp.WaitVisible(css(id)),
-		chromedp.Clear(css(id)),
-		chromedp.SendKeys(css(id), value))
+	tab.Run(chromedp.WaitVisible(css(id)))
+	tab.SetValue(id, "")
+	tab.Run(chromedp.SendKeys(css(id), value))
+}
+
+// SetValue sets the value of the input or textarea with data-test id at
+// once, as a paste does (one input event), for values whose keys would
+// mean something to the page (a newline in a textarea, a long JSON).
+func (tab *Tab) SetValue(id, value string) {
+	tab.t.Helper()
+	tab.WaitFor(id)
+	Eval[bool](tab, fmt.Sprintf(`(() => { const t = document.querySelector(%q); t.value = %q;
+		t.dispatchEvent(new Event("input", {bubbles: true})); return true; })()`, Sel(id), value))
 }
 
 // Select picks option in the select with data-test id.
