@@ -12,6 +12,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"riskd/engine"
+	"riskd/internal/alone"
 	"riskd/rules"
 	"riskd/streams/notify"
 )
@@ -137,6 +138,9 @@ func TestOutputArenaKeepsEveryMessageOfABatch(t *testing.T) {
 // a batch, a batch of decisions without alerts allocates nothing, and one
 // with alerts one buffer per alert (its value, which notifications hold).
 func TestOutputArenaAllocatesNothingInTheSteadyState(t *testing.T) {
+	if !alone.Process(t) {
+		return
+	}
 	topics := DefaultTopics()
 	ds := benchDecisions(256)
 	var quiet []*engine.Decision

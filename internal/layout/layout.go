@@ -72,6 +72,7 @@ var Layers = []Layer{
 	{"riskd/internal/kafkatest", 70, true},
 	{"riskd/internal/jsonyardstick", 70, true},
 	{"riskd/internal/browsertest", 70, true},
+	{"riskd/internal/alone", 70, true},
 
 	// Harness and tools, beside cmd: they may import anything but cmd.
 	{"riskd/bench/...", RankTools, false},
