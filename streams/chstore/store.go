@@ -53,9 +53,13 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		// A WriteDecisions call holds up to five connections (one per
 		// table) at once; 16 lets three writers and some reads run together.
 		// A caller beyond that waits for a free connection up to
-		// DialTimeout, then retries like any failed attempt.
+		// DialTimeout, then retries like any failed attempt. Every one may
+		// stay idle: the pool closes a connection it cannot keep, and the
+		// next batch then dials again and grows a new encoding buffer to a
+		// batch's size (a twelfth of riskd's allocation in a run where two
+		// batches overlapped and ten connections turned over).
 		MaxOpenConns: 16,
-		MaxIdleConns: 8,
+		MaxIdleConns: 16,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("chstore: open %s: %w", cfg.Addr, redact(err, cfg.Password))
