@@ -81,9 +81,10 @@ func latencyFrom(before, after metrics, name, definition string) (histLatency, e
 // latencyPhase offers events at a fixed fraction of the measured
 // saturation rate, event time = wall clock, and reads the
 // event-to-decision latencies back from ClickHouse and from riskd's own
-// histogram.
+// histogram. trace, when not nil, runs as the warm-up ends (an execution
+// trace of riskd); its error is logged, not returned.
 func latencyPhase(ctx context.Context, smp *sampler, ch *chConn, s settings, brokers []string, stamp string,
-	fraction, e2eRate float64, measure time.Duration, riskdPID int) (latencyResult, error) {
+	fraction, e2eRate float64, measure time.Duration, riskdPID int, trace func(context.Context) error) (latencyResult, error) {
 	rate := fraction * e2eRate
 	prefix := fmt.Sprintf("lat-%s-%02.0f-", stamp, 100*fraction)
 	smp.setPhase(fmt.Sprintf("latency %.0f%%", 100*fraction))
@@ -106,6 +107,11 @@ func latencyPhase(ctx context.Context, smp *sampler, ch *chConn, s settings, bro
 	wg.Go(func() {
 		if histErr = sleepCtx(scrapeCtx, warmup); histErr == nil {
 			hist0, histErr = smp.scrapeNow(scrapeCtx)
+		}
+		if histErr == nil && trace != nil {
+			if err := trace(scrapeCtx); err != nil {
+				logf("warning: no execution trace of riskd: %v", err)
+			}
 		}
 	})
 	sent, err := pp.run(ctx)

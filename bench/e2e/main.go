@@ -30,21 +30,26 @@ import (
 
 // settings are the knobs of one run; they are recorded in the results.
 type settings struct {
-	Events        int           `json:"events"`
-	Accounts      int           `json:"accounts"`
-	FraudRate     float64       `json:"fraud_rate"`
-	Seed          uint64        `json:"seed"`
-	Partitions    int           `json:"partitions"`
-	LatencyFor    time.Duration `json:"latency_phase_ns"`
-	LoadStep      time.Duration `json:"load_step_ns"`
-	ProfileFor    time.Duration `json:"profile_ns"`
-	ClickHouse    string        `json:"clickhouse"`
-	Database      string        `json:"database"`
-	OutDir        string        `json:"-"`
-	Timeout       time.Duration `json:"-"`
-	RiskdBinary   string        `json:"-"`
-	SkipProfile   bool          `json:"-"`
-	SampleEvery   time.Duration `json:"sample_interval_ns"`
+	Events      int           `json:"events"`
+	Accounts    int           `json:"accounts"`
+	FraudRate   float64       `json:"fraud_rate"`
+	Seed        uint64        `json:"seed"`
+	Partitions  int           `json:"partitions"`
+	LatencyFor  time.Duration `json:"latency_phase_ns"`
+	LoadStep    time.Duration `json:"load_step_ns"`
+	ProfileFor  time.Duration `json:"profile_ns"`
+	ClickHouse  string        `json:"clickhouse"`
+	Database    string        `json:"database"`
+	OutDir      string        `json:"-"`
+	Timeout     time.Duration `json:"-"`
+	RiskdBinary string        `json:"-"`
+	SkipProfile bool          `json:"-"`
+	SampleEvery time.Duration `json:"sample_interval_ns"`
+	// TraceFor is the length of riskd's execution trace taken in the
+	// headline latency phase, after its warm-up (latency-trace.out in
+	// OutDir); 0 takes none. The trace shows where an event waits: which
+	// goroutine holds the shards, the garbage collector, the scheduler.
+	TraceFor      time.Duration `json:"latency_trace_ns"`
 	LatencyFactor float64       `json:"latency_rate_fraction"`
 	// OutputMaxBytes is max.message.bytes of the output topics (see
 	// createTopics); 0 leaves the broker's 1 MiB default.
@@ -83,6 +88,7 @@ func main() {
 	flag.StringVar(&s.OutDir, "out", "bench/results", "results directory")
 	flag.DurationVar(&s.Timeout, "timeout", 9*time.Minute, "give up after this long")
 	flag.DurationVar(&s.SampleEvery, "sample", 500*time.Millisecond, "metrics sampling interval")
+	flag.DurationVar(&s.TraceFor, "trace-for", 0, "length of riskd's execution trace in the headline latency phase (latency-trace.out); 0 takes none")
 	var f fleetFlags
 	f.register()
 	flag.Parse()

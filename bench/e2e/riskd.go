@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -41,6 +42,9 @@ type riskdOptions struct {
 	Instance string
 	// Standby is kafka.standby.
 	Standby bool
+	// Pprof is http.pprof: Go's profiler for the admin token (see
+	// traceRiskd).
+	Pprof bool
 	// Env is added to the child's environment (the fleet sets GOMAXPROCS).
 	Env []string
 	// Started, when set, runs as soon as the process exists and before
@@ -87,6 +91,9 @@ func writeConfig(o riskdOptions, httpAddr string) (string, error) {
 	fmt.Fprintf(&b, "rules:\n  dir: %q\n  features: %q\n",
 		filepath.Join(wd, "bench/reference/rules"), filepath.Join(wd, "bench/reference/features.yaml"))
 	fmt.Fprintf(&b, "http:\n  listen: %q\n", httpAddr)
+	if o.Pprof {
+		b.WriteString("  pprof: true\n")
+	}
 	fmt.Fprintf(&b, "decide:\n  publish_events: %v\n", o.DecidePublish)
 	fmt.Fprintf(&b, "state:\n  kafka: %v\n  snapshot_interval: %s\n  topic: %q\n  dir: \"\"\n", o.StateKafka, o.SnapshotInterval, "riskd.state-"+o.Group)
 	if o.Instance != "" {
@@ -213,3 +220,36 @@ func (p *riskdProc) stop(grace time.Duration) error {
 }
 
 func (p *riskdProc) pid() int { return p.cmd.Process.Pid }
+
+// trace saves an execution trace of riskd, taken for length through its
+// /debug/pprof/trace (http.pprof on, token an admin's), to path: read it
+// with go tool trace.
+func (p *riskdProc) trace(ctx context.Context, token string, length time.Duration, path string) error {
+	url := fmt.Sprintf("%s/debug/pprof/trace?seconds=%d", p.httpURL, max(1, int(length.Seconds())))
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return fmt.Errorf("trace: %w", err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("trace: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("trace: %s", resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("trace: %w", err)
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return fmt.Errorf("trace: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("trace: %w", err)
+	}
+	logf("execution trace of riskd (%v) in %s: go tool trace %s", length, path, path)
+	return nil
+}

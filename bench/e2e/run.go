@@ -95,6 +95,12 @@ func run(ctx context.Context, s settings) error {
 		Partitions: s.Partitions, ClickHouse: s.ClickHouse, DB: s.Database,
 		AuthTokens: []string{"bench:hook:" + token}, StateKafka: s.StateKafka, SnapshotInterval: s.SnapshotInterval,
 		DecidePublish: s.DecidePublish}
+	admin := ""
+	if s.TraceFor > 0 {
+		admin = "bench-admin-" + stamp
+		opts.AuthTokens = append(opts.AuthTokens, "bench-admin:admin:"+admin)
+		opts.Pprof = true
+	}
 	logf("starting riskd")
 	proc, err := startRiskd(ctx, opts)
 	if errors.Is(err, errConfigRejected) {
@@ -156,7 +162,13 @@ func run(ctx context.Context, s settings) error {
 		if i > 0 {
 			measure = s.LatencyFor / 2
 		}
-		l, err := latencyPhase(ctx, smp, ch, s, brokers, stamp, f, r.E2EEventsPerSec, measure, proc.pid())
+		var trace func(context.Context) error
+		if i == 0 && s.TraceFor > 0 {
+			trace = func(ctx context.Context) error {
+				return proc.trace(ctx, admin, s.TraceFor, filepath.Join(s.OutDir, "latency-trace.out"))
+			}
+		}
+		l, err := latencyPhase(ctx, smp, ch, s, brokers, stamp, f, r.E2EEventsPerSec, measure, proc.pid(), trace)
 		if err != nil {
 			return err
 		}
