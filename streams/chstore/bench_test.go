@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"riskd/internal/chtest"
+	"riskd/streams/chstore"
 )
 
 // BenchmarkWriteDecisions stores batches of 1000 decisions of distinct
@@ -28,5 +29,24 @@ func BenchmarkWriteDecisions(b *testing.B) {
 	b.StopTimer()
 	if n, err := st.CountDecisions(b.Context(), base); err != nil || n != uint64(batch*i) {
 		b.Fatalf("CountDecisions = %d, %v; want %d", n, err, batch*i)
+	}
+}
+
+// BenchmarkAppendColumns builds the events and decisions columns of a
+// batch of 5,000 decisions (output.batch_size) in a real batch, then
+// aborts it: the client's side of WriteDecisions without the server's,
+// and its allocations, which drive riskd's garbage collection.
+func BenchmarkAppendColumns(b *testing.B) {
+	st := chtest.Open(b)
+	ins := chstore.BuildInserts(sampleDecisions("cols", 5000, time.Now().Add(-time.Hour).Truncate(time.Second)))
+	for _, table := range []string{"events", "decisions"} {
+		b.Run(table, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := chstore.AppendColumnsAborted(b.Context(), st, ins, table); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

@@ -2,6 +2,7 @@ package chstore
 
 import (
 	"context"
+	"fmt"
 	"slices"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -24,3 +25,30 @@ func WriteTablesOnly(ctx context.Context, s *Store, ds []*engine.Decision, table
 // WrapConn puts wrap(conn) between s and its connection, for injecting
 // faults.
 func WrapConn(s *Store, wrap func(driver.Conn) driver.Conn) { s.conn = wrap(s.conn) }
+
+// Inserts are the inserts WriteDecisions builds for a batch.
+type Inserts []insert
+
+// BuildInserts builds the inserts WriteDecisions would send for ds.
+func BuildInserts(ds []*engine.Decision) Inserts { return decisionInserts(ds) }
+
+// AppendColumnsAborted appends the rows of ins bound for the named table
+// (events or decisions, the tables built column by column) to a real
+// batch, then aborts it: the client's side of an insert without the
+// server's.
+func AppendColumnsAborted(ctx context.Context, s *Store, ins Inserts, table string) error {
+	for _, in := range ins {
+		if in.table != table {
+			continue
+		}
+		b, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+s.table(in.table)+" ("+in.columns+")")
+		if err != nil {
+			return err
+		}
+		if err := in.appendColumns(b, in.src); err != nil {
+			return err
+		}
+		return b.Abort()
+	}
+	return fmt.Errorf("no insert into %s", table)
+}

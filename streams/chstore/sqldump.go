@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/column"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"riskd/engine"
@@ -748,6 +749,9 @@ func (b *recordedBatch) Send() error {
 	b.rec.add(b.query + " VALUES " + strings.Join(b.rows, ", "))
 	return nil
 }
+
+// Columns has none: the dump records values, not the driver's columns.
+func (b *recordedBatch) Columns() []column.Interface { return nil }
 
 func (b *recordedBatch) IsSent() bool { return b.sent }
 func (b *recordedBatch) Abort() error { b.sent = true; return nil }
