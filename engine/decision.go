@@ -109,7 +109,8 @@ type Decision struct {
 	// Label is the generator's ground-truth label, carried for scoring
 	// detection only.
 	Label string
-	// Raw is the event as received, for the events table and replay.
+	// Raw is the event as received, for the events table and replay: the
+	// message's Value itself (see Message.Value), never written.
 	Raw []byte
 	// Source is where the event came from.
 	Source Source

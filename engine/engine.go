@@ -83,7 +83,9 @@ func (c Config) withDefaults() Config {
 
 // Message is one event handed to the engine.
 type Message struct {
-	// Value is the raw event JSON; the caller must not change it until Done.
+	// Value is the raw event JSON. The caller must never change it after
+	// Submit: the decision keeps it as its Raw, without a copy (Kafka's
+	// and the decide API's messages are never written after they arrive).
 	Value []byte
 	// Key is the account id (the Kafka key); when empty the engine reads
 	// account_id from Value to pick the shard.

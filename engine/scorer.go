@@ -599,21 +599,18 @@ func (d *Decision) reset() {
 }
 
 // Clone returns a copy that shares no memory with the Scorer's buffers.
+// Raw is not one of them: it is the message's Value, which its sender
+// never changes (Message.Value), so the clone keeps it as it is. Copying
+// it was half of the bytes the engine allocated per decision.
 func (d *Decision) Clone() *Decision {
 	c := *d
-	// The texts and the raw event share one allocation: they live and die
-	// with the clone, and are never written after.
-	text := make([]byte, 0, len(d.EventID)+len(d.AccountID)+len(d.EventType)+len(d.Label)+len(d.Raw))
+	// The texts share one allocation: they live and die with the clone,
+	// and are never written after.
+	text := make([]byte, 0, len(d.EventID)+len(d.AccountID)+len(d.EventType)+len(d.Label))
 	c.EventID, text = cloneInto(text, d.EventID)
 	c.AccountID, text = cloneInto(text, d.AccountID)
 	c.EventType, text = cloneInto(text, d.EventType)
-	c.Label, text = cloneInto(text, d.Label)
-	c.Raw = nil
-	if len(d.Raw) > 0 {
-		at := len(text)
-		text = append(text, d.Raw...)
-		c.Raw = text[at:len(text):len(text)]
-	}
+	c.Label, _ = cloneInto(text, d.Label)
 	c.Matched = append([]RuleHit(nil), d.Matched...)
 	c.Shadow = append([]RuleHit(nil), d.Shadow...)
 	c.Errored = append([]RuleHit(nil), d.Errored...)
