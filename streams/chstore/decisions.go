@@ -151,8 +151,10 @@ func eventTime(d *engine.Decision) time.Time {
 // of eventColumns.
 func appendEventColumns(b driver.Batch, ds []*engine.Decision, src []int) error {
 	n := len(src)
-	ids, accounts, types, raws, topics := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-	times, tss, parts, offsets := make([]time.Time, n), make([]int64, n), make([]int32, n), make([]int64, n)
+	sc := getColumnScratch()
+	defer putColumnScratch(sc)
+	ids, accounts, types, raws, topics := take(&sc.strings, n), take(&sc.strings, n), take(&sc.strings, n), take(&sc.strings, n), take(&sc.strings, n)
+	times, tss, parts, offsets := take(&sc.times, n), take(&sc.int64s, n), take(&sc.int32s, n), take(&sc.int64s, n)
 	for j, k := range src {
 		d := ds[k]
 		ids[j], accounts[j], types[j], times[j], tss[j] = d.EventID, d.AccountID, d.EventType, eventTime(d), d.EventTS
@@ -176,18 +178,21 @@ func bytesAsString(b []byte) string {
 // backing slice each (flat), so a batch allocates per column, not per row.
 func appendDecisionColumns(b driver.Batch, ds []*engine.Decision, src []int) error {
 	n := len(src)
+	sc := getColumnScratch()
+	defer putColumnScratch(sc)
+	str, list := func() []string { return take(&sc.strings, n) }, func() [][]string { return take(&sc.lists, n) }
 	var (
-		ids, accounts, types, actions, reasons  = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-		versions, candVersions, candActions     = make([]string, n), make([]string, n), make([]string, n)
-		topics                                  = make([]string, n)
-		times, decided, lockUntil               = make([]time.Time, n), make([]time.Time, n), make([]time.Time, n)
-		tss, decidedMs, offsets                 = make([]int64, n), make([]int64, n), make([]int64, n)
-		scores, candScores, parts               = make([]int32, n), make([]int32, n), make([]int32, n)
-		latency                                 = make([]uint64, n)
-		late, original                          = make([]uint8, n), make([]uint8, n)
-		matched, shadow, errored, errs, lateFor = make([][]string, n), make([][]string, n), make([][]string, n), make([][]string, n), make([][]string, n)
-		names, candRules                        = make([][]string, n), make([][]string, n)
-		values                                  = make([][]float64, n)
+		ids, accounts, types, actions, reasons  = str(), str(), str(), str(), str()
+		versions, candVersions, candActions     = str(), str(), str()
+		topics                                  = str()
+		times, decided, lockUntil               = take(&sc.times, n), take(&sc.times, n), take(&sc.times, n)
+		tss, decidedMs, offsets                 = take(&sc.int64s, n), take(&sc.int64s, n), take(&sc.int64s, n)
+		scores, candScores, parts               = take(&sc.int32s, n), take(&sc.int32s, n), take(&sc.int32s, n)
+		latency                                 = take(&sc.uint64s, n)
+		late, original                          = take(&sc.uint8s, n), take(&sc.uint8s, n)
+		matched, shadow, errored, errs, lateFor = list(), list(), list(), list(), list()
+		names, candRules                        = list(), list()
+		values                                  = take(&sc.floats, n)
 		nRules, nFeatures, nLate, nCand         int
 	)
 	for _, k := range src {
@@ -199,8 +204,8 @@ func appendDecisionColumns(b driver.Batch, ds []*engine.Decision, src []int) err
 			nCand += len(d.Candidate.Matched)
 		}
 	}
-	strs := make([]string, 0, nRules+nFeatures+nLate+nCand)
-	floats := make([]float64, 0, nFeatures)
+	strs := room(&sc.elems, nRules+nFeatures+nLate+nCand)
+	floats := room(&sc.values, nFeatures)
 	// take appends ss to the shared backing slice and returns their part
 	// of it ([]string{}, never nil, for none: an empty array).
 	take := func(ss ...string) []string {
