@@ -365,7 +365,8 @@ type Pipeline struct {
 	// ownedBefore is what the previous generation assigned here (nil
 	// before the first), to tell the partitions that moved here.
 	ownedBefore map[topicPartition]bool
-	out         *kafka.Writer
+	out         *kafka.Writer // the decisions topic's outputs
+	outSide     *kafka.Writer // every other topic's: alerts, lock commands, dead letters, decide events (see write)
 	alone       *kafka.Writer // one message per produce request, for retries of refused ones (see write)
 	m           *Metrics
 	stages      [stageCount]prometheus.Observer // m.Stage by stage
@@ -455,6 +456,7 @@ func New(cfg Config, eng *engine.Engine, store DecisionStore, m *Metrics) *Pipel
 		eng:     eng,
 		store:   store,
 		out:     newWriter(cfg.Brokers, cfg.BatchSize, newOutputBalancer(cfg)),
+		outSide: newWriter(cfg.Brokers, min(cfg.BatchSize, sidePartitionBatch), newOutputBalancer(cfg)),
 		alone:   newWriter(cfg.Brokers, 1, newOutputBalancer(cfg)),
 		m:       m,
 		stages:  m.stageObservers(),
@@ -530,6 +532,14 @@ func newWriter(brokers []string, batchSize int, b kafka.Balancer) *kafka.Writer 
 // partition (see newWriter).
 const maxPartitionBatch = 1024
 
+// sidePartitionBatch is maxPartitionBatch for the topics besides the
+// decisions topic (Pipeline.outSide). A batch has an alert for one
+// decision in eight or fewer, and lock commands and dead letters rarer
+// still, so a partition's share is tens of messages, and room for 1,024
+// at every partition of each of those topics was a third of what an
+// output batch allocated.
+const sidePartitionBatch = 128
+
 // outputBalancer places the outputs by account (kafka.Hash: one
 // account's outputs stay in order), and the decide API's events appended
 // to an input topic (Config.PublishAPIEvents) as the wallet's producers do
@@ -563,6 +573,7 @@ func (b *outputBalancer) Balance(msg kafka.Message, partitions ...int) int {
 // not ready before Run, once ctx has ended, and after Run returns.
 func (p *Pipeline) Run(ctx context.Context) error {
 	defer p.out.Close()
+	defer p.outSide.Close()
 	defer p.alone.Close()
 	p.health.setRunning(true)
 	defer p.health.setRunning(false)
@@ -943,6 +954,10 @@ func (p *Pipeline) runOutput(ctx context.Context) {
 	var stores sync.WaitGroup
 	defer stores.Wait()
 	slots := make(chan struct{}, p.cfg.StoreParallelism)
+	// spare holds the lists of stored batches for the next ones: a list
+	// has room for BatchSize results, a megabyte at the default, however
+	// few a batch cut by the flush interval holds.
+	spare := make(chan []result, p.cfg.StoreParallelism+1)
 	batch := make([]result, 0, p.cfg.BatchSize)
 	var arena outputArena // publishBatch's, batch after batch
 	tick := time.NewTicker(p.cfg.FlushInterval)
@@ -984,6 +999,10 @@ func (p *Pipeline) runOutput(ctx context.Context) {
 			if err == nil {
 				p.finish(batch)
 				p.health.batchDone(id)
+				select {
+				case spare <- clearTo0(batch):
+				default:
+				}
 			} else if ctx.Err() != nil {
 				p.health.batchDone(id) // abandoned by the drain
 			}
@@ -991,7 +1010,11 @@ func (p *Pipeline) runOutput(ctx context.Context) {
 			// logged why): it stays pending, and the output condition
 			// fails, because its offsets can never be committed.
 		}(batch)
-		batch = make([]result, 0, p.cfg.BatchSize) // the store goroutine owns the old one
+		select { // the store goroutine owns the old one
+		case batch = <-spare:
+		default:
+			batch = make([]result, 0, p.cfg.BatchSize)
+		}
 	}
 }
 
@@ -1025,7 +1048,8 @@ func (p *Pipeline) publishBatch(ctx context.Context, batch []result, arena *outp
 	p.m.BatchSize.Observe(float64(len(batch)))
 	arena.reset()
 	var out batchOutputs
-	msgs := make([]kafka.Message, 0, len(batch)+len(batch)/8)
+	msgs := arena.msgs[:0]
+	defer func() { arena.msgs = msgs }() // grown, it serves the next batch
 	var notes []notify.Notification
 	now := time.Now()
 	for _, r := range batch {
@@ -1144,7 +1168,9 @@ func (p *Pipeline) notify(notes ...notify.Notification) {
 // counted in riskd_dropped_outputs_total{topic}: no message is retried
 // forever for what it is.
 func (p *Pipeline) publish(ctx context.Context, msgs []kafka.Message) error {
-	pending := make([]outgoing, 0, len(msgs))
+	pp := pendingLists.Get().(*[]outgoing)
+	defer func() { *pp = clearTo0(*pp); pendingLists.Put(pp) }()
+	pending := (*pp)[:0]
 	for _, m := range msgs {
 		if n := outputBytes(m); n > p.cfg.MaxOutputBytes {
 			err := fmt.Errorf("%w: %d bytes, the bound is %d", errOutputTooLarge, n, p.cfg.MaxOutputBytes)
@@ -1154,6 +1180,7 @@ func (p *Pipeline) publish(ctx context.Context, msgs []kafka.Message) error {
 		}
 		pending = append(pending, outgoing{msg: m})
 	}
+	*pp = pending // grown, it serves the next call
 	for round := 1; len(pending) > 0; round++ {
 		errs := p.write(ctx, pending)
 		if ctx.Err() != nil {
@@ -1253,22 +1280,35 @@ func refused(err error) bool {
 // error (nil: written). Messages refused before are written through
 // p.alone, one topic at a time, so neither another message of their batch
 // nor another topic's metadata failure is taken for their own refusal.
+//
+// The rest go out at once through two writers, p.out for the decisions
+// topic and p.outSide for the others, each sizing its partition batches
+// for its topics' share of a batch (sidePartitionBatch).
 func (p *Pipeline) write(ctx context.Context, pending []outgoing) []error {
 	errs := make([]error, len(pending))
-	var batched []int
+	var decisions, side []int
 	var topics []string
 	alone := map[string][]int{}
 	for i, o := range pending {
-		if o.refusals == 0 {
-			batched = append(batched, i)
-			continue
+		switch {
+		case o.refusals > 0:
+			if _, ok := alone[o.msg.Topic]; !ok {
+				topics = append(topics, o.msg.Topic)
+			}
+			alone[o.msg.Topic] = append(alone[o.msg.Topic], i)
+		case o.msg.Topic == p.cfg.Topics.Decisions:
+			decisions = append(decisions, i)
+		default:
+			side = append(side, i)
 		}
-		if _, ok := alone[o.msg.Topic]; !ok {
-			topics = append(topics, o.msg.Topic)
-		}
-		alone[o.msg.Topic] = append(alone[o.msg.Topic], i)
 	}
-	writeTo(ctx, p.out, pending, batched, errs)
+	// Each call sets only its own messages' errs.
+	var wg sync.WaitGroup
+	if len(side) > 0 {
+		wg.Go(func() { writeTo(ctx, p.outSide, pending, side, errs) })
+	}
+	writeTo(ctx, p.out, pending, decisions, errs)
+	wg.Wait()
 	for _, t := range topics {
 		writeTo(ctx, p.alone, pending, alone[t], errs)
 	}
@@ -1278,11 +1318,14 @@ func (p *Pipeline) write(ctx context.Context, pending []outgoing) []error {
 // writeTo writes the pending messages at idx with w and sets errs[i] for
 // each one that failed. An error of the whole call is each message's.
 func writeTo(ctx context.Context, w *kafka.Writer, pending []outgoing, idx []int, errs []error) {
+	mp := messageLists.Get().(*[]kafka.Message)
+	defer func() { *mp = clearTo0(*mp); messageLists.Put(mp) }()
 	for len(idx) > 0 {
-		msgs := make([]kafka.Message, len(idx))
-		for k, i := range idx {
-			msgs[k] = pending[i].msg
+		msgs := (*mp)[:0]
+		for _, i := range idx {
+			msgs = append(msgs, pending[i].msg)
 		}
+		*mp = msgs
 		err := w.WriteMessages(ctx, msgs...)
 		var tooLarge kafka.MessageTooLargeError
 		var perMsg kafka.WriteErrors
@@ -1320,6 +1363,22 @@ func writeTo(ctx context.Context, w *kafka.Writer, pending []outgoing, idx []int
 			return
 		}
 	}
+}
+
+// pendingLists and messageLists hold publish's and writeTo's lists for
+// the next call: an output batch's messages, 1.6 MB for 5,000 decisions,
+// were made afresh for every batch. The writer is done with the messages
+// when WriteMessages returns (it writes synchronously).
+var (
+	pendingLists = sync.Pool{New: func() any { return new([]outgoing) }}
+	messageLists = sync.Pool{New: func() any { return new([]kafka.Message) }}
+)
+
+// clearTo0 zeroes s's elements, so that a pooled list holds no message
+// past its use, and returns it emptied.
+func clearTo0[T any](s []T) []T {
+	clear(s)
+	return s[:0]
 }
 
 // sameMessage reports whether a and b are the same message by content.

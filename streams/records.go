@@ -250,6 +250,8 @@ func lockingRules(d *engine.Decision) string {
 type outputArena struct {
 	buf  []byte
 	hdrs []kafka.Header
+	// msgs is publishBatch's list of the batch's messages.
+	msgs []kafka.Message
 }
 
 // maxArenaBytes bounds the buffer kept from one batch for the next: a
@@ -261,6 +263,8 @@ func (a *outputArena) reset() {
 		a.buf = nil
 	}
 	a.buf, a.hdrs = a.buf[:0], a.hdrs[:0]
+	clear(a.msgs) // the last batch's alert values go with it
+	a.msgs = a.msgs[:0]
 }
 
 // text appends s and returns its copy (never nil, as []byte(s) is not).
