@@ -184,8 +184,8 @@ func Restore(cfg Config, set *features.Set, holder *rules.Holder, r io.Reader) (
 	if err != nil {
 		return nil, fmt.Errorf("%w: shared entities: %w", ErrCheckpointFormat, err)
 	}
-	e := &Engine{turns: newTurnstile(cfg.Shards, cfg.QueueSize), maxSkew: cfg.MaxFutureSkew, now: cfg.Now,
-		untagged: version < 8}
+	e := newEngine(cfg)
+	e.untagged = version < 8
 	e.ents.Store(ents)
 	for i := range cfg.Shards {
 		s, err := readShard(br, version, cfg, set, holder, ents)
