@@ -159,9 +159,8 @@ func (sh *shard) writeCut(m Message) {
 	}
 	c.mu.Unlock()
 	part := frozenShard{store: sh.scorer.store.Freeze()}
-	var rest bytes.Buffer
-	rest.Grow(sh.lastRest + sh.lastRest/8)
-	sh.scorer.writeRest(&rest)
+	rest := bytes.NewBuffer(make([]byte, 0, sh.lastRest+sh.lastRest/8)) // see assemble
+	sh.scorer.writeRest(rest)
 	part.rest, sh.lastRest = rest.Bytes(), rest.Len()
 	if m.seq != 0 {
 		sh.scorer.turns.enter(m.seq, sh.index)
@@ -201,22 +200,26 @@ func (c *cut) assemble() CutResult {
 	}
 	copying := time.Since(c.frozenAt)
 	c.copied()
-	var b bytes.Buffer
+	// Sized once, by make: bytes.Buffer.Grow clears the memory it adds in
+	// one call the scheduler cannot preempt (hundreds of megabytes here,
+	// up to a second with the page faults), and a collection that starts
+	// meanwhile stops every shard until that call ends; make clears a
+	// large buffer in preemptible steps.
 	hint := c.sizeHint.Load()
-	b.Grow(int(hint + hint/8))
+	b := bytes.NewBuffer(make([]byte, 0, hint+hint/8))
 	b.WriteString(checkpointMagic)
 	le := binary.LittleEndian
 	b.Write(le.AppendUint16(nil, checkpointVersion))
 	b.Write(le.AppendUint32(nil, uint32(len(c.parts))))
 	at := b.Len()
 	b.Write(make([]byte, 8))
-	if err := c.shared.Snapshot(&b); err != nil {
+	if err := c.shared.Snapshot(b); err != nil {
 		return CutResult{Err: fmt.Errorf("engine cut: shared entities: %w", err)}
 	}
 	le.PutUint64(b.Bytes()[at:], uint64(b.Len()-at-8))
 	c.shared = nil
 	for i := range c.parts {
-		if err := writeFeatures(&b, c.parts[i].store); err != nil {
+		if err := writeFeatures(b, c.parts[i].store); err != nil {
 			return CutResult{Err: fmt.Errorf("engine cut: shard %d: %w", i, err)}
 		}
 		b.Write(c.parts[i].rest)
