@@ -245,8 +245,10 @@ func liveHeap() uint64 {
 // the flow without a cut (copy-score-max-ms, steady-score-max-ms), the
 // longest wait from submission to decision of each (copy-wait-max-ms,
 // steady-wait-max-ms; the queues are kept full, so a wait is mostly a
-// queue), and the events decided per second during the copy
-// (copy-events/s) against the flow without a cut (steady-events/s).
+// queue) and of the events decided before the cut's result, its encoding
+// included (cut-wait-max-ms), and the events decided per second during
+// the copy (copy-events/s) against the flow without a cut
+// (steady-events/s).
 // Run it alone:
 //
 //	go test -run '^$' -bench '^BenchmarkStateCutAndRestore$' -benchtime 1x ./engine/
@@ -299,6 +301,7 @@ func BenchmarkStateCutAndRestore(b *testing.B) {
 	b.ReportMetric(ms(steady.scoreMax), "steady-score-max-ms")
 	b.ReportMetric(ms(busy.waitMax), "copy-wait-max-ms")
 	b.ReportMetric(ms(steady.waitMax), "steady-wait-max-ms")
+	b.ReportMetric(ms(busy.cutWaitMax), "cut-wait-max-ms")
 	b.ReportMetric(busy.perSec, "copy-events/s")
 	b.ReportMetric(steady.perSec, "steady-events/s")
 
@@ -372,6 +375,9 @@ type flowFigures struct {
 	paused, copying   time.Duration // the cut's, if any
 	scoreMax, waitMax time.Duration
 	perSec            float64
+	// cutWaitMax is the longest wait of the events decided before the
+	// cut's result came: during its copy and its encoding.
+	cutWaitMax time.Duration
 }
 
 // flowDuringCut submits evs to e without waiting, as the stream does,
@@ -386,12 +392,15 @@ func flowDuringCut(b *testing.B, e *Engine, ctx context.Context, evs [][]byte, c
 	took := make([]time.Duration, len(evs))
 	var wg sync.WaitGroup
 	start := time.Now()
-	var results <-chan CutResult
+	var res CutResult
+	var resAt time.Time
+	var resWG sync.WaitGroup
 	if cut {
-		var err error
-		if results, err = e.StartCut(ctx); err != nil {
+		results, err := e.StartCut(ctx)
+		if err != nil {
 			b.Fatal(err)
 		}
+		resWG.Go(func() { res = <-results; resAt = time.Now() })
 	}
 	for i, raw := range evs {
 		wg.Add(1)
@@ -411,8 +420,8 @@ func flowDuringCut(b *testing.B, e *Engine, ctx context.Context, evs [][]byte, c
 	wg.Wait()
 	var f flowFigures
 	end := slices.MaxFunc(decided, func(a, b time.Time) int { return a.Compare(b) })
+	resWG.Wait()
 	if cut {
-		res := <-results
 		if res.Err != nil {
 			b.Fatal(res.Err)
 		}
@@ -423,6 +432,9 @@ func flowDuringCut(b *testing.B, e *Engine, ctx context.Context, evs [][]byte, c
 	}
 	n := 0
 	for i := range evs {
+		if cut && !decided[i].After(resAt) {
+			f.cutWaitMax = max(f.cutWaitMax, decided[i].Sub(submitted[i]))
+		}
 		if decided[i].After(end) {
 			continue
 		}
