@@ -2,10 +2,12 @@ package engine
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -228,11 +230,26 @@ func liveHeap() uint64 {
 // BenchmarkStateCutAndRestore measures what keeping the engine's state in
 // Kafka costs at the size the README quotes: the reference workload warmed
 // with 1,000,000 accounts (4 events each) on two shards, then one cut
-// (StartCut: every shard copies its state, the shared entity windows in
-// their turn, and the copies are encoded beside the shards) and one
-// Restore of it. It reports the cut's whole time and how long it held the
-// shards (cut-pause-s), the restore time and the snapshot's size; saving it to and loading it from the state
-// topic adds the broker's transfer (streams/snapshots). Run it alone:
+// (StartCut: every shard freezes its state, the shared entity windows in
+// their turn, and the copies are made and encoded beside the shards) and
+// one Restore of it. It reports the cut's whole time and how long it held
+// the shards (cut-pause-s), the restore time and the snapshot's size;
+// saving it to and loading it from the state topic adds the broker's
+// transfer (streams/snapshots).
+//
+// Then a second cut is taken while 300,000 more events flow, and 300,000
+// more flow without one, to show what the shards pay while a cut's copy
+// is in progress (a shard's first write to a chunk not yet copied copies
+// it): busy-cut-pause-s and copy-s (CutResult.Paused and Copying), the
+// longest Score call of the events decided during the copy and during
+// the flow without a cut (copy-score-max-ms, steady-score-max-ms), the
+// longest wait from submission to decision of each (copy-wait-max-ms,
+// steady-wait-max-ms; the queues are kept full, so a wait is mostly a
+// queue) and of the events decided before the cut's result, its encoding
+// included (cut-wait-max-ms), and the events decided per second during
+// the copy (copy-events/s) against the flow without a cut
+// (steady-events/s).
+// Run it alone:
 //
 //	go test -run '^$' -bench '^BenchmarkStateCutAndRestore$' -benchtime 1x ./engine/
 func BenchmarkStateCutAndRestore(b *testing.B) {
@@ -276,6 +293,18 @@ func BenchmarkStateCutAndRestore(b *testing.B) {
 		}
 		restoreSecs = time.Since(start).Seconds()
 	}
+	busy := flowDuringCut(b, e, ctx, generate(g, 300_000), true)
+	steady := flowDuringCut(b, e, ctx, generate(g, 300_000), false)
+	b.ReportMetric(busy.paused.Seconds(), "busy-cut-pause-s")
+	b.ReportMetric(busy.copying.Seconds(), "copy-s")
+	b.ReportMetric(ms(busy.scoreMax), "copy-score-max-ms")
+	b.ReportMetric(ms(steady.scoreMax), "steady-score-max-ms")
+	b.ReportMetric(ms(busy.waitMax), "copy-wait-max-ms")
+	b.ReportMetric(ms(steady.waitMax), "steady-wait-max-ms")
+	b.ReportMetric(ms(busy.cutWaitMax), "cut-wait-max-ms")
+	b.ReportMetric(busy.perSec, "copy-events/s")
+	b.ReportMetric(steady.perSec, "steady-events/s")
+
 	// One partition of eight moving to a running instance: the new owner
 	// reads the whole snapshot and keeps that partition's accounts; the old
 	// one drops them.
@@ -340,3 +369,81 @@ func BenchmarkPipelinedShards(b *testing.B) {
 	}
 	wg.Wait()
 }
+
+// flowFigures are what flowDuringCut measured over its window.
+type flowFigures struct {
+	paused, copying   time.Duration // the cut's, if any
+	scoreMax, waitMax time.Duration
+	perSec            float64
+	// cutWaitMax is the longest wait of the events decided before the
+	// cut's result came: during its copy and its encoding.
+	cutWaitMax time.Duration
+}
+
+// flowDuringCut submits evs to e without waiting, as the stream does,
+// with a cut started just before when cut is set, and returns figures of
+// the events decided in the window: while the cut's copy was in progress
+// (CutResult.Copying from the StartCut call; the engine is idle then, so
+// its markers pass at once), or the whole flow without a cut.
+func flowDuringCut(b *testing.B, e *Engine, ctx context.Context, evs [][]byte, cut bool) flowFigures {
+	b.Helper()
+	submitted := make([]time.Time, len(evs))
+	decided := make([]time.Time, len(evs))
+	took := make([]time.Duration, len(evs))
+	var wg sync.WaitGroup
+	start := time.Now()
+	var res CutResult
+	var resAt time.Time
+	var resWG sync.WaitGroup
+	if cut {
+		results, err := e.StartCut(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		resWG.Go(func() { res = <-results; resAt = time.Now() })
+	}
+	for i, raw := range evs {
+		wg.Add(1)
+		submitted[i] = time.Now()
+		err := e.Submit(ctx, Message{Value: raw, Done: func(d *Decision, err error) {
+			defer wg.Done()
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			decided[i], took[i] = time.Now(), d.Latency
+		}})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	wg.Wait()
+	var f flowFigures
+	end := slices.MaxFunc(decided, func(a, b time.Time) int { return a.Compare(b) })
+	resWG.Wait()
+	if cut {
+		if res.Err != nil {
+			b.Fatal(res.Err)
+		}
+		f.paused, f.copying = res.Paused, res.Copying
+		if copied := start.Add(res.Copying); copied.Before(end) {
+			end = copied
+		}
+	}
+	n := 0
+	for i := range evs {
+		if cut && !decided[i].After(resAt) {
+			f.cutWaitMax = max(f.cutWaitMax, decided[i].Sub(submitted[i]))
+		}
+		if decided[i].After(end) {
+			continue
+		}
+		n++
+		f.scoreMax = max(f.scoreMax, took[i])
+		f.waitMax = max(f.waitMax, decided[i].Sub(submitted[i]))
+	}
+	f.perSec = float64(n) / end.Sub(start).Seconds()
+	return f
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

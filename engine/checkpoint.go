@@ -122,15 +122,25 @@ func (s *Scorer) writeRest(w *bytes.Buffer) {
 	}
 	// Older generation first: readState records them in this order, which
 	// rebuilds the same two generations when the capacity is unchanged.
+	// Hundreds of thousands of them, the most of what a cut's marker
+	// holds a shard for: appended to a block written whole rather than
+	// written one by one.
 	w.Write(le.AppendUint32(nil, uint32(s.dedupe.len())))
-	var rec [15]byte
+	const recLen = 15
+	var block [4096 / recLen * recLen]byte
+	n := 0
 	for e := range s.dedupe.all() {
+		rec := block[n : n+recLen]
 		le.PutUint64(rec[:8], e.id)
 		rec[8] = byte(e.action)
 		le.PutUint32(rec[9:], e.sum)
 		le.PutUint16(rec[13:], e.tag)
-		w.Write(rec[:])
+		if n += recLen; n == len(block) {
+			w.Write(block[:])
+			n = 0
+		}
 	}
+	w.Write(block[:n])
 	w.Write(le.AppendUint32(nil, uint32(s.throttle.len())))
 	var tr [24]byte
 	for k, sent := range s.throttle.sent {
@@ -184,8 +194,8 @@ func Restore(cfg Config, set *features.Set, holder *rules.Holder, r io.Reader) (
 	if err != nil {
 		return nil, fmt.Errorf("%w: shared entities: %w", ErrCheckpointFormat, err)
 	}
-	e := &Engine{turns: newTurnstile(cfg.Shards, cfg.QueueSize), maxSkew: cfg.MaxFutureSkew, now: cfg.Now,
-		untagged: version < 8}
+	e := newEngine(cfg)
+	e.untagged = version < 8
 	e.ents.Store(ents)
 	for i := range cfg.Shards {
 		s, err := readShard(br, version, cfg, set, holder, ents)

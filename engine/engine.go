@@ -153,6 +153,8 @@ type Engine struct {
 	swapMu sync.Mutex
 	// lastCutSize is the size of the last cut's data (see cut.sizeHint).
 	lastCutSize atomic.Int64
+	// cutting holds a token while a cut's copy is in progress (StartCut).
+	cutting chan struct{}
 	// turns orders the stream messages' use of ents (see turnstile).
 	turns *turnstile
 	// maxSkew and now are Config.MaxFutureSkew and Config.Now (AheadOfClock).
@@ -189,12 +191,18 @@ type shard struct {
 // New builds an Engine; call Run to start its shards.
 func New(cfg Config, set *features.Set, holder *rules.Holder) *Engine {
 	cfg = cfg.withDefaults()
-	e := &Engine{turns: newTurnstile(cfg.Shards, cfg.QueueSize), maxSkew: cfg.MaxFutureSkew, now: cfg.Now}
+	e := newEngine(cfg)
 	e.ents.Store(set.NewShared())
 	for range cfg.Shards {
 		e.addShard(cfg, newScorer(cfg, set, holder, e.shared().NewStore()))
 	}
 	return e
+}
+
+// newEngine returns an Engine of no shards yet for cfg (with defaults).
+func newEngine(cfg Config) *Engine {
+	return &Engine{turns: newTurnstile(cfg.Shards, cfg.QueueSize), maxSkew: cfg.MaxFutureSkew, now: cfg.Now,
+		cutting: make(chan struct{}, 1)}
 }
 
 // shared returns the entity windows the shards share.

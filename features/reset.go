@@ -43,7 +43,7 @@ func (st *Store) ResetAccountKey(h uint64, feats []int) int {
 	if mask == 0 {
 		return 0
 	}
-	a := st.accounts.get(h)
+	a := st.accounts.getForWrite(h)
 	if a == nil || !a.hasWin {
 		return 0
 	}

@@ -39,6 +39,10 @@ type Shared struct {
 	// restored is what the Shared knows of the snapshot it was restored
 	// from.
 	restored restoreInfo
+	// guards are, in a copy made by Freeze, the guards copying each
+	// stripe's tables, stripe by stripe and group by group, until
+	// Complete.
+	guards []*freezeGuard[entity]
 }
 
 // sharedStripes is how many lock stripes a Shared has: enough that shards

@@ -78,7 +78,10 @@ func (s *snapWriter) u(x uint64) {
 // Snapshot writes the Store's state to w: its accounts and, when it owns
 // its Shared (Set.NewStore), the other groups' entities too. The Stores of
 // an engine leave those to one Shared.Snapshot.
+//
+// A copy made by Freeze is completed first (Complete).
 func (st *Store) Snapshot(w io.Writer) error {
+	st.Complete()
 	sw := &snapWriter{w: bufio.NewWriter(w)}
 	sw.w.WriteString(snapMagic)
 	sw.w.Write(st.set.appendLayout(binary.AppendUvarint(nil, snapVersion), st.shared))
@@ -164,7 +167,9 @@ func (st *Store) Snapshot(w io.Writer) error {
 // Snapshot writes the Shared's entities to w, one stripe at a time under
 // its lock: consistent per stripe while the Stores run, and as a whole
 // when they are paused (an engine checkpoint after the intake drained).
+// A copy made by Freeze is completed first (Complete).
 func (sh *Shared) Snapshot(w io.Writer) error {
+	sh.Complete()
 	bw := bufio.NewWriter(w)
 	bw.WriteString(sharedSnapMagic)
 	bw.Write(sh.set.appendLayout(binary.AppendUvarint(nil, snapVersion), sh))
@@ -744,7 +749,7 @@ func (s *Set) restore(r io.Reader, sh *Shared) (*Store, error) {
 				sr.err = fmt.Errorf("account partition %d out of range", part)
 				break
 			}
-			if a := st.accounts.get(k); a != nil {
+			if a := st.accounts.getForWrite(k); a != nil {
 				a.part = uint16(part) // none when its state was dropped above
 			}
 		}

@@ -91,6 +91,9 @@ type Store struct {
 	qs []uint64
 	qb []uint32
 	qk []int32
+	// accGuard is, in a copy made by Freeze, the guard copying the
+	// accounts (see freeze.go) until Complete.
+	accGuard *freezeGuard[account]
 }
 
 // account is one account's profile and the window state of the features
@@ -452,8 +455,8 @@ func (st *Store) ObserveIn(ev *event.Event, out *Values, scope Scope) (late Late
 			continue
 		}
 		h := st.keys[g]
-		if scope == ScopeAccount { // read what is there; add nothing
-			st.scratch[g] = sh.stripes[st.stripe[g]].groups[g].get(h)
+		if scope == ScopeAccount { // add nothing; fill still drops what left the window
+			st.scratch[g] = sh.stripes[st.stripe[g]].groups[g].getForWrite(h)
 			continue
 		}
 		e, fresh := sh.stripes[st.stripe[g]].groups[g].upsert(h)
@@ -847,6 +850,9 @@ func (st *Store) Expire(nowMs int64) int {
 	t := &st.accounts
 	for j := 0; j < len(t.vals); {
 		a := &t.vals[j]
+		if a.hasWin && a.win.last+accIdle <= nowMs || a.hasProfile && a.p.last+ttl <= nowMs {
+			t.willWrite(j)
+		}
 		if a.hasWin && a.win.last+accIdle <= nowMs {
 			a.hasWin, a.win.items = false, nil
 			st.nAccWin--

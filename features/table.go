@@ -1,5 +1,7 @@
 package features
 
+import "sync/atomic"
+
 // table is an open-addressing hash table from a 64-bit key hash to a value
 // of type V, built for the Store's hot path: one probe sequence per lookup
 // and the value held inline in a dense slab, so a lookup touches one index
@@ -13,11 +15,20 @@ package features
 // deleting moves the last value into the hole. Pointers into vals are valid
 // until the next insertion or deletion in the same table.
 //
+// Writes: while a freeze's copy is in progress (see freeze.go) a value must
+// not change before it is copied, so every write to vals goes through a
+// method that calls willWrite first: upsert, getForWrite, del. A caller
+// that walks vals and changes a value in place calls willWrite itself;
+// get and touch are for reading only.
+//
 // Memory: 8 bytes per slot at a load of 3/8 to 3/4, plus the values.
 type table[V any, P keyed[V]] struct {
 	slots []uint64
 	vals  []V
 	shift uint32 // 32 - log2(len(slots))
+	// guard is the copy-on-write guard of a freeze in progress, nil
+	// otherwise: the hot path pays one load of it per write.
+	guard atomic.Pointer[freezeGuard[V]]
 }
 
 // keyed is what a table value provides: the full 64-bit key it is stored
@@ -74,12 +85,29 @@ func (t *table[V, P]) touch(h uint64) uint64 {
 	return P(&t.vals[uint32(s)-1]).hkey()
 }
 
-// get returns the value stored under h, or nil.
+// get returns the value stored under h, or nil, for reading only.
 func (t *table[V, P]) get(h uint64) *V {
 	if p := t.find(h); p >= 0 {
 		return &t.vals[p]
 	}
 	return nil
+}
+
+// getForWrite is get for a caller about to change the value.
+func (t *table[V, P]) getForWrite(h uint64) *V {
+	if p := t.find(h); p >= 0 {
+		t.willWrite(p)
+		return &t.vals[p]
+	}
+	return nil
+}
+
+// willWrite lets a freeze in progress copy the value at position p before
+// the caller changes it.
+func (t *table[V, P]) willWrite(p int) {
+	if g := t.guard.Load(); g != nil {
+		g.willWrite(p)
+	}
 }
 
 // upsert returns the value stored under h, inserting a zero value (whose
@@ -99,10 +127,13 @@ func (t *table[V, P]) upsert(h uint64) (v *V, fresh bool) {
 		if uint32(s>>32) == tag {
 			p := int(uint32(s)) - 1
 			if P(&t.vals[p]).hkey() == h {
+				t.willWrite(p)
 				return &t.vals[p], false
 			}
 		}
 	}
+	// No willWrite: a position a freeze's copy still needs (below its
+	// count) is free only after a del, which copied it first.
 	var zero V
 	t.vals = append(t.vals, zero)
 	t.slots[i] = uint64(tag)<<32 | uint64(len(t.vals))
@@ -158,6 +189,9 @@ func (t *table[V, P]) slotOf(h uint64, p int) uint32 {
 // del removes the value at position p. The last value moves into p, so a
 // caller walking vals should look at p again.
 func (t *table[V, P]) del(p int) {
+	last := len(t.vals) - 1
+	t.willWrite(p)
+	t.willWrite(last)
 	mask := uint32(len(t.slots) - 1)
 	// Backward-shift deletion keeps every probe sequence unbroken without
 	// tombstones: later entries of the run move into the hole unless their
@@ -172,7 +206,6 @@ func (t *table[V, P]) del(p int) {
 	}
 	t.slots[hole] = 0
 
-	last := len(t.vals) - 1
 	if p != last {
 		i := t.slotOf(P(&t.vals[last]).hkey(), last)
 		t.slots[i] = t.slots[i]&^0xFFFFFFFF | uint64(p+1)

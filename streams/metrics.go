@@ -67,8 +67,9 @@ type Metrics struct {
 	StateBytes   prometheus.Counter
 	StateSaves   *prometheus.CounterVec
 	StateSeconds prometheus.Histogram
-	// StatePause is how long a cut held the shards (the copy of their
-	// state; the encoding runs beside them): the wait it adds to events.
+	// StatePause is how long a cut held the shards (freezing their state
+	// and writing their locks and ids; the copy and the encoding run
+	// beside them): the wait it adds to events.
 	StatePause prometheus.Histogram
 	StateSize  prometheus.Gauge
 	// Restore: how long loading the last snapshot took at start, how big
@@ -219,7 +220,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: prometheus.ExponentialBuckets(0.01, 2, 14),
 		}),
 		StatePause: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "riskd_state_cut_pause_seconds", Help: "Longest time a shard spent copying its state for an engine state cut (the decisions behind the cut wait this long).",
+			Name: "riskd_state_cut_pause_seconds", Help: "Longest time a shard was held at an engine state cut's marker, freezing its state (the decisions behind the cut wait this long; the copy and its encoding run beside the shards).",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 		}),
 		StateSize: prometheus.NewGauge(prometheus.GaugeOpts{

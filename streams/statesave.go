@@ -35,10 +35,11 @@ type SnapshotStore interface {
 
 // DefaultSnapshotInterval is Config.SnapshotInterval's default. A crash
 // replays about this much traffic (plus what was not committed), at the
-// engine's own speed since nothing is output; each cut pauses the shards
-// while they write their state, 8-22 s for a million accounts on
-// this project's 2-core machine (bench/RESULTS.md), so cutting more often
-// costs throughput on large states.
+// engine's own speed since nothing is output; each cut holds the shards
+// for a few milliseconds, then copies and encodes the state beside them,
+// about 4.4 s of a core for a million accounts on this project's 2-core
+// machine (bench/RESULTS.md), so cutting more often costs throughput on
+// large states.
 const DefaultSnapshotInterval = 2 * time.Minute
 
 // pendingCut is a cut waiting to be saved.
