@@ -3,7 +3,6 @@ package engine
 import (
 	"slices"
 	"testing"
-	"unsafe"
 
 	"riskd/event"
 )
@@ -51,23 +50,5 @@ func TestDecisionNamesTheGroupsAnEventWasLateFor(t *testing.T) {
 	}
 	if !kept.Late || !slices.Equal(kept.LateFor, []string{"device.id"}) {
 		t.Fatalf("the clone changed with the Scorer's Decision: late %v for %q", kept.Late, kept.LateFor)
-	}
-}
-
-// TestCloneSharesOnlyTheRawEvent: a clone keeps the message's bytes
-// (its sender never changes them) and copies every text the Scorer's
-// buffers hold, which the next event overwrites.
-func TestCloneSharesOnlyTheRawEvent(t *testing.T) {
-	raw := []byte(`{"id":"e1"}`)
-	text := []byte("e1acct-1payment")
-	d := &Decision{Raw: raw, EventID: unsafe.String(&text[0], 2), AccountID: unsafe.String(&text[2], 6),
-		EventType: unsafe.String(&text[8], 7)}
-	c := d.Clone()
-	if &c.Raw[0] != &raw[0] || len(c.Raw) != len(raw) {
-		t.Error("the clone copied the raw event")
-	}
-	copy(text, "XXXXXXXXXXXXXXX")
-	if c.EventID != "e1" || c.AccountID != "acct-1" || c.EventType != "payment" {
-		t.Errorf("the clone's texts changed with the Scorer's buffer: %q %q %q", c.EventID, c.AccountID, c.EventType)
 	}
 }

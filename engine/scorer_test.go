@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"riskd/event"
 	"riskd/features"
@@ -411,5 +412,23 @@ func TestShutdownLosesNoAcceptedMessage(t *testing.T) {
 		if !accepted[id] && n > 0 {
 			t.Errorf("message %d refused but Done called", id)
 		}
+	}
+}
+
+// TestCloneSharesOnlyTheRawEvent: a clone keeps the message's bytes
+// (its sender never changes them) and copies every text the Scorer's
+// buffers hold, which the next event overwrites.
+func TestCloneSharesOnlyTheRawEvent(t *testing.T) {
+	raw := []byte(`{"id":"e1"}`)
+	text := []byte("e1acct-1payment")
+	d := &Decision{Raw: raw, EventID: unsafe.String(&text[0], 2), AccountID: unsafe.String(&text[2], 6),
+		EventType: unsafe.String(&text[8], 7)}
+	c := d.Clone()
+	if &c.Raw[0] != &raw[0] || len(c.Raw) != len(raw) {
+		t.Error("the clone copied the raw event")
+	}
+	copy(text, "XXXXXXXXXXXXXXX")
+	if c.EventID != "e1" || c.AccountID != "acct-1" || c.EventType != "payment" {
+		t.Errorf("the clone's texts changed with the Scorer's buffer: %q %q %q", c.EventID, c.AccountID, c.EventType)
 	}
 }

@@ -533,11 +533,13 @@ func newWriter(brokers []string, batchSize int, b kafka.Balancer) *kafka.Writer 
 const maxPartitionBatch = 1024
 
 // sidePartitionBatch is maxPartitionBatch for the topics besides the
-// decisions topic (Pipeline.outSide). A batch has an alert for one
-// decision in eight or fewer, and lock commands and dead letters rarer
-// still, so a partition's share is tens of messages, and room for 1,024
-// at every partition of each of those topics was a third of what an
-// output batch allocated.
+// decisions topic (Pipeline.outSide). Alerts, lock commands and dead
+// letters are a small part of a batch (in the reference workload an alert
+// for one decision in eight or fewer), so a partition's share is tens of
+// messages, and kafka-go made room for 1,024 at every partition of each of
+// those topics. With both changes of 4e94e38, that room fell from 0.48 to
+// 0.27 KB per decision in the harness's in-process profile (see
+// bench/RESULTS.md).
 const sidePartitionBatch = 128
 
 // outputBalancer places the outputs by account (kafka.Hash: one

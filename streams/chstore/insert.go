@@ -90,9 +90,9 @@ const maxReservedText = 16 << 20
 // never shrinks, and is never written, so concurrent inserts share it.
 var zeroes atomic.Pointer[string]
 
-// zeroText returns n zero bytes as a string. Its memory is never written
-// after allocation: the pages a large one spans read as zero without the
-// process touching them.
+// zeroText returns n zero bytes as a string, made once for the longest n
+// asked so far and shared after that: the text is never written, so a
+// reservation copies from it and allocates nothing of its own.
 func zeroText(n int) string {
 	if z := zeroes.Load(); z != nil && len(*z) >= n {
 		return (*z)[:n]
