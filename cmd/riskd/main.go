@@ -65,6 +65,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if err := applyRuntime(cfg.Runtime, log); err != nil {
+		return err
+	}
 	d, err := startDaemon(ctx, cfg, log)
 	if err != nil {
 		return err
