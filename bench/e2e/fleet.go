@@ -332,7 +332,7 @@ func (e *fleetEnv) start(ctx context.Context, name string, k int) (members []*me
 		opts[i] = riskdOptions{Binary: e.bin, Dir: dir, Brokers: e.broker, Group: "riskd-fleet-" + e.stamp + "-" + name,
 			Partitions: e.s.Partitions, ClickHouse: e.s.ClickHouse, DB: db, StateKafka: e.s.StateKafka,
 			SnapshotInterval: e.s.SnapshotInterval, Instance: m.name, Env: []string{"GOMAXPROCS=1"}, Standby: e.f.Standby,
-			DecidePublish: e.s.DecidePublish}
+			DecidePublish: e.s.DecidePublish, GCPercent: e.s.GCPercent, MemoryLimit: e.s.MemoryLimit}
 		if m.cg != nil {
 			opts[i].Started = m.cg.add
 		}

@@ -51,6 +51,11 @@ type settings struct {
 	// goroutine holds the shards, the garbage collector, the scheduler.
 	TraceFor      time.Duration `json:"latency_trace_ns"`
 	LatencyFactor float64       `json:"latency_rate_fraction"`
+	// LatencyBase, when set, is the rate in events/s that the latency
+	// phases' fractions apply to instead of the measured end-to-end rate:
+	// an A/B of two builds or settings then offers both the same rates,
+	// whatever their saturation phases measured on a noisy machine.
+	LatencyBase float64 `json:"latency_base_eps,omitempty"`
 	// OutputMaxBytes is max.message.bytes of the output topics (see
 	// createTopics); 0 leaves the broker's 1 MiB default.
 	OutputMaxBytes int `json:"output_topic_max_message_bytes"`
@@ -58,6 +63,10 @@ type settings struct {
 	// state.snapshot_interval: what keeping the engine state in Kafka costs.
 	StateKafka       bool          `json:"state_kafka"`
 	SnapshotInterval time.Duration `json:"snapshot_interval_ns"`
+	// GCPercent and MemoryLimit are riskd's runtime.gc_percent and
+	// runtime.memory_limit (0 and "" leave Go's defaults).
+	GCPercent   int    `json:"gc_percent"`
+	MemoryLimit string `json:"memory_limit"`
 	// DecidePublish is riskd's decide.publish_events: each event decided
 	// through the API appended to its input topic and read back.
 	DecidePublish bool `json:"decide_publish_events"`
@@ -75,11 +84,14 @@ func main() {
 	flag.IntVar(&s.Partitions, "partitions", 8, "partitions per topic")
 	flag.DurationVar(&s.LatencyFor, "latency-for", 20*time.Second, "length of the fixed-rate latency phase")
 	flag.Float64Var(&s.LatencyFactor, "latency-rate", 0.5, "latency phase rate as a fraction of the measured e2e rate")
+	flag.Float64Var(&s.LatencyBase, "latency-base", 0, "events/s the latency phases' fractions apply to; 0 uses the measured e2e rate (for A/B runs at equal rates)")
 	flag.DurationVar(&s.LoadStep, "load-step", 3*time.Second, "length of each rate step of the HTTP load")
 	flag.DurationVar(&s.ProfileFor, "profile-for", 30*time.Second, "CPU profile length of the in-process pipeline")
 	flag.IntVar(&s.OutputMaxBytes, "output-max-bytes", 32<<20, "max.message.bytes of riskd's output topics; 0 keeps the 1 MiB default")
 	flag.BoolVar(&s.StateKafka, "state-kafka", true, "riskd's state.kafka: engine state snapshots in Kafka")
 	flag.DurationVar(&s.SnapshotInterval, "snapshot-interval", 30*time.Second, "riskd's state.snapshot_interval")
+	flag.IntVar(&s.GCPercent, "gc-percent", 0, "riskd's runtime.gc_percent (GOGC); 0 leaves Go's 100")
+	flag.StringVar(&s.MemoryLimit, "memory-limit", "", "riskd's runtime.memory_limit (GOMEMLIMIT, e.g. 8GiB); empty sets none")
 	flag.BoolVar(&s.DecidePublish, "decide-publish", true, "riskd's decide.publish_events")
 	flag.BoolVar(&s.SkipProfile, "skip-profile", false, "skip the in-process profile")
 	flag.StringVar(&s.ScoreBenchtime, "score-benchtime", "200000x", "-benchtime of BenchmarkScoreReference/score, run after riskd stopped; empty skips it")

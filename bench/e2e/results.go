@@ -115,7 +115,10 @@ type saturationResult struct {
 	// harness produced and the bare consumer read, before riskd started:
 	// what the server spends without riskd (housekeeping, other clients
 	// of a shared server), which the figures above include too.
-	ClickHouseCPU        time.Duration `json:"clickhouse_server_cpu_ns"`
+	ClickHouseCPU time.Duration `json:"clickhouse_server_cpu_ns"`
+	// ClickHouseWork is what the server counted it did over ClickHouseCPU's
+	// and ClickHouseCPUAfter's windows: its inserts and its merges.
+	ClickHouseWork       *serverWork   `json:"clickhouse_server_work,omitempty"`
 	ClickHouseCPUAfter   time.Duration `json:"clickhouse_server_cpu_after_ns"`
 	IdleAfter            time.Duration `json:"idle_after_ns"`
 	ClickHouseBackground float64       `json:"clickhouse_background_cores"`

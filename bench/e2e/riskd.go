@@ -37,6 +37,10 @@ type riskdOptions struct {
 	SnapshotInterval time.Duration
 	// DecidePublish is decide.publish_events.
 	DecidePublish bool
+	// GCPercent and MemoryLimit are runtime.gc_percent and
+	// runtime.memory_limit; zero values leave the key out.
+	GCPercent   int
+	MemoryLimit string
 	// Instance is state.instance; empty leaves it to the host name, which
 	// would make the members of a fleet on one host share one name.
 	Instance string
@@ -98,6 +102,9 @@ func writeConfig(o riskdOptions, httpAddr string) (string, error) {
 	fmt.Fprintf(&b, "state:\n  kafka: %v\n  snapshot_interval: %s\n  topic: %q\n  dir: \"\"\n", o.StateKafka, o.SnapshotInterval, "riskd.state-"+o.Group)
 	if o.Instance != "" {
 		fmt.Fprintf(&b, "  instance: %q\n", o.Instance)
+	}
+	if o.GCPercent != 0 || o.MemoryLimit != "" {
+		fmt.Fprintf(&b, "runtime:\n  gc_percent: %d\n  memory_limit: %q\n", o.GCPercent, o.MemoryLimit)
 	}
 	b.WriteString("log:\n  level: warn\n")
 	if len(o.AuthTokens) > 0 {

@@ -94,7 +94,7 @@ func run(ctx context.Context, s settings) error {
 	opts := riskdOptions{Binary: bin, Dir: scratch, Brokers: broker.Addr(), Group: "riskd-bench-" + stamp,
 		Partitions: s.Partitions, ClickHouse: s.ClickHouse, DB: s.Database,
 		AuthTokens: []string{"bench:hook:" + token}, StateKafka: s.StateKafka, SnapshotInterval: s.SnapshotInterval,
-		DecidePublish: s.DecidePublish}
+		DecidePublish: s.DecidePublish, GCPercent: s.GCPercent, MemoryLimit: s.MemoryLimit}
 	admin := ""
 	if s.TraceFor > 0 {
 		admin = "bench-admin-" + stamp
@@ -123,7 +123,7 @@ func run(ctx context.Context, s settings) error {
 		wg.Wait()
 	}()
 
-	if err := saturation(ctx, r, smp, proc, s, st.Events); err != nil {
+	if err := saturation(ctx, r, smp, proc, ch, s, st.Events); err != nil {
 		return err
 	}
 	store, err := chstore.Open(ctx, chstore.Config{Addr: s.ClickHouse, Database: s.Database})
@@ -157,6 +157,11 @@ func run(ctx context.Context, s settings) error {
 
 	// The headline latency is at s.LatencyFactor of saturation; lower
 	// rates after it show where the knee is on this machine.
+	base := r.E2EEventsPerSec
+	if s.LatencyBase > 0 {
+		base = s.LatencyBase
+		logf("latency phases: fractions of %.0f events/s (-latency-base), not of the measured %.0f", base, r.E2EEventsPerSec)
+	}
 	for i, f := range append([]float64{s.LatencyFactor}, latencyLadder...) {
 		measure := s.LatencyFor
 		if i > 0 {
@@ -168,7 +173,7 @@ func run(ctx context.Context, s settings) error {
 				return proc.trace(ctx, admin, s.TraceFor, filepath.Join(s.OutDir, "latency-trace.out"))
 			}
 		}
-		l, err := latencyPhase(ctx, smp, ch, s, brokers, stamp, f, r.E2EEventsPerSec, measure, proc.pid(), trace)
+		l, err := latencyPhase(ctx, smp, ch, s, brokers, stamp, f, base, measure, proc.pid(), trace)
 		if err != nil {
 			return err
 		}
@@ -180,7 +185,7 @@ func run(ctx context.Context, s settings) error {
 		r.LatencyLadder = append(r.LatencyLadder, l)
 	}
 
-	mixed, err := mixedRun(ctx, smp, s, brokers, stamp, s.LatencyFactor, r.E2EEventsPerSec, proc,
+	mixed, err := mixedRun(ctx, smp, s, brokers, stamp, s.LatencyFactor, base, proc,
 		r.Saturation.DecideEnabled, token)
 	if err != nil {
 		return err

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"os"
@@ -13,11 +14,12 @@ import (
 
 // saturation times riskd draining the pre-produced workload into
 // ClickHouse and reads its CPU and memory.
-func saturation(ctx context.Context, r *results, smp *sampler, proc *riskdProc, s settings, n int) error {
+func saturation(ctx context.Context, r *results, smp *sampler, proc *riskdProc, ch *chConn, s settings, n int) error {
 	p0, err := readProc(proc.pid())
 	if err != nil {
 		return err
 	}
+	work0, work0Err := ch.work(ctx)
 	sat := &r.Saturation
 	chPID := sat.ClickHousePID
 	ch0, ch0Err := readProc(chPID)
@@ -91,6 +93,14 @@ func saturation(ctx context.Context, r *results, smp *sampler, proc *riskdProc, 
 	if len(others) > 0 {
 		logf("warning: %d other processes were connected to the ClickHouse server while its CPU was read; "+
 			"the server figure includes their work: %s", len(others), strings.Join(sat.ClickHouseOtherClients, "; "))
+	}
+	if work1, err := ch.work(ctx); err == nil && work0Err == nil {
+		w := work1.minus(work0)
+		sat.ClickHouseWork = &w
+		logf("ClickHouse counted while storing and after: %d inserts, %d rows (%.0f MB); %d merges of %d rows (%.0f MB uncompressed)",
+			w.InsertQueries, w.InsertedRows, float64(w.InsertedBytes)/1e6, w.Merges, w.MergedRows, float64(w.MergedRawBytes)/1e6)
+	} else {
+		logf("warning: ClickHouse's system.events not read: %v", errors.Join(work0Err, err))
 	}
 	if ch2, err := readProc(chPID); chSeen && err == nil {
 		sat.ClickHouseCPUAfter = ch2.CPU - ch1.CPU
