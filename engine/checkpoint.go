@@ -177,7 +177,8 @@ func (s *Scorer) writeRest(w *bytes.Buffer) {
 // wrapping ErrCheckpointFormat and features.ErrSnapshot.
 func Restore(cfg Config, set *features.Set, holder *rules.Holder, r io.Reader) (*Engine, error) {
 	cfg = cfg.withDefaults()
-	br := bufio.NewReader(r)
+	counted := &countingReader{r: r}
+	br := bufio.NewReader(counted)
 	version, err := readCheckpointHeader(br, cfg.Shards)
 	if err != nil {
 		return nil, err
@@ -204,7 +205,23 @@ func Restore(cfg Config, set *features.Set, holder *rules.Holder, r io.Reader) (
 		}
 		e.addShard(cfg, s)
 	}
+	// The first cut after a restart encodes about as much as was restored:
+	// sized from it, its buffer is made once instead of grown (see
+	// cut.assemble).
+	e.lastCutSize.Store(counted.n)
 	return e, nil
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // readCheckpointHeader reads a checkpoint's magic, version and shard

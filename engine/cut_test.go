@@ -165,3 +165,35 @@ func dupSuffix(d *Decision) string {
 	}
 	return ""
 }
+
+// TestRestoreSizesTheFirstCut: an engine restored from a checkpoint sizes
+// its first cut's buffer from the checkpoint, as later cuts size theirs
+// from the cut before, instead of growing it from nothing.
+func TestRestoreSizesTheFirstCut(t *testing.T) {
+	set, holder := loadReferenceProbed(t)
+	g := traffic.New(traffic.Config{Accounts: 2_000, Seed: 31, Start: time.Date(2026, 11, 24, 8, 0, 0, 0, time.UTC)})
+	cfg := Config{Shards: 2, Now: func() time.Time { return time.Date(2026, 12, 31, 0, 0, 0, 0, time.UTC) }}
+	e := New(cfg, set, holder)
+	ctx := startEngine(t, e)
+	var c collector
+	c.submit(t, e, ctx, generate(g, 5_000), map[string]*Decision{})
+	c.wg.Wait()
+	if got := e.lastCutSize.Load(); got != 0 {
+		t.Fatalf("a new engine's size hint is %d, want 0", got)
+	}
+	cut, err := e.StartCut(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := <-cut
+	if res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	restored, err := Restore(cfg, set, holder, bytes.NewReader(res.Data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := restored.lastCutSize.Load(), int64(len(res.Data)); got != want {
+		t.Fatalf("restored engine's size hint is %d, want the checkpoint's %d bytes", got, want)
+	}
+}

@@ -151,7 +151,8 @@ type Engine struct {
 	// held); readers on other goroutines load it.
 	ents   atomic.Pointer[features.Shared]
 	swapMu sync.Mutex
-	// lastCutSize is the size of the last cut's data (see cut.sizeHint).
+	// lastCutSize is the size of the last cut's data, or of the checkpoint
+	// the engine was restored from (see cut.sizeHint).
 	lastCutSize atomic.Int64
 	// cutting holds a token while a cut's copy is in progress (StartCut).
 	cutting chan struct{}
