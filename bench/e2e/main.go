@@ -63,6 +63,9 @@ type settings struct {
 	// state.snapshot_interval: what keeping the engine state in Kafka costs.
 	StateKafka       bool          `json:"state_kafka"`
 	SnapshotInterval time.Duration `json:"snapshot_interval_ns"`
+	// Shards is riskd's engine.shards; 0 leaves riskd's default (one per
+	// CPU).
+	Shards int `json:"engine_shards,omitempty"`
 	// GCPercent and MemoryLimit are riskd's runtime.gc_percent and
 	// runtime.memory_limit (0 and "" leave Go's defaults).
 	GCPercent   int    `json:"gc_percent"`
@@ -90,6 +93,7 @@ func main() {
 	flag.IntVar(&s.OutputMaxBytes, "output-max-bytes", 32<<20, "max.message.bytes of riskd's output topics; 0 keeps the 1 MiB default")
 	flag.BoolVar(&s.StateKafka, "state-kafka", true, "riskd's state.kafka: engine state snapshots in Kafka")
 	flag.DurationVar(&s.SnapshotInterval, "snapshot-interval", 30*time.Second, "riskd's state.snapshot_interval")
+	flag.IntVar(&s.Shards, "shards", 0, "riskd's engine.shards; 0 leaves its default, one per CPU")
 	flag.IntVar(&s.GCPercent, "gc-percent", 0, "riskd's runtime.gc_percent (GOGC); 0 leaves Go's 100")
 	flag.StringVar(&s.MemoryLimit, "memory-limit", "", "riskd's runtime.memory_limit (GOMEMLIMIT, e.g. 8GiB); empty sets none")
 	flag.BoolVar(&s.DecidePublish, "decide-publish", true, "riskd's decide.publish_events")

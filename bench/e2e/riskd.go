@@ -37,6 +37,8 @@ type riskdOptions struct {
 	SnapshotInterval time.Duration
 	// DecidePublish is decide.publish_events.
 	DecidePublish bool
+	// Shards is engine.shards; 0 leaves the key out.
+	Shards int
 	// GCPercent and MemoryLimit are runtime.gc_percent and
 	// runtime.memory_limit; zero values leave the key out.
 	GCPercent   int
@@ -102,6 +104,9 @@ func writeConfig(o riskdOptions, httpAddr string) (string, error) {
 	fmt.Fprintf(&b, "state:\n  kafka: %v\n  snapshot_interval: %s\n  topic: %q\n  dir: \"\"\n", o.StateKafka, o.SnapshotInterval, "riskd.state-"+o.Group)
 	if o.Instance != "" {
 		fmt.Fprintf(&b, "  instance: %q\n", o.Instance)
+	}
+	if o.Shards > 0 {
+		fmt.Fprintf(&b, "engine:\n  shards: %d\n", o.Shards)
 	}
 	if o.GCPercent != 0 || o.MemoryLimit != "" {
 		fmt.Fprintf(&b, "runtime:\n  gc_percent: %d\n  memory_limit: %q\n", o.GCPercent, o.MemoryLimit)

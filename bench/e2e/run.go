@@ -94,7 +94,7 @@ func run(ctx context.Context, s settings) error {
 	opts := riskdOptions{Binary: bin, Dir: scratch, Brokers: broker.Addr(), Group: "riskd-bench-" + stamp,
 		Partitions: s.Partitions, ClickHouse: s.ClickHouse, DB: s.Database,
 		AuthTokens: []string{"bench:hook:" + token}, StateKafka: s.StateKafka, SnapshotInterval: s.SnapshotInterval,
-		DecidePublish: s.DecidePublish, GCPercent: s.GCPercent, MemoryLimit: s.MemoryLimit}
+		DecidePublish: s.DecidePublish, GCPercent: s.GCPercent, MemoryLimit: s.MemoryLimit, Shards: s.Shards}
 	admin := ""
 	if s.TraceFor > 0 {
 		admin = "bench-admin-" + stamp
