@@ -293,15 +293,13 @@ func (p *Pipeline) submit(outCtx context.Context, in *mergeInput, m kafka.Messag
 	submitted := time.Now()
 	p.stages[stageMerge].Observe(submitted.Sub(fetchedAt).Seconds())
 	done := func(d *engine.Decision, err error) {
+		r := result{d: d, err: err, msg: m, part: offsets, ticket: ticket}
 		if err == nil {
-			if !m.Time.IsZero() {
-				p.m.KafkaToDecision.Observe(d.DecidedAt.Sub(m.Time).Seconds())
-			}
 			// The shard's wait is what the engine took less its scoring.
-			p.stages[stageQueue].Observe(max(0, time.Since(submitted)-d.Latency).Seconds())
-			p.stages[stageScore].Observe(d.Latency.Seconds())
+			// The output stage observes it (observeDecided).
+			r.queued, r.timed = max(0, time.Since(submitted)-d.Latency), true
 		}
-		p.results.put(result{d: d, err: err, msg: m, part: offsets, ticket: ticket})
+		p.results.put(r)
 	}
 	switch {
 	case part != engine.PartShared && !in.owned:
