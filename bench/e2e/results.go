@@ -66,9 +66,12 @@ type results struct {
 	// stopped. Goals compares the run with issue 17, Targets with issue 5.
 	Mixed      *mixedResult      `json:"mixed"`
 	ScoreBench *scoreBenchResult `json:"score_benchmark"`
-	Goals      []goal            `json:"goals"`
-	Targets    []target          `json:"targets"`
-	Timeline   []sample          `json:"timeline"`
+	// ScoreAtScale is BenchmarkScoreAtBenchScale over as many events as
+	// the saturation phase: the engine's share of goal 1's numerator.
+	ScoreAtScale *scoreBenchResult `json:"score_benchmark_at_bench_scale,omitempty"`
+	Goals        []goal            `json:"goals"`
+	Targets      []target          `json:"targets"`
+	Timeline     []sample          `json:"timeline"`
 }
 
 type produceResult struct {

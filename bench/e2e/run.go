@@ -230,8 +230,12 @@ func run(ctx context.Context, s settings) error {
 	}
 
 	if s.ScoreBenchtime != "" {
-		sb := runScoreBench(ctx, s.ScoreBenchtime)
+		sb := runScoreBench(ctx, scoreReference, s.ScoreBenchtime)
 		r.ScoreBench = &sb
+		// The engine alone on as many events as the saturation phase
+		// scored (its population is make bench's million accounts).
+		at := runScoreBench(ctx, scoreAtScale, fmt.Sprintf("%dx", st.Events))
+		r.ScoreAtScale = &at
 	}
 
 	r.setTargets()

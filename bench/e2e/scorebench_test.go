@@ -11,14 +11,17 @@ BenchmarkScoreReference/score-2         	  200000	      8911 ns/op	         0 du
 PASS
 ok  	riskd/engine	10.241s
 `)
-	var r scoreBenchResult
+	r := scoreBenchResult{name: scoreReference}
 	if err := r.parse(out); err != nil {
 		t.Fatal(err)
 	}
 	if r.NsPerOp != 8911 || r.EventsPerSec != 111937 || r.DupFraction != 0 || r.XEncodingJSON != 1.545 {
 		t.Fatalf("parsed %+v", r)
 	}
-	if err := (&scoreBenchResult{}).parse([]byte("PASS\nok riskd/engine 1s\n")); err == nil {
+	if err := (&scoreBenchResult{name: scoreAtScale}).parse(out); err == nil {
+		t.Fatal("the reference's line was taken for the benchmark at scale")
+	}
+	if err := (&scoreBenchResult{name: scoreReference}).parse([]byte("PASS\nok riskd/engine 1s\n")); err == nil {
 		t.Fatal("parse of output without the benchmark line succeeded")
 	}
 }
