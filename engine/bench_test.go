@@ -402,6 +402,59 @@ func BenchmarkPipelinedShards(b *testing.B) {
 }
 
 // flowFigures are what flowDuringCut measured over its window.
+// BenchmarkFirstCutAfterRestore restores a checkpoint of 620,000 accounts
+// and cuts while events flow, alternately with the size hint Restore
+// takes from the checkpoint and with it zeroed (the first cut after a
+// restart before 70e4d34, whose buffer grew from nothing), and reports the
+// median of each side's longest wait of an event decided before the cut's
+// result.
+//
+//	go test -run '^$' -bench BenchmarkFirstCutAfterRestore -benchtime 1x ./engine/
+func BenchmarkFirstCutAfterRestore(b *testing.B) {
+	set, holder := loadReference(b)
+	g := traffic.New(traffic.Config{Accounts: 1_000_000, Seed: 11, FraudRate: 0.02,
+		Start: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)})
+	cfg := Config{Shards: 2, DedupeCapacity: 100_000, MaxFutureSkew: -1}
+	e := New(cfg, set, holder)
+	ctx := startEngine(b, e)
+	flowDuringCut(b, e, ctx, generate(g, 1_500_000), false)
+	cut, err := e.StartCut(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	res := <-cut
+	if res.Err != nil {
+		b.Fatal(res.Err)
+	}
+	const rounds = 4
+	var hinted, unhinted []float64
+	for b.Loop() {
+		hinted, unhinted = hinted[:0], unhinted[:0]
+		for i := range 2 * rounds {
+			r, err := Restore(cfg, set, holder, bytes.NewReader(res.Data))
+			if err != nil {
+				b.Fatal(err)
+			}
+			if i%2 == 1 {
+				r.lastCutSize.Store(0)
+			}
+			f := flowDuringCut(b, r, startEngine(b, r), generate(g, 300_000), true)
+			if i%2 == 1 {
+				unhinted = append(unhinted, ms(f.cutWaitMax))
+			} else {
+				hinted = append(hinted, ms(f.cutWaitMax))
+			}
+		}
+	}
+	median := func(v []float64) float64 {
+		slices.Sort(v)
+		return (v[(len(v)-1)/2] + v[len(v)/2]) / 2
+	}
+	b.ReportMetric(median(hinted), "hinted-cut-wait-max-ms")
+	b.ReportMetric(median(unhinted), "unhinted-cut-wait-max-ms")
+	b.ReportMetric(float64(len(res.Data))/1e6, "MB")
+}
+
 type flowFigures struct {
 	paused, copying   time.Duration // the cut's, if any
 	scoreMax, waitMax time.Duration

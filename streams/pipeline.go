@@ -1028,10 +1028,10 @@ func (p *Pipeline) runOutput(ctx context.Context) {
 
 // observeDecided observes the latencies of stream decisions as the output
 // stage takes them, on its one goroutine: observed on the shards, the
-// histograms' counters moved between the cores with every decision (four
-// observations took 16 to 18 times as long from two goroutines at once
-// as from one, in a benchmark of them alone), and a shard's time is the
-// pipeline's scarcest.
+// histograms' counters moved between the cores with every decision (the
+// three observations take 17 to 19 times as long from two goroutines at
+// once as from one: BenchmarkDecisionObservations), and a shard's time is
+// the pipeline's scarcest.
 func (p *Pipeline) observeDecided(taken []result) {
 	for i := range taken {
 		r := &taken[i]

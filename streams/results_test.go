@@ -73,3 +73,33 @@ func TestResultQueuePutDoesNotAllocateOnceGrown(t *testing.T) {
 		t.Errorf("%.1f allocations per 64 puts and a take, want 0", n)
 	}
 }
+
+// BenchmarkDecisionObservations times the three latency observations of a
+// decision (Kafka to decision, queue, score) on riskd's histograms from one
+// goroutine, as the output stage makes them (observeDecided), and from two
+// at once, as the shards made them before: the histograms' counters then
+// move between the cores with every observation.
+//
+//	go test -run '^$' -bench BenchmarkDecisionObservations -count 3 ./streams/
+func BenchmarkDecisionObservations(b *testing.B) {
+	m := NewMetrics(nil)
+	stages := m.stageObservers()
+	observe := func() {
+		m.KafkaToDecision.Observe(0.004)
+		stages[stageQueue].Observe(0.0002)
+		stages[stageScore].Observe(0.00001)
+	}
+	b.Run("one_goroutine", func(b *testing.B) {
+		for b.Loop() {
+			observe()
+		}
+	})
+	b.Run("two_goroutines", func(b *testing.B) {
+		b.SetParallelism(1) // GOMAXPROCS goroutines: two on riskd's two-core reference machine
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				observe()
+			}
+		})
+	})
+}
