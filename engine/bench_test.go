@@ -438,7 +438,12 @@ func BenchmarkFirstCutAfterRestore(b *testing.B) {
 			if i%2 == 1 {
 				r.lastCutSize.Store(0)
 			}
-			f := flowDuringCut(b, r, startEngine(b, r), generate(g, 300_000), true)
+			rctx, stop := context.WithCancel(ctx)
+			ran := make(chan struct{})
+			go func() { r.Run(rctx); close(ran) }()
+			f := flowDuringCut(b, r, rctx, generate(g, 300_000), true)
+			stop() // one restored state in memory at a time, not eight
+			<-ran
 			if i%2 == 1 {
 				unhinted = append(unhinted, ms(f.cutWaitMax))
 			} else {
