@@ -63,6 +63,10 @@ func (r *results) setGoals() {
 		g1.judge(ptr(riskdNs/b.NsPerOp), true)
 		g1.Detail = fmt.Sprintf("riskd %.0f ns CPU per event over the saturation phase (%d events) / score %.0f ns/op",
 			riskdNs, sat.Events, b.NsPerOp)
+		if sat.GCCPU > 0 {
+			g1.Detail += fmt.Sprintf("; of riskd's, its collector %.0f ns (the runtime's estimate)",
+				float64(sat.GCCPU.Nanoseconds())/float64(sat.Events))
+		}
 		if a := r.ScoreAtScale; a != nil && a.Error == "" {
 			g1.Detail += fmt.Sprintf("; the engine alone on the phase's stream (%s) %.0f ns/op = %.2fx the reference, %.0f ns beside it in riskd",
 				scoreAtScale, a.NsPerOp, a.NsPerOp/b.NsPerOp, riskdNs-a.NsPerOp)

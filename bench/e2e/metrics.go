@@ -80,3 +80,9 @@ func scrape(ctx context.Context, client *http.Client, url string) (metrics, erro
 func (m metrics) settled() float64 {
 	return m["riskd_decisions_total"] + m["riskd_duplicate_events_total"] + m["riskd_dlq_total"]
 }
+
+// gcCPU is the CPU time riskd's runtime estimates its garbage collector
+// has taken since the process started.
+func (m metrics) gcCPU() time.Duration {
+	return time.Duration(m["go_cpu_classes_gc_total_cpu_seconds_total"] * float64(time.Second))
+}

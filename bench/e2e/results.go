@@ -93,7 +93,12 @@ type saturationResult struct {
 	SteadyTo        float64       `json:"steady_to_fraction"`
 	CPU             time.Duration `json:"cpu_ns"`
 	CPUCoresUsed    float64       `json:"cpu_cores_used"`
-	HeapInuse       float64       `json:"heap_inuse_bytes"`
+	// GCCPU is the part of CPU riskd's runtime estimates its garbage
+	// collector took (go_cpu_classes_gc_total_cpu_seconds_total, mark
+	// workers, assists and pauses), read before and after the phase; 0
+	// when riskd does not expose it.
+	GCCPU     time.Duration `json:"gc_cpu_ns"`
+	HeapInuse float64       `json:"heap_inuse_bytes"`
 	// HeapLive is the live heap after riskd's last GC (riskd_heap_live_bytes):
 	// heap per account is computed from it, since in-use heap also holds
 	// garbage not collected yet.

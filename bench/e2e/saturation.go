@@ -19,6 +19,7 @@ func saturation(ctx context.Context, r *results, smp *sampler, proc *riskdProc, 
 	if err != nil {
 		return err
 	}
+	m0, m0Err := smp.scrapeNow(ctx)
 	work0, work0Err := ch.work(ctx)
 	sat := &r.Saturation
 	chPID := sat.ClickHousePID
@@ -48,6 +49,7 @@ func saturation(ctx context.Context, r *results, smp *sampler, proc *riskdProc, 
 	if err != nil {
 		return err
 	}
+	m1, m1Err := smp.scrapeNow(ctx)
 	ch1, ch1Err := readProc(chPID)
 	chSeen := chPID > 0 && ch0Err == nil && ch1Err == nil
 	if chSeen {
@@ -71,6 +73,13 @@ func saturation(ctx context.Context, r *results, smp *sampler, proc *riskdProc, 
 	sat.CPU = p1.CPU - p0.CPU
 	sat.CPUCoresUsed = sat.CPU.Seconds() / (sat.AllStoredS - sat.FirstConsumedS)
 	r.CPUMicrosPerEvent = float64(sat.CPU.Microseconds()) / float64(n)
+	if m0Err == nil && m1Err == nil {
+		sat.GCCPU = m1.gcCPU() - m0.gcCPU()
+		logf("riskd's runtime estimates its garbage collector took %.1fs of the %.1fs (%.1f us per event)",
+			sat.GCCPU.Seconds(), sat.CPU.Seconds(), float64(sat.GCCPU.Microseconds())/float64(n))
+	} else {
+		logf("warning: riskd's collector CPU not read: %v", errors.Join(m0Err, m1Err))
+	}
 	logf("all %d stored %.1fs after riskd was ready: steady %.0f/s (10%%..90%%), average %.0f/s, %.1f us CPU per event (%.2f cores); load %.2f",
 		n, sat.AllStoredS, r.E2EEventsPerSec, sat.AvgEventsPerSec, r.CPUMicrosPerEvent, sat.CPUCoresUsed, sat.Load1)
 	logf("%.0f output batches of %.0f on average; mean flush: ClickHouse %.3fs, Kafka %.3fs; ClickHouse server CPU %.1fs",

@@ -6,9 +6,13 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
 // TestRuntimeConfigIsChecked: every bad value is refused when the config
@@ -86,5 +90,33 @@ func TestApplyRuntimeSetsTheCollector(t *testing.T) {
 	}
 	if err := applyRuntime(RuntimeConfig{GCPercent: -1}, log); err == nil {
 		t.Error("gc_percent -1 without a memory limit was applied")
+	}
+}
+
+// TestMetricsSplitTheCPU: riskd's registry carries the runtime's split of
+// its CPU time beside the memory statistics the harness and dashboards
+// read, so that the collector's share of a rise in CPU per event can be
+// read off /metrics.
+func TestMetricsSplitTheCPU(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(goCPUClasses))
+	runtime.GC()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, mf := range mfs {
+		seen[mf.GetName()] = true
+	}
+	for _, name := range []string{
+		"go_cpu_classes_gc_total_cpu_seconds_total",
+		"go_cpu_classes_user_cpu_seconds_total",
+		"go_cpu_classes_total_cpu_seconds_total",
+		"go_memstats_heap_inuse_bytes",
+	} {
+		if !seen[name] {
+			t.Errorf("%s not exposed", name)
+		}
 	}
 }
