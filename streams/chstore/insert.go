@@ -42,13 +42,26 @@ func (in *insert) len() int {
 }
 
 // appendColumns appends one typed slice per column, in order. A String
-// column ([]string) gets room for all its text first (reserveText).
+// column ([]string) gets room for all its text first (reserveText); an
+// array column ([][]string, [][]float64) is decoded from the Native
+// format instead of appended (appendNativeArrays).
 func appendColumns(b driver.Batch, cols ...any) error {
 	batchCols := b.Columns() // none from the SQL dump's recorder
 	for i, c := range cols {
-		if texts, ok := c.([]string); ok && i < len(batchCols) {
-			if err := reserveText(batchCols[i], texts); err != nil {
-				return fmt.Errorf("column %d: %w", i, err)
+		if i < len(batchCols) {
+			switch v := c.(type) {
+			case []string:
+				if err := reserveText(batchCols[i], v); err != nil {
+					return fmt.Errorf("column %d: %w", i, err)
+				}
+			case [][]string, [][]float64:
+				done, err := appendNativeArrays(batchCols[i], v)
+				if err != nil {
+					return fmt.Errorf("column %d: %w", i, err)
+				}
+				if done {
+					continue
+				}
 			}
 		}
 		if err := b.Column(i).Append(c); err != nil {
@@ -58,20 +71,32 @@ func appendColumns(b driver.Batch, cols ...any) error {
 	return nil
 }
 
-// reserveText makes room in an empty String column for the bytes of
-// texts, so that appending them allocates its text buffer once. The
-// driver's column starts empty with every batch and grows its buffer by
-// doubling as rows arrive: for the events table's raw JSON that was
-// twice the text allocated and copied again, the largest share of
-// riskd's allocation (so of its garbage collection). The driver has no
-// way to ask for room; a column keeps its buffer's capacity when reset,
-// so one text of the total length, appended and reset, is one.
+// reserveText makes room in an empty String column for texts: for their
+// bytes, and for their positions. The driver's column starts empty with
+// every batch and grows its buffers by doubling as rows arrive: for the
+// events table's raw JSON that was twice the text allocated and copied
+// again, the largest share of riskd's allocation (so of its garbage
+// collection). The driver has no way to ask for room, but a column keeps
+// its buffers' capacity when reset. So one text of the total length,
+// appended and reset, sizes the bytes; decoding as many empty texts as
+// there are rows (a zero length each, in the Native format), then
+// resetting, sizes the positions.
 func reserveText(c column.Interface, texts []string) error {
 	n := 0
 	for _, t := range texts {
 		n += len(t)
 	}
-	if n == 0 || n > maxReservedText || c.Rows() != 0 {
+	if c.Rows() != 0 || len(texts) == 0 || len(texts) > maxReservedText {
+		return nil
+	}
+	d := nativeDecoders.Get().(*nativeDecoder)
+	z := zeroText(len(texts))
+	if err := d.decode(c, unsafe.Slice(unsafe.StringData(z), len(z)), len(texts)); err != nil {
+		return fmt.Errorf("reserve %d rows: %w", len(texts), err)
+	}
+	nativeDecoders.Put(d)
+	c.Reset()
+	if n == 0 || n > maxReservedText {
 		return nil
 	}
 	if _, err := c.Append([]string{zeroText(n)}); err != nil {

@@ -1,9 +1,12 @@
 package chstore
 
 import (
+	"bytes"
+	"math"
 	"strings"
 	"testing"
 
+	"github.com/ClickHouse/ch-go/proto"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/column"
 )
 
@@ -40,4 +43,116 @@ func TestReserveTextKeepsTheRows(t *testing.T) {
 	if z := zeroText(10); z != strings.Repeat("\x00", 10) {
 		t.Fatalf("zeroText(10) = %q", z)
 	}
+}
+
+// TestReserveTextSizesTheRows: after the reservation, appending the
+// texts grows neither the bytes nor the positions. What is left is the
+// driver's own per call: the slice boxed into an interface, and its null
+// flags. Without the reservation the same append grows both buffers a
+// dozen times over.
+func TestReserveTextSizesTheRows(t *testing.T) {
+	texts := make([]string, 5000)
+	for i := range texts {
+		texts[i] = strings.Repeat("t", i%300)
+	}
+	appendAllocs := func(reserve bool) float64 {
+		var err error
+		n := testing.AllocsPerRun(5, func() {
+			var c column.Interface
+			if c, err = column.Type("String").Column("raw", nil); err != nil {
+				return
+			}
+			if reserve {
+				if err = reserveText(c, texts); err != nil {
+					return
+				}
+			}
+			_, err = c.Append(texts)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if got := appendAllocs(true) - appendAllocs(false); got >= 0 {
+		t.Fatalf("a reservation saved %.0f allocations, want some", -got)
+	}
+	c, err := column.Type("String").Column("raw", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := reserveText(c, texts); err != nil {
+		t.Fatal(err)
+	}
+	var appendErr error
+	grew := testing.AllocsPerRun(1, func() {
+		c.Reset()
+		_, appendErr = c.Append(texts)
+	})
+	if appendErr != nil {
+		t.Fatal(appendErr)
+	}
+	if grew > 2 {
+		t.Fatalf("appending %d reserved texts allocated %.0f times, want at most 2", len(texts), grew)
+	}
+}
+
+// TestNativeArraysMatchTheDriver: an array column decoded from the
+// Native bytes appendNativeArrays writes holds, and sends, exactly what
+// the driver's own Append makes of the same rows; a column that holds
+// rows already, or of another type, is left to the driver.
+func TestNativeArraysMatchTheDriver(t *testing.T) {
+	long := strings.Repeat("ü", 200) // longer than 127 bytes: a two-byte length
+	for _, tc := range []struct {
+		typ  column.Type
+		rows any
+	}{
+		{stringArrayType, [][]string{{"a", "b"}, {}, {""}, {long, "x", ""}, nil, {"velocity"}}},
+		{stringArrayType, [][]string{{}}},
+		{floatArrayType, [][]float64{{1.5, 0}, {}, {math.Inf(1), -0.0, math.NaN(), math.MaxFloat64}, {42}}},
+	} {
+		t.Run(string(tc.typ), func(t *testing.T) {
+			driverCol, err := tc.typ.Column("a", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := driverCol.Append(tc.rows); err != nil {
+				t.Fatal(err)
+			}
+			for range 3 { // the pooled decoder, reused
+				native, err := tc.typ.Column("a", nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				done, err := appendNativeArrays(native, tc.rows)
+				if err != nil || !done {
+					t.Fatalf("appendNativeArrays = %v, %v", done, err)
+				}
+				if native.Rows() != driverCol.Rows() {
+					t.Fatalf("%d rows, the driver's %d", native.Rows(), driverCol.Rows())
+				}
+				var want, got proto.Buffer
+				driverCol.Encode(&want)
+				native.Encode(&got)
+				if !bytes.Equal(got.Buf, want.Buf) {
+					t.Fatalf("sends %x, the driver's column %x", got.Buf, want.Buf)
+				}
+			}
+		})
+	}
+	t.Run("left to the driver", func(t *testing.T) {
+		held, _ := column.Type(stringArrayType).Column("a", nil)
+		if err := held.AppendRow([]string{"before"}); err != nil {
+			t.Fatal(err)
+		}
+		other, _ := column.Type("Array(Int64)").Column("a", nil)
+		for _, c := range []column.Interface{held, other} {
+			if done, err := appendNativeArrays(c, [][]string{{"x"}}); done || err != nil {
+				t.Fatalf("%s with %d rows: appendNativeArrays = %v, %v", c.Type(), c.Rows(), done, err)
+			}
+		}
+		if held.Rows() != 1 || other.Rows() != 0 {
+			t.Fatalf("rows changed: %d, %d", held.Rows(), other.Rows())
+		}
+	})
 }
