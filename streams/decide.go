@@ -1,6 +1,7 @@
 package streams
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -34,7 +35,9 @@ func (p *Pipeline) apiSource(raw []byte) engine.Source {
 }
 
 // ErrDecideTimeout is returned by Decide when ctx ended before the shard
-// decided. The event is still decided and recorded when its turn comes.
+// decided. The event is still decided and recorded: by its shard when it
+// had reached it, else by the stream, once appended to its input topic
+// (Config.PublishAPIEvents; see handOver).
 var ErrDecideTimeout = errors.New("streams: decide: deadline passed before the shard decided")
 
 // Decide scores one event on its account's shard, ahead of the stream
@@ -49,6 +52,7 @@ func (p *Pipeline) Decide(ctx context.Context, raw []byte) (*engine.Decision, er
 	select {
 	case p.decides <- struct{}{}:
 	case <-ctx.Done():
+		p.handOver(raw)
 		return nil, ErrDecideTimeout
 	}
 	type outcome struct {
@@ -75,6 +79,7 @@ func (p *Pipeline) Decide(ctx context.Context, raw []byte) (*engine.Decision, er
 	if err != nil {
 		<-p.decides // not queued: Done will not run
 		if ctx.Err() != nil {
+			p.handOver(raw)
 			return nil, ErrDecideTimeout
 		}
 		return nil, fmt.Errorf("streams: decide: %w", err)
@@ -84,6 +89,67 @@ func (p *Pipeline) Decide(ctx context.Context, raw []byte) (*engine.Decision, er
 		return o.d, o.err
 	case <-ctx.Done():
 		return nil, ErrDecideTimeout
+	}
+}
+
+// Outcomes of riskd_decide_handed_over_total.
+const (
+	handedOverAppended = "appended"
+	handedOverLost     = "lost"
+)
+
+// handOver passes on a decide API event whose deadline passed before it
+// reached a shard: the caller answers decide.on_timeout, and the event
+// would otherwise leave no trace, neither a decision in ClickHouse nor a
+// count in the features. With Config.PublishAPIEvents it is queued for
+// runHandovers, which appends it to its input topic as the wallet's
+// producers would, so the stream decides and records it like any other
+// event. The queue holds Config.MaxInFlight events; past that, or without
+// PublishAPIEvents (the wallet's events reach the inputs some other way),
+// it is counted as lost.
+func (p *Pipeline) handOver(raw []byte) {
+	if !p.cfg.PublishAPIEvents {
+		return
+	}
+	select {
+	case p.handovers <- bytes.Clone(raw): // the caller's buffer is not ours to keep
+	default:
+		p.m.DecideHandedOver.WithLabelValues(handedOverLost).Inc()
+		p.log.Warn("decide: an event past its deadline could not be handed to the stream; it is not recorded",
+			"event_id", eventIDOrEmpty(raw), "queued", cap(p.handovers))
+	}
+}
+
+// runHandovers appends the events handOver queued to their input topics
+// until ctx ends; the ones still queued then are counted as lost.
+func (p *Pipeline) runHandovers(ctx context.Context) {
+	var msgs []kafka.Message
+	for {
+		select {
+		case raw := <-p.handovers:
+			msgs = append(msgs[:0], p.cfg.Topics.handedOverMessage(raw))
+			for more := true; more && len(msgs) < cap(p.handovers); { // whatever else is queued, in one write
+				select {
+				case raw := <-p.handovers:
+					msgs = append(msgs, p.cfg.Topics.handedOverMessage(raw))
+				default:
+					more = false
+				}
+			}
+			if err := p.publish(ctx, msgs); err != nil {
+				p.m.DecideHandedOver.WithLabelValues(handedOverLost).Add(float64(len(msgs)))
+				p.log.Warn("decide: events past their deadline not appended to their input topic; they are not recorded",
+					"events", len(msgs), "err", err)
+				continue
+			}
+			p.m.DecideHandedOver.WithLabelValues(handedOverAppended).Add(float64(len(msgs)))
+		case <-ctx.Done():
+			if n := len(p.handovers); n > 0 {
+				p.m.DecideHandedOver.WithLabelValues(handedOverLost).Add(float64(n))
+				p.log.Warn("decide: events past their deadline still queued at shutdown; they are not recorded", "events", n)
+			}
+			return
+		}
 	}
 }
 

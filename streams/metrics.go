@@ -102,6 +102,11 @@ type Metrics struct {
 	// this instance read back from its input topic as repeated event ids
 	// (Config.PublishAPIEvents): not counted in Duplicates.
 	DecideReadBack prometheus.Counter
+	// DecideHandedOver counts the decide API events whose deadline passed
+	// before they reached a shard, by what became of them: appended to
+	// their input topic for the stream to decide (appended), or not
+	// (lost: the hand-over queue was full, or riskd stopped first).
+	DecideHandedOver *prometheus.CounterVec
 	// PartitionRestores counts the partitions moved here whose accounts'
 	// state was restored from a snapshot of the group (restored), that no
 	// snapshot fitted (none) or whose snapshot was refused (refused), the
@@ -254,6 +259,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		StandbyKept: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "riskd_standby_kept_decisions", Help: "Decisions made here as a standby that their partitions' owners have not committed yet (kept in memory, at most kafka.standby_limit per partition).",
 		}),
+		DecideHandedOver: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "riskd_decide_handed_over_total",
+			Help: "Decide API events whose deadline passed before they reached a shard (answered decide.on_timeout), by outcome: appended to their input topic for the stream to decide and record, or lost (decide.publish_events).",
+		}, []string{"outcome"}),
 		DecideReadBack: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "riskd_decide_events_read_back_total", Help: "Events decided through the decide API that this instance wrote to their input topic and read back as already decided (decide.publish_events).",
 		}),
@@ -289,13 +298,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, sink := range []string{"clickhouse", "kafka"} {
 		m.SinkSeconds.WithLabelValues(sink)
 	}
+	for _, outcome := range []string{handedOverAppended, handedOverLost} {
+		m.DecideHandedOver.WithLabelValues(outcome)
+	}
 	m.noteLate([]string{APISource.Topic}, nil)
 	if reg != nil {
 		reg.MustRegister(m.Consumed, m.Decided, m.Duplicates, m.DeadLettered, m.Lag,
 			m.Committed, m.BatchSize, m.SinkSeconds, m.Errors, m.InFlight, m.RuleHits, m.Candidate, m.KafkaToDecision, m.Stage,
 			m.Parked, m.Dropped, m.RuleErrors, m.Late, m.StateBytes, m.StateSaves, m.StateSeconds, m.StatePause, m.StateSize,
 			m.RestoreSeconds, m.RestoreBytes, m.Replayed, m.SharedOnly, m.SharedDelay, m.DecidedAhead, m.StandbyDecided, m.StandbyHandedOver, m.StandbyKept,
-			m.DecideReadBack, m.PartitionRestores, m.PartitionRestoreSeconds, m.PartitionDropped, m.PlacedCommands, m.ready)
+			m.DecideReadBack, m.DecideHandedOver, m.PartitionRestores, m.PartitionRestoreSeconds, m.PartitionDropped, m.PlacedCommands, m.ready)
 	}
 	return m
 }

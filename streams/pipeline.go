@@ -375,6 +375,10 @@ type Pipeline struct {
 	// decides holds a token per decide API decision whose outputs are not
 	// durable yet (Decide), as slots does per stream message.
 	decides chan struct{}
+	// handovers holds the decide API events whose deadline passed before
+	// they reached a shard, until runHandovers appends them to their
+	// input topic (Config.PublishAPIEvents); as many as decides.
+	handovers chan []byte
 	// results takes every decision to the output stage without its sender
 	// waiting; the tokens of slots and decides bound what it holds.
 	results *resultQueue
@@ -456,20 +460,21 @@ func New(cfg Config, eng *engine.Engine, store DecisionStore, m *Metrics) *Pipel
 	}
 	m.initTopics(cfg.Topics)
 	p := &Pipeline{
-		cfg:     cfg,
-		eng:     eng,
-		store:   store,
-		out:     newWriter(cfg.Brokers, cfg.BatchSize, newOutputBalancer(cfg)),
-		outSide: newWriter(cfg.Brokers, min(cfg.BatchSize, sidePartitionBatch), newOutputBalancer(cfg)),
-		alone:   newWriter(cfg.Brokers, 1, newOutputBalancer(cfg)),
-		m:       m,
-		stages:  m.stageObservers(),
-		log:     cfg.Logger,
-		slots:   make(chan struct{}, cfg.MaxInFlight),
-		decides: make(chan struct{}, cfg.MaxInFlight),
-		results: newResultQueue(),
-		health:  newHealth(store),
-		now:     time.Now,
+		cfg:       cfg,
+		eng:       eng,
+		store:     store,
+		out:       newWriter(cfg.Brokers, cfg.BatchSize, newOutputBalancer(cfg)),
+		outSide:   newWriter(cfg.Brokers, min(cfg.BatchSize, sidePartitionBatch), newOutputBalancer(cfg)),
+		alone:     newWriter(cfg.Brokers, 1, newOutputBalancer(cfg)),
+		m:         m,
+		stages:    m.stageObservers(),
+		log:       cfg.Logger,
+		slots:     make(chan struct{}, cfg.MaxInFlight),
+		decides:   make(chan struct{}, cfg.MaxInFlight),
+		handovers: make(chan []byte, cfg.MaxInFlight),
+		results:   newResultQueue(),
+		health:    newHealth(store),
+		now:       time.Now,
 
 		cuts:      make(chan pendingCut, 1),
 		snapSeq:   cfg.ResumeSeq,
@@ -613,6 +618,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		defer outWG.Done()
 		p.runOutput(outCtx)
 	}()
+	outWG.Go(func() { p.runHandovers(outCtx) })
 	// Outputs that are still retrying when the drain gives up are abandoned
 	// here: their offsets stay uncommitted.
 	stopDrain := context.AfterFunc(ctx, func() {

@@ -329,6 +329,21 @@ func (t Topics) inputMessage(d *engine.Decision) kafka.Message {
 		{Key: HeaderEventID, Value: []byte(d.EventID)}, {Key: HeaderOrigin, Value: []byte("decide")}}}
 }
 
+// handedOverMessage is a decide API event that never reached a shard
+// (Pipeline.handOver), for its input topic: placed as inputMessage places
+// a decided one, without the origin header, so that the stream decides it
+// as the wallet's own event.
+func (t Topics) handedOverMessage(raw []byte) kafka.Message {
+	typ, _ := stringFieldOf(raw, "type")
+	topic := t.Inputs[len(t.Inputs)-1]
+	if event.MovesMoney(typ) {
+		topic = t.Inputs[0]
+	}
+	account, _ := stringFieldOf(raw, "account_id")
+	return kafka.Message{Topic: topic, Key: []byte(account), Value: raw,
+		Headers: []kafka.Header{{Key: HeaderEventID, Value: []byte(eventIDOrEmpty(raw))}}}
+}
+
 // isFromDecide reports whether m is an event riskd wrote to its input
 // topic after deciding it through the decide API.
 func isFromDecide(m kafka.Message) bool {
@@ -478,6 +493,12 @@ func boundText(s string, n int) []byte {
 // absent from the scanned prefix, not a string, empty, longer than
 // maxHeaderBytes or not UTF-8. The first of repeated fields wins.
 func eventIDOf(raw []byte) (string, bool) { return stringFieldOf(raw, "event_id") }
+
+// eventIDOrEmpty is raw's event_id, or "" when it has none that can be read.
+func eventIDOrEmpty(raw []byte) string {
+	id, _ := eventIDOf(raw)
+	return id
+}
 
 // stringFieldOf is eventIDOf for the top-level string field name.
 func stringFieldOf(raw []byte, name string) (string, bool) {
