@@ -82,20 +82,22 @@ func appendColumns(b driver.Batch, cols ...any) error {
 // there are rows (a zero length each, in the Native format), then
 // resetting, sizes the positions.
 func reserveText(c column.Interface, texts []string) error {
+	if c.Rows() != 0 || len(texts) == 0 || c.Type() != "String" {
+		return nil // the layout decoded below is a String column's
+	}
+	if len(texts) <= maxReservedText { // one zero byte per row: an empty string
+		d := nativeDecoders.Get().(*nativeDecoder)
+		z := zeroText(len(texts))
+		if err := d.decode(c, unsafe.Slice(unsafe.StringData(z), len(z)), len(texts)); err != nil {
+			return fmt.Errorf("reserve %d rows: %w", len(texts), err)
+		}
+		nativeDecoders.Put(d)
+		c.Reset()
+	}
 	n := 0
 	for _, t := range texts {
 		n += len(t)
 	}
-	if c.Rows() != 0 || len(texts) == 0 || len(texts) > maxReservedText {
-		return nil
-	}
-	d := nativeDecoders.Get().(*nativeDecoder)
-	z := zeroText(len(texts))
-	if err := d.decode(c, unsafe.Slice(unsafe.StringData(z), len(z)), len(texts)); err != nil {
-		return fmt.Errorf("reserve %d rows: %w", len(texts), err)
-	}
-	nativeDecoders.Put(d)
-	c.Reset()
 	if n == 0 || n > maxReservedText {
 		return nil
 	}
@@ -106,9 +108,10 @@ func reserveText(c column.Interface, texts []string) error {
 	return nil
 }
 
-// maxReservedText bounds reserveText's placeholder, which stays in
-// memory: a batch of 5,000 events of 500 bytes needs 2.5 MB. A column
-// with more text grows as the driver grows it.
+// maxReservedText bounds reserveText's placeholders, which stay in
+// memory: a batch of 5,000 events of 500 bytes needs 2.5 MB of text and
+// 5,000 bytes of row lengths. A column with more grows as the driver
+// grows it.
 const maxReservedText = 16 << 20
 
 // zeroes is the longest text of zero bytes zeroText has made; it grows,

@@ -12,7 +12,7 @@ import (
 
 // TestReserveTextKeepsTheRows: the rows appended after a reservation are
 // the texts, in order, with nothing of the placeholder left; a column
-// that already holds rows is left as it is.
+// that already holds rows, or is not a String column, is left as it is.
 func TestReserveTextKeepsTheRows(t *testing.T) {
 	texts := []string{"", `{"id":"e1"}`, strings.Repeat("ß", 300), "x"}
 	for _, held := range []int{0, 1} {
@@ -39,6 +39,13 @@ func TestReserveTextKeepsTheRows(t *testing.T) {
 				t.Fatalf("row %d = %q, want %q", held+i, got, want)
 			}
 		}
+	}
+	other, err := column.Type("Array(String)").Column("a", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := reserveText(other, texts); err != nil || other.Rows() != 0 {
+		t.Fatalf("a column not of type String: reserveText = %v, %d rows", err, other.Rows())
 	}
 	if z := zeroText(10); z != strings.Repeat("\x00", 10) {
 		t.Fatalf("zeroText(10) = %q", z)
