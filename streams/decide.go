@@ -115,8 +115,15 @@ func (p *Pipeline) handOver(raw []byte) {
 	case p.handovers <- bytes.Clone(raw): // the caller's buffer is not ours to keep
 	default:
 		p.m.DecideHandedOver.WithLabelValues(handedOverLost).Inc()
-		p.log.Warn("decide: an event past its deadline could not be handed to the stream; it is not recorded",
-			"event_id", eventIDOrEmpty(raw), "queued", cap(p.handovers))
+		// Once a second at most: a full queue means every late call is
+		// lost, thousands a second under overload; the counter has them all.
+		now := p.now()
+		if last := p.lostWarnedAt.Load(); now.UnixNano()-last >= int64(time.Second) &&
+			p.lostWarnedAt.CompareAndSwap(last, now.UnixNano()) {
+			p.log.Warn("decide: an event past its deadline could not be handed to the stream; it is not recorded "+
+				"(riskd_decide_handed_over_total{outcome=\"lost\"} counts every one)",
+				"event_id", eventIDOrEmpty(raw), "queued", cap(p.handovers))
+		}
 	}
 }
 

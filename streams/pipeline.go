@@ -379,6 +379,8 @@ type Pipeline struct {
 	// they reached a shard, until runHandovers appends them to their
 	// input topic (Config.PublishAPIEvents); as many as decides.
 	handovers chan []byte
+	// lostWarnedAt is when handOver last logged a lost event (Unix ns).
+	lostWarnedAt atomic.Int64
 	// results takes every decision to the output stage without its sender
 	// waiting; the tokens of slots and decides bound what it holds.
 	results *resultQueue
