@@ -47,9 +47,14 @@ type mixedResult struct {
 	// most 2).
 	DecideToHealthzP99 float64 `json:"decide_to_healthz_p99"`
 	StateSnapshots     float64 `json:"state_snapshots_in_window"`
-	RiskdCores         float64 `json:"riskd_cores"`
-	HarnessCores       float64 `json:"harness_cores"`
-	Load1              float64 `json:"load1"`
+	// HandedOver and HandedOverLost count the decide calls that fell back
+	// before their event reached a shard (riskd_decide_handed_over_total):
+	// appended to their input topic for the stream to decide, or lost.
+	HandedOver     float64 `json:"decide_handed_over"`
+	HandedOverLost float64 `json:"decide_handed_over_lost"`
+	RiskdCores     float64 `json:"riskd_cores"`
+	HarnessCores   float64 `json:"harness_cores"`
+	Load1          float64 `json:"load1"`
 }
 
 // mixedRun streams events at fraction of the saturation rate and, while it
@@ -140,6 +145,13 @@ func mixedRun(ctx context.Context, smp *sampler, s settings, brokers []string, s
 		return res, fmt.Errorf("mixed run: %w", err)
 	}
 	res.StateSnapshots = snapshotsBetween(m0, m1)
+	const handedOver = `riskd_decide_handed_over_total{outcome="appended"}`
+	const handedOverLost = `riskd_decide_handed_over_total{outcome="lost"}`
+	res.HandedOver, res.HandedOverLost = m1[handedOver]-m0[handedOver], m1[handedOverLost]-m0[handedOverLost]
+	if res.HandedOver+res.HandedOverLost > 0 {
+		logf("mixed run: %.0f decide calls fell back before their event reached a shard: %.0f handed to the stream, %.0f lost",
+			res.HandedOver+res.HandedOverLost, res.HandedOver, res.HandedOverLost)
+	}
 	logf("mixed run: %d events streamed at %.0f/s; riskd's %s p50 %.1f ms, p99 %.1f ms; %.0f engine state snapshots; "+
 		"CPU cores: riskd %.2f, harness (producer, broker, HTTP client) %.2f; load %.2f", sent, res.StreamRatePerSec,
 		kafkaToDecision, res.Stream.P50MS, res.Stream.P99MS, res.StateSnapshots, res.RiskdCores, res.HarnessCores, res.Load1)
