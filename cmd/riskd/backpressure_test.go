@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -113,4 +114,52 @@ func testStopWithoutDrainReplaysEverything(t *testing.T, b kafkatest.Broker) {
 	e.start(t)
 	e.waitStored(t, 300)
 	e.assertStoredOnce(t, 300)
+}
+
+// TestDecideFallbacksDuringAnOutageAreRecorded calls the decide API while
+// ClickHouse is unreachable, past the decide tokens its outputs may hold:
+// the calls beyond them fall back at their deadline before reaching a
+// shard. Once ClickHouse is back, every called event is stored once,
+// those that fell back decided by the stream after riskd handed them to
+// their input topic (decide.publish_events, on by default).
+func TestDecideFallbacksDuringAnOutageAreRecorded(t *testing.T) {
+	kafkatest.Run(t, testDecideFallbacksDuringAnOutageAreRecorded)
+}
+
+func testDecideFallbacksDuringAnOutageAreRecorded(t *testing.T, b kafkatest.Broker) {
+	e := newBrokerEnv(t, b)
+	proxy := chtest.NewProxy(t, e.cfg.ClickHouse.Addr)
+	e.cfg.ClickHouse.Addr = proxy.Addr()
+	const tokens, calls = 20, 60
+	e.cfg.Output.BatchSize = 5
+	e.cfg.Output.MaxInFlight = tokens
+	d, _ := e.start(t)
+
+	proxy.Down()
+	fellBack := 0
+	for i := range calls {
+		raw := ev(fmt.Sprintf("outage-dec-%d", i), "payment", fmt.Sprintf("acct-outage-%d", i%7),
+			baseTS+int64(i)*1000, `,"amount":1000,"currency":"EUR","channel":"qr"`).Value
+		ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+		_, err := d.pipe.Decide(ctx, raw)
+		cancel()
+		switch {
+		case errors.Is(err, streams.ErrDecideTimeout):
+			fellBack++
+		case err != nil:
+			t.Fatalf("decide %d: %v", i, err)
+		}
+	}
+	if fellBack < calls-tokens {
+		t.Fatalf("%d of %d calls fell back with %d tokens, want at least %d", fellBack, calls, tokens, calls-tokens)
+	}
+	proxy.Up()
+	e.waitStored(t, calls)
+	e.assertStoredOnce(t, calls)
+	if got := metricSum(t, d, "riskd_decide_handed_over_total", "appended"); got < float64(calls-tokens) {
+		t.Fatalf("%.0f events handed to the stream, want at least %d", got, calls-tokens)
+	}
+	if lost := metricSum(t, d, "riskd_decide_handed_over_total", "lost"); lost != 0 {
+		t.Fatalf("%.0f handed-over events counted lost", lost)
+	}
 }
