@@ -25,9 +25,7 @@ func TestUnreachableClickHouseSlowsIntakeAndLosesNothing(t *testing.T) {
 }
 
 func testUnreachableClickHouseSlowsIntakeAndLosesNothing(t *testing.T, b kafkatest.Broker) {
-	e := newBrokerEnv(t, b)
-	proxy := chtest.NewProxy(t, e.cfg.ClickHouse.Addr)
-	e.cfg.ClickHouse.Addr = proxy.Addr()
+	e, proxy := newRelayedEnv(t, b)
 	const maxInFlight = 200
 	e.cfg.Output.BatchSize = 50
 	e.cfg.Output.MaxInFlight = maxInFlight
@@ -127,9 +125,7 @@ func TestDecideFallbacksDuringAnOutageAreRecorded(t *testing.T) {
 }
 
 func testDecideFallbacksDuringAnOutageAreRecorded(t *testing.T, b kafkatest.Broker) {
-	e := newBrokerEnv(t, b)
-	proxy := chtest.NewProxy(t, e.cfg.ClickHouse.Addr)
-	e.cfg.ClickHouse.Addr = proxy.Addr()
+	e, proxy := newRelayedEnv(t, b)
 	const tokens, calls = 20, 60
 	e.cfg.Output.BatchSize = 5
 	e.cfg.Output.MaxInFlight = tokens

@@ -174,6 +174,17 @@ func mustStop(t *testing.T, stop func() error) {
 }
 
 // waitStored polls until at least n distinct events have stored decisions.
+// newRelayedEnv is newBrokerEnv with riskd reaching ClickHouse through a
+// relay the test can cut (Down) and restore (Up), as a network outage
+// would.
+func newRelayedEnv(t *testing.T, broker kafkatest.Broker) (*testEnv, *chtest.Proxy) {
+	t.Helper()
+	e := newBrokerEnv(t, broker)
+	proxy := chtest.NewProxy(t, e.cfg.ClickHouse.Addr)
+	e.cfg.ClickHouse.Addr = proxy.Addr()
+	return e, proxy
+}
+
 func (e *testEnv) waitStored(t *testing.T, n uint64) {
 	t.Helper()
 	deadline := time.Now().Add(waitLong)

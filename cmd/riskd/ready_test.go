@@ -18,7 +18,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
-	"riskd/internal/chtest"
 	"riskd/internal/kafkatest"
 	"riskd/streams"
 )
@@ -324,9 +323,7 @@ func TestClickHouseOutageIsNotReadyAndLagShowsTheBacklog(t *testing.T) {
 }
 
 func testClickHouseOutageIsNotReadyAndLagShowsTheBacklog(t *testing.T, b kafkatest.Broker) {
-	e := newBrokerEnv(t, b)
-	proxy := chtest.NewProxy(t, e.cfg.ClickHouse.Addr)
-	e.cfg.ClickHouse.Addr = proxy.Addr()
+	e, proxy := newRelayedEnv(t, b)
 	e.cfg.Output.BatchSize = 50
 	e.cfg.Output.MaxInFlight = 200
 	d, _ := e.start(t)
