@@ -152,3 +152,30 @@ func runStalledDecides(t *testing.T, b kafkatest.Broker, name string, cfg Config
 	}
 	return p, store, event
 }
+
+// TestHandedOverEventsArePlacedAsTheWalletsOwn: a handed-over event goes
+// to the input topic and key its producers would use (money movements
+// to the first input, the rest to the last), carries its event id, and
+// has no decide origin header, so the stream decides it instead of taking
+// it for a read-back. A body that is not an event still goes out, to the
+// last input without a key, where the stream dead-letters it with its
+// reason: nothing is dropped on the way.
+func TestHandedOverEventsArePlacedAsTheWalletsOwn(t *testing.T) {
+	topics := DefaultTopics()
+	for _, tc := range []struct {
+		raw                string
+		topic, key, header string
+	}{
+		{string(inputEvent("h-1", "payment", "acct-7", 1795538400000, "").Value), topics.Inputs[0], "acct-7", "h-1"},
+		{string(inputEvent("h-2", "login", "acct-8", 1795538400000, "").Value), topics.Inputs[len(topics.Inputs)-1], "acct-8", "h-2"},
+		{`not json`, topics.Inputs[len(topics.Inputs)-1], "", ""},
+	} {
+		m := topics.handedOverMessage([]byte(tc.raw))
+		if m.Topic != tc.topic || string(m.Key) != tc.key || string(m.Value) != tc.raw {
+			t.Errorf("%s: topic %s, key %q, value %q; want %s, %q and the body", tc.raw, m.Topic, m.Key, m.Value, tc.topic, tc.key)
+		}
+		if h := headerMap(m); h[HeaderEventID] != tc.header || isFromDecide(m) {
+			t.Errorf("%s: headers %v; want event id %q and no decide origin", tc.raw, h, tc.header)
+		}
+	}
+}

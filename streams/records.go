@@ -321,12 +321,18 @@ const HeaderOrigin = "riskd-origin"
 // inputMessage is d's event, decided through the decide API, as a message
 // of its input topic.
 func (t Topics) inputMessage(d *engine.Decision) kafka.Message {
-	topic := t.Inputs[len(t.Inputs)-1]
-	if event.MovesMoney(d.EventType) {
-		topic = t.Inputs[0]
-	}
-	return kafka.Message{Topic: topic, Key: []byte(d.AccountID), Value: d.Raw, Headers: []kafka.Header{
+	return kafka.Message{Topic: t.inputFor(d.EventType), Key: []byte(d.AccountID), Value: d.Raw, Headers: []kafka.Header{
 		{Key: HeaderEventID, Value: []byte(d.EventID)}, {Key: HeaderOrigin, Value: []byte("decide")}}}
+}
+
+// inputFor is the input topic the wallet's producers write events of
+// eventType to: the first input for money movements, the last for the
+// rest.
+func (t Topics) inputFor(eventType string) string {
+	if event.MovesMoney(eventType) {
+		return t.Inputs[0]
+	}
+	return t.Inputs[len(t.Inputs)-1]
 }
 
 // handedOverMessage is a decide API event that never reached a shard
@@ -335,12 +341,8 @@ func (t Topics) inputMessage(d *engine.Decision) kafka.Message {
 // as the wallet's own event.
 func (t Topics) handedOverMessage(raw []byte) kafka.Message {
 	typ, _ := stringFieldOf(raw, "type")
-	topic := t.Inputs[len(t.Inputs)-1]
-	if event.MovesMoney(typ) {
-		topic = t.Inputs[0]
-	}
 	account, _ := stringFieldOf(raw, "account_id")
-	return kafka.Message{Topic: topic, Key: []byte(account), Value: raw,
+	return kafka.Message{Topic: t.inputFor(typ), Key: []byte(account), Value: raw,
 		Headers: []kafka.Header{{Key: HeaderEventID, Value: []byte(eventIDOrEmpty(raw))}}}
 }
 
