@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -150,32 +152,25 @@ type serverWork struct {
 
 // work reads the server's counters since it started.
 func (c *chConn) work(ctx context.Context) (serverWork, error) {
-	rows, err := c.conn.Query(ctx, "SELECT event, value FROM system.events WHERE event IN "+
-		"('InsertQuery', 'InsertedRows', 'InsertedBytes', 'Merge', 'MergedRows', 'MergedUncompressedBytes')")
+	var w serverWork
+	fields := map[string]*uint64{ // system.events name: where it goes
+		"InsertQuery": &w.InsertQueries, "InsertedRows": &w.InsertedRows, "InsertedBytes": &w.InsertedBytes,
+		"Merge": &w.Merges, "MergedRows": &w.MergedRows, "MergedUncompressedBytes": &w.MergedRawBytes,
+	}
+	names := slices.Sorted(maps.Keys(fields))
+	rows, err := c.conn.Query(ctx, "SELECT event, value FROM system.events WHERE event IN ('"+strings.Join(names, "', '")+"')")
 	if err != nil {
 		return serverWork{}, fmt.Errorf("system.events: %w", err)
 	}
 	defer rows.Close()
-	var w serverWork
 	for rows.Next() {
 		var name string
 		var v uint64
 		if err := rows.Scan(&name, &v); err != nil {
 			return serverWork{}, fmt.Errorf("system.events: %w", err)
 		}
-		switch name {
-		case "InsertQuery":
-			w.InsertQueries = v
-		case "InsertedRows":
-			w.InsertedRows = v
-		case "InsertedBytes":
-			w.InsertedBytes = v
-		case "Merge":
-			w.Merges = v
-		case "MergedRows":
-			w.MergedRows = v
-		case "MergedUncompressedBytes":
-			w.MergedRawBytes = v
+		if f := fields[name]; f != nil {
+			*f = v
 		}
 	}
 	return w, rows.Err()
