@@ -78,22 +78,13 @@ func appendColumns(b driver.Batch, cols ...any) error {
 // again, the largest share of riskd's allocation (so of its garbage
 // collection). The driver has no way to ask for room, but a column keeps
 // its buffers' capacity when reset. So one text of the total length,
-// appended and reset, sizes the bytes; decoding as many empty texts as
-// there are rows (a zero length each, in the Native format), then
-// resetting, sizes the positions.
+// appended and reset, sizes the bytes; reservePositions sizes the
+// positions.
 func reserveText(c column.Interface, texts []string) error {
 	if c.Rows() != 0 || len(texts) == 0 || c.Type() != "String" {
-		return nil // the layout decoded below is a String column's
+		return nil // the decoder reservePositions leans on is a String column's
 	}
-	if len(texts) <= maxReservedText { // one zero byte per row: an empty string
-		d := nativeDecoders.Get().(*nativeDecoder)
-		z := zeroText(len(texts))
-		if err := d.decode(c, unsafe.Slice(unsafe.StringData(z), len(z)), len(texts)); err != nil {
-			return fmt.Errorf("reserve %d rows: %w", len(texts), err)
-		}
-		nativeDecoders.Put(d)
-		c.Reset()
-	}
+	reservePositions(c, len(texts))
 	n := 0
 	for _, t := range texts {
 		n += len(t)
@@ -108,10 +99,27 @@ func reserveText(c column.Interface, texts []string) error {
 	return nil
 }
 
+// reservePositions gives an empty String column room for the positions
+// of rows texts. A String column's decoder makes room for all the rows it
+// is asked for before it reads the first, so asking it for rows from no
+// bytes at all sizes the positions and stops at once, at the end of the
+// input; the column is reset after. Decoding rows empty texts instead (a
+// zero byte each) did the same, but read them a byte at a time through
+// the driver's reader: 0.46 µs per decision, more than the doubling it
+// saved. TestReserveTextSizesTheRows fails if a driver stops sizing first.
+func reservePositions(c column.Interface, rows int) {
+	d := nativeDecoders.Get().(*nativeDecoder)
+	// The input is empty, so the decoder is left with nothing buffered
+	// and serves the next column as a fresh one would.
+	d.src.Reset(nil)
+	_ = c.Decode(d.r, rows) // fails at the first row: there are no bytes
+	c.Reset()
+	nativeDecoders.Put(d)
+}
+
 // maxReservedText bounds reserveText's placeholders, which stay in
-// memory: a batch of 5,000 events of 500 bytes needs 2.5 MB of text and
-// 5,000 bytes of row lengths. A column with more grows as the driver
-// grows it.
+// memory: a batch of 5,000 events of 500 bytes needs 2.5 MB of text. A
+// column with more grows as the driver grows it.
 const maxReservedText = 16 << 20
 
 // zeroes is the longest text of zero bytes zeroText has made; it grows,
