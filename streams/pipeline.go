@@ -461,13 +461,14 @@ func New(cfg Config, eng *engine.Engine, store DecisionStore, m *Metrics) *Pipel
 		m = NewMetrics(nil)
 	}
 	m.initTopics(cfg.Topics)
+	counts := newPartitionCounts(kafka.DefaultTransport)
 	p := &Pipeline{
 		cfg:       cfg,
 		eng:       eng,
 		store:     store,
-		out:       newWriter(cfg.Brokers, cfg.BatchSize, newOutputBalancer(cfg)),
-		outSide:   newWriter(cfg.Brokers, min(cfg.BatchSize, sidePartitionBatch), newOutputBalancer(cfg)),
-		alone:     newWriter(cfg.Brokers, 1, newOutputBalancer(cfg)),
+		out:       newWriter(cfg.Brokers, cfg.BatchSize, newOutputBalancer(cfg), counts),
+		outSide:   newWriter(cfg.Brokers, min(cfg.BatchSize, sidePartitionBatch), newOutputBalancer(cfg), counts),
+		alone:     newWriter(cfg.Brokers, 1, newOutputBalancer(cfg), counts),
 		m:         m,
 		stages:    m.stageObservers(),
 		log:       cfg.Logger,
@@ -520,10 +521,11 @@ func (p *Pipeline) noteRules() {
 
 // newWriter is an output writer: messages carry their topic, and are
 // written in batches of up to batchSize messages and writerBatchBytes per
-// partition.
-func newWriter(brokers []string, batchSize int, b kafka.Balancer) *kafka.Writer {
+// partition, through t (see partitionCounts).
+func newWriter(brokers []string, batchSize int, b kafka.Balancer, t kafka.RoundTripper) *kafka.Writer {
 	return &kafka.Writer{
 		Addr:         kafka.TCP(brokers...),
+		Transport:    t,
 		Balancer:     b,
 		RequiredAcks: kafka.RequireAll,
 		// Per partition: kafka-go allocates room for BatchSize messages
