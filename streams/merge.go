@@ -292,34 +292,22 @@ func (p *Pipeline) submit(outCtx context.Context, in *mergeInput, m kafka.Messag
 	ticket := offsets.add(m.Offset)
 	submitted := time.Now()
 	p.stages[stageMerge].Observe(submitted.Sub(fetchedAt).Seconds())
-	done := func(d *engine.Decision, err error) {
-		r := result{d: d, err: err, msg: m, part: offsets, ticket: ticket}
-		if err == nil {
-			// The shard's wait is what the engine took less its scoring.
-			// The output stage observes it (observeDecided).
-			r.queued, r.timed = max(0, time.Since(submitted)-d.Latency), true
-		}
-		p.results.put(r)
-	}
+	var done func(*engine.Decision, error) // a decision for the output stage when left nil
 	switch {
 	case part != engine.PartShared && !in.owned:
 		// Decided as a standby: kept until the owner commits past it.
-		log, ahead := in.standby, part == engine.PartAccount
-		done = func(d *engine.Decision, err error) {
-			log.add(result{d: d, err: err, msg: m, ahead: ahead})
-			p.settle(offsets, ticket)
-			p.m.StandbyDecided.Inc()
-		}
+		done = p.standbyDone(in.standby, m, part == engine.PartAccount, offsets, ticket)
 	case part == engine.PartAccount && !replay:
 		p.m.DecidedAhead.Inc()
 	case part == engine.PartShared:
 		// Another instance decides it (or decided it: a partition that
 		// moved here); errors are its to report.
+		produced := m.Time
 		done = func(*engine.Decision, error) {
 			p.settle(offsets, ticket)
 			p.m.SharedOnly.Inc()
-			if !m.Time.IsZero() && !replay {
-				p.m.SharedDelay.Observe(time.Since(m.Time).Seconds())
+			if !produced.IsZero() && !replay {
+				p.m.SharedDelay.Observe(time.Since(produced).Seconds())
 			}
 		}
 	case replay:
@@ -327,6 +315,12 @@ func (p *Pipeline) submit(outCtx context.Context, in *mergeInput, m kafka.Messag
 			p.settle(offsets, ticket)
 			p.m.Replayed.Inc()
 		}
+	}
+	var sub *submission
+	if done == nil {
+		sub = p.submissions.Get().(*submission)
+		sub.p, sub.msg, sub.offsets, sub.ticket, sub.submitted = p, m, offsets, ticket, submitted
+		done = sub.done
 	}
 	// Submit with the output stage's context: a message already fetched
 	// is handed over even while intake is stopping, so the drain covers it.
@@ -340,10 +334,69 @@ func (p *Pipeline) submit(outCtx context.Context, in *mergeInput, m kafka.Messag
 	if err != nil {
 		// Not accepted: never finished, so never committed past; the
 		// message is read again after a restart.
+		if sub != nil {
+			sub.release() // Done is never called for a message not accepted
+		}
 		p.log.Warn("engine refused a message; it stays uncommitted", "err", err)
 		return false
 	}
 	return true
+}
+
+// standbyDone is Done for a message decided as a standby (standby.go).
+// It is a function of its own so that only this rare path copies m to the
+// heap: a closure in submit that captured m moved it there for every
+// message.
+func (p *Pipeline) standbyDone(log *standbyLog, m kafka.Message, ahead bool, offsets *partitionOffsets, ticket uint64) func(*engine.Decision, error) {
+	return func(d *engine.Decision, err error) {
+		log.add(result{d: d, err: err, msg: m, ahead: ahead})
+		p.settle(offsets, ticket)
+		p.m.StandbyDecided.Inc()
+	}
+}
+
+// submission is what a stream message's result needs besides its
+// decision, from submit to the shard's Done. A closure per message
+// carried it before: 200 bytes (the kafka.Message by value) allocated for
+// every decision, in the harness's in-process profile as much as
+// kafka-go's copy of the message itself. A submission is pooled instead,
+// and its Done bound once: the engine calls Done exactly once per accepted
+// message, after which nothing refers to the submission.
+type submission struct {
+	p         *Pipeline
+	msg       kafka.Message
+	offsets   *partitionOffsets
+	ticket    uint64
+	submitted time.Time
+	done      func(*engine.Decision, error) // decided, bound to this submission
+}
+
+// newSubmission is the New of a Pipeline's pool of submissions.
+func newSubmission() any {
+	s := new(submission)
+	s.done = s.decided
+	return s
+}
+
+// decided puts the message's result on the output stage's queue and the
+// submission back in the pool.
+func (s *submission) decided(d *engine.Decision, err error) {
+	r := result{d: d, err: err, msg: s.msg, part: s.offsets, ticket: s.ticket}
+	if err == nil {
+		// The shard's wait is what the engine took less its scoring.
+		// The output stage observes it (observeDecided).
+		r.queued, r.timed = max(0, time.Since(s.submitted)-d.Latency), true
+	}
+	p := s.p
+	s.release()
+	p.results.put(r)
+}
+
+// release empties s, so the pool holds no message, and pools it.
+func (s *submission) release() {
+	p := s.p
+	*s = submission{done: s.done}
+	p.submissions.Put(s)
 }
 
 // settle frees a message whose decision goes to no output: its offset is

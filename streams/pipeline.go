@@ -384,6 +384,8 @@ type Pipeline struct {
 	// results takes every decision to the output stage without its sender
 	// waiting; the tokens of slots and decides bound what it holds.
 	results *resultQueue
+	// submissions pools what a stream message's Done needs (submission).
+	submissions sync.Pool
 	// pubMu serialises notifications from the output stage and the API, so
 	// one account's notifications reach the notifier in order.
 	pubMu sync.Mutex
@@ -501,6 +503,7 @@ func New(cfg Config, eng *engine.Engine, store DecisionStore, m *Metrics) *Pipel
 			p.sharedAt[topicPartition{topic, part}] = next
 		}
 	}
+	p.submissions.New = newSubmission
 	p.nextCut = time.Now().Add(cfg.SnapshotInterval)
 	p.noteRules()
 	m.readyFrom(p.Ready)
