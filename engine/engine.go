@@ -270,6 +270,7 @@ func (e *Engine) Run(ctx context.Context) error {
 
 func (sh *shard) run(ctx context.Context) {
 	var d Decision
+	stop := ctx.Done()
 	for {
 		select { // urgent first, without waiting
 		case m := <-sh.urgent:
@@ -277,8 +278,27 @@ func (sh *shard) run(ctx context.Context) {
 			continue
 		default:
 		}
+		// Then, while the stream keeps the queue full, the next message
+		// without the select below, which locks all four channels for
+		// every message: each look waits for nothing and locks nothing
+		// when its channel is empty. Stopping and commands are looked at
+		// first, so they wait for one message at most.
+		if !closed(stop) {
+			select {
+			case cmd := <-sh.cmds:
+				cmd(sh.scorer)
+				continue
+			default:
+			}
+			select {
+			case m := <-sh.queue:
+				sh.score(m, &d)
+				continue
+			default:
+			}
+		}
 		select {
-		case <-ctx.Done():
+		case <-stop:
 			for _, q := range []chan Message{sh.urgent, sh.queue} {
 				for len(q) > 0 {
 					m := <-q
@@ -296,6 +316,16 @@ func (sh *shard) run(ctx context.Context) {
 		case m := <-sh.queue:
 			sh.score(m, &d)
 		}
+	}
+}
+
+// closed reports whether c, a Done channel, is closed, without waiting.
+func closed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -421,6 +451,11 @@ func (e *Engine) Submit(ctx context.Context, m Message) error {
 }
 
 func enqueue(ctx context.Context, q chan<- Message, m Message) error {
+	select { // the queue has room most of the time: try without the select's locks
+	case q <- m:
+		return nil
+	default:
+	}
 	select {
 	case q <- m:
 		return nil

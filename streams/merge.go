@@ -263,7 +263,21 @@ func (p *Pipeline) merge(ctx, outCtx context.Context, ins []*mergeInput, arrived
 // meanwhile: while the output stage holds intake back (ClickHouse away),
 // a lock still takes effect at once. It reports false when ctx ended.
 func (p *Pipeline) takeSlot(ctx, outCtx context.Context, ins []*mergeInput) bool {
-	for {
+	// Most of the time a slot is free. Two checks that wait for nothing
+	// cost a fraction of the select below, which locks all of its
+	// channels for every message (0.15 µs per decision in the profile).
+	// Commands are not starved: merge serves them before every message.
+	select {
+	case <-ctx.Done():
+		return false
+	default:
+	}
+	select {
+	case p.slots <- struct{}{}:
+		return true
+	default:
+	}
+	for { // full: wait, serving commands meanwhile
 		select {
 		case p.slots <- struct{}{}:
 			return true
