@@ -5,6 +5,7 @@ import (
 	"math"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ClickHouse/ch-go/proto"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/column"
@@ -171,4 +172,69 @@ func TestNativeArraysMatchTheDriver(t *testing.T) {
 			t.Fatalf("rows changed: %d, %d", held.Rows(), other.Rows())
 		}
 	})
+}
+
+// TestReserveRowsSizesTheColumns: after reserveRows, appending the rows
+// to a fixed-width column of the tables' types allocates nothing for its
+// values, and the column holds exactly the rows appended.
+func TestReserveRowsSizesTheColumns(t *testing.T) {
+	const n = 5000
+	at := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	ints, int32s, uints, times := make([]int64, n), make([]int32, n), make([]uint64, n), make([]time.Time, n)
+	for i := range n {
+		ints[i], int32s[i], uints[i], times[i] = int64(i)*-7, int32(i), uint64(i)<<40, at.Add(time.Duration(i)*time.Second)
+	}
+	for _, tc := range []struct {
+		typ  column.Type
+		rows any
+		last any
+	}{
+		{"Int64", ints, ints[n-1]},
+		{"Int32", int32s, int32s[n-1]},
+		{"UInt64", uints, uints[n-1]},
+		{"DateTime", times, times[n-1]},
+	} {
+		t.Run(string(tc.typ), func(t *testing.T) {
+			if !sizedFirst[tc.typ] {
+				t.Fatalf("%s is not in sizedFirst", tc.typ)
+			}
+			const runs = 5
+			reserved := make([]column.Interface, runs+1)
+			for i := range reserved {
+				c, err := tc.typ.Column("c", &column.ServerContext{Timezone: time.UTC})
+				if err != nil {
+					t.Fatal(err)
+				}
+				reserveRows(c, n)
+				if c.Rows() != 0 {
+					t.Fatalf("%d rows after the reservation, want 0", c.Rows())
+				}
+				reserved[i] = c
+			}
+			var appendErr error
+			next := 0
+			grew := testing.AllocsPerRun(runs, func() {
+				_, appendErr = reserved[next].Append(tc.rows)
+				next++
+			})
+			if appendErr != nil {
+				t.Fatal(appendErr)
+			}
+			if grew > 2 {
+				t.Fatalf("appending %d reserved rows allocated %.0f times, want at most 2", n, grew)
+			}
+			c := reserved[0]
+			if c.Rows() != n {
+				t.Fatalf("%d rows, want %d", c.Rows(), n)
+			}
+			got := c.Row(n-1, false)
+			if tt, ok := got.(time.Time); ok {
+				if !tt.Equal(tc.last.(time.Time)) {
+					t.Fatalf("last row %v, want %v", got, tc.last)
+				}
+			} else if got != tc.last {
+				t.Fatalf("last row %v, want %v", got, tc.last)
+			}
+		})
+	}
 }
