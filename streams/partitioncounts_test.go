@@ -39,8 +39,8 @@ func testPartitionCountsAreAskedOncePerTTL(t *testing.T, b kafkatest.Broker) {
 	createTopic(t, b.Addr(), topic, nil) // 4 partitions
 	broker := &countingTransport{next: kafka.DefaultTransport}
 	counts := newPartitionCounts(broker)
-	now := time.Now()
-	counts.now = func() time.Time { return now }
+	var passed time.Duration // the time since every answer, as the test sets it
+	counts.since = func(time.Time) time.Duration { return passed }
 	addr := kafka.TCP(b.Addr())
 	ask := func(topic string) (*metadataAPI.Response, error) {
 		t.Helper()
@@ -80,7 +80,7 @@ func testPartitionCountsAreAskedOncePerTTL(t *testing.T, b kafkatest.Broker) {
 	if n := broker.requests.Load(); n != 1 {
 		t.Fatalf("11 requests within the TTL reached the broker %d times, want 1", n)
 	}
-	now = now.Add(partitionCountTTL)
+	passed = partitionCountTTL
 	if _, err := ask(topic); err != nil {
 		t.Fatal(err)
 	}
