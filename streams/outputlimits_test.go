@@ -303,7 +303,7 @@ func testOutputTheWriterRefusesIsParkedAndTheStreamGoesOn(t *testing.T, b kafkat
 }
 
 // createTopic creates topic with 4 partitions and configs.
-func createTopic(t *testing.T, addr, topic string, configs map[string]string) {
+func createTopic(t testing.TB, addr, topic string, configs map[string]string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

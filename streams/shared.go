@@ -147,6 +147,7 @@ func (p *Pipeline) newInput(tp topicPartition, accountFrom, sharedFrom int64) *m
 		MaxBytes:    8 << 20,
 		MaxWait:     100 * time.Millisecond,
 		ErrorLogger: p.fetchErrors(tp.topic, tp.partition),
+		Dialer:      inputDialer,
 	})
 	if err := r.SetOffset(start); err != nil {
 		p.log.Error("set offset", "topic", tp.topic, "partition", tp.partition, "err", err)
