@@ -46,7 +46,7 @@ type mergeInput struct {
 	// as its previous owner may have stored decisions from there on.
 	recoverAtOutputs bool
 	offsets          *partitionOffsets
-	reader           *kafka.Reader
+	reader           *partitionReader
 	// buf is filled by the partition's fetcher, emptied by the merger.
 	buf chan fetchedMessage
 	// behind reports records on the broker that are not in buf yet, as of

@@ -938,19 +938,21 @@ func (p *Pipeline) assignedInput(outCtx context.Context, tp topicPartition, comm
 	return in
 }
 
-// fetchErrors is a partition reader's ErrorLogger. kafka-go's reader
-// retries failed fetches and connections by itself and reports them only
-// here (FetchMessage returns just the failures it gives up on), so each
-// line counts in riskd_errors_total{stage="fetch"}, and is logged at most
-// every warnInterval with the count.
-func (p *Pipeline) fetchErrors(topic string, partition int) kafka.Logger {
+// fetchErrors is what a partition reader reports (partitionReader's
+// problem). The reader retries failed fetches and connections by itself
+// and reports them only here (FetchMessage returns just the errors that
+// came without records), so each one counts in
+// riskd_errors_total{stage="fetch"}, and is logged at most every
+// warnInterval with the count. The reader's client may call it from
+// several goroutines at once.
+func (p *Pipeline) fetchErrors(topic string, partition int) func(error) {
 	var warn warnEvery
-	return kafka.LoggerFunc(func(msg string, args ...any) {
+	return func(err error) {
 		p.m.Errors.WithLabelValues("fetch").Inc()
 		if n, ok := warn.due(time.Now()); ok {
-			p.log.Warn("kafka reader", "topic", topic, "partition", partition, "errors", n, "detail", fmt.Sprintf(msg, args...))
+			p.log.Warn("kafka reader", "topic", topic, "partition", partition, "errors", n, "detail", err)
 		}
-	})
+	}
 }
 
 func inFlight[T any](parts []T, offsets func(T) *partitionOffsets) int {

@@ -6,7 +6,6 @@ import (
 	"math"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/segmentio/kafka-go"
 
@@ -139,19 +138,7 @@ func (p *Pipeline) sharedFrom(tp topicPartition, fallback int64) int64 {
 // stands for the log's start).
 func (p *Pipeline) newInput(tp topicPartition, accountFrom, sharedFrom int64) *mergeInput {
 	start := min(accountFrom, sharedFrom)
-	r := kafka.NewReader(kafka.ReaderConfig{
-		Brokers:     p.cfg.Brokers,
-		Topic:       tp.topic,
-		Partition:   tp.partition,
-		MinBytes:    1,
-		MaxBytes:    8 << 20,
-		MaxWait:     100 * time.Millisecond,
-		ErrorLogger: p.fetchErrors(tp.topic, tp.partition),
-		Dialer:      inputDialer,
-	})
-	if err := r.SetOffset(start); err != nil {
-		p.log.Error("set offset", "topic", tp.topic, "partition", tp.partition, "err", err)
-	}
+	r := newPartitionReader(p.cfg.Brokers, tp.topic, tp.partition, start, p.fetchErrors(tp.topic, tp.partition))
 	progress := &partitionProgress{until: -1}
 	progress.next.Store(start)
 	return &mergeInput{topic: tp.topic, partition: tp.partition, offsets: newPartitionOffsets(), reader: r,
