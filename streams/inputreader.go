@@ -44,9 +44,14 @@ type partitionReader struct {
 	hwm     int64
 }
 
-// inputFetchMaxBytes bounds what one partition's client holds fetched and
-// not yet handed out, as kafka-go's MaxBytes did.
-const inputFetchMaxBytes = 8 << 20
+// inputFetchBytes bounds a fetch of one partition's client (a batch
+// larger than that still comes whole, as Kafka serves at least one). The
+// client keeps one fetch buffered while the reader hands out the last, so
+// a partition's reader holds about twice this: 2 MiB per assigned
+// partition, where kafka-go's Reader parsed its fetches off the socket and
+// held a hundred messages. A record handed out keeps its fetch's buffer
+// alive until its decision is stored, which MaxInFlight bounds.
+const inputFetchBytes = 1 << 20
 
 // newPartitionReader reads topic's partition from offset from on
 // (kafka.FirstOffset: the log start; kafka.LastOffset: its end). problem
@@ -75,7 +80,8 @@ func (r *partitionReader) open(from int64) {
 		// An offset out of the log's range is FetchMessage's to resolve,
 		// not the client's (which would choose one end for both cases).
 		kgo.ConsumeResetOffset(kgo.NoResetOffset()),
-		kgo.FetchMaxBytes(inputFetchMaxBytes),
+		kgo.FetchMaxBytes(inputFetchBytes),
+		kgo.FetchMaxPartitionBytes(inputFetchBytes),
 		kgo.FetchMaxWait(100*time.Millisecond), // how long the broker holds a fetch for records, as before
 		kgo.WithLogger(fetchLogger{r.problem}),
 	)
