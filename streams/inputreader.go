@@ -42,6 +42,10 @@ type partitionReader struct {
 	// the partition's high watermark as that poll saw it.
 	pending []*kgo.Record
 	hwm     int64
+	// outOfRange: the broker has no offset next, and the client stopped
+	// reading the partition; FetchMessage starts it again in range once
+	// pending is handed out.
+	outOfRange bool
 }
 
 // inputFetchBytes bounds a fetch of one partition's client (a batch
@@ -98,6 +102,12 @@ func (r *partitionReader) FetchMessage(ctx context.Context) (kafka.Message, erro
 		return kafka.Message{}, r.err
 	}
 	for len(r.pending) == 0 {
+		if r.outOfRange {
+			if err := r.reopenInRange(ctx); err != nil {
+				return kafka.Message{}, err // asked again at the next call
+			}
+			r.outOfRange = false
+		}
 		fs := r.cl.PollFetches(ctx)
 		if err := ctx.Err(); err != nil {
 			return kafka.Message{}, err
@@ -108,7 +118,7 @@ func (r *partitionReader) FetchMessage(ctx context.Context) (kafka.Message, erro
 		fs.EachPartition(func(p kgo.FetchTopicPartition) {
 			if p.Topic == r.topic && p.Partition == r.partition && len(p.Records) > 0 {
 				r.hwm = p.HighWatermark
-				r.pending = append(r.pending[:0], p.Records...)
+				r.pending = append(r.pending, p.Records...) // a poll may bring more than one fetch
 			}
 		})
 		fetchErrs := fs.Errors()
@@ -116,17 +126,14 @@ func (r *partitionReader) FetchMessage(ctx context.Context) (kafka.Message, erro
 			continue
 		}
 		problems := make([]error, len(fetchErrs))
-		outOfRange := false
 		for i, e := range fetchErrs {
 			problems[i] = fmt.Errorf("fetch %s/%d: %w", r.topic, r.partition, e.Err)
-			outOfRange = outOfRange || errors.Is(e.Err, kerr.OffsetOutOfRange)
+			r.outOfRange = r.outOfRange || errors.Is(e.Err, kerr.OffsetOutOfRange)
 		}
 		err := errors.Join(problems...)
 		switch {
-		case outOfRange && len(r.pending) == 0:
-			if err := r.reopenInRange(ctx); err != nil {
-				return kafka.Message{}, err
-			}
+		case r.outOfRange && len(r.pending) == 0:
+			// Resolved at the top of the loop, which reports the jump.
 		case len(r.pending) == 0:
 			return kafka.Message{}, err
 		default:
