@@ -372,10 +372,9 @@ func (p *Pipeline) standbyDone(log *standbyLog, m kafka.Message, ahead bool, off
 // submission is what a stream message's result needs besides its
 // decision, from submit to the shard's Done. A closure per message
 // carried it before: 200 bytes (the kafka.Message by value) allocated for
-// every decision, in the harness's in-process profile as much as
-// kafka-go's copy of the message itself. A submission is pooled instead,
-// and its Done bound once: the engine calls Done exactly once per accepted
-// message, after which nothing refers to the submission.
+// every decision in the harness's in-process profile. A submission is
+// pooled instead, and its Done bound once: the engine calls Done exactly
+// once per accepted message, after which nothing refers to the submission.
 type submission struct {
 	p         *Pipeline
 	msg       kafka.Message
