@@ -147,6 +147,8 @@ func (p *Pipeline) restoreFrom(ctx context.Context, name string, parts []int, co
 	}
 	if len(fit) < len(parts) {
 		p.m.PartitionRestores.WithLabelValues("none").Add(float64(len(parts) - len(fit)))
+		p.log.Info("the saved state loaded no longer fits some partitions moved here (its owner saved another since it was listed); they are rebuilt from their logs",
+			"snapshot", name, "seq", snap.Seq, "partitions", slices.DeleteFunc(slices.Clone(parts), func(n int) bool { return slices.Contains(fit, n) }))
 	}
 	if len(fit) == 0 {
 		return
