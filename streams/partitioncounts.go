@@ -21,7 +21,6 @@ import (
 // through untouched.
 type partitionCounts struct {
 	next kafka.RoundTripper
-	ttl  time.Duration
 	// since is time.Since, which reads only the monotonic clock (half
 	// of time.Now's cost, paid per message); tests move it.
 	since func(time.Time) time.Duration
@@ -49,7 +48,7 @@ type partitionCount struct {
 const partitionCountTTL = time.Second
 
 func newPartitionCounts(next kafka.RoundTripper) *partitionCounts {
-	return &partitionCounts{next: next, ttl: partitionCountTTL, since: time.Since, topics: map[partitionCountKey]partitionCount{}}
+	return &partitionCounts{next: next, since: time.Since, topics: map[partitionCountKey]partitionCount{}}
 }
 
 // RoundTrip answers a one-topic metadata request from the cache when it
@@ -63,7 +62,7 @@ func (c *partitionCounts) RoundTrip(ctx context.Context, addr net.Addr, req kafk
 	c.mu.Lock()
 	hit, ok := c.topics[key]
 	c.mu.Unlock()
-	if ok && c.since(hit.at) < c.ttl {
+	if ok && c.since(hit.at) < partitionCountTTL {
 		return hit.resp, nil
 	}
 	asked := time.Now()
