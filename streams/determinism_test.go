@@ -120,7 +120,12 @@ func testSameStreamSameDecisions(t *testing.T, b kafkatest.Broker) {
 					t.Fatal(err)
 				}
 				cfg.Snapshots, cfg.SnapshotInterval = store, 100*time.Millisecond
-				cfg.PartitionStates = groupStates{brokers: []string{b.Addr()}, topic: stateTopic, group: group, own: store}
+				// The previous owner saves about five snapshots between
+				// a new owner's listing and its load, which must still
+				// hold the partitions moved: they linger for longer.
+				cfg.PartitionStates = groupStates{brokers: []string{b.Addr()}, topic: stateTopic, group: group, own: store,
+					loadAfter: 500 * time.Millisecond}
+				cfg.PartitionLinger = 2 * time.Second
 			}
 			p := New(cfg, eng, nil, metrics[i])
 			held := topics.Inputs[0]
@@ -205,6 +210,19 @@ func testSameStreamSameDecisions(t *testing.T, b kafkatest.Broker) {
 					}
 				}
 				out[r.EventID] = r
+			}
+		}
+		if r.states {
+			// The state of the partitions that moved lingers
+			// (Config.PartitionLinger) before its old owner drops it.
+			deadline := time.Now().Add(time.Minute)
+			for dropped := 0.0; dropped == 0; time.Sleep(50 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("%s: no member dropped the state of a partition moved away within a minute", name)
+				}
+				for _, m := range metrics {
+					dropped += testutil.ToFloat64(m.PartitionDropped)
+				}
 			}
 		}
 		stop()
@@ -333,6 +351,9 @@ type groupStates struct {
 	brokers      []string
 	topic, group string
 	own          *snapshots.Store
+	// loadAfter delays each Load, so that the member whose snapshot was
+	// listed saves more in between (see Config.PartitionLinger).
+	loadAfter time.Duration
 }
 
 func (g groupStates) Saved(ctx context.Context) ([]snapshots.Saved, error) {
@@ -340,6 +361,11 @@ func (g groupStates) Saved(ctx context.Context) ([]snapshots.Saved, error) {
 }
 
 func (g groupStates) Load(ctx context.Context, name string) (snapshots.Snapshot, error) {
+	select {
+	case <-time.After(g.loadAfter):
+	case <-ctx.Done():
+		return snapshots.Snapshot{}, ctx.Err()
+	}
 	st, err := snapshots.New(snapshots.Config{Brokers: g.brokers, Topic: g.topic, Name: name})
 	if err != nil {
 		return snapshots.Snapshot{}, err

@@ -214,8 +214,17 @@ func (p *Pipeline) merge(ctx, outCtx context.Context, ins []*mergeInput, arrived
 				wake = until
 			}
 		}
+		if !p.leaveAt.IsZero() {
+			if now.IsZero() {
+				now = time.Now()
+			}
+			p.dropLeft(outCtx, now)
+		}
 		if pick == nil || !wake.IsZero() {
-			if !wake.IsZero() {
+			// An idle merger wakes to drop what lingers too.
+			if at := p.leaveAt; !at.IsZero() && (wake.IsZero() || at.Before(wake)) {
+				timer.Reset(time.Until(at))
+			} else if !wake.IsZero() {
 				timer.Reset(time.Until(wake))
 			}
 			select {
@@ -235,7 +244,10 @@ func (p *Pipeline) merge(ctx, outCtx context.Context, ins []*mergeInput, arrived
 			}
 			continue
 		}
-		p.cutDue(outCtx, ins, time.Now())
+		if now.IsZero() {
+			now = time.Now()
+		}
+		p.cutDue(outCtx, ins, now)
 		if !p.takeSlot(ctx, outCtx, ins) {
 			return
 		}

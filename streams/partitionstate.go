@@ -23,7 +23,16 @@ import (
 // partition from the snapshot's offsets, deciding the messages up to the
 // committed offset again without outputs (assignedInput), instead of
 // replaying the partition's log from its start. A partition no snapshot
-// fits is rebuilt from its log as before (Config.RebuildUnknown).
+// fits is rebuilt from its log as before (Config.RebuildUnknown). The
+// accounts of a partition given up stay a while (Config.PartitionLinger)
+// before they are dropped, so that the snapshots the new owner may load
+// still hold them.
+
+// DefaultPartitionLinger is Config.PartitionLinger's default: enough for
+// a new owner to list the group's snapshots and load a large one, while
+// this instance's snapshots (two slots, DefaultSnapshotInterval apart)
+// would keep a partition dropped at once for one interval at most.
+const DefaultPartitionLinger = 30 * time.Second
 
 // PartitionStates reads the state snapshots the members of the group
 // saved (cmd/riskd: the state topic), for the partitions that move here.
@@ -35,11 +44,12 @@ type PartitionStates interface {
 	Load(ctx context.Context, name string) (snapshots.Snapshot, error)
 }
 
-// takePartitions drops the state of the partitions not assigned in this
-// generation and restores that of the assigned ones whose state here
-// stands behind the committed offset, given the assignment's committed
-// offsets by partition. Without Config.PartitionStates it does nothing:
-// the state of a partition that moves away stays, for when it comes back.
+// takePartitions lets go of the state of the partitions not assigned in
+// this generation (see leavePartitions) and restores that of the assigned
+// ones whose state here stands behind the committed offset, given the
+// assignment's committed offsets by partition. Without
+// Config.PartitionStates it does nothing: the state of a partition that
+// moves away stays, for when it comes back.
 func (p *Pipeline) takePartitions(ctx context.Context, assignments map[string][]kafka.PartitionAssignment) {
 	if p.cfg.PartitionStates == nil {
 		return
@@ -53,36 +63,78 @@ func (p *Pipeline) takePartitions(ctx context.Context, assignments map[string][]
 		}
 	}
 	if !p.cfg.Standby { // a standby keeps every partition's state
-		p.dropPartitions(ctx, assigned)
+		p.leavePartitions(ctx, assigned, time.Now())
 	}
 	p.restorePartitions(ctx, committed)
 }
 
-// dropPartitions removes the state of the accounts of every partition
-// whose state the engine holds but that is not assigned here.
-func (p *Pipeline) dropPartitions(ctx context.Context, assigned map[int]bool) {
-	gone := map[int]bool{}
+// leavePartitions starts the linger (Config.PartitionLinger) of every
+// partition whose accounts' state the engine holds but that is not
+// assigned here, ends it for those assigned here again, and drops the
+// state of those whose linger is over. While a partition lingers its
+// state stays unchanged (no event of its accounts is decided here) and
+// every snapshot this instance saves holds it at where it stands, so the
+// partition's new owner finds it in whichever of this instance's
+// snapshots it loads; dropping it at once would let a snapshot saved
+// between the new owner's listing and its load leave the partition out.
+func (p *Pipeline) leavePartitions(ctx context.Context, assigned map[int]bool, now time.Time) {
+	var moved []int
 	for tp := range p.stateAt {
-		if !assigned[tp.partition] {
-			gone[tp.partition] = true
+		n := tp.partition
+		if assigned[n] {
+			delete(p.leaving, n)
+			continue
+		}
+		if _, lingering := p.leaving[n]; !lingering {
+			p.leaving[n] = now.Add(p.cfg.PartitionLinger)
+			moved = append(moved, n)
 		}
 	}
-	if len(gone) == 0 {
+	p.leaveAt = time.Time{}
+	for _, at := range p.leaving {
+		if p.leaveAt.IsZero() || at.Before(p.leaveAt) {
+			p.leaveAt = at
+		}
+	}
+	if len(moved) > 0 {
+		slices.Sort(moved)
+		p.log.Info("partitions moved to other instances; their state stays here, and in this instance's snapshots, until their new owners have had time to load it",
+			"partitions", moved, "drop_in", p.cfg.PartitionLinger)
+	}
+	p.dropLeft(ctx, now)
+}
+
+// dropLeft drops the state of the accounts of every partition whose
+// linger ended by now. The merger calls it between two submissions.
+func (p *Pipeline) dropLeft(ctx context.Context, now time.Time) {
+	if p.leaveAt.IsZero() || now.Before(p.leaveAt) {
 		return
 	}
-	parts := slices.Sorted(maps.Keys(gone))
-	st, err := p.eng.DropPartitions(ctx, parts)
+	var due []int
+	p.leaveAt = time.Time{}
+	for n, at := range p.leaving {
+		if now.Before(at) {
+			if p.leaveAt.IsZero() || at.Before(p.leaveAt) {
+				p.leaveAt = at
+			}
+			continue
+		}
+		due = append(due, n)
+		delete(p.leaving, n)
+	}
+	slices.Sort(due)
+	st, err := p.eng.DropPartitions(ctx, due)
 	if err != nil {
-		p.log.Warn("dropping the state of partitions moved away failed; it stays, unused", "partitions", parts, "err", err)
+		p.log.Warn("dropping the state of partitions moved away failed; it stays, unused", "partitions", due, "err", err)
 		return
 	}
 	for tp := range p.stateAt {
-		if gone[tp.partition] {
+		if slices.Contains(due, tp.partition) {
 			delete(p.stateAt, tp)
 		}
 	}
 	p.m.PartitionDropped.Add(float64(st.Accounts))
-	p.log.Info("state of partitions moved to other instances dropped", "partitions", parts, "accounts", st.Accounts,
+	p.log.Info("state of partitions moved to other instances dropped", "partitions", due, "accounts", st.Accounts,
 		"rule_locks", st.Locks, "event_ids", st.EventIDs)
 }
 

@@ -191,6 +191,13 @@ type Config struct {
 	// fitting snapshot of the group, so it is read from there instead of
 	// from the start of its log.
 	PartitionStates PartitionStates
+	// PartitionLinger is how long, with PartitionStates, the state of a
+	// partition moved away stays here, and in this instance's snapshots
+	// at where it stands, before it is dropped: the partition's new owner
+	// lists the group's snapshots and then loads one, and snapshots saved
+	// in between without the partition would send it to its log. 0 means
+	// DefaultPartitionLinger.
+	PartitionLinger time.Duration
 	ResumeSeq       uint64
 	// StallTimeout is how long an output batch may wait, from the moment
 	// it is cut, to become durable (published and stored) before the
@@ -349,6 +356,9 @@ func (c Config) withDefaults() Config {
 	if c.SnapshotInterval <= 0 {
 		c.SnapshotInterval = DefaultSnapshotInterval
 	}
+	if c.PartitionLinger <= 0 {
+		c.PartitionLinger = DefaultPartitionLinger
+	}
 	return c
 }
 
@@ -412,6 +422,11 @@ type Pipeline struct {
 	// Config.Resume); runGeneration reads and updates it between
 	// generations, the merger of one generation reads it for cuts.
 	stateAt map[topicPartition]int64
+	// leaving holds, per partition moved away whose accounts' state is
+	// still here, when it is dropped, and leaveAt the earliest of those
+	// times (partitionstate.go); runGeneration's and its merger's.
+	leaving map[int]time.Time
+	leaveAt time.Time
 	// sharedAt is where the shared entity windows stand per partition of
 	// the inputs, assigned or not (see Config.ResumeShared), kept alike.
 	sharedAt map[topicPartition]int64
@@ -485,6 +500,7 @@ func New(cfg Config, eng *engine.Engine, store DecisionStore, m *Metrics) *Pipel
 		snapSeq:   cfg.ResumeSeq,
 		committed: map[topicPartition]int64{},
 		stateAt:   map[topicPartition]int64{},
+		leaving:   map[int]time.Time{},
 		sharedAt:  map[topicPartition]int64{},
 		standby:   map[topicPartition]*standbyLog{},
 		commands:  make(chan commandRequest),

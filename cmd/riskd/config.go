@@ -221,6 +221,11 @@ type StateConfig struct {
 	Kafka            bool          `yaml:"kafka"`
 	Topic            string        `yaml:"topic"`
 	SnapshotInterval time.Duration `yaml:"snapshot_interval"`
+	// PartitionLinger is how long the state of a partition moved to
+	// another instance stays here, and in this instance's snapshots,
+	// before it is dropped, so that the new owner finds it in whichever
+	// snapshot of this instance it loads (streams.Config.PartitionLinger).
+	PartitionLinger time.Duration `yaml:"partition_linger"`
 	// Instance names this instance's snapshots within the group; empty
 	// means the host name. An instance restarted under another name
 	// rebuilds its state from the input topics.
@@ -275,7 +280,8 @@ func DefaultConfig() Config {
 			LagInterval: 5 * time.Second, StoreCheckInterval: 5 * time.Second, StallTimeout: streams.DefaultStallTimeout},
 		HTTP: HTTPConfig{Listen: "127.0.0.1:8080"},
 		State: StateConfig{Kafka: true, Topic: snapshots.DefaultTopic, SnapshotInterval: streams.DefaultSnapshotInterval,
-			Dir: "var/state"},
+			PartitionLinger: streams.DefaultPartitionLinger,
+			Dir:             "var/state"},
 		Log:     LogConfig{Level: "info", Format: "text"},
 		Decide:  DecideConfig{Deadline: 50 * time.Millisecond, OnTimeout: "allow", PublishEvents: true},
 		Notify:  NotifyConfig{MaxAttempts: 10},

@@ -337,6 +337,7 @@ output:
   kafka: true
   topic: %s
   snapshot_interval: 300ms
+  partition_linger: 2s
   instance: %s
   dir: %s
 `, e.broker.Addr(), e.group, e.inputs[0], e.inputs[1], e.outputs[0], e.outputs[1], e.outputs[2], e.outputs[3], e.outputs[4],

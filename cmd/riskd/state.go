@@ -39,6 +39,7 @@ func (d *daemon) restoreFromKafka(ctx context.Context, cfg engine.Config, pipe *
 	// of its log, up to the committed offset, without outputs.
 	pipe.RebuildUnknown = true
 	pipe.PartitionStates = groupSnapshots{d: d, own: store}
+	pipe.PartitionLinger = d.cfg.State.PartitionLinger
 	start := time.Now()
 	snap, stats, err := store.Load(ctx)
 	for _, refused := range stats.Refused {
