@@ -177,7 +177,7 @@ func (p *Pipeline) placeDue(outCtx context.Context, ins []*mergeInput) bool {
 				continue
 			}
 			off, ok := p.placed[i].At[positionKey(in.topic, in.partition)]
-			if ok && in.next < off && (in.hasHead || len(in.buf) > 0 || in.behind.Load()) {
+			if ok && in.next < off && (in.buffered() || in.behind.Load()) {
 				due = false
 				break
 			}

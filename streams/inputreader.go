@@ -98,22 +98,35 @@ func (r *partitionReader) open(from int64) {
 // until ctx ends. An error that came without records is returned; the
 // next call goes on reading.
 func (r *partitionReader) FetchMessage(ctx context.Context) (kafka.Message, error) {
+	var one [1]kafka.Message
+	msgs, err := r.FetchMessages(ctx, one[:0])
+	if err != nil {
+		return kafka.Message{}, err
+	}
+	return msgs[0], nil
+}
+
+// FetchMessages appends to msgs, up to its capacity (at least one), the
+// partition's next messages that are already fetched, waiting for one
+// until ctx ends. An error that came without records is returned; the
+// next call goes on reading.
+func (r *partitionReader) FetchMessages(ctx context.Context, msgs []kafka.Message) ([]kafka.Message, error) {
 	if r.err != nil {
-		return kafka.Message{}, r.err
+		return msgs, r.err
 	}
 	for len(r.pending) == 0 {
 		if r.outOfRange {
 			if err := r.reopenInRange(ctx); err != nil {
-				return kafka.Message{}, err // asked again at the next call
+				return msgs, err // asked again at the next call
 			}
 			r.outOfRange = false
 		}
 		fs := r.cl.PollFetches(ctx)
 		if err := ctx.Err(); err != nil {
-			return kafka.Message{}, err
+			return msgs, err
 		}
 		if fs.IsClientClosed() {
-			return kafka.Message{}, kgo.ErrClientClosed
+			return msgs, kgo.ErrClientClosed
 		}
 		fs.EachPartition(func(p kgo.FetchTopicPartition) {
 			if p.Topic == r.topic && p.Partition == r.partition && len(p.Records) > 0 {
@@ -135,24 +148,27 @@ func (r *partitionReader) FetchMessage(ctx context.Context) (kafka.Message, erro
 		case r.outOfRange && len(r.pending) == 0:
 			// Resolved at the top of the loop, which reports the jump.
 		case len(r.pending) == 0:
-			return kafka.Message{}, err
+			return msgs, err
 		default:
 			r.problem(err)
 		}
 	}
-	rec := r.pending[0]
-	r.pending[0] = nil
-	r.pending = r.pending[1:]
-	r.next = rec.Offset + 1
-	m := kafka.Message{Topic: rec.Topic, Partition: int(rec.Partition), Offset: rec.Offset,
-		HighWaterMark: r.hwm, Key: rec.Key, Value: rec.Value, Time: rec.Timestamp}
-	if len(rec.Headers) > 0 {
-		m.Headers = make([]kafka.Header, len(rec.Headers))
-		for i, h := range rec.Headers {
-			m.Headers[i] = kafka.Header{Key: h.Key, Value: h.Value}
+	n := min(len(r.pending), max(cap(msgs)-len(msgs), 1))
+	for i, rec := range r.pending[:n] {
+		r.pending[i] = nil
+		m := kafka.Message{Topic: rec.Topic, Partition: int(rec.Partition), Offset: rec.Offset,
+			HighWaterMark: r.hwm, Key: rec.Key, Value: rec.Value, Time: rec.Timestamp}
+		if len(rec.Headers) > 0 {
+			m.Headers = make([]kafka.Header, len(rec.Headers))
+			for i, h := range rec.Headers {
+				m.Headers[i] = kafka.Header{Key: h.Key, Value: h.Value}
+			}
 		}
+		msgs = append(msgs, m)
+		r.next = rec.Offset + 1
 	}
-	return m, nil
+	r.pending = r.pending[n:]
+	return msgs, nil
 }
 
 // reopenInRange starts the client again where the log holds records:

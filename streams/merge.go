@@ -31,10 +31,18 @@ import (
 // readers are scheduled, and one slow reader holds the others back instead
 // of making their events late.
 
-// mergeBuffer is how many fetched messages each partition keeps for the
-// merger: enough to cover a fetch round trip, small next to the reader's
-// own prefetch.
-const mergeBuffer = 64
+// A partition's fetcher hands the merger its messages in batches of up to
+// mergeBatch, as many as the reader has fetched already (one, on live
+// traffic read as it comes); mergeBatches of them go round between the
+// two, so the merger has up to mergeBatches-1 full ones buffered while
+// the fetcher fills the last: enough to cover a fetch round trip, small
+// next to the reader's own prefetch. Handed over one at a time, each
+// message cost two channel operations, and, with a backlog, a wakeup of
+// the fetcher blocked on the full buffer.
+const (
+	mergeBatch   = 32
+	mergeBatches = 4
+)
 
 // mergeInput is one assigned partition as the merger sees it.
 type mergeInput struct {
@@ -47,8 +55,10 @@ type mergeInput struct {
 	recoverAtOutputs bool
 	offsets          *partitionOffsets
 	reader           *partitionReader
-	// buf is filled by the partition's fetcher, emptied by the merger.
-	buf chan fetchedMessage
+	// buf is filled by the partition's fetcher, emptied by the merger,
+	// which gives each batch back through free once it has taken its
+	// messages.
+	buf, free chan *fetchedBatch
 	// behind reports records on the broker that are not in buf yet, as of
 	// the last fetch (or the end offset asked for when the generation
 	// started).
@@ -76,8 +86,11 @@ type mergeInput struct {
 	// progress mirrors next for Ready, which runs on other goroutines.
 	progress *partitionProgress
 
-	// The merger's own: the head message, its event time, and since when
+	// The merger's own: the batch it takes heads from and how many of its
+	// messages it took, the head message, its event time, and since when
 	// the partition has had no head.
+	taking     *fetchedBatch
+	took       int
 	head       kafka.Message
 	headAt     time.Time // when the head was fetched (riskd_stage_seconds)
 	hasHead    bool
@@ -92,8 +105,15 @@ func (p *Pipeline) fetch(ctx context.Context, in *mergeInput, arrived chan<- str
 		if p.beforeFetch != nil {
 			p.beforeFetch(ctx, in.topic, in.partition)
 		}
-		m, err := in.reader.FetchMessage(ctx)
+		var b *fetchedBatch
+		select {
+		case b = <-in.free:
+		case <-ctx.Done():
+			return
+		}
+		msgs, err := in.reader.FetchMessages(ctx, b.msgs[:0])
 		if err != nil {
+			in.free <- b // never blocks: free has room for every batch
 			if ctx.Err() != nil {
 				return
 			}
@@ -102,22 +122,21 @@ func (p *Pipeline) fetch(ctx context.Context, in *mergeInput, arrived chan<- str
 			sleepCtx(ctx, p.cfg.RetryMin)
 			continue
 		}
-		// Raise behind before the message is visible and lower it after,
+		// Raise behind before the messages are visible and lower it after,
 		// so the merger never sees an empty buffer and a stale "caught up"
 		// while more records are on their way.
-		more := m.HighWaterMark > m.Offset+1
+		last := msgs[len(msgs)-1]
+		more := last.HighWaterMark > last.Offset+1
 		if more {
 			in.behind.Store(true)
 		}
-		at := time.Now()
-		if !m.Time.IsZero() {
-			p.stages[stageFetch].Observe(at.Sub(m.Time).Seconds())
+		b.msgs, b.at = msgs, time.Now()
+		for _, m := range msgs {
+			if !m.Time.IsZero() {
+				p.stages[stageFetch].Observe(b.at.Sub(m.Time).Seconds())
+			}
 		}
-		select {
-		case in.buf <- fetchedMessage{m, at}:
-		case <-ctx.Done():
-			return
-		}
+		in.buf <- b // never blocks: buf has room for every batch
 		if !more {
 			in.behind.Store(false)
 		}
@@ -165,21 +184,15 @@ func (p *Pipeline) merge(ctx, outCtx context.Context, ins []*mergeInput, arrived
 		var wake time.Time // the earliest deadline of an input waited for
 		var now time.Time
 		for _, in := range ins {
-			if !in.hasHead {
-				select {
-				case f := <-in.buf:
-					m := f.Message
-					in.head, in.headAt, in.hasHead = m, f.at, true
-					// A message the engine will refuse (undecodable, or
-					// dated too far ahead) goes out at once: it changes no
-					// state, and holding it would hold its partition.
-					in.headTS = math.MinInt64
-					if ts, ok := peek.TS(m.Value); ok && !p.eng.AheadOfClock(ts) {
-						in.headTS = ts
-					}
-					in.emptySince, in.waitedOut = time.Time{}, false
-				default:
+			if !in.hasHead && in.nextHead() {
+				// A message the engine will refuse (undecodable, or dated
+				// too far ahead) goes out at once: it changes no state,
+				// and holding it would hold its partition.
+				in.headTS = math.MinInt64
+				if ts, ok := peek.TS(in.head.Value); ok && !p.eng.AheadOfClock(ts) {
+					in.headTS = ts
 				}
+				in.emptySince, in.waitedOut = time.Time{}, false
 			}
 			if in.hasHead {
 				if pick == nil || in.headTS < pick.headTS {
@@ -488,9 +501,45 @@ func (p *Pipeline) markBehind(ctx context.Context, ins []*mergeInput) {
 	}
 }
 
-// fetchedMessage is a message in a partition's merge buffer, with when it
-// was fetched (riskd_stage_seconds).
-type fetchedMessage struct {
-	kafka.Message
-	at time.Time
+// fetchedBatch is a run of messages in a partition's merge buffer, with
+// when they were fetched (riskd_stage_seconds).
+type fetchedBatch struct {
+	msgs []kafka.Message
+	at   time.Time
+}
+
+// newMergeBuffer returns a partition's merge buffer and its free batches.
+func newMergeBuffer() (buf, free chan *fetchedBatch) {
+	buf, free = make(chan *fetchedBatch, mergeBatches), make(chan *fetchedBatch, mergeBatches)
+	for range mergeBatches {
+		free <- &fetchedBatch{msgs: make([]kafka.Message, 0, mergeBatch)}
+	}
+	return buf, free
+}
+
+// nextHead makes the next buffered message the head, giving back a batch
+// it has taken every message of, and reports whether there was one.
+func (in *mergeInput) nextHead() bool {
+	if in.taking != nil && in.took == len(in.taking.msgs) {
+		clear(in.taking.msgs) // so that a free batch holds no fetch's records
+		in.free <- in.taking  // never blocks: free has room for every batch
+		in.taking = nil
+	}
+	if in.taking == nil {
+		select {
+		case in.taking = <-in.buf:
+			in.took = 0
+		default:
+			return false
+		}
+	}
+	in.head, in.headAt, in.hasHead = in.taking.msgs[in.took], in.taking.at, true
+	in.took++
+	return true
+}
+
+// buffered reports whether the merger has a message of in's, or more
+// fetched to come: its head, or messages in its buffer.
+func (in *mergeInput) buffered() bool {
+	return in.hasHead || (in.taking != nil && in.took < len(in.taking.msgs)) || len(in.buf) > 0
 }

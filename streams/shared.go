@@ -141,8 +141,9 @@ func (p *Pipeline) newInput(tp topicPartition, accountFrom, sharedFrom int64) *m
 	r := newPartitionReader(p.cfg.Brokers, tp.topic, tp.partition, start, p.fetchErrors(tp.topic, tp.partition))
 	progress := &partitionProgress{until: -1}
 	progress.next.Store(start)
+	buf, free := newMergeBuffer()
 	return &mergeInput{topic: tp.topic, partition: tp.partition, offsets: newPartitionOffsets(), reader: r,
-		buf: make(chan fetchedMessage, mergeBuffer), next: start, replayUntil: -1, progress: progress,
+		buf: buf, free: free, next: start, replayUntil: -1, progress: progress,
 		accountFrom: accountFrom, sharedFrom: sharedFrom, accountTo: math.MaxInt64}
 }
 
