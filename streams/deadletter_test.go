@@ -13,6 +13,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"riskd/internal/kafkatest"
 )
@@ -180,17 +182,18 @@ func TestRefusedTellsPermanentFromTransientErrors(t *testing.T) {
 		err  error
 		want bool
 	}{
-		{kafka.MessageTooLargeError{}, true},
-		{kafka.MessageSizeTooLarge, true},
-		{fmt.Errorf("%w: the message is too large", kafka.MessageSizeTooLarge), true},
-		{kafka.InvalidMessage, true},
-		{kafka.InvalidRecord, true},
-		{kafka.TopicAuthorizationFailed, true},
-		{kafka.LeaderNotAvailable, false},
-		{kafka.NotLeaderForPartition, false},
-		{kafka.RequestTimedOut, false},
-		{kafka.NotEnoughReplicas, false},
-		{kafka.UnknownTopicOrPartition, false},
+		{kerr.MessageTooLarge, true},
+		{fmt.Errorf("%w (uncompressed_bytes=2000000)", kerr.MessageTooLarge), true},
+		{kerr.CorruptMessage, true},
+		{kerr.InvalidRecord, true},
+		{kerr.TopicAuthorizationFailed, true},
+		{kerr.LeaderNotAvailable, false},
+		{kerr.NotLeaderForPartition, false},
+		{kerr.RequestTimedOut, false},
+		{kerr.NotEnoughReplicas, false},
+		{kerr.UnknownTopicOrPartition, false},
+		{kgo.ErrRecordTimeout, false},
+		{fmt.Errorf("%w: %w", kgo.ErrRecordRetries, kerr.NotEnoughReplicas), false},
 		{io.ErrUnexpectedEOF, false},
 		{context.DeadlineExceeded, false},
 		{errors.New("dial tcp 127.0.0.1:9092: connect: connection refused"), false},

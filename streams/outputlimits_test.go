@@ -22,8 +22,8 @@ import (
 
 // bigEventBytes is an input just under the broker's default
 // message.max.bytes (1,048,588, on kfake as on Apache Kafka) and the
-// test producer's batch limit (1,048,576), and over the Kafka writer's
-// BatchBytes of 1,000,000: the decoder refuses it (over its 64 KiB limit),
+// test producer's batch limit (1,048,576), and over the output writer's
+// batch limit of 1,000,000: the decoder refuses it (over its 64 KiB limit),
 // so it goes to the dead-letter topic.
 const bigEventBytes = 1_040_000
 
@@ -223,7 +223,7 @@ func testOutputTheBrokerRefusesIsParkedAndTheStreamGoesOn(t *testing.T, b kafkat
 		if h[HeaderParkedTopic] != rig.topics.Decisions {
 			t.Errorf("parked message names topic %q, want %q", h[HeaderParkedTopic], rig.topics.Decisions)
 		}
-		if !strings.Contains(h[HeaderError], "Message Size Too Large") {
+		if !strings.Contains(h[HeaderError], "MESSAGE_TOO_LARGE") {
 			t.Errorf("parked message error = %q, want the broker's refusal", h[HeaderError])
 		}
 		if h[HeaderOriginalBytes] != strconv.Itoa(len(dl.Value)) || h[HeaderOriginalSHA256] != sha256Hex(dl.Value) {
@@ -243,10 +243,10 @@ func TestOutputTheWriterRefusesIsParkedAndTheStreamGoesOn(t *testing.T) {
 	kafkatest.Run(t, testOutputTheWriterRefusesIsParkedAndTheStreamGoesOn)
 }
 
-// MaxOutputBytes above the writer's BatchBytes (which Validate refuses)
+// MaxOutputBytes above the writer's batch limit (which Validate refuses)
 // lets the big dead letter through untruncated; the writer refuses it
-// (kafka.MessageTooLargeError) on every attempt, so it is parked in a
-// small dead letter, and the stream goes on.
+// (kerr.MessageTooLarge, before sending it) on every attempt, so it is
+// parked in a small dead letter, and the stream goes on.
 func testOutputTheWriterRefusesIsParkedAndTheStreamGoesOn(t *testing.T, b kafkatest.Broker) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -288,7 +288,7 @@ func testOutputTheWriterRefusesIsParkedAndTheStreamGoesOn(t *testing.T, b kafkat
 			t.Errorf("parked dead letter header %s = %q, want %q", k, h[k], want)
 		}
 	}
-	if !strings.Contains(h[HeaderError], "Message Size Too Large") || !strings.Contains(h[HeaderError], "bytes, limit is") {
+	if !strings.Contains(h[HeaderError], "MESSAGE_TOO_LARGE") || !strings.Contains(h[HeaderError], "bytes, limit is") {
 		t.Errorf("parked dead letter error = %q, want the writer's refusal and the decoder's reason", h[HeaderError])
 	}
 	if n := outputBytes(dl); n > maxParkedBytes {

@@ -1,7 +1,6 @@
 package streams
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kerr"
 
 	"riskd/engine"
 	"riskd/internal/backoff"
@@ -227,14 +227,13 @@ const (
 	// without lingering on a message that will never be taken.
 	DefaultMaxPublishAttempts = 3
 
-	// writerBatchBytes is the Kafka writers' BatchBytes: the most they put
-	// in one produce request per partition, and the largest message they
-	// take (kafka-go refuses a larger one with MessageTooLargeError before
-	// sending anything). kafka-go counts a batch above its size on the
-	// wire, so a full batch stays under the brokers' default
-	// message.max.bytes of 1,048,588.
+	// writerBatchBytes is the output writer's largest record batch: the
+	// most it puts in one produce request per partition, and so the
+	// largest message it takes (franz-go refuses a larger one with
+	// kerr.MessageTooLarge before sending anything). A full batch stays
+	// under the brokers' default message.max.bytes of 1,048,588.
 	writerBatchBytes = 1_000_000
-	// recordOverhead is room for kafka-go's framing of one message
+	// recordOverhead is room for the framing of one message in a batch
 	// (lengths, timestamp, header counts) beyond outputBytes: a few dozen
 	// bytes for riskd's dozen headers, with margin.
 	recordOverhead = 1000
@@ -375,9 +374,8 @@ type Pipeline struct {
 	// ownedBefore is what the previous generation assigned here (nil
 	// before the first), to tell the partitions that moved here.
 	ownedBefore map[topicPartition]bool
-	out         *kafka.Writer // the decisions topic's outputs
-	outSide     *kafka.Writer // every other topic's: alerts, lock commands, dead letters, decide events (see write)
-	alone       *kafka.Writer // one message per produce request, for retries of refused ones (see write)
+	out         *outputWriter // every output topic's messages
+	alone       *outputWriter // one message per produce request, for retries of refused ones (see write)
 	m           *Metrics
 	stages      [stageCount]prometheus.Observer // m.Stage by stage
 	log         *slog.Logger
@@ -478,14 +476,12 @@ func New(cfg Config, eng *engine.Engine, store DecisionStore, m *Metrics) *Pipel
 		m = NewMetrics(nil)
 	}
 	m.initTopics(cfg.Topics)
-	counts := newPartitionCounts(kafka.DefaultTransport)
 	p := &Pipeline{
 		cfg:       cfg,
 		eng:       eng,
 		store:     store,
-		out:       newWriter(cfg.Brokers, cfg.BatchSize, newOutputBalancer(cfg), counts),
-		outSide:   newWriter(cfg.Brokers, min(cfg.BatchSize, sidePartitionBatch), newOutputBalancer(cfg), counts),
-		alone:     newWriter(cfg.Brokers, 1, newOutputBalancer(cfg), counts),
+		out:       newOutputWriter(cfg.Brokers, newOutputBalancer(cfg), false),
+		alone:     newOutputWriter(cfg.Brokers, newOutputBalancer(cfg), true),
 		m:         m,
 		stages:    m.stageObservers(),
 		log:       cfg.Logger,
@@ -538,42 +534,6 @@ func (p *Pipeline) noteRules() {
 	}
 }
 
-// newWriter is an output writer: messages carry their topic, and are
-// written in batches of up to batchSize messages and writerBatchBytes per
-// partition, through t (see partitionCounts).
-func newWriter(brokers []string, batchSize int, b kafka.Balancer, t kafka.RoundTripper) *kafka.Writer {
-	return &kafka.Writer{
-		Addr:         kafka.TCP(brokers...),
-		Transport:    t,
-		Balancer:     b,
-		RequiredAcks: kafka.RequireAll,
-		// Per partition: kafka-go allocates room for BatchSize messages
-		// with every partition's batch, so a whole output batch's size
-		// (thousands) cost most of a megabyte per partition per flush.
-		// A partition's share of an output batch is far smaller; a larger
-		// share goes out in several requests, in order.
-		BatchSize: min(batchSize, maxPartitionBatch),
-		// Brokers refuse a batch over message.max.bytes; see writerBatchBytes.
-		BatchBytes:   writerBatchBytes,
-		BatchTimeout: time.Millisecond, // WriteMessages is called with whole batches
-		MaxAttempts:  3,
-	}
-}
-
-// maxPartitionBatch bounds the messages of one produce batch for one
-// partition (see newWriter).
-const maxPartitionBatch = 1024
-
-// sidePartitionBatch is maxPartitionBatch for the topics besides the
-// decisions topic (Pipeline.outSide). Alerts, lock commands and dead
-// letters are a small part of a batch (in the reference workload an alert
-// for one decision in eight or fewer), so a partition's share is tens of
-// messages, and kafka-go made room for 1,024 at every partition of each of
-// those topics. With both changes of 4e94e38, that room fell from 0.48 to
-// 0.27 KB per decision in the harness's in-process profile (see
-// bench/RESULTS.md).
-const sidePartitionBatch = 128
-
 // outputBalancer places the outputs by account (kafka.Hash: one
 // account's outputs stay in order), and the decide API's events appended
 // to an input topic (Config.PublishAPIEvents) as the wallet's producers do
@@ -607,7 +567,6 @@ func (b *outputBalancer) Balance(msg kafka.Message, partitions ...int) int {
 // not ready before Run, once ctx has ended, and after Run returns.
 func (p *Pipeline) Run(ctx context.Context) error {
 	defer p.out.Close()
-	defer p.outSide.Close()
 	defer p.alone.Close()
 	p.health.setRunning(true)
 	defer p.health.setRunning(false)
@@ -1314,136 +1273,61 @@ func (p *Pipeline) park(m kafka.Message, reason error) outgoing {
 
 // refused reports whether err means the writer or the broker refused a
 // message for what it is, so that sending it again is likely to fail the
-// same way: kafka-go's MessageTooLargeError (over the writer's
-// BatchBytes, refused before sending), and any Kafka error code that is
-// not retriable (MESSAGE_TOO_LARGE, INVALID_RECORD, an authorization
-// failure...). CORRUPT_MESSAGE (kafka.InvalidMessage) is retriable for
-// Kafka, since a transfer can garble a batch, but a message found corrupt
-// MaxPublishAttempts times in a row is taken as refused too. Everything
-// else (network errors, timeouts, retriable codes such as
-// LEADER_NOT_AVAILABLE) is transient. This is the one place that decides
-// which Kafka output errors are retried without bound.
+// same way: any Kafka error code that is not retriable
+// (MESSAGE_TOO_LARGE, which the writer also gives a message over
+// writerBatchBytes before sending it, INVALID_RECORD, an authorization
+// failure...). CORRUPT_MESSAGE is retriable for Kafka, since a transfer
+// can garble a batch, but a message found corrupt MaxPublishAttempts
+// times in a row is taken as refused too. Everything else (network
+// errors, timeouts, retriable codes such as LEADER_NOT_AVAILABLE, the
+// writer giving up on them after outputDeliveryTimeout) is transient.
+// This is the one place that decides which Kafka output errors are
+// retried without bound.
 func refused(err error) bool {
-	var tooLarge kafka.MessageTooLargeError
-	if errors.As(err, &tooLarge) {
-		return true
-	}
-	var code kafka.Error
+	var code *kerr.Error
 	if errors.As(err, &code) {
-		return code == kafka.InvalidMessage || !code.Temporary()
+		return code == kerr.CorruptMessage || !code.Retriable
 	}
 	return false
 }
 
 // write makes one attempt at each pending message and returns each one's
 // error (nil: written). Messages refused before are written through
-// p.alone, one topic at a time, so neither another message of their batch
-// nor another topic's metadata failure is taken for their own refusal.
-//
-// The rest go out at once through two writers, p.out for the decisions
-// topic and p.outSide for the others, each sizing its partition batches
-// for its topics' share of a batch (sidePartitionBatch).
+// p.alone, one topic at a time and one message per produce request, so
+// neither another message of their batch nor another topic's metadata
+// failure is taken for their own refusal; the rest go out at once.
 func (p *Pipeline) write(ctx context.Context, pending []outgoing) []error {
 	errs := make([]error, len(pending))
-	var decisions, side []int
+	var now []int
 	var topics []string
 	alone := map[string][]int{}
 	for i, o := range pending {
-		switch {
-		case o.refusals > 0:
-			if _, ok := alone[o.msg.Topic]; !ok {
-				topics = append(topics, o.msg.Topic)
-			}
-			alone[o.msg.Topic] = append(alone[o.msg.Topic], i)
-		case o.msg.Topic == p.cfg.Topics.Decisions:
-			decisions = append(decisions, i)
-		default:
-			side = append(side, i)
+		if o.refusals == 0 {
+			now = append(now, i)
+			continue
 		}
+		if _, ok := alone[o.msg.Topic]; !ok {
+			topics = append(topics, o.msg.Topic)
+		}
+		alone[o.msg.Topic] = append(alone[o.msg.Topic], i)
 	}
-	// Each call sets only its own messages' errs.
-	var wg sync.WaitGroup
-	if len(side) > 0 {
-		wg.Go(func() { writeTo(ctx, p.outSide, pending, side, errs) })
-	}
-	writeTo(ctx, p.out, pending, decisions, errs)
-	wg.Wait()
+	p.out.write(ctx, pending, now, errs)
 	for _, t := range topics {
-		writeTo(ctx, p.alone, pending, alone[t], errs)
+		p.alone.write(ctx, pending, alone[t], errs)
 	}
 	return errs
 }
 
-// writeTo writes the pending messages at idx with w and sets errs[i] for
-// each one that failed. An error of the whole call is each message's.
-func writeTo(ctx context.Context, w *kafka.Writer, pending []outgoing, idx []int, errs []error) {
-	mp := messageLists.Get().(*[]kafka.Message)
-	defer func() { *mp = clearTo0(*mp); messageLists.Put(mp) }()
-	for len(idx) > 0 {
-		msgs := (*mp)[:0]
-		for _, i := range idx {
-			msgs = append(msgs, pending[i].msg)
-		}
-		*mp = msgs
-		err := w.WriteMessages(ctx, msgs...)
-		var tooLarge kafka.MessageTooLargeError
-		var perMsg kafka.WriteErrors
-		switch {
-		case err == nil:
-			return
-		case errors.As(err, &tooLarge):
-			// The writer checks sizes before it sends anything and names
-			// the first message over its BatchBytes: that one (and any
-			// copy of it) is refused, and the rest are sent again now.
-			var rest []int
-			for _, i := range idx {
-				if sameMessage(pending[i].msg, tooLarge.Message) {
-					errs[i] = err
-				} else {
-					rest = append(rest, i)
-				}
-			}
-			if len(rest) == len(idx) { // not found: the whole call failed
-				for _, i := range idx {
-					errs[i] = err
-				}
-				return
-			}
-			idx = rest
-		case errors.As(err, &perMsg) && len(perMsg) == len(idx):
-			for k, i := range idx {
-				errs[i] = perMsg[k]
-			}
-			return
-		default:
-			for _, i := range idx {
-				errs[i] = err
-			}
-			return
-		}
-	}
-}
-
-// pendingLists and messageLists hold publish's and writeTo's lists for
-// the next call: an output batch's messages, 1.6 MB for 5,000 decisions,
-// were made afresh for every batch. The writer is done with the messages
-// when WriteMessages returns (it writes synchronously).
-var (
-	pendingLists = sync.Pool{New: func() any { return new([]outgoing) }}
-	messageLists = sync.Pool{New: func() any { return new([]kafka.Message) }}
-)
+// pendingLists holds publish's lists for the next call: an output
+// batch's messages, 1.6 MB for 5,000 decisions, were made afresh for
+// every batch.
+var pendingLists = sync.Pool{New: func() any { return new([]outgoing) }}
 
 // clearTo0 zeroes s's elements, so that a pooled list holds no message
 // past its use, and returns it emptied.
 func clearTo0[T any](s []T) []T {
 	clear(s)
 	return s[:0]
-}
-
-// sameMessage reports whether a and b are the same message by content.
-func sameMessage(a, b kafka.Message) bool {
-	return a.Topic == b.Topic && len(a.Headers) == len(b.Headers) &&
-		bytes.Equal(a.Key, b.Key) && bytes.Equal(a.Value, b.Value)
 }
 
 // headerMap is m's headers by key, the last of repeated ones winning.
