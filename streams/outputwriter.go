@@ -73,6 +73,9 @@ func newOutputWriter(brokers []string, b kafka.Balancer, oneByOne bool) *outputW
 		kgo.ProducerBatchMaxBytes(writerBatchBytes),
 		kgo.ProducerLinger(0), // a call's messages are all there at once
 		kgo.RecordDeliveryTimeout(outputDeliveryTimeout),
+		// A topic that gains partitions is written with its new count
+		// within this, as kafka-go's cached metadata (6 s) was.
+		kgo.MetadataMaxAge(10 * time.Second),
 	}
 	return w
 }
