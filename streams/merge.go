@@ -111,7 +111,11 @@ func (p *Pipeline) fetch(ctx context.Context, in *mergeInput, arrived chan<- str
 		case <-ctx.Done():
 			return
 		}
-		msgs, err := in.reader.FetchMessages(ctx, b.msgs[:0])
+		room := b.msgs[:0]
+		if p.beforeFetch != nil {
+			room = b.msgs[:0:1] // a test paces the fetches: one message each
+		}
+		msgs, err := in.reader.FetchMessages(ctx, room)
 		if err != nil {
 			in.free <- b // never blocks: free has room for every batch
 			if ctx.Err() != nil {
