@@ -108,8 +108,9 @@ func profilePipeline(ctx context.Context, s settings, brokers []string, db, stam
 	res.EventsPerSec = res.Decided / res.Duration.Seconds()
 	res.CPUTop = pprofTop(ctx, "-tagfocus", "part="+profileLabel, res.CPUProfile)
 	res.CPUTopCum = pprofTop(ctx, "-cum", "-nodecount=60", "-tagfocus", "part="+profileLabel, res.CPUProfile)
-	// The broker's allocations are in the same process; -ignore leaves them out.
-	res.AllocTop = pprofTop(ctx, "-sample_index=alloc_space", "-ignore", "franz-go",
+	// The embedded broker's allocations are in the same process; -ignore
+	// leaves them out (riskd's own franz-go clients stay in).
+	res.AllocTop = pprofTop(ctx, "-sample_index=alloc_space", "-ignore", "kfake",
 		"-diff_base", res.AllocBase, res.AllocProfile)
 	return res, nil
 }
