@@ -57,6 +57,9 @@ type Config struct {
 	// Now is the wall clock, for latency and decision times, lock expiry
 	// and the future-skew check; nil means time.Now.
 	Now func() time.Time
+	// realClock: Now was nil, so a decision's latency can be read off
+	// the monotonic clock alone (see Scorer.score).
+	realClock bool
 }
 
 func (c Config) withDefaults() Config {
@@ -76,7 +79,7 @@ func (c Config) withDefaults() Config {
 		c.MaxFutureSkew = DefaultMaxFutureSkew
 	}
 	if c.Now == nil {
-		c.Now = time.Now
+		c.Now, c.realClock = time.Now, true
 	}
 	return c
 }

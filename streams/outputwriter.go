@@ -120,13 +120,20 @@ func (w *outputWriter) write(ctx context.Context, pending []outgoing, idx []int,
 	// Every message's headers go in one slice, sized first so that the
 	// records' parts of it stay put.
 	sc.headers = slices.Grow(sc.headers, nh)
+	// A message without a time gets the call's: franz-go would read the
+	// clock for each (kafka-go did the same per message).
+	now := time.Now()
 	for _, i := range idx {
 		m := pending[i].msg
 		at := len(sc.headers)
 		for _, h := range m.Headers {
 			sc.headers = append(sc.headers, kgo.RecordHeader{Key: h.Key, Value: h.Value})
 		}
-		sc.recs = append(sc.recs, kgo.Record{Topic: m.Topic, Key: m.Key, Value: m.Value, Timestamp: m.Time,
+		stamp := m.Time
+		if stamp.IsZero() {
+			stamp = now
+		}
+		sc.recs = append(sc.recs, kgo.Record{Topic: m.Topic, Key: m.Key, Value: m.Value, Timestamp: stamp,
 			Headers: sc.headers[at:len(sc.headers):len(sc.headers)]})
 	}
 	recs := sc.recs
