@@ -15,11 +15,11 @@ import (
 
 // outputWriter writes the output stage's messages through a franz-go
 // client, as partitionReader reads the inputs: kafka-go's Writer spent
-// about 0.8 µs of CPU per decision record (placing each message, copying
-// it into a batch sized for a thousand, and encoding the request through
-// its reflective encoder on a goroutine of its transport), and allocated
-// 0.26 KB for it (bench/RESULTS.md). The rest of the pipeline still hands
-// it kafka.Messages.
+// twice its CPU per message (placing each one, copying it into a batch
+// sized for a thousand, and encoding the request through its reflective
+// encoder on a goroutine of its transport; BenchmarkOutputWriter and
+// bench/RESULTS.md), and allocated a quarter of a kilobyte per decision
+// for it. The rest of the pipeline still hands it kafka.Messages.
 //
 // Each call waits until every message it was given is acknowledged by all
 // in-sync replicas or failed, and reports each message's own error:
