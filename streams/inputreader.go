@@ -247,8 +247,8 @@ func (l fetchLogger) Log(_ kgo.LogLevel, msg string, keyvals ...any) {
 
 // recordsPool is the readers' kgo.PoolRecords: every fetch decoded its
 // records into a new slice of kgo.Record, 150 bytes each, which the reader
-// copies into kafka.Messages at once (0.15 KB per decision in the
-// harness's in-process profile). The slices come back here once every
+// copies into kafka.Messages at once (161 of the 523 bytes the reader
+// allocated per event in BenchmarkInputReader; bench/RESULTS.md). The slices come back here once every
 // record of a fetch is recycled (FetchMessages); the ones of a reader
 // closed with records still pending are left to the collector.
 type recordsPool struct{ pool sync.Pool }

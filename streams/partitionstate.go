@@ -90,18 +90,24 @@ func (p *Pipeline) leavePartitions(ctx context.Context, assigned map[int]bool, n
 			moved = append(moved, n)
 		}
 	}
-	p.leaveAt = time.Time{}
-	for _, at := range p.leaving {
-		if p.leaveAt.IsZero() || at.Before(p.leaveAt) {
-			p.leaveAt = at
-		}
-	}
+	p.leaveAt = earliest(p.leaving)
 	if len(moved) > 0 {
 		slices.Sort(moved)
 		p.log.Info("partitions moved to other instances; their state stays here, and in this instance's snapshots, until their new owners have had time to load it",
 			"partitions", moved, "drop_in", p.cfg.PartitionLinger)
 	}
 	p.dropLeft(ctx, now)
+}
+
+// earliest returns the earliest of the times in m, zero when m is empty.
+func earliest(m map[int]time.Time) time.Time {
+	var first time.Time
+	for _, at := range m {
+		if first.IsZero() || at.Before(first) {
+			first = at
+		}
+	}
+	return first
 }
 
 // dropLeft drops the state of the accounts of every partition whose
@@ -111,17 +117,13 @@ func (p *Pipeline) dropLeft(ctx context.Context, now time.Time) {
 		return
 	}
 	var due []int
-	p.leaveAt = time.Time{}
 	for n, at := range p.leaving {
-		if now.Before(at) {
-			if p.leaveAt.IsZero() || at.Before(p.leaveAt) {
-				p.leaveAt = at
-			}
-			continue
+		if !now.Before(at) {
+			due = append(due, n)
+			delete(p.leaving, n)
 		}
-		due = append(due, n)
-		delete(p.leaving, n)
 	}
+	p.leaveAt = earliest(p.leaving)
 	slices.Sort(due)
 	st, err := p.eng.DropPartitions(ctx, due)
 	if err != nil {
