@@ -201,7 +201,7 @@ func (g *freezeGuard[V]) discard() {
 func (st *Store) Freeze() *Store {
 	f := &Store{set: st.set, ownShared: st.ownShared, countShared: st.countShared,
 		nProf: st.nProf, nAccWin: st.nAccWin, part: st.part}
-	f.accGuard = st.accounts.freeze(cloneAccounts)
+	f.accGuard = st.accounts.freeze(func(dst, src []account) { f.cloneAccounts(dst, src, st) })
 	if st.ownShared {
 		f.shared = st.shared.Freeze()
 	} else {
@@ -238,30 +238,29 @@ func (st *Store) Discard() {
 	}
 }
 
-// cloneAccounts copies accounts, their item lists and seen sets, the
-// lists into two arenas: one allocation each, not one per account.
-func cloneAccounts(dst, src []account) {
+// cloneAccounts copies the accounts src of from into dst, their item
+// lists and seen sets into f's arenas. The copy is made by from's writes
+// and by Complete at once, on different goroutines: f's arenas are
+// shared by both, so they take f's lock.
+func (f *Store) cloneAccounts(dst, src []account, from *Store) {
 	copy(dst, src)
-	var nItems, nSeen int
-	for i := range dst {
-		nItems += len(dst[i].win.items)
-		nSeen += len(dst[i].p.seen)
-	}
-	items := make([]item, 0, nItems)
-	seen := make([]uint64, 0, nSeen)
+	f.cloning.Lock()
+	defer f.cloning.Unlock()
 	for i := range dst {
 		a := &dst[i]
-		if a.win.items != nil {
-			at := len(items)
-			items = append(items, a.win.items...)
-			a.win.items = items[at:len(items):len(items)]
-		}
-		if a.p.seen != nil {
-			at := len(seen)
-			seen = append(seen, a.p.seen...)
-			a.p.seen = seen[at:len(seen):len(seen)]
-		}
+		a.win.items = cloneList(&f.accItems, &from.accItems, a.win.items)
+		a.p.seen = cloneList(&f.accSeen, &from.accSeen, a.p.seen)
 	}
+}
+
+// cloneList copies the list l of arena from into arena to.
+func cloneList[T any](to, from *arena[T], l list) list {
+	if l.n == 0 {
+		return list{}
+	}
+	nl, v := to.alloc(l.len())
+	copy(v, from.view(l))
+	return nl
 }
 
 // Freeze returns a copy of the Shared's entities as of the call, for
@@ -274,12 +273,17 @@ func (sh *Shared) Freeze() *Shared {
 	f := sh.frozenLayout()
 	f.stripes = make([]stripe, len(sh.stripes))
 	f.guards = make([]*freezeGuard[entity], 0, len(sh.stripes)*len(sh.set.groups))
+	// The copy's stripes share one arena: nothing observes the copy, and
+	// a snapshot reads it on one goroutine.
+	items, mu := new(arena[item]), new(sync.Mutex)
 	for i := range sh.stripes {
 		sp := &sh.stripes[i]
 		f.stripes[i].groups = make([]table[entity, *entity], len(sp.groups))
+		f.stripes[i].items = items
+		clone := func(dst, src []entity) { cloneEntities(dst, src, items, sp.items, mu) }
 		sp.mu.Lock()
 		for g := range sp.groups {
-			f.guards = append(f.guards, sp.groups[g].freeze(cloneEntities))
+			f.guards = append(f.guards, sp.groups[g].freeze(clone))
 		}
 		sp.mu.Unlock()
 	}
@@ -319,21 +323,13 @@ func (sh *Shared) frozenLayout() *Shared {
 	return &Shared{set: sh.set, shift: sh.shift, warmUntil: sh.warmUntil, warmEnd: sh.warmEnd}
 }
 
-// cloneEntities copies entities and their item lists, the lists into one
-// arena.
-func cloneEntities(dst, src []entity) {
+// cloneEntities copies the entities src, whose items are in from, into
+// dst, their items into to under the lock mu (see Store.cloneAccounts).
+func cloneEntities(dst, src []entity, to, from *arena[item], mu *sync.Mutex) {
 	copy(dst, src)
-	n := 0
+	mu.Lock()
+	defer mu.Unlock()
 	for j := range dst {
-		n += len(dst[j].items)
-	}
-	items := make([]item, 0, n)
-	for j := range dst {
-		e := &dst[j]
-		if e.items != nil {
-			at := len(items)
-			items = append(items, e.items...)
-			e.items = items[at:len(items):len(items)]
-		}
+		dst[j].items = cloneList(to, from, dst[j].items)
 	}
 }

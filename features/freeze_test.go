@@ -119,18 +119,21 @@ func TestLazyFreezeOfATable(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			const n0 = 5*1024 + 300
-			live, plain := accountTable(n0), accountTable(n0)
+			liveSt, plainSt := accountStore(n0), accountStore(n0)
+			live := &liveSt.accounts
+			eagerSt := &Store{}
 			eager := make([]account, n0)
-			cloneAccounts(eager, live.vals)
+			eagerSt.cloneAccounts(eager, live.vals, liveSt)
 
-			g := live.freeze(cloneAccounts)
+			frozenSt := &Store{}
+			g := live.freeze(func(dst, src []account) { frozenSt.cloneAccounts(dst, src, liveSt) })
 			var frozen []account
 			var wg sync.WaitGroup
 			if concurrent {
 				wg.Go(func() { frozen = g.complete() })
 			}
-			grew := writeEveryWay(t, live)
-			writeEveryWay(t, plain)
+			grew := writeEveryWay(t, liveSt)
+			writeEveryWay(t, plainSt)
 			if !concurrent {
 				frozen = g.complete()
 			}
@@ -141,62 +144,94 @@ func TestLazyFreezeOfATable(t *testing.T) {
 			if live.guard.Load() != nil {
 				t.Fatal("the guard is still installed after the copy completed")
 			}
-			if !reflect.DeepEqual(frozen, eager) {
-				t.Fatal(firstDifference(frozen, eager))
+			want := withLists(eagerSt, eager)
+			if got := withLists(frozenSt, frozen); !reflect.DeepEqual(got, want) {
+				t.Fatal(firstDifference(got, want))
 			}
-			if !reflect.DeepEqual(live.vals, plain.vals) || !slices.Equal(live.slots, plain.slots) {
-				t.Fatalf("the table after the writes differs from one written without a freeze: %s", firstDifference(live.vals, plain.vals))
+			if got, want := withLists(liveSt, live.vals), withLists(plainSt, plainSt.accounts.vals); !reflect.DeepEqual(got, want) || !slices.Equal(live.slots, plainSt.accounts.slots) {
+				t.Fatalf("the table after the writes differs from one written without a freeze: %s", firstDifference(got, want))
 			}
 			for i := range live.vals { // the copy shares nothing the table writes
 				a := &live.vals[i]
-				for j := range a.win.items {
-					a.win.items[j].x++
+				for j, items := 0, liveSt.accItems.view(a.win.items); j < len(items); j++ {
+					items[j].x++
 				}
-				for j := range a.p.seen {
-					a.p.seen[j]++
+				for j, seen := 0, liveSt.accSeen.view(a.p.seen); j < len(seen); j++ {
+					seen[j]++
 				}
 			}
-			if !reflect.DeepEqual(frozen, eager) {
-				t.Fatalf("the copy changed with the table: %s", firstDifference(frozen, eager))
+			if got := withLists(frozenSt, frozen); !reflect.DeepEqual(got, want) {
+				t.Fatalf("the copy changed with the table: %s", firstDifference(got, want))
 			}
 		})
 	}
 }
 
-// accountTable returns a table of n accounts, each with a few items (with
-// room to append in place) and a seen set.
-func accountTable(n int) *table[account, *account] {
-	tb := &table[account, *account]{}
+// accountStore returns a Store of n accounts, each with a few items (with
+// room to append in place) and a seen set, and no Set: only its account
+// table and arenas are used.
+func accountStore(n int) *Store {
+	st := &Store{}
+	tb := &st.accounts
 	for i := range n {
 		k := keyhash.String(fmt.Sprintf("acct-%d", i))
 		a, _ := tb.upsert(k)
 		a.win.key, a.hasWin, a.hasProfile = k, true, true
 		a.p.events = uint32(i)
-		a.win.items = make([]item, i%7, i%7+2)
-		for j := range a.win.items {
-			a.win.items[j] = item{x: uint64(i*10 + j), b: uint32(j), fn: 1}
+		var items []item
+		a.win.items, items = st.accItems.alloc(i%7 + 2)
+		a.win.items.n = uint32(i % 7)
+		for j := range i % 7 {
+			items[j] = item{x: uint64(i*10 + j), b: uint32(j), fn: 1}
 		}
 		if i%3 != 0 {
-			a.p.seen = []uint64{uint64(i), uint64(i) << 8}
+			st.accSeen.set(&a.p.seen, []uint64{uint64(i), uint64(i) << 8})
 		}
 	}
-	return tb
+	return st
+}
+
+// accountLists is an account with its lists as slices: what two accounts
+// of different arenas are compared by.
+type accountLists struct {
+	a     account // its lists zeroed
+	items []item
+	seen  []uint64
+}
+
+// withLists returns the accounts vals, whose lists are in st's arenas,
+// with their lists.
+func withLists(st *Store, vals []account) []accountLists {
+	out := make([]accountLists, len(vals))
+	for i, a := range vals {
+		out[i] = accountLists{a: a, items: slices.Clone(st.accItems.view(a.win.items)), seen: slices.Clone(st.accSeen.view(a.p.seen))}
+		out[i].a.win.items, out[i].a.p.seen = list{}, list{}
+		if len(out[i].items) == 0 {
+			out[i].items = nil
+		}
+		if len(out[i].seen) == 0 {
+			out[i].seen = nil
+		}
+	}
+	return out
 }
 
 // writeEveryWay writes to tb in every way the Store does (see
 // TestLazyFreezeOfATable) and reports whether its inserts reallocated the
 // slab. The writes depend on the table's content alone, so two equal
 // tables end equal.
-func writeEveryWay(t *testing.T, tb *table[account, *account]) (grew bool) {
+func writeEveryWay(t *testing.T, st *Store) (grew bool) {
 	t.Helper()
+	tb := &st.accounts
 	change := func(a *account) {
 		a.p.events++
-		for j := range a.win.items {
-			a.win.items[j].x += 3
+		items := st.accItems.view(a.win.items)
+		for j := range items {
+			items[j].x += 3
 		}
-		a.win.items = append(a.win.items, item{x: 7, fn: 1}) // in place: there is room
-		if len(a.p.seen) > 0 {
-			a.p.seen[0] ^= 0xff
+		st.accItems.appendTo(&a.win.items, items, item{x: 7, fn: 1}) // in place while there is room
+		if seen := st.accSeen.view(a.p.seen); len(seen) > 0 {
+			seen[0] ^= 0xff
 		}
 	}
 	keyAt := func(p int) uint64 { return tb.vals[p].win.key }
@@ -209,7 +244,7 @@ func writeEveryWay(t *testing.T, tb *table[account, *account]) (grew bool) {
 	}
 	insert := func(i int) {
 		k := keyhash.String(fmt.Sprintf("new-%d", i))
-		if a := upsert(k); a.win.items != nil {
+		if a := upsert(k); a.win.items != (list{}) {
 			t.Fatalf("insert of new-%d found a value", i)
 		}
 	}
@@ -237,7 +272,8 @@ func writeEveryWay(t *testing.T, tb *table[account, *account]) (grew bool) {
 			continue
 		case a.win.key%5 == 0:
 			tb.willWrite(j)
-			a.hasProfile, a.p.seen = false, nil
+			a.hasProfile = false
+			st.accSeen.release(&a.p.seen)
 		}
 		j++
 	}
@@ -245,7 +281,7 @@ func writeEveryWay(t *testing.T, tb *table[account, *account]) (grew bool) {
 }
 
 // firstDifference describes the first value where got and want differ.
-func firstDifference(got, want []account) string {
+func firstDifference(got, want []accountLists) string {
 	if len(got) != len(want) {
 		return fmt.Sprintf("%d values, want %d", len(got), len(want))
 	}

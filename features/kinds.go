@@ -53,7 +53,7 @@ const dropped = math.MaxUint32
 // addStddev adds ev to the stddev features in mask, which it matched:
 // a Welford step on the current bucket's mean and M2 items, or a new pair.
 // The current bucket's items are usually last, so it looks from the end.
-func (st *Store) addStddev(e *entity, mask uint64, ev *event.Event) {
+func (st *Store) addStddev(e *window, mask uint64, ev *event.Event) {
 	s := st.set
 	for ; mask != 0; mask &= mask - 1 {
 		i := bits.TrailingZeros64(mask)
@@ -72,8 +72,8 @@ func (st *Store) addStddev(e *entity, mask uint64, ev *event.Event) {
 			}
 		}
 		if mi < 0 || qi < 0 {
-			e.items = appendItem(e.items, item{x: math.Float64bits(x), b: b, fn: uint32(i)<<24 | 1})
-			e.items = appendItem(e.items, item{b: b, fn: uint32(i) << 24})
+			e.appendItem(item{x: math.Float64bits(x), b: b, fn: uint32(i)<<24 | 1})
+			e.appendItem(item{b: b, fn: uint32(i) << 24})
 			continue
 		}
 		m, q := &e.items[mi], &e.items[qi]
@@ -194,7 +194,7 @@ func (st *Store) finish(g *group, w *[MaxWindows]float64) {
 // one bound on reads is this: an event dated before maxRecords or more of
 // its entity's matching events already seen (it can only be behind its
 // entity's latest time) may read none.
-func (st *Store) addRecords(e *entity, ev *event.Event) {
+func (st *Store) addRecords(e *window, ev *event.Event) {
 	s := st.set
 	band := e.last - s.cfg.LateTolerance.Milliseconds()
 	ts := math.Float64bits(float64(ev.TS))
@@ -203,9 +203,9 @@ func (st *Store) addRecords(e *entity, ev *event.Event) {
 		f := &s.feats[i]
 		b := st.bk[i]
 		if f.op == opLast {
-			e.items = appendItem(e.items, item{x: math.Float64bits(f.num(ev)), b: b, fn: uint32(i)<<24 | 1})
+			e.appendItem(item{x: math.Float64bits(f.num(ev)), b: b, fn: uint32(i)<<24 | 1})
 		}
-		e.items = appendItem(e.items, item{x: ts, b: b, fn: uint32(i) << 24})
+		e.appendItem(item{x: ts, b: b, fn: uint32(i) << 24})
 		st.pruneRecords(e, uint32(i), band)
 	}
 	st.rec = 0
@@ -213,7 +213,7 @@ func (st *Store) addRecords(e *entity, ev *event.Event) {
 
 // pruneRecords drops feature i's records dated before band but the latest
 // of them, then the earliest while more than maxRecords remain.
-func (st *Store) pruneRecords(e *entity, i uint32, band int64) {
+func (st *Store) pruneRecords(e *window, i uint32, band int64) {
 	rs := st.recPos[:0]
 	v := int32(-1)
 	for j := range e.items {
@@ -261,7 +261,7 @@ func (st *Store) pruneRecords(e *entity, i uint32, band int64) {
 
 // removeDropped removes the items marked dropped, the others keeping
 // their order.
-func (e *entity) removeDropped() {
+func (e *window) removeDropped() {
 	k := 0
 	for j := range e.items {
 		if e.items[j].fn == dropped {
@@ -270,12 +270,11 @@ func (e *entity) removeDropped() {
 		e.items[k] = e.items[j]
 		k++
 	}
-	clear(e.items[k:])
-	e.items = e.items[:k]
+	e.truncate(k)
 }
 
 // dropRecord marks record r's items for removal.
-func (st *Store) dropRecord(e *entity, r *recPos) {
+func (st *Store) dropRecord(e *window, r *recPos) {
 	e.items[r.t].fn = dropped
 	if r.v >= 0 {
 		e.items[r.v].fn = dropped

@@ -356,7 +356,7 @@ since_1h: {time_since: "*", by: account, window: 1h}
 			t.Fatalf("event %d: last_1h = %v, want %d", k, got, 99+k)
 		}
 	}
-	items := st.accounts.get(keyhash.String("a")).win.items
+	items := accountItems(st, "a")
 	if len(items) != 3*maxRecords {
 		t.Fatalf("%d items, want %d (two per last record, one per time_since record)", len(items), 3*maxRecords)
 	}
@@ -615,7 +615,7 @@ func checkRestoreBound(t *testing.T, s *Set, bound uint64) {
 		var v Values
 		st.Observe(&ev, &v)
 		a := st.accounts.get(keyhash.String("a"))
-		a.win.items = make([]item, n)
+		st.accItems.set(&a.win.items, make([]item, n))
 		var buf bytes.Buffer
 		if err := st.Snapshot(&buf); err != nil {
 			t.Fatal(err)

@@ -55,6 +55,7 @@ func (st *Store) DropPartitions(parts func(p int) bool) int {
 			j++
 			continue
 		}
+		t.willWrite(j)
 		st.forget(a)
 		t.del(j) // the last account moved into j: look at j again
 		n++
@@ -62,7 +63,8 @@ func (st *Store) DropPartitions(parts func(p int) bool) int {
 	return n
 }
 
-// forget uncounts a's profile and window state, about to be removed.
+// forget uncounts a's profile and window state, about to be removed or
+// replaced, and frees their lists.
 func (st *Store) forget(a *account) {
 	if a.hasProfile {
 		st.nProf--
@@ -70,12 +72,14 @@ func (st *Store) forget(a *account) {
 	if a.hasWin {
 		st.nAccWin--
 	}
+	st.accItems.release(&a.win.items)
+	st.accSeen.release(&a.p.seen)
 }
 
 // AdoptPartitions moves the accounts of from tagged with a partition in
 // parts into st, in place of st's own state of those accounts, and
 // returns how many it moved. from must be of st's Set and is not to be
-// used afterwards (its accounts' item lists now belong to st).
+// used afterwards.
 func (st *Store) AdoptPartitions(from *Store, parts func(p int) bool) (int, error) {
 	if from.set != st.set {
 		return 0, fmt.Errorf("%w: the accounts to adopt are of another feature set", ErrSnapshot)
@@ -91,6 +95,8 @@ func (st *Store) AdoptPartitions(from *Store, parts func(p int) bool) (int, erro
 			st.forget(a)
 		}
 		*a = *src
+		a.win.items = cloneList(&st.accItems, &from.accItems, src.win.items)
+		a.p.seen = cloneList(&st.accSeen, &from.accSeen, src.p.seen)
 		if a.hasProfile {
 			st.nProf++
 		}

@@ -2,6 +2,7 @@ package features
 
 import (
 	"math"
+	"slices"
 
 	"riskd/event"
 	"riskd/internal/keyhash"
@@ -44,8 +45,9 @@ type profile struct {
 	lat, lon       float64
 	geoTS          int64 // never when there is no point yet
 	// seen holds tagged hashes of devices, payees, countries and IPs in
-	// least-recently-seen-first order, at most Config.MaxSeen.
-	seen []uint64
+	// least-recently-seen-first order, at most Config.MaxSeen, in the
+	// Store's seen arena.
+	seen list
 }
 
 func newProfile(ts int64) profile {
@@ -63,30 +65,22 @@ func seenHash(tag byte, v string) uint64 {
 	return h.Sum()
 }
 
-func (p *profile) has(h uint64) bool {
-	for _, x := range p.seen {
+// touch marks h as seen now in the first-seen set seen (the view of
+// p.seen in ar), keeping the set bounded, and returns the set's view.
+func (p *profile) touch(seen []uint64, h uint64, bound int, ar *arena[uint64]) []uint64 {
+	for i, x := range seen {
 		if x == h {
-			return true
+			copy(seen[i:], seen[i+1:])
+			seen[len(seen)-1] = h
+			return seen
 		}
 	}
-	return false
-}
-
-// touch marks h as seen now, keeping the set bounded.
-func (p *profile) touch(h uint64, bound int) {
-	for i, x := range p.seen {
-		if x == h {
-			copy(p.seen[i:], p.seen[i+1:])
-			p.seen[len(p.seen)-1] = h
-			return
-		}
+	if len(seen) >= bound {
+		copy(seen, seen[1:])
+		seen[len(seen)-1] = h
+		return seen
 	}
-	if len(p.seen) >= bound {
-		copy(p.seen, p.seen[1:])
-		p.seen[len(p.seen)-1] = h
-		return
-	}
-	p.seen = append(p.seen, h)
+	return ar.appendTo(&p.seen, seen, h)
 }
 
 func paysPayee(t string) bool { return t == event.TypePayment || t == event.TypePayeeAdd }
@@ -127,14 +121,15 @@ func seenKeysOf(ev *event.Event) seenKeys {
 	return k
 }
 
-// read fills out with the profile as of before ev; k are ev's seenKeys.
-func (p *profile) read(ev *event.Event, k *seenKeys, out *Profile) {
+// read fills out with the profile as of before ev; k are ev's seenKeys,
+// seen the view of p.seen.
+func (p *profile) read(ev *event.Event, k *seenKeys, seen []uint64, out *Profile) {
 	fresh := p.events == 0
 	*out = Profile{
-		NewDevice:              ev.Device.ID != "" && !p.has(k[skDevice]),
-		NewPayee:               ev.PayeeID != "" && paysPayee(ev.Type) && !p.has(k[skPayee]),
-		NewCountry:             ev.Geo.Country != "" && !p.has(k[skCountry]),
-		NewIP:                  ev.IP != "" && !p.has(k[skIP]),
+		NewDevice:              ev.Device.ID != "" && !slices.Contains(seen, k[skDevice]),
+		NewPayee:               ev.PayeeID != "" && paysPayee(ev.Type) && !slices.Contains(seen, k[skPayee]),
+		NewCountry:             ev.Geo.Country != "" && !slices.Contains(seen, k[skCountry]),
+		NewIP:                  ev.IP != "" && !slices.Contains(seen, k[skIP]),
 		SecsSincePasswordReset: secsSince(ev.TS, p.lastAt[lastPasswordReset]),
 		SecsSinceProfileChange: secsSince(ev.TS, p.lastAt[lastProfileChange]),
 		SecsSinceLogin:         secsSince(ev.TS, p.lastAt[lastLogin]),
@@ -161,10 +156,10 @@ func (p *profile) read(ev *event.Event, k *seenKeys, out *Profile) {
 	}
 }
 
-// update folds ev into the profile (k are ev's seenKeys). Out-of-order
-// events keep the latest values (a late login does not move
-// secs_since_login back).
-func (p *profile) update(ev *event.Event, k *seenKeys, maxSeen int) {
+// update folds ev into the profile (k are ev's seenKeys), its first-seen
+// set into ar. Out-of-order events keep the latest values (a late login
+// does not move secs_since_login back).
+func (p *profile) update(ev *event.Event, k *seenKeys, maxSeen int, ar *arena[uint64]) {
 	if p.events < math.MaxUint32 {
 		p.events++
 	}
@@ -186,17 +181,18 @@ func (p *profile) update(ev *event.Event, k *seenKeys, maxSeen int) {
 	if slot >= 0 {
 		p.lastAt[slot] = max(p.lastAt[slot], ev.TS)
 	}
+	seen := ar.view(p.seen)
 	if ev.Device.ID != "" {
-		p.touch(k[skDevice], maxSeen)
+		seen = p.touch(seen, k[skDevice], maxSeen, ar)
 	}
 	if ev.PayeeID != "" && paysPayee(ev.Type) {
-		p.touch(k[skPayee], maxSeen)
+		seen = p.touch(seen, k[skPayee], maxSeen, ar)
 	}
 	if ev.Geo.Country != "" {
-		p.touch(k[skCountry], maxSeen)
+		seen = p.touch(seen, k[skCountry], maxSeen, ar)
 	}
 	if ev.IP != "" {
-		p.touch(k[skIP], maxSeen)
+		p.touch(seen, k[skIP], maxSeen, ar)
 	}
 	if ev.Type == event.TypePayment && ev.Amount > 0 {
 		amt := float64(ev.Amount)

@@ -127,7 +127,7 @@ func validQuantile(q float64) bool { return q > 0 && q < 1 }
 // addQuantile adds ev to the percentile features in mask, which it
 // matched: one more in the count of its bin in the current bucket, or a
 // new item, then the bound on items.
-func (st *Store) addQuantile(e *entity, mask uint64, ev *event.Event) {
+func (st *Store) addQuantile(e *window, mask uint64, ev *event.Event) {
 	s := st.set
 	for ; mask != 0; mask &= mask - 1 {
 		i := uint32(bits.TrailingZeros64(mask))
@@ -152,7 +152,7 @@ func (st *Store) addQuantile(e *entity, mask uint64, ev *event.Event) {
 		if found {
 			continue
 		}
-		e.items = appendItem(e.items, item{x: x, b: b, fn: i<<24 | 1})
+		e.appendItem(item{x: x, b: b, fn: i<<24 | 1})
 		if n+1 > maxQuantileItems {
 			st.capQuantile(e, i)
 		}
@@ -164,7 +164,7 @@ func (st *Store) addQuantile(e *entity, mask uint64, ev *event.Event) {
 // the bins up to T, as they are for the bins above), or into the highest
 // bin when none does. Counts add up (saturating); the items keep their
 // order.
-func (st *Store) capQuantile(e *entity, i uint32) {
+func (st *Store) capQuantile(e *window, i uint32) {
 	// The feature's items by bin: the bin (as packBin orders it) over
 	// the item's position.
 	sc := st.qs[:0]

@@ -99,10 +99,15 @@ func checkQuantRead(got, exact float64, n int, top int32, moved bool) (below boo
 func entityItems(st *Store, g int, id string) []item {
 	h := keyhash.String(id)
 	if g == st.set.accGroup {
-		return st.accounts.get(h).win.items
+		return accountItems(st, id)
 	}
-	sh := st.shared
-	return sh.stripes[sh.stripeOf(h)].groups[g].get(h).items
+	sp := &st.shared.stripes[st.shared.stripeOf(keyhash.String(id))]
+	return sp.items.view(sp.groups[g].get(h).items)
+}
+
+// accountItems returns the items of account id's windows.
+func accountItems(st *Store, id string) []item {
+	return st.accItems.view(st.accounts.get(keyhash.String(id)).win.items)
 }
 
 // Every event's percentiles, recomputed from the events of its windows
@@ -574,7 +579,7 @@ func BenchmarkMemoryPercentile(b *testing.B) {
 				if i, ok := s.Index("amount_p95_24h"); ok {
 					for j := range st.accounts.vals {
 						n := 0
-						for _, c := range st.accounts.vals[j].win.items {
+						for _, c := range st.accItems.view(st.accounts.vals[j].win.items) {
 							if c.f() == i {
 								n++
 							}

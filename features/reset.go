@@ -47,18 +47,19 @@ func (st *Store) ResetAccountKey(h uint64, feats []int) int {
 	if a == nil || !a.hasWin {
 		return 0
 	}
-	items := a.win.items
+	var w window
+	w.open(&a.win, &st.accItems)
+	n := len(w.items)
 	k := 0
-	for j := range items {
-		if mask&(1<<(items[j].fn>>24)) != 0 {
+	for j := range w.items {
+		if mask&(1<<(w.items[j].fn>>24)) != 0 {
 			continue
 		}
 		if k != j {
-			items[k] = items[j]
+			w.items[k] = w.items[j]
 		}
 		k++
 	}
-	clear(items[k:])
-	a.win.items = items[:k]
-	return len(items) - k
+	w.truncate(k)
+	return n - k
 }

@@ -119,7 +119,7 @@ func (sp *seqSpec) stepsOf(ev *event.Event) uint8 {
 // ev was not late for entity e (added), keeps it as an occurrence of the
 // earlier steps it matches. It runs after fill, which has dropped what
 // left the entity's buckets.
-func (st *Store) sequences(e *entity, g *group, ev *event.Event, added bool, out *Values) {
+func (st *Store) sequences(e *window, g *group, ev *event.Event, added bool, out *Values) {
 	s := st.set
 	for m := g.seq; m != 0; m &= m - 1 {
 		i := bits.TrailingZeros64(m)
@@ -146,7 +146,7 @@ func (st *Store) sequences(e *entity, g *group, ev *event.Event, added bool, out
 
 // chain reports whether entity e holds occurrences of feature i's
 // earlier steps that the event at ts with link value link completes.
-func (st *Store) chain(e *entity, i uint32, sp *seqSpec, ts int64, link uint64) bool {
+func (st *Store) chain(e *window, i uint32, sp *seqSpec, ts int64, link uint64) bool {
 	from := ts - sp.withinMs
 	occ := st.occ[:0]
 	for j := range e.items {
@@ -209,12 +209,12 @@ func chainWith(occ []seqOcc, n int, ts int64, link uint64) bool {
 // addSteps keeps the event at ts as an occurrence of feature i's steps
 // in mask, in bucket b, then forgets the earliest occurrence of each
 // step beyond seqKeep (on equal times the one kept first).
-func (st *Store) addSteps(e *entity, i uint32, mask uint8, b uint32, ts int64, link uint64) {
+func (st *Store) addSteps(e *window, i uint32, mask uint8, b uint32, ts int64, link uint64) {
 	for m := mask; m != 0; m &= m - 1 {
 		k := uint32(bits.TrailingZeros8(m))
-		e.items = appendItem(e.items, item{x: uint64(ts), b: b, fn: i<<24 | seqTime | k})
+		e.appendItem(item{x: uint64(ts), b: b, fn: i<<24 | seqTime | k})
 		if link != 0 {
-			e.items = appendItem(e.items, item{x: link, b: b, fn: i<<24 | k})
+			e.appendItem(item{x: link, b: b, fn: i<<24 | k})
 		}
 	}
 	drops := 0

@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"riskd/event"
-	"riskd/internal/keyhash"
 )
 
 // seqYAML declares sequences by account and by device, with and without
@@ -260,12 +259,12 @@ func TestSequenceIsBounded(t *testing.T) {
 		var v Values
 		st.Observe(&ev, &v)
 	}
-	a := st.accounts.get(keyhash.String("a"))
-	if n := len(a.win.items); n != 3*seqKeep*2 {
+	items := accountItems(st, "a")
+	if n := len(items); n != 3*seqKeep*2 {
 		t.Fatalf("%d items after 1000 events, want %d", n, 3*seqKeep*2)
 	}
-	if b := itemBound(KindSequence, s.Config()); uint64(len(a.win.items)) > b {
-		t.Fatalf("%d items, beyond the restore bound %d", len(a.win.items), b)
+	if b := itemBound(KindSequence, s.Config()); uint64(len(items)) > b {
+		t.Fatalf("%d items, beyond the restore bound %d", len(items), b)
 	}
 }
 

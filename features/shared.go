@@ -63,7 +63,9 @@ type stripe struct {
 	// groups holds the entities by group index; the account group's
 	// table stays empty (that state lives in the Store).
 	groups []table[entity, *entity]
-	_      [64 - 8 - 24]byte
+	// items holds the item lists of the stripe's entities.
+	items *arena[item]
+	_     [64 - 8 - 24 - 8]byte
 }
 
 // NewShared returns empty shared entity state for the Stores of one engine;
@@ -80,6 +82,7 @@ func (s *Set) NewShared() *Shared {
 	}
 	for i := range sh.stripes {
 		sh.stripes[i].groups = make([]table[entity, *entity], len(s.groups))
+		sh.stripes[i].items = new(arena[item])
 	}
 	return sh
 }
@@ -144,6 +147,8 @@ func (sh *Shared) expireStripe(sp *stripe, nowMs int64) int {
 		idle := s.groups[g].maxWinMs + tol
 		for j := 0; j < len(t.vals); {
 			if t.vals[j].last+idle <= nowMs {
+				t.willWrite(j)
+				sp.items.release(&t.vals[j].items)
 				t.del(j) // the last entity moved to j: look at j again
 				n++
 				continue

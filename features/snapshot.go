@@ -112,8 +112,8 @@ func (st *Store) Snapshot(w io.Writer) error {
 		buf = binary.AppendUvarint(buf, math.Float64bits(p.lat))
 		buf = binary.AppendUvarint(buf, math.Float64bits(p.lon))
 		buf = binary.AppendVarint(buf, p.geoTS)
-		buf = binary.AppendUvarint(buf, uint64(len(p.seen)))
-		for _, h := range p.seen {
+		buf = binary.AppendUvarint(buf, uint64(p.seen.len()))
+		for _, h := range st.accSeen.view(p.seen) {
 			buf = binary.AppendUvarint(buf, h)
 		}
 		if len(buf) >= entityChunk {
@@ -129,7 +129,7 @@ func (st *Store) Snapshot(w io.Writer) error {
 			ents = append(ents, &accs[j].win)
 		}
 	}
-	buf, err := writeEntities(sw.w, buf[:0], ents)
+	buf, err := writeEntities(sw.w, buf[:0], ents, &st.accItems)
 	if err != nil {
 		return fmt.Errorf("features snapshot: %w", err)
 	}
@@ -198,7 +198,7 @@ func (sh *Shared) writeParts(w *bufio.Writer, buf []byte) error {
 			for j := range vals {
 				ents = append(ents, &vals[j])
 			}
-			buf = appendEntities(buf, ents)
+			buf = appendEntities(buf, ents, sp.items)
 		}
 		sp.mu.Unlock()
 		clear(ents) // hold no pointer into a table past its lock
@@ -211,12 +211,12 @@ func (sh *Shared) writeParts(w *bufio.Writer, buf []byte) error {
 }
 
 // appendEntities appends the count of ents and each entity in ascending
-// key order (it sorts ents).
-func appendEntities(b []byte, ents []*entity) []byte {
+// key order (it sorts ents); their items are in ar.
+func appendEntities(b []byte, ents []*entity, ar *arena[item]) []byte {
 	sortEntities(ents)
 	b = binary.AppendUvarint(b, uint64(len(ents)))
 	for _, e := range ents {
-		b = appendEntity(b, e)
+		b = appendEntity(b, e, ar)
 	}
 	return b
 }
@@ -226,11 +226,11 @@ func appendEntities(b []byte, ents []*entity) []byte {
 // otherwise be one buffer of hundreds of megabytes, grown (copied and
 // cleared) a dozen times while the shard is paused for a cut. It returns
 // buf for reuse.
-func writeEntities(w *bufio.Writer, buf []byte, ents []*entity) ([]byte, error) {
+func writeEntities(w *bufio.Writer, buf []byte, ents []*entity, ar *arena[item]) ([]byte, error) {
 	sortEntities(ents)
 	buf = binary.AppendUvarint(buf[:0], uint64(len(ents)))
 	for _, e := range ents {
-		buf = appendEntity(buf, e)
+		buf = appendEntity(buf, e, ar)
 		if len(buf) >= entityChunk {
 			if _, err := w.Write(buf); err != nil {
 				return buf, err
@@ -244,11 +244,11 @@ func writeEntities(w *bufio.Writer, buf []byte, ents []*entity) ([]byte, error) 
 
 const entityChunk = 64 << 10
 
-func appendEntity(b []byte, e *entity) []byte {
+func appendEntity(b []byte, e *entity, ar *arena[item]) []byte {
 	b = binary.AppendUvarint(b, e.key)
 	b = binary.AppendVarint(b, e.last)
-	b = binary.AppendUvarint(b, uint64(len(e.items)))
-	for _, c := range e.items {
+	b = binary.AppendUvarint(b, uint64(e.items.len()))
+	for _, c := range ar.view(e.items) {
 		b = binary.AppendUvarint(b, c.x)
 		b = binary.AppendUvarint(b, uint64(c.b))
 		b = binary.AppendUvarint(b, uint64(c.fn))
@@ -324,6 +324,10 @@ func appendString(b []byte, s string) []byte {
 type snapReader struct {
 	r   *bufio.Reader
 	err error
+	// items and seen are the scratch of one entity's items and one
+	// profile's first-seen set, copied into their arenas from there.
+	items []item
+	seen  []uint64
 }
 
 func (s *snapReader) u() uint64 {
@@ -713,16 +717,19 @@ func (s *Set) restore(r io.Reader, sh *Shared) (*Store, error) {
 		p.paySum, p.payCnt, p.payTS = sr.f(), sr.f(), sr.i()
 		p.lat, p.lon, p.geoTS = sr.f(), sr.f(), sr.i()
 		ns := sr.count(maxSeen, "first-seen")
-		p.seen = make([]uint64, ns)
-		for i := range p.seen {
-			p.seen[i] = sr.u()
+		seen := sr.seen[:0]
+		for range ns {
+			seen = append(seen, sr.u())
 		}
+		sr.seen = seen
 		wm = max(wm, p.last)
 		a, _ := st.accounts.upsert(k)
 		a.win.key = k
 		if !a.hasProfile {
 			st.nProf++
 		}
+		p.seen = a.p.seen
+		st.accSeen.set(&p.seen, seen)
 		a.p, a.hasProfile = p, true
 	}
 	n = sr.count(1<<40, "account window")
@@ -730,16 +737,17 @@ func (s *Set) restore(r io.Reader, sh *Shared) (*Store, error) {
 		sr.err = fmt.Errorf("%d account windows but no feature by account", n)
 	}
 	for j := 0; j < n && sr.err == nil; j++ {
-		e := s.readEntity(sr, m, m.acc)
-		wm = max(wm, e.last)
+		key, last, items := s.readEntity(sr, m, m.acc)
+		wm = max(wm, last)
 		if s.accGroup < 0 {
 			continue // no feature by account any more
 		}
-		a, _ := st.accounts.upsert(e.key)
+		a, _ := st.accounts.upsert(key)
 		if !a.hasWin {
 			st.nAccWin++
 		}
-		a.win, a.hasWin = e, true
+		a.win.key, a.win.last, a.hasWin = key, last, true
+		st.accItems.set(&a.win.items, items)
 	}
 	if m.version >= 5 {
 		n = sr.count(1<<40, "account partition")
@@ -775,20 +783,20 @@ func (s *Set) restore(r io.Reader, sh *Shared) (*Store, error) {
 }
 
 // readEntity reads one entity of stored group g, checking its items'
-// features and moving them to the Set's (see layoutMap.remap).
-func (s *Set) readEntity(sr *snapReader, m *layoutMap, g int) entity {
-	e := entity{key: sr.u(), last: sr.i()}
+// features and moving them to the Set's (see layoutMap.remap). The items
+// are sr's scratch, valid until the next read.
+func (s *Set) readEntity(sr *snapReader, m *layoutMap, g int) (key uint64, last int64, items []item) {
+	key, last = sr.u(), sr.i()
 	ni := sr.count(m.maxItems, "item")
-	if ni > 0 {
-		e.items = make([]item, ni)
-	}
-	for i := range e.items {
-		e.items[i] = item{x: sr.u(), b: uint32(sr.u()), fn: uint32(sr.u())}
+	items = sr.items[:0]
+	for range ni {
+		items = append(items, item{x: sr.u(), b: uint32(sr.u()), fn: uint32(sr.u())})
 	}
 	if sr.err == nil && ni > 0 {
-		e.items = m.remap(sr, e.items, g)
+		items = m.remap(sr, items, g)
 	}
-	return e
+	sr.items = items[:0]
+	return key, last, items
 }
 
 // readParts reads an entity part into sh, which nothing else uses yet,
@@ -812,13 +820,15 @@ func (sh *Shared) readParts(sr *snapReader, m *layoutMap) int64 {
 			}
 			to := m.group[g]
 			for j := 0; j < n && sr.err == nil; j++ {
-				e := s.readEntity(sr, m, g)
-				wm = max(wm, e.last)
+				key, last, items := s.readEntity(sr, m, g)
+				wm = max(wm, last)
 				if to < 0 {
 					continue
 				}
-				p, _ := sh.stripes[sh.stripeOf(e.key)].groups[to].upsert(e.key)
-				*p = e
+				sp := &sh.stripes[sh.stripeOf(key)]
+				p, _ := sp.groups[to].upsert(key)
+				p.key, p.last = key, last
+				sp.items.set(&p.items, items)
 			}
 		}
 	}

@@ -3,7 +3,7 @@ package features
 import (
 	"math"
 	"math/bits"
-	"slices"
+	"sync"
 
 	"github.com/expr-lang/expr/vm"
 
@@ -21,7 +21,9 @@ import (
 // account) and the entities of every other group (one per By value) live
 // inline in open-addressing tables keyed by a 64-bit FNV-1a hash of the
 // key (see table), so no event strings are retained and an event costs
-// one lookup per entity. Window state is sparse: an entity keeps one item
+// one lookup per entity; their item lists and first-seen sets live in
+// arenas (see arena.go), so the tables hold no pointers for the garbage
+// collector to follow. Window state is sparse: an entity keeps one item
 // per (feature, non-empty bucket), two for stddev, one per non-empty
 // (bucket, bin) for percentile up to maxQuantileItems, at most
 // Config.MaxDistinct items per distinct feature and maxRecords records
@@ -43,9 +45,14 @@ type Store struct {
 	// part tags the accounts the next observations touch (SetPartition).
 	part    uint16
 	vm      vm.VM
-	scratch []*entity // per group, for the event being observed
-	clocks  []laneClock
-	bucket  []int64 // per lane, bucket of the event being observed
+	scratch []window // per group, for the event being observed
+	accWin  window   // the account's, for the event being observed
+	// accItems and accSeen hold the accounts' item lists and first-seen
+	// sets (see arena.go).
+	accItems arena[item]
+	accSeen  arena[uint64]
+	clocks   []laneClock
+	bucket   []int64 // per lane, bucket of the event being observed
 	// Scratch of add and fill, by feature index (lo by lane); kept here so
 	// each call does not zero them. Only the entries of the group at hand
 	// are written before they are read.
@@ -92,8 +99,10 @@ type Store struct {
 	qb []uint32
 	qk []int32
 	// accGuard is, in a copy made by Freeze, the guard copying the
-	// accounts (see freeze.go) until Complete.
+	// accounts (see freeze.go) until Complete; cloning guards the copy's
+	// arenas meanwhile.
 	accGuard *freezeGuard[account]
+	cloning  sync.Mutex
 }
 
 // account is one account's profile and the window state of the features
@@ -111,14 +120,43 @@ type account struct {
 
 func (a *account) hkey() uint64 { return a.win.key }
 
-// entity is the window state of one By value in one group.
+// entity is the window state of one By value in one group. Its items
+// live in the arena of its table's owner: the Store's for an account,
+// the stripe's for a shared entity.
 type entity struct {
 	key   uint64 // hash of the By value
 	last  int64  // latest event time added, ms
-	items []item
+	items list
 }
 
 func (e *entity) hkey() uint64 { return e.key }
+
+// window is an entity as the Store reads and changes it: the entity, and
+// its items as a slice of the arena that holds them. Changes to the
+// items' length go back to the entity through appendItem and truncate;
+// items written in place need nothing more.
+type window struct {
+	*entity
+	ar    *arena[item]
+	items []item
+}
+
+// open makes w the window of e, whose items are in ar.
+func (w *window) open(e *entity, ar *arena[item]) {
+	w.entity, w.ar, w.items = e, ar, ar.view(e.items)
+}
+
+// appendItem appends c to the items.
+func (w *window) appendItem(c item) {
+	w.items = w.ar.appendTo(&w.entity.items, w.items, c)
+}
+
+// truncate keeps the first k items.
+func (w *window) truncate(k int) {
+	clear(w.items[k:])
+	w.items = w.items[:k]
+	w.entity.items.n = uint32(k)
+}
 
 // item is one bucket of one feature, or one value of a distinct set,
 // 16 bytes (stddev, first_seen, last and time_since: see kinds.go). For
@@ -159,17 +197,6 @@ func (c *item) seenIn(b uint32) {
 	c.fn = c.fn&^cellMaxN | uint32(min(span, cellMaxN))
 }
 
-// appendItem appends c to items, growing a long list by a quarter instead
-// of doubling it: busy entities hold most of the items, and doubling
-// would leave up to half of their list unused.
-func appendItem(items []item, c item) []item {
-	if len(items) == cap(items) && len(items) >= 16 {
-		grown := slices.Grow([]item(nil), len(items)+len(items)/4)
-		items = append(grown, items...)
-	}
-	return append(items, c)
-}
-
 // laneClock caches the bucket of the last event time seen for one bucket
 // width, so events close in time (the usual stream) skip the division.
 type laneClock struct {
@@ -201,7 +228,7 @@ func (s *Set) newStore(sh *Shared) *Store {
 	return &Store{
 		set:     s,
 		shared:  sh,
-		scratch: make([]*entity, len(s.groups)),
+		scratch: make([]window, len(s.groups)),
 		clocks:  make([]laneClock, len(s.widths)),
 		bucket:  make([]int64, len(s.widths)),
 		keys:    make([]uint64, len(s.groups)),
@@ -433,54 +460,66 @@ func (st *Store) ObserveIn(ev *event.Event, out *Values, scope Scope) (late Late
 			a.part = st.part
 		}
 	}
-	var ae *entity // the account's window state, if a group is by account
+	var ae *window // the account's window state, if a group is by account
 	if g := s.accGroup; g >= 0 && ev.AccountID != "" && a != nil {
-		ae = &a.win
+		ae = &st.accWin
+		ae.open(&a.win, &st.accItems)
 		switch {
 		case !a.hasWin:
 			a.hasWin = true
 			st.nAccWin++
-			ae.last, ae.items = ev.TS, ae.items[:0]
+			ae.last = ev.TS
+			ae.truncate(0)
 		case ev.TS < ae.last-tol:
 			late |= 1 << g
 		case ev.TS-ae.last >= s.groups[g].maxWinMs:
 			// Everything left the window; drop it before bucket numbers
 			// could alias (see item).
-			ae.items = ae.items[:0]
+			ae.truncate(0)
 		}
 	}
 	for g := range s.groups {
+		w := &st.scratch[g]
 		if keyed&(1<<g) == 0 {
-			st.scratch[g] = nil
+			*w = window{}
 			continue
 		}
 		h := st.keys[g]
+		sp := &sh.stripes[st.stripe[g]]
 		if scope == ScopeAccount { // add nothing; fill still drops what left the window
-			st.scratch[g] = sh.stripes[st.stripe[g]].groups[g].getForWrite(h)
+			if e := sp.groups[g].getForWrite(h); e != nil {
+				w.open(e, sp.items)
+			} else {
+				*w = window{}
+			}
 			continue
 		}
-		e, fresh := sh.stripes[st.stripe[g]].groups[g].upsert(h)
+		e, fresh := sp.groups[g].upsert(h)
+		w.open(e, sp.items)
 		if fresh {
 			e.key, e.last = h, ev.TS
 		} else if ev.TS < e.last-tol {
 			late |= 1 << g
 		} else if ev.TS-e.last >= s.groups[g].maxWinMs {
-			e.items = e.items[:0] // as for the account above
+			w.truncate(0) // as for the account above
 		}
-		st.scratch[g] = e
 	}
 
 	// Likewise for the item lists and the first-seen set.
-	for _, e := range st.scratch {
-		if e != nil && len(e.items) > 0 {
+	for g := range st.scratch {
+		if e := &st.scratch[g]; len(e.items) > 0 {
 			sink += e.items[0].x
 		}
 	}
 	if ae != nil && len(ae.items) > 0 {
 		sink += ae.items[0].x
 	}
-	if a != nil && len(a.p.seen) > 0 {
-		sink += a.p.seen[0]
+	var seen []uint64
+	if a != nil {
+		seen = st.accSeen.view(a.p.seen)
+		if len(seen) > 0 {
+			sink += seen[0]
+		}
 	}
 	st.sink = sink
 
@@ -493,7 +532,7 @@ func (st *Store) ObserveIn(ev *event.Event, out *Values, scope Scope) (late Late
 	}
 	adds := scope != ScopeAccount
 	for g := range s.groups {
-		if e := st.scratch[g]; e != nil {
+		if e := &st.scratch[g]; e.entity != nil {
 			if adds && late&(1<<g) == 0 {
 				st.add(e, &s.groups[g], ev)
 				e.last = max(e.last, ev.TS)
@@ -508,14 +547,15 @@ func (st *Store) ObserveIn(ev *event.Event, out *Values, scope Scope) (late Late
 		}
 	}
 	sh.unlock(held)
+	clear(st.scratch) // hold no pointer into a table past its lock
 	if a == nil {
 		return late
 	}
 
 	// The account's own state needs no lock.
 	sk := seenKeysOf(ev)
-	a.p.read(ev, &sk, &out.Profile)
-	a.p.update(ev, &sk, s.cfg.MaxSeen)
+	a.p.read(ev, &sk, seen, &out.Profile)
+	a.p.update(ev, &sk, s.cfg.MaxSeen, &st.accSeen)
 	if ae != nil {
 		g := &s.groups[s.accGroup]
 		if late&(1<<s.accGroup) == 0 {
@@ -556,7 +596,7 @@ func insertStripe(held []uint16, i uint16) []uint16 {
 // forgets the value seen least recently (the first such in item order).
 // Stddev features are added by addStddev; last and time_since are left in
 // st.rec for addRecords, which runs after the read.
-func (st *Store) add(e *entity, g *group, ev *event.Event) {
+func (st *Store) add(e *window, g *group, ev *event.Event) {
 	s := st.set
 	var needC, needD uint64 // by feature index: counters and distinct values still to place
 	bk, hd := &st.bk, &st.hd
@@ -639,14 +679,14 @@ func (st *Store) add(e *entity, g *group, ev *event.Event) {
 				*o = item{x: hd[i], b: b, fn: uint32(i)<<24 | min(b-bk[i], cellMaxN)}
 				continue
 			}
-			e.items = appendItem(e.items, item{x: hd[i], b: bk[i], fn: uint32(i) << 24})
+			e.appendItem(item{x: hd[i], b: bk[i], fn: uint32(i) << 24})
 			continue
 		}
 		var x float64
 		if f.num != nil {
 			x = f.num(ev)
 		}
-		e.items = appendItem(e.items, item{x: math.Float64bits(x), b: bk[i], fn: uint32(i)<<24 | 1})
+		e.appendItem(item{x: math.Float64bits(x), b: bk[i], fn: uint32(i)<<24 | 1})
 	}
 }
 
@@ -671,7 +711,7 @@ func (st *Store) bump(c *item, f *feature, ev *event.Event) {
 // floor(t/width) - Buckets < b <= floor(t/width); a distinct value is in
 // it when the buckets it was first and last seen in, [b-span, b], meet
 // the window. The Store's bucket has ts's buckets by lane.
-func (st *Store) fill(e *entity, g *group, ts int64, out *Values) {
+func (st *Store) fill(e *window, g *group, ts int64, out *Values) {
 	if ts < e.last {
 		st.fillAsOf(e, g, ts, out)
 		return
@@ -727,8 +767,7 @@ func (st *Store) fill(e *entity, g *group, ts int64, out *Values) {
 		}
 		k++
 	}
-	clear(items[k:])
-	e.items = items[:k]
+	e.truncate(k)
 	if g.final != 0 {
 		// The newer kinds in a pass of their own, so that the loop above
 		// makes no call.
@@ -750,7 +789,7 @@ func (st *Store) fill(e *entity, g *group, ts int64, out *Values) {
 // nothing ts's window holds, and the read is 0; this also keeps the
 // 32-bit bucket comparisons exact (see item) for an event dated any
 // time back.
-func (st *Store) fillAsOf(e *entity, g *group, ts int64, out *Values) {
+func (st *Store) fillAsOf(e *window, g *group, ts int64, out *Values) {
 	s := st.set
 	nb := int64(s.cfg.Buckets)
 	lo, lof, cnt := &st.lo, &st.lof, &st.cnt
@@ -794,8 +833,7 @@ func (st *Store) fillAsOf(e *entity, g *group, ts int64, out *Values) {
 		}
 		k++
 	}
-	clear(items[k:])
-	e.items = items[:k]
+	e.truncate(k)
 	if g.final != 0 {
 		st.finish(g, w)
 	}
@@ -854,11 +892,13 @@ func (st *Store) Expire(nowMs int64) int {
 			t.willWrite(j)
 		}
 		if a.hasWin && a.win.last+accIdle <= nowMs {
-			a.hasWin, a.win.items = false, nil
+			a.hasWin = false
+			st.accItems.release(&a.win.items)
 			st.nAccWin--
 			n++
 		}
 		if a.hasProfile && a.p.last+ttl <= nowMs {
+			st.accSeen.release(&a.p.seen)
 			a.hasProfile, a.p = false, profile{}
 			st.nProf--
 			n++
