@@ -3,6 +3,7 @@ package features
 import (
 	"math/bits"
 	"sync/atomic"
+	"unsafe"
 )
 
 // Arenas.
@@ -80,29 +81,64 @@ func classFor(n int) uint8 {
 	return uint8(c)
 }
 
+// listElem are the types an arena holds: 8-byte aligned, at least 8
+// bytes, no pointers, so that a free slot can hold the link to the next
+// (see classState.free).
+type listElem interface{ item | uint64 }
+
 // arena holds lists of T. Its zero value is empty and ready.
-type arena[T any] struct {
-	// chunks is replaced whole when a chunk is added or dropped, never
-	// changed in place, so that a reader on another goroutine (a freeze's
-	// copier) sees a consistent directory.
-	chunks atomic.Pointer[[][]T]
-	// free holds freed slots by class, each chunk<<32 | off.
-	free [numClasses][]uint64
-	// carve is, by class, the chunk slots are cut from next and where.
-	carve [numClasses]struct{ chunk, next, end uint32 }
-	// slots counts the slots cut by class, which sizes the next chunk.
-	slots [numClasses]uint32
+type arena[T listElem] struct {
+	// chunks is the directory of chunks, as the owner reads it. It is
+	// replaced whole when a chunk is added or dropped, never changed in
+	// place, and published in shared for a reader on another goroutine
+	// (a freeze's copier, viewShared).
+	chunks [][]T
+	shared atomic.Pointer[[][]T]
+	class  [numClasses]classState
 	// freeChunks are the positions of dropped chunks, for reuse.
 	freeChunks []uint32
 }
 
+// classState is an arena's state for one class, on one cache line or
+// two: an allocation reads nothing else of the arena but its directory.
+type classState struct {
+	// free is the last freed slot, as slotRef; each free slot holds the
+	// next in its first eight bytes, 0 ending the list. Keeping the list
+	// in the slots themselves means taking one touches only the slot,
+	// which its new list is about to write anyway.
+	free uint64
+	// chunk, next and end are where the next slot is cut from when none
+	// is free.
+	chunk, next, end uint32
+	// slots counts the slots cut, which sizes the next chunk.
+	slots uint32
+}
+
+// slotRef names a slot of a small class in a free list: never 0.
+func slotRef(chunk, off uint32) uint64 { return (uint64(chunk)+1)<<32 | uint64(off) }
+
+// link is the first eight bytes of the slot v starts: where a free slot
+// keeps the next one's slotRef.
+func link[T listElem](v []T) *uint64 { return (*uint64)(unsafe.Pointer(unsafe.SliceData(v))) }
+
 // view returns l's elements: a slice of the arena, len l.n, cap its
-// slot's, valid until the slot is freed or grown.
+// slot's, valid until the slot is freed or grown. Only the arena's owner
+// may call it (see viewShared).
 func (a *arena[T]) view(l list) []T {
 	if l.class == 0 {
 		return nil
 	}
-	c := (*a.chunks.Load())[l.chunk]
+	c := a.chunks[l.chunk]
+	return c[l.off : l.off+l.n : l.off+classCap[l.class]]
+}
+
+// viewShared is view for a reader on another goroutine than the owner's,
+// of a list the owner neither frees nor grows meanwhile.
+func (a *arena[T]) viewShared(l list) []T {
+	if l.class == 0 {
+		return nil
+	}
+	c := (*a.shared.Load())[l.chunk]
 	return c[l.off : l.off+l.n : l.off+classCap[l.class]]
 }
 
@@ -112,35 +148,33 @@ func (a *arena[T]) view(l list) []T {
 func (a *arena[T]) alloc(n int) (list, []T) {
 	class := classFor(n)
 	l := list{class: class, n: uint32(n)}
-	if f := a.free[class]; len(f) > 0 {
-		s := f[len(f)-1]
-		a.free[class] = f[:len(f)-1]
-		l.chunk, l.off = uint32(s>>32), uint32(s)
-		return l, a.view(l)
+	cs := &a.class[class]
+	if s := cs.free; s != 0 {
+		l.chunk, l.off = uint32(s>>32)-1, uint32(s)
+		v := a.view(l)
+		cs.free = *link(v)
+		return l, v
 	}
-	cr := &a.carve[class]
 	size := classCap[class]
-	if cr.end-cr.next < size {
+	if cs.end-cs.next < size {
 		a.newChunk(class)
 	}
-	l.chunk, l.off = cr.chunk, cr.next
-	cr.next += size
-	a.slots[class]++
+	l.chunk, l.off = cs.chunk, cs.next
+	cs.next += size
+	cs.slots++
 	return l, a.view(l)
 }
 
 // newChunk gives class a fresh chunk to cut slots from.
 func (a *arena[T]) newChunk(class uint8) {
 	size := classCap[class]
-	slots := max(minChunkSlots, a.slots[class])
+	cs := &a.class[class]
+	slots := max(minChunkSlots, cs.slots)
 	if size*slots > maxChunk || size*slots < size { // or overflows
 		slots = max(1, maxChunk/size)
 	}
 	c := make([]T, int(size)*int(slots))
-	var dir [][]T
-	if p := a.chunks.Load(); p != nil {
-		dir = *p
-	}
+	dir := a.chunks
 	next := make([][]T, len(dir), len(dir)+1)
 	copy(next, dir)
 	var at uint32
@@ -152,8 +186,15 @@ func (a *arena[T]) newChunk(class uint8) {
 		at = uint32(len(next))
 		next = append(next, c)
 	}
-	a.chunks.Store(&next)
-	a.carve[class] = struct{ chunk, next, end uint32 }{at, 0, uint32(len(c))}
+	a.publish(next)
+	cs.chunk, cs.next, cs.end = at, 0, uint32(len(c))
+}
+
+// publish makes dir the arena's directory, for the owner and for the
+// readers of viewShared.
+func (a *arena[T]) publish(dir [][]T) {
+	a.chunks = dir
+	a.shared.Store(&dir)
 }
 
 // release frees l's slot, if any, and empties l.
@@ -164,15 +205,16 @@ func (a *arena[T]) release(l *list) {
 	if classCap[l.class] > maxChunk {
 		// The slot is its chunk: drop it rather than keep a large
 		// chunk for a list that may not come again.
-		dir := *a.chunks.Load()
-		next := make([][]T, len(dir))
-		copy(next, dir)
+		next := make([][]T, len(a.chunks))
+		copy(next, a.chunks)
 		next[l.chunk] = nil
-		a.chunks.Store(&next)
+		a.publish(next)
 		a.freeChunks = append(a.freeChunks, l.chunk)
-		a.slots[l.class]--
+		a.class[l.class].slots--
 	} else {
-		a.free[l.class] = append(a.free[l.class], uint64(l.chunk)<<32|uint64(l.off))
+		cs := &a.class[l.class]
+		*link(a.view(list{chunk: l.chunk, off: l.off, n: 1, class: l.class})) = cs.free
+		cs.free = slotRef(l.chunk, l.off)
 	}
 	*l = list{}
 }

@@ -71,12 +71,12 @@ func TestArenaListsHoldWhatSlicesHold(t *testing.T) {
 		step()
 	}
 	check()
-	chunks := len(*a.chunks.Load())
+	chunks := len(a.chunks)
 	for range 20_000 { // as many lists of about the same lengths
 		step()
 	}
 	check()
-	if n := len(*a.chunks.Load()); n > chunks+chunks/2 {
+	if n := len(a.chunks); n > chunks+chunks/2 {
 		t.Fatalf("%d chunks after a second round of the same changes, %d after the first: freed slots are not reused", n, chunks)
 	}
 
@@ -91,7 +91,7 @@ func TestArenaListsHoldWhatSlicesHold(t *testing.T) {
 	}
 	at := big.chunk
 	a.release(&big)
-	if (*a.chunks.Load())[at] != nil {
+	if a.chunks[at] != nil {
 		t.Fatal("releasing a list longer than a chunk kept its chunk")
 	}
 	a.set(&big, vs[:maxChunk])

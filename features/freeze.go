@@ -254,12 +254,12 @@ func (f *Store) cloneAccounts(dst, src []account, from *Store) {
 }
 
 // cloneList copies the list l of arena from into arena to.
-func cloneList[T any](to, from *arena[T], l list) list {
+func cloneList[T listElem](to, from *arena[T], l list) list {
 	if l.n == 0 {
 		return list{}
 	}
 	nl, v := to.alloc(l.len())
-	copy(v, from.view(l))
+	copy(v, from.viewShared(l))
 	return nl
 }
 
@@ -273,14 +273,13 @@ func (sh *Shared) Freeze() *Shared {
 	f := sh.frozenLayout()
 	f.stripes = make([]stripe, len(sh.stripes))
 	f.guards = make([]*freezeGuard[entity], 0, len(sh.stripes)*len(sh.set.groups))
-	// The copy's stripes share one arena: nothing observes the copy, and
-	// a snapshot reads it on one goroutine.
-	items, mu := new(arena[item]), new(sync.Mutex)
+	// The copy is made by the Stores' writes and by Complete at once
+	// (see Store.cloneAccounts): one lock guards the copy's arenas.
+	mu := new(sync.Mutex)
 	for i := range sh.stripes {
-		sp := &sh.stripes[i]
-		f.stripes[i].groups = make([]table[entity, *entity], len(sp.groups))
-		f.stripes[i].items = items
-		clone := func(dst, src []entity) { cloneEntities(dst, src, items, sp.items, mu) }
+		sp, fp := &sh.stripes[i], &f.stripes[i]
+		fp.groups = make([]table[entity, *entity], len(sp.groups))
+		clone := func(dst, src []entity) { cloneEntities(dst, src, &fp.items, &sp.items, mu) }
 		sp.mu.Lock()
 		for g := range sp.groups {
 			f.guards = append(f.guards, sp.groups[g].freeze(clone))

@@ -3,6 +3,7 @@ package features
 import (
 	"sync"
 	"sync/atomic"
+	"unsafe"
 )
 
 // Shared holds the window state of every group not keyed by account
@@ -63,9 +64,10 @@ type stripe struct {
 	// groups holds the entities by group index; the account group's
 	// table stays empty (that state lives in the Store).
 	groups []table[entity, *entity]
-	// items holds the item lists of the stripe's entities.
-	items *arena[item]
-	_     [64 - 8 - 24 - 8]byte
+	// items holds the item lists of the stripe's entities; inline, so
+	// that its directory shares the lock's cache line.
+	items arena[item]
+	_     [(64 - (8+24+unsafe.Sizeof(arena[item]{}))%64) % 64]byte
 }
 
 // NewShared returns empty shared entity state for the Stores of one engine;
@@ -82,7 +84,6 @@ func (s *Set) NewShared() *Shared {
 	}
 	for i := range sh.stripes {
 		sh.stripes[i].groups = make([]table[entity, *entity], len(s.groups))
-		sh.stripes[i].items = new(arena[item])
 	}
 	return sh
 }

@@ -198,7 +198,7 @@ func (sh *Shared) writeParts(w *bufio.Writer, buf []byte) error {
 			for j := range vals {
 				ents = append(ents, &vals[j])
 			}
-			buf = appendEntities(buf, ents, sp.items)
+			buf = appendEntities(buf, ents, &sp.items)
 		}
 		sp.mu.Unlock()
 		clear(ents) // hold no pointer into a table past its lock

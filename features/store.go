@@ -488,14 +488,14 @@ func (st *Store) ObserveIn(ev *event.Event, out *Values, scope Scope) (late Late
 		sp := &sh.stripes[st.stripe[g]]
 		if scope == ScopeAccount { // add nothing; fill still drops what left the window
 			if e := sp.groups[g].getForWrite(h); e != nil {
-				w.open(e, sp.items)
+				w.open(e, &sp.items)
 			} else {
 				*w = window{}
 			}
 			continue
 		}
 		e, fresh := sp.groups[g].upsert(h)
-		w.open(e, sp.items)
+		w.open(e, &sp.items)
 		if fresh {
 			e.key, e.last = h, ev.TS
 		} else if ev.TS < e.last-tol {
