@@ -49,8 +49,11 @@ type settings struct {
 	// headline latency phase, after its warm-up (latency-trace.out in
 	// OutDir); 0 takes none. The trace shows where an event waits: which
 	// goroutine holds the shards, the garbage collector, the scheduler.
-	TraceFor      time.Duration `json:"latency_trace_ns"`
-	LatencyFactor float64       `json:"latency_rate_fraction"`
+	TraceFor time.Duration `json:"latency_trace_ns"`
+	// RiskdHeap saves riskd's heap profile after the saturation phase
+	// (riskd-heap.pprof in OutDir).
+	RiskdHeap     bool    `json:"riskd_heap,omitempty"`
+	LatencyFactor float64 `json:"latency_rate_fraction"`
 	// LatencyBase, when set, is the rate in events/s that the latency
 	// phases' fractions apply to instead of the measured end-to-end rate:
 	// an A/B of two builds or settings then offers both the same rates,
@@ -104,6 +107,7 @@ func main() {
 	flag.StringVar(&s.OutDir, "out", "bench/results", "results directory")
 	flag.DurationVar(&s.Timeout, "timeout", 9*time.Minute, "give up after this long")
 	flag.DurationVar(&s.SampleEvery, "sample", 500*time.Millisecond, "metrics sampling interval")
+	flag.BoolVar(&s.RiskdHeap, "riskd-heap", false, "save riskd's heap profile after the saturation phase (riskd-heap.pprof)")
 	flag.DurationVar(&s.TraceFor, "trace-for", 0, "length of riskd's execution trace in the headline latency phase (latency-trace.out); 0 takes none")
 	var f fleetFlags
 	f.register()

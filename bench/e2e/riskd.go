@@ -237,31 +237,46 @@ func (p *riskdProc) pid() int { return p.cmd.Process.Pid }
 // /debug/pprof/trace (http.pprof on, token an admin's), to path: read it
 // with go tool trace.
 func (p *riskdProc) trace(ctx context.Context, token string, length time.Duration, path string) error {
-	url := fmt.Sprintf("%s/debug/pprof/trace?seconds=%d", p.httpURL, max(1, int(length.Seconds())))
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return fmt.Errorf("trace: %w", err)
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("trace: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("trace: %s", resp.Status)
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		return fmt.Errorf("trace: %w", err)
-	}
-	if _, err := io.Copy(f, resp.Body); err != nil {
-		f.Close()
-		return fmt.Errorf("trace: %w", err)
-	}
-	if err := f.Close(); err != nil {
+	if err := p.savePprof(ctx, token, fmt.Sprintf("trace?seconds=%d", max(1, int(length.Seconds()))), path); err != nil {
 		return fmt.Errorf("trace: %w", err)
 	}
 	logf("execution trace of riskd (%v) in %s: go tool trace %s", length, path, path)
 	return nil
+}
+
+// heap saves riskd's heap profile (live objects after the last
+// collection, and the allocations since the start) to path: what each
+// collection has to mark is in its inuse samples.
+func (p *riskdProc) heap(ctx context.Context, token, path string) error {
+	if err := p.savePprof(ctx, token, "heap", path); err != nil {
+		return fmt.Errorf("heap profile: %w", err)
+	}
+	logf("heap profile of riskd in %s: go tool pprof -sample_index=inuse_space %s", path, path)
+	return nil
+}
+
+// savePprof saves what riskd's /debug/pprof/<what> answers to path.
+func (p *riskdProc) savePprof(ctx context.Context, token, what, path string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.httpURL+"/debug/pprof/"+what, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return errors.New(resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }

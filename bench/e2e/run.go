@@ -96,7 +96,7 @@ func run(ctx context.Context, s settings) error {
 		AuthTokens: []string{"bench:hook:" + token}, StateKafka: s.StateKafka, SnapshotInterval: s.SnapshotInterval,
 		DecidePublish: s.DecidePublish, GCPercent: s.GCPercent, MemoryLimit: s.MemoryLimit, Shards: s.Shards}
 	admin := ""
-	if s.TraceFor > 0 {
+	if s.TraceFor > 0 || s.RiskdHeap {
 		admin = "bench-admin-" + stamp
 		opts.AuthTokens = append(opts.AuthTokens, "bench-admin:admin:"+admin)
 		opts.Pprof = true
@@ -125,6 +125,11 @@ func run(ctx context.Context, s settings) error {
 
 	if err := saturation(ctx, r, smp, proc, ch, s, st.Events); err != nil {
 		return err
+	}
+	if s.RiskdHeap {
+		if err := proc.heap(ctx, admin, filepath.Join(s.OutDir, "riskd-heap.pprof")); err != nil {
+			return err
+		}
 	}
 	store, err := chstore.Open(ctx, chstore.Config{Addr: s.ClickHouse, Database: s.Database})
 	if err != nil {
