@@ -1,6 +1,7 @@
 package features
 
 import (
+	"fmt"
 	"math/bits"
 	"sync/atomic"
 	"unsafe"
@@ -28,53 +29,71 @@ import (
 // the owner allocates, for a slot the owner neither writes nor frees
 // meanwhile (see freeze.go).
 
-// list is where a list lives in its arena: a slot of class (capacity
-// classCap[class]) at off in chunk, of which the first n elements are in
-// use. The zero list is empty and has no slot.
+// list is where a list lives in its arena: a slot of a class (capacity
+// classCap[class]) at off in chunk, of which the first len elements are
+// in use. The zero list is empty and has no slot. A list is 8 bytes, so
+// an entity is 24: the chunk and offset are 16 bits each (an arena holds
+// at most maxChunks chunks of maxChunk elements), the length and class
+// share a word (nc: len<<8 | class; the item bound of a stored entity,
+// itemBound, is far below the 2^24 elements it allows).
 type list struct {
-	chunk uint32
-	off   uint32
-	n     uint32
-	class uint8
+	chunk, off uint16
+	nc         uint32
 }
 
-// Len returns how many elements the list holds.
-func (l list) len() int { return int(l.n) }
+// listOf returns the list of n elements in the slot of class at off in
+// chunk.
+func listOf(chunk, off uint32, n int, class uint8) list {
+	return list{chunk: uint16(chunk), off: uint16(off), nc: uint32(n)<<8 | uint32(class)}
+}
 
-// Size classes: 1, 2 and 3 elements, then four classes per doubling (4,
-// 5, 6, 7, 8, 10, 12, 14, 16, 20, ...), so a slot wastes less than a
-// quarter of itself. Class 0 is no slot.
+// len returns how many elements the list holds.
+func (l list) len() int { return int(l.nc >> 8) }
+
+// class returns the class of the list's slot, 0 for none.
+func (l list) class() uint8 { return uint8(l.nc) }
+
+// setLen makes the list hold its first n elements (n within its slot).
+func (l *list) setLen(n int) { l.nc = uint32(n)<<8 | l.nc&0xff }
+
+// Size classes: 1 to 7 elements, then eight classes per doubling (8, 9,
+// ..., 15, 16, 18, ..., 30, 32, 36, ...), so a slot wastes less than an
+// eighth of itself, as Go's own size classes do. Class 0 is no slot.
 const (
-	numClasses = 4 + 4*28 // caps up to 7<<28, past any bound on a list
-	// maxChunk is the most elements a chunk of a small class holds; a
-	// class of more is given a chunk per slot.
-	maxChunk = 1 << 15
-	// minChunkSlots is how many slots the first chunk of a class holds;
-	// each next chunk holds as many as the class has so far, up to
-	// maxChunk elements, so a lightly used arena (a stripe of a small
-	// Shared) stays small.
-	minChunkSlots = 4
+	numClasses = 8 + 8*27 // caps up to 15<<26, past any bound on a list
+	// Slots of every class are cut from one chunk at a time, in the
+	// order asked for. A chunk holds a quarter of the elements cut so
+	// far, from minChunk to maxChunk, so a lightly used arena (a stripe
+	// of a small Shared) stays small and what is cut but not yet used is
+	// a fifth of the arena at most. A class of more than maxChunk
+	// elements is given a chunk per slot.
+	minChunk = 64
+	maxChunk = 1 << 16
+	// maxChunks bounds the chunks of an arena (list.chunk): 4 Gi
+	// elements, 64 GiB of items, in chunks of maxChunk. An arena that
+	// needs more panics (newChunk).
+	maxChunks = 1 << 16
 )
 
 var classCap = func() (caps [numClasses]uint32) {
 	for c := 1; c < numClasses; c++ {
-		if c < 4 {
+		if c < 8 {
 			caps[c] = uint32(c)
 			continue
 		}
-		k := c - 4
-		caps[c] = uint32(4+k%4) << (k / 4)
+		k := c - 8
+		caps[c] = uint32(8+k%8) << (k / 8)
 	}
 	return caps
 }()
 
 // classFor returns the smallest class holding n elements (n >= 1).
 func classFor(n int) uint8 {
-	if n <= 3 {
+	if n < 8 {
 		return uint8(n)
 	}
-	exp := bits.Len(uint(n)) - 3 // n>>exp is in [4, 8)
-	c := 4 + 4*exp + (n>>exp - 4)
+	exp := bits.Len(uint(n)) - 4 // n>>exp is in [8, 16)
+	c := 8 + 8*exp + (n>>exp - 8)
 	if classCap[c] < uint32(n) {
 		c++
 	}
@@ -83,7 +102,7 @@ func classFor(n int) uint8 {
 
 // listElem are the types an arena holds: 8-byte aligned, at least 8
 // bytes, no pointers, so that a free slot can hold the link to the next
-// (see classState.free).
+// (see arena.free).
 type listElem interface{ item | uint64 }
 
 // arena holds lists of T. Its zero value is empty and ready.
@@ -94,24 +113,17 @@ type arena[T listElem] struct {
 	// (a freeze's copier, viewShared).
 	chunks [][]T
 	shared atomic.Pointer[[][]T]
-	class  [numClasses]classState
+	// free is, by class, the last freed slot, as slotRef; each free slot
+	// holds the next in its first eight bytes, 0 ending the list. Keeping
+	// the list in the slots themselves means taking one touches only the
+	// slot, which its new list is about to write anyway.
+	free [numClasses]uint64
+	// chunk, next and end are where the next slot is cut from when no
+	// slot of its class is free; cut counts the elements cut so far.
+	chunk, next, end uint32
+	cut              uint64
 	// freeChunks are the positions of dropped chunks, for reuse.
 	freeChunks []uint32
-}
-
-// classState is an arena's state for one class, on one cache line or
-// two: an allocation reads nothing else of the arena but its directory.
-type classState struct {
-	// free is the last freed slot, as slotRef; each free slot holds the
-	// next in its first eight bytes, 0 ending the list. Keeping the list
-	// in the slots themselves means taking one touches only the slot,
-	// which its new list is about to write anyway.
-	free uint64
-	// chunk, next and end are where the next slot is cut from when none
-	// is free.
-	chunk, next, end uint32
-	// slots counts the slots cut, which sizes the next chunk.
-	slots uint32
 }
 
 // slotRef names a slot of a small class in a free list: never 0.
@@ -121,25 +133,25 @@ func slotRef(chunk, off uint32) uint64 { return (uint64(chunk)+1)<<32 | uint64(o
 // keeps the next one's slotRef.
 func link[T listElem](v []T) *uint64 { return (*uint64)(unsafe.Pointer(unsafe.SliceData(v))) }
 
-// view returns l's elements: a slice of the arena, len l.n, cap its
+// view returns l's elements: a slice of the arena, len l.len(), cap its
 // slot's, valid until the slot is freed or grown. Only the arena's owner
 // may call it (see viewShared).
 func (a *arena[T]) view(l list) []T {
-	if l.class == 0 {
+	if l.class() == 0 {
 		return nil
 	}
-	c := a.chunks[l.chunk]
-	return c[l.off : l.off+l.n : l.off+classCap[l.class]]
+	c, off := a.chunks[l.chunk], uint32(l.off)
+	return c[off : off+l.nc>>8 : off+classCap[l.class()]]
 }
 
 // viewShared is view for a reader on another goroutine than the owner's,
 // of a list the owner neither frees nor grows meanwhile.
 func (a *arena[T]) viewShared(l list) []T {
-	if l.class == 0 {
+	if l.class() == 0 {
 		return nil
 	}
-	c := (*a.shared.Load())[l.chunk]
-	return c[l.off : l.off+l.n : l.off+classCap[l.class]]
+	c, off := (*a.shared.Load())[l.chunk], uint32(l.off)
+	return c[off : off+l.nc>>8 : off+classCap[l.class()]]
 }
 
 // alloc returns a list of n elements (n >= 1) in a fresh slot and its
@@ -147,33 +159,53 @@ func (a *arena[T]) viewShared(l list) []T {
 // them all.
 func (a *arena[T]) alloc(n int) (list, []T) {
 	class := classFor(n)
-	l := list{class: class, n: uint32(n)}
-	cs := &a.class[class]
-	if s := cs.free; s != 0 {
-		l.chunk, l.off = uint32(s>>32)-1, uint32(s)
+	l := listOf(0, 0, n, class)
+	if s := a.free[class]; s != 0 {
+		l.chunk, l.off = uint16(s>>32-1), uint16(s)
 		v := a.view(l)
-		cs.free = *link(v)
+		a.free[class] = *link(v)
 		return l, v
 	}
 	size := classCap[class]
-	if cs.end-cs.next < size {
-		a.newChunk(class)
+	if size > maxChunk {
+		l.chunk = uint16(a.newChunk(size))
+		return l, a.view(l)
 	}
-	l.chunk, l.off = cs.chunk, cs.next
-	cs.next += size
-	cs.slots++
+	if a.end-a.next < size {
+		a.freeRest()
+		a.chunk, a.next = a.newChunk(uint32(min(maxChunk, max(minChunk, uint64(size), a.cut/4)))), 0
+		a.end = uint32(len(a.chunks[a.chunk]))
+	}
+	l.chunk, l.off = uint16(a.chunk), uint16(a.next)
+	a.next += size
+	a.cut += uint64(size)
 	return l, a.view(l)
 }
 
-// newChunk gives class a fresh chunk to cut slots from.
-func (a *arena[T]) newChunk(class uint8) {
-	size := classCap[class]
-	cs := &a.class[class]
-	slots := max(minChunkSlots, cs.slots)
-	if size*slots > maxChunk || size*slots < size { // or overflows
-		slots = max(1, maxChunk/size)
+// freeRest puts what is left of the chunk slots are cut from in the free
+// lists, as slots of the largest classes it holds, before a new chunk
+// replaces it.
+func (a *arena[T]) freeRest() {
+	for rest := a.end - a.next; rest > 0; {
+		c := classFor(int(rest))
+		if classCap[c] > rest {
+			c--
+		}
+		a.pushFree(a.chunk, a.next, c)
+		a.next += classCap[c]
+		rest -= classCap[c]
 	}
-	c := make([]T, int(size)*int(slots))
+}
+
+// pushFree puts the slot at off in chunk on class's free list.
+func (a *arena[T]) pushFree(chunk, off uint32, class uint8) {
+	*link(a.view(listOf(chunk, off, 1, class))) = a.free[class]
+	a.free[class] = slotRef(chunk, off)
+}
+
+// newChunk adds a chunk of size elements and returns its position.
+func (a *arena[T]) newChunk(size uint32) uint32 {
+	c := make([]T, size)
 	dir := a.chunks
 	next := make([][]T, len(dir), len(dir)+1)
 	copy(next, dir)
@@ -183,11 +215,14 @@ func (a *arena[T]) newChunk(class uint8) {
 		a.freeChunks = a.freeChunks[:n-1]
 		next[at] = c
 	} else {
+		if len(next) >= maxChunks {
+			panic(fmt.Sprintf("features: an arena of %d chunks has no room for %d more elements", maxChunks, size))
+		}
 		at = uint32(len(next))
 		next = append(next, c)
 	}
 	a.publish(next)
-	cs.chunk, cs.next, cs.end = at, 0, uint32(len(c))
+	return at
 }
 
 // publish makes dir the arena's directory, for the owner and for the
@@ -199,43 +234,37 @@ func (a *arena[T]) publish(dir [][]T) {
 
 // release frees l's slot, if any, and empties l.
 func (a *arena[T]) release(l *list) {
-	if l.class == 0 {
+	if l.class() == 0 {
 		return
 	}
-	if classCap[l.class] > maxChunk {
+	if classCap[l.class()] > maxChunk {
 		// The slot is its chunk: drop it rather than keep a large
 		// chunk for a list that may not come again.
 		next := make([][]T, len(a.chunks))
 		copy(next, a.chunks)
 		next[l.chunk] = nil
 		a.publish(next)
-		a.freeChunks = append(a.freeChunks, l.chunk)
-		a.class[l.class].slots--
+		a.freeChunks = append(a.freeChunks, uint32(l.chunk))
 	} else {
-		cs := &a.class[l.class]
-		*link(a.view(list{chunk: l.chunk, off: l.off, n: 1, class: l.class})) = cs.free
-		cs.free = slotRef(l.chunk, l.off)
+		a.pushFree(uint32(l.chunk), uint32(l.off), l.class())
 	}
 	*l = list{}
 }
 
 // grow moves l, whose elements are cur (its view), to a slot with room
 // for at least need elements, and returns the new view, len len(cur).
-// Short lists double; long ones grow by a class (a quarter at most):
-// busy entities hold most of the items, and doubling would leave up to
-// half of their slots unused.
+// Short lists double; long ones grow by an eighth (a quarter with the
+// class's rounding): busy entities hold most of the items, and doubling
+// would leave up to half of their slots unused.
 func (a *arena[T]) grow(l *list, cur []T, need int) []T {
 	want := max(need, 2*len(cur))
 	if len(cur) >= 16 {
-		want = need
-		if c := int(classCap[l.class]); want <= c {
-			want = c + 1
-		}
+		want = max(need, len(cur)+len(cur)/8)
 	}
 	nl, v := a.alloc(want)
 	copy(v, cur)
 	a.release(l)
-	nl.n = uint32(len(cur))
+	nl.setLen(len(cur))
 	*l = nl
 	return v[:len(cur)]
 }
@@ -247,26 +276,27 @@ func (a *arena[T]) set(l *list, vs []T) []T {
 		a.release(l)
 		return nil
 	}
-	if l.class == 0 || int(classCap[l.class]) < len(vs) {
+	if l.class() == 0 || int(classCap[l.class()]) < len(vs) {
 		a.release(l)
 		var v []T
 		*l, v = a.alloc(len(vs))
 		copy(v, vs)
 		return v
 	}
-	l.n = uint32(len(vs))
+	l.setLen(len(vs))
 	v := a.view(*l)
 	copy(v, vs)
 	return v
 }
 
 // appendTo appends v to the list l whose elements are cur (its view),
-// growing its slot when full, and returns the new view; l.n follows.
+// growing its slot when full, and returns the new view; l's length
+// follows.
 func (a *arena[T]) appendTo(l *list, cur []T, v T) []T {
 	if len(cur) == cap(cur) {
 		cur = a.grow(l, cur, len(cur)+1)
 	}
 	cur = append(cur, v)
-	l.n = uint32(len(cur))
+	l.setLen(len(cur))
 	return cur
 }

@@ -1,13 +1,15 @@
 package features
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 )
 
 // Every length up to past the largest chunk gets the smallest class that
-// holds it, and a class wastes less than a quarter of its slot.
+// holds it, and a class wastes less than an eighth of its slot.
 func TestClassForIsTheSmallestThatHolds(t *testing.T) {
 	for c := 2; c < numClasses; c++ {
 		if classCap[c] <= classCap[c-1] {
@@ -19,8 +21,8 @@ func TestClassForIsTheSmallestThatHolds(t *testing.T) {
 		if classCap[c] < uint32(n) || classCap[c-1] >= uint32(n) && c > 1 {
 			t.Fatalf("classFor(%d) = %d (holds %d; the class below holds %d)", n, c, classCap[c], classCap[c-1])
 		}
-		if n >= 4 && float64(classCap[c]-uint32(n)) >= 0.25*float64(classCap[c]) {
-			t.Fatalf("classFor(%d) holds %d: a quarter or more unused", n, classCap[c])
+		if n >= 8 && float64(classCap[c]-uint32(n)) >= 0.125*float64(classCap[c]) {
+			t.Fatalf("classFor(%d) holds %d: an eighth or more unused", n, classCap[c])
 		}
 	}
 }
@@ -45,7 +47,7 @@ func TestArenaListsHoldWhatSlicesHold(t *testing.T) {
 			want[i] = append(want[i], v)
 		case op < 8:
 			k := r.IntN(len(want[i]) + 1)
-			ls[i].n = uint32(k)
+			ls[i].setLen(k)
 			want[i] = want[i][:k]
 		case op < 9:
 			vs := make([]uint64, r.IntN(40))
@@ -106,11 +108,24 @@ func TestArenaViewIsBoundedByItsSlot(t *testing.T) {
 	a.appendTo(&l1, nil, item{x: 1})
 	a.appendTo(&l2, nil, item{x: 2})
 	v := a.view(l1)
-	if cap(v) != int(classCap[l1.class]) {
-		t.Fatalf("view cap %d, slot %d", cap(v), classCap[l1.class])
+	if cap(v) != int(classCap[l1.class()]) {
+		t.Fatalf("view cap %d, slot %d", cap(v), classCap[l1.class()])
 	}
 	_ = append(v[:cap(v)], item{x: 9}) // past the slot: a copy
 	if got := a.view(l2); got[0].x != 2 {
 		t.Fatalf("an append past one slot changed the next: %v", got)
 	}
+}
+
+// An arena that would need more than maxChunks chunks refuses with a
+// panic that says so, rather than wrapping list.chunk around.
+func TestArenaBoundsItsChunks(t *testing.T) {
+	var a arena[uint64]
+	a.publish(make([][]uint64, maxChunks)) // as if full
+	defer func() {
+		if r := recover(); r == nil || !strings.Contains(fmt.Sprint(r), "arena of 65536 chunks") {
+			t.Fatalf("recovered %v, want the arena's bound", r)
+		}
+	}()
+	a.alloc(1)
 }

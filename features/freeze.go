@@ -255,7 +255,7 @@ func (f *Store) cloneAccounts(dst, src []account, from *Store) {
 
 // cloneList copies the list l of arena from into arena to.
 func cloneList[T listElem](to, from *arena[T], l list) list {
-	if l.n == 0 {
+	if l.len() == 0 {
 		return list{}
 	}
 	nl, v := to.alloc(l.len())

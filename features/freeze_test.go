@@ -180,7 +180,7 @@ func accountStore(n int) *Store {
 		a.p.events = uint32(i)
 		var items []item
 		a.win.items, items = st.accItems.alloc(i%7 + 2)
-		a.win.items.n = uint32(i % 7)
+		a.win.items.setLen(i % 7)
 		for j := range i % 7 {
 			items[j] = item{x: uint64(i*10 + j), b: uint32(j), fn: 1}
 		}

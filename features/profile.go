@@ -37,17 +37,18 @@ const earthKm = 6371.0088
 type profile struct {
 	first, last int64
 	events      uint32
-	lastAt      [numLast]int64
+	// seen holds tagged hashes of devices, payees, countries and IPs in
+	// least-recently-seen-first order, at most Config.MaxSeen, in the
+	// Store's seen arena. It follows events, in the four bytes an int64
+	// after it would leave.
+	seen   list
+	lastAt [numLast]int64
 	// paySum and payCnt are exponentially decayed (tau 30 days) sums of
 	// payment amounts and counts, as of payTS.
 	paySum, payCnt float64
 	payTS          int64
 	lat, lon       float64
 	geoTS          int64 // never when there is no point yet
-	// seen holds tagged hashes of devices, payees, countries and IPs in
-	// least-recently-seen-first order, at most Config.MaxSeen, in the
-	// Store's seen arena.
-	seen list
 }
 
 func newProfile(ts int64) profile {

@@ -155,7 +155,7 @@ func (w *window) appendItem(c item) {
 func (w *window) truncate(k int) {
 	clear(w.items[k:])
 	w.items = w.items[:k]
-	w.entity.items.n = uint32(k)
+	w.entity.items.setLen(k)
 }
 
 // item is one bucket of one feature, or one value of a distinct set,
