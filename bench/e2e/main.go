@@ -52,8 +52,11 @@ type settings struct {
 	TraceFor time.Duration `json:"latency_trace_ns"`
 	// RiskdHeap saves riskd's heap profile after the saturation phase
 	// (riskd-heap.pprof in OutDir).
-	RiskdHeap     bool    `json:"riskd_heap,omitempty"`
-	LatencyFactor float64 `json:"latency_rate_fraction"`
+	RiskdHeap bool `json:"riskd_heap,omitempty"`
+	// RiskdCPU is the length of riskd's CPU profile taken from the start
+	// of the saturation phase (riskd-cpu.pprof in OutDir); 0 takes none.
+	RiskdCPU      time.Duration `json:"riskd_cpu_ns,omitempty"`
+	LatencyFactor float64       `json:"latency_rate_fraction"`
 	// LatencyBase, when set, is the rate in events/s that the latency
 	// phases' fractions apply to instead of the measured end-to-end rate:
 	// an A/B of two builds or settings then offers both the same rates,
@@ -107,6 +110,7 @@ func main() {
 	flag.StringVar(&s.OutDir, "out", "bench/results", "results directory")
 	flag.DurationVar(&s.Timeout, "timeout", 9*time.Minute, "give up after this long")
 	flag.DurationVar(&s.SampleEvery, "sample", 500*time.Millisecond, "metrics sampling interval")
+	flag.DurationVar(&s.RiskdCPU, "riskd-cpu", 0, "length of riskd's CPU profile from the start of the saturation phase (riskd-cpu.pprof); 0 takes none")
 	flag.BoolVar(&s.RiskdHeap, "riskd-heap", false, "save riskd's heap profile after the saturation phase (riskd-heap.pprof)")
 	flag.DurationVar(&s.TraceFor, "trace-for", 0, "length of riskd's execution trace in the headline latency phase (latency-trace.out); 0 takes none")
 	var f fleetFlags

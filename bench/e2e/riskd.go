@@ -21,6 +21,9 @@ type riskdProc struct {
 	httpURL string
 	logPath string
 	exited  chan error // receives Wait's result once
+	// admin is an admin's token when http.pprof is on, for the
+	// profiles the harness takes.
+	admin string
 }
 
 // riskdOptions is what the harness puts in riskd's generated config.
@@ -252,6 +255,15 @@ func (p *riskdProc) heap(ctx context.Context, token, path string) error {
 		return fmt.Errorf("heap profile: %w", err)
 	}
 	logf("heap profile of riskd in %s: go tool pprof -sample_index=inuse_space %s", path, path)
+	return nil
+}
+
+// cpu saves a CPU profile of riskd, taken for length, to path.
+func (p *riskdProc) cpu(ctx context.Context, length time.Duration, path string) error {
+	if err := p.savePprof(ctx, p.admin, fmt.Sprintf("profile?seconds=%d", max(1, int(length.Seconds()))), path); err != nil {
+		return fmt.Errorf("cpu profile: %w", err)
+	}
+	logf("CPU profile of riskd (%v) in %s: go tool pprof %s", length, path, path)
 	return nil
 }
 

@@ -96,7 +96,7 @@ func run(ctx context.Context, s settings) error {
 		AuthTokens: []string{"bench:hook:" + token}, StateKafka: s.StateKafka, SnapshotInterval: s.SnapshotInterval,
 		DecidePublish: s.DecidePublish, GCPercent: s.GCPercent, MemoryLimit: s.MemoryLimit, Shards: s.Shards}
 	admin := ""
-	if s.TraceFor > 0 || s.RiskdHeap {
+	if s.TraceFor > 0 || s.RiskdHeap || s.RiskdCPU > 0 {
 		admin = "bench-admin-" + stamp
 		opts.AuthTokens = append(opts.AuthTokens, "bench-admin:admin:"+admin)
 		opts.Pprof = true
@@ -112,6 +112,7 @@ func run(ctx context.Context, s settings) error {
 		return err
 	}
 	r.Saturation.DecideEnabled = len(opts.AuthTokens) > 0
+	proc.admin = admin
 	defer proc.stop(10 * time.Second)
 
 	smp := newSampler(proc.httpURL, proc.pid(), s.SampleEvery)

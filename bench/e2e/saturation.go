@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -42,6 +43,11 @@ func saturation(ctx context.Context, r *results, smp *sampler, proc *riskdProc, 
 		watch.Wait()
 	}()
 	logf("riskd ready (pid %d); waiting for %d decisions to be stored", proc.pid(), n)
+	var profiled sync.WaitGroup
+	var profErr error
+	if s.RiskdCPU > 0 {
+		profiled.Go(func() { profErr = proc.cpu(ctx, s.RiskdCPU, filepath.Join(s.OutDir, "riskd-cpu.pprof")) })
+	}
 	if err := smp.waitSettled(ctx, float64(n)); err != nil {
 		return fmt.Errorf("saturation: %w", err)
 	}
@@ -51,6 +57,10 @@ func saturation(ctx context.Context, r *results, smp *sampler, proc *riskdProc, 
 	}
 	m1, m1Err := smp.scrapeNow(ctx)
 	ch1, ch1Err := readProc(chPID)
+	profiled.Wait() // after the phase's figures: the profile may outlast it
+	if profErr != nil {
+		return profErr
+	}
 	chSeen := chPID > 0 && ch0Err == nil && ch1Err == nil
 	if chSeen {
 		sat.ClickHouseCPU = ch1.CPU - ch0.CPU
