@@ -25,9 +25,9 @@ import (
 // chunk to the heap, except a chunk that holds one slot of a large
 // class. It belongs to whatever guards its table (a shard's Store, a
 // Shared stripe's lock) and is not safe for concurrent use, with one
-// exception a freeze relies on: view may run on another goroutine while
-// the owner allocates, for a slot the owner neither writes nor frees
-// meanwhile (see freeze.go).
+// exception a freeze relies on: viewShared may run on another goroutine
+// while the owner allocates, for a slot the owner neither writes nor
+// frees meanwhile (see freeze.go).
 
 // list is where a list lives in its arena: a slot of a class (capacity
 // classCap[class]) at off in chunk, of which the first len elements are
